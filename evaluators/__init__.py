@@ -1,0 +1,1 @@
+"""drivetwin evaluators package."""

@@ -1,0 +1,38 @@
+"""Recorded driving scenarios: the model, the Parquet library, importers of real log formats."""
+
+from scenarios.errors import ScenarioError
+from scenarios.importers import ImportOutcome, detect, load, load_many
+from scenarios.model import (
+    AgentType,
+    FeatureKind,
+    Lane,
+    MapFeature,
+    Provenance,
+    RoadMap,
+    Scenario,
+    SignalState,
+    Signals,
+    Tracks,
+    make_scenario_id,
+    scenarios_equal,
+)
+
+__all__ = [
+    "AgentType",
+    "FeatureKind",
+    "ImportOutcome",
+    "Lane",
+    "MapFeature",
+    "Provenance",
+    "RoadMap",
+    "Scenario",
+    "ScenarioError",
+    "SignalState",
+    "Signals",
+    "Tracks",
+    "detect",
+    "load",
+    "load_many",
+    "make_scenario_id",
+    "scenarios_equal",
+]

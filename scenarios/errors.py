@@ -1,0 +1,23 @@
+"""The one error type of the ``scenarios`` package."""
+
+from __future__ import annotations
+
+
+class ScenarioError(ValueError):
+    """Bad scenario input: names the file (or scenario), the field and the problem.
+
+    Args:
+        source: the file path or scenario id the problem was found in.
+        field: the column, key or attribute that is wrong ("" when the whole input is).
+        problem: what is wrong, in a short sentence.
+    """
+
+    def __init__(self, source: object, field: str, problem: str) -> None:
+        self.source = str(source)
+        self.field = field
+        self.problem = problem
+        where = f"{self.source}: {field}: " if field else f"{self.source}: "
+        super().__init__(where + problem)
+
+    def __reduce__(self):  # keep the three parts across pickling (Ray, multiprocessing)
+        return (type(self), (self.source, self.field, self.problem))

@@ -1,0 +1,139 @@
+"""Importers of real driving-log formats, and ``load``, which detects the format by content.
+
+Formats: Argoverse 2 motion forecasting (``av2``), CommonRoad XML (``commonroad``), ScenarioNet
+pickles (``scenarionet``), Waymo Open Motion as GPUDrive JSON (``waymo_json``) and INTERACTION
+CSV + Lanelet2 OSM (``interaction``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from scenarios.errors import ScenarioError
+from scenarios.importers import av2, commonroad, interaction, scenarionet, waymo_json  # noqa: F401  (registration)
+from scenarios.importers.base import Importer, detect, importers, pick_ego, register
+from scenarios.model import AgentType, Scenario, ego_suffix, window_suffix
+
+Egos = Literal["logged", "vehicles"]
+
+#: Shortest time [s] a vehicle must be observed to become an ego with ``egos="vehicles"``.
+DEFAULT_MIN_EGO_DURATION_S = 2.0
+
+__all__ = [
+    "Importer",
+    "ImportOutcome",
+    "detect",
+    "importers",
+    "load",
+    "load_many",
+    "pick_ego",
+    "register",
+]
+
+
+def load(
+    path: str | Path,
+    *,
+    egos: Egos = "logged",
+    window_s: float | None = None,
+    min_ego_duration_s: float = DEFAULT_MIN_EGO_DURATION_S,
+    format: str | None = None,
+) -> list[Scenario]:
+    """Read a real log file into scenarios.
+
+    Args:
+        path: a log file (or an Argoverse 2 scenario directory); the format is detected from the
+            content unless ``format`` names it.
+        egos: ``"logged"``: the recording vehicle is the ego (drone and roadside logs, which have
+            none, take the vehicle observed longest; see ``pick_ego``). ``"vehicles"``: every
+            vehicle observed for at least ``min_ego_duration_s`` is the ego of its own scenario,
+            whose id ends in ``.ego-<agent id>``.
+        window_s: cut logs longer than this [s] into consecutive windows of this length, each a
+            scenario whose id ends in ``.w<first step>``; a shorter tail is dropped.
+        min_ego_duration_s: see ``egos`` [s]; also the least an ego must be seen in a window.
+        format: an importer's name, to skip detection.
+
+    Raises:
+        ScenarioError: naming the file, the field and the problem.
+    """
+    if egos not in ("logged", "vehicles"):
+        raise ScenarioError(path, "egos", f"must be 'logged' or 'vehicles', got {egos!r}")
+    if window_s is not None and not window_s > 0:
+        raise ScenarioError(path, "window_s", f"must be positive, got {window_s}")
+    path = Path(path)
+    if format is None:
+        importer = detect(path)
+    elif format in importers():
+        importer = importers()[format]
+    else:
+        raise ScenarioError(path, "format", f"unknown format {format!r}; known: {sorted(importers())}")
+    logs = importer.read(path)
+    out: list[Scenario] = []
+    for log in logs:
+        scenes = _windows(log, window_s, min_ego_duration_s, importer.has_logged_ego) if window_s else [log]
+        for scene in scenes:
+            out.extend(_vehicle_egos(scene, min_ego_duration_s) if egos == "vehicles" else [scene])
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOutcome:
+    """One file of a batch: its scenarios, or the error that made it fail."""
+
+    path: Path
+    scenarios: list[Scenario]
+    error: ScenarioError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def load_many(paths: Iterable[str | Path], **options: object) -> Iterator[ImportOutcome]:
+    """``load`` each path in turn; a bad file yields an outcome with its error, never stops the batch."""
+    for path in paths:
+        try:
+            yield ImportOutcome(Path(path), load(path, **options))  # type: ignore[arg-type]
+        except ScenarioError as exc:
+            yield ImportOutcome(Path(path), [], exc)
+
+
+def _steps_for(scene: Scenario, seconds: float) -> int:
+    dt_us = scene.dt_us or 1
+    return max(1, int(round(seconds * 1e6 / dt_us)))
+
+
+def _windows(log: Scenario, window_s: float, min_ego_s: float, has_logged_ego: bool) -> list[Scenario]:
+    length = _steps_for(log, window_s)
+    if log.num_steps <= length:
+        return [log]
+    min_steps = _steps_for(log, min_ego_s)
+    scenes = []
+    for start in range(0, log.num_steps - length + 1, length):
+        stop = start + length
+        window_id = log.id + window_suffix(start)
+        tracks = log.tracks
+        if has_logged_ego:
+            if tracks.valid[log.ego_index, start:stop].sum() < min_steps:
+                continue
+            scenes.append(log.window(start, stop, window_id))
+        else:
+            present = tracks.valid[:, start:stop].any(axis=1)
+            if not (present & (tracks.agent_types == AgentType.VEHICLE)).any():
+                continue
+            window = log.replace(ego_index=int(np.flatnonzero(present)[0])) if not present[log.ego_index] else log
+            window = window.window(start, stop, window_id)
+            scenes.append(window.replace(ego_index=pick_ego(window.tracks)))
+    return scenes
+
+
+def _vehicle_egos(scene: Scenario, min_ego_s: float) -> list[Scenario]:
+    min_steps = _steps_for(scene, min_ego_s)
+    tracks = scene.tracks
+    rows = np.flatnonzero((tracks.agent_types == AgentType.VEHICLE) & (tracks.valid.sum(axis=1) >= min_steps))
+    return [scene.replace(ego_index=int(row), id=scene.id + ego_suffix(tracks.agent_ids[row])) for row in rows]

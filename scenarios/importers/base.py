@@ -1,0 +1,131 @@
+"""The importer registry and what every importer shares.
+
+An importer is a function ``read(path) -> list[Scenario]`` registered under a format name with a
+``sniff(path, head)`` that recognises the format from the file's first bytes. Importers return
+the log as recorded (one scenario per log in the file, the whole log, the logged ego); cutting
+into windows and choosing other egos is done once, for every format, in ``scenarios.load``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scenarios.errors import ScenarioError
+from scenarios.model import AgentType, Tracks
+
+#: Bytes read from the start of a file to recognise its format.
+SNIFF_BYTES = 4096
+
+Sniffer = Callable[[Path, bytes], bool]
+Reader = Callable[[Path], "list"]
+
+
+@dataclass(frozen=True, slots=True)
+class Importer:
+    """A registered format.
+
+    Attributes:
+        name: the format's name, e.g. ``"av2"``.
+        read: ``read(path) -> list[Scenario]``.
+        sniff: ``sniff(path, head) -> bool``, true when the file is in this format.
+        has_logged_ego: False for drone and roadside logs (NGSIM, INTERACTION), whose ego is
+            chosen by ``pick_ego`` until ``egos="vehicles"`` is asked for.
+    """
+
+    name: str
+    read: Reader
+    sniff: Sniffer
+    has_logged_ego: bool = True
+
+
+_REGISTRY: dict[str, Importer] = {}
+
+
+def register(name: str, *, sniff: Sniffer, has_logged_ego: bool = True) -> Callable[[Reader], Reader]:
+    """Decorator: register ``read`` as the importer of format ``name``; duplicates are an error."""
+
+    def decorate(read: Reader) -> Reader:
+        if name in _REGISTRY:
+            raise ValueError(f"importer {name!r} is already registered")
+        _REGISTRY[name] = Importer(name, read, sniff, has_logged_ego)
+        return read
+
+    return decorate
+
+
+def importers() -> dict[str, Importer]:
+    """Every registered importer by name."""
+    return dict(_REGISTRY)
+
+
+def read_head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(SNIFF_BYTES)
+    except OSError as exc:
+        raise ScenarioError(path, "", f"cannot read the file: {exc.strerror or exc}") from None
+
+
+def detect(path: str | Path) -> Importer:
+    """The importer whose ``sniff`` recognises ``path``; ``ScenarioError`` when none does."""
+    path = Path(path)
+    if not path.exists():
+        raise ScenarioError(path, "", "no such file or directory")
+    head = b"" if path.is_dir() else read_head(path)
+    for importer in _REGISTRY.values():
+        try:
+            if importer.sniff(path, head):
+                return importer
+        except OSError:
+            continue
+    if path.is_file() and path.stat().st_size == 0:
+        raise ScenarioError(path, "", "the file is empty")
+    raise ScenarioError(
+        path, "", f"unknown format: not one of {sorted(_REGISTRY)} (recognised from the file's content, not its name)"
+    )
+
+
+AGENT_TYPE_WORDS: dict[str, AgentType] = {
+    "vehicle": AgentType.VEHICLE,
+    "car": AgentType.VEHICLE,
+    "truck": AgentType.VEHICLE,
+    "bus": AgentType.VEHICLE,
+    "motorcycle": AgentType.VEHICLE,
+    "motorcyclist": AgentType.VEHICLE,
+    "priorityvehicle": AgentType.VEHICLE,
+    "taxi": AgentType.VEHICLE,
+    "pedestrian": AgentType.PEDESTRIAN,
+    "ped": AgentType.PEDESTRIAN,
+    "cyclist": AgentType.CYCLIST,
+    "bicycle": AgentType.CYCLIST,
+    "bicyclist": AgentType.CYCLIST,
+    "bike": AgentType.CYCLIST,
+    "pedestrian/bicycle": AgentType.CYCLIST,
+}
+
+
+def agent_type(word: str) -> AgentType:
+    """Map a dataset's type word ("car", "TYPE_VEHICLE", "bicycle", ...) to ``AgentType``."""
+    key = str(word).strip().lower().removeprefix("type_").replace(" ", "").replace("_", "")
+    return AGENT_TYPE_WORDS.get(key, AgentType.OTHER)
+
+
+def pick_ego(tracks: Tracks) -> int:
+    """The ego of a log that has none (drone or roadside recordings): the documented rule.
+
+    The vehicle observed for the most steps; ties go to the one that travels furthest, then to
+    the smallest agent id. Raises ``ScenarioError`` when the log has no vehicle.
+    """
+    vehicles = np.flatnonzero(tracks.agent_types == AgentType.VEHICLE)
+    if vehicles.size == 0:
+        raise ScenarioError("tracks", "ego", "no vehicle to choose as the ego; use egos='vehicles' on a log with vehicles")
+    steps = tracks.valid[vehicles].sum(axis=1)
+    x = np.where(tracks.valid[vehicles], tracks.x[vehicles], np.nan)
+    y = np.where(tracks.valid[vehicles], tracks.y[vehicles], np.nan)
+    travel = np.nan_to_num(np.nansum(np.hypot(np.diff(x, axis=1), np.diff(y, axis=1)), axis=1))
+    order = sorted(range(vehicles.size), key=lambda i: (-steps[i], -round(float(travel[i]), 6), str(tracks.agent_ids[vehicles[i]])))
+    return int(vehicles[order[0]])

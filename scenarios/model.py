@@ -1,0 +1,622 @@
+"""The scenario model: recorded tracks as arrays, the road map, traffic signals, provenance.
+
+Everything here is SI (m, s, rad, m/s) in the source's metric world frame; time is integer
+microseconds. Objects are frozen and their arrays read-only, so a scenario can be shared
+between envs, workers and mutations without copies or surprises. Constructing a ``Scenario``
+validates it: an invalid scenario cannot exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from scenarios.errors import ScenarioError
+
+#: Lane width [m] assumed where a source gives centerlines without boundaries.
+DEFAULT_LANE_WIDTH = 3.6
+
+
+class AgentType(enum.IntEnum):
+    """Kind of road user; stored as int8."""
+
+    VEHICLE = 0
+    PEDESTRIAN = 1
+    CYCLIST = 2
+    OTHER = 3
+
+
+class FeatureKind(enum.IntEnum):
+    """Kind of non-lane map feature; stored as int8."""
+
+    ROAD_EDGE = 0
+    ROAD_LINE = 1
+    CROSSWALK = 2  # polygon
+    STOP_LINE = 3
+    STOP_SIGN = 4  # a single point, ``lane_ids`` the lanes it controls
+    DRIVABLE_AREA = 5  # polygon
+    SPEED_BUMP = 6  # polygon
+    DRIVEWAY = 7  # polygon
+
+
+#: Kinds whose points describe a closed polygon (first point not repeated).
+POLYGON_KINDS = frozenset(
+    {FeatureKind.CROSSWALK, FeatureKind.DRIVABLE_AREA, FeatureKind.SPEED_BUMP, FeatureKind.DRIVEWAY}
+)
+
+
+class SignalState(enum.IntEnum):
+    """State of a traffic signal controlling one lane; stored as int8."""
+
+    UNKNOWN = 0
+    STOP = 1  # red
+    CAUTION = 2  # yellow
+    GO = 3  # green
+    FLASHING_STOP = 4
+    FLASHING_CAUTION = 5
+
+
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def make_scenario_id(
+    dataset: str, log_id: str, *, window_start_step: int | None = None, ego_id: str | None = None
+) -> str:
+    """A stable, filesystem- and shell-safe scenario id.
+
+    The id depends only on what the source file says (dataset and log id), the window's first
+    step when a long log is cut into windows, and the ego's agent id when every vehicle of a
+    log becomes an ego; importing the same file twice gives the same ids.
+    """
+    scenario_id = f"{safe_id_part(dataset)}-{safe_id_part(log_id)}"
+    if window_start_step is not None:
+        scenario_id += window_suffix(window_start_step)
+    if ego_id is not None:
+        scenario_id += ego_suffix(ego_id)
+    return scenario_id
+
+
+def safe_id_part(text: object) -> str:
+    """``text`` with every run of characters outside ``[A-Za-z0-9._-]`` replaced by ``_``."""
+    return _ID_UNSAFE.sub("_", str(text))
+
+
+def window_suffix(start_step: int) -> str:
+    """What a window starting at ``start_step`` adds to its log's scenario id."""
+    return f".w{int(start_step)}"
+
+
+def ego_suffix(ego_id: object) -> str:
+    """What choosing agent ``ego_id`` as the ego adds to a scenario id."""
+    return f".ego-{safe_id_part(ego_id)}"
+
+
+def _frozen_array(value: Any, dtype: Any, name: str, source: str) -> np.ndarray:
+    try:
+        array = np.array(value, dtype=dtype, copy=True)
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(source, name, f"cannot be read as {np.dtype(dtype).name}: {exc}") from None
+    array.setflags(write=False)
+    return array
+
+
+def _points(value: Any, name: str, source: str) -> np.ndarray:
+    """(P, 3) float64 read-only points; (P, 2) input gets z = 0."""
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] not in (2, 3):
+        raise ScenarioError(source, name, f"points must have shape (P, 2) or (P, 3), got {array.shape}")
+    if array.shape[1] == 2:
+        array = np.column_stack([array, np.zeros(len(array))])
+    else:
+        array = array.copy()
+    if not np.isfinite(array).all():
+        raise ScenarioError(source, name, "points contain NaN or infinite values")
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a scenario came from.
+
+    Attributes:
+        dataset: short dataset name, e.g. ``"av2"``, ``"waymo"``, ``"commonroad"``.
+        source_file: the file it was read from (as given to the importer).
+        source_log_id: the log or scenario id the source itself uses.
+        frame: how the world frame relates to the source's (e.g. "city frame [m], as recorded").
+        notes: anything an analyst should know (interpolation, dropped objects, ...).
+    """
+
+    dataset: str
+    source_file: str
+    source_log_id: str
+    frame: str = "source metric frame [m]"
+    notes: str = ""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Tracks:
+    """Every road user's state over time, as a struct of arrays.
+
+    N agents, T steps. Entries where ``valid`` is False carry no meaning and are stored as 0.
+
+    Attributes:
+        agent_ids: (N,) str, unique within the scenario.
+        agent_types: (N,) int8 ``AgentType``.
+        length, width, height: (N,) float64 box size [m].
+        x, y, z: (N, T) float64 box centre [m].
+        yaw: (N, T) float64 heading [rad], counter-clockwise from +x.
+        vx, vy: (N, T) float64 velocity in the world frame [m/s].
+        valid: (N, T) bool, whether the agent was observed at that step.
+    """
+
+    agent_ids: np.ndarray
+    agent_types: np.ndarray
+    length: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    yaw: np.ndarray
+    vx: np.ndarray
+    vy: np.ndarray
+    valid: np.ndarray
+
+    STATE_FIELDS = ("x", "y", "z", "yaw", "vx", "vy")
+    SIZE_FIELDS = ("length", "width", "height")
+
+    def __post_init__(self) -> None:
+        src = "tracks"
+        set_ = object.__setattr__
+        set_(self, "agent_ids", _frozen_array([str(a) for a in np.asarray(self.agent_ids).ravel()], np.str_, "agent_ids", src))
+        set_(self, "agent_types", _frozen_array(self.agent_types, np.int8, "agent_types", src))
+        for name in self.SIZE_FIELDS:
+            set_(self, name, _frozen_array(getattr(self, name), np.float64, name, src))
+        valid = _frozen_array(self.valid, bool, "valid", src)
+        set_(self, "valid", valid)
+        for name in self.STATE_FIELDS:
+            array = np.array(getattr(self, name), dtype=np.float64, copy=True)
+            if array.shape == valid.shape:
+                array[~valid] = 0.0  # canonical: invalid entries are 0, so round trips are exact
+            array.setflags(write=False)
+            set_(self, name, array)
+
+    @property
+    def num_agents(self) -> int:
+        return int(self.agent_ids.shape[0])
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.valid.shape[1]) if self.valid.ndim == 2 else 0
+
+    @property
+    def speed(self) -> np.ndarray:
+        """(N, T) speed [m/s]."""
+        return np.hypot(self.vx, self.vy)
+
+    def index_of(self, agent_id: str) -> int:
+        """Row of ``agent_id``; raises ``KeyError`` when absent."""
+        hits = np.flatnonzero(self.agent_ids == str(agent_id))
+        if hits.size == 0:
+            raise KeyError(agent_id)
+        return int(hits[0])
+
+    def select(self, rows: Sequence[int] | np.ndarray, steps: slice | np.ndarray = slice(None)) -> Tracks:
+        """A new ``Tracks`` with the given agent rows and steps."""
+        rows = np.asarray(rows)
+        fields = {n: getattr(self, n)[rows] for n in ("agent_ids", "agent_types", *self.SIZE_FIELDS)}
+        fields |= {n: getattr(self, n)[rows][:, steps] for n in (*self.STATE_FIELDS, "valid")}
+        return Tracks(**fields)
+
+    def replace(self, **changes: Any) -> Tracks:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self, source: str) -> None:
+        """Raise ``ScenarioError`` naming ``source`` on bad shapes, ids or values."""
+        n = self.num_agents
+        if n == 0:
+            raise ScenarioError(source, "tracks", "no tracks (the scenario has no road users)")
+        if self.agent_ids.ndim != 1:
+            raise ScenarioError(source, "agent_ids", f"must be 1-D, got shape {self.agent_ids.shape}")
+        unique, counts = np.unique(self.agent_ids, return_counts=True)
+        if (counts > 1).any():
+            raise ScenarioError(source, "agent_ids", f"duplicate agent ids: {sorted(unique[counts > 1].tolist())[:5]}")
+        if self.valid.ndim != 2 or self.valid.shape[0] != n:
+            raise ScenarioError(source, "valid", f"shape {self.valid.shape} does not match ({n}, T)")
+        if self.valid.shape[1] == 0:
+            raise ScenarioError(source, "valid", "tracks have no time steps")
+        for name in ("agent_types", *self.SIZE_FIELDS):
+            if getattr(self, name).shape != (n,):
+                raise ScenarioError(source, name, f"shape {getattr(self, name).shape} does not match ({n},)")
+        known = np.isin(self.agent_types, [t.value for t in AgentType])
+        if not known.all():
+            raise ScenarioError(source, "agent_types", f"unknown agent type codes {np.unique(self.agent_types[~known]).tolist()}")
+        for name in self.STATE_FIELDS:
+            array = getattr(self, name)
+            if array.shape != self.valid.shape:
+                raise ScenarioError(source, name, f"shape {array.shape} does not match valid's {self.valid.shape}")
+            bad = ~np.isfinite(array) & self.valid
+            if bad.any():
+                agent, step = np.argwhere(bad)[0]
+                raise ScenarioError(
+                    source, name, f"NaN or infinite value where valid (agent {self.agent_ids[agent]!r}, step {step})"
+                )
+        for name in self.SIZE_FIELDS:
+            array = getattr(self, name)
+            bad = ~np.isfinite(array) | (array < 0)
+            if bad.any():
+                raise ScenarioError(source, name, f"negative, NaN or infinite size for agent {self.agent_ids[np.argmax(bad)]!r}")
+        empty = ~self.valid.any(axis=1)
+        if empty.any():
+            raise ScenarioError(source, "valid", f"empty tracks (never valid): {self.agent_ids[empty][:5].tolist()}")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Lane:
+    """A lane: its centerline, optional boundaries, limits and topology.
+
+    Attributes:
+        id: unique among the map's lanes.
+        centerline: (P, 3) [m], in driving direction.
+        left_boundary, right_boundary: (L, 3) [m] in driving direction, or None when unknown.
+        speed_limit: [m/s], NaN when unknown.
+        lane_type: "driving", "bike", "bus", ... as the source names it, lower case.
+        predecessors, successors, left_neighbors, right_neighbors: lane ids.
+    """
+
+    id: str
+    centerline: np.ndarray
+    left_boundary: np.ndarray | None = None
+    right_boundary: np.ndarray | None = None
+    speed_limit: float = float("nan")
+    lane_type: str = "driving"
+    predecessors: tuple[str, ...] = ()
+    successors: tuple[str, ...] = ()
+    left_neighbors: tuple[str, ...] = ()
+    right_neighbors: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        src = f"lane {self.id}"
+        set_ = object.__setattr__
+        set_(self, "id", str(self.id))
+        set_(self, "centerline", _points(self.centerline, "centerline", src))
+        for name in ("left_boundary", "right_boundary"):
+            value = getattr(self, name)
+            if value is not None:
+                set_(self, name, _points(value, name, src))
+        set_(self, "speed_limit", float(self.speed_limit))
+        for name in ("predecessors", "successors", "left_neighbors", "right_neighbors"):
+            set_(self, name, tuple(str(v) for v in getattr(self, name)))
+
+    def polygon(self, default_width: float = DEFAULT_LANE_WIDTH) -> np.ndarray:
+        """(P, 2) outline [m]: boundaries where known, else the centerline widened."""
+        if self.left_boundary is not None and self.right_boundary is not None:
+            return np.vstack([self.left_boundary[:, :2], self.right_boundary[::-1, :2]])
+        return _widen(self.centerline[:, :2], default_width)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MapFeature:
+    """A road edge, road line, crosswalk, stop line, stop sign, drivable area, ...
+
+    Attributes:
+        id: unique among the map's features.
+        kind: ``FeatureKind``.
+        points: (P, 3) [m]; a polygon's outline for ``POLYGON_KINDS``, one point for a stop sign.
+        subtype: the source's finer type, lower case (e.g. "solid_white", "broken_yellow").
+        lane_ids: lanes the feature refers to (a stop sign's controlled lanes).
+    """
+
+    id: str
+    kind: FeatureKind
+    points: np.ndarray
+    subtype: str = ""
+    lane_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "id", str(self.id))
+        set_(self, "kind", FeatureKind(self.kind))
+        set_(self, "points", _points(self.points, "points", f"map feature {self.id}"))
+        set_(self, "lane_ids", tuple(str(v) for v in self.lane_ids))
+
+
+def _widen(centerline: np.ndarray, width: float) -> np.ndarray:
+    """(2P, 2) polygon around a (P, 2) polyline, ``width`` [m] wide."""
+    if len(centerline) < 2:
+        c = centerline[0]
+        h = width / 2
+        return np.array([[c[0] - h, c[1] - h], [c[0] + h, c[1] - h], [c[0] + h, c[1] + h], [c[0] - h, c[1] + h]])
+    d = np.gradient(centerline, axis=0)
+    norm = np.hypot(d[:, 0], d[:, 1])
+    norm[norm == 0] = 1.0
+    normal = np.column_stack([-d[:, 1], d[:, 0]]) / norm[:, None]
+    left = centerline + normal * width / 2
+    right = centerline - normal * width / 2
+    return np.vstack([left, right[::-1]])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RoadMap:
+    """Lanes plus the other map features."""
+
+    lanes: tuple[Lane, ...] = ()
+    features: tuple[MapFeature, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lanes", tuple(self.lanes))
+        object.__setattr__(self, "features", tuple(self.features))
+
+    @classmethod
+    def from_parts(
+        cls, lanes: Iterable[Lane], features: Iterable[MapFeature] = (), *, derive_drivable: bool = True
+    ) -> RoadMap:
+        """A map whose drivable area is derived from the lanes when the source gives none."""
+        lanes = tuple(lanes)
+        features = tuple(features)
+        if derive_drivable and not any(f.kind == FeatureKind.DRIVABLE_AREA for f in features):
+            features += tuple(
+                MapFeature(f"drivable-{lane.id}", FeatureKind.DRIVABLE_AREA, lane.polygon(), subtype="derived_from_lane")
+                for lane in lanes
+            )
+        return cls(lanes, features)
+
+    def of_kind(self, kind: FeatureKind) -> tuple[MapFeature, ...]:
+        return tuple(f for f in self.features if f.kind == kind)
+
+    @property
+    def drivable_areas(self) -> tuple[MapFeature, ...]:
+        return self.of_kind(FeatureKind.DRIVABLE_AREA)
+
+    @property
+    def road_edges(self) -> tuple[MapFeature, ...]:
+        return self.of_kind(FeatureKind.ROAD_EDGE)
+
+    @property
+    def road_lines(self) -> tuple[MapFeature, ...]:
+        return self.of_kind(FeatureKind.ROAD_LINE)
+
+    @property
+    def crosswalks(self) -> tuple[MapFeature, ...]:
+        return self.of_kind(FeatureKind.CROSSWALK)
+
+    @property
+    def stop_signs(self) -> tuple[MapFeature, ...]:
+        return self.of_kind(FeatureKind.STOP_SIGN)
+
+    def lane(self, lane_id: str) -> Lane:
+        for lane in self.lanes:
+            if lane.id == lane_id:
+                return lane
+        raise KeyError(lane_id)
+
+    def validate(self, source: str) -> None:
+        if not self.lanes and not self.features:
+            raise ScenarioError(source, "road_map", "the map is empty (no lanes and no features)")
+        for what, items in (("lanes", self.lanes), ("features", self.features)):
+            ids = [item.id for item in items]
+            if len(set(ids)) != len(ids):
+                dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+                raise ScenarioError(source, what, f"duplicate ids: {dup}")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Signals:
+    """Traffic signal states per controlled lane over time.
+
+    S signals, T steps (the scenario's). ``states`` is ``SignalState`` as int8.
+
+    Attributes:
+        lane_ids: (S,) str, the lane each signal controls.
+        states: (S, T) int8.
+        stop_points: (S, 3) [m], where traffic on that lane stops.
+    """
+
+    lane_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.str_))
+    states: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int8))
+    stop_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+
+    def __post_init__(self) -> None:
+        src = "signals"
+        set_ = object.__setattr__
+        set_(self, "lane_ids", _frozen_array([str(v) for v in np.asarray(self.lane_ids).ravel()], np.str_, "lane_ids", src))
+        set_(self, "states", _frozen_array(self.states, np.int8, "states", src))
+        stop = np.asarray(self.stop_points, dtype=np.float64).reshape(-1, 3) if np.size(self.stop_points) else np.zeros((0, 3))
+        set_(self, "stop_points", _frozen_array(stop, np.float64, "stop_points", src))
+
+    @classmethod
+    def empty(cls, num_steps: int) -> Signals:
+        return cls(np.zeros(0, np.str_), np.zeros((0, num_steps), np.int8), np.zeros((0, 3)))
+
+    @property
+    def num_signals(self) -> int:
+        return int(self.lane_ids.shape[0])
+
+    def validate(self, source: str, num_steps: int) -> None:
+        s = self.num_signals
+        if s == 0:
+            return
+        if self.states.shape != (s, num_steps):
+            raise ScenarioError(source, "signals.states", f"shape {self.states.shape} does not match ({s}, {num_steps})")
+        if self.stop_points.shape != (s, 3) or not np.isfinite(self.stop_points).all():
+            raise ScenarioError(source, "signals.stop_points", "must be (S, 3) and finite")
+        known = np.isin(self.states, [v.value for v in SignalState])
+        if not known.all():
+            raise ScenarioError(source, "signals.states", f"unknown signal state codes {np.unique(self.states[~known]).tolist()}")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Scenario:
+    """One recorded scene: who was where and when, on which roads, from which file.
+
+    Attributes:
+        id: stable id (see ``make_scenario_id``); a mutated scenario's id is its variant id.
+        provenance: dataset, source file, source log id, frame notes.
+        t_us: (T,) int64 timestamps [us], strictly increasing.
+        tracks: every road user's state (``Tracks``).
+        ego_index: row of the ego in ``tracks``.
+        road_map: lanes and other features.
+        signals: traffic signal states (possibly none).
+        tags: free labels ("highway", "intersection", ...).
+    """
+
+    id: str
+    provenance: Provenance
+    t_us: np.ndarray
+    tracks: Tracks
+    ego_index: int
+    road_map: RoadMap
+    signals: Signals | None = None
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "id", str(self.id))
+        set_(self, "t_us", _frozen_array(self.t_us, np.int64, "t_us", self.source))
+        set_(self, "ego_index", int(self.ego_index))
+        if self.signals is None:
+            set_(self, "signals", Signals.empty(len(self.t_us)))
+        set_(self, "tags", tuple(str(t) for t in self.tags))
+        self.validate()
+
+    @property
+    def source(self) -> str:
+        """What an error message names: the source file and the scenario id."""
+        return f"{self.provenance.source_file} (scenario {self.id})"
+
+    @property
+    def num_agents(self) -> int:
+        return self.tracks.num_agents
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.t_us.shape[0])
+
+    @property
+    def dt_us(self) -> int:
+        """Median step [us]."""
+        return int(np.median(np.diff(self.t_us))) if self.num_steps > 1 else 0
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.t_us[-1] - self.t_us[0]) / 1e6
+
+    @property
+    def ego_id(self) -> str:
+        return str(self.tracks.agent_ids[self.ego_index])
+
+    def replace(self, **changes: Any) -> Scenario:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_ego(self, agent_id: str, scenario_id: str | None = None) -> Scenario:
+        """The same scene with another agent as the ego."""
+        return self.replace(ego_index=self.tracks.index_of(agent_id), id=scenario_id or self.id)
+
+    def window(self, start: int, stop: int, scenario_id: str | None = None) -> Scenario:
+        """Steps ``[start, stop)`` as a scenario; agents never valid in the window are dropped.
+
+        Raises ``ScenarioError`` when the ego is not valid in the window.
+        """
+        steps = slice(start, stop)
+        valid = self.tracks.valid[:, steps]
+        keep = np.flatnonzero(valid.any(axis=1))
+        if self.ego_index not in keep:
+            raise ScenarioError(self.source, "ego", f"the ego is not valid in steps [{start}, {stop})")
+        signals = self.signals
+        if signals.num_signals:
+            signals = Signals(signals.lane_ids, signals.states[:, steps], signals.stop_points)
+        else:
+            signals = None
+        return self.replace(
+            id=scenario_id or self.id,
+            t_us=self.t_us[steps],
+            tracks=self.tracks.select(keep, steps),
+            ego_index=int(np.searchsorted(keep, self.ego_index)),
+            signals=signals,
+        )
+
+    def validate(self) -> None:
+        """Raise ``ScenarioError`` on anything that would make the scenario meaningless."""
+        src = self.source
+        t = self.t_us
+        if t.ndim != 1 or t.size == 0:
+            raise ScenarioError(src, "t_us", f"must be a non-empty 1-D array, got shape {t.shape}")
+        if t.size > 1 and not (np.diff(t) > 0).all():
+            step = int(np.argmax(np.diff(t) <= 0)) + 1
+            raise ScenarioError(src, "t_us", f"timestamps are not strictly increasing (step {step}: {t[step - 1]} -> {t[step]})")
+        self.tracks.validate(src)
+        if self.tracks.num_steps != t.size:
+            raise ScenarioError(src, "tracks", f"{self.tracks.num_steps} steps but t_us has {t.size}")
+        if not 0 <= self.ego_index < self.tracks.num_agents:
+            raise ScenarioError(src, "ego_index", f"{self.ego_index} is not a track row (0..{self.tracks.num_agents - 1})")
+        if not self.tracks.valid[self.ego_index].any():
+            raise ScenarioError(src, "ego", f"the ego {self.ego_id!r} is never valid")
+        self.road_map.validate(src)
+        self.signals.validate(src, t.size)
+
+    def summary(self) -> dict[str, Any]:
+        """A one-line description for listings and the CLI."""
+        types = np.bincount(self.tracks.agent_types.astype(np.int64), minlength=len(AgentType))
+        return {
+            "id": self.id,
+            "dataset": self.provenance.dataset,
+            "source_file": self.provenance.source_file,
+            "log_id": self.provenance.source_log_id,
+            "ego_id": self.ego_id,
+            "num_agents": self.num_agents,
+            **{f"num_{t.name.lower()}s": int(types[t.value]) for t in AgentType},
+            "num_steps": self.num_steps,
+            "dt_s": self.dt_us / 1e6,
+            "duration_s": self.duration_s,
+            "num_lanes": len(self.road_map.lanes),
+            "num_map_features": len(self.road_map.features),
+            "num_signals": self.signals.num_signals,
+        }
+
+
+def _arrays_equal(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.dtype.kind != b.dtype.kind:
+        return False
+    if a.dtype.kind == "f":
+        return bool(np.array_equal(a, b, equal_nan=True))
+    return bool(np.array_equal(a, b))
+
+
+def _records_equal(a: Any, b: Any) -> bool:
+    for f in dataclasses.fields(a):
+        va, vb = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(va, np.ndarray) or isinstance(vb, np.ndarray):
+            if not _arrays_equal(va, vb):
+                return False
+        elif isinstance(va, float) and isinstance(vb, float):
+            if not (va == vb or (np.isnan(va) and np.isnan(vb))):
+                return False
+        elif va != vb:
+            return False
+    return True
+
+
+def scenarios_equal(a: Scenario, b: Scenario) -> bool:
+    """True when every field and every array of two scenarios are identical (NaN equals NaN)."""
+    if a.id != b.id or a.provenance != b.provenance or a.ego_index != b.ego_index or a.tags != b.tags:
+        return False
+    if not _arrays_equal(a.t_us, b.t_us):
+        return False
+    if not (_records_equal(a.tracks, b.tracks) and _records_equal(a.signals, b.signals)):
+        return False
+    if len(a.road_map.lanes) != len(b.road_map.lanes) or len(a.road_map.features) != len(b.road_map.features):
+        return False
+    return all(_records_equal(x, y) for x, y in zip(a.road_map.lanes, b.road_map.lanes)) and all(
+        _records_equal(x, y) for x, y in zip(a.road_map.features, b.road_map.features)
+    )

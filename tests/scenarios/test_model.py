@@ -1,0 +1,78 @@
+"""The scenario model rejects what would make a scenario meaningless."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scenarios import AgentType, ScenarioError, Signals, scenarios_equal
+from scenarios.synthetic import AgentSpec, scene
+
+
+def two_cars():
+    return scene([AgentSpec("ego", 0.0, speed=10.0), AgentSpec("lead", 30.0, speed=5.0)], num_steps=11)
+
+
+def test_synthetic_scene_has_closed_form_positions():
+    s = two_cars()
+    assert s.num_agents == 2 and s.num_steps == 11 and s.dt_us == 100_000
+    assert s.ego_id == "ego"
+    np.testing.assert_allclose(s.tracks.x[0, -1], 10.0)  # 10 m/s for 1 s
+    np.testing.assert_allclose(s.tracks.x[1, -1], 35.0)
+    assert s.tracks.x.flags.writeable is False
+
+
+def test_invalid_entries_are_canonical_zero():
+    s = scene([AgentSpec("ego", 5.0, speed=1.0, valid_from=3)], num_steps=5)
+    assert (s.tracks.x[0, :3] == 0).all() and s.tracks.x[0, 3] > 0
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda s: s.replace(t_us=s.t_us[::-1].copy()), "t_us"),
+        (lambda s: s.replace(t_us=np.r_[s.t_us[:5], s.t_us[4:-1]]), "t_us"),
+        (lambda s: s.replace(tracks=s.tracks.replace(x=np.where(s.tracks.valid, np.nan, 0))), "x"),
+        (lambda s: s.replace(tracks=s.tracks.replace(yaw=np.full(s.tracks.valid.shape, np.inf))), "yaw"),
+        (lambda s: s.replace(tracks=s.tracks.replace(agent_ids=["a", "a"])), "agent_ids"),
+        (lambda s: s.replace(tracks=s.tracks.replace(vx=np.zeros((2, 3)))), "vx"),
+        (lambda s: s.replace(tracks=s.tracks.replace(valid=np.array([[False] * 11, [True] * 11]))), "valid"),
+        (lambda s: s.replace(ego_index=5), "ego_index"),
+        (lambda s: s.replace(signals=Signals(["lane0"], np.zeros((1, 3), np.int8), [[0, 0, 0]])), "signals.states"),
+    ],
+)
+def test_validate_rejects(change, field):
+    with pytest.raises(ScenarioError) as err:
+        change(two_cars())
+    assert err.value.field == field
+    assert "<synthetic>" in str(err.value)  # names the source
+
+
+def test_ego_never_valid_is_rejected():
+    s = two_cars()
+    valid = s.tracks.valid.copy()
+    valid[0] = False
+    valid[0, 0] = True
+    ok = s.replace(tracks=s.tracks.replace(valid=valid))  # valid once: fine
+    valid[0, 0] = False
+    with pytest.raises(ScenarioError, match="never valid|empty tracks"):
+        ok.replace(tracks=ok.tracks.replace(valid=valid))
+
+
+def test_window_and_with_ego():
+    s = two_cars()
+    w = s.window(5, 10, "w")
+    assert w.num_steps == 5 and w.t_us[0] == 500_000 and w.id == "w"
+    np.testing.assert_array_equal(w.tracks.x, s.tracks.x[:, 5:10])
+    other = s.with_ego("lead", "s2")
+    assert other.ego_id == "lead" and other.tracks.agent_types[other.ego_index] == AgentType.VEHICLE
+    assert scenarios_equal(s, two_cars()) and not scenarios_equal(s, other)
+
+
+def test_error_pickles_with_its_parts():
+    import pickle
+
+    err = ScenarioError("a.json", "objects", "missing")
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.source, back.field, back.problem) == ("a.json", "objects", "missing")
+    assert str(back) == "a.json: objects: missing"
