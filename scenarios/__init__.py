@@ -4,6 +4,7 @@ from scenarios.errors import ScenarioError
 from scenarios.importers import ImportOutcome, detect, load, load_many
 from scenarios.model import (
     AgentType,
+    Conditions,
     FeatureKind,
     Lane,
     MapFeature,
@@ -19,6 +20,7 @@ from scenarios.model import (
 
 __all__ = [
     "AgentType",
+    "Conditions",
     "FeatureKind",
     "ImportOutcome",
     "Lane",

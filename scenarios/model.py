@@ -140,6 +140,48 @@ class Provenance:
     notes: str = ""
 
 
+AGENTS_MODES = ("", "replay", "reactive")
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """Twin settings that travel with a scenario, so that a mutation can change them.
+
+    The defaults are the recorded world: dry road, no latency, perfect perception.
+
+    Attributes:
+        road_friction: tyre-road friction coefficient of the road surface (0.9 dry, 0.5 wet, 0.15 ice).
+        ego_latency_s: delay between the policy's action and its effect [s].
+        position_noise_m: standard deviation of the noise on other agents' observed positions [m].
+        heading_noise_rad: standard deviation of the noise on their observed headings [rad].
+        detection_dropout: probability that an agent is missing from one step's observation.
+        agents_mode: "replay" or "reactive" for every other agent; "" leaves it to the env config.
+        reactive_agents: agents that react (IDM) whatever ``agents_mode`` says.
+    """
+
+    road_friction: float = 0.9
+    ego_latency_s: float = 0.0
+    position_noise_m: float = 0.0
+    heading_noise_rad: float = 0.0
+    detection_dropout: float = 0.0
+    agents_mode: str = ""
+    reactive_agents: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reactive_agents", tuple(str(a) for a in self.reactive_agents))
+        checks = {
+            "road_friction": 0.0 < self.road_friction <= 2.0,
+            "ego_latency_s": 0.0 <= self.ego_latency_s <= 5.0,
+            "position_noise_m": 0.0 <= self.position_noise_m,
+            "heading_noise_rad": 0.0 <= self.heading_noise_rad,
+            "detection_dropout": 0.0 <= self.detection_dropout <= 1.0,
+            "agents_mode": self.agents_mode in AGENTS_MODES,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ScenarioError("conditions", name, f"out of range: {getattr(self, name)!r}")
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Tracks:
     """Every road user's state over time, as a struct of arrays.
@@ -465,6 +507,7 @@ class Scenario:
         road_map: lanes and other features.
         signals: traffic signal states (possibly none).
         tags: free labels ("highway", "intersection", ...).
+        conditions: twin settings (friction, latency, perception noise, agent modes).
     """
 
     id: str
@@ -475,6 +518,7 @@ class Scenario:
     road_map: RoadMap
     signals: Signals | None = None
     tags: tuple[str, ...] = ()
+    conditions: Conditions = Conditions()
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -609,7 +653,7 @@ def _records_equal(a: Any, b: Any) -> bool:
 
 def scenarios_equal(a: Scenario, b: Scenario) -> bool:
     """True when every field and every array of two scenarios are identical (NaN equals NaN)."""
-    if a.id != b.id or a.provenance != b.provenance or a.ego_index != b.ego_index or a.tags != b.tags:
+    if (a.id, a.provenance, a.ego_index, a.tags, a.conditions) != (b.id, b.provenance, b.ego_index, b.tags, b.conditions):
         return False
     if not _arrays_equal(a.t_us, b.t_us):
         return False

@@ -1,0 +1,5 @@
+"""Ego dynamics models, by name: ``bicycle`` (kinematic, the fast default) and ``bullet`` (wheeled)."""
+
+from sim.dynamics.base import EgoDynamics, EgoState, VehicleParams, make, names, register
+
+__all__ = ["EgoDynamics", "EgoState", "VehicleParams", "make", "names", "register"]
