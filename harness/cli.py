@@ -1,0 +1,156 @@
+"""The ``drivetwin`` command line.
+
+Each subcommand is a function ``_cmd_<name>(args) -> int`` returning the process exit status:
+0 when everything worked, 1 when some input failed (the others still processed), 2 on usage
+errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+#: Name that ``drivetwin scenarios`` and suite configs accept for the built-in sample library.
+SAMPLE_NAME = "sample"
+
+
+def sample_library_path() -> Path:
+    """The built-in sample library (NGSIM US-101 via CommonRoad), shipped inside the package."""
+    import scenarios
+
+    return Path(scenarios.__file__).resolve().parent / "sample" / "ngsim_us101"
+
+
+def resolve_library(name: str) -> Path:
+    """A library directory from a path or the word ``sample``."""
+    return sample_library_path() if name == SAMPLE_NAME else Path(name)
+
+
+def _iter_sources(sources: Sequence[str]) -> Iterator[Path]:
+    """Files (or Argoverse 2 scenario directories) to import, found under ``sources`` in sorted order.
+
+    A directory is walked; inside a walk, files of no known format (maps beside their logs,
+    READMEs) are passed over, while a file named on the command line is always tried.
+    """
+    from scenarios import ScenarioError, detect
+
+    for source in sources:
+        path = Path(source)
+        if not path.is_dir():
+            yield path
+            continue
+        try:
+            detect(path)
+            yield path  # a directory that is one scenario (Argoverse 2 layout)
+            continue
+        except ScenarioError:
+            pass
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            try:
+                detect(child)
+            except ScenarioError:
+                continue
+            yield child
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from scenarios import ScenarioError, load_many
+    from scenarios.library import ScenarioLibrary
+
+    paths = list(_iter_sources(args.sources))
+    if not paths:
+        print("drivetwin import: no importable files found in the given sources", file=sys.stderr)
+        return 1
+    try:
+        library = ScenarioLibrary.create(args.out, exist_ok=True)
+    except ScenarioError as exc:
+        print(f"drivetwin import: {exc}", file=sys.stderr)
+        return 1
+    failed = imported = new = 0
+    options = {"egos": args.egos, "window_s": args.window_s, "min_ego_duration_s": args.min_ego_s}
+    with tqdm(total=len(paths), unit="file", disable=args.quiet or None, file=sys.stderr) as bar:
+        for outcome in load_many(paths, **options):
+            bar.update(1)
+            if not outcome.ok:
+                failed += 1
+                tqdm.write(f"FAIL {outcome.error}")
+                continue
+            result = library.append(outcome.scenarios)
+            imported += len(outcome.scenarios)
+            new += len(result.added)
+            tqdm.write(f"ok   {outcome.path}: {len(outcome.scenarios)} scenarios, {len(result.added)} new")
+    print(f"{len(paths) - failed}/{len(paths)} files imported: {imported} scenarios, {new} new, library {args.out} holds {len(library)}")
+    return 1 if failed else 0
+
+
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from scenarios import ScenarioError
+    from scenarios.library import ScenarioLibrary
+
+    root = resolve_library(args.library)
+    try:
+        library = ScenarioLibrary(root)
+    except ScenarioError as exc:
+        print(f"drivetwin scenarios: {exc}", file=sys.stderr)
+        return 1
+    if args.show:
+        try:
+            scenario = library.load(args.show)
+        except KeyError:
+            print(f"drivetwin scenarios: no scenario {args.show!r} in {root}", file=sys.stderr)
+            return 1
+        for key, value in scenario.summary().items():
+            print(f"{key:>18}  {value}")
+        p = scenario.provenance
+        print(f"{'frame':>18}  {p.frame}")
+        if p.notes:
+            print(f"{'notes':>18}  {p.notes}")
+        if scenario.tags:
+            print(f"{'tags':>18}  {', '.join(scenario.tags)}")
+        return 0
+    table = library.summaries()
+    if args.dataset:
+        table = table[table["dataset"] == args.dataset]
+    columns = [c for c in ("id", "dataset", "ego_id", "num_agents", "num_steps", "duration_s") if c in table.columns]
+    with pd.option_context("display.max_rows", args.limit, "display.width", 160, "display.max_colwidth", 60):
+        print(table[columns].head(args.limit).to_string(index=False))
+    print(f"{len(table)} scenarios in {root}" + (f" (showing {args.limit})" if len(table) > args.limit else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="drivetwin", description="Test autonomous driving on a digital twin of real logs.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("import", help="import real log files into a Parquet scenario library")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="log files or directories (formats detected by content)")
+    p.add_argument("--out", required=True, metavar="LIBRARY", help="library directory (created or appended to)")
+    p.add_argument("--egos", choices=("logged", "vehicles"), default="logged", help="the logged ego, or every vehicle")
+    p.add_argument("--window-s", type=float, default=None, metavar="S", help="cut long logs into S-second scenarios")
+    p.add_argument("--min-ego-s", type=float, default=2.0, metavar="S", help="least time [s] an ego must be observed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("scenarios", help="list a library, or summarise one scenario")
+    p.add_argument("library", metavar="LIBRARY", help=f"library directory, or '{SAMPLE_NAME}' for the built-in sample")
+    p.add_argument("--show", metavar="ID", help="summarise this scenario")
+    p.add_argument("--dataset", help="only this dataset")
+    p.add_argument("--limit", type=int, default=50, help="rows to print")
+    p.set_defaults(func=_cmd_scenarios)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
