@@ -220,7 +220,7 @@ def _scenario_file(path: Path) -> Path:
     found = sorted(path.glob("scenario_*.parquet"))
     if len(found) != 1:
         what = "no" if not found else f"{len(found)}"
-        raise ScenarioError(path, "", f"{what} scenario_*.parquet files in the directory; AV2 keeps one per scenario directory")
+        raise ScenarioError(path, "", f"{what} scenario_*.parquet files in the directory (AV2 keeps one per directory)")
     return found[0]
 
 
@@ -330,12 +330,13 @@ def _read_tracks(table: pa.Table, path: Path) -> _TrackArrays:
         if bad.any():
             row = int(np.argmax(bad))
             raise ScenarioError(
-                path, name, f"NaN or infinite value for track {track_ids[row]!r} at timestep {steps[row]} (an observed state)"
+                path, name, f"NaN or infinite value for track {track_ids[row]!r} at timestep {steps[row]} (observed)"
             )
 
     unknown = sorted(set(np.unique(words).tolist()) - set(AGENT_TYPES) - DROPPED_TYPES)
     if unknown:
-        raise ScenarioError(path, COL_OBJECT_TYPE, f"unknown AV2 object types {unknown}; known: {sorted(AGENT_TYPES) + sorted(DROPPED_TYPES)}")
+        known = sorted(AGENT_TYPES) + sorted(DROPPED_TYPES)
+        raise ScenarioError(path, COL_OBJECT_TYPE, f"unknown AV2 object types {unknown}; known: {known}")
 
     unique_ids, first_row, row_track = np.unique(track_ids, return_index=True, return_inverse=True)
     order = np.argsort(first_row, kind="stable")  # agents in the file's order
@@ -347,7 +348,8 @@ def _read_tracks(table: pa.Table, path: Path) -> _TrackArrays:
     changed = words != agent_words[row_agent]
     if changed.any():
         row = int(np.argmax(changed))
-        raise ScenarioError(path, COL_OBJECT_TYPE, f"track {track_ids[row]!r} changes type ({agent_words[row_agent[row]]!r} -> {words[row]!r})")
+        change = f"{agent_words[row_agent[row]]!r} -> {words[row]!r}"
+        raise ScenarioError(path, COL_OBJECT_TYPE, f"track {track_ids[row]!r} changes type ({change})")
     if EGO_TRACK_ID not in set(ids.tolist()):
         raise ScenarioError(path, COL_TRACK_ID, f"no {EGO_TRACK_ID!r} track (AV2's ego vehicle)")
 
@@ -369,9 +371,8 @@ def _read_tracks(table: pa.Table, path: Path) -> _TrackArrays:
     np.add.at(seen, (agent_of_row, step_of_row), 1)
     if (seen > 1).any():
         agent, step = np.argwhere(seen > 1)[0]
-        raise ScenarioError(
-            path, COL_TIMESTEP, f"track {ids[keep][agent]!r} has {seen[agent, step]} rows at timestep {step}: time does not increase"
-        )
+        problem = f"track {ids[keep][agent]!r} has {seen[agent, step]} rows at timestep {step}: time does not increase"
+        raise ScenarioError(path, COL_TIMESTEP, problem)
     valid[agent_of_row, step_of_row] = True
     grids = {}
     for name, values in states.items():
@@ -428,7 +429,7 @@ def _read_map(path: Path) -> tuple[list[Lane], list[MapFeature], list[str], np.n
         raise ScenarioError(path, "", f"an AV2 map is a JSON object, got {type(data).__name__}")
     for key in (MAP_LANES, MAP_CROSSWALKS, MAP_DRIVABLE):
         if key not in data:
-            raise ScenarioError(path, key, "missing key (an AV2 map has lane_segments, pedestrian_crossings, drivable_areas)")
+            raise ScenarioError(path, key, f"missing key (an AV2 map has {MAP_LANES}, {MAP_CROSSWALKS}, {MAP_DRIVABLE})")
         if not isinstance(data[key], dict):
             raise ScenarioError(path, key, f"must be an object keyed by id, got {type(data[key]).__name__}")
     segments: Mapping[str, Any] = data[MAP_LANES]

@@ -217,13 +217,15 @@ def _read_objects(objects: list[Any], sdc: int, path: Path) -> tuple[Tracks, int
         for key in ("valid", "position", "heading", "velocity"):
             if not isinstance(obj[key], list) or len(obj[key]) != num_steps:
                 got = len(obj[key]) if isinstance(obj[key], list) else type(obj[key]).__name__
-                raise ScenarioError(path, f"{where}.{key}", f"must be a list of {num_steps} steps (as objects[0].valid), got {got}")
+                problem = f"must be a list of {num_steps} steps (as objects[0].valid), got {got}"
+                raise ScenarioError(path, f"{where}.{key}", problem)
         rows.append(_read_object(obj, np.array(valid, bool), where, path))
 
     seen: dict[str, int] = {}
     for i, row in enumerate(rows):
         if row["id"] in seen:
-            raise ScenarioError(path, f"{KEY_OBJECTS}[{i}].id", f"duplicate id {row['id']!r} (also objects[{seen[row['id']]}])")
+            problem = f"duplicate id {row['id']!r} (also objects[{seen[row['id']]}])"
+            raise ScenarioError(path, f"{KEY_OBJECTS}[{i}].id", problem)
         seen[row["id"]] = i
     if not rows[sdc]["valid"].any():
         raise ScenarioError(path, f"{KEY_METADATA}.{KEY_SDC}", f"the ego (objects[{sdc}]) is never valid")
@@ -254,7 +256,8 @@ def _read_object(obj: dict[str, Any], valid: np.ndarray, where: str, path: Path)
     try:
         position = np.array([[obj["position"][t][k] for k in ("x", "y", "z")] for t in steps], np.float64).reshape(-1, 3)
     except (KeyError, TypeError, IndexError, ValueError) as exc:
-        raise ScenarioError(path, f"{where}.position", f"each step must be an object with numeric x, y, z: {exc!r}") from None
+        problem = f"each step must be an object with numeric x, y, z: {exc!r}"
+        raise ScenarioError(path, f"{where}.position", problem) from None
     try:
         velocity = np.array([[obj["velocity"][t][k] for k in ("x", "y")] for t in steps], np.float64).reshape(-1, 2)
     except (KeyError, TypeError, IndexError, ValueError) as exc:
@@ -266,10 +269,12 @@ def _read_object(obj: dict[str, Any], valid: np.ndarray, where: str, path: Path)
     for key, values in (("position", position), ("velocity", velocity), ("heading", heading)):
         bad = ~np.isfinite(values) if values.ndim == 1 else ~np.isfinite(values).all(axis=1)
         if bad.any():
-            raise ScenarioError(path, f"{where}.{key}", f"NaN or infinite value at step {steps[np.argmax(bad)]}, where valid")
+            problem = f"NaN or infinite value at step {steps[np.argmax(bad)]}, where valid"
+            raise ScenarioError(path, f"{where}.{key}", problem)
         sentinel = values == INVALID_SENTINEL if values.ndim == 1 else (values[:, :2] == INVALID_SENTINEL).all(axis=1)
         if sentinel.any():
-            raise ScenarioError(path, f"{where}.{key}", f"the invalid-step sentinel -10000 at step {steps[np.argmax(sentinel)]}, where valid")
+            problem = f"the invalid-step sentinel -10000 at step {steps[np.argmax(sentinel)]}, where valid"
+            raise ScenarioError(path, f"{where}.{key}", problem)
     if np.abs(heading).max(initial=0.0) > 2 * math.pi + 1e-6:
         raise ScenarioError(path, f"{where}.heading", "values beyond 2 pi: degrees (older GPUDrive files)? radians expected")
     size = {}
@@ -315,6 +320,7 @@ def _read_roads(roads: Any, path: Path) -> tuple[list[Lane], list[MapFeature], l
         kind = str(road["type"]).lower()
         road_id = str(road["id"])
         element = road.get("map_element_id")
+        element = element if isinstance(element, int) and not isinstance(element, bool) else None
         points = _xyz(road["geometry"], path, f"{where}.geometry")
         if kind == "lane":
             lanes.append(Lane(id=road_id, centerline=points, lane_type=LANE_TYPES.get(element, "undefined")))
@@ -329,9 +335,11 @@ def _read_roads(roads: Any, path: Path) -> tuple[list[Lane], list[MapFeature], l
             # GPUDrive keeps the sign's position, not the lanes it controls.
             features.append(MapFeature(road_id, FeatureKind.STOP_SIGN, points[:1]))
         elif kind == "road_line":
-            features.append(MapFeature(road_id, FeatureKind.ROAD_LINE, points, subtype=ROAD_LINE_TYPES.get(element, "unknown")))
+            subtype = ROAD_LINE_TYPES.get(element, "unknown")
+            features.append(MapFeature(road_id, FeatureKind.ROAD_LINE, points, subtype=subtype))
         elif kind == "road_edge":
-            features.append(MapFeature(road_id, FeatureKind.ROAD_EDGE, points, subtype=ROAD_EDGE_TYPES.get(element, "unknown")))
+            subtype = ROAD_EDGE_TYPES.get(element, "unknown")
+            features.append(MapFeature(road_id, FeatureKind.ROAD_EDGE, points, subtype=subtype))
         else:
             skipped[kind] = skipped.get(kind, 0) + 1
     ids = [lane.id for lane in lanes]

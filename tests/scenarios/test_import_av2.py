@@ -19,7 +19,7 @@ import pytest
 import shapely
 
 import scenarios
-from scenarios import AgentType, FeatureKind, ScenarioError, scenarios_equal
+from scenarios import AgentType, ScenarioError, scenarios_equal
 from scenarios.importers.av2 import DEFAULT_SIZES, read_av2
 
 LOG_ID = "0a1e6f0a-1817-4a98-b02e-db8c9327d151"
