@@ -190,4 +190,5 @@ class LocalUtm:
 
     def inverse(self, x: np.ndarray | float, y: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         """Local x, y [m] to latitude, longitude [deg]."""
-        return self.projection.inverse(np.asarray(x, dtype=np.float64) + self.offset[0], np.asarray(y, dtype=np.float64) + self.offset[1])
+        x = np.asarray(x, dtype=np.float64) + self.offset[0]
+        return self.projection.inverse(x, np.asarray(y, dtype=np.float64) + self.offset[1])
