@@ -1,1 +1,549 @@
-"""(being written) importer for interaction."""
+"""INTERACTION dataset: drone-recorded tracks (CSV) on a Lanelet2 map (OSM XML).
+
+The dataset's layout: ``recorded_trackfiles/<location>/vehicle_tracks_NNN.csv`` with
+``pedestrian_tracks_NNN.csv`` beside it where pedestrians and cyclists were recorded, and the map
+in ``maps/<location>.osm``. One scenario per vehicle file, with the pedestrian file of the same
+number merged in (its ids, already "P1", "P2", ... in the dataset, are given a "P" prefix where
+they lack one, so that they never collide with vehicle ids).
+
+Frame: the map's nodes are lat/lon around (0, 0) and are projected with UTM zone 31 (WGS84)
+minus the projection of (0, 0) (Lanelet2's ``UtmProjector`` with origin (0, 0), see
+``projection.LocalUtm``); the tracks' x, y [m] are recorded in that frame. ``t_us`` is the
+recorded ``timestamp_ms`` x 1000 (the dataset's first frame is at 100 ms).
+
+Tracks: vehicles carry heading ``psi_rad`` and box length/width; pedestrian files do not, so a
+pedestrian's heading follows its velocity (see ``MIN_HEADING_SPEED``) and its box is a default
+(``PEDESTRIAN_SIZES``). Heights are defaults (``HEIGHT_M``). There is no logged ego:
+``pick_ego`` chooses it.
+
+Map: ways are linestrings (``type`` line_thin/line_thick -> ROAD_LINE, curbstone/road_border/...
+-> ROAD_EDGE, stop_line -> STOP_LINE); relations of ``type=lanelet`` join a ``left`` and a
+``right`` way into a lane, each bound reversed where needed so that both run in the driving
+direction (the left bound lies on the left, as Lanelet2's loader decides it). Successors are
+lanelets whose bounds start at the nodes where this one's end; neighbours share a bound in the
+same direction. Speed limits come from a lanelet's ``speed_limit`` tag or its ``speed_limit``
+regulatory elements (Lanelet2's default unit is km/h); traffic lights from ``traffic_light``
+regulatory elements, whose states INTERACTION does not record (``SignalState.UNKNOWN``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scenarios.errors import ScenarioError
+from scenarios.importers.base import agent_type, pick_ego, register
+from scenarios.importers.commonroad import centerline_from_bounds
+from scenarios.importers.projection import LocalUtm
+from scenarios.model import (
+    AgentType,
+    FeatureKind,
+    Lane,
+    MapFeature,
+    Provenance,
+    RoadMap,
+    Scenario,
+    Signals,
+    SignalState,
+    Tracks,
+    make_scenario_id,
+)
+
+DATASET = "interaction"
+
+COL_TRACK_ID = "track_id"
+COL_FRAME_ID = "frame_id"
+COL_TIMESTAMP = "timestamp_ms"
+COL_AGENT_TYPE = "agent_type"
+COL_X = "x"
+COL_Y = "y"
+COL_VX = "vx"
+COL_VY = "vy"
+COL_PSI = "psi_rad"
+COL_LENGTH = "length"
+COL_WIDTH = "width"
+PEDESTRIAN_COLUMNS = (COL_TRACK_ID, COL_FRAME_ID, COL_TIMESTAMP, COL_AGENT_TYPE, COL_X, COL_Y, COL_VX, COL_VY)
+VEHICLE_COLUMNS = (*PEDESTRIAN_COLUMNS, COL_PSI, COL_LENGTH, COL_WIDTH)
+
+VEHICLE_FILE = re.compile(r"^vehicle_tracks_(\d+)$")
+PEDESTRIAN_FILE = re.compile(r"^pedestrian_tracks_(\d+)$")
+TRACKFILES_DIR = "recorded_trackfiles"
+MAPS_DIR = "maps"
+#: Prefix that keeps pedestrian ids apart from the (numeric) vehicle ids.
+PEDESTRIAN_ID_PREFIX = "P"
+#: Origin [deg] of the dataset's map frame.
+MAP_ORIGIN = (0.0, 0.0)
+
+#: Box height [m] per agent type word: the dataset gives length and width of vehicles only.
+HEIGHT_M: dict[str, float] = {"car": 1.5, "truck": 3.5, "bus": 3.2, "motorcycle": 1.4}
+DEFAULT_VEHICLE_HEIGHT_M = 1.5
+#: Box (length, width, height) [m] of pedestrian-file agents, which come without a size: a
+#: standing adult, and a bicycle with its rider.
+PEDESTRIAN_SIZES: dict[AgentType, tuple[float, float, float]] = {
+    AgentType.PEDESTRIAN: (0.5, 0.5, 1.75),
+    AgentType.CYCLIST: (1.8, 0.6, 1.7),
+    AgentType.OTHER: (0.5, 0.5, 1.75),
+    AgentType.VEHICLE: (4.5, 1.8, 1.5),
+}
+#: Speed [m/s] above which a pedestrian's heading is its direction of travel; slower, it keeps
+#: its last heading (its first moving heading before it moves; 0 if it never does).
+MIN_HEADING_SPEED = 0.2
+
+#: Lanelet2 way types -> map feature kinds (others, e.g. virtual, traffic_sign: no feature).
+LINE_TYPES = frozenset({"line_thin", "line_thick"})
+EDGE_TYPES = frozenset({"curbstone", "road_border", "guard_rail", "wall", "fence", "keepout"})
+STOP_LINE_TYPES = frozenset({"stop_line"})
+#: Lanelet subtypes -> ``Lane.lane_type``; crosswalks become CROSSWALK polygons and the
+#: ``NOT_LANES`` are dropped; any other subtype is "driving".
+LANE_TYPES: dict[str, str] = {"bus_lane": "bus", "bicycle_lane": "bike"}
+NOT_LANES = frozenset({"walkway", "stairs", "crosswalk"})
+#: Speed units Lanelet2 knows -> m/s; a bare number is km/h (Lanelet2's default).
+SPEED_UNITS: dict[str, float] = {
+    "": 1 / 3.6, "km/h": 1 / 3.6, "kmh": 1 / 3.6, "kph": 1 / 3.6, "mph": 0.44704, "mps": 1.0, "m/s": 1.0,
+}  # fmt: skip
+_SPEED = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([A-Za-z/]*)\s*$")
+#: German max-speed sign types carrying their limit in km/h, e.g. "de274-50".
+_SIGN_SPEED = re.compile(r"^de274(?:\.1)?-([0-9]+(?:\.[0-9]+)?)$", re.IGNORECASE)
+
+
+def _sniff(path: Path, head: bytes) -> bool:
+    first = head.decode("utf-8", errors="replace").lstrip("\ufeff").splitlines()[:1]
+    columns = [c.strip() for c in first[0].split(",")] if first else []
+    return bool(columns) and columns[0] == COL_TRACK_ID and COL_FRAME_ID in columns
+
+
+@register(DATASET, sniff=_sniff, has_logged_ego=False)
+def read_interaction(path: str | Path, map_path: str | Path | None = None) -> list[Scenario]:
+    """Read an INTERACTION ``vehicle_tracks_NNN.csv`` (with its pedestrians and map) into one scenario.
+
+    Args:
+        path: the vehicle tracks CSV.
+        map_path: the Lanelet2 OSM map; by default ``maps/<location>.osm`` of the dataset's layout.
+
+    Raises:
+        ScenarioError: naming the file, the field and the problem.
+    """
+    path = Path(path)
+    if PEDESTRIAN_FILE.match(path.stem):
+        raise ScenarioError(
+            path, "", "pedestrian tracks are imported with the vehicle_tracks file of the same number; load that file"
+        )
+    location = path.parent.name
+    parts = [(_read_csv(path, VEHICLE_COLUMNS), False)]
+    map_path = Path(map_path) if map_path is not None else _default_map(path, location)
+    notes = []
+    number = VEHICLE_FILE.match(path.stem)
+    pedestrian_path = path.with_name(f"pedestrian_tracks_{number.group(1)}.csv") if number else None
+    if pedestrian_path is not None and pedestrian_path.is_file():
+        parts.append((_read_csv(pedestrian_path, PEDESTRIAN_COLUMNS), True))
+        notes.append(
+            f"pedestrians merged from {pedestrian_path.name}, ids prefixed {PEDESTRIAN_ID_PREFIX!r}; "
+            "their heading follows their velocity and their boxes are default sizes"
+        )
+    t_ms, tracks = _tracks(parts, path)
+    road_map, signals_lanes = _read_map(map_path)
+    signals = None
+    if signals_lanes:
+        lane_ids, stops = zip(*signals_lanes)
+        states = np.full((len(lane_ids), len(t_ms)), SignalState.UNKNOWN, dtype=np.int8)
+        signals = Signals(np.array(lane_ids), states, np.array(stops))
+        notes.append("traffic lights from the map; INTERACTION records no light states (UNKNOWN)")
+    try:
+        ego = pick_ego(tracks)
+    except ScenarioError as exc:
+        raise ScenarioError(path, "ego", exc.problem) from None
+    log_id = f"{location}_{path.stem}"
+    notes = [
+        "no logged ego (a drone recording): the ego was chosen by pick_ego (the vehicle observed for the most steps, "
+        "then the one that travels furthest, then the smallest id)",
+        *notes,
+        "heights are per-type defaults (the dataset gives none)",
+    ]
+    return [
+        Scenario(
+            id=make_scenario_id(DATASET, log_id),
+            provenance=Provenance(
+                dataset=DATASET,
+                source_file=str(path),
+                source_log_id=log_id,
+                frame=f"map {map_path.name}: UTM zone 31 (WGS84) minus the projection of (0, 0) [m]; tracks as recorded",
+                notes="; ".join(notes),
+            ),
+            t_us=t_ms * 1000,
+            tracks=tracks,
+            ego_index=ego,
+            road_map=road_map,
+            signals=signals,
+            tags=tuple(word for word in ("intersection", "roundabout", "merging") if word in location.lower()),
+        )
+    ]
+
+
+def _default_map(path: Path, location: str) -> Path:
+    """``<root>/maps/<location>.osm`` for ``<root>/recorded_trackfiles/<location>/<file>.csv``."""
+    parents = path.resolve().parents
+    expected = parents[2] / MAPS_DIR / f"{location}.osm" if len(parents) > 2 else Path(MAPS_DIR) / f"{location}.osm"
+    if not expected.is_file():
+        raise ScenarioError(
+            path, "map", f"no Lanelet2 map at {expected} (the dataset keeps maps/<location>.osm; or pass map_path=)"
+        )
+    return expected
+
+
+# ---- tracks ---------------------------------------------------------------------------------
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype={COL_TRACK_ID: str, COL_AGENT_TYPE: str}, skipinitialspace=True)
+    except FileNotFoundError:
+        raise ScenarioError(path, "", "no such file") from None
+    except OSError as exc:
+        raise ScenarioError(path, "", f"cannot read the file: {exc.strerror or exc}") from None
+    except pd.errors.EmptyDataError:
+        raise ScenarioError(path, "", "the file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise ScenarioError(path, "", f"not a readable CSV: {str(exc).splitlines()[0]}") from None
+    frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ScenarioError(path, ", ".join(missing), f"missing column(s); the file has {list(frame.columns)}")
+    if frame.empty:
+        raise ScenarioError(path, "", "no rows (a header only)")
+    for column in (COL_TRACK_ID, COL_AGENT_TYPE):
+        blank = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
+        if blank.any():
+            raise ScenarioError(path, column, f"empty at line {int(np.flatnonzero(blank.to_numpy())[0]) + 2}")
+        frame[column] = frame[column].astype(str).str.strip()
+    for column in columns:
+        if column in (COL_TRACK_ID, COL_AGENT_TYPE):
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            track, value = frame[COL_TRACK_ID].iat[row], frame[column].iat[row]
+            raise ScenarioError(path, column, f"not a finite number at line {row + 2} (track {track}): {value!r}")
+        frame[column] = values.astype(np.float64)
+    ts = frame[COL_TIMESTAMP].to_numpy()
+    if (ts != np.round(ts)).any() or (ts < 0).any():
+        row = int(np.flatnonzero((ts != np.round(ts)) | (ts < 0))[0])
+        raise ScenarioError(path, COL_TIMESTAMP, f"not a whole non-negative number of milliseconds at line {row + 2}")
+    for column in (COL_LENGTH, COL_WIDTH):
+        if column in frame.columns and (frame[column] <= 0).any():
+            row = int(np.flatnonzero((frame[column] <= 0).to_numpy())[0])
+            raise ScenarioError(path, column, f"not positive at line {row + 2}")
+    _check_time_order(frame, path)
+    return frame
+
+
+def _check_time_order(frame: pd.DataFrame, path: Path) -> None:
+    """Each track's timestamps strictly increase in file order."""
+    codes, _ = pd.factorize(frame[COL_TRACK_ID])
+    order = np.argsort(codes, kind="stable")
+    ts = frame[COL_TIMESTAMP].to_numpy()[order]
+    same = codes[order][1:] == codes[order][:-1]
+    bad = same & (np.diff(ts) <= 0)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        row, previous = int(order[k + 1]), int(order[k])
+        track = frame[COL_TRACK_ID].iat[row]
+        what = "duplicate" if ts[k + 1] == ts[k] else "decreasing"
+        raise ScenarioError(
+            path,
+            COL_TIMESTAMP,
+            f"{what} timestamp for track {track}: {int(ts[k + 1])} ms at line {row + 2}"
+            f" after {int(ts[k])} ms at line {previous + 2}",
+        )
+
+
+def _tracks(parts: list[tuple[pd.DataFrame, bool]], path: Path) -> tuple[np.ndarray, Tracks]:
+    """The time grid [ms] (every recorded timestamp) and the merged tracks."""
+    t_ms = np.unique(np.concatenate([frame[COL_TIMESTAMP].to_numpy(dtype=np.int64) for frame, _ in parts]))
+    ids, types, sizes = [], [], []
+    state = {name: [] for name in ("x", "y", "yaw", "vx", "vy", "valid")}
+    for frame, pedestrians in parts:
+        for track_id, group in frame.groupby(COL_TRACK_ID, sort=False):
+            tid = str(track_id)
+            if pedestrians and not tid.startswith(PEDESTRIAN_ID_PREFIX):
+                tid = PEDESTRIAN_ID_PREFIX + tid
+            word = group[COL_AGENT_TYPE].iat[0]
+            kind = agent_type(word)
+            cols = np.searchsorted(t_ms, group[COL_TIMESTAMP].to_numpy(dtype=np.int64))
+            vx, vy = group[COL_VX].to_numpy(), group[COL_VY].to_numpy()
+            if pedestrians:
+                yaw = _heading_from_velocity(vx, vy)
+                size = PEDESTRIAN_SIZES[kind]
+            else:
+                yaw = group[COL_PSI].to_numpy()
+                height = HEIGHT_M.get(word.lower(), DEFAULT_VEHICLE_HEIGHT_M)
+                size = (float(group[COL_LENGTH].median()), float(group[COL_WIDTH].median()), height)
+            x, y = group[COL_X].to_numpy(), group[COL_Y].to_numpy()
+            for name, values in (("x", x), ("y", y), ("yaw", yaw), ("vx", vx), ("vy", vy)):
+                row = np.zeros(len(t_ms))
+                row[cols] = values
+                state[name].append(row)
+            valid = np.zeros(len(t_ms), dtype=bool)
+            valid[cols] = True
+            state["valid"].append(valid)
+            ids.append(tid)
+            types.append(kind)
+            sizes.append(size)
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ScenarioError(path, COL_TRACK_ID, f"track ids repeat across the vehicle and pedestrian files: {duplicates[:5]}")
+    sizes_array = np.array(sizes, dtype=np.float64)
+    tracks = Tracks(
+        agent_ids=np.array(ids),
+        agent_types=np.array(types, dtype=np.int8),
+        length=sizes_array[:, 0],
+        width=sizes_array[:, 1],
+        height=sizes_array[:, 2],
+        x=np.array(state["x"]),
+        y=np.array(state["y"]),
+        z=np.zeros((len(ids), len(t_ms))),
+        yaw=np.array(state["yaw"]),
+        vx=np.array(state["vx"]),
+        vy=np.array(state["vy"]),
+        valid=np.array(state["valid"]),
+    )
+    return t_ms, tracks
+
+
+def _heading_from_velocity(vx: np.ndarray, vy: np.ndarray) -> np.ndarray:
+    """Heading [rad] of travel where faster than ``MIN_HEADING_SPEED``, held (and back-filled) elsewhere."""
+    moving = np.hypot(vx, vy) > MIN_HEADING_SPEED
+    if not moving.any():
+        return np.zeros(len(vx))
+    heading = np.arctan2(vy, vx)
+    last = np.where(moving, np.arange(len(vx)), -1)
+    np.maximum.accumulate(last, out=last)
+    last[last < 0] = int(np.flatnonzero(moving)[0])
+    return heading[last]
+
+
+# ---- the Lanelet2 map -----------------------------------------------------------------------
+
+
+#: Way id -> (node ids, tags); relation id -> (members, tags).
+_Ways = dict[str, tuple[tuple[str, ...], dict[str, str]]]
+_Relations = dict[str, tuple[list[ET.Element], dict[str, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    way: str
+    reversed: bool
+    nodes: tuple[str, ...]
+    points: np.ndarray
+
+
+def _read_map(map_path: Path) -> tuple[RoadMap, list[tuple[str, list[float]]]]:
+    """The lanes and features of a Lanelet2 OSM map, and (lane id, stop point) per traffic light."""
+    root = _parse_osm(map_path)
+    fail = lambda field, problem: ScenarioError(map_path, field, problem)  # noqa: E731
+    node_ids, lats, lons = [], [], []
+    for node in root.iter("node"):
+        nid = node.get("id", "")
+        node_ids.append(nid)
+        for name, out in (("lat", lats), ("lon", lons)):
+            try:
+                value = float(node.get(name, ""))
+            except ValueError:
+                raise fail(f"node[@id={nid}]/@{name}", f"missing or not a number: {node.get(name)!r}") from None
+            if not math.isfinite(value):
+                raise fail(f"node[@id={nid}]/@{name}", f"not a finite number: {node.get(name)!r}")
+            out.append(value)
+    x, y = LocalUtm(*MAP_ORIGIN).forward(np.array(lats), np.array(lons))
+    points = {nid: (float(px), float(py)) for nid, px, py in zip(node_ids, x, y)}
+    ways: _Ways = {}
+    for way in root.iter("way"):
+        wid = way.get("id", "")
+        refs = tuple(nd.get("ref", "") for nd in way.iter("nd"))
+        unknown = [r for r in refs if r not in points]
+        if unknown:
+            raise fail(f"way[@id={wid}]/nd", f"refers to nodes not in the map: {unknown[:5]}")
+        ways[wid] = (refs, _tags(way))
+    relations: _Relations = {rel.get("id", ""): (list(rel.iter("member")), _tags(rel)) for rel in root.iter("relation")}
+    lanelets = {rid: rel for rid, rel in relations.items() if rel[1].get("type") == "lanelet"}
+    if not lanelets:
+        raise fail("lanelet", "the map has no lanelets (an empty map)")
+
+    def bound(rid: str, members: list[ET.Element], role: str) -> tuple[str, np.ndarray]:
+        refs = [m.get("ref", "") for m in members if m.get("role") == role and m.get("type") == "way"]
+        if len(refs) != 1:
+            raise fail(f"relation[@id={rid}]/member[@role={role}]", f"a lanelet needs exactly one {role} way, has {len(refs)}")
+        if refs[0] not in ways:
+            raise fail(f"relation[@id={rid}]/member[@role={role}]", f"way {refs[0]} is not in the map")
+        nodes = ways[refs[0]][0]
+        if len(nodes) < 2:
+            raise fail(f"way[@id={refs[0]}]", f"a lanelet bound needs at least 2 nodes, has {len(nodes)}")
+        return refs[0], np.array([points[n] for n in nodes])
+
+    speeds = _regulatory_speeds(relations, ways, map_path)
+    lanes, features, light_lanes = [], [], []
+    bounds: dict[str, tuple[_Bound, _Bound]] = {}
+    lane_meta: dict[str, tuple[str, float]] = {}
+    for rid, (members, tags) in lanelets.items():
+        left_way, left = bound(rid, members, "left")
+        right_way, right = bound(rid, members, "right")
+        flip_left, flip_right = _alignment(left, right)
+        left_b = _Bound(left_way, flip_left, _oriented(ways[left_way][0], flip_left), left[::-1] if flip_left else left)
+        right_b = _Bound(right_way, flip_right, _oriented(ways[right_way][0], flip_right), right[::-1] if flip_right else right)
+        subtype = tags.get("subtype", "road").lower()
+        if subtype == "crosswalk":
+            outline = np.vstack([left_b.points, right_b.points[::-1]])
+            features.append(MapFeature(f"crosswalk-{rid}", FeatureKind.CROSSWALK, outline))
+            continue
+        if subtype in NOT_LANES:
+            continue
+        regulatory = [m.get("ref", "") for m in members if m.get("role") == "regulatory_element"]
+        limit = math.nan
+        if "speed_limit" in tags:
+            limit = _speed(tags["speed_limit"], map_path, f"relation[@id={rid}]/tag[@k=speed_limit]")
+        else:
+            found = [speeds[r] for r in regulatory if r in speeds]
+            limit = min(found) if found else math.nan
+        bounds[rid] = (left_b, right_b)
+        lane_meta[rid] = (LANE_TYPES.get(subtype, "driving"), limit)
+        for ref in regulatory:
+            members_of, reg_tags = relations.get(ref, ([], {}))
+            if reg_tags.get("subtype") == "traffic_light":
+                light_lanes.append((rid, _stop_point(members_of, ways, points, left_b, right_b)))
+    starts: dict[tuple[str, str], list[str]] = {}
+    sides: dict[tuple[str, bool, str], list[str]] = {}
+    for rid, (left_b, right_b) in bounds.items():
+        starts.setdefault((left_b.nodes[0], right_b.nodes[0]), []).append(rid)
+        sides.setdefault((left_b.way, left_b.reversed, "left"), []).append(rid)
+        sides.setdefault((right_b.way, right_b.reversed, "right"), []).append(rid)
+    predecessors: dict[str, list[str]] = {rid: [] for rid in bounds}
+    for rid, (left_b, right_b) in bounds.items():
+        for successor in starts.get((left_b.nodes[-1], right_b.nodes[-1]), []):
+            predecessors[successor].append(rid)
+    for rid, (left_b, right_b) in bounds.items():
+        lane_type, limit = lane_meta[rid]
+        lanes.append(
+            Lane(
+                id=rid,
+                centerline=centerline_from_bounds(left_b.points, right_b.points),
+                left_boundary=left_b.points,
+                right_boundary=right_b.points,
+                speed_limit=limit,
+                lane_type=lane_type,
+                predecessors=tuple(sorted(predecessors[rid])),
+                successors=tuple(sorted(starts.get((left_b.nodes[-1], right_b.nodes[-1]), []))),
+                left_neighbors=tuple(sorted(sides.get((left_b.way, left_b.reversed, "right"), []))),
+                right_neighbors=tuple(sorted(sides.get((right_b.way, right_b.reversed, "left"), []))),
+            )
+        )
+    for wid, (refs, tags) in ways.items():
+        kind_word, subtype = tags.get("type", "").lower(), tags.get("subtype", "").lower()
+        if kind_word in LINE_TYPES:
+            kind = FeatureKind.ROAD_LINE
+        elif kind_word in EDGE_TYPES:
+            kind = FeatureKind.ROAD_EDGE
+        elif kind_word in STOP_LINE_TYPES:
+            kind = FeatureKind.STOP_LINE
+        else:
+            continue
+        if len(refs) < 2:
+            continue
+        name = f"{kind_word}_{subtype}" if subtype else kind_word
+        features.append(MapFeature(f"way-{wid}", kind, np.array([points[n] for n in refs]), subtype=name))
+    return RoadMap.from_parts(lanes, features), light_lanes
+
+
+def _parse_osm(map_path: Path) -> ET.Element:
+    try:
+        data = map_path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(map_path, "", f"cannot read the map: {exc.strerror or exc}") from None
+    if not data.strip():
+        raise ScenarioError(map_path, "", "the map file is empty")
+    if b"<!ENTITY" in data:
+        raise ScenarioError(map_path, "xml", "the map declares XML entities, which OSM never uses; refused")
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        line, column = exc.position
+        raise ScenarioError(map_path, "xml", f"not well-formed XML at line {line}, column {column} (truncated?): {exc}") from None
+    if root.tag != "osm":
+        raise ScenarioError(map_path, "xml", f"the root element is <{root.tag}>, not <osm>")
+    return root
+
+
+def _tags(elem: ET.Element) -> dict[str, str]:
+    return {tag.get("k", ""): tag.get("v", "") for tag in elem.findall("tag")}
+
+
+def _oriented(nodes: tuple[str, ...], flip: bool) -> tuple[str, ...]:
+    return nodes[::-1] if flip else nodes
+
+
+def _side(line: np.ndarray, point: np.ndarray) -> float:
+    """Positive when ``point`` is left of the polyline (at its nearest segment), negative when right."""
+    a, b = line[:-1], line[1:]
+    d = b - a
+    lengths2 = np.maximum((d**2).sum(axis=1), 1e-12)
+    t = np.clip(((point - a) * d).sum(axis=1) / lengths2, 0.0, 1.0)
+    nearest = a + t[:, None] * d
+    k = int(np.argmin(((point - nearest) ** 2).sum(axis=1)))
+    return float(d[k, 0] * (point[1] - a[k, 1]) - d[k, 1] * (point[0] - a[k, 0]))
+
+
+def _alignment(left: np.ndarray, right: np.ndarray) -> tuple[bool, bool]:
+    """Whether to reverse the left and the right way: the right bound must lie right of the left
+    bound, and the left bound left of the right one (Lanelet2's ``geometry::align``)."""
+    flip_left = _side(left, right[len(right) // 2]) > 0
+    flip_right = _side(right, left[len(left) // 2]) < 0
+    return flip_left, flip_right
+
+
+def _speed(text: str, map_path: Path, field: str) -> float:
+    match = _SPEED.match(text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in SPEED_UNITS or not float(match.group(1)) > 0:
+        raise ScenarioError(map_path, field, f"not a speed limit: {text!r} (a number in km/h, or with km/h, mph or mps)")
+    return float(match.group(1)) * SPEED_UNITS[unit]
+
+
+def _regulatory_speeds(relations: _Relations, ways: _Ways, map_path: Path) -> dict[str, float]:
+    """Speed [m/s] of each ``speed_limit`` regulatory element: its tag, or its German sign's number."""
+    speeds = {}
+    for rid, (members, tags) in relations.items():
+        if tags.get("type") != "regulatory_element" or tags.get("subtype") != "speed_limit":
+            continue
+        if "speed_limit" in tags:
+            speeds[rid] = _speed(tags["speed_limit"], map_path, f"relation[@id={rid}]/tag[@k=speed_limit]")
+            continue
+        signs = [tags.get("sign_type", "")] + [
+            ways.get(m.get("ref", ""), ((), {}))[1].get("subtype", "") for m in members if m.get("role") == "refers"
+        ]
+        found = [float(m.group(1)) / 3.6 for m in (_SIGN_SPEED.match(s) for s in signs) if m]
+        if found:
+            speeds[rid] = min(found)
+    return speeds
+
+
+def _stop_point(
+    members: list[ET.Element],
+    ways: _Ways,
+    points: dict[str, tuple[float, float]],
+    left: _Bound,
+    right: _Bound,
+) -> list[float]:
+    """Midpoint of the light's stop line (``ref_line``), else of the lanelet's end."""
+    for member in members:
+        if member.get("role") == "ref_line" and member.get("ref", "") in ways:
+            line = np.array([points[n] for n in ways[member.get("ref", "")][0]])
+            if len(line):
+                mid = 0.5 * (line[0] + line[-1])
+                return [float(mid[0]), float(mid[1]), 0.0]
+    mid = 0.5 * (left.points[-1] + right.points[-1])
+    return [float(mid[0]), float(mid[1]), 0.0]
