@@ -1,0 +1,91 @@
+"""Collisions of the ego: any, and at fault by nuPlan's rules, per class (vehicle, VRU, object).
+
+A collision with an agent is counted once, at the first step the ego touches it: the engine
+reported contact (``rollout.contact``; the twin's pybullet contact points, which also catch a
+touch between two samples) OR the two boxes overlap by more than ``collision_min_overlap_m``
+(geometry, the only source in a log replay, where ``contact`` is all False). Whichever source
+fires first sets the step; the classification then uses the geometry at that step:
+
+- the ego is stopped (speed <= 0.05 m/s): STOPPED_EGO, not at fault (e.g. rear-ended while waiting);
+- the other agent is stopped: STOPPED_TRACK, at fault (the ego drove into it);
+- the agent is behind the ego (more than 150 deg off its heading, seen from the rear axle):
+  ACTIVE_REAR, not at fault;
+- the ego's front edge touches the agent's box (within ``front_edge_tolerance_m``): ACTIVE_FRONT,
+  at fault;
+- else ACTIVE_LATERAL: at fault only while the ego straddles lanes or is off the lane map
+  (its four corners are not within one lane or lanes connected to it).
+"""
+
+from __future__ import annotations
+
+from evaluators.base import Evaluator, MetricSpec, MetricValue, register
+from evaluators.context import AgentClass, CollisionType, Context
+
+_CLASSES = (("vehicle", AgentClass.VEHICLE), ("vru", AgentClass.VRU), ("object", AgentClass.OBJECT))
+
+
+def nuplan_collision_score(at_fault: dict[str, int], limits: dict[str, int]) -> float:
+    """nuPlan's no-at-fault-collisions multiplier: the product over classes of max(0, 1 - n / (limit + 1))."""
+    score = 1.0
+    for name, n in at_fault.items():
+        score *= max(0.0, 1.0 - n / (limits[name] + 1))
+    return score
+
+
+@register("collisions")
+class Collisions(Evaluator):
+    """Counts of collisions and at-fault collisions per class, and nuPlan's collision multiplier."""
+
+    metrics = (
+        MetricSpec("collisions", "count", "agents the ego touched (engine contact or box overlap)", "== 0"),
+        *(MetricSpec(f"collisions_{c}", "count", f"{c} agents the ego touched") for c, _ in _CLASSES),
+        MetricSpec("at_fault_collisions", "count", "collisions the ego caused (nuPlan's rules)", "== 0"),
+        *(MetricSpec(f"at_fault_collisions_{c}", "count", f"at-fault collisions with {c} agents") for c, _ in _CLASSES),
+        MetricSpec("collisions_engine", "count", "collisions the engine reported (a subset of collisions)"),
+        MetricSpec("collisions_geometry", "count", "collisions seen as box overlap (a subset of collisions)"),
+        MetricSpec("no_at_fault_collisions", "1", "nuPlan multiplier: 0 for a vehicle or VRU, 0.5 per object", "== 1"),
+        MetricSpec("first_collision_s", "s", "time of the first collision since the start, NaN when none"),
+    )
+
+    def _compute(self, ctx: Context) -> list[MetricValue]:
+        ev = ctx.collision_events
+        cfg = ctx.config
+        n = int(ev.agent.size)
+        n_fault = int(ev.at_fault.sum())
+        per = {c: int((ev.agent_class == k).sum()) for c, k in _CLASSES}
+        fault = {c: int((ev.at_fault & (ev.agent_class == k)).sum()) for c, k in _CLASSES}
+        limits = {"vehicle": cfg.max_at_fault_vehicle, "vru": cfg.max_at_fault_vru, "object": cfg.max_at_fault_object}
+        score = nuplan_collision_score(fault, limits)
+        first = float(ctx.t_s[ev.step.min()]) if n else float("nan")
+        return [
+            self.value("collisions", n, n == 0),
+            *(self.value(f"collisions_{c}", per[c]) for c, _ in _CLASSES),
+            self.value("at_fault_collisions", n_fault, n_fault == 0),
+            *(self.value(f"at_fault_collisions_{c}", fault[c]) for c, _ in _CLASSES),
+            self.value("collisions_engine", int(ev.engine.sum())),
+            self.value("collisions_geometry", int(ev.geometry.sum())),
+            self.value("no_at_fault_collisions", score, score == 1.0),
+            self.value("first_collision_s", first),
+        ]
+
+
+def collision_table(ctx: Context) -> list[dict[str, object]]:
+    """One dict per collision (agent id, time, type, class, at fault, sources), for reports and debugging."""
+    ev = ctx.collision_events
+    ids = ctx.rollout.agent_ids
+    return [
+        {
+            "agent_id": str(ids[a]),
+            "t_s": float(ctx.t_s[s]),
+            "step": int(s),
+            "type": CollisionType(int(k)).name.lower(),
+            "agent_class": AgentClass(int(c)).name.lower(),
+            "at_fault": bool(f),
+            "engine": bool(en),
+            "geometry": bool(g),
+        }
+        for a, s, k, c, f, en, g in zip(ev.agent, ev.step, ev.kind, ev.agent_class, ev.at_fault, ev.engine, ev.geometry)
+    ]
+
+
+__all__ = ["Collisions", "collision_table", "nuplan_collision_score"]

@@ -1,0 +1,579 @@
+"""The shared per-rollout context: geometry every metric needs, computed once and reused.
+
+``Context`` validates a rollout against its scenario and lazily computes what several metrics
+share: the ego's boxes over time, the other agents' boxes, which lane the ego is in, whether it
+straddles lanes, how far its corners are off the drivable area, and the collision events.
+``MapGeometry`` holds the road map's shapely geometry (the drivable-area union, lane polygons
+and centerlines, an STR-tree); it depends only on the map, so it is cached per map and shared
+by every rollout of the same scenario.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+import shapely
+
+from evaluators.config import EvaluatorConfig
+from evaluators.errors import EvaluatorError
+from evaluators.geometry import box_corners, box_overlap_depth, wrap_angle
+from scenarios.model import AgentType, FeatureKind, RoadMap, Scenario
+from sim.rollout import Rollout
+
+if TYPE_CHECKING:
+    from evaluators.base import MetricValue
+
+
+class AgentClass(enum.IntEnum):
+    """The collision classes: vehicles, vulnerable road users (pedestrians, cyclists), objects."""
+
+    VEHICLE = 0
+    VRU = 1
+    OBJECT = 2
+
+
+class CollisionType(enum.IntEnum):
+    """nuPlan's collision types, judged at the first step of contact."""
+
+    STOPPED_EGO = 0  # the ego was stopped: not at fault
+    STOPPED_TRACK = 1  # the ego struck a stopped agent: at fault
+    ACTIVE_FRONT = 2  # the ego's front edge struck a moving agent: at fault
+    ACTIVE_REAR = 3  # a moving agent struck the ego from behind: not at fault
+    ACTIVE_LATERAL = 4  # side contact: at fault only while the ego straddles lanes or is off the lane map
+
+
+#: Lane types (lower case) that are not for cars; they are not lanes the ego can be "in".
+NON_VEHICLE_LANE_TYPES = frozenset({"bike", "bicycle", "biking", "cycle", "cycleway", "pedestrian", "sidewalk", "walkway", "crosswalk"})
+
+#: Half the length of the centerline piece whose direction is the lane's tangent [m].
+_TANGENT_HALF_SPAN_M = 0.5
+
+
+def agent_classes(agent_types: np.ndarray) -> np.ndarray:
+    """(N,) ``AgentClass`` codes of ``AgentType`` codes (pedestrian and cyclist are VRUs, other is an object)."""
+    types = np.asarray(agent_types)
+    out = np.full(types.shape, AgentClass.OBJECT, dtype=np.int8)
+    out[types == AgentType.VEHICLE] = AgentClass.VEHICLE
+    out[(types == AgentType.PEDESTRIAN) | (types == AgentType.CYCLIST)] = AgentClass.VRU
+    return out
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MapGeometry:
+    """Shapely geometry of one road map, for point-in-lane and off-road queries.
+
+    L = the vehicle lanes (lanes whose type is not in ``NON_VEHICLE_LANE_TYPES`` and whose
+    centerline has two distinct points).
+
+    Attributes:
+        drivable: union of the drivable-area and driveway polygons and the vehicle lanes'
+            polygons (prepared), or None when the map has none.
+        drivable_boundary: its outline (the road edge as the metrics see it), or None.
+        lane_ids: (L,) str.
+        lane_polygons: (L,) shapely polygons (boundaries, or the centerline widened).
+        lane_lines: (L,) shapely centerlines.
+        lane_speed_limit: (L,) [m/s], NaN when unknown.
+        lane_tree: STR-tree over ``lane_polygons`` (None when L = 0).
+        link_indptr, link_indices: CSR rows: lane i's connected lanes (itself, predecessors,
+            successors) are ``link_indices[link_indptr[i]:link_indptr[i + 1]]``.
+    """
+
+    drivable: shapely.Geometry | None
+    drivable_boundary: shapely.Geometry | None
+    lane_ids: np.ndarray
+    lane_polygons: np.ndarray
+    lane_lines: np.ndarray
+    lane_speed_limit: np.ndarray
+    lane_tree: shapely.STRtree | None
+    link_indptr: np.ndarray
+    link_indices: np.ndarray
+
+    @property
+    def num_lanes(self) -> int:
+        return int(self.lane_ids.shape[0])
+
+    def lanes_containing(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (point row, lane index) such that lane polygon contains point ``xy[row]`` [m]."""
+        if self.lane_tree is None or len(xy) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        p, lanes = self.lane_tree.query(shapely.points(xy))  # bounding boxes, then the exact test
+        inside = shapely.contains_xy(self.lane_polygons[lanes], xy[p, 0], xy[p, 1])
+        return p[inside], lanes[inside]
+
+    @classmethod
+    def build(cls, road_map: RoadMap) -> MapGeometry:
+        """Geometry of ``road_map`` (tens of ms on a city block; use ``of`` for the cached one)."""
+        lanes = []
+        for lane in road_map.lanes:
+            if lane.lane_type.lower() in NON_VEHICLE_LANE_TYPES:
+                continue
+            pts = lane.centerline[:, :2]
+            keep = np.r_[True, np.any(np.diff(pts, axis=0) != 0, axis=1)]
+            if keep.sum() >= 2:
+                lanes.append((lane, pts[keep]))
+        polygons = np.array([_polygon(lane.polygon()) for lane, _ in lanes], dtype=object)
+        lines = np.array([shapely.linestrings(pts) for _, pts in lanes], dtype=object)
+        ids = np.array([lane.id for lane, _ in lanes], dtype=np.str_) if lanes else np.zeros(0, np.str_)
+        speed = np.array([lane.speed_limit for lane, _ in lanes], dtype=np.float64)
+        index = {lane_id: i for i, lane_id in enumerate(ids.tolist())}
+        indptr, indices = [0], []
+        for i, (lane, _) in enumerate(lanes):
+            linked = {i} | {index[x] for x in (*lane.predecessors, *lane.successors) if x in index}
+            indices.extend(sorted(linked))
+            indptr.append(len(indices))
+        areas = [
+            _polygon(f.points[:, :2])
+            for f in road_map.features
+            if f.kind in (FeatureKind.DRIVABLE_AREA, FeatureKind.DRIVEWAY) and len(f.points) >= 3
+        ]
+        parts = [g for g in [*areas, *polygons] if g is not None and not g.is_empty]
+        drivable = shapely.union_all(np.array(parts, dtype=object)) if parts else None
+        boundary = None
+        if drivable is not None:
+            shapely.prepare(drivable)
+            boundary = shapely.boundary(drivable)
+        ok = np.array([p is not None and not p.is_empty for p in polygons], dtype=bool) if lanes else np.zeros(0, bool)
+        if not ok.all():  # lanes whose outline is degenerate cannot contain anything
+            polygons = np.array([p if k else shapely.Polygon() for p, k in zip(polygons, ok)], dtype=object)
+        tree = shapely.STRtree(polygons) if lanes else None
+        if lanes:
+            shapely.prepare(polygons)
+        return cls(
+            drivable=drivable,
+            drivable_boundary=boundary,
+            lane_ids=ids,
+            lane_polygons=polygons,
+            lane_lines=lines,
+            lane_speed_limit=speed,
+            lane_tree=tree,
+            link_indptr=np.asarray(indptr, dtype=np.int64),
+            link_indices=np.asarray(indices, dtype=np.int64),
+        )
+
+    @classmethod
+    def of(cls, road_map: RoadMap) -> MapGeometry:
+        """The geometry of ``road_map``, built once per map object and reused (an LRU of 32 maps)."""
+        key = id(road_map)
+        with _CACHE_LOCK:
+            hit = _CACHE.get(key)
+            if hit is not None and hit[0] is road_map:
+                _CACHE.move_to_end(key)
+                return hit[1]
+        geometry = cls.build(road_map)
+        with _CACHE_LOCK:
+            _CACHE[key] = (road_map, geometry)  # the map is held, so its id is not reused while cached
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        return geometry
+
+
+_CACHE: OrderedDict[int, tuple[RoadMap, MapGeometry]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 32
+
+
+def clear_map_cache() -> None:
+    """Forget every cached ``MapGeometry`` (for benchmarks and memory)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _polygon(points: np.ndarray) -> shapely.Geometry | None:
+    """A valid polygonal geometry from an outline, or None when it has no area."""
+    if len(points) < 3:
+        return None
+    geom = shapely.polygons(np.asarray(points, dtype=np.float64)[:, :2])
+    if not shapely.is_valid(geom):
+        geom = shapely.make_valid(geom, method="structure", keep_collapsed=False)
+    return geom if geom.area > 0 else None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CollisionEvents:
+    """The ego's collisions: one event per agent, at the first step it touched the ego.
+
+    E events. A collision is an engine contact (``rollout.contact``) or a box overlap deeper
+    than ``collision_min_overlap_m``, whichever comes first.
+
+    Attributes:
+        agent: (E,) agent rows.  step: (E,) first step of contact.
+        kind: (E,) ``CollisionType``.  at_fault: (E,) bool.  agent_class: (E,) ``AgentClass``.
+        engine: (E,) the engine reported contact with this agent at some step.
+        geometry: (E,) the boxes overlapped at some step.
+        collided: (N, S) True from each agent's first contact step on.
+    """
+
+    agent: np.ndarray
+    step: np.ndarray
+    kind: np.ndarray
+    at_fault: np.ndarray
+    agent_class: np.ndarray
+    engine: np.ndarray
+    geometry: np.ndarray
+    collided: np.ndarray
+
+
+class Context:
+    """What every metric of one rollout shares; arrays are (S,) per step or (N, S) per agent and step.
+
+    Args:
+        rollout: the episode to score.
+        scenario: the (variant) scenario it ran: map, agent types, the logged ego (the expert).
+        config: thresholds.
+
+    Raises:
+        EvaluatorError: when the rollout does not fit the scenario or holds NaN where valid.
+    """
+
+    def __init__(self, rollout: Rollout, scenario: Scenario, config: EvaluatorConfig) -> None:
+        _validate(rollout, scenario)
+        self.rollout = rollout
+        self.scenario = scenario
+        self.config = config
+        self.num_steps = rollout.num_steps
+        self.num_agents = rollout.num_agents
+        self.ego = int(rollout.ego_index)
+        t_us = np.asarray(rollout.t_us, dtype=np.int64)
+        self.t_s = (t_us - t_us[0]) / 1e6
+        dt = rollout.dt_s
+        self.dt_s = dt if dt > 0 else (scenario.dt_us / 1e6 or 0.1)
+        self.valid = np.asarray(rollout.valid, dtype=bool)
+        self.ego_valid = self.valid[self.ego]
+        self.ego_steps = np.flatnonzero(self.ego_valid)
+        others = np.ones(self.num_agents, dtype=bool)
+        others[self.ego] = False
+        self.others = others
+        self.agent_class = agent_classes(scenario.tracks.agent_types)
+        self.map = MapGeometry.of(scenario.road_map)
+        #: Metric values computed so far, by metric name (composites read them).
+        self.results: dict[str, MetricValue] = {}
+        #: Per-step series the metrics computed, (S,) each, NaN where undefined.
+        self.series: dict[str, np.ndarray] = {}
+
+    @property
+    def source(self) -> str:
+        return f"rollout {self.rollout.scenario_id}"
+
+    # --- ego state ------------------------------------------------------------------------
+
+    @cached_property
+    def speed(self) -> np.ndarray:
+        """(N, S) speed [m/s]."""
+        return np.hypot(self.rollout.vx, self.rollout.vy)
+
+    @cached_property
+    def ego_heading(self) -> np.ndarray:
+        """(S, 2) unit heading of the ego."""
+        yaw = self.rollout.yaw[self.ego]
+        return np.column_stack([np.cos(yaw), np.sin(yaw)])
+
+    @cached_property
+    def ego_xy(self) -> np.ndarray:
+        """(S, 2) ego centre [m]."""
+        return np.column_stack([self.rollout.x[self.ego], self.rollout.y[self.ego]])
+
+    @cached_property
+    def ego_velocity(self) -> np.ndarray:
+        """(S, 2) ego velocity [m/s]."""
+        return np.column_stack([self.rollout.vx[self.ego], self.rollout.vy[self.ego]])
+
+    @cached_property
+    def ego_corners(self) -> np.ndarray:
+        """(S, 4, 2) ego box corners [m]: front-left, rear-left, rear-right, front-right."""
+        r = self.rollout
+        e = self.ego
+        return box_corners(r.x[e], r.y[e], r.yaw[e], r.length[e], r.width[e])
+
+    @cached_property
+    def rear_axle(self) -> np.ndarray:
+        """(S, 2) ego rear-axle point [m], ``rear_axle_offset_ratio`` x length behind the centre."""
+        offset = self.config.rear_axle_offset_ratio * float(self.rollout.length[self.ego])
+        return self.ego_xy - offset * self.ego_heading
+
+    @cached_property
+    def relative_cos(self) -> np.ndarray:
+        """(N, S) cosine of the angle between the ego's heading and the direction from its rear axle
+        to each agent's centre (1: dead ahead, -1: right behind)."""
+        dx = self.rollout.x - self.rear_axle[:, 0]
+        dy = self.rollout.y - self.rear_axle[:, 1]
+        h = self.ego_heading
+        along = dx * h[:, 0] + dy * h[:, 1]
+        dist = np.hypot(dx, dy)
+        return np.where(dist > 0, along / np.where(dist > 0, dist, 1.0), 1.0)
+
+    @cached_property
+    def centre_distance(self) -> np.ndarray:
+        """(N, S) distance [m] between the ego's centre and each agent's, inf where either is invalid (and for the ego)."""
+        d = np.hypot(self.rollout.x - self.ego_xy[:, 0], self.rollout.y - self.ego_xy[:, 1])
+        pair = self.valid & self.ego_valid & self.others[:, None]
+        return np.where(pair, d, np.inf)
+
+    @cached_property
+    def half_diagonal(self) -> np.ndarray:
+        """(N,) radius [m] of the circle around each box."""
+        return np.hypot(self.rollout.length, self.rollout.width) / 2
+
+    # --- collisions -----------------------------------------------------------------------
+
+    @cached_property
+    def overlap(self) -> np.ndarray:
+        """(N, S) ego-agent box overlap depth [m] (see ``box_overlap_depth``); -inf where not evaluated.
+
+        Only pairs whose bounding circles touch are tested; the rest cannot overlap.
+        """
+        r = self.rollout
+        e = self.ego
+        near = self.centre_distance <= self.half_diagonal[:, None] + self.half_diagonal[e]
+        out = np.full((self.num_agents, self.num_steps), -np.inf)
+        j, t = np.nonzero(near)
+        if j.size:
+            out[j, t] = box_overlap_depth(
+                r.x[e, t], r.y[e, t], r.yaw[e, t], r.length[e], r.width[e],
+                r.x[j, t], r.y[j, t], r.yaw[j, t], r.length[j], r.width[j],
+            )  # fmt: skip
+        return out
+
+    @cached_property
+    def collision_events(self) -> CollisionEvents:
+        """The ego's collisions, classified by nuPlan's rules at the first step of each."""
+        cfg = self.config
+        r = self.rollout
+        pair = self.valid & self.ego_valid & self.others[:, None]
+        geometric = (self.overlap > cfg.collision_min_overlap_m) & pair
+        engine = np.asarray(r.contact, dtype=bool) & pair
+        touching = geometric | engine
+        hit = touching.any(axis=1)
+        agent = np.flatnonzero(hit)
+        step = np.argmax(touching[agent], axis=1) if agent.size else np.zeros(0, np.int64)
+        kind = np.full(agent.shape, CollisionType.ACTIVE_LATERAL, dtype=np.int8)
+        if agent.size:
+            e = self.ego
+            ego_stopped = self.speed[e, step] <= cfg.stopped_speed_mps
+            track_stopped = self.speed[agent, step] <= cfg.stopped_speed_mps
+            behind = self.relative_cos[agent, step] < np.cos(np.deg2rad(cfg.agent_behind_deg))
+            corners = self.ego_corners[step]
+            front_mid = (corners[:, 0] + corners[:, 3]) / 2
+            front = (
+                box_overlap_depth(
+                    front_mid[:, 0], front_mid[:, 1], r.yaw[e, step], 0.0, r.width[e],
+                    r.x[agent, step], r.y[agent, step], r.yaw[agent, step], r.length[agent], r.width[agent],
+                )  # fmt: skip
+                >= -cfg.front_edge_tolerance_m
+            )
+            kind = np.select(
+                [ego_stopped, track_stopped, behind, front],
+                [CollisionType.STOPPED_EGO, CollisionType.STOPPED_TRACK, CollisionType.ACTIVE_REAR, CollisionType.ACTIVE_FRONT],
+                CollisionType.ACTIVE_LATERAL,
+            ).astype(np.int8)
+        lateral_fault = (kind == CollisionType.ACTIVE_LATERAL) & ~self.in_common_lane[step]
+        at_fault = np.isin(kind, [CollisionType.STOPPED_TRACK, CollisionType.ACTIVE_FRONT]) | lateral_fault
+        collided = np.zeros((self.num_agents, self.num_steps), dtype=bool)
+        if agent.size:
+            collided[agent] = np.arange(self.num_steps)[None, :] >= step[:, None]
+        return CollisionEvents(
+            agent=agent,
+            step=step,
+            kind=kind,
+            at_fault=at_fault,
+            agent_class=self.agent_class[agent],
+            engine=engine[agent].any(axis=1),
+            geometry=geometric[agent].any(axis=1),
+            collided=collided,
+        )
+
+    # --- lanes and the drivable area ------------------------------------------------------
+
+    @cached_property
+    def lane_at_ego(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ego's lane per step: (S,) lane index (-1: none), (S, 2) its unit tangent (NaN: none),
+        (S,) whether lanes crossing at more than ``agent_ahead_deg`` overlap there (an intersection).
+
+        Of the lanes containing the ego's centre, the one whose direction is closest to the ego's
+        heading; in an intersection's overlapping connectors that is the one it drives along.
+        """
+        s = self.num_steps
+        lane = np.full(s, -1, dtype=np.int64)
+        tangent = np.full((s, 2), np.nan)
+        crossing = np.zeros(s, dtype=bool)
+        g = self.map
+        steps = self.ego_steps
+        if g.lane_tree is None or steps.size == 0:
+            return lane, tangent, crossing
+        xy = self.ego_xy[steps]
+        p, lanes = g.lanes_containing(xy)
+        if p.size == 0:
+            return lane, tangent, crossing
+        tan = lane_tangents(g.lane_lines[lanes], shapely.points(xy[p]))
+        h = self.ego_heading[steps[p]]
+        align = np.sum(tan * h, axis=1)
+        order = np.lexsort((-align, p))
+        p_sorted = p[order]
+        first = np.r_[True, p_sorted[1:] != p_sorted[:-1]]
+        best = order[first]
+        lane[steps[p[best]]] = lanes[best]
+        tangent[steps[p[best]]] = tan[best]
+        best_of = np.empty(p.size, dtype=np.int64)
+        best_of[order] = np.repeat(best, np.diff(np.r_[np.flatnonzero(first), p.size]))
+        cross = np.sum(tan * tan[best_of], axis=1) < np.cos(np.deg2rad(self.config.agent_ahead_deg))
+        crossing[steps[p[cross]]] = True
+        return lane, tangent, crossing
+
+    @cached_property
+    def in_common_lane(self) -> np.ndarray:
+        """(S,) all four ego corners lie in one lane or in lanes connected to it (nuPlan's "common or
+        connected route objects"); False where the ego straddles lanes or leaves the lane map."""
+        s = self.num_steps
+        out = np.zeros(s, dtype=bool)
+        g = self.map
+        steps = self.ego_steps
+        if g.lane_tree is None or steps.size == 0:
+            return out
+        c, lanes = g.lanes_containing(self.ego_corners[steps].reshape(-1, 2))
+        if c.size == 0:
+            return out
+        counts = g.link_indptr[lanes + 1] - g.link_indptr[lanes]
+        c_rep = np.repeat(c, counts)
+        starts = np.repeat(g.link_indptr[lanes], counts)
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        reach = np.zeros((steps.size * 4, g.num_lanes), dtype=bool)
+        reach[c_rep, g.link_indices[starts + offsets]] = True
+        common = reach.reshape(steps.size, 4, g.num_lanes).all(axis=1).any(axis=1)
+        out[steps] = common
+        return out
+
+    @cached_property
+    def corner_offroad_m(self) -> np.ndarray:
+        """(S, 4) distance [m] of each ego corner outside the drivable area (0 inside; NaN where
+        the ego is invalid or the map has no drivable area)."""
+        out = np.full((self.num_steps, 4), np.nan)
+        drivable = self.map.drivable
+        steps = self.ego_steps
+        if drivable is None or steps.size == 0:
+            return out
+        pts = self.ego_corners[steps].reshape(-1, 2)
+        inside = shapely.contains_xy(drivable, pts[:, 0], pts[:, 1])
+        dist = np.zeros(pts.shape[0])
+        if not inside.all():
+            dist[~inside] = shapely.distance(drivable, shapely.points(pts[~inside]))
+        out[steps] = dist.reshape(-1, 4)
+        return out
+
+    # --- the expert (the logged ego) ------------------------------------------------------
+
+    @cached_property
+    def expert_xy(self) -> np.ndarray:
+        """(K, 2) the logged ego's valid positions [m], in time order."""
+        tr = self.scenario.tracks
+        e = self.scenario.ego_index
+        keep = tr.valid[e]
+        return np.column_stack([tr.x[e, keep], tr.y[e, keep]])
+
+    @cached_property
+    def expert_at_rollout_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """(S, 2) the logged ego's position at the rollout's times [m] (linear between log samples)
+        and (S,) whether it is known there (both neighbouring log samples valid)."""
+        tr = self.scenario.tracks
+        e = self.scenario.ego_index
+        log_t = self.scenario.t_us
+        t = np.asarray(self.rollout.t_us, dtype=np.int64)
+        i = np.clip(np.searchsorted(log_t, t, side="right") - 1, 0, log_t.size - 1)
+        j = np.minimum(i + 1, log_t.size - 1)
+        span = (log_t[j] - log_t[i]).astype(np.float64)
+        frac = np.where(span > 0, (t - log_t[i]) / np.where(span > 0, span, 1.0), 0.0)
+        inside = (t >= log_t[0]) & (t <= log_t[-1])
+        known = inside & tr.valid[e, i] & ((frac == 0) | tr.valid[e, j])
+        x = tr.x[e, i] + frac * (tr.x[e, j] - tr.x[e, i])
+        y = tr.y[e, i] + frac * (tr.y[e, j] - tr.y[e, i])
+        return np.column_stack([x, y]), known
+
+    @cached_property
+    def log_step_of(self) -> np.ndarray:
+        """(S,) the scenario step at or just before each rollout time (to read signal states)."""
+        log_t = self.scenario.t_us
+        t = np.asarray(self.rollout.t_us, dtype=np.int64)
+        return np.clip(np.searchsorted(log_t, t, side="right") - 1, 0, log_t.size - 1)
+
+
+def lane_tangents(lines: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(P, 2) unit direction of each centerline ``lines[i]`` where it passes closest to ``points[i]``."""
+    s = shapely.line_locate_point(lines, points)
+    length = shapely.length(lines)
+    a = shapely.line_interpolate_point(lines, np.clip(s - _TANGENT_HALF_SPAN_M, 0, length))
+    b = shapely.line_interpolate_point(lines, np.clip(s + _TANGENT_HALF_SPAN_M, 0, length))
+    d = shapely.get_coordinates(b) - shapely.get_coordinates(a)
+    norm = np.hypot(d[:, 0], d[:, 1])
+    return d / np.where(norm > 0, norm, 1.0)[:, None]
+
+
+def _validate(rollout: Rollout, scenario: Scenario) -> None:
+    src = f"rollout {getattr(rollout, 'scenario_id', '?')}"
+    if not isinstance(rollout, Rollout):
+        raise EvaluatorError(src, "rollout", f"expected a sim.rollout.Rollout, got {type(rollout).__name__}")
+    if not isinstance(scenario, Scenario):
+        raise EvaluatorError(src, "scenario", f"expected a scenarios.Scenario, got {type(scenario).__name__}")
+    try:
+        rollout.validate()
+    except ValueError as exc:
+        raise EvaluatorError(src, "shape", str(exc)) from None
+    t = np.asarray(rollout.t_us)
+    if t.ndim != 1 or t.size == 0:
+        raise EvaluatorError(src, "t_us", "the rollout has no steps")
+    if t.size > 1 and not (np.diff(t) > 0).all():
+        raise EvaluatorError(src, "t_us", "times are not strictly increasing")
+    if rollout.num_agents != scenario.num_agents or not np.array_equal(rollout.agent_ids, scenario.tracks.agent_ids):
+        raise EvaluatorError(src, "agent_ids", f"the rollout's agents are not the scenario's ({scenario.id}) agents in its order")
+    if rollout.ego_index != scenario.ego_index:
+        raise EvaluatorError(src, "ego_index", f"{rollout.ego_index} is not the scenario's ego row {scenario.ego_index}")
+    for name in ("length", "width"):
+        value = np.asarray(getattr(rollout, name), dtype=np.float64)
+        if value.shape != (rollout.num_agents,) or not (np.isfinite(value) & (value >= 0)).all():
+            raise EvaluatorError(src, name, "box sizes must be (N,), finite and non-negative")
+    valid = np.asarray(rollout.valid, dtype=bool)
+    if not valid[rollout.ego_index].any():
+        raise EvaluatorError(src, "valid", "the ego is never valid")
+    for name in ("x", "y", "yaw", "vx", "vy"):
+        bad = ~np.isfinite(np.asarray(getattr(rollout, name), dtype=np.float64)) & valid
+        if bad.any():
+            agent, step = np.argwhere(bad)[0]
+            raise EvaluatorError(src, name, f"NaN or infinite where valid (agent {rollout.agent_ids[agent]!r}, step {step})")
+
+
+def step_weights(t_s: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """(len(steps),) the time [s] each of ``steps`` stands for: until the next one, 0 for the last.
+
+    Sums to the time from the first to the last of ``steps`` (left Riemann sum weights).
+    """
+    if steps.size == 0:
+        return np.zeros(0)
+    return np.r_[np.diff(t_s[steps]), 0.0]
+
+
+def valid_runs(mask: np.ndarray) -> list[np.ndarray]:
+    """Index arrays of the runs of consecutive True in ``mask``."""
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(idx) > 1) + 1
+    return np.split(idx, breaks)
+
+
+__all__ = [
+    "AgentClass",
+    "CollisionEvents",
+    "CollisionType",
+    "Context",
+    "MapGeometry",
+    "NON_VEHICLE_LANE_TYPES",
+    "agent_classes",
+    "clear_map_cache",
+    "lane_tangents",
+    "step_weights",
+    "valid_runs",
+    "wrap_angle",
+]

@@ -1,0 +1,42 @@
+"""Drivable-area compliance: how far an ego corner ever got outside the drivable area.
+
+The drivable area is the union of the map's drivable-area and driveway polygons and its vehicle
+lanes' polygons (see ``MapGeometry``). The metric is nuPlan's: the largest distance of any of the
+ego's four corners outside it over the rollout; compliant (multiplier 1) at or below
+``max_offroad_m`` (0.3 m), else 0. A map without any drivable geometry cannot be judged: the
+distance is NaN and the multiplier 1. The engine's own off-road flag (``rollout.offroad``, all
+False in a log replay) is reported beside it, not mixed in: it depends on the twin's road mesh.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evaluators.base import Evaluator, MetricSpec, MetricValue, register
+from evaluators.context import Context
+
+
+@register("drivable_area")
+class DrivableArea(Evaluator):
+    """Largest corner distance outside the drivable area, and nuPlan's compliance multiplier."""
+
+    metrics = (
+        MetricSpec("drivable_area_max_distance_m", "m", "largest distance of an ego corner outside the drivable area", "<= 0.3 m"),
+        MetricSpec("drivable_area_compliance", "1", "nuPlan multiplier: 1 when the distance is <= 0.3 m, else 0", "== 1"),
+        MetricSpec("offroad_engine_steps", "count", "steps the engine found an ego corner off the road surface"),
+    )
+
+    def _compute(self, ctx: Context) -> list[MetricValue]:
+        dist = ctx.corner_offroad_m
+        worst = float(np.nanmax(dist)) if np.isfinite(dist).any() else float("nan")
+        ok = not worst > ctx.config.max_offroad_m  # NaN (no drivable area known) is not a violation
+        engine = int(np.count_nonzero(np.asarray(ctx.rollout.offroad, dtype=bool) & ctx.ego_valid))
+        known = np.isfinite(dist).all(axis=1)
+        series = np.full(ctx.num_steps, np.nan)
+        series[known] = dist[known].max(axis=1)
+        ctx.series["offroad_m"] = series
+        return [
+            self.value("drivable_area_max_distance_m", worst, ok if np.isfinite(worst) else None),
+            self.value("drivable_area_compliance", 1.0 if ok else 0.0, ok),
+            self.value("offroad_engine_steps", engine),
+        ]

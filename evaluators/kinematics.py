@@ -1,0 +1,67 @@
+"""Kinematic feasibility (Waymax's): could a bicycle model have driven the ego's trajectory?
+
+For each pair of consecutive valid steps the inverse of Waymax's invertible bicycle model gives
+the acceleration and steering curvature that make the transition:
+
+- acceleration = (|v(t+1)| - |v(t)|) / dt;
+- the new heading is the direction of the velocity at t+1 (less noisy than the recorded heading;
+  turned by pi when the ego reverses, which Waymax does not do), or the recorded heading below
+  ``kinematics_min_speed_mps``;
+- curvature = wrap(new heading - heading(t)) / (|v(t)| dt + acceleration dt^2 / 2), and 0 when
+  either speed is below ``kinematics_min_speed_mps`` (0.6 m/s), where heading noise dominates.
+
+Infeasible when |acceleration| > 10.4 m/s2 or |curvature| > 0.3 1/m at any transition.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evaluators.base import Evaluator, MetricSpec, MetricValue, register
+from evaluators.context import Context
+from evaluators.geometry import wrap_angle
+
+
+def inverse_bicycle(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    """(S - 1,) acceleration [m/s2] and curvature [1/m] of each transition, NaN where not both steps are valid."""
+    r = ctx.rollout
+    e = ctx.ego
+    cfg = ctx.config
+    ok = ctx.ego_valid[:-1] & ctx.ego_valid[1:]
+    dt = np.diff(ctx.t_s)
+    speed = ctx.speed[e]
+    accel = np.diff(speed) / np.where(dt > 0, dt, 1.0)
+    yaw = r.yaw[e]
+    vx, vy = r.vx[e, 1:], r.vy[e, 1:]
+    vel_yaw = np.arctan2(vy, vx)
+    reversing = (vx * np.cos(yaw[1:]) + vy * np.sin(yaw[1:])) < 0
+    vel_yaw = np.where(reversing, vel_yaw + np.pi, vel_yaw)
+    slow = speed < cfg.kinematics_min_speed_mps
+    new_yaw = np.where(slow[1:], yaw[1:], vel_yaw)
+    travel = speed[:-1] * dt + 0.5 * accel * dt**2
+    curvature = wrap_angle(new_yaw - yaw[:-1]) / np.where(np.abs(travel) > 1e-9, travel, np.inf)
+    curvature = np.where(slow[:-1] | slow[1:], 0.0, curvature)
+    return np.where(ok, accel, np.nan), np.where(ok, curvature, np.nan)
+
+
+@register("kinematics")
+class KinematicFeasibility(Evaluator):
+    """Largest inverse-bicycle acceleration and curvature, and whether both stay within Waymax's bounds."""
+
+    metrics = (
+        MetricSpec("max_abs_inverse_accel_mps2", "m/s2", "largest |acceleration| the inverse bicycle model needs", "<= 10.4 m/s2"),
+        MetricSpec("max_abs_curvature_1pm", "1/m", "largest |curvature| the inverse bicycle model needs", "<= 0.3 1/m"),
+        MetricSpec("kinematically_feasible", "bool", "both within bounds at every transition", "all within bounds"),
+    )
+
+    def _compute(self, ctx: Context) -> list[MetricValue]:
+        cfg = ctx.config
+        accel, curvature = inverse_bicycle(ctx)
+        a = float(np.nanmax(np.abs(accel))) if np.isfinite(accel).any() else 0.0
+        k = float(np.nanmax(np.abs(curvature))) if np.isfinite(curvature).any() else 0.0
+        a_ok, k_ok = a <= cfg.max_abs_accel_mps2, k <= cfg.max_abs_curvature_1pm
+        return [
+            self.value("max_abs_inverse_accel_mps2", a, a_ok),
+            self.value("max_abs_curvature_1pm", k, k_ok),
+            self.value("kinematically_feasible", a_ok and k_ok, a_ok and k_ok),
+        ]

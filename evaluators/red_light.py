@@ -1,0 +1,65 @@
+"""Red-light running (CARLA's rule), for scenarios that carry traffic-signal states.
+
+Each signal controls one lane and has a stop point on it; its stop line is the line through the
+stop point across the lane's direction there. The ego passes a signal when a point near its tail
+(0.8 x half its length behind the centre, as CARLA's test uses) crosses that line between two
+valid steps, moving along the lane's direction, within ``red_light_lateral_m`` of the stop point.
+It runs the light when the signal's state at the crossing step is STOP (red). Signals whose lane
+is not a vehicle lane of the map cannot be oriented and are skipped. Each signal counts once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+
+from evaluators.base import Evaluator, MetricSpec, MetricValue, register
+from evaluators.context import Context, lane_tangents
+from scenarios.model import SignalState
+
+#: CARLA measures the crossing at this fraction of the half length behind the centre.
+TAIL_FRACTION = 0.8
+
+
+def signal_crossings(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    """(K,) signal rows and (K,) steps at which the ego's tail crossed their stop lines."""
+    signals = ctx.scenario.signals
+    g = ctx.map
+    if signals.num_signals == 0 or g.num_lanes == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lane_of = {lane_id: i for i, lane_id in enumerate(g.lane_ids.tolist())}
+    rows = np.array([i for i, lane_id in enumerate(signals.lane_ids.tolist()) if lane_id in lane_of], dtype=np.int64)
+    if rows.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    stop = signals.stop_points[rows, :2]
+    lanes = np.array([lane_of[signals.lane_ids[i]] for i in rows])
+    d = lane_tangents(g.lane_lines[lanes], shapely.points(stop))  # (K, 2)
+    r = ctx.rollout
+    e = ctx.ego
+    tail = ctx.ego_xy - (TAIL_FRACTION * r.length[e] / 2) * ctx.ego_heading  # (S, 2)
+    rel = tail[None, :, :] - stop[:, None, :]  # (K, S, 2)
+    lon = rel[..., 0] * d[:, None, 0] + rel[..., 1] * d[:, None, 1]
+    lat = -rel[..., 0] * d[:, None, 1] + rel[..., 1] * d[:, None, 0]
+    along = (ctx.ego_heading @ d.T).T > 0  # (K, S)
+    both = ctx.ego_valid[:-1] & ctx.ego_valid[1:]
+    cross = (lon[:, :-1] < 0) & (lon[:, 1:] >= 0) & both & along[:, 1:] & (np.abs(lat[:, 1:]) <= ctx.config.red_light_lateral_m)
+    k, t = np.nonzero(cross)
+    return rows[k], t + 1
+
+
+@register("red_light")
+class RedLight(Evaluator):
+    """Red lights run and signal stop lines passed."""
+
+    metrics = (
+        MetricSpec("red_light_violations", "count", "signals whose stop line the ego crossed on red", "== 0"),
+        MetricSpec("signals_passed", "count", "signal stop lines the ego crossed, whatever their state"),
+    )
+
+    def _compute(self, ctx: Context) -> list[MetricValue]:
+        rows, steps = signal_crossings(ctx)
+        if rows.size == 0:
+            return [self.value("red_light_violations", 0, True), self.value("signals_passed", 0)]
+        state = ctx.scenario.signals.states[rows, ctx.log_step_of[steps]]
+        red = np.unique(rows[state == SignalState.STOP]).size
+        return [self.value("red_light_violations", red, red == 0), self.value("signals_passed", np.unique(rows).size)]

@@ -1,0 +1,46 @@
+"""Speed-limit compliance (nuPlan's): overspeed integrated over time, relative to 2.23 m/s held throughout.
+
+At each step the limit is the speed limit of the ego's lane (see ``Context.lane_at_ego``);
+steps off the lane map or on a lane without a known limit have no limit and no overspeed. The
+integral is a left Riemann sum: each valid step's overspeed times the time to the next valid
+step, so a violation held over k steps of dt counts k * dt. Compliance is
+max(0, 1 - integral / (max_overspeed_mps * duration)), duration = the ego's valid time span.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evaluators.base import Evaluator, MetricSpec, MetricValue, register
+from evaluators.context import Context, step_weights
+
+
+@register("speed_limit")
+class SpeedLimit(Evaluator):
+    """Speed-limit compliance, the largest overspeed and the share of time with a known limit."""
+
+    metrics = (
+        MetricSpec("speed_limit_compliance", "1", "max(0, 1 - overspeed integral / (2.23 m/s x duration))"),
+        MetricSpec("max_overspeed_mps", "m/s", "largest speed above the lane's limit"),
+        MetricSpec("speed_limit_coverage", "1", "share of the rollout's time on a lane with a known limit"),
+    )
+
+    def _compute(self, ctx: Context) -> list[MetricValue]:
+        lane, _, _ = ctx.lane_at_ego
+        steps = ctx.ego_steps
+        limit = np.full(ctx.num_steps, np.nan)
+        on_lane = lane >= 0
+        limit[on_lane] = ctx.map.lane_speed_limit[lane[on_lane]]
+        speed = ctx.speed[ctx.ego]
+        over = np.where(np.isfinite(limit), np.maximum(speed - np.nan_to_num(limit, nan=np.inf), 0.0), 0.0)
+        weights = step_weights(ctx.t_s, steps)
+        duration = float(weights.sum())
+        integral = float(np.sum(over[steps] * weights))
+        compliance = max(0.0, 1.0 - integral / (ctx.config.max_overspeed_mps * duration)) if duration > 0 else 1.0
+        covered = float(np.sum(weights * np.isfinite(limit[steps])) / duration) if duration > 0 else float(np.isfinite(limit[steps]).any())
+        ctx.series["speed_limit_mps"] = np.where(ctx.ego_valid, limit, np.nan)
+        return [
+            self.value("speed_limit_compliance", compliance),
+            self.value("max_overspeed_mps", float(over[steps].max()) if steps.size else 0.0),
+            self.value("speed_limit_coverage", min(1.0, covered)),
+        ]
