@@ -1,0 +1,290 @@
+"""The other road users: the log resampled to the sim rate, and reactive IDM agents.
+
+``SimTracks`` is the log in the env's local frame at the env's step (linear interpolation of
+positions and velocities, shortest-arc interpolation of headings; a step is valid when both
+bracketing log samples are). With the sim rate equal to the log rate it is the log, bit for bit,
+translated by the origin.
+
+``ReactiveAgents`` moves chosen agents along their logged paths (arc-length parametrised) with a
+longitudinal law that replays the log when nothing is in the way and brakes like IDM for a
+leader:
+
+    a_track = a_log + KP * (s_log - s) + KD * (v_log - v)          (critically damped, w = 1.5 rad/s)
+    a_idm   = A_MAX * (1 - (v / v0)^4 - (s* / gap)^2),  s* = S0 + v T + v dv / (2 sqrt(A_MAX B))
+    a       = a_track without a leader, min(a_track, a_idm) with one, clipped to [-B_MAX, A_MAX]
+
+``v0`` is the agent's highest logged speed (at least 1 m/s). A leader is the nearest body (the
+ego or another agent, reactive or not) ahead along the agent's path within a corridor of the two
+boxes' half widths; when two agents are each other's leader (crossing paths), the one nearer
+the conflict goes first. A reactive agent exists from its first to its last logged step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from scenarios.model import Scenario
+
+#: IDM parameters: max acceleration, comfortable and max braking [m/s2], jam distance [m], time headway [s].
+A_MAX, B_COMF, B_MAX, S0, T_HEADWAY = 3.0, 3.0, 8.0, 2.0, 1.0
+#: Log-tracking gains (critically damped at 1.5 rad/s).
+KP, KD = 2.25, 3.0
+#: Leader search: lookahead length [m], sample spacing [m], extra corridor half width [m].
+LOOKAHEAD_M, LOOKAHEAD_STEP_M, CORRIDOR_MARGIN_M = 40.0, 2.0, 0.3
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SimTracks:
+    """Every agent's logged state at the env's steps, in the local frame.
+
+    Attributes:
+        t_us: (S,) int64 scenario time of each env step [us].
+        x, y, yaw, vx, vy: (N, S) float64 [m, m, rad, m/s, m/s]; 0 where not valid.
+        valid: (N, S) bool.
+    """
+
+    t_us: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    yaw: np.ndarray
+    vx: np.ndarray
+    vy: np.ndarray
+    valid: np.ndarray
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.t_us.shape[0])
+
+
+def resample(scenario: Scenario, origin: np.ndarray, dt_us: int, start_step: int) -> SimTracks:
+    """The log from ``start_step`` on, every ``dt_us`` [us], minus ``origin`` (2,) [m]."""
+    t_log = scenario.t_us
+    tr = scenario.tracks
+    t0 = int(t_log[start_step])
+    t = np.arange(t0, int(t_log[-1]) + 1, dt_us, dtype=np.int64)
+    i0 = np.clip(np.searchsorted(t_log, t, side="right") - 1, 0, len(t_log) - 1)
+    exact = t_log[i0] == t
+    if exact.all():
+        valid = tr.valid[:, i0].copy()
+        x, y = tr.x[:, i0] - origin[0], tr.y[:, i0] - origin[1]
+        yaw, vx, vy = tr.yaw[:, i0].copy(), tr.vx[:, i0].copy(), tr.vy[:, i0].copy()
+    else:
+        i1 = np.minimum(i0 + 1, len(t_log) - 1)
+        span = np.maximum(t_log[i1] - t_log[i0], 1)
+        w = np.where(exact, 0.0, (t - t_log[i0]) / span)[None, :]
+        valid = tr.valid[:, i0] & (exact[None, :] | tr.valid[:, i1])
+
+        def lerp(a: np.ndarray) -> np.ndarray:
+            return a[:, i0] + w * (a[:, i1] - a[:, i0])
+
+        x, y = lerp(tr.x) - origin[0], lerp(tr.y) - origin[1]
+        dyaw = (tr.yaw[:, i1] - tr.yaw[:, i0] + np.pi) % (2 * np.pi) - np.pi
+        yaw = tr.yaw[:, i0] + w * dyaw
+        vx, vy = lerp(tr.vx), lerp(tr.vy)
+    for a in (x, y, yaw, vx, vy):
+        a[~valid] = 0.0
+    return SimTracks(t, x, y, yaw, vx, vy, valid)
+
+
+class PathBank:
+    """Many agents' arc-length paths in flat arrays, for vectorised interpolation.
+
+    Each path's arc length is offset by ``row * OFFSET`` so one ``searchsorted`` serves all.
+    """
+
+    OFFSET = 1.0e7
+
+    def __init__(self, paths: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """``paths``: per agent, (P, 2) points and (P,) yaw [rad] at those points."""
+        xy, yaw, gs, start, count = [], [], [], [], []
+        n = 0
+        for i, (pts, yw) in enumerate(paths):
+            seg = np.hypot(*np.diff(pts, axis=0).T) if len(pts) > 1 else np.zeros(0)
+            s = np.concatenate([[0.0], np.cumsum(seg)])
+            xy.append(pts)
+            yaw.append(np.unwrap(yw))
+            gs.append(s + i * self.OFFSET)
+            start.append(n)
+            count.append(len(pts))
+            n += len(pts)
+        self.xy = np.vstack(xy) if xy else np.zeros((0, 2))
+        self.yaw = np.concatenate(yaw) if yaw else np.zeros(0)
+        self.gs = np.concatenate(gs) if gs else np.zeros(0)
+        self.start = np.array(start, np.int64)
+        self.count = np.array(count, np.int64)
+        self.length = np.array([g[-1] - g[0] for g in gs]) if gs else np.zeros(0)
+
+    def at(self, rows: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(xy (..., 2), yaw, direction of travel) of path ``rows`` at arc lengths ``s`` (any broadcastable shape).
+
+        Beyond a path's end it goes on straight along its last segment.
+        """
+        rows = np.asarray(rows)
+        s = np.asarray(s, dtype=np.float64)
+        rows_b = np.broadcast_to(rows, np.broadcast_shapes(rows.shape, s.shape))
+        s_b = np.broadcast_to(s, rows_b.shape)
+        start = self.start[rows_b]
+        last = start + self.count[rows_b] - 1
+        k = np.searchsorted(self.gs, s_b + rows_b * self.OFFSET, side="right") - 1
+        k = np.clip(k, start, np.maximum(last - 1, start))
+        k1 = np.minimum(k + 1, last)
+        span = self.gs[k1] - self.gs[k]
+        single = span <= 0
+        span = np.where(single, 1.0, span)
+        w = (s_b + rows_b * self.OFFSET - self.gs[k]) / span
+        w_pos = np.where(single, 0.0, w)
+        d = self.xy[k1] - self.xy[k]
+        xy = self.xy[k] + w_pos[..., None] * d
+        yaw = self.yaw[k] + np.clip(w_pos, 0.0, 1.0) * (self.yaw[k1] - self.yaw[k])
+        travel = np.where(single, yaw, np.arctan2(d[..., 1], d[..., 0]))
+        return xy, yaw, travel
+
+
+class ReactiveAgents:
+    """IDM along logged paths for the rows in ``rows`` (see the module docstring)."""
+
+    def __init__(self, log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, dt_s: float) -> None:
+        self.rows = np.asarray(rows, np.int64)
+        self.dt = dt_s
+        self.length, self.width = length, width
+        n, s_steps = log.valid.shape
+        paths = []
+        self.s_log = np.zeros((len(self.rows), s_steps))
+        self.v_log = np.zeros((len(self.rows), s_steps))
+        self.first = np.zeros(len(self.rows), np.int64)
+        self.last = np.zeros(len(self.rows), np.int64)
+        for j, row in enumerate(self.rows):
+            steps = np.flatnonzero(log.valid[row])
+            pts = np.column_stack([log.x[row, steps], log.y[row, steps]])
+            seg = np.hypot(*np.diff(pts, axis=0).T) if len(pts) > 1 else np.zeros(0)
+            # keep points at least 0.2 m apart; dropped points take the last kept point's arc length
+            keep = [0]
+            acc = 0.0
+            s_at = np.zeros(len(steps))
+            s_kept = 0.0
+            for i in range(1, len(pts)):
+                acc += seg[i - 1]
+                if acc - s_kept >= 0.2:
+                    keep.append(i)
+                    s_kept = acc
+                s_at[i] = s_kept
+            kept = np.array(keep)
+            path_pts = pts[kept]
+            path_yaw = log.yaw[row, steps][kept]
+            if len(path_pts) >= 2:  # go on straight for the lookahead beyond the logged end
+                d = path_pts[-1] - path_pts[-2]
+                u = d / max(np.hypot(*d), 1e-9)
+                path_pts = np.vstack([path_pts, path_pts[-1] + u * LOOKAHEAD_M])
+                path_yaw = np.append(path_yaw, path_yaw[-1])
+            paths.append((path_pts, path_yaw))
+            # arc length of the kept points, recomputed as PathBank will
+            kseg = np.hypot(*np.diff(pts[kept], axis=0).T) if len(kept) > 1 else np.zeros(0)
+            ks = np.concatenate([[0.0], np.cumsum(kseg)])
+            idx = np.searchsorted(kept, np.arange(len(steps)), side="right") - 1
+            s_full = ks[idx]
+            s_row = np.interp(np.arange(s_steps), steps, s_full)
+            v_row = np.interp(np.arange(s_steps), steps, np.hypot(log.vx[row, steps], log.vy[row, steps]))
+            self.s_log[j], self.v_log[j] = s_row, v_row
+            self.first[j], self.last[j] = steps[0], steps[-1]
+        self.bank = PathBank(paths)
+        self.a_log = np.zeros_like(self.v_log)
+        if s_steps > 1:
+            self.a_log[:, :-1] = np.diff(self.v_log, axis=1) / dt_s
+        self.v0 = np.maximum(self.v_log.max(axis=1) if s_steps else np.ones(len(self.rows)), 1.0)
+        self.s = np.zeros(len(self.rows))
+        self.v = np.zeros(len(self.rows))
+        self.alive = np.zeros(len(self.rows), bool)
+        self._ahead = np.arange(LOOKAHEAD_STEP_M, LOOKAHEAD_M + 1e-9, LOOKAHEAD_STEP_M)
+
+    def present(self, k: int) -> np.ndarray:
+        """(R,) bool: which reactive agents exist at step ``k``."""
+        return (self.first <= k) & (k <= self.last)
+
+    def reset(self, k: int) -> None:
+        self.alive[:] = False
+        self._spawn(k)
+
+    def _spawn(self, k: int) -> None:
+        new = self.present(k) & ~self.alive
+        self.s[new] = self.s_log[new, k]
+        self.v[new] = self.v_log[new, k]
+        self.alive = self.present(k)
+
+    def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(x, y, yaw, vx, vy) of every reactive agent now (R,) [m, m, rad, m/s, m/s]."""
+        xy, yaw, travel = self.bank.at(np.arange(len(self.rows)), self.s)
+        return xy[:, 0], xy[:, 1], yaw, self.v * np.cos(travel), self.v * np.sin(travel)
+
+    def step(self, k: int, bodies: dict[str, np.ndarray]) -> None:
+        """Advance from step ``k`` to ``k + 1``.
+
+        ``bodies``: everything that can lead (the ego and every present agent) as arrays
+        ``x, y, yaw, vx, vy, length, width`` and ``row`` (the track row; -1 for none).
+        """
+        if not len(self.rows):
+            return
+        alive = self.alive
+        a = np.zeros(len(self.rows))
+        idx = np.flatnonzero(alive)
+        if idx.size:
+            kk = min(k + 1, self.s_log.shape[1] - 1)
+            a_track = self.a_log[idx, k] + KP * (self.s_log[idx, kk] - self.s[idx]) + KD * (self.v_log[idx, kk] - self.v[idx])
+            gap, dv = self._leaders(idx, bodies)
+            v = self.v[idx]
+            has = np.isfinite(gap)
+            s_star = S0 + v * T_HEADWAY + v * dv / (2 * math.sqrt(A_MAX * B_COMF))
+            a_idm = A_MAX * (1 - (v / self.v0[idx]) ** 4 - (np.maximum(s_star, 0.0) / np.maximum(np.where(has, gap, 1.0), 0.1)) ** 2)
+            a[idx] = np.clip(np.where(has, np.minimum(a_track, a_idm), a_track), -B_MAX, A_MAX)
+        v_new = np.maximum(self.v + a * self.dt, 0.0)
+        self.s = np.where(alive, self.s + 0.5 * (self.v + v_new) * self.dt, self.s)
+        self.v = np.where(alive, v_new, self.v)
+        self._spawn(k + 1)
+
+    def _leaders(self, idx: np.ndarray, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(gap [m], closing speed [m/s]) to each agent's leader; gap inf without one."""
+        rows = self.rows[idx]
+        xy, _, travel = self.bank.at(idx, self.s[idx])
+        bx, by = bodies["x"], bodies["y"]
+        # candidates: within the lookahead, ahead of the agent's direction of travel, not itself
+        dx = bx[None, :] - xy[:, 0:1]
+        dy = by[None, :] - xy[:, 1:2]
+        c, sn = np.cos(travel)[:, None], np.sin(travel)[:, None]
+        lon = dx * c + dy * sn
+        near = (lon > 0) & (dx * dx + dy * dy < (LOOKAHEAD_M + 5.0) ** 2) & (bodies["row"][None, :] != rows[:, None])
+        gap = np.full(len(idx), np.inf)
+        dv = np.zeros(len(idx))
+        lead = np.full(len(idx), -1)
+        pi, pj = np.nonzero(near)
+        if pi.size:
+            s_ahead = self.s[idx][pi][:, None] + self._ahead[None, :]
+            pts, _, head = self.bank.at(idx[pi][:, None], s_ahead)  # (P, M, 2)
+            ex = bx[pj][:, None] - pts[..., 0]
+            ey = by[pj][:, None] - pts[..., 1]
+            d2 = ex * ex + ey * ey
+            m = np.argmin(d2, axis=1)
+            ar = np.arange(len(pi))
+            theta = bodies["yaw"][pj] - head[ar, m]
+            cth, sth = np.abs(np.cos(theta)), np.abs(np.sin(theta))
+            lj, wj = bodies["length"][pj], bodies["width"][pj]
+            half_lat = 0.5 * (lj * sth + wj * cth)
+            half_lon = 0.5 * (lj * cth + wj * sth)
+            inside = np.sqrt(d2[ar, m]) < 0.5 * self.width[rows[pi]] + half_lat + CORRIDOR_MARGIN_M
+            g = self._ahead[m] - 0.5 * self.length[rows[pi]] - half_lon
+            vj = bodies["vx"][pj] * np.cos(head[ar, m]) + bodies["vy"][pj] * np.sin(head[ar, m])
+            for q in np.flatnonzero(inside):
+                i = pi[q]
+                if g[q] < gap[i]:
+                    gap[i] = g[q]
+                    dv[i] = self.v[idx[i]] - vj[q]
+                    lead[i] = bodies["row"][pj[q]]
+        # crossing paths: two agents leading each other -> the one nearer the conflict goes first
+        pos = {int(r): i for i, r in enumerate(rows)}
+        for i in range(len(idx)):
+            j = pos.get(int(lead[i]), -1)
+            if j > i and lead[j] == rows[i]:
+                go = i if (gap[i], i) > (gap[j], j) else j
+                gap[go], dv[go] = np.inf, 0.0
+        return gap, dv

@@ -1,0 +1,218 @@
+"""Observation parts of the env's ``Dict`` observation, and the bird's-eye rasteriser.
+
+Keys and layouts (all in the ego frame: x forward, y left, SI units):
+
+``state`` float32 (8 + 13 K + 2 N,):
+    ego (8): speed [m/s], accel [m/s2], steer [rad], yaw rate [rad/s], length, width [m],
+    lateral offset from the route [m] (left +), heading error to the route [rad];
+    K agents x 13, nearest first: present (0/1), x, y [m], vx, vy [m/s] (relative to the ego's
+    velocity), cos and sin of the relative heading, length, width [m], one-hot type (vehicle,
+    pedestrian, cyclist, other); absent rows are all zero;
+    N route points x 2: the route ahead every ``route_spacing_m`` [m] from the ego's projection.
+    The agents are what the ego perceives: the scenario's perception noise and dropout applied.
+``lidar`` float32 (B,): hit distance / range in [0, 1] (1 = nothing), beam 0 straight ahead,
+    then counter-clockwise.
+``bev`` uint8 (H, W, 4): channels drivable area, lane lines, other agents (as perceived), the
+    route ahead; 255 where present. Up is the ego's heading, the ego at the centre.
+``camera_rgb`` uint8 (H, W, 3), ``camera_depth`` float32 (H, W) [m], ``camera_seg`` uint8 (H, W)
+    classes (``sim.world.SEG_*``): a roof camera looking ahead, from ``getCameraImage``
+    (ER_TINY_RENDERER).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import shapely
+from gymnasium import spaces
+
+from scenarios.model import AgentType
+from sim.config import EnvConfig, ObservationPart
+from sim.road import RoadGeometry
+from sim.world import NUM_SEG_CLASSES
+
+EGO_FEATURES = ("speed", "accel", "steer", "yaw_rate", "length", "width", "route_lateral", "route_heading_error")
+AGENT_FEATURES = ("present", "x", "y", "vx", "vy", "cos_yaw", "sin_yaw", "length", "width",
+                  "vehicle", "pedestrian", "cyclist", "other")
+BEV_CHANNELS = ("drivable", "lane_lines", "agents", "route")
+
+
+def state_layout(config: EnvConfig) -> dict[str, slice]:
+    """Slices of the ``state`` vector: ``ego``, ``agents`` (reshape (K, 13)) and ``route`` (reshape (N, 2))."""
+    e = len(EGO_FEATURES)
+    a = config.num_agents_obs * len(AGENT_FEATURES)
+    r = 2 * config.route_points
+    return {"ego": slice(0, e), "agents": slice(e, e + a), "route": slice(e + a, e + a + r)}
+
+
+def observation_space(config: EnvConfig) -> spaces.Dict:
+    """The ``Dict`` space of ``config``'s observation parts."""
+    parts: dict[str, spaces.Space] = {}
+    if config.has(ObservationPart.STATE):
+        size = state_layout(config)["route"].stop
+        parts["state"] = spaces.Box(-np.inf, np.inf, (size,), np.float32)
+    if config.has(ObservationPart.LIDAR):
+        parts["lidar"] = spaces.Box(0.0, 1.0, (config.lidar_beams,), np.float32)
+    if config.has(ObservationPart.BEV):
+        h, w = config.bev_size
+        parts["bev"] = spaces.Box(0, 255, (h, w, len(BEV_CHANNELS)), np.uint8)
+    if config.has(ObservationPart.CAMERA):
+        h, w = config.camera_size
+        parts["camera_rgb"] = spaces.Box(0, 255, (h, w, 3), np.uint8)
+        parts["camera_depth"] = spaces.Box(0.0, config.camera_far_m, (h, w), np.float32)
+        parts["camera_seg"] = spaces.Box(0, NUM_SEG_CLASSES - 1, (h, w), np.uint8)
+    return spaces.Dict(parts)
+
+
+def state_vector(
+    config: EnvConfig,
+    ego: np.ndarray,
+    rel: dict[str, np.ndarray],
+    route_xy: np.ndarray,
+) -> np.ndarray:
+    """Assemble the ``state`` vector.
+
+    Args:
+        ego: (8,) the ego features (``EGO_FEATURES``).
+        rel: perceived agents in the ego frame: ``x, y, vx, vy, yaw, length, width, type`` (M,)
+            arrays, already filtered to the present, perceived ones.
+        route_xy: (N, 2) route points ahead in the ego frame.
+    """
+    k = config.num_agents_obs
+    nf = len(AGENT_FEATURES)
+    agents = np.zeros((k, nf))
+    m = len(rel["x"])
+    if m and k:
+        d2 = rel["x"] ** 2 + rel["y"] ** 2
+        order = np.argsort(d2, kind="stable")[:k] if m > k else np.argsort(d2, kind="stable")
+        n = len(order)
+        agents[:n, 0] = 1.0
+        agents[:n, 1] = rel["x"][order]
+        agents[:n, 2] = rel["y"][order]
+        agents[:n, 3] = rel["vx"][order]
+        agents[:n, 4] = rel["vy"][order]
+        agents[:n, 5] = np.cos(rel["yaw"][order])
+        agents[:n, 6] = np.sin(rel["yaw"][order])
+        agents[:n, 7] = rel["length"][order]
+        agents[:n, 8] = rel["width"][order]
+        types = np.clip(rel["type"][order].astype(np.int64), 0, len(AgentType) - 1)
+        agents[np.arange(n), 9 + types] = 1.0
+    return np.concatenate([ego, agents.ravel(), route_xy.ravel()]).astype(np.float32)
+
+
+class BevRasteriser:
+    """Ego-centred, heading-up rasters of a road: static layers precomputed, agents and route per step.
+
+    The static layers (drivable area, lane lines) are rasterised once in the map-local frame over
+    ``region`` at ``resolution``; each step samples them with the ego's pose (nearest pixel).
+    """
+
+    def __init__(self, geometry: RoadGeometry, region: tuple[float, float, float, float], resolution: float, size: tuple[int, int]) -> None:
+        self.res = resolution
+        self.size = size
+        x0, y0, x1, y1 = region
+        self.origin = np.array([x0, y0])
+        nx = max(1, int(math.ceil((x1 - x0) / resolution)))
+        ny = max(1, int(math.ceil((y1 - y0) / resolution)))
+        cx = x0 + (np.arange(nx) + 0.5) * resolution
+        cy = y0 + (np.arange(ny) + 0.5) * resolution
+        gx, gy = np.meshgrid(cx, cy)
+        static = np.zeros((ny + 1, nx + 1, 2), np.uint8)  # one spare row/column reads as empty
+        if not geometry.surface.is_empty:
+            static[:ny, :nx, 0] = np.where(shapely.contains_xy(geometry.surface, gx, gy), 255, 0)
+        for line in geometry.lines:
+            pts = _densify(line, resolution / 2)
+            c = np.floor((pts[:, 0] - x0) / resolution).astype(np.int64)
+            r = np.floor((pts[:, 1] - y0) / resolution).astype(np.int64)
+            ok = (c >= 0) & (c < nx) & (r >= 0) & (r < ny)
+            static[r[ok], c[ok], 1] = 255
+        self.static = static
+        self.nx, self.ny = nx, ny
+        h, w = size
+        # ego-frame coordinates of the output pixels: row 0 is ahead, column 0 is left
+        fwd = (h / 2 - 0.5 - np.arange(h)) * resolution
+        left = (w / 2 - 0.5 - np.arange(w)) * resolution
+        self._fwd = np.repeat(fwd, w)
+        self._left = np.tile(left, h)
+        self.half_extent = 0.5 * math.hypot(h, w) * resolution
+
+    def static_layers(self, x: float, y: float, yaw: float) -> np.ndarray:
+        """(H, W, 2) drivable area and lane lines around the map-local pose."""
+        c, s = math.cos(yaw), math.sin(yaw)
+        px = x + c * self._fwd - s * self._left
+        py = y + s * self._fwd + c * self._left
+        col = np.floor((px - self.origin[0]) / self.res).astype(np.int64)
+        row = np.floor((py - self.origin[1]) / self.res).astype(np.int64)
+        out = (col < 0) | (col >= self.nx) | (row < 0) | (row >= self.ny)
+        col[out] = self.nx
+        row[out] = self.ny
+        h, w = self.size
+        return self.static[row, col].reshape(h, w, 2)
+
+    def boxes(self, x: np.ndarray, y: np.ndarray, yaw: np.ndarray, length: np.ndarray, width: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """(H, W) raster of boxes given in the ego frame (x ahead, y left) [m]: 255, or ``labels`` where drawn."""
+        h, w = self.size
+        img = np.zeros((h, w), np.uint8 if labels is None else np.int64)
+        if not len(x):
+            return img
+        res = self.res
+        # pixel-space centres: row grows backwards, column grows to the right
+        ci = h / 2 - 0.5 - x / res
+        cj = w / 2 - 0.5 - y / res
+        rad = 0.5 * np.hypot(length, width) / res + 1.0
+        r0 = np.clip(np.floor(ci - rad), 0, h).astype(np.int64)
+        r1 = np.clip(np.ceil(ci + rad) + 1, 0, h).astype(np.int64)
+        c0 = np.clip(np.floor(cj - rad), 0, w).astype(np.int64)
+        c1 = np.clip(np.ceil(cj + rad) + 1, 0, w).astype(np.int64)
+        bh, bw = np.maximum(r1 - r0, 0), np.maximum(c1 - c0, 0)
+        area = bh * bw
+        keep = area > 0
+        if not keep.any():
+            return img
+        idx = np.flatnonzero(keep)
+        area = area[idx]
+        who = np.repeat(idx, area)
+        off = np.arange(area.sum()) - np.repeat(np.cumsum(area) - area, area)
+        rr = r0[who] + off // bw[who]
+        cc = c0[who] + off % bw[who]
+        ex = (h / 2 - 0.5 - rr) * res - x[who]
+        ey = (w / 2 - 0.5 - cc) * res - y[who]
+        cy, sy = np.cos(yaw[who]), np.sin(yaw[who])
+        u = ex * cy + ey * sy
+        v = -ex * sy + ey * cy
+        inside = (np.abs(u) <= 0.5 * length[who]) & (np.abs(v) <= 0.5 * width[who])
+        img[rr[inside], cc[inside]] = 255 if labels is None else labels[who[inside]]
+        return img
+
+    def polyline(self, pts: np.ndarray) -> np.ndarray:
+        """(H, W) uint8 raster of a polyline given in the ego frame [m]."""
+        h, w = self.size
+        img = np.zeros((h, w), np.uint8)
+        if len(pts) == 0:
+            return img
+        dense = _densify(pts, self.res / 2)
+        r = np.floor(h / 2 - dense[:, 0] / self.res).astype(np.int64)
+        c = np.floor(w / 2 - dense[:, 1] / self.res).astype(np.int64)
+        ok = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+        img[r[ok], c[ok]] = 255
+        return img
+
+
+def _densify(line: np.ndarray, step: float) -> np.ndarray:
+    """Points along a polyline at most ``step`` [m] apart."""
+    line = np.asarray(line, dtype=np.float64)
+    if len(line) < 2:
+        return line
+    d = np.diff(line, axis=0)
+    n = np.maximum(np.ceil(np.hypot(d[:, 0], d[:, 1]) / step).astype(np.int64), 1)
+    t = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    seg = np.repeat(np.arange(len(d)), n)
+    pts = line[seg] + (t / n[seg])[:, None] * d[seg]
+    return np.vstack([pts, line[-1:]])
+
+
+def lidar_directions(beams: int) -> np.ndarray:
+    """(B, 2) unit directions in the ego frame, beam 0 straight ahead, counter-clockwise."""
+    a = np.arange(beams) * (2 * np.pi / beams)
+    return np.column_stack([np.cos(a), np.sin(a)])

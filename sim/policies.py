@@ -1,0 +1,245 @@
+"""Policies: the protocol, a registry by name, the built-in baselines, loading by import path.
+
+A policy is any object with ``reset(scenario_info)`` and ``act(observation) -> action``
+(``scenario_info`` is ``DriveTwinEnv.scenario_info()``: the scenario, ``dt_s``, the action type
+and space, the vehicle, the speed limit and a ``view`` of the twin's ground truth).
+
+Baselines:
+
+- ``expert``: the logged ego's next K positions as a ``trajectory`` action (through the env's
+  tracker; with ``continuous`` actions the same tracker runs inside the policy). The sanity
+  reference: it reproduces the log. It does not anticipate the ego's latency.
+- ``idm``: follows its route (pure pursuit on the observed route points) at the speed limit and
+  brakes with IDM for the nearest observed road user in its corridor; needs ``state`` observations.
+- ``constant_velocity``: no acceleration and no steering (``trajectory``: straight ahead at the
+  current speed; ``discrete``: keep lane).
+
+``make_policy("expert")`` or ``make_policy("package.module:Name", **kwargs)`` (a class is
+instantiated with ``kwargs``, an instance is used as is).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from sim.actions import WAYPOINT_LIMIT_M, MetaAction, TrajectoryTracker, encode_continuous, pure_pursuit
+from sim.config import ActionType
+from sim.observations import AGENT_FEATURES, EGO_FEATURES, state_layout
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What the env's rollout drives."""
+
+    def reset(self, scenario_info: Mapping[str, Any]) -> None:
+        """Start of an episode."""
+
+    def act(self, observation: Any) -> Any:
+        """The action for ``observation``."""
+
+
+_REGISTRY: dict[str, Callable[..., Policy]] = {}
+
+
+def register_policy(name: str) -> Callable[[type], type]:
+    """Class decorator: register a policy under ``name``; duplicates are an error."""
+
+    def decorate(cls: type) -> type:
+        if name in _REGISTRY:
+            raise ValueError(f"policy {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def policy_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_policy(spec: str | Policy | type, **kwargs: Any) -> Policy:
+    """A policy from a registered name, a ``"package.module:Name"`` path, a class or an instance."""
+    if isinstance(spec, str):
+        if spec in _REGISTRY:
+            return _REGISTRY[spec](**kwargs)
+        if ":" not in spec:
+            raise ValueError(f"unknown policy {spec!r}; built-in: {policy_names()}, or give 'package.module:Name'")
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ValueError(f"policy {spec!r}: cannot import module {module_name!r}: {exc}") from exc
+        try:
+            target = getattr(module, attr)
+        except AttributeError:
+            raise ValueError(f"policy {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
+        policy = target(**kwargs) if isinstance(target, type) else target
+        if not hasattr(policy, "name"):
+            try:
+                policy.name = spec
+            except AttributeError:
+                pass
+    elif isinstance(spec, type):
+        policy = spec(**kwargs)
+    else:
+        policy = spec
+    if not (callable(getattr(policy, "reset", None)) and callable(getattr(policy, "act", None))):
+        raise ValueError(f"policy {spec!r} does not have reset(scenario_info) and act(observation)")
+    return policy
+
+
+def policy_name(policy: Any) -> str:
+    """The name a rollout records for ``policy``."""
+    return str(getattr(policy, "name", "") or type(policy).__name__)
+
+
+class _Baseline:
+    """Shared plumbing: the action type, the vehicle, the view, action encoding."""
+
+    name = ""
+    supports = (ActionType.CONTINUOUS, ActionType.TRAJECTORY, ActionType.DISCRETE)
+
+    def reset(self, scenario_info: Mapping[str, Any]) -> None:
+        self.info = scenario_info
+        self.action_type = ActionType(scenario_info["action_type"])
+        if self.action_type not in self.supports:
+            raise ValueError(f"policy {self.name!r} does not support {self.action_type.value!r} actions")
+        self.view = scenario_info["view"]
+        self.params = scenario_info["vehicle"]
+        self.dt = float(scenario_info["dt_s"])
+        space = scenario_info["action_space"]
+        self.k_points = int(space.shape[0]) if self.action_type is ActionType.TRAJECTORY else 10
+        self.tracker = TrajectoryTracker()
+
+    def _from_trajectory(self, waypoints: np.ndarray, speed: float) -> Any:
+        """The action following ego-frame ``waypoints`` (K, 2) in the env's action type."""
+        if self.action_type is ActionType.TRAJECTORY:
+            return np.clip(waypoints, -WAYPOINT_LIMIT_M, WAYPOINT_LIMIT_M).astype(np.float32)
+        accel, steer = self.tracker.command(waypoints, speed, self.params, self.dt)
+        if self.action_type is ActionType.CONTINUOUS:
+            return encode_continuous(accel, steer, self.params)
+        return _meta(accel)
+
+
+def _meta(accel: float) -> int:
+    if accel > 0.5:
+        return int(MetaAction.FASTER)
+    if accel < -0.5:
+        return int(MetaAction.SLOWER)
+    return int(MetaAction.KEEP_LANE)
+
+
+@register_policy("expert")
+class ExpertPolicy(_Baseline):
+    """Drives the logged ego's trajectory (see the module docstring)."""
+
+    supports = (ActionType.CONTINUOUS, ActionType.TRAJECTORY)
+
+    def act(self, observation: Any) -> Any:
+        view = self.view
+        log = view.logged_ego
+        k = view.step_index
+        idx = np.minimum(np.arange(k + 1, k + 1 + self.k_points), len(log) - 1)
+        ego = view.ego
+        c, s = math.cos(ego.yaw), math.sin(ego.yaw)
+        dx, dy = log[idx, 0] - ego.x, log[idx, 1] - ego.y
+        waypoints = np.column_stack([dx * c + dy * s, -dx * s + dy * c])
+        return self._from_trajectory(waypoints, ego.speed)
+
+
+@register_policy("constant_velocity")
+class ConstantVelocityPolicy(_Baseline):
+    """Keeps its speed and heading (see the module docstring)."""
+
+    def act(self, observation: Any) -> Any:
+        if self.action_type is ActionType.CONTINUOUS:
+            return np.zeros(2, np.float32)
+        if self.action_type is ActionType.DISCRETE:
+            return int(MetaAction.KEEP_LANE)
+        speed = max(self.view.ego.speed, 0.0)
+        t = self.dt * np.arange(1, self.k_points + 1)
+        return np.column_stack([speed * t, np.zeros_like(t)]).astype(np.float32)
+
+
+@register_policy("idm")
+class IDMPolicy(_Baseline):
+    """Route following with IDM braking on ``state`` observations (see the module docstring).
+
+    Args:
+        desired_speed: v0 [m/s]; None uses the route's speed limit, else ``DEFAULT_SPEED``.
+    """
+
+    DEFAULT_SPEED = 13.9
+    A_MAX, B_COMF, S0, T_HEADWAY = 2.0, 3.0, 2.0, 1.5
+    CORRIDOR_MARGIN_M = 0.4
+
+    def __init__(self, desired_speed: float | None = None) -> None:
+        self.desired_speed = desired_speed
+
+    def reset(self, scenario_info: Mapping[str, Any]) -> None:
+        super().reset(scenario_info)
+        config = scenario_info["config"]
+        if not config.has("state"):
+            raise ValueError("policy 'idm' needs the 'state' observation part")
+        self.layout = state_layout(config)
+        self.k_agents = config.num_agents_obs
+        limit = float(scenario_info.get("speed_limit", float("nan")))
+        self.v0 = self.desired_speed or (limit if math.isfinite(limit) and limit > 0 else self.DEFAULT_SPEED)
+
+    def act(self, observation: Any) -> Any:
+        state = np.asarray(observation["state"], dtype=np.float64)
+        ego = state[self.layout["ego"]]
+        speed = float(ego[EGO_FEATURES.index("speed")])
+        length, width = float(ego[EGO_FEATURES.index("length")]), float(ego[EGO_FEATURES.index("width")])
+        agents = state[self.layout["agents"]].reshape(self.k_agents, len(AGENT_FEATURES))
+        route = state[self.layout["route"]].reshape(-1, 2)
+        accel = self._idm(speed, length, width, agents, route)
+        if self.action_type is ActionType.CONTINUOUS:
+            look = min(max(0.6 * speed, 4.0), 18.0)
+            return encode_continuous(accel, pure_pursuit(route, look, self.params.wheelbase), self.params)
+        if self.action_type is ActionType.DISCRETE:
+            return _meta(accel)
+        # trajectory: the speed profile of ``accel`` laid along the route
+        t = self.dt * np.arange(1, self.k_points + 1)
+        v = np.maximum(speed + accel * t, 0.0)
+        s = np.cumsum(v * self.dt)
+        path = np.vstack([[0.0, 0.0], route])
+        seg = np.hypot(*np.diff(path, axis=0).T)
+        cum = np.concatenate([[0.0], np.cumsum(seg)])
+        xs = np.interp(s, cum, path[:, 0])
+        ys = np.interp(s, cum, path[:, 1])
+        beyond = s > cum[-1]
+        if beyond.any() and len(path) >= 2:
+            d = path[-1] - path[-2]
+            u = d / max(np.hypot(*d), 1e-9)
+            xs[beyond] = path[-1, 0] + (s[beyond] - cum[-1]) * u[0]
+            ys[beyond] = path[-1, 1] + (s[beyond] - cum[-1]) * u[1]
+        return self._from_trajectory(np.column_stack([xs, ys]), speed)
+
+    def _idm(self, speed: float, length: float, width: float, agents: np.ndarray, route: np.ndarray) -> float:
+        present = agents[:, 0] > 0.5
+        gap, closing = math.inf, 0.0
+        if present.any():
+            a = agents[present]
+            x, y = a[:, 1], a[:, 2]
+            path = np.vstack([[0.0, 0.0], route])
+            d2 = (x[:, None] - path[None, :, 0]) ** 2 + (y[:, None] - path[None, :, 1]) ** 2
+            lateral = np.sqrt(d2.min(axis=1))
+            half_w = 0.5 * a[:, 8] + 0.5 * width + self.CORRIDOR_MARGIN_M
+            ahead = (x > 0) & (lateral < half_w)
+            if ahead.any():
+                g = x[ahead] - 0.5 * a[ahead, 7] - 0.5 * length
+                i = int(np.argmin(g))
+                gap = float(g[i])
+                closing = -float(a[ahead, 3][i])  # relative vx is the other's minus the ego's
+        free = 1.0 - (max(speed, 0.0) / self.v0) ** 4
+        if math.isfinite(gap):
+            s_star = self.S0 + max(speed, 0.0) * self.T_HEADWAY + speed * closing / (2 * math.sqrt(self.A_MAX * self.B_COMF))
+            return self.A_MAX * (free - (max(s_star, 0.0) / max(gap, 0.1)) ** 2)
+        return self.A_MAX * free
