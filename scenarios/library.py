@@ -32,8 +32,9 @@ import json
 import os
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,11 +171,13 @@ STOP_Z_M = "stop_z_m"
 STATES = "states"
 
 #: Default most scenarios per part file (one scenarios part, at most one part per data table).
-DEFAULT_SCENARIOS_PER_PART = 256
+#: Opening a part parses its footer, whose size and parse time grow with its row groups (one per
+#: key): 64 keeps a first read of a part at a few ms and an open part at ~1 MiB of memory.
+DEFAULT_SCENARIOS_PER_PART = 64
 #: Default most tracks rows per part file; a part is closed early when it would hold more.
 DEFAULT_TRACK_ROWS_PER_PART = 4_000_000
 #: Parquet files kept open per library instance.
-DEFAULT_OPEN_FILES = 64
+DEFAULT_OPEN_FILES = 128
 #: Decoded tracks / maps kept per instance (ego variants and windows share them).
 DEFAULT_DECODED_CACHE = 16
 
@@ -316,11 +319,30 @@ SCHEMAS: dict[str, pa.Schema] = {
     MAP_TABLE: MAP_SCHEMA,
     SIGNALS_TABLE: SIGNALS_SCHEMA,
 }
+def _write_options(schema: pa.Schema, key: str | None) -> dict[str, Any]:
+    """zstd; float columns byte-stream-split and never dictionary-encoded; statistics on the key only."""
+    floats = [f.name for f in schema if pa.types.is_floating(f.type.value_type if pa.types.is_list(f.type) else f.type)]
+    options: dict[str, Any] = {
+        "compression": "zstd",
+        "use_byte_stream_split": floats,
+        "use_dictionary": [n for n in schema.names if n not in floats],
+    }
+    if key is not None:
+        options["write_statistics"] = [key]
+    return options
+
+
+
 _KEY_COLUMN = {TRACKS_TABLE: TRACKS_KEY, MAP_TABLE: MAP_KEY, SIGNALS_TABLE: SIGNALS_KEY}
 _LOCATION_COLUMNS = {
     TRACKS_TABLE: (TRACKS_KEY, TRACKS_FILE, TRACKS_ROW_GROUP),
     MAP_TABLE: (MAP_KEY, MAP_FILE, MAP_ROW_GROUP),
     SIGNALS_TABLE: (SIGNALS_KEY, SIGNALS_FILE, SIGNALS_ROW_GROUP),
+}
+
+_WRITE_OPTIONS = {
+    SCENARIOS_TABLE: _write_options(SCENARIOS_SCHEMA, None),
+    **{table: _write_options(SCHEMAS[table], key) for table, key in _KEY_COLUMN.items()},
 }
 
 
@@ -387,22 +409,21 @@ def tracks_key(t_us: np.ndarray, tracks: Tracks, salt: str = "") -> str:
 def map_key(road_map: RoadMap, salt: str = "") -> str:
     """Content hash of a road map (hex, 32 characters)."""
     h = _new_hash(MAP_TABLE, salt)
-    h.update(len(road_map.lanes).to_bytes(8, "little"))
-    for lane in road_map.lanes:
-        _feed_strings(h, (lane.id, lane.lane_type))
-        _feed_array(h, lane.centerline, "<f8")
-        for boundary in (lane.left_boundary, lane.right_boundary):
-            h.update(b"\x00" if boundary is None else b"\x01")
-            if boundary is not None:
-                _feed_array(h, boundary, "<f8")
-        _feed_array(h, np.array([lane.speed_limit]), "<f8")
-        for ids in (lane.predecessors, lane.successors, lane.left_neighbors, lane.right_neighbors):
-            _feed_strings(h, ids)
-    h.update(len(road_map.features).to_bytes(8, "little"))
-    for feature in road_map.features:
-        _feed_strings(h, (feature.id, int(feature.kind), feature.subtype))
-        _feed_array(h, feature.points, "<f8")
-        _feed_strings(h, feature.lane_ids)
+    lanes, features = road_map.lanes, road_map.features
+    # Every string and id list in one unambiguous JSON document; every point in one array.
+    text = [
+        [[l.id, l.lane_type, l.predecessors, l.successors, l.left_neighbors, l.right_neighbors] for l in lanes],
+        [[f.id, int(f.kind), f.subtype, f.lane_ids] for f in features],
+    ]
+    h.update(json.dumps(text, ensure_ascii=False).encode())
+    polylines = [p for l in lanes for p in (l.centerline, l.left_boundary, l.right_boundary)]
+    polylines += [f.points for f in features]
+    lengths = np.array([-1 if p is None else len(p) for p in polylines], "<i8")
+    h.update(lengths.tobytes())
+    present = [p for p in polylines if p is not None]
+    if present:
+        h.update(np.ascontiguousarray(np.concatenate(present), "<f8").tobytes())
+    h.update(np.array([l.speed_limit for l in lanes], "<f8").tobytes())
     return h.hexdigest()
 
 
@@ -418,18 +439,18 @@ def signals_key(signals: Signals, salt: str = "") -> str:
 # --- encoding -------------------------------------------------------------------------------
 
 
-def _list_column(arrays: Sequence[np.ndarray | None], type_: pa.DataType) -> pa.Array:
-    """A list column from 1-D arrays (None gives a null entry), built without Python loops per value."""
-    lengths = np.fromiter((0 if a is None else len(a) for a in arrays), np.int32, len(arrays))
-    offsets = np.zeros(len(arrays) + 1, np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    present = [a for a in arrays if a is not None]
-    value_type = type_.value_type.to_pandas_dtype()
-    values = np.concatenate(present).astype(value_type, copy=False) if present else np.zeros(0, value_type)
-    mask = np.fromiter((a is None for a in arrays), bool, len(arrays))
-    return pa.ListArray.from_arrays(
-        pa.array(offsets), pa.array(values, type=type_.value_type), type=type_, mask=pa.array(mask) if mask.any() else None
-    )
+def _xyz_lists(polylines: Sequence[np.ndarray | None]) -> list[pa.Array]:
+    """Three list<double> columns (x, y, z) from (P, 3) polylines; None gives null entries."""
+    lengths = np.array([0 if p is None else len(p) for p in polylines], np.int32)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]).astype(np.int32))
+    present = [p for p in polylines if p is not None]
+    values = np.concatenate(present) if present else np.zeros((0, 3))
+    nulls = np.array([p is None for p in polylines], bool)
+    mask = pa.array(nulls) if nulls.any() else None
+    return [
+        pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(values[:, k])), type=_F64_LIST, mask=mask)
+        for k in range(3)
+    ]
 
 
 def _encode_tracks(key: str, t_us: np.ndarray, tracks: Tracks) -> pa.Table:
@@ -437,7 +458,7 @@ def _encode_tracks(key: str, t_us: np.ndarray, tracks: Tracks) -> pa.Table:
     n = len(rows)
     ids = pa.DictionaryArray.from_arrays(pa.array(rows.astype(np.int32)), pa.array(tracks.agent_ids.tolist(), _STR))
     columns = {
-        TRACKS_KEY: pa.array(np.full(n, key, dtype=object), _STR),
+        TRACKS_KEY: pa.repeat(pa.scalar(key, _STR), n),
         AGENT_INDEX: pa.array(rows.astype(np.int32)),
         AGENT_ID: ids.cast(_STR),
         AGENT_TYPE: pa.array(tracks.agent_types[rows]),
@@ -463,21 +484,18 @@ def _encode_map(key: str, road_map: RoadMap) -> pa.Table:
     left = [lane.left_boundary for lane in lanes] + [None] * len(features)
     right = [lane.right_boundary for lane in lanes] + [None] * len(features)
 
-    def xyz(points: list[np.ndarray | None]) -> list[pa.Array]:
-        return [_list_column([None if p is None else p[:, k] for p in points], _F64_LIST) for k in range(3)]
-
     lane_lists = {
         name: pa.array([list(getattr(lane, name)) for lane in lanes] + [None] * len(features), _STR_LIST)
         for name in (PREDECESSORS, SUCCESSORS, LEFT_NEIGHBORS, RIGHT_NEIGHBORS)
     }
     columns = {
-        MAP_KEY: pa.array([key] * n, _STR),
+        MAP_KEY: pa.repeat(pa.scalar(key, _STR), n),
         ELEMENT_INDEX: pa.array(np.r_[np.arange(n_l), np.arange(len(features))].astype(np.int32)),
         KIND: pa.array([LANE_KIND] * n_l + [f.kind.name.lower() for f in features], _STR),
         ELEMENT_ID: pa.array([lane.id for lane in lanes] + [f.id for f in features], _STR),
-        **dict(zip((X_M, Y_M, Z_M), xyz(main))),
-        **dict(zip((LEFT_X_M, LEFT_Y_M, LEFT_Z_M), xyz(left))),
-        **dict(zip((RIGHT_X_M, RIGHT_Y_M, RIGHT_Z_M), xyz(right))),
+        **dict(zip((X_M, Y_M, Z_M), _xyz_lists(main))),
+        **dict(zip((LEFT_X_M, LEFT_Y_M, LEFT_Z_M), _xyz_lists(left))),
+        **dict(zip((RIGHT_X_M, RIGHT_Y_M, RIGHT_Z_M), _xyz_lists(right))),
         SPEED_LIMIT_MPS: pa.array([lane.speed_limit for lane in lanes] + [None] * len(features), pa.float64()),
         LANE_TYPE: pa.array([lane.lane_type for lane in lanes] + [None] * len(features), _STR),
         **lane_lists,
@@ -491,7 +509,7 @@ def _encode_signals(key: str, signals: Signals) -> pa.Table:
     s = signals.num_signals
     states = signals.states
     columns = {
-        SIGNALS_KEY: pa.array([key] * s, _STR),
+        SIGNALS_KEY: pa.repeat(pa.scalar(key, _STR), s),
         SIGNAL_INDEX: pa.array(np.arange(s, dtype=np.int32)),
         LANE_ID: pa.array(signals.lane_ids.tolist(), _STR),
         STOP_X_M: pa.array(signals.stop_points[:, 0]),
@@ -1069,15 +1087,14 @@ class ScenarioLibrary:
 
     def _write_part(self, chunk: list[Scenario], dedup: bool, counts: dict[str, int]) -> list[Path]:
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{PART_SUFFIX}"
-        writers: dict[str, tuple[pq.ParquetWriter, Path]] = {}
-        groups: dict[str, int] = dict.fromkeys(DATA_TABLES, 0)
+        part = _PartWriter(self.root, name)
         new: dict[str, dict[str, tuple[str, int]]] = {t: {} for t in DATA_TABLES}
         key_memo: dict[tuple[str, int, bytes], str] = {}  # by object identity: ego variants share objects
-        keep_alive: list[object] = []
-        written: list[Path] = []
+        keep_alive: list[object] = []  # so that the ids in key_memo stay unique
         labels = {TRACKS_TABLE: "tracks", MAP_TABLE: "maps", SIGNALS_TABLE: "signals"}
 
         def locate(table: str, obj: object, extra: bytes, make_key: Any, encode: Any, salt: str) -> tuple[str, str, int]:
+            """The key of ``obj`` and where it is stored, writing it first when it is new."""
             memo = (table, id(obj), extra)
             key = key_memo.get(memo) if dedup else None
             if key is None:
@@ -1086,18 +1103,12 @@ class ScenarioLibrary:
                     key_memo[memo] = key
                     keep_alive.append(obj)
             where = self._locations[table].get(key) or new[table].get(key)
-            if where is not None:
+            if where is None:
+                where = new[table][key] = (name, part.add(table, encode(key)))
+                counts[f"{labels[table]}_written"] += 1
+            else:
                 counts[f"{labels[table]}_reused"] += 1
-                return key, where[0], where[1]
-            if table not in writers:
-                tmp = self.root / table / f".{name}{TMP_SUFFIX}"
-                writers[table] = (pq.ParquetWriter(tmp, SCHEMAS[table], compression="zstd"), tmp)
-            data = encode(key)
-            writers[table][0].write_table(data, row_group_size=max(1, data.num_rows))
-            new[table][key] = (name, groups[table])
-            groups[table] += 1
-            counts[f"{labels[table]}_written"] += 1
-            return key, name, new[table][key][1]
+            return key, where[0], where[1]
 
         rows = []
         try:
@@ -1129,26 +1140,18 @@ class ScenarioLibrary:
                 else:
                     row |= {SIGNALS_KEY: None, SIGNALS_FILE: None, SIGNALS_ROW_GROUP: None}
                 rows.append(row)
-            for table, (writer, tmp) in writers.items():
-                writer.close()
-                _fsync(tmp)
-                final = self.root / table / name
-                os.replace(tmp, final)
-                written.append(final)
+            written = part.finish_data()
             index = pa.Table.from_pylist(rows, schema=SCENARIOS_SCHEMA)
             tmp = self.root / SCENARIOS_TABLE / f".{name}{TMP_SUFFIX}"
-            pq.write_table(index, tmp, compression="zstd")
-            _fsync(tmp)
-            os.replace(tmp, self.root / SCENARIOS_TABLE / name)  # the commit point
-        except BaseException:
-            for table, (writer, tmp) in writers.items():
-                with contextlib.suppress(Exception):
-                    writer.close()
+            try:
+                pq.write_table(index, tmp, **_WRITE_OPTIONS[SCENARIOS_TABLE])
+                _fsync(tmp)
+                os.replace(tmp, self.root / SCENARIOS_TABLE / name)  # the commit point
+            finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
-            for path in written:  # data parts without their scenarios part are not committed
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+        except BaseException:
+            part.abort()  # data parts without their scenarios part are never committed
             raise
         with contextlib.suppress(OSError):
             dir_fd = os.open(self.root / SCENARIOS_TABLE, os.O_RDONLY)
@@ -1158,6 +1161,68 @@ class ScenarioLibrary:
         self._add_index_part(name, index)
         self._index = pa.concat_tables([self._index, index]) if self._index is not None else index
         return written
+
+
+class _PartWriter:
+    """The data part files of one commit: a Parquet writer per table, fed by its own thread.
+
+    Compression runs in the background (pyarrow releases the GIL) while the caller hashes and
+    encodes the next scenario. Row groups keep the order of ``add``.
+    """
+
+    #: Encoded tables queued before ``add`` waits for the writers.
+    MAX_PENDING = 8
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root, self.name = root, name
+        self._writers: dict[str, tuple[pq.ParquetWriter, Path, ThreadPoolExecutor]] = {}
+        self._groups = dict.fromkeys(DATA_TABLES, 0)
+        self._pending: deque[Future] = deque()
+        self._final: list[Path] = []
+
+    def add(self, table: str, data: pa.Table) -> int:
+        """Queue ``data`` as the next row group of ``table``'s part file; its row-group index."""
+        if table not in self._writers:
+            tmp = self.root / table / f".{self.name}{TMP_SUFFIX}"
+            writer = pq.ParquetWriter(tmp, SCHEMAS[table], **_WRITE_OPTIONS[table])
+            self._writers[table] = (writer, tmp, ThreadPoolExecutor(1, thread_name_prefix=f"library-{table}"))
+        writer, _, pool = self._writers[table]
+        self._pending.append(pool.submit(writer.write_table, data, row_group_size=max(1, data.num_rows)))
+        while len(self._pending) > self.MAX_PENDING:
+            self._pending.popleft().result()
+        group = self._groups[table]
+        self._groups[table] += 1
+        return group
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+        for _, _, pool in self._writers.values():
+            pool.shutdown(wait=True)
+
+    def finish_data(self) -> list[Path]:
+        """Write out, close, fsync and rename every data part into place; their final paths."""
+        self._drain()
+        for table, (writer, tmp, _) in self._writers.items():
+            writer.close()
+            _fsync(tmp)
+            final = self.root / table / self.name
+            os.replace(tmp, final)
+            self._final.append(final)
+        return list(self._final)
+
+    def abort(self) -> None:
+        """Remove whatever this part wrote (temporary or renamed data parts)."""
+        with contextlib.suppress(BaseException):
+            self._drain()
+        for writer, tmp, _ in self._writers.values():
+            with contextlib.suppress(Exception):
+                writer.close()
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        for path in self._final:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def open_library(root: str | Path, **options: Any) -> ScenarioLibrary:
