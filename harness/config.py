@@ -1,0 +1,332 @@
+"""Suite configs: TOML files loaded into frozen, validated config objects.
+
+A suite says which scenarios to run (libraries or raw log files), with which egos, which policy,
+in which twin, under which mutations, scored by which evaluators, gated by which thresholds, with
+which seed and how many workers. Every table rejects unknown keys with a ``ConfigError`` naming
+the file and the key; values are checked where they are read.
+
+Example (``configs/smoke.toml``)::
+
+    [suite]
+    name = "smoke"
+
+    [scenarios]
+    sources = ["sample"]
+    egos = "logged"
+
+    [policy]
+    name = "expert"
+
+    [run]
+    seed = 0
+    workers = 2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad suite config: names the file, the key and the problem."""
+
+    def __init__(self, source: object, key: str, problem: str) -> None:
+        self.source, self.key, self.problem = str(source), key, problem
+        super().__init__(f"{self.source}: {key}: {problem}" if key else f"{self.source}: {problem}")
+
+    def __reduce__(self):
+        return (type(self), (self.source, self.key, self.problem))
+
+
+class Egos(str, enum.Enum):
+    LOGGED = "logged"
+    VEHICLES = "vehicles"
+
+
+class ExecutorKind(str, enum.Enum):
+    RAY = "ray"
+    SEQUENTIAL = "sequential"
+
+
+class SamplerKind(str, enum.Enum):
+    RANDOM = "random"
+    HALTON = "halton"
+    LHS = "lhs"
+    GRID = "grid"
+    CEM = "cem"
+
+
+@dataclass(frozen=True, slots=True)
+class ScenariosConfig:
+    """Where the scenarios come from and which of them run.
+
+    Attributes:
+        sources: library directories, raw log files (any supported format) or "sample".
+        egos: "logged" or "vehicles" (every vehicle of each log as its own ego).
+        window_s: cut raw logs longer than this into windows [s]; 0 keeps them whole.
+        min_ego_duration_s: least time an ego must be observed [s].
+        datasets, tags, ids: keep only these (empty: all).
+        limit: at most this many scenarios, in id order (0: all).
+    """
+
+    sources: tuple[str, ...] = ("sample",)
+    egos: Egos = Egos.LOGGED
+    window_s: float = 0.0
+    min_ego_duration_s: float = 2.0
+    datasets: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    limit: int = 0
+
+    def check(self, src: str) -> None:
+        if not self.sources:
+            raise ConfigError(src, "scenarios.sources", "must name at least one library or log file")
+        if self.window_s < 0 or self.min_ego_duration_s < 0 or self.limit < 0:
+            raise ConfigError(src, "scenarios", "window_s, min_ego_duration_s and limit must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """The policy under test: a built-in baseline or ``package.module:Name``; ``options`` go to its constructor."""
+
+    name: str = "expert"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def check(self, src: str) -> None:
+        if not self.name:
+            raise ConfigError(src, "policy.name", "must not be empty")
+
+
+@dataclass(frozen=True, slots=True)
+class MutationConfig:
+    """One mutation sweep: an operator chain, its parameter spaces, a sampler and a count.
+
+    Attributes:
+        operator: the operator's registry name (``scenarios.mutations.names()``).
+        params: parameter name -> a space table, e.g. ``{uniform = [3.0, 8.0], unit = "m/s2"}``,
+            ``{choice = ["lead", "ego"]}``, ``{normal = [1.0, 0.2], low = 0.5, high = 1.5}``,
+            ``{grid = [1, 2, 3]}``, or a plain value (fixed).
+        sampler: "random", "halton", "lhs", "grid" or "cem" (adaptive falsification).
+        count: variants per scenario (for "cem": the total budget per scenario).
+        batch: for "cem", variants per round.
+        then: further fixed operators applied after this one, as ``[[name, {params}], ...]``.
+    """
+
+    operator: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    sampler: SamplerKind = SamplerKind.RANDOM
+    count: int = 1
+    batch: int = 8
+    then: tuple[Any, ...] = ()
+
+    def check(self, src: str) -> None:
+        if self.count < 1:
+            raise ConfigError(src, f"mutations.{self.operator}.count", f"must be at least 1, got {self.count}")
+        if self.batch < 1:
+            raise ConfigError(src, f"mutations.{self.operator}.batch", f"must be at least 1, got {self.batch}")
+
+
+@dataclass(frozen=True, slots=True)
+class GateConfig:
+    """What a run must achieve to pass ``drivetwin gate``.
+
+    Attributes:
+        min_mean_closed_loop_score: the mean nuPlan-style score over ok variants.
+        min_mean_driving_score: the mean CARLA-style driving score.
+        max_at_fault_collision_rate: share of variants with an at-fault collision.
+        max_error_rate: share of variants whose run failed (policy crash, timeout, ...).
+        min_variant_score: every variant's closed-loop score must reach this (0: no per-variant bar).
+        max_score_drop: against a baseline, the largest tolerated drop of the mean closed-loop score.
+        confidence: the bootstrap confidence for "significant" regressions (e.g. 0.95).
+    """
+
+    min_mean_closed_loop_score: float = 0.0
+    min_mean_driving_score: float = 0.0
+    max_at_fault_collision_rate: float = 1.0
+    max_error_rate: float = 0.0
+    min_variant_score: float = 0.0
+    max_score_drop: float = 0.05
+    confidence: float = 0.95
+
+    def check(self, src: str) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise ConfigError(src, f"gate.{f.name}", f"must be in [0, 1], got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """How to run.
+
+    Attributes:
+        seed: the root of every random choice in the run.
+        workers: parallel workers (0: one per core).
+        executor: "ray" (default) or "sequential" (debugging).
+        address: a Ray cluster to join ("" starts a local one).
+        timeout_s: the longest one variant may run [s].
+        retries: how often a variant whose worker died is tried again.
+        chunk_size: variants per task (0: chosen from the number of variants and workers).
+        save_steps: also write the per-step dataset.
+        include_original: run each scenario unmutated too.
+    """
+
+    seed: int = 0
+    workers: int = 0
+    executor: ExecutorKind = ExecutorKind.RAY
+    address: str = ""
+    timeout_s: float = 300.0
+    retries: int = 1
+    chunk_size: int = 0
+    save_steps: bool = False
+    include_original: bool = True
+
+    def check(self, src: str) -> None:
+        if self.workers < 0 or self.retries < 0 or self.chunk_size < 0:
+            raise ConfigError(src, "run", "workers, retries and chunk_size must not be negative")
+        if not self.timeout_s > 0:
+            raise ConfigError(src, "run.timeout_s", f"must be positive, got {self.timeout_s}")
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteConfig:
+    """A whole suite. ``env`` and ``evaluators`` are checked by the twin's and the evaluators' own configs."""
+
+    name: str
+    description: str = ""
+    scenarios: ScenariosConfig = ScenariosConfig()
+    policy: PolicyConfig = PolicyConfig()
+    env: Mapping[str, Any] = field(default_factory=dict)
+    mutations: tuple[MutationConfig, ...] = ()
+    evaluators: Mapping[str, Any] = field(default_factory=dict)
+    gate: GateConfig = GateConfig()
+    run: RunConfig = RunConfig()
+    source: str = "<memory>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (enums as their values), for the run manifest."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, enum.Enum):
+                return value.value
+            if dataclasses.is_dataclass(value):
+                return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            if isinstance(value, Mapping):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            return value
+
+        return plain(self)
+
+    def replace(self, **changes: Any) -> SuiteConfig:
+        return dataclasses.replace(self, **changes)
+
+
+_SECTIONS = {"suite", "scenarios", "policy", "env", "mutations", "evaluators", "gate", "run"}
+
+
+def _coerce(value: Any, hint: Any, src: str, key: str) -> Any:
+    """``value`` as type ``hint``, or ConfigError naming ``key``."""
+    origin = typing.get_origin(hint)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            choices = ", ".join(repr(m.value) for m in hint)
+            raise ConfigError(src, key, f"must be one of {choices}, got {value!r}") from None
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(src, key, f"must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(src, key, f"must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(src, key, f"must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(src, key, f"must be a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(src, key, f"must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1]
+        return tuple(value if item is Any else [_coerce(v, item, src, f"{key}[{i}]") for i, v in enumerate(value)])
+    if origin in (Mapping, dict) or hint is Mapping:
+        if not isinstance(value, dict):
+            raise ConfigError(src, key, f"must be a table, got {value!r}")
+        return types.MappingProxyType(dict(value))
+    return value
+
+
+def _build(cls: type, table: Any, src: str, prefix: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(src, prefix, f"must be a table, got {table!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise ConfigError(src, f"{prefix}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {name: _coerce(value, hints[name], src, f"{prefix}.{name}") for name, value in table.items()}
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(src, prefix, str(exc)) from None
+    if hasattr(obj, "check"):
+        obj.check(src)
+    return obj
+
+
+def parse_suite(data: Mapping[str, Any], source: str = "<memory>") -> SuiteConfig:
+    """A ``SuiteConfig`` from already-parsed TOML data."""
+    unknown = sorted(set(data) - _SECTIONS)
+    if unknown:
+        raise ConfigError(source, unknown[0], f"unknown section (known: {', '.join(sorted(_SECTIONS))})")
+    suite = data.get("suite", {})
+    if not isinstance(suite, dict) or set(suite) - {"name", "description"}:
+        bad = sorted(set(suite) - {"name", "description"}) if isinstance(suite, dict) else ["suite"]
+        raise ConfigError(source, f"suite.{bad[0]}", "unknown key (known: description, name)")
+    name = _coerce(suite.get("name", Path(source).stem), str, source, "suite.name")
+    mutations = data.get("mutations", [])
+    if not isinstance(mutations, list):
+        raise ConfigError(source, "mutations", "must be an array of tables ([[mutations]])")
+    for i, m in enumerate(mutations):
+        if not isinstance(m, dict) or "operator" not in m:
+            raise ConfigError(source, f"mutations[{i}].operator", "missing: every mutation names its operator")
+    return SuiteConfig(
+        name=name,
+        description=_coerce(suite.get("description", ""), str, source, "suite.description"),
+        scenarios=_build(ScenariosConfig, data.get("scenarios", {}), source, "scenarios"),
+        policy=_build(PolicyConfig, data.get("policy", {}), source, "policy"),
+        env=_coerce(data.get("env", {}), Mapping, source, "env"),
+        mutations=tuple(_build(MutationConfig, m, source, f"mutations[{i}]") for i, m in enumerate(mutations)),
+        evaluators=_coerce(data.get("evaluators", {}), Mapping, source, "evaluators"),
+        gate=_build(GateConfig, data.get("gate", {}), source, "gate"),
+        run=_build(RunConfig, data.get("run", {}), source, "run"),
+        source=source,
+    )
+
+
+def load_suite(path: str | Path) -> SuiteConfig:
+    """Read and validate a suite TOML file; ``ConfigError`` names the file and the key."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(path, "", "no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    return parse_suite(data, str(path))

@@ -1,0 +1,281 @@
+"""Executors: run tasks on workers and stream back one result per task, whatever goes wrong.
+
+One interface, two implementations with the same behaviour and the same tests:
+
+- ``SequentialExecutor``: one worker in this process; for debugging (pdb works).
+- ``RayExecutor``: one Ray actor per worker, each keeping its worker (and so its pybullet
+  world) between tasks; tasks go in chunks so Ray's overhead stays small against the work.
+
+A worker is built once per process by a picklable ``factory()`` and has a method
+``run(task) -> value``. Every task yields exactly one ``TaskResult``: ok with the value, or an
+error with its message (the task raised, timed out, or its worker process died more often than
+``retries`` allows). One bad task never loses the results of the others.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import math
+import os
+import signal
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Worker(Protocol):
+    def run(self, task: Any) -> Any: ...
+
+
+WorkerFactory = Callable[[], Worker]
+
+
+class TaskTimeout(Exception):
+    """A task ran longer than the executor's ``timeout_s``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """What became of one task.
+
+    Attributes:
+        index: the task's position in the submitted sequence.
+        ok: the task returned a value.
+        value: what ``worker.run`` returned (None on error).
+        error: the error message ("" when ok): exception type and text, "timeout after ...", or
+            "worker died ...".
+        attempts: how many times the task was started.
+        elapsed_s: wall time of the successful (or last) attempt inside the worker [s].
+        worker: which worker ran it ("pid:<n>").
+    """
+
+    index: int
+    ok: bool
+    value: Any = None
+    error: str = ""
+    attempts: int = 1
+    elapsed_s: float = 0.0
+    worker: str = ""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise ``TaskTimeout`` in this thread after ``seconds``; only on the main thread (no-op elsewhere)."""
+    if not (math.isfinite(seconds) and seconds > 0) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TaskTimeout(f"timeout after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_one(worker: Worker, index: int, task: Any, timeout_s: float, attempts: int = 1) -> TaskResult:
+    """Run one task on ``worker``, turning any exception into an error result."""
+    start = time.perf_counter()
+    name = f"pid:{os.getpid()}"
+    try:
+        with _deadline(timeout_s):
+            value = worker.run(task)
+    except TaskTimeout as exc:
+        return TaskResult(index, False, error=str(exc), attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name)
+    except Exception as exc:  # noqa: BLE001 - a task's failure is data, not a crash of the run
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
+        return TaskResult(
+            index, False, error=f"{type(exc).__name__}: {exc}{where}", attempts=attempts,
+            elapsed_s=time.perf_counter() - start, worker=name,
+        )
+    return TaskResult(index, True, value=value, attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name)
+
+
+class Executor(abc.ABC):
+    """Runs ``tasks`` with workers made by ``factory``; yields results as they finish (any order)."""
+
+    def __init__(self, *, timeout_s: float = 300.0, retries: int = 1) -> None:
+        self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+
+    @property
+    @abc.abstractmethod
+    def num_workers(self) -> int: ...
+
+    @abc.abstractmethod
+    def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
+        """Yield exactly one ``TaskResult`` per task, in completion order."""
+
+    def close(self) -> None:
+        """Release workers (the executor can be used again afterwards)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SequentialExecutor(Executor):
+    """Every task in this process, one after another, on one worker; for debugging.
+
+    It cannot survive a task that kills its own process (``os._exit``): use the Ray executor for
+    untrusted policies.
+    """
+
+    @property
+    def num_workers(self) -> int:
+        return 1
+
+    def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
+        worker = factory()
+        for index, task in enumerate(tasks):
+            yield run_one(worker, index, task, self.timeout_s)
+
+
+class _ActorBody:
+    """What each Ray actor holds: one worker, built on first use, kept between chunks."""
+
+    def __init__(self, factory: WorkerFactory, timeout_s: float) -> None:
+        self._factory = factory
+        self._timeout_s = timeout_s
+        self._worker: Worker | None = None
+
+    def run_chunk(self, items: list[tuple[int, Any, int]]) -> list[TaskResult]:
+        if self._worker is None:
+            self._worker = self._factory()
+        return [run_one(self._worker, index, task, self._timeout_s, attempts) for index, task, attempts in items]
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def init_ray(address: str = "", num_cpus: int | None = None) -> None:
+    """Start (or join, with ``address``) Ray once per process, quietly."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+class RayExecutor(Executor):
+    """One Ray actor per worker; chunks of tasks; dead actors replaced; hung chunks killed.
+
+    Args:
+        workers: actors (0: one per CPU Ray sees).
+        address: a cluster to join ("" starts or reuses a local Ray).
+        chunk_size: tasks per call (0: about four chunks per worker, at most 8 tasks each).
+        timeout_s: per task, enforced inside the actor; a chunk that overruns its tasks'
+            total by a grace period has its actor killed and its tasks retried one by one.
+        retries: how often a task whose actor died is started again before it is an error.
+    """
+
+    #: Extra wall time [s] a chunk gets beyond its tasks' timeouts before its actor is killed.
+    KILL_GRACE_S = 30.0
+
+    def __init__(
+        self, workers: int = 0, *, address: str = "", chunk_size: int = 0, timeout_s: float = 300.0, retries: int = 1
+    ) -> None:
+        super().__init__(timeout_s=timeout_s, retries=retries)
+        self.address = address
+        self.chunk_size = int(chunk_size)
+        self._requested = int(workers)
+
+    @property
+    def num_workers(self) -> int:
+        if self._requested > 0:
+            return self._requested
+        import ray
+
+        init_ray(self.address)
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def _chunk(self, n: int) -> int:
+        if self.chunk_size > 0:
+            return self.chunk_size
+        return max(1, min(8, n // (4 * self.num_workers)))
+
+    def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
+
+        init_ray(self.address)
+        n_workers = min(self.num_workers, max(1, len(tasks)))
+        actor_cls = ray.remote(num_cpus=1, max_restarts=0)(_ActorBody)
+        size = self._chunk(len(tasks))
+        queue: deque[list[tuple[int, Any, int]]] = deque(
+            [(i, tasks[i], 1) for i in range(start, min(start + size, len(tasks)))] for start in range(0, len(tasks), size)
+        )
+        idle = [actor_cls.remote(factory, self.timeout_s) for _ in range(n_workers)]
+        running: dict[Any, tuple[Any, list[tuple[int, Any, int]], float]] = {}
+        try:
+            while queue or running:
+                while queue and idle:
+                    actor, chunk = idle.pop(), queue.popleft()
+                    running[actor.run_chunk.remote(chunk)] = (actor, chunk, time.monotonic())
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    actor, chunk, _started = running.pop(ref)
+                    try:
+                        results = ray.get(ref)
+                    except (RayActorError, WorkerCrashedError) as exc:
+                        idle.append(actor_cls.remote(factory, self.timeout_s))
+                        yield from self._requeue(queue, chunk, f"worker died ({_cause(exc)})")
+                        continue
+                    idle.append(actor)
+                    yield from results
+                now = time.monotonic()
+                for ref, (actor, chunk, started) in list(running.items()):
+                    if now - started > len(chunk) * self.timeout_s + self.KILL_GRACE_S:
+                        running.pop(ref)
+                        ray.kill(actor)
+                        with contextlib.suppress(GetTimeoutError, RayActorError, WorkerCrashedError):
+                            ray.get(ref, timeout=0)
+                        idle.append(actor_cls.remote(factory, self.timeout_s))
+                        yield from self._requeue(queue, chunk, f"timeout after {self.timeout_s:g} s (worker killed)")
+        finally:
+            for actor, _chunk, _started in running.values():
+                ray.kill(actor)
+            for actor in idle:
+                ray.kill(actor)
+
+    def _requeue(self, queue: deque, chunk: list[tuple[int, Any, int]], reason: str) -> Iterator[TaskResult]:
+        """After a lost chunk: split it into single tasks; a single task that was lost counts an attempt."""
+        if len(chunk) > 1:
+            queue.extendleft([item] for item in reversed(chunk))
+            return
+        index, task, attempts = chunk[0]
+        if attempts > self.retries:
+            yield TaskResult(index, False, error=f"{reason}; gave up after {attempts} attempts", attempts=attempts)
+        else:
+            queue.append([(index, task, attempts + 1)])
+
+
+def _cause(exc: BaseException) -> str:
+    """The most telling line of a Ray error (its innermost ``...Error: ...`` line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if "Error:" in line and "ray.exceptions" not in line]
+    return (errors[-1] if errors else type(exc).__name__)[:300]
+
+
+def make_executor(kind: str, workers: int = 0, **options: Any) -> Executor:
+    """``"ray"`` or ``"sequential"``."""
+    if kind == "sequential":
+        return SequentialExecutor(timeout_s=options.get("timeout_s", 300.0), retries=options.get("retries", 1))
+    if kind == "ray":
+        return RayExecutor(workers, **options)
+    raise ValueError(f"unknown executor {kind!r}; known: 'ray', 'sequential'")
