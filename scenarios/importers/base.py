@@ -117,8 +117,10 @@ def agent_type(word: str) -> AgentType:
 def pick_ego(tracks: Tracks) -> int:
     """The ego of a log that has none (drone or roadside recordings): the documented rule.
 
-    The vehicle observed for the most steps; ties go to the one that travels furthest, then to
-    the smallest agent id. Raises ``ScenarioError`` when the log has no vehicle.
+    Among the vehicles that move (travel more than 1 m; all vehicles when none does), the one
+    observed for the most steps; ties go to the one that travels furthest, then to the smallest
+    agent id. Parked cars, valid throughout, would otherwise win. Raises ``ScenarioError`` when
+    the log has no vehicle.
     """
     vehicles = np.flatnonzero(tracks.agent_types == AgentType.VEHICLE)
     if vehicles.size == 0:
@@ -127,5 +129,9 @@ def pick_ego(tracks: Tracks) -> int:
     x = np.where(tracks.valid[vehicles], tracks.x[vehicles], np.nan)
     y = np.where(tracks.valid[vehicles], tracks.y[vehicles], np.nan)
     travel = np.nan_to_num(np.nansum(np.hypot(np.diff(x, axis=1), np.diff(y, axis=1)), axis=1))
+    moving = travel > 1.0
+    if moving.any():
+        keep = np.flatnonzero(moving)
+        vehicles, steps, travel = vehicles[keep], steps[keep], travel[keep]
     order = sorted(range(vehicles.size), key=lambda i: (-steps[i], -round(float(travel[i]), 6), str(tracks.agent_ids[vehicles[i]])))
     return int(vehicles[order[0]])

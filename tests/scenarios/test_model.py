@@ -76,3 +76,17 @@ def test_error_pickles_with_its_parts():
     back = pickle.loads(pickle.dumps(err))
     assert (back.source, back.field, back.problem) == ("a.json", "objects", "missing")
     assert str(back) == "a.json: objects: missing"
+
+
+def test_pick_ego_passes_over_parked_cars():
+    from scenarios.importers.base import pick_ego
+
+    s = scene(
+        [
+            AgentSpec("parked", 0.0, speed=0.0),  # valid for all 11 steps, never moves
+            AgentSpec("mover", 20.0, y=3.5, speed=10.0, valid_from=2),  # 9 steps, 8 m
+            AgentSpec("walker", 5.0, y=7.0, speed=1.0, agent_type=AgentType.PEDESTRIAN),
+        ],
+        num_steps=11,
+    )
+    assert s.tracks.agent_ids[pick_ego(s.tracks)] == "mover"
