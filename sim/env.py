@@ -96,6 +96,8 @@ class Plan:
     agents_mode: str
     latency_steps: int
     prefill: list[tuple[float, float]]
+    stack: np.ndarray  # (S, 5, N) the log's x, y, yaw, vx, vy per env step (local frame)
+    others: np.ndarray  # (S, N) bool: the log's valid mask with the ego's row cleared
     bev: BevRasteriser | None = None
     render_bev: BevRasteriser | None = None
     extra: dict = field(default_factory=dict)
@@ -158,6 +160,7 @@ class DriveTwinEnv(gymnasium.Env):
         self._digests: dict[int, tuple[Any, str]] = {}
         self._bevs: OrderedDict[tuple, BevRasteriser] = OrderedDict()
         self._lidar_dirs = lidar_directions(cfg.lidar_beams)
+        self._route_offsets = cfg.route_spacing_m * np.arange(1, cfg.route_points + 1)
         self._want_state = cfg.has(ObservationPart.STATE)
         self._want_lidar = cfg.has(ObservationPart.LIDAR)
         self._want_bev = cfg.has(ObservationPart.BEV)
@@ -170,6 +173,7 @@ class DriveTwinEnv(gymnasium.Env):
         self._sync_radius = radius
         self.plan: Plan | None = None
         self._loaded: Plan | None = None
+        self._reactive: ReactiveAgents | None = None
         self._done = True
         self.k = 0
 
@@ -329,7 +333,10 @@ class DriveTwinEnv(gymnasium.Env):
             speed_limit=speed_limit, ego_row=e, ego0=ego0, params=params, ego_log=ego_log, sizes=sizes,
             types=tr.agent_types.astype(np.int64), half_diag=0.5 * np.hypot(tr.length, tr.width),
             reactive_rows=np.flatnonzero(reactive), agents_mode=agents_mode, latency_steps=latency, prefill=prefill,
+            stack=np.ascontiguousarray(np.stack([log.x, log.y, log.yaw, log.vx, log.vy]).transpose(2, 0, 1)),
+            others=np.ascontiguousarray(log.valid.T),
         )
+        plan.others[:, e] = False
         if self._want_bev:
             plan.bev = self._rasteriser(plan, cfg.bev_resolution_m, cfg.bev_size)
         return plan
@@ -372,10 +379,9 @@ class DriveTwinEnv(gymnasium.Env):
                 ReactiveAgents(plan.log, plan.reactive_rows, plan.sizes[:, 0], plan.sizes[:, 1], plan.dt_s)
                 if plan.reactive_rows.size else None
             )
-            n = len(plan.sizes)
-            self._is_replay = np.ones(n, bool)
-            self._is_replay[plan.reactive_rows] = False
-            self._is_replay[plan.ego_row] = False
+            ego_half = 0.5 * math.hypot(plan.params.length, plan.params.width)
+            self._sync_reach2 = (self._sync_radius + plan.half_diag + ego_half) ** 2
+            self._contact_reach2 = (plan.half_diag + ego_half + 0.5) ** 2
         self.plan = plan
         body = self.dynamics.reset(world.client, plan.ego0, plan.params, friction)
         world.set_ego(body, self.physical, plan.params.mass)
@@ -389,20 +395,19 @@ class DriveTwinEnv(gymnasium.Env):
         if self._reactive is not None:
             self._reactive.reset(0)
         self._agents_at(0)
-        self._route_hint: int | None = None
         self._s, self._lat, self._route_hint = plan.route.project(np.array([self.ego.x, self.ego.y]))
         self._s0 = self._s
         self._ctx = EgoContext(self.ego, plan.params, plan.dt_s, plan.route, plan.geometry, plan.offset, plan.speed_limit)
         self.actions.reset(self._ctx)
         # the episode record (local frame), index 0 = after reset
-        self._rec = {name: np.zeros((n, s_total)) for name in ("x", "y", "yaw", "vx", "vy", "impulse")}
-        self._rec_valid = np.zeros((n, s_total), bool)
-        self._rec_contact = np.zeros((n, s_total), bool)
+        self._rec = np.zeros((s_total, 5, n))
+        self._rec_impulse = np.zeros((s_total, n))
+        self._rec_valid = np.zeros((s_total, n), bool)
+        self._rec_contact = np.zeros((s_total, n), bool)
         self._rec_cmd = np.zeros((s_total, 2))
         self._rec_offroad = np.zeros(s_total, bool)
         self._termination = ""
-        self._sync()
-        contacts = self.world.contacts((self.ego.vx, self.ego.vy), self._ax_vx, self._ax_vy)
+        contacts = self._sync_and_contacts()
         corners_off = self._corners_off()
         offroad = corners_off >= cfg.offroad_min_corners
         self._record(0, contacts, offroad, (0.0, 0.0))
@@ -428,15 +433,15 @@ class DriveTwinEnv(gymnasium.Env):
         k += 1
         self.k = k
         self._agents_at(k)
-        self._sync()
         ego = self.ego
-        contacts = self.world.contacts((ego.vx, ego.vy), self._ax_vx, self._ax_vy)
+        contacts = self._sync_and_contacts()
         corners_off = self._corners_off()
         offroad = corners_off >= cfg.offroad_min_corners
         executed = (float(accel), float(steer))
         self._record(k, contacts, offroad, executed)
         # progress along the route
-        s, lat, self._route_hint = plan.route.project(np.array([ego.x, ego.y]), self._route_hint)
+        ahead = int(abs(ego.speed) * plan.dt_s / ROUTE_SPACING_M) + 2
+        s, lat, self._route_hint = plan.route.track(ego.x, ego.y, self._route_hint, ahead)
         progress = s - self._s
         self._s, self._lat = s, lat
         goal = plan.has_goal and s >= plan.goal_s - cfg.goal_tolerance_m
@@ -471,80 +476,70 @@ class DriveTwinEnv(gymnasium.Env):
 
     # ------------------------------------------------------------ internals
     def _agents_at(self, k: int) -> None:
-        """Set the other road users' state at step ``k`` (local frame): log rows, then reactive rows."""
+        """Set the other road users' state at step ``k`` (local frame): the log, then reactive rows."""
         plan = self.plan
-        log = plan.log
-        self._ax = log.x[:, k].copy()
-        self._ay = log.y[:, k].copy()
-        self._ayaw = log.yaw[:, k].copy()
-        self._ax_vx = log.vx[:, k].copy()
-        self._ax_vy = log.vy[:, k].copy()
-        present = log.valid[:, k].copy()
+        state = plan.stack[k]
+        present = plan.others[k]
         r = self._reactive
         if r is not None:
+            state = state.copy()
+            present = present.copy()
             rows = r.rows
-            x, y, yaw, vx, vy = r.state()
             alive = r.alive
+            state[:, rows] = np.stack(r.state()) * alive
             present[rows] = alive
-            self._ax[rows] = np.where(alive, x, 0.0)
-            self._ay[rows] = np.where(alive, y, 0.0)
-            self._ayaw[rows] = np.where(alive, yaw, 0.0)
-            self._ax_vx[rows] = np.where(alive, vx, 0.0)
-            self._ax_vy[rows] = np.where(alive, vy, 0.0)
-        present[plan.ego_row] = False
+        self._state = state
         self._present = present
 
-    def _sync(self) -> None:
-        ego = self.ego
-        plan = self.plan
-        dx = self._ax - ego.x
-        dy = self._ay - ego.y
-        reach = self._sync_radius + plan.half_diag + 0.5 * math.hypot(plan.params.length, plan.params.width)
-        near = self._present & (dx * dx + dy * dy < reach * reach)
-        self.world.sync(self._ax, self._ay, self._ayaw, near)
+    def _sync_and_contacts(self) -> list:
+        """Move the agent boxes near the ego in the engine and ask it for the ego's contacts."""
+        ego, state = self.ego, self._state
+        dx = state[0] - ego.x
+        dy = state[1] - ego.y
+        d2 = dx * dx + dy * dy
+        present = self._present
+        self.world.sync(state, present & (d2 < self._sync_reach2))
+        candidates = np.flatnonzero(present & (d2 < self._contact_reach2))
+        return self.world.contacts(candidates, (ego.vx, ego.vy), state)
 
     def _corners_off(self) -> int:
         ego, p = self.ego, self.plan.params
         c, s = math.cos(ego.yaw), math.sin(ego.yaw)
-        hl, hw = 0.5 * p.length, 0.5 * p.width
-        corners = np.array([
-            [ego.x + c * hl - s * hw, ego.y + s * hl + c * hw],
-            [ego.x + c * hl + s * hw, ego.y + s * hl - c * hw],
-            [ego.x - c * hl + s * hw, ego.y - s * hl - c * hw],
-            [ego.x - c * hl - s * hw, ego.y - s * hl + c * hw],
+        fx, fy = 0.5 * p.length * c, 0.5 * p.length * s
+        lx, ly = -0.5 * p.width * s, 0.5 * p.width * c
+        x, y = ego.x, ego.y
+        on = self.world.ground_under([
+            (x + fx + lx, y + fy + ly), (x + fx - lx, y + fy - ly), (x - fx - lx, y - fy - ly), (x - fx + lx, y - fy + ly),
         ])
-        on = self.world.ground_under(corners)
         self._corner_on_road = on
-        return int(4 - on.sum())
+        return 4 - sum(on)
 
     def _leader_bodies(self) -> dict[str, np.ndarray]:
-        plan, ego = self.plan, self.ego
+        plan, ego, state = self.plan, self.ego, self._state
         rows = np.flatnonzero(self._present)
+        sub = state[:, rows]
         return {
-            "x": np.append(self._ax[rows], ego.x),
-            "y": np.append(self._ay[rows], ego.y),
-            "yaw": np.append(self._ayaw[rows], ego.yaw),
-            "vx": np.append(self._ax_vx[rows], ego.vx),
-            "vy": np.append(self._ax_vy[rows], ego.vy),
+            "x": np.append(sub[0], ego.x),
+            "y": np.append(sub[1], ego.y),
+            "yaw": np.append(sub[2], ego.yaw),
+            "vx": np.append(sub[3], ego.vx),
+            "vy": np.append(sub[4], ego.vy),
             "length": np.append(plan.sizes[rows, 0], plan.params.length),
             "width": np.append(plan.sizes[rows, 1], plan.params.width),
             "row": np.append(rows, plan.ego_row),
         }
 
     def _record(self, k: int, contacts: list, offroad: bool, cmd: tuple[float, float]) -> None:
-        rec, e, ego = self._rec, self.plan.ego_row, self.ego
-        present = self._present
-        for name, arr in (("x", self._ax), ("y", self._ay), ("yaw", self._ayaw), ("vx", self._ax_vx), ("vy", self._ax_vy)):
-            col = rec[name][:, k]
-            col[:] = arr
-            col[~present] = 0.0
-        rec["x"][e, k], rec["y"][e, k], rec["yaw"][e, k] = ego.x, ego.y, ego.yaw
-        rec["vx"][e, k], rec["vy"][e, k] = ego.vx, ego.vy
-        self._rec_valid[:, k] = present
-        self._rec_valid[e, k] = True
+        e, ego = self.plan.ego_row, self.ego
+        row = self._rec[k]
+        np.multiply(self._state, self._present, out=row)
+        row[:, e] = (ego.x, ego.y, ego.yaw, ego.vx, ego.vy)
+        valid = self._rec_valid[k]
+        valid[:] = self._present
+        valid[e] = True
         for c in contacts:
-            self._rec_contact[c.row, k] = True
-            rec["impulse"][c.row, k] = c.impulse
+            self._rec_contact[k, c.row] = True
+            self._rec_impulse[k, c.row] = c.impulse
         self._rec_cmd[k] = cmd
         self._rec_offroad[k] = offroad
 
@@ -553,24 +548,24 @@ class DriveTwinEnv(gymnasium.Env):
         plan, ego = self.plan, self.ego
         cond = plan.scenario.conditions
         rows = np.flatnonzero(self._present)
-        x, y, yaw = self._ax[rows], self._ay[rows], self._ayaw[rows]
         rng = self.np_random
         if cond.detection_dropout > 0 and rows.size:
-            keep = rng.random(rows.size) >= cond.detection_dropout
-            rows, x, y, yaw = rows[keep], x[keep], y[keep], yaw[keep]
+            rows = rows[rng.random(rows.size) >= cond.detection_dropout]
+        sub = self._state[:, rows]
+        x, y, yaw = sub[0], sub[1], sub[2]
         if cond.position_noise_m > 0 and rows.size:
-            noise = rng.normal(0.0, cond.position_noise_m, (rows.size, 2))
-            x, y = x + noise[:, 0], y + noise[:, 1]
+            noise = rng.normal(0.0, cond.position_noise_m, (2, rows.size))
+            x, y = x + noise[0], y + noise[1]
         if cond.heading_noise_rad > 0 and rows.size:
             yaw = yaw + rng.normal(0.0, cond.heading_noise_rad, rows.size)
         c, s = math.cos(ego.yaw), math.sin(ego.yaw)
         dx, dy = x - ego.x, y - ego.y
-        dvx, dvy = self._ax_vx[rows] - ego.vx, self._ax_vy[rows] - ego.vy
+        dvx, dvy = sub[3] - ego.vx, sub[4] - ego.vy
         return {
             "x": dx * c + dy * s,
-            "y": -dx * s + dy * c,
+            "y": dy * c - dx * s,
             "vx": dvx * c + dvy * s,
-            "vy": -dvx * s + dvy * c,
+            "vy": dvy * c - dvx * s,
             "yaw": yaw - ego.yaw,
             "length": plan.sizes[rows, 0],
             "width": plan.sizes[rows, 1],
@@ -578,20 +573,20 @@ class DriveTwinEnv(gymnasium.Env):
         }
 
     def _route_ahead(self) -> np.ndarray:
-        cfg, ego = self.config, self.ego
-        pts = self.plan.route.interpolate(self._s + cfg.route_spacing_m * np.arange(1, cfg.route_points + 1))
+        ego = self.ego
+        pts = self.plan.route.interpolate(self._s + self._route_offsets)
         c, s = math.cos(ego.yaw), math.sin(ego.yaw)
-        dx, dy = pts[:, 0] - ego.x, pts[:, 1] - ego.y
-        return np.column_stack([dx * c + dy * s, -dx * s + dy * c])
+        rel = pts - (ego.x, ego.y)
+        return rel @ np.array([[c, -s], [s, c]])
 
     def _observe(self) -> dict[str, np.ndarray]:
         cfg, ego, plan = self.config, self.ego, self.plan
         obs: dict[str, np.ndarray] = {}
         rel = self._perceived() if (self._want_state or self._want_bev) else None
         if self._want_state:
-            heading_err = (float(plan.route.heading_at(self._s)) - ego.yaw + math.pi) % (2 * math.pi) - math.pi
-            ego_vec = np.array([ego.speed, ego.accel, ego.steer, ego.yaw_rate, plan.params.length, plan.params.width,
-                                self._lat, heading_err])
+            heading_err = (plan.route.heading_at_segment(self._route_hint) - ego.yaw + math.pi) % (2 * math.pi) - math.pi
+            ego_vec = (ego.speed, ego.accel, ego.steer, ego.yaw_rate, plan.params.length, plan.params.width,
+                       self._lat, heading_err)
             obs["state"] = state_vector(cfg, ego_vec, rel, self._route_ahead())
         if self._want_lidar:
             c, s = math.cos(ego.yaw), math.sin(ego.yaw)
@@ -604,8 +599,10 @@ class DriveTwinEnv(gymnasium.Env):
         if self._want_camera:
             p = plan.params
             c, s = math.cos(ego.yaw), math.sin(ego.yaw)
-            eye = np.array([ego.x + c * 0.1 * p.length, ego.y + s * 0.1 * p.length, p.height + 0.3])
-            target = eye + np.array([c * 10.0, s * 10.0, -1.0])
+            # at the windscreen's top, just ahead of the body, looking 20 m ahead and slightly down
+            ahead = 0.5 * p.length + 0.2
+            eye = np.array([ego.x + c * ahead, ego.y + s * ahead, max(1.2, 0.9 * p.height)])
+            target = eye + np.array([c * 20.0, s * 20.0, -1.5])
             rgb, depth, seg = self.world.camera(eye, target, cfg.camera_size, cfg.camera_fov_deg, cfg.camera_far_m)
             obs["camera_rgb"], obs["camera_depth"], obs["camera_seg"] = rgb, depth, seg
         return obs
@@ -674,12 +671,13 @@ class DriveTwinEnv(gymnasium.Env):
         img[static[:, :, 1] > 0] = (235, 235, 235)
         img[bev.polyline(self._route_local(bev.half_extent * 1.5)) > 0] = (70, 140, 235)
         rows = np.flatnonzero(self._present)
+        sub = self._state[:, rows]
         c, s = math.cos(ego.yaw), math.sin(ego.yaw)
-        dx, dy = self._ax[rows] - ego.x, self._ay[rows] - ego.y
+        dx, dy = sub[0] - ego.x, sub[1] - ego.y
         labels = np.append(plan.types[rows] + 1, 0)
         xs = np.append(dx * c + dy * s, 0.0)
         ys = np.append(-dx * s + dy * c, 0.0)
-        yaws = np.append(self._ayaw[rows] - ego.yaw, 0.0)
+        yaws = np.append(sub[2] - ego.yaw, 0.0)
         lengths = np.append(plan.sizes[rows, 0], plan.params.length)
         widths = np.append(plan.sizes[rows, 1], plan.params.width)
         label_img = bev.boxes(xs, ys, yaws, lengths, widths, labels=labels + 1)
@@ -696,9 +694,10 @@ class DriveTwinEnv(gymnasium.Env):
             raise RuntimeError("no episode: call reset() first")
         n = self.k + 1
         ox, oy = plan.origin
-        valid = self._rec_valid[:, :n].copy()
-        x = np.where(valid, self._rec["x"][:, :n] + ox, 0.0)
-        y = np.where(valid, self._rec["y"][:, :n] + oy, 0.0)
+        valid = self._rec_valid[:n].T.copy()
+        rec = self._rec[:n]
+        x = np.where(valid, rec[:, 0].T + ox, 0.0)
+        y = np.where(valid, rec[:, 1].T + oy, 0.0)
         tr = plan.scenario.tracks
         ego_p = plan.params
         length, width = tr.length.copy(), tr.width.copy()
@@ -712,14 +711,14 @@ class DriveTwinEnv(gymnasium.Env):
             width=width,
             x=x,
             y=y,
-            yaw=self._rec["yaw"][:, :n].copy(),
-            vx=self._rec["vx"][:, :n].copy(),
-            vy=self._rec["vy"][:, :n].copy(),
+            yaw=rec[:, 2].T.copy(),
+            vx=rec[:, 3].T.copy(),
+            vy=rec[:, 4].T.copy(),
             valid=valid,
             accel_cmd=self._rec_cmd[:n, 0].copy(),
             steer_cmd=self._rec_cmd[:n, 1].copy(),
-            contact=self._rec_contact[:, :n].copy(),
-            contact_impulse=self._rec["impulse"][:, :n].copy(),
+            contact=self._rec_contact[:n].T.copy(),
+            contact_impulse=self._rec_impulse[:n].T.copy(),
             offroad=self._rec_offroad[:n].copy(),
             dynamics=self.config.dynamics,
             agents_mode=plan.agents_mode,
@@ -803,8 +802,9 @@ class PrivilegedView:
         """Present other road users now (ground truth, local frame): x, y, yaw, vx, vy, length, width, type, row."""
         env = self._env
         rows = np.flatnonzero(env._present)
+        sub = env._state[:, rows]
         return {
-            "x": env._ax[rows], "y": env._ay[rows], "yaw": env._ayaw[rows], "vx": env._ax_vx[rows], "vy": env._ax_vy[rows],
+            "x": sub[0], "y": sub[1], "yaw": sub[2], "vx": sub[3], "vy": sub[4],
             "length": env.plan.sizes[rows, 0], "width": env.plan.sizes[rows, 1], "type": env.plan.types[rows], "row": rows,
         }
 

@@ -10,6 +10,7 @@ Keys and layouts (all in the ego frame: x forward, y left, SI units):
     pedestrian, cyclist, other); absent rows are all zero;
     N route points x 2: the route ahead every ``route_spacing_m`` [m] from the ego's projection.
     The agents are what the ego perceives: the scenario's perception noise and dropout applied.
+    Entries are clipped to +-``STATE_LIMIT``.
 ``lidar`` float32 (B,): hit distance / range in [0, 1] (1 = nothing), beam 0 straight ahead,
     then counter-clockwise.
 ``bev`` uint8 (H, W, 4): channels drivable area, lane lines, other agents (as perceived), the
@@ -36,6 +37,8 @@ EGO_FEATURES = ("speed", "accel", "steer", "yaw_rate", "length", "width", "route
 AGENT_FEATURES = ("present", "x", "y", "vx", "vy", "cos_yaw", "sin_yaw", "length", "width",
                   "vehicle", "pedestrian", "cyclist", "other")
 BEV_CHANNELS = ("drivable", "lane_lines", "agents", "route")
+#: Bound of every ``state`` entry (values beyond are clipped; distances of 10 km carry no news).
+STATE_LIMIT = 1.0e4
 
 
 def state_layout(config: EnvConfig) -> dict[str, slice]:
@@ -51,7 +54,7 @@ def observation_space(config: EnvConfig) -> spaces.Dict:
     parts: dict[str, spaces.Space] = {}
     if config.has(ObservationPart.STATE):
         size = state_layout(config)["route"].stop
-        parts["state"] = spaces.Box(-np.inf, np.inf, (size,), np.float32)
+        parts["state"] = spaces.Box(-STATE_LIMIT, STATE_LIMIT, (size,), np.float32)
     if config.has(ObservationPart.LIDAR):
         parts["lidar"] = spaces.Box(0.0, 1.0, (config.lidar_beams,), np.float32)
     if config.has(ObservationPart.BEV):
@@ -67,38 +70,42 @@ def observation_space(config: EnvConfig) -> spaces.Dict:
 
 def state_vector(
     config: EnvConfig,
-    ego: np.ndarray,
+    ego: tuple[float, ...],
     rel: dict[str, np.ndarray],
     route_xy: np.ndarray,
 ) -> np.ndarray:
     """Assemble the ``state`` vector.
 
     Args:
-        ego: (8,) the ego features (``EGO_FEATURES``).
+        ego: the 8 ego features (``EGO_FEATURES``).
         rel: perceived agents in the ego frame: ``x, y, vx, vy, yaw, length, width, type`` (M,)
             arrays, already filtered to the present, perceived ones.
         route_xy: (N, 2) route points ahead in the ego frame.
     """
     k = config.num_agents_obs
     nf = len(AGENT_FEATURES)
-    agents = np.zeros((k, nf))
-    m = len(rel["x"])
+    ne = len(EGO_FEATURES)
+    out = np.zeros(ne + k * nf + route_xy.size, np.float32)
+    out[:ne] = ego
+    x = rel["x"]
+    m = len(x)
     if m and k:
-        d2 = rel["x"] ** 2 + rel["y"] ** 2
-        order = np.argsort(d2, kind="stable")[:k] if m > k else np.argsort(d2, kind="stable")
+        y = rel["y"]
+        order = np.argsort(x * x + y * y, kind="stable")[:k]
         n = len(order)
-        agents[:n, 0] = 1.0
-        agents[:n, 1] = rel["x"][order]
-        agents[:n, 2] = rel["y"][order]
-        agents[:n, 3] = rel["vx"][order]
-        agents[:n, 4] = rel["vy"][order]
-        agents[:n, 5] = np.cos(rel["yaw"][order])
-        agents[:n, 6] = np.sin(rel["yaw"][order])
-        agents[:n, 7] = rel["length"][order]
-        agents[:n, 8] = rel["width"][order]
-        types = np.clip(rel["type"][order].astype(np.int64), 0, len(AgentType) - 1)
-        agents[np.arange(n), 9 + types] = 1.0
-    return np.concatenate([ego, agents.ravel(), route_xy.ravel()]).astype(np.float32)
+        yaw = rel["yaw"][order]
+        block = out[ne : ne + k * nf].reshape(k, nf)
+        block[:n, 0] = 1.0
+        block[:n, 1:9] = np.stack(
+            [x[order], y[order], rel["vx"][order], rel["vy"][order], np.cos(yaw), np.sin(yaw),
+             rel["length"][order], rel["width"][order]], axis=1,
+        )
+        types = np.minimum(np.maximum(rel["type"][order], 0), len(AgentType) - 1)
+        block[np.arange(n), 9 + types] = 1.0
+    out[ne + k * nf :] = route_xy.ravel()
+    np.minimum(out, STATE_LIMIT, out=out)
+    np.maximum(out, -STATE_LIMIT, out=out)
+    return out
 
 
 class BevRasteriser:

@@ -75,7 +75,7 @@ class Polyline:
         heading: (P,) direction of the segment leaving each point [rad] (the last repeats).
     """
 
-    __slots__ = ("xy", "s", "heading", "_seg", "_seg_len2")
+    __slots__ = ("xy", "s", "heading", "_seg", "_seg_len2", "_inv_spacing", "_lists")
 
     def __init__(self, xy: np.ndarray, heading0: float = 0.0) -> None:
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
@@ -84,6 +84,8 @@ class Polyline:
             keep = np.concatenate([[True], step > 1e-6])
             xy = xy[keep]
         self.xy = xy
+        self._inv_spacing = 0.0
+        self._lists: tuple | None = None
         if len(xy) == 1:
             # a single point: a zero-length path facing heading0
             self.s = np.zeros(1)
@@ -98,6 +100,8 @@ class Polyline:
         self.heading = np.concatenate([h, h[-1:]])
         self._seg = d
         self._seg_len2 = seg_len**2
+        if len(seg_len) > 1 and np.allclose(seg_len[:-1], seg_len[0], rtol=0, atol=1e-9) and seg_len[-1] <= seg_len[0] + 1e-9:
+            self._inv_spacing = 1.0 / float(seg_len[0])  # uniform spacing: index by division
 
     @property
     def length(self) -> float:
@@ -123,7 +127,7 @@ class Polyline:
         d = self._seg[lo:hi]
         px, py = point[0] - a[:, 0], point[1] - a[:, 1]
         t = (px * d[:, 0] + py * d[:, 1]) / self._seg_len2[lo:hi]
-        t = np.clip(t, 0.0, 1.0)
+        t = np.minimum(np.maximum(t, 0.0), 1.0)
         ex, ey = px - t * d[:, 0], py - t * d[:, 1]
         k = int(np.argmin(ex * ex + ey * ey))
         seg = lo + k
@@ -140,21 +144,74 @@ class Polyline:
         cross = (d[k, 0] * py[k] - d[k, 1] * px[k]) / seg_len
         return s, float(cross), seg
 
+    def track(self, x: float, y: float, hint: int, ahead: int) -> tuple[float, float, int]:
+        """``project`` for a point that moved little since segment ``hint``: a short search.
+
+        Searches segments ``hint - 3 .. hint + ahead + 3`` in plain Python (cheaper than numpy for
+        a few segments) and falls back to ``project`` when the nearest lies at the window's edge.
+        """
+        n = len(self._seg)
+        if n == 0:
+            return self.project(np.array([x, y]))
+        if self._lists is None:
+            self._lists = (self.xy[:, 0].tolist(), self.xy[:, 1].tolist(), self._seg[:, 0].tolist(),
+                           self._seg[:, 1].tolist(), self._seg_len2.tolist(), self.s.tolist())
+        xs, ys, dxs, dys, l2s, ss = self._lists
+        lo = max(0, hint - 3)
+        hi = min(n, hint + ahead + 4)
+        best, best_d = lo, math.inf
+        for i in range(lo, hi):
+            px, py = x - xs[i], y - ys[i]
+            dx, dy = dxs[i], dys[i]
+            t = (px * dx + py * dy) / l2s[i]
+            t = 0.0 if t < 0.0 else (1.0 if t > 1.0 else t)
+            ex, ey = px - t * dx, py - t * dy
+            d = ex * ex + ey * ey
+            if d < best_d:
+                best, best_d = i, d
+        if (best == lo and lo > 0) or (best == hi - 1 and hi < n):
+            return self.project(np.array([x, y]), best, window=40)
+        i = best
+        px, py = x - xs[i], y - ys[i]
+        dx, dy = dxs[i], dys[i]
+        t = (px * dx + py * dy) / l2s[i]
+        if i == 0:
+            t = min(t, 1.0)
+        elif i == n - 1:
+            t = max(t, 0.0)
+        else:
+            t = 0.0 if t < 0.0 else (1.0 if t > 1.0 else t)
+        seg_len = math.sqrt(l2s[i])
+        return ss[i] + t * seg_len, (dx * py - dy * px) / seg_len, i
+
+    def _index(self, s: np.ndarray) -> np.ndarray:
+        """Segment index of arc lengths ``s`` (clamped to the path's segments)."""
+        if self._inv_spacing:
+            idx = (s * self._inv_spacing).astype(np.int64)
+        else:
+            idx = np.searchsorted(self.s, s, side="right") - 1
+        return np.minimum(np.maximum(idx, 0), len(self.s) - 2)
+
     def interpolate(self, s: np.ndarray | float) -> np.ndarray:
         """Points at arc lengths ``s`` [m], (..., 2); beyond the ends extended straight."""
         s = np.asarray(s, dtype=np.float64)
         if len(self) == 1:
             c, sn = math.cos(self.heading[0]), math.sin(self.heading[0])
             return self.xy[0] + s[..., None] * np.array([c, sn])
-        idx = np.clip(np.searchsorted(self.s, s, side="right") - 1, 0, len(self.s) - 2)
+        idx = self._index(s)
         t = (s - self.s[idx]) / (self.s[idx + 1] - self.s[idx])
         return self.xy[idx] + t[..., None] * self._seg[idx]
 
     def heading_at(self, s: np.ndarray | float) -> np.ndarray:
         """Heading [rad] of the segment at arc length ``s``."""
         s = np.asarray(s, dtype=np.float64)
-        idx = np.clip(np.searchsorted(self.s, s, side="right") - 1, 0, len(self.s) - 1)
-        return self.heading[idx]
+        if len(self) == 1:
+            return np.broadcast_to(self.heading[0], s.shape).copy()
+        return self.heading[self._index(s)]
+
+    def heading_at_segment(self, seg: int) -> float:
+        """Heading [rad] of segment ``seg``."""
+        return float(self.heading[min(max(seg, 0), len(self.heading) - 1)])
 
     def resampled(self, spacing: float) -> Polyline:
         """The same path with points every ``spacing`` [m] (the end point kept)."""

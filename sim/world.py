@@ -92,7 +92,7 @@ class World:
         self._key_of: dict[int, tuple] = {}
         self.bodies = np.zeros(0, np.int64)  # body per agent row (-1 for the ego row)
         self._placed = np.zeros(0, bool)
-        self._pose = np.zeros((0, 3))  # last pose sent per row (x, y, yaw)
+        self._pose = np.zeros((3, 0))  # last pose sent per row (x, y, yaw)
         self._half_h = np.zeros(0)
         self._park_slot = 0
         self._row_of_body = np.full(16, -1, np.int64)
@@ -101,6 +101,7 @@ class World:
         self._ego_mass = 1500.0
         self._phys_dt = 1.0 / 240.0
         self._types = np.zeros(0, np.uint8)
+        self._road_ids: frozenset[int] = frozenset()
 
     # ------------------------------------------------------------------ road
     def set_road(self, geometry: RoadGeometry, origin: np.ndarray, friction: float, ground_friction: float) -> None:
@@ -126,6 +127,7 @@ class World:
             for b in (*bodies.road, *bodies.decor):
                 p.resetBasePositionAndOrientation(b, [offset[0], offset[1], 0.0], [0, 0, 0, 1], physicsClientId=cid)
         self.road, self._offset = bodies, offset
+        self._road_ids = frozenset(bodies.road)
         if friction != self._road_friction:
             for b in bodies.road:
                 p.changeDynamics(b, -1, lateralFriction=float(friction), physicsClientId=cid)
@@ -232,7 +234,7 @@ class World:
         for body in bodies[bodies >= 0]:
             self._park(int(body))
         self._placed = np.zeros(n, bool)
-        self._pose = np.full((n, 3), np.nan)
+        self._pose = np.full((3, n), np.nan)
         self._note_bodies()
 
     def _park(self, body: int) -> None:
@@ -251,33 +253,32 @@ class World:
         lookup[self.bodies[rows]] = rows
         self._row_of_body = lookup
 
-    def sync(self, x: np.ndarray, y: np.ndarray, yaw: np.ndarray, present: np.ndarray) -> None:
-        """Move the boxes of ``present`` rows to (x, y, yaw) (local frame); park the rest.
+    def sync(self, state: np.ndarray, near: np.ndarray) -> None:
+        """Move the boxes of the ``near`` rows to their poses in ``state``; park the other placed ones.
 
-        Only boxes whose pose changed are moved. Callers pass ``present`` already culled to what
-        the engine needs to see (rows near the ego).
+        ``state``: (5, N) x, y, yaw, vx, vy (local frame). Only boxes whose pose changed are moved;
+        callers pass ``near`` already culled to what the engine needs to see (rows near the ego,
+        never the ego's row).
         """
         p, cid = self.p, self.cid
-        rows = np.flatnonzero(present & (self.bodies >= 0))
+        rows = np.flatnonzero(near)
         if rows.size:
-            pose = self._pose[rows]
-            moved = rows[(pose[:, 0] != x[rows]) | (pose[:, 1] != y[rows]) | (pose[:, 2] != yaw[rows]) | ~self._placed[rows]]
+            pose = state[:3, rows]
+            moved = rows[(self._pose[:, rows] != pose).any(axis=0) | ~self._placed[rows]]
             if moved.size:
-                half = 0.5 * yaw[moved]
-                sz, cz = np.sin(half), np.cos(half)
-                pos = np.column_stack([x[moved], y[moved], self._half_h[moved]]).tolist()
-                zeros = [0.0, 0.0]
-                for body, ps, s_, c_ in zip(self.bodies[moved].tolist(), pos, sz.tolist(), cz.tolist()):
-                    p.resetBasePositionAndOrientation(body, ps, zeros + [s_, c_], physicsClientId=cid)
-                self._pose[moved, 0] = x[moved]
-                self._pose[moved, 1] = y[moved]
-                self._pose[moved, 2] = yaw[moved]
-        gone = np.flatnonzero(self._placed & ~present)
-        for row in gone.tolist():
-            if self.bodies[row] >= 0:
+                sub = state[:3, moved]
+                half = 0.5 * sub[2]
+                pos = np.stack([sub[0], sub[1], self._half_h[moved]], axis=1).tolist()
+                sz, cz = np.sin(half).tolist(), np.cos(half).tolist()
+                for body, ps, s_, c_ in zip(self.bodies[moved].tolist(), pos, sz, cz):
+                    p.resetBasePositionAndOrientation(body, ps, (0.0, 0.0, s_, c_), physicsClientId=cid)
+                self._pose[:, moved] = sub
+        gone = np.flatnonzero(self._placed > near)
+        if gone.size:
+            for row in gone.tolist():
                 self._park(int(self.bodies[row]))
-        self._placed = present & (self.bodies >= 0)
-        self._pose[gone] = np.nan
+            self._pose[:, gone] = np.nan
+        self._placed = near
 
     # ------------------------------------------------------------------- ego
     def set_ego(self, body: int, physical: bool, mass: float) -> None:
@@ -294,16 +295,25 @@ class World:
             self._phys_dt = float(p.getPhysicsEngineParameters(physicsClientId=cid).get("fixedTimeStep", 1 / 240))
         self._note_bodies()
 
-    def contacts(self, ego_vel: tuple[float, float], agent_vx: np.ndarray, agent_vy: np.ndarray) -> list[Contact]:
+    def contacts(self, candidates: np.ndarray, ego_vel: tuple[float, float], state: np.ndarray) -> list[Contact]:
         """The ego's contacts with other road users, one ``Contact`` per agent touched.
 
-        For a kinematic ego ``performCollisionDetection`` runs first; for a physical one the
-        contacts of its last ``stepSimulation`` are read (with the solver's normal forces).
+        A kinematic ego asks the engine's narrowphase (``getClosestPoints``) about each of the
+        ``candidates`` rows (the agents whose bounding circles reach the ego's; the broadphase
+        done in numpy), which costs nothing when no one is near. A physical ego's contacts are
+        those of its last ``stepSimulation`` (``getContactPoints``), with the solver's forces.
+        ``state``: (5, N) the agents' x, y, yaw, vx, vy.
         """
         p, cid = self.p, self.cid
-        if not self.ego_physical:
-            p.performCollisionDetection(physicsClientId=cid)
-        points = p.getContactPoints(bodyA=self.ego_body, physicsClientId=cid)
+        if self.ego_physical:
+            points = p.getContactPoints(bodyA=self.ego_body, physicsClientId=cid)
+        else:
+            if not candidates.size:
+                return []
+            points = []
+            ego = self.ego_body
+            for body in self.bodies[candidates].tolist():
+                points.extend(p.getClosestPoints(ego, body, 0.0, physicsClientId=cid))
         if not points:
             return []
         lookup = self._row_of_body
@@ -319,7 +329,7 @@ class World:
                 impulse = pt[9] * self._phys_dt
             else:
                 n = pt[7]  # normal on B, from B towards A
-                closing = -((ego_vel[0] - agent_vx[row]) * n[0] + (ego_vel[1] - agent_vy[row]) * n[1])
+                closing = -((ego_vel[0] - state[3, row]) * n[0] + (ego_vel[1] - state[4, row]) * n[1])
                 impulse = self._ego_mass * max(closing, 0.0)
             c = found.get(row)
             if c is None:
@@ -329,15 +339,13 @@ class World:
                 c.penetration = max(c.penetration, -dist)
         return list(found.values())
 
-    def ground_under(self, xy: np.ndarray) -> np.ndarray:
-        """(P,) bool: True where a ray straight down at ``xy`` ((P, 2) local frame) hits the road surface."""
-        p = self.p
-        n = len(xy)
-        src = np.column_stack([xy, np.full(n, 0.5)])
-        dst = np.column_stack([xy, np.full(n, -0.5)])
-        hits = p.rayTestBatch(src, dst, collisionFilterMask=bullet.GROUP_ROAD, physicsClientId=self.cid)
-        road = self.road.road if self.road else []
-        return np.array([h[0] in road for h in hits], dtype=bool)
+    def ground_under(self, points: list[tuple[float, float]]) -> list[bool]:
+        """For each (x, y) (local frame): True where a ray straight down hits the road surface."""
+        src = [[x, y, 0.5] for x, y in points]
+        dst = [[x, y, -0.5] for x, y in points]
+        hits = self.p.rayTestBatch(src, dst, collisionFilterMask=bullet.GROUP_ROAD, physicsClientId=self.cid)
+        road = self._road_ids
+        return [h[0] in road for h in hits]
 
     def lidar(self, origin: np.ndarray, directions: np.ndarray, height: float, range_m: float) -> np.ndarray:
         """(B,) hit fraction of horizontal rays from ``origin`` along unit ``directions`` (1 = nothing within range).

@@ -1,0 +1,155 @@
+"""The pybullet world: road mesh and friction, agent bodies, off-road from rays, the local frame."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import shapely
+from shapely.geometry import Polygon
+
+from scenarios.model import Conditions, FeatureKind, Lane, MapFeature, RoadMap
+from scenarios.synthetic import AgentSpec, scene, straight_road
+from sim.road import MEASURED_SHOULDER_M, Polyline, RoadGeometry, triangulate
+from sim.runner import rollout
+
+
+def test_triangulation_covers_the_surface_and_keeps_holes() -> None:
+    square = Polygon([(0, 0), (20, 0), (20, 20), (0, 20)], [[(5, 5), (10, 5), (10, 10), (5, 10)]])
+    vertices, indices = triangulate(square)
+    tri = indices.reshape(-1, 3)
+    v = vertices[:, :2]
+    e1, e2 = v[tri[:, 1]] - v[tri[:, 0]], v[tri[:, 2]] - v[tri[:, 0]]
+    cross = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    assert 0.5 * cross.sum() == pytest.approx(400 - 25)
+    assert (cross > 0).all()  # counter-clockwise, so the surface faces up
+    centroids = v[tri].mean(axis=1)
+    assert not shapely.contains_xy(Polygon([(5, 5), (10, 5), (10, 10), (5, 10)]), centroids[:, 0], centroids[:, 1]).any()
+
+
+def test_road_geometry_unions_lanes_and_widens_by_the_shoulder() -> None:
+    road = straight_road(num_lanes=2, length=100.0, lane_width=3.5)
+    geom = RoadGeometry(road)
+    assert geom.shoulder_m == MEASURED_SHOULDER_M  # the synthetic road has boundaries and a drivable area
+    assert geom.surface.area == pytest.approx(100.0 * 7.0, rel=1e-6)
+    assert geom.paved.area > geom.surface.area
+    # a centerline-only map gets the wider shoulder of a derived drivable area
+    derived = RoadMap.from_parts([Lane("a", [[0, 0], [50, 0]])])
+    assert RoadGeometry(derived).shoulder_m == 1.0
+
+
+def test_friction_from_conditions_reaches_the_road_body(make_env) -> None:
+    base = scene([AgentSpec("ego", x=0.0, speed=5.0)], num_steps=11)
+    env = make_env(base, ground_friction=0.4)
+    icy = base.replace(id="icy", conditions=Conditions(road_friction=0.15))
+    for scenario, mu in ((base, 0.9), (icy, 0.15), (base, 0.9)):
+        env.reset(seed=0, options={"scenario": scenario})
+        world = env.world
+        road_bodies = world.road_bodies
+        assert road_bodies
+        for body in road_bodies:
+            assert world.p.getDynamicsInfo(body, -1, physicsClientId=world.cid)[1] == pytest.approx(mu)
+        ground = world.ground_body
+        assert ground not in road_bodies
+        assert world.p.getDynamicsInfo(ground, -1, physicsClientId=world.cid)[1] == pytest.approx(0.4)
+
+
+def test_offroad_detected_at_the_step_geometry_predicts(make_env) -> None:
+    """``ego_drifts_right``: heading -0.2 rad at 10 m/s from the centre of lane 0.
+
+    Lane 0's right edge is y = -1.75, plus the 0.5 m shoulder: -2.25. The front-right corner is at
+    y_c - L/2 sin(0.2) - W/2 cos(0.2) = y_c - 1.3781 and y_c = -0.19867 k, so it leaves the road
+    at step 5 (corner at -2.371; at step 4 it is at -2.173).
+    """
+    drift = scene([AgentSpec("ego", x=0.0, speed=10.0, yaw=-0.2)], num_steps=31, scenario_id="ego_drifts_right")
+    env = make_env(drift)
+    record = rollout(env, "constant_velocity", seed=0)
+    assert record.termination == "offroad"
+    assert record.num_steps - 1 == 5
+    assert record.offroad.tolist() == [False] * 5 + [True]
+    world = env.unwrapped.world
+    # rays straight down: on the road, on the shoulder, beyond it (local frame = scenario frame here)
+    assert world.ground_under([(10.0, 0.0), (10.0, -2.1), (10.0, -2.4)]) == [True, True, False]
+
+
+def test_agent_bodies_are_sized_from_the_log_and_follow_the_valid_mask(make_env) -> None:
+    agents = [
+        AgentSpec("ego", x=0.0, speed=10.0),
+        AgentSpec("late", x=0.0, y=3.5, speed=10.0, length=6.2, width=2.3, height=2.9, valid_from=10, valid_to=20),
+    ]
+    env = make_env(scene(agents, num_steps=41))
+    env.reset(seed=0)
+    world = env.world
+    body = int(world.bodies[1])
+    assert world.bodies[0] == -1  # the ego's body belongs to the dynamics model
+    shape = world.p.getCollisionShapeData(body, -1, physicsClientId=world.cid)[0]
+    assert np.allclose(shape[3], [6.2, 2.3, 2.9])
+    heights = {}
+    for k in range(1, 30):
+        env.step(np.zeros(2, np.float32))
+        pos, _ = world.p.getBasePositionAndOrientation(body, physicsClientId=world.cid)
+        heights[k] = pos[2]
+        if k == 12:
+            assert pos[0] == pytest.approx(env.ego.x, abs=1e-6)  # beside the ego, both at 10 m/s
+            assert pos[1] == pytest.approx(3.5)
+    assert heights[5] < -100 and heights[25] < -100  # parked while not observed
+    assert heights[12] == pytest.approx(1.45)
+    record = env.rollout_record()
+    assert record.valid[1].tolist() == env.plan.scenario.tracks.valid[1, :30].tolist()
+
+
+def test_reset_reuses_the_client_and_the_bodies(make_env, scenes) -> None:
+    env = make_env(scenes.lead_stopped())
+    other = scenes.cruise()
+    env.reset(seed=0)
+    world = env.world
+    count = world.p.getNumBodies(physicsClientId=world.cid)
+    for _ in range(3):
+        env.reset(seed=1)
+    assert world.p.getNumBodies(physicsClientId=world.cid) == count
+    env.reset(options={"scenario": other})
+    env.reset(options={"scenario": scenes.lead_stopped()})  # same content, new object: same bodies
+    env.reset(options={"scenario": other})
+    assert world.p.getNumBodies(physicsClientId=world.cid) == count  # same road, the far car reuses the lead's box
+
+
+def test_local_frame_keeps_city_coordinates_exact(make_env, scenes) -> None:
+    city = scenes.shifted(scenes.lead_stopped(gap_m=80.0), 4312.5, -2271.25, "city")
+    env = make_env(city, action="trajectory")
+    record = rollout(env, "expert", seed=0)
+    e = city.ego_index
+    n = record.num_steps
+    assert np.abs(record.x[e] - city.tracks.x[e, :n]).max() < 1e-6
+    assert np.abs(record.y[e] - city.tracks.y[e, :n]).max() < 1e-6
+    assert record.x[1, 0] == city.tracks.x[1, 0]  # other agents: the log, bit for bit
+    world = env.unwrapped.world
+    pos, _ = world.p.getBasePositionAndOrientation(world.ego_body, physicsClientId=world.cid)
+    assert abs(pos[0]) < 200 and abs(pos[1]) < 10  # the engine works near the origin
+    info_x = env.unwrapped._info([], False, 0, (0.0, 0.0), {}, "")["ego"]["x"]
+    assert info_x == pytest.approx(city.tracks.x[e, n - 1], abs=1e-6)
+
+
+def test_polyline_track_matches_project() -> None:
+    t = np.linspace(0, math.pi, 200)
+    line = Polyline(np.column_stack([30 * np.cos(t), 30 * np.sin(t)])).resampled(0.5)
+    rng = np.random.default_rng(0)
+    hint = 0
+    for s_true in np.linspace(0, line.length, 50):
+        p = line.interpolate(s_true) + rng.normal(0, 0.3, 2)
+        s_fast, lat_fast, hint = line.track(float(p[0]), float(p[1]), hint, 10)
+        s_ref, lat_ref, _ = line.project(p)
+        assert s_fast == pytest.approx(s_ref, abs=1e-9)
+        assert lat_fast == pytest.approx(lat_ref, abs=1e-9)
+
+
+def test_crosswalks_and_edges_become_visual_geometry(make_env) -> None:
+    road = straight_road()
+    crosswalk = MapFeature("cw", FeatureKind.CROSSWALK, [[20, -1.75], [24, -1.75], [24, 5.25], [20, 5.25]])
+    s = scene([AgentSpec("ego", x=0.0, speed=5.0)], road=RoadMap(road.lanes, road.features + (crosswalk,)), num_steps=11)
+    env = make_env(s)
+    env.reset(seed=0)
+    decor = env.world.road.decor
+    assert len(decor) == 3  # lines, edges, crosswalks
+    for body in decor:  # visual only: nothing to collide with
+        assert env.world.p.getCollisionShapeData(body, -1, physicsClientId=env.world.cid) == ()
