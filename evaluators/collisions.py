@@ -1,10 +1,14 @@
 """Collisions of the ego: any, and at fault by nuPlan's rules, per class (vehicle, VRU, object).
 
-A collision with an agent is counted once, at the first step the ego touches it: the engine
-reported contact (``rollout.contact``; the twin's pybullet contact points, which also catch a
-touch between two samples) OR the two boxes overlap by more than ``collision_min_overlap_m``
-(geometry, the only source in a log replay, where ``contact`` is all False). Whichever source
-fires first sets the step; the classification then uses the geometry at that step:
+The ego touches an agent at a step when the engine reported contact (``rollout.contact``; the
+twin's pybullet contact points, which also catch a touch between two samples) OR the two boxes
+overlap by more than ``collision_min_overlap_m`` (geometry, the only source in a log replay,
+where ``contact`` is all False). A collision is the start of a touch: touching now and not at
+the last step both were valid; whichever source fires first sets the step, and each agent
+counts once. An agent already touching the ego the first time both exist is not a collision
+(``initial_overlaps``): the ego cannot have driven into it, and in real logs it is label noise
+(one vehicle tracked twice after an id switch, a pedestrian getting into a car, boxes of
+default size). The classification uses the geometry at the collision step:
 
 - the ego is stopped (speed <= 0.05 m/s): STOPPED_EGO, not at fault (e.g. rear-ended while waiting);
 - the other agent is stopped: STOPPED_TRACK, at fault (the ego drove into it);
@@ -45,6 +49,7 @@ class Collisions(Evaluator):
         MetricSpec("collisions_geometry", "count", "collisions seen as box overlap (a subset of collisions)"),
         MetricSpec("no_at_fault_collisions", "1", "nuPlan multiplier: 0 for a vehicle or VRU, 0.5 per object", "== 1"),
         MetricSpec("first_collision_s", "s", "time of the first collision since the start, NaN when none"),
+        MetricSpec("initial_overlaps", "count", "agents already overlapping the ego when first seen (not collisions)"),
     )
 
     def _compute(self, ctx: Context) -> list[MetricValue]:
@@ -66,6 +71,7 @@ class Collisions(Evaluator):
             self.value("collisions_geometry", int(ev.geometry.sum())),
             self.value("no_at_fault_collisions", score, score == 1.0),
             self.value("first_collision_s", first),
+            self.value("initial_overlaps", int(ev.initial_overlaps.size)),
         ]
 
 

@@ -75,6 +75,8 @@ class MapGeometry:
         drivable: union of the drivable-area and driveway polygons and the vehicle lanes'
             polygons (prepared), or None when the map has none.
         drivable_boundary: its outline (the road edge as the metrics see it), or None.
+        road_edges: the map's road-edge polylines as one prepared geometry, or None.
+        extent: (4,) [m] min x, min y, max x, max y of the drivable area: the map's coverage.
         lane_ids: (L,) str.
         lane_polygons: (L,) shapely polygons (boundaries, or the centerline widened).
         lane_lines: (L,) shapely centerlines.
@@ -86,6 +88,8 @@ class MapGeometry:
 
     drivable: shapely.Geometry | None
     drivable_boundary: shapely.Geometry | None
+    road_edges: shapely.Geometry | None
+    extent: np.ndarray
     lane_ids: np.ndarray
     lane_polygons: np.ndarray
     lane_lines: np.ndarray
@@ -134,6 +138,10 @@ class MapGeometry:
         ]
         parts = [g for g in [*areas, *polygons] if g is not None and not g.is_empty]
         drivable = shapely.union_all(np.array(parts, dtype=object)) if parts else None
+        edge_lines = [shapely.linestrings(f.points[:, :2]) for f in road_map.road_edges if len(f.points) >= 2]
+        edges = shapely.multilinestrings(edge_lines) if edge_lines else None
+        if edges is not None:
+            shapely.prepare(edges)
         boundary = None
         if drivable is not None:
             shapely.prepare(drivable)
@@ -147,6 +155,8 @@ class MapGeometry:
         return cls(
             drivable=drivable,
             drivable_boundary=boundary,
+            road_edges=edges,
+            extent=np.asarray(shapely.bounds(drivable), dtype=np.float64) if drivable is not None else np.full(4, np.nan),
             lane_ids=ids,
             lane_polygons=polygons,
             lane_lines=lines,
@@ -198,15 +208,21 @@ def _polygon(points: np.ndarray) -> shapely.Geometry | None:
 class CollisionEvents:
     """The ego's collisions: one event per agent, at the first step it touched the ego.
 
-    E events. A collision is an engine contact (``rollout.contact``) or a box overlap deeper
-    than ``collision_min_overlap_m``, whichever comes first.
+    E events. The ego touches an agent where the engine reports contact (``rollout.contact``) or
+    their boxes overlap deeper than ``collision_min_overlap_m``. A collision is the start of a
+    contact: touching at a step after a step (the last where both were valid) without; an agent
+    that is touching the ego the first time both are seen (a track born inside the ego's box:
+    one object tracked twice, a pedestrian stepping out of a parked car) is listed in
+    ``initial_overlaps`` and collides only if it separates and touches again.
 
     Attributes:
         agent: (E,) agent rows.  step: (E,) first step of contact.
         kind: (E,) ``CollisionType``.  at_fault: (E,) bool.  agent_class: (E,) ``AgentClass``.
         engine: (E,) the engine reported contact with this agent at some step.
         geometry: (E,) the boxes overlapped at some step.
-        collided: (N, S) True from each agent's first contact step on.
+        collided: (N, S) True from each agent's first contact step on, and while an initially
+            overlapping agent still overlaps.
+        initial_overlaps: agent rows touching the ego the first time both are valid.
     """
 
     agent: np.ndarray
@@ -217,6 +233,7 @@ class CollisionEvents:
     engine: np.ndarray
     geometry: np.ndarray
     collided: np.ndarray
+    initial_overlaps: np.ndarray
 
 
 class Context:
@@ -348,9 +365,17 @@ class Context:
         geometric = (self.overlap > cfg.collision_min_overlap_m) & pair
         engine = np.asarray(r.contact, dtype=bool) & pair
         touching = geometric | engine
-        hit = touching.any(axis=1)
+        # a contact starts where the pair touches and did not at the last step both were valid
+        steps = np.arange(self.num_steps)
+        last = np.maximum.accumulate(np.where(pair, steps, -1), axis=1)
+        prev = np.concatenate([np.full((self.num_agents, 1), -1), last[:, :-1]], axis=1)
+        prev_touching = np.take_along_axis(touching, np.maximum(prev, 0), axis=1) & (prev >= 0)
+        onset = touching & (prev >= 0) & ~prev_touching
+        hit = onset.any(axis=1)
         agent = np.flatnonzero(hit)
-        step = np.argmax(touching[agent], axis=1) if agent.size else np.zeros(0, np.int64)
+        step = np.argmax(onset[agent], axis=1) if agent.size else np.zeros(0, np.int64)
+        first_seen = np.argmax(pair, axis=1)
+        initial = pair.any(axis=1) & touching[np.arange(self.num_agents), first_seen]
         kind = np.full(agent.shape, CollisionType.ACTIVE_LATERAL, dtype=np.int8)
         if agent.size:
             e = self.ego
@@ -384,7 +409,8 @@ class Context:
             agent_class=self.agent_class[agent],
             engine=engine[agent].any(axis=1),
             geometry=geometric[agent].any(axis=1),
-            collided=collided,
+            collided=collided | initial[:, None] & touching,
+            initial_overlaps=np.flatnonzero(initial),
         )
 
     # --- lanes and the drivable area ------------------------------------------------------
@@ -449,18 +475,27 @@ class Context:
 
     @cached_property
     def corner_offroad_m(self) -> np.ndarray:
-        """(S, 4) distance [m] of each ego corner outside the drivable area (0 inside; NaN where
-        the ego is invalid or the map has no drivable area)."""
+        """(S, 4) distance [m] of each ego corner off the drivable area (0 on it; NaN where the ego
+        is invalid, the map has no drivable area, or the map cannot tell).
+
+        Without road edges in the map: the distance to the drivable area. With road edges, a corner
+        outside the drivable area is off the road only beyond a road edge: the distance from the
+        corner back to the nearest road edge crossed on the straight way to the drivable area,
+        and 0 when none is crossed (road surface the lane polygons miss: parking lanes, shoulders,
+        wide junctions; where a map derives its drivable area from lane centerlines). A corner
+        whose way back ends on the drivable area's bounding box, crossing no road edge, left
+        through the map's cut: maps cropped around a log say nothing about the road beyond (NaN).
+        """
         out = np.full((self.num_steps, 4), np.nan)
-        drivable = self.map.drivable
+        g = self.map
         steps = self.ego_steps
-        if drivable is None or steps.size == 0:
+        if g.drivable is None or steps.size == 0:
             return out
         pts = self.ego_corners[steps].reshape(-1, 2)
-        inside = shapely.contains_xy(drivable, pts[:, 0], pts[:, 1])
+        inside = shapely.contains_xy(g.drivable, pts[:, 0], pts[:, 1])
         dist = np.zeros(pts.shape[0])
         if not inside.all():
-            dist[~inside] = shapely.distance(drivable, shapely.points(pts[~inside]))
+            dist[~inside] = _offroad_distance(g, shapely.points(pts[~inside]))
         out[steps] = dist.reshape(-1, 4)
         return out
 
@@ -498,6 +533,36 @@ class Context:
         log_t = self.scenario.t_us
         t = np.asarray(self.rollout.t_us, dtype=np.int64)
         return np.clip(np.searchsorted(log_t, t, side="right") - 1, 0, log_t.size - 1)
+
+
+#: The way back from an off-area corner starts this far inside the drivable area [m], so that a
+#: road edge lying on the area's outline is crossed whatever the rounding.
+_EDGE_OVERLAP_M = 0.05
+
+
+def _offroad_distance(g: MapGeometry, points: np.ndarray) -> np.ndarray:
+    """(P,) how far each point (outside ``g.drivable``) is off the road [m]; NaN where unknown.
+
+    The point's shortest way back to the drivable area decides: when it crosses a road edge, the
+    distance from the point to the nearest edge crossed; else, when it ends on the drivable area's
+    bounding box (where a cropped map cuts the road), NaN: the road may go on beyond the crop;
+    else 0 when the map has road edges (road surface outside the lanes), the way's length when it
+    has none.
+    """
+    way = shapely.get_coordinates(shapely.shortest_line(g.drivable, points)).reshape(-1, 2, 2)
+    near, far = way[:, 0], way[:, 1]
+    lo, hi = g.extent[:2], g.extent[2:]
+    on_cut = ((np.abs(near - lo) < 1e-6) | (np.abs(near - hi) < 1e-6)).any(axis=1)
+    out = np.where(on_cut, np.nan, 0.0 if g.road_edges is not None else np.hypot(*(far - near).T))
+    if g.road_edges is not None:
+        d = far - near
+        norm = np.hypot(d[:, 0], d[:, 1])
+        start = near - d / np.where(norm > 0, norm, 1.0)[:, None] * _EDGE_OVERLAP_M
+        segments = shapely.linestrings(np.stack([start, far], axis=1))
+        crossed = shapely.intersects(g.road_edges, segments)
+        if crossed.any():
+            out[crossed] = shapely.distance(points[crossed], shapely.intersection(g.road_edges, segments[crossed]))
+    return out
 
 
 def lane_tangents(lines: np.ndarray, points: np.ndarray) -> np.ndarray:

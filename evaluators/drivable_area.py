@@ -3,9 +3,17 @@
 The drivable area is the union of the map's drivable-area and driveway polygons and its vehicle
 lanes' polygons (see ``MapGeometry``). The metric is nuPlan's: the largest distance of any of the
 ego's four corners outside it over the rollout; compliant (multiplier 1) at or below
-``max_offroad_m`` (0.3 m), else 0. A map without any drivable geometry cannot be judged: the
-distance is NaN and the multiplier 1. The engine's own off-road flag (``rollout.offroad``, all
-False in a log replay) is reported beside it, not mixed in: it depends on the twin's road mesh.
+``max_offroad_m`` (0.3 m), else 0.
+
+Two refinements keep it truthful on real maps (see ``Context.corner_offroad_m``): where the map
+has road edges, a corner outside the drivable area counts only beyond a road edge, measured from
+that edge (maps that derive the drivable area from lane centerlines miss parking lanes and
+shoulders between the lanes and the curb); and a corner that left through the map's cut (its
+way back ends on the drivable area's bounding box, crossing no road edge: maps are cropped
+around the log, and the road goes on beyond) is not judged; such steps are counted in
+``offmap_steps``. A map without any drivable geometry cannot be judged: the distance is NaN and
+the multiplier 1. The engine's own off-road flag (``rollout.offroad``, all False in a log
+replay) is reported beside it, not mixed in: it depends on the twin's road mesh.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ class DrivableArea(Evaluator):
         MetricSpec("drivable_area_max_distance_m", "m", "largest distance of an ego corner outside the drivable area", "<= 0.3 m"),
         MetricSpec("drivable_area_compliance", "1", "nuPlan multiplier: 1 when the distance is <= 0.3 m, else 0", "== 1"),
         MetricSpec("offroad_engine_steps", "count", "steps the engine found an ego corner off the road surface"),
+        MetricSpec("offmap_steps", "count", "steps with an ego corner off the map's cut edge (not judged)"),
     )
 
     def _compute(self, ctx: Context) -> list[MetricValue]:
@@ -39,4 +48,5 @@ class DrivableArea(Evaluator):
             self.value("drivable_area_max_distance_m", worst, ok if np.isfinite(worst) else None),
             self.value("drivable_area_compliance", 1.0 if ok else 0.0, ok),
             self.value("offroad_engine_steps", engine),
+            self.value("offmap_steps", int((np.isnan(dist).any(axis=1) & ctx.ego_valid).sum()) if ctx.map.drivable is not None else 0),
         ]
