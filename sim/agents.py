@@ -230,8 +230,7 @@ class ReactiveAgents:
         a = np.zeros(len(self.rows))
         idx = np.flatnonzero(alive)
         if idx.size:
-            kk = min(k + 1, self.s_log.shape[1] - 1)
-            a_track = self.a_log[idx, k] + KP * (self.s_log[idx, kk] - self.s[idx]) + KD * (self.v_log[idx, kk] - self.v[idx])
+            a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - self.v[idx])
             gap, dv = self._leaders(idx, bodies)
             v = self.v[idx]
             has = np.isfinite(gap)
