@@ -62,6 +62,15 @@ NUM_STEPS = "num_steps"
 DURATION_S = "duration_s"
 STATUS = "status"
 ERROR = "error"
+# run columns: filled by the harness runner (null when rows come from elsewhere)
+MUTATION = "mutation"
+PARAMS = "params"
+SEED = "seed"
+ATTEMPTS = "attempts"
+WORKER_S = "worker_s"
+#: Columns the runner adds to each summary row: the mutation sweep, its sampled parameters
+#: (JSON), the env seed, how many times the variant was started and its wall time in the worker.
+RUN_COLUMNS = (MUTATION, PARAMS, SEED, ATTEMPTS, WORKER_S)
 COLLISIONS = "collisions"
 AT_FAULT_COLLISIONS = "at_fault_collisions"
 DRIVABLE_AREA_COMPLIANCE = "drivable_area_compliance"
@@ -109,6 +118,11 @@ _IDENTITY_TYPES: dict[str, tuple[pa.DataType, str]] = {
     DURATION_S: (pa.float64(), "s"),
     STATUS: (pa.string(), ""),
     ERROR: (pa.string(), ""),
+    MUTATION: (pa.string(), ""),
+    PARAMS: (pa.string(), "json"),
+    SEED: (pa.int64(), ""),
+    ATTEMPTS: (pa.int64(), "count"),
+    WORKER_S: (pa.float64(), "s"),
 }
 _UNIT_TYPES = {"bool": pa.bool_(), "count": pa.int64()}
 
@@ -130,7 +144,7 @@ def summary_schema() -> pa.Schema:
     Units: "" for text, "count", "bool", "1" for ratios and scores, else SI.
     """
     assert set(IDENTITY_COLUMNS) <= set(_IDENTITY_TYPES)
-    fields = [_field(name, *_IDENTITY_TYPES[name]) for name in (RUN_ID, *IDENTITY_COLUMNS)]
+    fields = [_field(name, *_IDENTITY_TYPES[name]) for name in (RUN_ID, *IDENTITY_COLUMNS, *RUN_COLUMNS)]
     for spec in metric_specs():
         fields.append(_field(spec.name, _UNIT_TYPES.get(spec.unit, pa.float64()), spec.unit, spec.description))
     return _with_metadata(fields, SUMMARY)
