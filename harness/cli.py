@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 #: Name that ``drivetwin scenarios`` and suite configs accept for the built-in sample library.
 SAMPLE_NAME = "sample"
@@ -124,9 +125,70 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_summary(summary: "Any", limit: int = 15) -> None:
+    """A short table of a run: per status, the mean scores, the worst variants."""
+    import pandas as pd
+
+    if summary.empty:
+        print("no variants ran")
+        return
+    ok = summary[summary["status"] == "ok"]
+    errors = summary[summary["status"] != "ok"]
+    print(f"{len(summary)} variants: {len(ok)} ok, {len(errors)} errors")
+    if len(ok):
+        cols = ["closed_loop_score", "driving_score", "progress_ratio", "min_ttc_s", "ade_m"]
+        means = {c: ok[c].astype(float).mean() for c in cols if c in ok}
+        print("mean " + ", ".join(f"{c} {v:.3f}" for c, v in means.items()))
+        print(f"at-fault collisions in {int((ok['at_fault_collisions'].fillna(0) > 0).sum())} variants, "
+              f"any collision in {int((ok['collisions'].fillna(0) > 0).sum())}")
+        worst = ok.sort_values(["closed_loop_score", "variant_id"]).head(min(limit, 5))
+        show = [c for c in ("variant_id", "closed_loop_score", "driving_score", "at_fault_collisions", "progress_ratio") if c in worst]
+        with pd.option_context("display.width", 160, "display.max_colwidth", 70):
+            print("worst:")
+            print(worst[show].to_string(index=False))
+    for message, group in errors.groupby("error", sort=True):
+        first = group["variant_id"].iloc[0]
+        more = f" (and {len(group) - 1} more)" if len(group) > 1 else ""
+        print(f"error in {first}{more}: {message}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.config import ConfigError, load_suite
+    from harness.runner import RunError, run_suite
+
+    try:
+        config = load_suite(args.config)
+        result = run_suite(
+            config,
+            out=args.out,
+            workers=args.workers,
+            address=args.address,
+            executor="sequential" if args.sequential else None,
+            resume=args.resume,
+        )
+    except (ConfigError, RunError) as exc:
+        print(f"drivetwin run: {exc}", file=sys.stderr)
+        return 2
+    _print_summary(result.summary)
+    rejected = sum(result.rejected.values())
+    if rejected:
+        print(f"{rejected} implausible or inapplicable variants rejected before simulation: {result.rejected}")
+    print(f"run {result.run_dir} in {result.wall_s:.1f} s")
+    return 1 if result.num_errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drivetwin", description="Test autonomous driving on a digital twin of real logs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a suite: every scenario variant, scored, streamed to a run directory")
+    p.add_argument("config", metavar="CONFIG", help="suite TOML (e.g. configs/smoke.toml)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="parallel workers (default: the suite's, 0 = cores)")
+    p.add_argument("--address", default=None, metavar="A", help="join this Ray cluster instead of a local one")
+    p.add_argument("--sequential", action="store_true", help="run in this process, one variant at a time (debugging)")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
+    p.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/<suite>-<time>)")
+    p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("import", help="import real log files into a Parquet scenario library")
     p.add_argument("sources", nargs="+", metavar="SRC", help="log files or directories (formats detected by content)")

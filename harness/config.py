@@ -57,14 +57,6 @@ class ExecutorKind(str, enum.Enum):
     SEQUENTIAL = "sequential"
 
 
-class SamplerKind(str, enum.Enum):
-    RANDOM = "random"
-    HALTON = "halton"
-    LHS = "lhs"
-    GRID = "grid"
-    CEM = "cem"
-
-
 @dataclass(frozen=True, slots=True)
 class ScenariosConfig:
     """Where the scenarios come from and which of them run.
@@ -106,33 +98,58 @@ class PolicyConfig:
             raise ConfigError(src, "policy.name", "must not be empty")
 
 
+#: Keys of a ``[[mutations]]`` table that the harness reads; the rest is a ``MutationPlan`` table.
+HARNESS_MUTATION_KEYS = ("name", "rounds", "objective")
+#: Samplers that learn from scores (run in rounds, each proposing ``variants``).
+ADAPTIVE_SAMPLERS = ("cem",)
+
+
 @dataclass(frozen=True, slots=True)
 class MutationConfig:
-    """One mutation sweep: an operator chain, its parameter spaces, a sampler and a count.
+    """One mutation sweep of a suite.
 
     Attributes:
-        operator: the operator's registry name (``scenarios.mutations.names()``).
-        params: parameter name -> a space table, e.g. ``{uniform = [3.0, 8.0], unit = "m/s2"}``,
-            ``{choice = ["lead", "ego"]}``, ``{normal = [1.0, 0.2], low = 0.5, high = 1.5}``,
-            ``{grid = [1, 2, 3]}``, or a plain value (fixed).
-        sampler: "random", "halton", "lhs", "grid" or "cem" (adaptive falsification).
-        count: variants per scenario (for "cem": the total budget per scenario).
-        batch: for "cem", variants per round.
-        then: further fixed operators applied after this one, as ``[[name, {params}], ...]``.
+        table: the ``scenarios.mutations.MutationPlan`` table: ``operator`` and ``params`` (or a
+            ``chain``), ``sampler`` ("random", "halton", "lhs", "grid", "cem"), ``variants``
+            per scenario (per round for "cem"), ``seed``, ``sampler_options``. Parameter
+            spaces: ``{uniform = [3.0, 8.0], unit = "m/s2"}``, ``{normal = [1.0, 0.2], low =
+            0.5, high = 1.5}``, ``{choice = [...]}``, ``{grid = [...]}`` or a plain value.
+        name: the sweep's label in reports (default: the operator chain).
+        rounds: adaptive samplers only: propose, run and learn this many times.
+        objective: adaptive samplers only: the summary column they drive down.
     """
 
-    operator: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-    sampler: SamplerKind = SamplerKind.RANDOM
-    count: int = 1
-    batch: int = 8
-    then: tuple[Any, ...] = ()
+    table: Mapping[str, Any]
+    name: str = ""
+    rounds: int = 4
+    objective: str = "closed_loop_score"
+
+    def plan(self, source: str = "<memory>") -> Any:
+        """The validated ``MutationPlan``; ``ConfigError`` names the file and the key."""
+        from scenarios.mutations import MutationError, MutationPlan
+
+        try:
+            return MutationPlan.from_table(dict(self.table), source)
+        except MutationError as exc:
+            raise ConfigError(source, f"mutations.{exc.field}".replace("mutations.mutation", "mutations"), exc.problem) from None
+
+    @property
+    def adaptive(self) -> bool:
+        return str(self.table.get("sampler", "random")) in ADAPTIVE_SAMPLERS
+
+    def label(self, index: int) -> str:
+        if self.name:
+            return self.name
+        chain = self.table.get("chain") or [self.table]
+        return "+".join(str(item.get("operator", "?")) for item in chain) + f"#{index}"
+
+    def variants_per_round(self, source: str = "<memory>") -> int:
+        return int(self.plan(source).variants)
 
     def check(self, src: str) -> None:
-        if self.count < 1:
-            raise ConfigError(src, f"mutations.{self.operator}.count", f"must be at least 1, got {self.count}")
-        if self.batch < 1:
-            raise ConfigError(src, f"mutations.{self.operator}.batch", f"must be at least 1, got {self.batch}")
+        if self.rounds < 1:
+            raise ConfigError(src, "mutations.rounds", f"must be at least 1, got {self.rounds}")
+        self.plan(src)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,21 +320,47 @@ def parse_suite(data: Mapping[str, Any], source: str = "<memory>") -> SuiteConfi
     mutations = data.get("mutations", [])
     if not isinstance(mutations, list):
         raise ConfigError(source, "mutations", "must be an array of tables ([[mutations]])")
-    for i, m in enumerate(mutations):
-        if not isinstance(m, dict) or "operator" not in m:
-            raise ConfigError(source, f"mutations[{i}].operator", "missing: every mutation names its operator")
+    sweeps = []
+    for i, table in enumerate(mutations):
+        if not isinstance(table, dict):
+            raise ConfigError(source, f"mutations[{i}]", "must be a table")
+        own = {k: table[k] for k in HARNESS_MUTATION_KEYS if k in table}
+        plan_table = {k: v for k, v in table.items() if k not in HARNESS_MUTATION_KEYS}
+        sweeps.append(_build(MutationConfig, {"table": plan_table, **own}, source, f"mutations[{i}]"))
     return SuiteConfig(
         name=name,
         description=_coerce(suite.get("description", ""), str, source, "suite.description"),
         scenarios=_build(ScenariosConfig, data.get("scenarios", {}), source, "scenarios"),
         policy=_build(PolicyConfig, data.get("policy", {}), source, "policy"),
         env=_coerce(data.get("env", {}), Mapping, source, "env"),
-        mutations=tuple(_build(MutationConfig, m, source, f"mutations[{i}]") for i, m in enumerate(mutations)),
+        mutations=tuple(sweeps),
         evaluators=_coerce(data.get("evaluators", {}), Mapping, source, "evaluators"),
         gate=_build(GateConfig, data.get("gate", {}), source, "gate"),
         run=_build(RunConfig, data.get("run", {}), source, "run"),
         source=source,
     )
+
+
+def check_sections(config: SuiteConfig) -> SuiteConfig:
+    """Validate the tables owned by other packages (``[env]``, ``[evaluators]``, the policy name) now,
+    so a bad key stops the run before it starts instead of failing every variant."""
+    import sim
+    from evaluators import EvaluatorConfig, EvaluatorError
+    from sim.policies import policy_names
+
+    src = config.source
+    try:
+        sim.EnvConfig.from_mapping(dict(config.env), "[env]")
+    except (sim.ConfigError, ValueError, TypeError) as exc:
+        raise ConfigError(src, "env", str(exc)) from None
+    try:
+        EvaluatorConfig.from_mapping(dict(config.evaluators), "[evaluators]")
+    except EvaluatorError as exc:
+        raise ConfigError(src, f"evaluators.{exc.field}", exc.problem) from None
+    name = config.policy.name
+    if ":" not in name and name not in policy_names():
+        raise ConfigError(src, "policy.name", f"unknown policy {name!r}; built-in: {policy_names()}, or 'package.module:Name'")
+    return config
 
 
 def load_suite(path: str | Path) -> SuiteConfig:
@@ -329,4 +372,4 @@ def load_suite(path: str | Path) -> SuiteConfig:
         raise ConfigError(path, "", "no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
-    return parse_suite(data, str(path))
+    return check_sections(parse_suite(data, str(path)))

@@ -1,0 +1,519 @@
+"""Run a suite: resolve its scenarios, make its variants, run them in parallel, stream the results.
+
+Layout of a run directory (``runs/<run-id>/`` or ``--out``)::
+
+    manifest.json      the resolved config, package versions, seeds, counts, timings, host
+    tasks.jsonl        every variant: id, base scenario, library, mutation spec, seed (replay reads it)
+    parts/             results as they arrive: summary/, metrics/, series/ part files (a valid
+                       partial dataset if the run stops; ``--resume`` finishes what is missing)
+    summary.parquet    one row per variant, sorted by variant id (written when the run ends)
+    metrics.parquet    one row per (variant, metric)
+    series.parquet     per-step series (``save_steps``)
+    library/           raw log files named as sources, imported once
+
+Determinism: every variant's seed comes from the run seed, its scenario and its sweep; results
+are sorted by variant id; so a run's tables are identical whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from harness.config import ConfigError, SuiteConfig
+from harness.executor import Executor, TaskResult, make_executor
+from harness.worker import STATUS_ERROR, VariantOutcome, VariantTask, VariantWorker, params_json, task_identity
+
+MANIFEST = "manifest.json"
+TASKS = "tasks.jsonl"
+PARTS = "parts"
+IMPORTED_LIBRARY = "library"
+RESULT_FILES = {"summary": "summary.parquet", "metrics": "metrics.parquet", "series": "series.parquet"}
+_PACKAGES = ("drivetwin", "numpy", "pybullet", "gymnasium", "ray", "pandas", "pyarrow", "shapely")
+
+
+class RunError(RuntimeError):
+    """A run cannot start or resume: names the run directory and the problem."""
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What ``run_suite`` did."""
+
+    run_dir: Path
+    summary: pd.DataFrame
+    num_variants: int
+    num_errors: int
+    num_skipped: int
+    rejected: dict[str, int]
+    wall_s: float
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _seed(*parts: object) -> int:
+    """A 31-bit seed from any mix of ints and strings (stable across processes and platforms)."""
+    words = []
+    for part in parts:
+        if isinstance(part, (int, np.integer)):
+            words.append(int(part) & 0xFFFFFFFF)
+        else:
+            words.extend(np.frombuffer(str(part).encode().ljust(((len(str(part).encode()) + 3) // 4) * 4, b"\0"), dtype="<u4").tolist())
+    return int(np.random.SeedSequence(words).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def default_run_dir(config: SuiteConfig, root: Path | str = "runs") -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{config.name}-{stamp}"
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+def resolve_sources(config: SuiteConfig, run_dir: Path) -> list[str]:
+    """Library directories of the suite's sources; raw log files are imported into ``run_dir/library``."""
+    from harness.cli import resolve_library
+    from scenarios import load_many
+    from scenarios.library import MARKER_FILE, ScenarioLibrary
+
+    base = Path(config.source).parent if config.source != "<memory>" else Path.cwd()
+    libraries: list[str] = []
+    raw: list[Path] = []
+    for source in config.scenarios.sources:
+        path = resolve_library(source)
+        if not path.is_absolute() and not path.exists() and (base / path).exists():
+            path = base / path
+        if (path / MARKER_FILE).exists():
+            libraries.append(str(path.resolve()))
+        elif path.exists():
+            raw.append(path)
+        else:
+            raise ConfigError(config.source, "scenarios.sources", f"{source!r}: no such library or log file")
+    if raw:
+        from harness.cli import _iter_sources
+
+        target = run_dir / IMPORTED_LIBRARY
+        library = ScenarioLibrary.create(target, exist_ok=True)
+        options = {
+            "egos": config.scenarios.egos.value,
+            "window_s": config.scenarios.window_s or None,
+            "min_ego_duration_s": config.scenarios.min_ego_duration_s,
+        }
+        files = list(_iter_sources([str(p) for p in raw]))
+        for outcome in load_many(files, **options):
+            if outcome.ok:
+                library.append(outcome.scenarios)
+            else:
+                print(f"drivetwin: skipped {outcome.error}", file=sys.stderr)
+        libraries.append(str(target.resolve()))
+    return libraries
+
+
+def select_scenarios(config: SuiteConfig, libraries: Sequence[str]) -> list[tuple[str, str]]:
+    """(library, scenario id) pairs the suite runs, sorted by id, filtered and limited."""
+    from scenarios.library import ScenarioLibrary
+
+    chosen: dict[str, str] = {}
+    sc = config.scenarios
+    for root in libraries:
+        table = ScenarioLibrary(root).summaries()
+        if sc.datasets:
+            table = table[table["dataset"].isin(sc.datasets)]
+        if sc.tags:
+            table = table[table["tags"].map(lambda tags: bool(set(tags or ()) & set(sc.tags)))]
+        if sc.ids:
+            table = table[table["id"].isin(sc.ids)]
+        for scenario_id in table["id"]:
+            chosen.setdefault(str(scenario_id), root)
+    pairs = sorted((sid, root) for sid, root in chosen.items())
+    if sc.limit:
+        pairs = pairs[: sc.limit]
+    return [(root, sid) for sid, root in pairs]
+
+
+# --- variants --------------------------------------------------------------------------------
+
+
+def make_tasks(config: SuiteConfig, scenarios: Sequence[tuple[str, str]]) -> tuple[list[VariantTask], Counter[str]]:
+    """Every non-adaptive variant of the suite, and the rejected count by reason.
+
+    Implausible or inapplicable mutations are rejected here, before anything is simulated.
+    """
+    from scenarios.library import ScenarioLibrary
+    from scenarios.mutations import VariantSpec, apply, variant_seeds
+    from scenarios.mutations.base import RejectedVariant
+
+    tasks: list[VariantTask] = []
+    rejected: Counter[str] = Counter()
+    plans = [m.plan(config.source) for m in config.mutations]
+    libraries: dict[str, Any] = {}
+    for root, scenario_id in scenarios:
+        if config.run.include_original:
+            tasks.append(VariantTask(scenario_id, scenario_id, root, "", _seed(config.run.seed, scenario_id)))
+        fixed = [(i, plan) for i, plan in enumerate(plans) if not config.mutations[i].adaptive]
+        if not fixed:
+            continue
+        library = libraries.setdefault(root, ScenarioLibrary(root))
+        scenario = library.load(scenario_id)
+        for i, plan in fixed:
+            name = config.mutations[i].label(i)
+            plan = dataclasses.replace(plan, seed=_seed(config.run.seed, i, plan.seed))
+            points = plan.make_sampler().propose(plan.variants)
+            seeds = variant_seeds(_seed(plan.seed, scenario_id), len(points))
+            for point, seed in zip(points, seeds):
+                chain = plan.space.chain(point)
+                spec = VariantSpec.create(scenario, chain, seed)
+                try:
+                    apply(scenario, spec)
+                except RejectedVariant as exc:
+                    rejected[f"{name}:{exc.reason}"] += 1
+                    continue
+                tasks.append(VariantTask(spec.id, scenario_id, root, spec.to_json(), seed, name, params_json(spec.chain)))
+    return tasks, rejected
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_tasks(run_dir: Path) -> dict[str, VariantTask]:
+    """The run's variants by id (from ``tasks.jsonl``)."""
+    path = Path(run_dir) / TASKS
+    if not path.exists():
+        raise RunError(f"{run_dir}: not a run directory (no {TASKS})")
+    tasks = {}
+    with open(path) as fh:
+        for line in fh:
+            if line.strip():
+                task = VariantTask(**json.loads(line))
+                tasks[task.variant_id] = task
+    return tasks
+
+
+def _append_tasks(run_dir: Path, tasks: Sequence[VariantTask]) -> None:
+    with open(run_dir / TASKS, "a") as fh:
+        for task in tasks:
+            fh.write(json.dumps(task.to_dict(), sort_keys=True) + "\n")
+
+
+def _stored_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Summary rows already in the run's parts, by variant id (the last row of a variant wins)."""
+    from evaluators.report import read_table
+
+    parts = Path(run_dir) / PARTS
+    if not parts.exists():
+        return {}
+    return {row["variant_id"]: row for row in read_table(parts, "summary").to_pylist()}
+
+
+def _worker_factory(config: SuiteConfig) -> Callable[[], VariantWorker]:
+    return partial(
+        VariantWorker,
+        dict(config.env),
+        config.policy.name,
+        dict(config.policy.options),
+        dict(config.evaluators),
+        config.run.save_steps,
+    )
+
+
+def _error_outcome(task: VariantTask, message: str) -> VariantOutcome:
+    from evaluators import error_summary
+
+    summary = error_summary(task.variant_id, task.scenario_id, "", message)
+    summary.update(task_identity(task))
+    return VariantOutcome(summary)
+
+
+class _Progress:
+    """A progress bar with ETA and a live failure count (quiet when not a terminal)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.failures = 0
+        self.bar = tqdm(total=total, unit="variant", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, ok: bool) -> None:
+        if not ok:
+            self.failures += 1
+            self.bar.set_postfix(failures=self.failures, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _execute(
+    executor: Executor,
+    factory: Callable[[], VariantWorker],
+    tasks: Sequence[VariantTask],
+    writer: Any,
+    progress: _Progress,
+) -> Iterator[tuple[VariantTask, VariantOutcome]]:
+    """Run ``tasks``; write and yield each outcome as it arrives."""
+    for result in executor.map(factory, tasks):
+        task = tasks[result.index]
+        outcome = result.value if result.ok else _error_outcome(task, result.error)
+        outcome.summary["attempts"] = result.attempts
+        outcome.summary["worker_s"] = result.elapsed_s
+        writer.add_rows(outcome.summary, outcome.metrics, outcome.series)
+        progress.update(outcome.summary.get("status") != STATUS_ERROR)
+        yield task, outcome
+
+
+def _adaptive_rounds(
+    config: SuiteConfig,
+    scenarios: Sequence[tuple[str, str]],
+    run: Callable[[list[VariantTask]], list[tuple[VariantTask, VariantOutcome]]],
+    rejected: Counter[str],
+    stored: dict[str, dict[str, Any]],
+) -> int:
+    """Returns the number of variants proposed; ``stored`` holds the summary rows of a resumed run."""
+    """The adaptive (cross-entropy) sweeps: propose a batch per scenario, run it, update, repeat."""
+    from scenarios.library import ScenarioLibrary
+    from scenarios.mutations import VariantSpec, apply, variant_seeds
+    from scenarios.mutations.base import RejectedVariant
+
+    count = 0
+    for i, mutation in enumerate(config.mutations):
+        if not mutation.adaptive:
+            continue
+        name = mutation.label(i)
+        plan = mutation.plan(config.source)
+        plan = dataclasses.replace(plan, seed=_seed(config.run.seed, i, plan.seed))
+        states = {}
+        for root, scenario_id in scenarios:
+            scenario = ScenarioLibrary(root).load(scenario_id)
+            states[scenario_id] = (root, scenario, plan.make_sampler())
+        for round_ in range(mutation.rounds):
+            batch: list[VariantTask] = []
+            points_of: dict[str, list[tuple[dict, VariantTask | None]]] = {}
+            for scenario_id, (root, scenario, sampler) in states.items():
+                points = sampler.propose(plan.variants)
+                seeds = variant_seeds(_seed(plan.seed, scenario_id, round_), len(points))
+                entries = []
+                for point, seed in zip(points, seeds):
+                    spec = VariantSpec.create(scenario, plan.space.chain(point), seed)
+                    try:
+                        apply(scenario, spec)
+                    except RejectedVariant as exc:
+                        rejected[f"{name}:{exc.reason}"] += 1
+                        entries.append((point, None))
+                        continue
+                    task = VariantTask(spec.id, scenario_id, root, spec.to_json(), seed, name, params_json(spec.chain))
+                    entries.append((point, task))
+                    batch.append(task)
+                points_of[scenario_id] = entries
+            scores_of = {vid: row.get(mutation.objective) for vid, row in stored.items()}
+            for task, outcome in run([t for t in batch if t.variant_id not in stored]):
+                scores_of[task.variant_id] = outcome.summary.get(mutation.objective)
+            for scenario_id, entries in points_of.items():
+                sampler = states[scenario_id][2]
+                points, scores = [], []
+                for point, task in entries:
+                    if task is None:
+                        continue  # rejected: no score, not a sample of the failure region
+                    score = scores_of.get(task.variant_id)
+                    points.append(point)
+                    scores.append(float(score) if score is not None else 0.0)  # an error counts as a failure
+                if points:
+                    sampler.update(points, scores)
+            count += len(batch)
+    return count
+
+
+def run_suite(
+    config: SuiteConfig,
+    *,
+    out: str | Path | None = None,
+    workers: int | None = None,
+    address: str | None = None,
+    executor: str | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> RunResult:
+    """Run every variant of ``config``; results stream to ``out`` (default ``runs/<suite>-<time>``).
+
+    Args:
+        out: the run directory.
+        workers, address, executor: override the suite's ``[run]`` table.
+        resume: ``out`` holds an interrupted run of the same suite: run only what is missing.
+        progress: show a progress bar (default: when stderr is a terminal).
+    """
+    from evaluators.report import ReportWriter
+
+    started = time.time()
+    run_cfg = config.run
+    overrides = {
+        k: v for k, v in (("workers", workers), ("address", address), ("executor", executor)) if v is not None
+    }
+    if overrides:
+        run_cfg = dataclasses.replace(run_cfg, **{k: (type(getattr(run_cfg, k))(v)) for k, v in overrides.items()})
+        config = config.replace(run=run_cfg)
+    run_dir = Path(out) if out else default_run_dir(config)
+    manifest_path = run_dir / MANIFEST
+    if resume:
+        if not manifest_path.exists():
+            raise RunError(f"{run_dir}: nothing to resume (no {MANIFEST})")
+        previous = json.loads(manifest_path.read_text())
+        if _config_key(previous.get("config", {})) != _config_key(config.to_dict()):
+            raise RunError(f"{run_dir}: the suite changed since this run started; resume needs the same config")
+    elif manifest_path.exists():
+        raise RunError(f"{run_dir}: a run is already there (use --resume to finish it, or another --out)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_id = run_dir.name
+
+    libraries = resolve_sources(config, run_dir)
+    scenarios = select_scenarios(config, libraries)
+    if not scenarios:
+        raise RunError(f"{config.source}: the suite selects no scenarios from {list(config.scenarios.sources)}")
+    tasks, rejected = make_tasks(config, scenarios)
+    stored = _stored_rows(run_dir) if resume else {}
+    done = set(stored)
+    if not resume:
+        (run_dir / TASKS).write_text("")
+    known = set(read_tasks(run_dir)) if resume else set()
+    _append_tasks(run_dir, [t for t in tasks if t.variant_id not in known])
+
+    manifest = {
+        "run_id": run_id,
+        "suite": config.name,
+        "config": config.to_dict(),
+        "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seed": run_cfg.seed,
+        "executor": run_cfg.executor.value,
+        "workers": run_cfg.workers,
+        "address": run_cfg.address,
+        "host": {"hostname": socket.gethostname(), "platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count()},
+        "packages": _package_versions(),
+        "libraries": libraries,
+        "num_scenarios": len(scenarios),
+        "status": "running",
+        "command": " ".join(sys.argv),
+    }
+    _write_json(manifest_path, manifest)
+
+    exe = make_executor(
+        run_cfg.executor.value,
+        run_cfg.workers,
+        **({"address": run_cfg.address, "chunk_size": run_cfg.chunk_size} if run_cfg.executor.value == "ray" else {}),
+        timeout_s=run_cfg.timeout_s,
+        retries=run_cfg.retries,
+    )
+    factory = _worker_factory(config)
+    pending = [t for t in tasks if t.variant_id not in done]
+    adaptive_budget = sum(m.rounds * m.variants_per_round(config.source) for m in config.mutations if m.adaptive) * len(scenarios)
+    bar = _Progress(len(pending) + adaptive_budget, sys.stderr.isatty() if progress is None else progress)
+    ran = 0
+    try:
+        with ReportWriter(run_dir / PARTS, run_id, flush_every=max(1, min(16, len(pending) // 20 or 1))) as writer:
+            for _ in _execute(exe, factory, pending, writer, bar):
+                ran += 1
+
+            def run_batch(batch: list[VariantTask]) -> list[tuple[VariantTask, VariantOutcome]]:
+                _append_tasks(run_dir, batch)
+                results = list(_execute(exe, factory, batch, writer, bar))
+                writer.flush()
+                return results
+
+            ran += _adaptive_rounds(config, scenarios, run_batch, rejected, stored)
+    finally:
+        bar.close()
+        exe.close()
+
+    summary = consolidate(run_dir)
+    wall = time.time() - started
+    errors = int((summary["status"] == STATUS_ERROR).sum()) if len(summary) else 0
+    manifest.update(
+        status="complete",
+        finished_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        wall_s=round(wall, 3),
+        num_variants=int(len(summary)),
+        num_errors=errors,
+        num_resumed=len(done),
+        rejected=dict(sorted(rejected.items())),
+        num_rejected=int(sum(rejected.values())),
+    )
+    _write_json(manifest_path, manifest)
+    return RunResult(run_dir, summary, len(summary), errors, len(done), dict(rejected), wall, manifest)
+
+
+def _config_key(config: dict[str, Any]) -> str:
+    """What must not change between a run and its resume (everything but how it is executed)."""
+    config = json.loads(json.dumps(config, default=str))
+    run = config.get("run", {})
+    for key in ("workers", "executor", "address", "chunk_size", "timeout_s", "retries"):
+        run.pop(key, None)
+    config.pop("source", None)
+    return json.dumps(config, sort_keys=True)
+
+
+def consolidate(run_dir: Path) -> pd.DataFrame:
+    """Write ``summary.parquet`` and friends from the parts, sorted by variant id; return the summary.
+
+    The last row of a variant wins (a resumed run may hold an earlier error row for it).
+    """
+    from evaluators.report import read_table
+
+    parts = Path(run_dir) / PARTS
+    summary_df = pd.DataFrame()
+    for table, filename in RESULT_FILES.items():
+        data = read_table(parts, table)
+        if table == "series" and data.num_rows == 0:
+            continue
+        keys = ["variant_id", "step"] if table == "series" else (["variant_id", "metric"] if table == "metrics" else ["variant_id"])
+        frame = data.to_pandas()
+        frame = frame.drop_duplicates(subset=keys, keep="last").sort_values(keys, kind="stable").reset_index(drop=True)
+        out = pa.Table.from_pandas(frame, schema=data.schema, preserve_index=False)
+        tmp = Path(run_dir) / (filename + ".tmp")
+        pq.write_table(out, tmp)
+        os.replace(tmp, Path(run_dir) / filename)
+        if table == "summary":
+            summary_df = frame
+    return summary_df
+
+
+def read_run_summary(run_dir: str | Path) -> pd.DataFrame:
+    """A run's summary table (the consolidated file, or the parts of an unfinished run)."""
+    from evaluators.report import read_table
+
+    run_dir = Path(run_dir)
+    final = run_dir / RESULT_FILES["summary"]
+    if final.exists():
+        return pd.read_parquet(final)
+    if (run_dir / PARTS).exists():
+        return read_table(run_dir / PARTS, "summary").to_pandas()
+    raise RunError(f"{run_dir}: not a run directory (no {RESULT_FILES['summary']} and no {PARTS}/)")

@@ -1,0 +1,174 @@
+"""What runs one scenario variant: rebuild it, drive it in the twin, score it.
+
+A ``VariantWorker`` lives once per worker process and keeps its env (its pybullet world), its
+open libraries and its policy between variants. ``run(task)`` never raises for a variant's own
+failure (a rejected mutation, a policy that crashes or returns NaN, an evaluator error): it
+returns an outcome with status "error" and the message, so the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class VariantTask:
+    """One variant to run; everything needed to reproduce it exactly.
+
+    Attributes:
+        variant_id: the id results are stored under (the base scenario id for an unmutated run).
+        scenario_id: the base scenario's id in ``library``.
+        library: the scenario library directory.
+        spec_json: the mutation's ``VariantSpec`` as JSON ("" for the unmutated scenario).
+        seed: the env's reset seed [-].
+        mutation: the name of the suite's mutation sweep ("" for the unmutated scenario).
+        params_json: the sampled parameters, as JSON, for the report.
+    """
+
+    variant_id: str
+    scenario_id: str
+    library: str
+    spec_json: str = ""
+    seed: int = 0
+    mutation: str = ""
+    params_json: str = "{}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__slots__}
+
+
+@dataclass(slots=True)
+class VariantOutcome:
+    """What one variant produced: its summary row, tidy metric rows, per-step series, timings."""
+
+    summary: dict[str, Any]
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    series: dict[str, np.ndarray] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def task_identity(task: VariantTask) -> dict[str, Any]:
+    """The columns every row of a variant carries, whatever happened to it."""
+    return {"mutation": task.mutation, "params": task.params_json, "seed": int(task.seed)}
+
+
+class VariantWorker:
+    """Runs variants in one process.
+
+    Args:
+        env_config: the suite's ``[env]`` table (``sim.EnvConfig`` fields).
+        policy: the policy's name or ``"package.module:Name"``.
+        policy_options: keyword arguments of the policy's constructor.
+        evaluator_config: the suite's ``[evaluators]`` table (``evaluators.EvaluatorConfig`` fields).
+        save_steps: also return per-step series.
+    """
+
+    def __init__(
+        self,
+        env_config: Mapping[str, Any],
+        policy: str,
+        policy_options: Mapping[str, Any] | None = None,
+        evaluator_config: Mapping[str, Any] | None = None,
+        save_steps: bool = False,
+    ) -> None:
+        self.env_config = dict(env_config)
+        self.policy_name = policy
+        self.policy_options = dict(policy_options or {})
+        self.evaluator_config = dict(evaluator_config or {})
+        self.save_steps = save_steps
+        self._env: Any = None
+        self._policy: Any = None
+        self._eval_config: Any = None
+        self._libraries: dict[str, Any] = {}
+
+    def _setup(self) -> None:
+        import sim
+        from evaluators import EvaluatorConfig
+        from sim.env import DriveTwinEnv
+
+        if self._env is None:
+            self._env = DriveTwinEnv(config=sim.EnvConfig.from_mapping(self.env_config, "suite [env]"))
+            self._eval_config = evaluator_config_from(self.evaluator_config, EvaluatorConfig)
+
+    def library(self, root: str) -> Any:
+        from scenarios.library import ScenarioLibrary
+
+        if root not in self._libraries:
+            self._libraries[root] = ScenarioLibrary(root)
+        return self._libraries[root]
+
+    def build_scenario(self, task: VariantTask) -> Any:
+        """The variant's scenario: the base scenario, mutated as its spec says."""
+        base = self.library(task.library).load(task.scenario_id)
+        if not task.spec_json:
+            return base
+        from scenarios.mutations import reproduce
+
+        return reproduce(base, task.spec_json)
+
+    def policy(self) -> Any:
+        """The policy, made once per worker (``reset`` starts each episode)."""
+        if self._policy is None:
+            from sim.policies import make_policy
+
+            self._policy = make_policy(self.policy_name, **self.policy_options)
+        return self._policy
+
+    def run(self, task: VariantTask) -> VariantOutcome:
+        from evaluators import error_summary, evaluate_all
+        from sim.runner import rollout
+
+        timings: dict[str, float] = {}
+        identity = task_identity(task)
+        ego_id = ""
+        stage = "setup"
+        try:
+            start = time.perf_counter()
+            self._setup()
+            stage = "scenario"
+            scenario = self.build_scenario(task)
+            ego_id = scenario.ego_id
+            timings["build_s"] = time.perf_counter() - start
+            stage = "rollout"
+            start = time.perf_counter()
+            record = rollout(self._env, self.policy(), scenario, seed=task.seed)
+            timings["sim_s"] = time.perf_counter() - start
+            stage = "evaluation"
+            start = time.perf_counter()
+            evaluation = evaluate_all(
+                record, scenario, self._eval_config, variant_id=task.variant_id, scenario_id=task.scenario_id, series=self.save_steps
+            )
+            timings["eval_s"] = time.perf_counter() - start
+        except Exception as exc:  # noqa: BLE001 - the variant fails, the run goes on
+            message = f"{stage}: {''.join(traceback.format_exception_only(exc)).strip()}"
+            summary = error_summary(task.variant_id, task.scenario_id, ego_id, message)
+            summary.update(identity)
+            return VariantOutcome(summary, timings=timings)
+        summary = {**evaluation.summary, **identity}
+        return VariantOutcome(summary, evaluation.metrics, evaluation.series, timings)
+
+
+def evaluator_config_from(table: Mapping[str, Any], cls: Any) -> Any:
+    """``EvaluatorConfig`` from a suite's ``[evaluators]`` table (its own ``from_mapping`` when it has one)."""
+    if hasattr(cls, "from_mapping"):
+        return cls.from_mapping(table)
+    return cls(**table)
+
+
+def params_json(chain: Any) -> str:
+    """The parameters of an operator chain as compact JSON, for the report."""
+    flat: dict[str, Any] = {}
+    for name, params in chain:
+        for key, value in params.items():
+            flat[f"{name}.{key}"] = value.item() if isinstance(value, np.generic) else value
+    return json.dumps(flat, sort_keys=True, default=str)
