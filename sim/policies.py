@@ -127,6 +127,22 @@ class _Baseline:
         return _meta(accel)
 
 
+def _distance_to_path(x: np.ndarray, y: np.ndarray, path: np.ndarray, extend: float) -> np.ndarray:
+    """Distance [m] of points (x, y) to a polyline (P, 2), its last segment extended by ``extend`` [m]."""
+    if len(path) >= 2 and np.hypot(*(path[-1] - path[-2])) > 1e-6:
+        d = path[-1] - path[-2]
+        path = np.vstack([path, path[-1] + d / np.hypot(*d) * extend])
+    elif len(path) == 1 or np.allclose(path, path[0]):
+        path = np.vstack([path[:1], path[:1] + [extend, 0.0]])
+    a, b = path[:-1], path[1:]
+    d = b - a
+    len2 = np.maximum((d * d).sum(axis=1), 1e-12)
+    px, py = x[:, None] - a[None, :, 0], y[:, None] - a[None, :, 1]
+    t = np.clip((px * d[None, :, 0] + py * d[None, :, 1]) / len2[None, :], 0.0, 1.0)
+    ex, ey = px - t * d[None, :, 0], py - t * d[None, :, 1]
+    return np.sqrt((ex * ex + ey * ey).min(axis=1))
+
+
 def _meta(accel: float) -> int:
     if accel > 0.5:
         return int(MetaAction.FASTER)
@@ -178,6 +194,7 @@ class IDMPolicy(_Baseline):
     DEFAULT_SPEED = 13.9
     A_MAX, B_COMF, S0, T_HEADWAY = 2.0, 3.0, 2.0, 1.5
     CORRIDOR_MARGIN_M = 0.4
+    LOOKAHEAD_M = 150.0  # the observed route goes on straight this far for the leader search
 
     def __init__(self, desired_speed: float | None = None) -> None:
         self.desired_speed = desired_speed
@@ -228,9 +245,7 @@ class IDMPolicy(_Baseline):
         if present.any():
             a = agents[present]
             x, y = a[:, 1], a[:, 2]
-            path = np.vstack([[0.0, 0.0], route])
-            d2 = (x[:, None] - path[None, :, 0]) ** 2 + (y[:, None] - path[None, :, 1]) ** 2
-            lateral = np.sqrt(d2.min(axis=1))
+            lateral = _distance_to_path(x, y, np.vstack([[0.0, 0.0], route]), self.LOOKAHEAD_M)
             half_w = 0.5 * a[:, 8] + 0.5 * width + self.CORRIDOR_MARGIN_M
             ahead = (x > 0) & (lateral < half_w)
             if ahead.any():
