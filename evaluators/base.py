@@ -161,14 +161,14 @@ def get(name: str) -> type[Evaluator]:
 
 def select(names: Iterable[str] = ()) -> list[type[Evaluator]]:
     """The evaluators named (all when empty) plus what they require, dependencies first."""
-    key = (tuple(names), len(_REGISTRY))
+    key = (tuple(names), tuple(_REGISTRY.items()))
     hit = _SELECTED.get(key)
     if hit is None:
         hit = _SELECTED[key] = _select(key[0])
     return list(hit)
 
 
-_SELECTED: dict[tuple[tuple[str, ...], int], list[type[Evaluator]]] = {}
+_SELECTED: dict[tuple[tuple[str, ...], tuple[tuple[str, type[Evaluator]], ...]], list[type[Evaluator]]] = {}
 
 
 def _select(names: tuple[str, ...]) -> list[type[Evaluator]]:

@@ -48,7 +48,7 @@ def compare_runs(
             raise EvaluatorError(name, VARIANT_ID, f"variant {dup!r} appears more than once")
     left = baseline[[VARIANT_ID, STATUS, *cols]].set_index(VARIANT_ID)
     right = candidate[[VARIANT_ID, STATUS, *cols]].set_index(VARIANT_ID)
-    out = left.join(right, how="outer", lsuffix="_baseline", rsuffix="_candidate")
+    out = left.merge(right, how="outer", left_index=True, right_index=True, suffixes=("_baseline", "_candidate"))
     for c in cols:
         out[f"{c}_delta"] = out[f"{c}_candidate"].astype("Float64") - out[f"{c}_baseline"].astype("Float64")
     sb, sc = out[f"{STATUS}_baseline"], out[f"{STATUS}_candidate"]
