@@ -208,9 +208,9 @@ def test_cut_in_by_time_to_collision():
 
 
 def test_cut_in_leaves_the_asked_gap_real(real):
-    # replayed traffic may not brake for the cutter: let the others react, as a suite would
+    # replayed traffic would not brake for the cutter: the logged vehicles react, the cutter replays
     def chain(s, onset):
-        return [("cut_in", {"gap_m": 8.0, "rel_speed": -1.0, "onset_s": onset}), ("agents_mode", {"mode": "reactive"})]
+        return [("reactive_agents", {"fraction": 1.0}), ("cut_in", {"gap_m": 8.0, "rel_speed": -1.0, "onset_s": onset, "source": "clone"})]
 
     found = first_accepted(onsets(real, margin_s=4.0), chain)
     if found is None:
@@ -226,6 +226,7 @@ def test_cut_in_leaves_the_asked_gap_real(real):
     along = arc_position(tr.x[row, k], tr.y[row, k], lx, ly) - arc_position(tr.x[ego, k], tr.y[ego, k], lx, ly)
     assert along - (tr.length[row] + tr.length[ego]) / 2 == pytest.approx(8.0, abs=0.1)
     assert_consistent(v, row, 1.0)
+    assert m.tagged_agent(v, "cut_in") not in v.conditions.reactive_agents
 
 
 # ----------------------------------------------------------------------------- retime and friends
