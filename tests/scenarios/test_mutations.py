@@ -381,6 +381,19 @@ def test_variant_ids_reproduce_on_real_logs(real):
             assert scenarios_equal(m.apply(s, spec), v)
 
 
+def test_a_variant_id_alone_reproduces_it_through_the_library(tmp_path):
+    """A stored variant carries its spec: id -> spec -> source scenario -> the same variant."""
+    library_mod = pytest.importorskip("scenarios.library")
+    s = highway()
+    v = m.mutate(s, RANDOM_CHAIN, seed=3)
+    lib = library_mod.ScenarioLibrary.create(tmp_path / "lib")
+    lib.append([s, v])
+    lib.refresh()
+    spec = m.spec_of(lib.load(v.id))
+    assert spec.id == v.id
+    assert scenarios_equal(m.reproduce(lib.load(spec.scenario_id), spec), v)
+
+
 def test_a_spec_only_rebuilds_from_its_own_scenario():
     a = m.mutate(highway(), [("road_friction", {"mu": 0.5})])
     other = scene([AgentSpec("ego", 0.0, speed=5.0)], scenario_id="other")
