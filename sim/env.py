@@ -407,7 +407,7 @@ class DriveTwinEnv(gymnasium.Env):
         self._rec_cmd = np.zeros((s_total, 2))
         self._rec_offroad = np.zeros(s_total, bool)
         self._termination = ""
-        contacts = self._sync_and_contacts()
+        contacts = self._sync_and_contacts((self.ego.vx, self.ego.vy))
         corners_off = self._corners_off()
         offroad = corners_off >= cfg.offroad_min_corners
         self._record(0, contacts, offroad, (0.0, 0.0))
@@ -434,7 +434,7 @@ class DriveTwinEnv(gymnasium.Env):
         self.k = k
         self._agents_at(k)
         ego = self.ego
-        contacts = self._sync_and_contacts()
+        contacts = self._sync_and_contacts((prev.vx, prev.vy))
         corners_off = self._corners_off()
         offroad = corners_off >= cfg.offroad_min_corners
         executed = (float(accel), float(steer))
@@ -471,7 +471,6 @@ class DriveTwinEnv(gymnasium.Env):
         self._done = terminated or truncated
         obs = self._observe()
         info = self._info(contacts, offroad, corners_off, executed, terms, reason)
-        del prev
         return obs, reward, terminated, truncated, info
 
     # ------------------------------------------------------------ internals
@@ -491,8 +490,11 @@ class DriveTwinEnv(gymnasium.Env):
         self._state = state
         self._present = present
 
-    def _sync_and_contacts(self) -> list:
-        """Move the agent boxes near the ego in the engine and ask it for the ego's contacts."""
+    def _sync_and_contacts(self, ego_vel: tuple[float, float]) -> list:
+        """Move the agent boxes near the ego in the engine and ask it for the ego's contacts.
+
+        ``ego_vel``: the ego's velocity at the start of the step (for the impact) [m/s].
+        """
         ego, state = self.ego, self._state
         dx = state[0] - ego.x
         dy = state[1] - ego.y
@@ -500,7 +502,7 @@ class DriveTwinEnv(gymnasium.Env):
         present = self._present
         self.world.sync(state, present & (d2 < self._sync_reach2))
         candidates = np.flatnonzero(present & (d2 < self._contact_reach2))
-        return self.world.contacts(candidates, (ego.vx, ego.vy), state)
+        return self.world.contacts(candidates, ego_vel, state)
 
     def _corners_off(self) -> int:
         ego, p = self.ego, self.plan.params

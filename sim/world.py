@@ -56,14 +56,18 @@ class Contact:
 
     Attributes:
         row: the agent's row in the scenario's tracks.
-        impulse: normal impulse [N s] (from the solver when the engine simulates the ego, else
-            the ego's mass times the closing speed along the contact normal).
+        impulse: the impact [N s]: the ego's mass times its closing speed along the contact
+            normal at the start of the step (the agents are kinematic, i.e. immovable), or the
+            solver's normal impulse over the last substep when the engine simulates the ego and
+            that is larger.
         penetration: deepest penetration [m] (>= 0).
+        solver: the solver's summed normal impulse [N s] (physical ego only, else 0).
     """
 
     row: int
     impulse: float
     penetration: float
+    solver: float = 0.0
 
 
 class _RoadBodies:
@@ -302,6 +306,7 @@ class World:
         ``candidates`` rows (the agents whose bounding circles reach the ego's; the broadphase
         done in numpy), which costs nothing when no one is near. A physical ego's contacts are
         those of its last ``stepSimulation`` (``getContactPoints``), with the solver's forces.
+        ``ego_vel``: the ego's velocity at the start of the step [m/s] (its impact velocity);
         ``state``: (5, N) the agents' x, y, yaw, vx, vy.
         """
         p, cid = self.p, self.cid
@@ -325,19 +330,21 @@ class World:
             row = int(lookup[body_b])
             if row < 0:
                 continue
-            if self.ego_physical:
-                impulse = pt[9] * self._phys_dt
-            else:
-                n = pt[7]  # normal on B, from B towards A
-                closing = -((ego_vel[0] - state[3, row]) * n[0] + (ego_vel[1] - state[4, row]) * n[1])
-                impulse = self._ego_mass * max(closing, 0.0)
+            n = pt[7]  # normal on B, from B towards A
+            closing = -((ego_vel[0] - state[3, row]) * n[0] + (ego_vel[1] - state[4, row]) * n[1])
+            impact = self._ego_mass * max(closing, 0.0)
+            solver = pt[9] * self._phys_dt if self.ego_physical else 0.0
             c = found.get(row)
             if c is None:
-                found[row] = Contact(row, impulse, max(-dist, 0.0))
+                found[row] = Contact(row, impact, max(-dist, 0.0), solver)
             else:
-                c.impulse = c.impulse + impulse if self.ego_physical else max(c.impulse, impulse)
+                c.impulse = max(c.impulse, impact)
+                c.solver += solver
                 c.penetration = max(c.penetration, -dist)
-        return list(found.values())
+        out = list(found.values())
+        for c in out:
+            c.impulse = max(c.impulse, c.solver)
+        return out
 
     def ground_under(self, points: list[tuple[float, float]]) -> list[bool]:
         """For each (x, y) (local frame): True where a ray straight down hits the road surface."""
