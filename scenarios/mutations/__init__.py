@@ -4,6 +4,20 @@
 variant, whose id is ``variant_id`` of its ``VariantSpec`` and reproduces it. ``names()`` lists
 the operators; ``register`` adds one. Implausible or inapplicable variants raise
 ``RejectedVariant`` (``ImplausibleVariant``, ``NotApplicable``); ``generate_variants`` counts them.
+
+Operators (parameters [unit]; ``get(name).params`` has the ranges and defaults):
+
+- ``retime``: agent, scale [-], from_s [s], ramp_s [s]: speed factor along the agent's own path.
+- ``time_shift``: agent, shift_s [s]. ``lateral_offset``: agent, offset_m [m], from_s, ramp_s [s].
+- ``lead_brake``: decel [m/s2], onset_s [s], agent (default "lead").
+- ``cut_in``: gap_m [m] or ttc_s [s], rel_speed [m/s], onset_s, duration_s, lead_in_s [s],
+  side, source.
+- ``remove_agents``: agents, fraction [-], agent_type. ``traffic_density``: scale [-],
+  min_headway_s, max_headway_s [s].
+- ``road_friction``: mu [-]. ``ego_latency``: latency_s [s]. ``perception_noise``:
+  position_m [m], heading_rad [rad], dropout [-]. ``agents_mode``: mode. ``reactive_agents``:
+  agents, fraction [-]. (These set ``scenario.conditions``, which the twin applies.)
+- ``ego_speed_offset``: delta [m/s].
 """
 
 from scenarios.mutations import operators as _operators  # noqa: F401  (registers the built-in operators)
