@@ -160,16 +160,16 @@ class _ActorBody:
         return os.getpid()
 
 
-def init_ray(address: str = "", num_cpus: int | None = None) -> None:
-    """Start (or join, with ``address``) Ray once per process, quietly."""
+def init_ray(address: str = "", num_cpus: int | None = None, **options: Any) -> None:
+    """Start (or join, with ``address``) Ray once per process, quietly; ``options`` go to ``ray.init``."""
     import ray
 
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        ray.init(address=address, log_to_driver=False, configure_logging=False, **options)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
 
 
 class RayExecutor(Executor):

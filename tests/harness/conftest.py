@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,9 @@ def ray_local():
 
     from harness.executor import init_ray
 
-    init_ray(num_cpus=2)
+    # Ray workers import user policies by path; the tests' fault-injecting ones live beside this file.
+    here = str(Path(__file__).resolve().parent)
+    init_ray(num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}})
     for name, module in list(sys.modules.items()):
         if name.startswith("tests.") or name.startswith("test_"):
             cloudpickle.register_pickle_by_value(module)

@@ -1,0 +1,71 @@
+"""Policies that misbehave on one target scenario and drive like the expert everywhere else.
+
+Suites name them as ``faulty_policies:Name`` with ``options = {target = "<scenario id>"}``; the
+tests put this folder on the Ray workers' PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+from sim.policies import make_policy
+
+
+class _Faulty:
+    def __init__(self, target: str, **options) -> None:
+        self.target = target
+        self.expert = make_policy("expert")
+        self.armed = False
+        self.steps = 0
+
+    def reset(self, scenario_info) -> None:
+        self.armed = scenario_info["scenario_id"] == self.target
+        self.steps = 0
+        self.expert.reset(scenario_info)
+
+    def act(self, observation):
+        self.steps += 1
+        action = self.expert.act(observation)
+        if self.armed and self.steps == 5:
+            return self.misbehave(action)
+        return action
+
+
+class Raises(_Faulty):
+    def misbehave(self, action):
+        raise RuntimeError("planner blew up")
+
+
+class ReturnsNaN(_Faulty):
+    def misbehave(self, action):
+        return action * math.nan
+
+
+class Exits(_Faulty):
+    """Kills its own worker process: only a process-isolated executor survives it."""
+
+    def misbehave(self, action):
+        os._exit(7)
+
+
+class Hangs(_Faulty):
+    def misbehave(self, action):
+        time.sleep(120)
+        return action
+
+
+class SlowReset:
+    """The expert, with a slow ``reset`` (so that a run can be interrupted midway)."""
+
+    def __init__(self, delay_s: float = 0.4) -> None:
+        self.delay_s = delay_s
+        self.expert = make_policy("expert")
+
+    def reset(self, scenario_info) -> None:
+        time.sleep(self.delay_s)
+        self.expert.reset(scenario_info)
+
+    def act(self, observation):
+        return self.expert.act(observation)
