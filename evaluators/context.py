@@ -22,7 +22,7 @@ import shapely
 
 from evaluators.config import EvaluatorConfig
 from evaluators.errors import EvaluatorError
-from evaluators.geometry import box_corners, box_overlap_depth, wrap_angle
+from evaluators.geometry import Segments, box_corners, box_overlap_depth, wrap_angle
 from scenarios.model import AgentType, FeatureKind, RoadMap, Scenario
 from sim.rollout import Rollout
 
@@ -51,9 +51,6 @@ class CollisionType(enum.IntEnum):
 #: Lane types (lower case) that are not for cars; they are not lanes the ego can be "in".
 NON_VEHICLE_LANE_TYPES = frozenset({"bike", "bicycle", "biking", "cycle", "cycleway", "pedestrian", "sidewalk", "walkway", "crosswalk"})
 
-#: Half the length of the centerline piece whose direction is the lane's tangent [m].
-_TANGENT_HALF_SPAN_M = 0.5
-
 
 def agent_classes(agent_types: np.ndarray) -> np.ndarray:
     """(N,) ``AgentClass`` codes of ``AgentType`` codes (pedestrian and cyclist are VRUs, other is an object)."""
@@ -74,12 +71,17 @@ class MapGeometry:
     Attributes:
         drivable: union of the drivable-area and driveway polygons and the vehicle lanes'
             polygons (prepared), or None when the map has none.
-        drivable_boundary: its outline (the road edge as the metrics see it), or None.
-        road_edges: the map's road-edge polylines as one prepared geometry, or None.
+        drivable_boundary: its outline as segments (the road edge as the metrics see it), or None.
+        road_edges: the map's road-edge polylines as segments, or None.
         extent: (4,) [m] min x, min y, max x, max y of the drivable area: the map's coverage.
         lane_ids: (L,) str.
         lane_polygons: (L,) shapely polygons (boundaries, or the centerline widened).
         lane_lines: (L,) shapely centerlines.
+        lane_segments: (K, 2, 2) every centerline's segments [m], lane by lane in order;
+            lane i's are ``lane_segments[lane_segment_start[i]:lane_segment_start[i + 1]]``.
+        lane_segment_start: (L + 1,) offsets into ``lane_segments``.
+        lane_of_segment: (K,) the lane of each segment.
+        lane_segment_tree: STR-tree over ``lane_segments``.
         lane_speed_limit: (L,) [m/s], NaN when unknown.
         lane_tree: STR-tree over ``lane_polygons`` (None when L = 0).
         link_indptr, link_indices: CSR rows: lane i's connected lanes (itself, predecessors,
@@ -87,12 +89,16 @@ class MapGeometry:
     """
 
     drivable: shapely.Geometry | None
-    drivable_boundary: shapely.Geometry | None
-    road_edges: shapely.Geometry | None
+    drivable_boundary: Segments | None
+    road_edges: Segments | None
     extent: np.ndarray
     lane_ids: np.ndarray
     lane_polygons: np.ndarray
     lane_lines: np.ndarray
+    lane_segments: np.ndarray
+    lane_segment_start: np.ndarray
+    lane_of_segment: np.ndarray
+    lane_segment_tree: shapely.STRtree
     lane_speed_limit: np.ndarray
     lane_tree: shapely.STRtree | None
     link_indptr: np.ndarray
@@ -110,6 +116,31 @@ class MapGeometry:
         inside = shapely.contains_xy(self.lane_polygons[lanes], xy[p, 0], xy[p, 1])
         return p[inside], lanes[inside]
 
+    def lane_tangents(self, lanes: np.ndarray, xy: np.ndarray, radius: float = 3.0) -> np.ndarray:
+        """(P, 2) unit direction of centerline ``lanes[i]`` at its segment nearest to ``xy[i]`` [m].
+
+        The lane's segments within ``radius`` of the point are found with the segment tree; a
+        pair with none that close is measured against all of its lane's segments.
+        """
+        lanes = np.asarray(lanes, dtype=np.int64)
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        out = np.full((lanes.size, 2), np.nan)
+        if lanes.size == 0:
+            return out
+        boxes = shapely.box(xy[:, 0] - radius, xy[:, 1] - radius, xy[:, 0] + radius, xy[:, 1] + radius)
+        pair, seg = self.lane_segment_tree.query(boxes)
+        own = self.lane_of_segment[seg] == lanes[pair]
+        best = _nearest_segment(xy, pair[own], seg[own], self.lane_segments, lanes.size)
+        missing = np.flatnonzero((best < 0) | (_segment_distance(xy, best, self.lane_segments) > radius))
+        if missing.size:
+            start = self.lane_segment_start[lanes[missing]]
+            counts = self.lane_segment_start[lanes[missing] + 1] - start
+            rep = np.repeat(missing, counts)
+            all_seg = np.repeat(start, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+            best[missing] = _nearest_segment(xy, rep, all_seg, self.lane_segments, lanes.size)[missing]
+        direction = self.lane_segments[best, 1] - self.lane_segments[best, 0]
+        return direction / np.hypot(direction[:, 0], direction[:, 1])[:, None]
+
     @classmethod
     def build(cls, road_map: RoadMap) -> MapGeometry:
         """Geometry of ``road_map`` (tens of ms on a city block; use ``of`` for the cached one)."""
@@ -123,6 +154,9 @@ class MapGeometry:
                 lanes.append((lane, pts[keep]))
         polygons = np.array([_polygon(lane.polygon()) for lane, _ in lanes], dtype=object)
         lines = np.array([shapely.linestrings(pts) for _, pts in lanes], dtype=object)
+        pieces = [np.stack([pts[:-1], pts[1:]], axis=1) for _, pts in lanes]
+        lane_segments = np.concatenate(pieces) if pieces else np.zeros((0, 2, 2))
+        lane_segment_start = np.r_[0, np.cumsum([len(p) for p in pieces], dtype=np.int64)].astype(np.int64)
         ids = np.array([lane.id for lane, _ in lanes], dtype=np.str_) if lanes else np.zeros(0, np.str_)
         speed = np.array([lane.speed_limit for lane, _ in lanes], dtype=np.float64)
         index = {lane_id: i for i, lane_id in enumerate(ids.tolist())}
@@ -138,14 +172,12 @@ class MapGeometry:
         ]
         parts = [g for g in [*areas, *polygons] if g is not None and not g.is_empty]
         drivable = shapely.union_all(np.array(parts, dtype=object)) if parts else None
-        edge_lines = [shapely.linestrings(f.points[:, :2]) for f in road_map.road_edges if len(f.points) >= 2]
-        edges = shapely.multilinestrings(edge_lines) if edge_lines else None
-        if edges is not None:
-            shapely.prepare(edges)
+        edge_pieces = [np.stack([f.points[:-1, :2], f.points[1:, :2]], axis=1) for f in road_map.road_edges if len(f.points) >= 2]
+        edges = Segments(np.concatenate(edge_pieces)) if edge_pieces else None
         boundary = None
         if drivable is not None:
             shapely.prepare(drivable)
-            boundary = shapely.boundary(drivable)
+            boundary = Segments.of_lines(drivable)
         ok = np.array([p is not None and not p.is_empty for p in polygons], dtype=bool) if lanes else np.zeros(0, bool)
         if not ok.all():  # lanes whose outline is degenerate cannot contain anything
             polygons = np.array([p if k else shapely.Polygon() for p, k in zip(polygons, ok)], dtype=object)
@@ -160,6 +192,10 @@ class MapGeometry:
             lane_ids=ids,
             lane_polygons=polygons,
             lane_lines=lines,
+            lane_segments=lane_segments,
+            lane_segment_start=lane_segment_start,
+            lane_of_segment=np.repeat(np.arange(len(pieces)), np.diff(lane_segment_start)),
+            lane_segment_tree=shapely.STRtree(shapely.linestrings(lane_segments)),
             lane_speed_limit=speed,
             lane_tree=tree,
             link_indptr=np.asarray(indptr, dtype=np.int64),
@@ -435,7 +471,7 @@ class Context:
         p, lanes = g.lanes_containing(xy)
         if p.size == 0:
             return lane, tangent, crossing
-        tan = lane_tangents(g.lane_lines[lanes], shapely.points(xy[p]))
+        tan = g.lane_tangents(lanes, xy[p])
         h = self.ego_heading[steps[p]]
         align = np.sum(tan * h, axis=1)
         order = np.lexsort((-align, p))
@@ -495,7 +531,7 @@ class Context:
         inside = shapely.contains_xy(g.drivable, pts[:, 0], pts[:, 1])
         dist = np.zeros(pts.shape[0])
         if not inside.all():
-            dist[~inside] = _offroad_distance(g, shapely.points(pts[~inside]))
+            dist[~inside] = _offroad_distance(g, pts[~inside])
         out[steps] = dist.reshape(-1, 4)
         return out
 
@@ -541,7 +577,7 @@ _EDGE_OVERLAP_M = 0.05
 
 
 def _offroad_distance(g: MapGeometry, points: np.ndarray) -> np.ndarray:
-    """(P,) how far each point (outside ``g.drivable``) is off the road [m]; NaN where unknown.
+    """(P,) how far each point (P, 2) outside ``g.drivable`` is off the road [m]; NaN where unknown.
 
     The point's shortest way back to the drivable area decides: when it crosses a road edge, the
     distance from the point to the nearest edge crossed; else, when it ends on the drivable area's
@@ -549,31 +585,43 @@ def _offroad_distance(g: MapGeometry, points: np.ndarray) -> np.ndarray:
     else 0 when the map has road edges (road surface outside the lanes), the way's length when it
     has none.
     """
-    way = shapely.get_coordinates(shapely.shortest_line(g.drivable, points)).reshape(-1, 2, 2)
-    near, far = way[:, 0], way[:, 1]
+    near, length = g.drivable_boundary.nearest(points)
     lo, hi = g.extent[:2], g.extent[2:]
     on_cut = ((np.abs(near - lo) < 1e-6) | (np.abs(near - hi) < 1e-6)).any(axis=1)
-    out = np.where(on_cut, np.nan, 0.0 if g.road_edges is not None else np.hypot(*(far - near).T))
+    out = np.where(on_cut, np.nan, 0.0 if g.road_edges is not None else length)
     if g.road_edges is not None:
-        d = far - near
-        norm = np.hypot(d[:, 0], d[:, 1])
-        start = near - d / np.where(norm > 0, norm, 1.0)[:, None] * _EDGE_OVERLAP_M
-        segments = shapely.linestrings(np.stack([start, far], axis=1))
-        crossed = shapely.intersects(g.road_edges, segments)
-        if crossed.any():
-            out[crossed] = shapely.distance(points[crossed], shapely.intersection(g.road_edges, segments[crossed]))
+        d = points - near
+        start = near - d / np.where(length > 0, length, 1.0)[:, None] * _EDGE_OVERLAP_M
+        beyond = g.road_edges.first_crossing(start, points)
+        crossed = np.isfinite(beyond)
+        out[crossed] = beyond[crossed]
     return out
 
 
-def lane_tangents(lines: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(P, 2) unit direction of each centerline ``lines[i]`` where it passes closest to ``points[i]``."""
-    s = shapely.line_locate_point(lines, points)
-    length = shapely.length(lines)
-    a = shapely.line_interpolate_point(lines, np.clip(s - _TANGENT_HALF_SPAN_M, 0, length))
-    b = shapely.line_interpolate_point(lines, np.clip(s + _TANGENT_HALF_SPAN_M, 0, length))
-    d = shapely.get_coordinates(b) - shapely.get_coordinates(a)
-    norm = np.hypot(d[:, 0], d[:, 1])
-    return d / np.where(norm > 0, norm, 1.0)[:, None]
+def _segment_distance(xy: np.ndarray, seg: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """(P,) distance [m] from ``xy[i]`` to ``segments[seg[i]]``; inf where ``seg[i] < 0``."""
+    ok = seg >= 0
+    a = segments[np.where(ok, seg, 0), 0]
+    ab = segments[np.where(ok, seg, 0), 1] - a
+    denom = np.sum(ab * ab, axis=1)
+    t = np.clip(np.sum((xy - a) * ab, axis=1) / np.where(denom > 0, denom, 1.0), 0.0, 1.0)
+    return np.where(ok, np.hypot(*(xy - a - t[:, None] * ab).T), np.inf)
+
+
+def _nearest_segment(xy: np.ndarray, pair: np.ndarray, seg: np.ndarray, segments: np.ndarray, n: int) -> np.ndarray:
+    """(n,) for each point the segment of the pairs (``pair``, ``seg``) nearest to it; -1 without pairs."""
+    out = np.full(n, -1, dtype=np.int64)
+    if pair.size == 0:
+        return out
+    a = segments[seg, 0]
+    ab = segments[seg, 1] - a
+    denom = np.sum(ab * ab, axis=1)
+    t = np.clip(np.sum((xy[pair] - a) * ab, axis=1) / np.where(denom > 0, denom, 1.0), 0.0, 1.0)
+    d = np.sum((xy[pair] - a - t[:, None] * ab) ** 2, axis=1)
+    order = np.lexsort((d, pair))
+    first = order[np.r_[True, pair[order][1:] != pair[order][:-1]]]
+    out[pair[first]] = seg[first]
+    return out
 
 
 def _validate(rollout: Rollout, scenario: Scenario) -> None:
@@ -637,7 +685,6 @@ __all__ = [
     "NON_VEHICLE_LANE_TYPES",
     "agent_classes",
     "clear_map_cache",
-    "lane_tangents",
     "step_weights",
     "valid_runs",
     "wrap_angle",

@@ -186,3 +186,106 @@ def savgol(y: np.ndarray, window: int, poly: int, deriv: int, dt: float) -> np.n
     start = np.clip(idx - h, 0, n - w)
     at = idx - start  # position of sample idx inside its window
     return np.einsum("...iw,iw->...i", windows[..., start, :], coeffs[at])
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
+class Segments:
+    """A set of line segments with an STR-tree, for nearest-point and crossing queries in bulk.
+
+    Args:
+        segments: (K, 2, 2) segment end points [m].
+    """
+
+    def __init__(self, segments: np.ndarray) -> None:
+        import shapely  # local: geometry's box functions need only numpy
+
+        self.segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2, 2)
+        self.tree = shapely.STRtree(shapely.linestrings(self.segments))
+
+    @classmethod
+    def of_lines(cls, geometry: object) -> Segments:
+        """The segments of every line (or polygon ring) in a shapely geometry."""
+        import shapely
+
+        parts = shapely.get_parts(shapely.boundary(geometry) if shapely.get_dimensions(geometry) == 2 else geometry)
+        rings = shapely.get_parts(parts)  # multi-parts split again
+        pieces = []
+        for line in rings:
+            coords = shapely.get_coordinates(line)
+            if len(coords) >= 2:
+                pieces.append(np.stack([coords[:-1], coords[1:]], axis=1))
+        return cls(np.concatenate(pieces) if pieces else np.zeros((0, 2, 2)))
+
+    def __len__(self) -> int:
+        return int(self.segments.shape[0])
+
+    def nearest(self, points: np.ndarray, radius: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+        """(P, 2) the nearest point on any segment to each of ``points`` (P, 2) [m], and (P,) its distance.
+
+        Segments whose bounding boxes meet a box of half-size ``radius`` around each point are
+        measured in numpy; only points with none of them within ``radius`` ask the tree's
+        (slower) nearest-neighbour search.
+        """
+        import shapely
+
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        near = np.full_like(pts, np.nan)
+        dist = np.full(pts.shape[0], np.inf)
+        if len(self) == 0 or pts.shape[0] == 0:
+            return near, dist
+        boxes = shapely.box(pts[:, 0] - radius, pts[:, 1] - radius, pts[:, 0] + radius, pts[:, 1] + radius)
+        src, seg = self.tree.query(boxes)
+        self._closest(pts, src, seg, near, dist)
+        far = np.flatnonzero(dist > radius)
+        if far.size:
+            src, seg = self.tree.query_nearest(shapely.points(pts[far]))
+            self._closest(pts, far[src], seg, near, dist)
+        return near, dist
+
+    def _closest(self, pts: np.ndarray, src: np.ndarray, seg: np.ndarray, near: np.ndarray, dist: np.ndarray) -> None:
+        """Update ``near`` and ``dist`` in place with the pairs (point ``src``, segment ``seg``)."""
+        if src.size == 0:
+            return
+        a, b = self.segments[seg, 0], self.segments[seg, 1]
+        ab = b - a
+        denom = np.sum(ab * ab, axis=1)
+        t = np.clip(np.sum((pts[src] - a) * ab, axis=1) / np.where(denom > 0, denom, 1.0), 0.0, 1.0)
+        q = a + t[:, None] * ab
+        d = np.hypot(*(pts[src] - q).T)
+        order = np.lexsort((d, src))
+        first = order[np.r_[True, src[order][1:] != src[order][:-1]]]
+        better = d[first] < dist[src[first]]
+        idx = src[first][better]
+        dist[idx] = d[first][better]
+        near[idx] = q[first][better]
+
+    def first_crossing(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """(P,) distance [m] from each ``end`` back to the nearest point where the segment
+        ``start``-``end`` meets one of the set's segments; inf where it meets none."""
+        import shapely
+
+        start = np.asarray(start, dtype=np.float64).reshape(-1, 2)
+        end = np.asarray(end, dtype=np.float64).reshape(-1, 2)
+        out = np.full(start.shape[0], np.inf)
+        if len(self) == 0 or start.shape[0] == 0:
+            return out
+        ways = shapely.linestrings(np.stack([end, start], axis=1))
+        w, k = self.tree.query(ways, predicate="intersects")
+        if w.size == 0:
+            return out
+        a, r = end[w], start[w] - end[w]  # the way, from its end back to its start
+        c, s = self.segments[k, 0], self.segments[k, 1] - self.segments[k, 0]
+        denom = _cross(r, s)
+        rr = np.sum(r * r, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(denom != 0, _cross(c - a, s) / denom, np.nan)
+            # collinear overlap: the nearest of the segment's ends that lies on the way
+            t_c = np.sum((c - a) * r, axis=1) / np.where(rr > 0, rr, 1.0)
+            t_d = np.sum((c + s - a) * r, axis=1) / np.where(rr > 0, rr, 1.0)
+        t_par = np.clip(np.minimum(np.where((t_c >= 0) & (t_c <= 1), t_c, np.inf), np.where((t_d >= 0) & (t_d <= 1), t_d, np.inf)), 0, 1)
+        t = np.where(np.isnan(t), np.where(np.isfinite(t_par), t_par, 0.0), np.clip(t, 0.0, 1.0))
+        np.minimum.at(out, w, t * np.sqrt(rr))
+        return out

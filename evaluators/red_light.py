@@ -11,10 +11,9 @@ is not a vehicle lane of the map cannot be oriented and are skipped. Each signal
 from __future__ import annotations
 
 import numpy as np
-import shapely
 
 from evaluators.base import Evaluator, MetricSpec, MetricValue, register
-from evaluators.context import Context, lane_tangents
+from evaluators.context import Context
 from scenarios.model import SignalState
 
 #: CARLA measures the crossing at this fraction of the half length behind the centre.
@@ -33,7 +32,7 @@ def signal_crossings(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     stop = signals.stop_points[rows, :2]
     lanes = np.array([lane_of[signals.lane_ids[i]] for i in rows])
-    d = lane_tangents(g.lane_lines[lanes], shapely.points(stop))  # (K, 2)
+    d = g.lane_tangents(lanes, stop)  # (K, 2)
     r = ctx.rollout
     e = ctx.ego
     tail = ctx.ego_xy - (TAIL_FRACTION * r.length[e] / 2) * ctx.ego_heading  # (S, 2)

@@ -209,7 +209,7 @@ def step_series(ctx: Context) -> dict[str, np.ndarray]:
     if g.drivable is not None and steps.size:
         pts = ctx.ego_corners[steps].reshape(-1, 2)
         inside = shapely.contains_xy(g.drivable, pts[:, 0], pts[:, 1])
-        dist = shapely.distance(g.drivable_boundary, shapely.points(pts))
+        _, dist = g.drivable_boundary.nearest(pts)
         edge[steps] = np.where(inside, dist, -dist).reshape(-1, 4).min(axis=1)
     return {
         "step": np.arange(ctx.num_steps, dtype=np.int64),
