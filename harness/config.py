@@ -164,6 +164,7 @@ class GateConfig:
         min_variant_score: every variant's closed-loop score must reach this (0: no per-variant bar).
         max_score_drop: against a baseline, the largest tolerated drop of the mean closed-loop score.
         confidence: the bootstrap confidence for "significant" regressions (e.g. 0.95).
+        max_new_failures: against a baseline, how many variants may fail that passed there.
     """
 
     min_mean_closed_loop_score: float = 0.0
@@ -173,9 +174,14 @@ class GateConfig:
     min_variant_score: float = 0.0
     max_score_drop: float = 0.05
     confidence: float = 0.95
+    max_new_failures: int = 0
 
     def check(self, src: str) -> None:
+        if self.max_new_failures < 0:
+            raise ConfigError(src, "gate.max_new_failures", f"must not be negative, got {self.max_new_failures}")
         for f in dataclasses.fields(self):
+            if f.name == "max_new_failures":
+                continue
             value = getattr(self, f.name)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise ConfigError(src, f"gate.{f.name}", f"must be in [0, 1], got {value}")

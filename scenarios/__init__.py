@@ -2,6 +2,7 @@
 
 from scenarios.errors import ScenarioError
 from scenarios.importers import ImportOutcome, detect, load, load_many
+from scenarios.mutations import mutate
 from scenarios.model import (
     AgentType,
     Conditions,
@@ -36,5 +37,6 @@ __all__ = [
     "load",
     "load_many",
     "make_scenario_id",
+    "mutate",
     "scenarios_equal",
 ]

@@ -157,6 +157,8 @@ class Conditions:
         detection_dropout: probability that an agent is missing from one step's observation.
         agents_mode: "replay" or "reactive" for every other agent; "" leaves it to the env config.
         reactive_agents: agents that react (IDM) whatever ``agents_mode`` says.
+        replay_agents: agents that replay their (possibly mutated) track whatever ``agents_mode``
+            says: a staged manoeuvre (a hard-braking lead, a cut-in) must not be replaced by IDM.
     """
 
     road_friction: float = 0.9
@@ -166,9 +168,11 @@ class Conditions:
     detection_dropout: float = 0.0
     agents_mode: str = ""
     reactive_agents: tuple[str, ...] = ()
+    replay_agents: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reactive_agents", tuple(str(a) for a in self.reactive_agents))
+        object.__setattr__(self, "replay_agents", tuple(str(a) for a in self.replay_agents))
         checks = {
             "road_friction": 0.0 < self.road_friction <= 2.0,
             "ego_latency_s": 0.0 <= self.ego_latency_s <= 5.0,
