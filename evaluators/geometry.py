@@ -222,7 +222,7 @@ class Segments:
     def __len__(self) -> int:
         return int(self.segments.shape[0])
 
-    def nearest(self, points: np.ndarray, radius: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    def nearest(self, points: np.ndarray, radius: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """(P, 2) the nearest point on any segment to each of ``points`` (P, 2) [m], and (P,) its distance.
 
         Segments whose bounding boxes meet a box of half-size ``radius`` around each point are
