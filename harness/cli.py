@@ -177,6 +177,85 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.num_errors else 0
 
 
+def _run_gate_config(run_dir: Path, config_path: str | None) -> tuple[Any, str]:
+    """The gate thresholds: from ``--config`` when given, else from the run's manifest."""
+    import json
+
+    from harness.config import load_suite, parse_suite
+    from harness.runner import MANIFEST
+
+    if config_path:
+        suite = load_suite(config_path)
+        return suite.gate, suite.name
+    manifest = run_dir / MANIFEST
+    if not manifest.exists():
+        return parse_suite({}).gate, ""
+    data = json.loads(manifest.read_text())
+    gate = data.get("config", {}).get("gate", {})
+    return parse_suite({"gate": gate}, str(manifest)).gate, data.get("suite", "")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from harness.gate import compare
+    from harness.runner import RunError, read_run_summary
+
+    try:
+        base, cand = read_run_summary(args.base), read_run_summary(args.cand)
+        gate_config, _ = _run_gate_config(Path(args.cand), args.config)
+    except RunError as exc:
+        print(f"drivetwin compare: {exc}", file=sys.stderr)
+        return 2
+    c = compare(base, cand, gate_config)
+    print(f"baseline  {args.base}: {len(base)} variants")
+    print(f"candidate {args.cand}: {len(cand)} variants; {c.paired} paired by variant id")
+    print(
+        f"mean closed-loop score {c.mean_baseline:.4f} -> {c.mean_candidate:.4f}: change {c.delta:+.4f}, "
+        f"{c.confidence:.0%} bootstrap CI [{c.delta_lo:+.4f}, {c.delta_hi:+.4f}]"
+    )
+    for title, ids in (("newly failing", c.newly_failing), ("newly passing", c.newly_passing),
+                       ("only in baseline", c.missing), ("only in candidate", c.added)):
+        print(f"{title}: {len(ids)}" + ("".join(f"\n  {v}" for v in ids[: args.limit]) if ids else ""))
+        if len(ids) > args.limit:
+            print(f"  ... and {len(ids) - args.limit} more")
+    changed = c.per_scenario[c.per_scenario["mean_delta"].abs() > 1e-12]
+    print(f"scenarios whose mean score changed: {len(changed)} of {len(c.per_scenario)}")
+    if len(changed):
+        with pd.option_context("display.width", 160, "display.max_colwidth", 70):
+            print(changed.head(args.limit).to_string(index=False))
+    if args.csv:
+        c.table.to_csv(args.csv, index=False)
+        print(f"per-variant table written to {args.csv}")
+    return 0
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from harness.gate import gate, write_junit
+    from harness.runner import RunError, read_run_summary
+
+    run_dir = Path(args.run)
+    try:
+        summary = read_run_summary(run_dir)
+        baseline = read_run_summary(args.baseline) if args.baseline else None
+        gate_config, suite = _run_gate_config(run_dir, args.config)
+    except RunError as exc:
+        print(f"drivetwin gate: {exc}", file=sys.stderr)
+        return 2
+    result = gate(summary, gate_config, baseline, run_id=run_dir.name, suite=suite)
+    for check in result.checks:
+        print(f"{'PASS' if check.passed else 'FAIL'}  {check.name}: {check.message}")
+    failing = result.variants[~result.variants["passed"]]
+    for _, row in failing.head(args.limit).iterrows():
+        why = row["error"] if row["status"] != "ok" else f"closed-loop score {row['closed_loop_score']:.3f}, at-fault collisions {row['at_fault_collisions']}"
+        print(f"      variant {row['variant_id']}: {why}")
+    if args.junit:
+        path = write_junit(result, gate_config, args.junit)
+        print(f"JUnit XML: {path}")
+    print("verdict: " + ("PASS" if result.passed else "FAIL"))
+    return 0 if result.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drivetwin", description="Test autonomous driving on a digital twin of real logs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -189,6 +268,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/<suite>-<time>)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("compare", help="compare a candidate run with a baseline run, variant by variant")
+    p.add_argument("base", metavar="BASE", help="baseline run directory")
+    p.add_argument("cand", metavar="CAND", help="candidate run directory")
+    p.add_argument("--config", default=None, metavar="SUITE", help="take the confidence level from this suite")
+    p.add_argument("--csv", default=None, metavar="FILE", help="write the per-variant comparison")
+    p.add_argument("--limit", type=int, default=20, help="rows to print per list")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("gate", help="exit 0 when a run meets its thresholds (and does not regress), 1 when not")
+    p.add_argument("run", metavar="RUN", help="run directory")
+    p.add_argument("--baseline", default=None, metavar="BASE", help="baseline run: also fail on a significant regression")
+    p.add_argument("--junit", default=None, metavar="PATH", help="write JUnit XML (a test case per variant)")
+    p.add_argument("--config", default=None, metavar="SUITE", help="thresholds from this suite (default: the run's own)")
+    p.add_argument("--limit", type=int, default=20, help="failing variants to print")
+    p.set_defaults(func=_cmd_gate)
 
     p = sub.add_parser("import", help="import real log files into a Parquet scenario library")
     p.add_argument("sources", nargs="+", metavar="SRC", help="log files or directories (formats detected by content)")

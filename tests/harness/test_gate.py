@@ -1,0 +1,138 @@
+"""compare and gate: the statistics on hand-made tables, the verdict and JUnit on real runs."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.cli import main
+from harness.config import GateConfig, parse_suite
+from harness.gate import bootstrap_mean, compare, gate
+from harness.runner import run_suite
+
+IDS = [f"commonroad-USA_US101-4_1_T-1.ego-{i}" for i in (381, 383, 384, 387, 388, 389)]
+
+
+def table(scores, *, errors=(), at_fault=()):
+    """A summary table with the given closed-loop scores (variant i is 'v<i>')."""
+    n = len(scores)
+    return pd.DataFrame(
+        {
+            "variant_id": [f"v{i}" for i in range(n)],
+            "scenario_id": [f"s{i % 2}" for i in range(n)],
+            "status": ["error" if i in errors else "ok" for i in range(n)],
+            "error": ["boom" if i in errors else None for i in range(n)],
+            "closed_loop_score": [None if i in errors else s for i, s in enumerate(scores)],
+            "driving_score": [None if i in errors else s for i, s in enumerate(scores)],
+            "at_fault_collisions": [1 if i in at_fault else 0 for i in range(n)],
+            "collisions": [1 if i in at_fault else 0 for i in range(n)],
+            "progress_ratio": [1.0] * n,
+            "min_ttc_s": [np.inf] * n,
+            "worker_s": [0.1] * n,
+        }
+    )
+
+
+def test_bootstrap_interval_brackets_the_mean_and_is_deterministic():
+    values = np.random.default_rng(1).normal(0.3, 0.1, 200)
+    mean, lo, hi = bootstrap_mean(values, 0.95)
+    assert mean == pytest.approx(values.mean())
+    assert lo < mean < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * values.std(ddof=1) / np.sqrt(200), rel=0.15)  # normal theory
+    assert bootstrap_mean(values, 0.95) == (mean, lo, hi)
+
+
+def test_a_clear_drop_is_a_significant_regression():
+    base = table([0.9] * 20)
+    cand = table([0.9] * 10 + [0.5] * 10)
+    c = compare(base, cand)
+    assert c.paired == 20 and c.delta == pytest.approx(-0.2)
+    assert c.delta_hi < 0 and c.significant_regression(0.05)
+    assert not c.significant_regression(0.25)  # a drop within the tolerance
+    result = gate(cand, GateConfig(), base)
+    assert not result.passed
+    assert {ch.name for ch in result.checks if not ch.passed} == {"score_change_vs_baseline"}
+
+
+def test_no_change_passes_and_noise_is_not_significant():
+    base = table([0.8, 0.9] * 10)
+    assert gate(table([0.8, 0.9] * 10), GateConfig(), base).passed
+    noisy = table([0.9, 0.8] * 10)  # every variant changed by +-0.1, the mean by nothing
+    c = compare(base, noisy)
+    assert c.delta == pytest.approx(0.0) and c.delta_lo < 0 < c.delta_hi
+    assert not c.significant_regression(0.0)
+
+
+def test_errors_count_as_zero_and_new_failures_are_named():
+    base = table([0.9] * 4)
+    cand = table([0.9] * 4, errors=(1,), at_fault=(2,))
+    c = compare(base, cand)
+    assert c.mean_candidate == pytest.approx((0.9 * 3 + 0) / 4)
+    assert c.newly_failing == ["v1", "v2"]
+    result = gate(cand, GateConfig(max_error_rate=0.5, max_at_fault_collision_rate=0.5, max_new_failures=1), base)
+    failed = {ch.name for ch in result.checks if not ch.passed}
+    assert failed == {"newly_failing_variants"}
+
+
+def test_absolute_thresholds():
+    cand = table([0.4, 0.6, 0.8, 1.0])
+    assert gate(cand, GateConfig(min_mean_closed_loop_score=0.7)).passed
+    result = gate(cand, GateConfig(min_mean_closed_loop_score=0.71))
+    assert [ch.name for ch in result.checks if not ch.passed] == ["mean_closed_loop_score"]
+    result = gate(cand, GateConfig(min_variant_score=0.5))
+    assert [ch.name for ch in result.checks if not ch.passed] == ["variants_below_min_score"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The expert (baseline) and constant velocity (candidate) on six sample scenarios."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, policy in (("base", "expert"), ("cand", "constant_velocity")):
+        cfg = parse_suite(
+            {
+                "suite": {"name": name},
+                "scenarios": {"sources": ["sample"], "ids": IDS},
+                "policy": {"name": policy},
+                "gate": {"min_mean_closed_loop_score": 0.5, "max_at_fault_collision_rate": 0.0},
+                "run": {"seed": 3, "executor": "sequential"},
+            },
+            f"{name}.toml",
+        )
+        out[name] = run_suite(cfg, out=root / name).run_dir
+    return out
+
+
+def test_gate_cli_passes_the_expert_and_fails_a_regression(runs, tmp_path, capsys):
+    assert main(["gate", str(runs["base"]), "--junit", str(tmp_path / "base.xml")]) == 0
+    assert "verdict: PASS" in capsys.readouterr().out
+    status = main(["gate", str(runs["cand"]), "--baseline", str(runs["base"]), "--junit", str(tmp_path / "cand.xml")])
+    printed = capsys.readouterr().out
+    assert status == 1 and "verdict: FAIL" in printed
+    cand = pd.read_parquet(runs["cand"] / "summary.parquet")
+    collided = int((cand["at_fault_collisions"] > 0).sum())
+    assert collided > 0  # constant velocity runs into the slowing traffic of US-101
+
+    suite = ET.parse(tmp_path / "cand.xml").getroot().find("testsuite")
+    cases = suite.findall("testcase")
+    variant_cases = [c for c in cases if c.get("classname") != "drivetwin.gate"]
+    assert len(variant_cases) == len(IDS)
+    failed = {c.get("name") for c in variant_cases if c.find("failure") is not None}
+    assert len(failed) >= collided
+    assert int(suite.get("failures")) == sum(c.find("failure") is not None for c in cases)
+    assert suite.find("properties/property[@name='verdict']").get("value") == "fail"
+
+
+def test_compare_cli(runs, tmp_path, capsys):
+    assert main(["compare", str(runs["base"]), str(runs["cand"]), "--csv", str(tmp_path / "c.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "6 paired by variant id" in printed and "newly failing:" in printed
+    per_variant = pd.read_csv(tmp_path / "c.csv")
+    assert set(per_variant["variant_id"]) == set(IDS)
+
+
+def test_gate_on_a_missing_run_is_a_usage_error(tmp_path, capsys):
+    assert main(["gate", str(tmp_path / "nope")]) == 2
