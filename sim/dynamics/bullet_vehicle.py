@@ -13,32 +13,52 @@ The body (built procedurally with ``createMultiBody``, no URDF):
 
 (pybullet numbers links depth first, so the list is given in that order.)
 
-The axles sit symmetrically about the box centre (the same geometry as the kinematic bicycle),
-and the track is ``width - tyre width`` so the wheels stay inside the vehicle's box.
+The axles sit symmetrically about the box centre (the same geometry as the kinematic bicycle).
 
-Tyres: cylinders with ``lateralFriction`` 1.0; pybullet multiplies it by the road body's
+Tyres: the wheels collide as spheres of the wheel radius (drawn as cylinders), with the track
+``width - 2 * radius`` so they stay inside the vehicle's box. A sphere touches the road at one
+point under the axle; cylinders pick up contacts on a triangle mesh's internal edges (coasting
+from 10 m/s for 5 s on a constrained-Delaunay road mesh, cylinders lost 4.4 m/s, spheres 0.03).
+Each tyre has ``lateralFriction`` 1.0; pybullet multiplies it by the road body's
 ``lateralFriction`` (set by the world to the surface's mu), so grip, braking and cornering limits
-follow the road. There is no suspension and no tyre slip model beyond Coulomb friction: below the
-friction limit the wheels roll without slipping, above it they slide.
+follow the road. The contact is made slightly compliant (``TYRE_STIFFNESS``): a rigid four-point
+stance is statically indeterminate, loaded the wheels diagonally and locked two of them early.
+There is no suspension and no tyre slip model beyond Coulomb friction: below the friction limit
+the wheels roll without slipping, above it they slide.
 
 Commands (signed longitudinal acceleration ``a`` [m/s2]):
 
-* ``a`` along the motion (or ``a > 0`` at rest): every wheel gets the drive torque
-  ``T = m_eff * a * r / 4`` (all-wheel drive, open differentials: equal torques, free speeds),
-  ``m_eff = mass + 4 * I_wheel / r^2`` so that, without slip, the car accelerates at ``a``;
-* ``a`` against the motion (or ``a < 0`` at rest): brakes, a velocity motor toward zero wheel
-  speed on every wheel with the maximum torque ``m_eff * |a| * r / 4`` -- a Coulomb brake that
-  decelerates the rolling car at ``|a|`` and holds it at rest; more than the tyres can take locks
-  the wheels and the car slides at ``mu * g``. No ABS, no reverse gear: braking stops at rest;
+* ABS and traction control: ``|a|`` is held to ``GRIP_MARGIN * mu * g``, with ``mu`` the road
+  friction the model was reset with, and each axle gets its share of the torque in proportion to
+  its load (``0.5 -+ a * h_com / (g * wheelbase)``), so no wheel locks or spins on that road;
+  on a more slippery surface than announced the wheels do lock or spin and the contacts decide;
+* ``a`` along the motion (or ``a > 0`` at rest): drive torques on all four wheels (open
+  differentials: torques set, speeds free) summing to ``m_eff * a * r``, with
+  ``m_eff = mass + 4 * I_wheel / r^2`` so that the car accelerates at ``a`` without slip;
+* ``a`` against the motion (or ``a < 0`` at rest): brakes, velocity motors toward zero wheel speed
+  whose torque limits sum to ``m_eff * |a| * r`` -- a Coulomb brake that decelerates the rolling car
+  at ``|a|`` and holds it at rest. No reverse gear: braking stops at rest;
 * ``a == 0``: the wheels roll freely.
 
 Steering follows the command at most at ``max_steer_rate``; the knuckles track the Ackermann
 angles of the bicycle-equivalent angle, which is the reported ``steer``.
 
-Simulation: ``_reset`` sets the client's ``fixedTimeStep`` to ``SUBSTEP_S`` and, only if the
-client has no gravity yet, sets gravity to (0, 0, -9.81). Each ``step`` calls
-``stepSimulation`` ``round(dt_s / SUBSTEP_S)`` times, which advances the whole world: with this
-model the world must not step the simulation itself.
+Simulation: ``_reset`` sets the client's ``fixedTimeStep`` to ``SUBSTEP_S`` and
+``enableConeFriction=0`` and, only if the client has no gravity yet, sets gravity to
+(0, 0, -9.81). Each ``step`` calls ``stepSimulation`` ``round(dt_s / SUBSTEP_S)`` times, which
+advances the whole world: with this model the world must not step the simulation itself.
+
+Limits of pybullet that shape the model (measured; see the tests):
+
+* Friction directions are fixed world axes (bullet3 issue 2590). With the default cone friction
+  the multibody solver saturates wheel contacts at headings off the axes from about half the
+  grip, so braking distances and drift depended on the map's orientation; the pyramid model
+  (each axis limited to mu N) is exact and heading-independent below the limit, and ABS keeps
+  braking below it. Beyond the grip (locked wheels on an unexpected surface, cornering past
+  mu g) the sliding force leans toward the world axes: up to 41 % more grip at 45 degrees.
+* Contacts with the internal edges of a triangle mesh still cost rolling wheels speed where the
+  edges are dense across the path: coasting at 10 m/s over a strip of 1 m x 12 m triangles loses
+  3.1 m/s in 5 s. A plane, boxes or large triangles cost nothing.
 """
 
 from __future__ import annotations
@@ -53,7 +73,7 @@ SUBSTEP_S = 1.0 / 240.0
 #: Wheel radius as a fraction of the vehicle height, and its bounds [m].
 WHEEL_RADIUS_FRACTION = 0.2
 WHEEL_RADIUS_BOUNDS_M = (0.15, 0.6)
-#: Tyre width as a fraction of the vehicle width.
+#: Tyre width as a fraction of the vehicle width (drawing only: the wheels collide as spheres).
 TYRE_WIDTH_FRACTION = 0.12
 #: Mass of each wheel / each steering knuckle as a fraction of the vehicle mass.
 WHEEL_MASS_FRACTION = 0.015
@@ -62,12 +82,15 @@ KNUCKLE_MASS_FRACTION = 0.002
 COM_HEIGHT_FRACTION = 0.35
 #: Tyre friction coefficient; the contact's mu is this times the road's.
 TYRE_FRICTION = 1.0
-#: Vertical tyre stiffness [N/m] and damping ratio (of a quarter of the vehicle on one tyre).
-TYRE_STIFFNESS = 3.0e5
+#: Tyre contact stiffness [N/m] and damping ratio (of a quarter of the vehicle on one tyre): stiff
+#: (0.4 mm deflection) but not rigid, so the load spreads over the four wheels.
+TYRE_STIFFNESS = 1.0e7
 TYRE_DAMPING_RATIO = 0.5
 #: Steering servo: torque limit per kg of vehicle [N m/kg] and position gain (pybullet's ``positionGains``).
 STEER_SERVO_TORQUE_PER_KG = 1.0e3
 STEER_SERVO_GAIN = 0.5
+#: ABS and traction control hold the drive and brake acceleration to this fraction of mu * g.
+GRIP_MARGIN = 0.95
 #: Below this speed [m/s] the vehicle counts as at rest (a negative command holds it).
 REST_SPEED = 0.05
 
@@ -90,6 +113,7 @@ class BulletVehicle(EgoDynamics):
         self._half_track = 0.8  # [m]
         self._com_dz = 0.0  # COM height above the box centre [m] (negative: below)
         self._com_height = 0.5  # COM height above the road [m]
+        self._grip = 0.95 * 0.9 * GRAVITY  # largest drive or brake acceleration [m/s2]
         self._m_eff = 1500.0  # translating mass plus the wheels' rotational inertia [kg]
         self._servo = 1.0  # steering servo torque limit [N m]
         self._motors: Any = None  # the client's setJointMotorControlArray
@@ -110,7 +134,7 @@ class BulletVehicle(EgoDynamics):
         return {
             "r": r,
             "tyre_w": tyre_w,
-            "half_track": 0.5 * (p.width - tyre_w),
+            "half_track": max(0.5 * p.width - r, 0.25 * p.width),
             "clearance": clearance,
             "box_z": box_z,
             "box_h": p.height - clearance,
@@ -130,7 +154,7 @@ class BulletVehicle(EgoDynamics):
         chassis_col = c.createCollisionShape(c.GEOM_BOX, halfExtents=chassis_half)
         chassis_vis = c.createVisualShape(c.GEOM_BOX, halfExtents=chassis_half, rgbaColor=[0.1, 0.4, 0.9, 1.0])
         axle_to_y = c.getQuaternionFromEuler([math.pi / 2, 0.0, 0.0])  # cylinder axis z -> y
-        wheel_col = c.createCollisionShape(c.GEOM_CYLINDER, radius=g["r"], height=g["tyre_w"], collisionFrameOrientation=axle_to_y)
+        wheel_col = c.createCollisionShape(c.GEOM_SPHERE, radius=g["r"])
         wheel_vis = c.createVisualShape(c.GEOM_CYLINDER, radius=g["r"], length=g["tyre_w"], visualFrameOrientation=axle_to_y, rgbaColor=[0.1, 0.1, 0.1, 1.0])
         wz = g["r"] - g["box_z"]  # wheel centre height relative to the box centre
         ht = g["half_track"]
@@ -188,7 +212,7 @@ class BulletVehicle(EgoDynamics):
         params = c.getPhysicsEngineParameters()
         if params.get("gravityAccelerationZ", 0.0) == 0.0:
             c.setGravity(0.0, 0.0, -GRAVITY)
-        c.setPhysicsEngineParameter(fixedTimeStep=SUBSTEP_S)
+        c.setPhysicsEngineParameter(fixedTimeStep=SUBSTEP_S, enableConeFriction=0)
 
         g = self._geometry(p)
         body = self._ensure_body(g)
@@ -196,6 +220,7 @@ class BulletVehicle(EgoDynamics):
         self._half_track = g["half_track"]
         self._com_dz = g["com_dz"]
         self._com_height = COM_HEIGHT_FRACTION * p.height
+        self._grip = GRIP_MARGIN * self.friction * GRAVITY
         self._m_eff = p.mass + 4.0 * g["i_wheel"] / (g["r"] * g["r"])
 
         yaw = state.yaw
@@ -236,18 +261,20 @@ class BulletVehicle(EgoDynamics):
         h = dt_s / n
         v0 = self._state.speed
         wheels = list(_WHEEL_JOINTS)
-        torque = self._m_eff * abs(accel) * self._radius / 4.0
         moving = v0 > REST_SPEED or v0 < -REST_SPEED
-        drive = 0.0
-        if accel != 0.0 and ((moving and (accel > 0.0) != (v0 > 0.0)) or (not moving and accel < 0.0)):
-            # ideal brake proportioning: each axle's share of the braking is its share of the load
-            front = min(0.5 + abs(accel) * self._com_height / (GRAVITY * p.wheelbase), 0.9)
-            tf, tr = 2.0 * front * torque, 2.0 * (1.0 - front) * torque
-            motors(body, wheels, c.VELOCITY_CONTROL, targetVelocities=[0.0] * 4, forces=[tf, tf, tr, tr])
-        else:  # free wheels, plus the drive torque (re-applied every substep: pybullet clears it)
+        braking = accel != 0.0 and ((moving and (accel > 0.0) != (v0 > 0.0)) or (not moving and accel < 0.0))
+        # ABS and traction control: no more than the grip of the road; each axle's share of the
+        # torque is its share of the load (shifted forward when decelerating)
+        a = min(max(accel, -self._grip), self._grip)
+        front = min(max(0.5 - a * self._com_height / (GRAVITY * p.wheelbase), 0.1), 0.9)
+        t = self._m_eff * abs(a) * self._radius / 4.0  # mean torque per wheel [N m]
+        torques = [2.0 * front * t, 2.0 * front * t, 2.0 * (1.0 - front) * t, 2.0 * (1.0 - front) * t]
+        if braking:  # brakes: velocity motors toward zero wheel speed, at most the brake torque
+            motors(body, wheels, c.VELOCITY_CONTROL, targetVelocities=[0.0] * 4, forces=torques)
+            drives = None
+        else:  # free wheels plus the drive torque (re-applied every substep: pybullet clears it)
             motors(body, wheels, c.VELOCITY_CONTROL, targetVelocities=[0.0] * 4, forces=[0.0] * 4)
-            drive = math.copysign(torque, accel)
-        drives = [drive] * 4
+            drives = [math.copysign(q, a) for q in torques] if a != 0.0 else None
         torque_control = c.TORQUE_CONTROL
         d_max = p.max_steer_rate * h
         steer_now = self._steer
@@ -256,7 +283,7 @@ class BulletVehicle(EgoDynamics):
             if ds != 0.0:
                 steer_now += ds
                 self._set_steer(body, *self._ackermann(steer_now))
-            if drive != 0.0:
+            if drives is not None:
                 motors(body, wheels, torque_control, forces=drives)
             simulate()
         self._steer = steer_now

@@ -10,6 +10,7 @@ from pybullet_utils.bullet_client import BulletClient
 
 from sim.dynamics import EgoDynamics, EgoState, VehicleParams, make, names
 from sim.dynamics.base import GRAVITY
+from sim.dynamics.bullet_vehicle import GRIP_MARGIN
 
 PARAMS = VehicleParams()  # 4.6 x 1.9 x 1.6 m, wheelbase 2.76 m, 1500 kg
 L = PARAMS.wheelbase
@@ -199,27 +200,76 @@ def test_bicycle_moves_its_box(client):
 # -- the wheeled pybullet vehicle ----------------------------------------------------------------
 
 
-def stopping_distance(friction: float, v0: float = 20.0) -> float:
+def stopping_distance(friction: float, road_friction: float | None = None, yaw: float = 0.0, v0: float = 20.0) -> tuple[float, float]:
+    """Full braking from ``v0`` [m/s] to rest: distance along the heading and lateral drift [m]."""
     client = BulletClient(connection_mode=pybullet.DIRECT)
     try:
-        flat_road(client, friction)
-        model = start(client, "bullet", EgoState(0.0, 0.0, 0.0, v0), friction)
+        flat_road(client, friction if road_friction is None else road_friction)
+        model = start(client, "bullet", EgoState(0.0, 0.0, yaw, v0), friction)
         for _ in range(400):  # 20 s at most
             if model.step(-PARAMS.max_decel, 0.0, 0.05).speed < 0.02:
                 break
         else:
             pytest.fail(f"the vehicle did not stop at mu={friction}")
-        return math.hypot(model.state.x, model.state.y)
+        x, y = model.state.x, model.state.y
+        return x * math.cos(yaw) + y * math.sin(yaw), -x * math.sin(yaw) + y * math.cos(yaw)
     finally:
         client.disconnect()
 
 
 def test_bullet_stopping_distance_follows_the_road_friction():
-    low, high = stopping_distance(0.3), stopping_distance(0.9)
-    # the tyres lock at both: the car slides at mu g, v^2 / (2 mu g) = 68.0 m and 22.7 m
-    assert low == pytest.approx(20.0**2 / (2 * 0.3 * GRAVITY), rel=0.05)
-    assert high == pytest.approx(20.0**2 / (2 * 0.9 * GRAVITY), rel=0.05)
-    assert 2.4 < low / high < 3.6
+    (low, _), (high, _) = stopping_distance(0.3), stopping_distance(0.9)
+    # ABS holds the braking at GRIP_MARGIN * mu * g: v^2 / (2 * 0.95 mu g) = 71.5 m and 23.8 m
+    assert low == pytest.approx(20.0**2 / (2 * GRIP_MARGIN * 0.3 * GRAVITY), rel=0.03)
+    assert high == pytest.approx(20.0**2 / (2 * GRIP_MARGIN * 0.9 * GRAVITY), rel=0.03)
+    assert 2.7 < low / high < 3.3
+
+
+def test_bullet_tyres_take_their_grip_from_the_road_body():
+    """Told mu = 0.9 on a road of 0.3, ABS brakes for the wrong road: the wheels lock and slide at 0.3 g."""
+    along, lateral = stopping_distance(0.9, road_friction=0.3)
+    assert along == pytest.approx(20.0**2 / (2 * 0.3 * GRAVITY), rel=0.03)
+    assert abs(lateral) < 0.05
+
+
+@pytest.mark.parametrize("yaw0", [0.0, 0.1, 0.2, 0.4, 0.785, 2.0])
+def test_bullet_full_braking_is_the_same_whatever_the_heading(yaw0):
+    along, lateral = stopping_distance(0.3, yaw=yaw0)
+    assert along == pytest.approx(20.0**2 / (2 * GRIP_MARGIN * 0.3 * GRAVITY), rel=0.01)
+    assert abs(lateral) < 0.05
+
+
+def test_bullet_rolls_on_a_triangle_mesh_road(client):
+    """The road need not be a plane: two big triangles with the friction, crossing their shared edge."""
+    client.setGravity(0.0, 0.0, -GRAVITY)
+    verts = [[-50.0, -50.0, 0.0], [250.0, -50.0, 0.0], [250.0, 50.0, 0.0], [-50.0, 50.0, 0.0]]
+    shape = client.createCollisionShape(client.GEOM_MESH, vertices=verts, indices=[0, 1, 2, 0, 2, 3])
+    road = client.createMultiBody(baseMass=0, baseCollisionShapeIndex=shape)
+    client.changeDynamics(road, -1, lateralFriction=0.3)
+    model = start(client, "bullet", EgoState(0.0, -20.0, 0.4, 10.0), 0.3)
+    for _ in range(50):
+        coasted = model.step(0.0, 0.0, 0.1)
+    assert coasted.speed == pytest.approx(10.0, abs=0.05)
+    assert abs(angle_diff(coasted.yaw, 0.4)) < 0.005
+    for _ in range(60):  # 2 m/s2 is within the grip of mu = 0.3: the wheels roll
+        state = model.step(-2.0, 0.0, 0.1)
+    assert abs(state.speed) < 0.02
+    braking = math.hypot(state.x - coasted.x, state.y - coasted.y)
+    assert braking == pytest.approx(coasted.speed**2 / (2 * 2.0), rel=0.02)
+
+
+@pytest.mark.parametrize("yaw0", [0.0, 0.4, 2.0])
+def test_bullet_braking_within_grip_is_exact_whatever_the_heading(client, yaw0):
+    flat_road(client, 0.9)
+    model = start(client, "bullet", EgoState(1.0, 2.0, yaw0, 20.0), 0.9)
+    for _ in range(40):
+        state = model.step(-4.0, 0.0, 0.1)
+    dx, dy = state.x - 1.0, state.y - 2.0
+    along = dx * math.cos(yaw0) + dy * math.sin(yaw0)
+    lateral = -dx * math.sin(yaw0) + dy * math.cos(yaw0)
+    assert along == pytest.approx(20.0 * 4.0 - 0.5 * 4.0 * 4.0**2, abs=0.1)
+    assert abs(lateral) < 0.02 and abs(angle_diff(state.yaw, yaw0)) < 0.002
+    assert state.speed == pytest.approx(4.0, abs=0.02)
 
 
 def test_bullet_drives_straight_without_steering(client):
