@@ -41,7 +41,9 @@ to load <module>.<name>: ...")`` for anything else, before it is imported or cal
 from __future__ import annotations
 
 import importlib
+import io
 import pickle
+import pickletools
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -78,6 +80,14 @@ GRID_TOLERANCE_US = 2
 #: Median distance [rad] between a lane polyline's third column and its segment headings below
 #: which that column is read as a heading rather than a height.
 HEADING_COLUMN_TOLERANCE_RAD = 0.1
+#: Largest file read [bytes]; ScenarioNet descriptions are a few MB.
+MAX_FILE_BYTES = 1 << 30
+#: Most numbers one field may expand to from nested lists (memo references can multiply them).
+MAX_FIELD_ELEMENTS = 10_000_000
+#: Opcodes a scenario description never needs: extension registry, persistent ids, out-of-band buffers.
+_REFUSED_OPCODES = frozenset({"EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID", "NEXT_BUFFER", "READONLY_BUFFER"})
+#: Largest |timestamp| [s] accepted (int64 microseconds hold about 9e12 s).
+_MAX_TIME_S = 1e11
 #: Top-level keys of a scenario description; one of them must be in a file's first bytes.
 _SNIFF_KEYS = (b"metadata", b"tracks", b"map_features", b"dynamic_map_states")
 
@@ -110,6 +120,18 @@ _WAYMO_SIGNAL_ORDER = (
     "LANE_STATE_FLASHING_CAUTION",
 )
 
+_TRACK_FIELDS = ("agent_ids", "agent_types", "length", "width", "height", "x", "y", "z", "yaw", "vx", "vy", "valid")
+#: (``Lane`` field, ScenarioNet lane key).
+_LANE_TOPOLOGY = (
+    ("predecessors", "entry_lanes"),
+    ("successors", "exit_lanes"),
+    ("left_neighbors", "left_neighbor"),
+    ("right_neighbors", "right_neighbor"),
+)
+_NUSCENES_NOTE = "nuScenes 2 Hz labels interpolated to 10 Hz by ScenarioNet; velocities are its finite differences"
+_NUSCENES_MAP_NOTE = (
+    "nuScenes boundary_* lines (drivable-area outlines) read as road edges; placeholder lane speed limits dropped"
+)
 _LANE_TYPES = {
     "LANE_FREEWAY": "driving",
     "LANE_SURFACE_STREET": "driving",
@@ -164,10 +186,14 @@ _NDARRAY_TOKEN = _NdarrayToken()
 
 
 def _reconstruct(subtype: object, shape: object, dtype: object) -> np.ndarray:
-    """numpy's ``_reconstruct``, for plain ``ndarray`` only (numpy fills it in ``__setstate__``)."""
-    if subtype is not _NDARRAY_TOKEN:
-        raise pickle.UnpicklingError("_reconstruct may only build numpy.ndarray")
-    return _NUMPY_RECONSTRUCT(np.ndarray, shape, dtype)
+    """numpy's ``_reconstruct(ndarray, (0,), b"b")``, the empty array ``__setstate__`` then fills.
+
+    numpy always writes exactly these arguments; any other shape could allocate (and for an
+    object dtype, fill) an array of any size before the file's data is checked.
+    """
+    if subtype is not _NDARRAY_TOKEN or not (isinstance(shape, tuple) and shape == (0,)) or dtype != b"b":
+        raise pickle.UnpicklingError("_reconstruct is only allowed as numpy writes it: (ndarray, (0,), b'b')")
+    return _NUMPY_RECONSTRUCT(np.ndarray, (0,), b"b")
 
 
 _SCALAR = _numpy_object(("numpy._core.multiarray", "numpy.core.multiarray"), "scalar")
@@ -214,28 +240,55 @@ class _SafeUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED[(module, name)]
         except (KeyError, TypeError):
-            what = f"{module}.{name}"[:200]
-            raise ScenarioError(
-                self._source,
-                "pickle",
-                f"refused to load {what}: a ScenarioNet pickle may only hold numpy arrays, numpy "
-                "scalars and built-in containers, and loading anything else could run code",
-            ) from None
+            raise _refused(self._source, module, name) from None
+
+
+def _refused(source: object, module: object, name: object) -> ScenarioError:
+    what = f"{module}.{name}"[:200]
+    return ScenarioError(
+        source,
+        "pickle",
+        f"refused to load {what}: a ScenarioNet pickle may only hold numpy arrays, numpy scalars "
+        "and built-in containers, and loading anything else could run code",
+    )
+
+
+def _prescan(data: bytes, source: str) -> None:
+    """Check the opcode stream before anything is built from it.
+
+    Refuses every GLOBAL/INST outside ``_ALLOWED`` (STACK_GLOBAL's names are only known at load
+    time and go through ``find_class``), the extension-registry, persistent-id and out-of-band
+    buffer opcodes, and memo indices beyond the number of opcodes (the unpickler would size its
+    memo to them: a few bytes could claim gigabytes). Declared lengths beyond the end of the data
+    fail here too.
+    """
+    for count, (op, arg, pos) in enumerate(pickletools.genops(data)):
+        if op.name in ("GLOBAL", "INST"):
+            module, _, name = str(arg).partition(" ")
+            if (module, name) not in _ALLOWED:
+                raise _refused(source, module, name)
+        elif op.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(arg) > count:
+            raise ScenarioError(source, "pickle", f"memo index {arg} out of range at byte {pos}")
+        elif op.name in _REFUSED_OPCODES:
+            raise ScenarioError(source, "pickle", f"refused opcode {op.name} at byte {pos}")
 
 
 def _unpickle(path: Path) -> Any:
-    """The object pickled in ``path``, read with ``_SafeUnpickler``."""
+    """The object pickled in ``path``: pre-scanned, then read with ``_SafeUnpickler``."""
     try:
-        fh = open(path, "rb")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ScenarioError(path, "", f"{size} bytes is larger than a scenario file may be ({MAX_FILE_BYTES})")
+        data = path.read_bytes()
     except OSError as exc:
         raise ScenarioError(path, "", f"cannot read the file: {exc.strerror or exc}") from None
-    with fh:
-        try:
-            return _SafeUnpickler(fh, str(path)).load()
-        except ScenarioError:
-            raise
-        except Exception as exc:  # a corrupt stream fails in many ways; nothing outside _ALLOWED ran
-            raise ScenarioError(path, "pickle", f"not a readable pickle ({type(exc).__name__}: {exc})") from None
+    try:
+        _prescan(data, str(path))
+        return _SafeUnpickler(io.BytesIO(data), str(path)).load()
+    except ScenarioError:
+        raise
+    except Exception as exc:  # a corrupt stream fails in many ways; nothing outside _ALLOWED ran
+        raise ScenarioError(path, "pickle", f"not a readable pickle ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def _sniff(path: Path, head: bytes) -> bool:
@@ -244,6 +297,40 @@ def _sniff(path: Path, head: bytes) -> bool:
 
 
 # --------------------------------------------------------------------------- the reader
+
+
+def _expands_beyond(value: Any, limit: int) -> bool:
+    """Whether nested lists, tuples and object arrays in ``value`` hold more than ``limit`` items.
+
+    Shared references count each time they are reached, as ``np.asarray`` would copy them; the
+    walk stops as soon as the limit is passed, so it costs at most ``limit`` steps.
+    """
+    stack, count = [value], 0
+    while stack:
+        item = stack.pop()
+        if isinstance(item, np.ndarray):
+            count += item.size
+            if item.dtype == object and count <= limit:
+                stack.extend(item.ravel().tolist())
+        elif isinstance(item, (list, tuple)):
+            count += len(item)
+            if count <= limit:
+                stack.extend(item)
+        else:
+            count += 1
+        if count > limit:
+            return True
+    return False
+
+
+def _empty(value: Any) -> bool:
+    """None or an empty sequence; a scalar is not empty (it is rejected later as not points)."""
+    if value is None:
+        return True
+    try:
+        return len(value) == 0
+    except TypeError:
+        return False
 
 
 @register("scenarionet", sniff=_sniff)
@@ -260,12 +347,14 @@ def read_scenarionet(path: str | Path) -> list[Scenario]:
 
 def signal_state(value: object) -> SignalState:
     """A ScenarioNet traffic-light state (string, Waymo enum integer or None) as ``SignalState``."""
-    if value is None:
-        return SignalState.UNKNOWN
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if isinstance(value, str):
+        return SIGNAL_STATES.get(value.strip().upper(), SignalState.UNKNOWN)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         index = int(value)
-        return SIGNAL_STATES[_WAYMO_SIGNAL_ORDER[index]] if 0 <= index < len(_WAYMO_SIGNAL_ORDER) else SignalState.UNKNOWN
-    return SIGNAL_STATES.get(str(value).strip().upper(), SignalState.UNKNOWN)
+        if not 0 <= index < len(_WAYMO_SIGNAL_ORDER):
+            return SignalState.UNKNOWN
+        return SIGNAL_STATES[_WAYMO_SIGNAL_ORDER[index]]
+    return SignalState.UNKNOWN
 
 
 class _Converter:
@@ -277,7 +366,7 @@ class _Converter:
             self.fail("", f"expected a dict (a ScenarioNet scenario description), got {type(raw).__name__}")
         self.raw = raw
         self.meta = self.mapping(raw, "metadata", "metadata")
-        self.dataset_word = str(self.meta.get("dataset") or "").strip().lower()
+        self.dataset_word = (self.text(self.meta.get("dataset"), "metadata.dataset") or "").strip().lower()
         self.nuscenes = self.dataset_word == "nuscenes"
         self.notes: list[str] = []
 
@@ -296,11 +385,24 @@ class _Converter:
             self.fail(field, f"must be a dict, got {type(value).__name__}")
         return value
 
+    def text(self, value: Any, field: str) -> str | None:
+        """An id or name: a string or an integer as a string; None when absent or empty."""
+        if value is None:
+            return None
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            return str(int(value))
+        if not isinstance(value, str):
+            self.fail(field, f"must be a string or an integer, got {type(value).__name__}")
+        return str(value) or None
+
     def floats(self, value: Any, field: str) -> np.ndarray:
+        """``value`` as float64; nested lists may expand to at most ``MAX_FIELD_ELEMENTS`` numbers."""
+        if not (isinstance(value, np.ndarray) and value.dtype != object) and _expands_beyond(value, MAX_FIELD_ELEMENTS):
+            self.fail(field, f"expands to more than {MAX_FIELD_ELEMENTS} values")
         try:
             array = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            self.fail(field, f"cannot be read as numbers: {exc}")
+        except (TypeError, ValueError, OverflowError) as exc:
+            self.fail(field, f"cannot be read as numbers: {str(exc)[:200]}")
         return array
 
     def points(self, value: Any, field: str) -> np.ndarray:
@@ -315,8 +417,8 @@ class _Converter:
     # ---- the scenario
 
     def scenario(self) -> Scenario:
-        log_id = self.meta.get("scenario_id") or self.raw.get("id")
-        if log_id is None or str(log_id) == "":
+        log_id = self.text(self.meta.get("scenario_id"), "metadata.scenario_id") or self.text(self.raw.get("id"), "id")
+        if log_id is None:
             self.fail("metadata.scenario_id", "missing (and no top-level id)")
         dataset = f"scenarionet-{safe_id_part(self.dataset_word)}" if self.dataset_word else "scenarionet"
         t_us = self.timestamps()
@@ -324,10 +426,11 @@ class _Converter:
         road_map = self.road_map()
         signals = self.signals(t_us.size)
         if self.nuscenes:
-            self.notes.insert(0, "nuScenes 2 Hz labels interpolated to 10 Hz by ScenarioNet; velocities are its finite differences")
+            self.notes.insert(0, _NUSCENES_NOTE)
         frame = "ScenarioNet world frame [m], as stored"
-        if self.meta.get("map"):
-            frame += f" ({self.dataset_word or 'source'} map {self.meta['map']})"
+        map_name = self.meta.get("map")
+        if isinstance(map_name, str) and map_name:
+            frame += f" ({self.dataset_word or 'source'} map {map_name})"
         provenance = Provenance(
             dataset=dataset,
             source_file=str(self.path),
@@ -352,8 +455,8 @@ class _Converter:
             seconds = self.floats(ts, "metadata.ts")
             if seconds.ndim != 1 or seconds.size == 0:
                 self.fail("metadata.ts", f"must be a non-empty 1-D array of seconds, got shape {seconds.shape}")
-            if not np.isfinite(seconds).all():
-                self.fail("metadata.ts", "contains NaN or infinite values")
+            if not (np.abs(seconds) < _MAX_TIME_S).all():
+                self.fail("metadata.ts", f"contains NaN, infinite or out-of-range (> {_MAX_TIME_S:.0e} s) values")
             t_us = np.rint(seconds * 1e6).astype(np.int64)
             if t_us.size > 1:
                 dt_us = int(np.rint(np.median(np.diff(seconds)) * 1e6))
@@ -362,39 +465,47 @@ class _Converter:
                     t_us = grid
         else:
             rate = self.meta.get("sample_rate")
-            length = self.raw.get("length")
+            length = self.length()
             if rate is None or length is None:
                 self.fail("metadata.ts", "missing (and no metadata.sample_rate with a top-level length)")
             try:
-                dt_s, steps = float(rate), int(length)
+                dt_s, steps = float(rate), length
             except (TypeError, ValueError):
                 self.fail("metadata.sample_rate", f"{rate!r} / length {length!r} are not numbers")
-            if not (dt_s > 0 and steps > 0):
+            if not (0 < dt_s < 3600 and 0 < steps < 10_000_000):
                 self.fail("metadata.sample_rate", f"must be positive with a positive length, got {rate!r}, {length!r}")
             t_us = np.rint(np.arange(steps) * dt_s * 1e6).astype(np.int64)
             self.notes.append(f"no metadata.ts: time is step x {dt_s} s")
         if t_us.size > 1 and not (np.diff(t_us) > 0).all():
             step = int(np.argmax(np.diff(t_us) <= 0)) + 1
             self.fail("metadata.ts", f"timestamps are not strictly increasing (step {step})")
-        length = self.raw.get("length")
-        if length is not None and isinstance(length, (int, np.integer)) and int(length) != t_us.size:
-            self.fail("length", f"{int(length)} steps but metadata.ts has {t_us.size}")
+        length = self.length()
+        if length is not None and length != t_us.size:
+            self.fail("length", f"{length} steps but metadata.ts has {t_us.size}")
         return t_us
+
+    def length(self) -> int | None:
+        """The top-level ``length`` (number of steps), when present."""
+        length = self.raw.get("length")
+        if length is None:
+            return None
+        if not isinstance(length, (int, np.integer)) or isinstance(length, (bool, np.bool_)):
+            self.fail("length", f"must be an integer number of steps, got {type(length).__name__}")
+        return int(length)
 
     def tracks(self, num_steps: int) -> tuple[Tracks, int]:
         raw_tracks = self.mapping(self.raw, "tracks", "tracks")
         if not raw_tracks:
             self.fail("tracks", "no tracks (the scenario has no road users)")
-        sdc = self.meta.get("sdc_id")
+        sdc = self.text(self.meta.get("sdc_id"), "metadata.sdc_id")
         if sdc is None:
             self.fail("metadata.sdc_id", "missing (the ego's track id)")
-        ids = [str(k) for k in raw_tracks]
+        ids = [self.text(k, "tracks") or "" for k in raw_tracks]
         if str(sdc) not in ids:
             self.fail("metadata.sdc_id", f"{sdc!r} is not among the {len(ids)} tracks")
-        rows: dict[str, list[Any]] = {n: [] for n in ("agent_ids", "agent_types", "length", "width", "height", "x", "y", "z", "yaw", "vx", "vy", "valid")}
+        rows: dict[str, list[Any]] = {name: [] for name in _TRACK_FIELDS}
         dropped, swapped = 0, []
-        for key, track in raw_tracks.items():
-            agent_id = str(key)
+        for agent_id, track in zip(ids, raw_tracks.values()):
             where = f"tracks.{agent_id}"
             if not isinstance(track, dict):
                 self.fail(where, f"must be a dict, got {type(track).__name__}")
@@ -414,17 +525,17 @@ class _Converter:
             for name, array in (("position", position), ("heading", heading), ("velocity", velocity)):
                 bad = ~np.isfinite(array.reshape(num_steps, -1)).all(axis=1) & valid
                 if bad.any():
-                    self.fail(f"{where}.state.{name}", f"NaN or infinite value where valid (step {int(np.argmax(bad))})")
-            kind = agent_type(str(track.get("type", "UNSET")))
+                    step = int(np.argmax(bad))
+                    self.fail(f"{where}.state.{name}", f"NaN or infinite value where valid (step {step})")
+            kind = agent_type(self.text(track.get("type"), f"{where}.type") or "UNSET")
             size = [self.size(state, name, where, num_steps, valid) for name in ("length", "width", "height")]
             if kind == AgentType.VEHICLE and size[0] < size[1]:
                 size[0], size[1] = size[1], size[0]
                 swapped.append(agent_id)
             z = position[:, 2] if position.shape[1] == 3 else np.zeros(num_steps)
-            for name, value in zip(
-                rows,
-                (agent_id, int(kind), *size, position[:, 0], position[:, 1], z, heading, velocity[:, 0], velocity[:, 1], valid),
-            ):
+            x, y = position[:, 0], position[:, 1]
+            vx, vy = velocity[:, 0], velocity[:, 1]
+            for name, value in zip(_TRACK_FIELDS, (agent_id, int(kind), *size, x, y, z, heading, vx, vy, valid)):
                 rows[name].append(value)
         if dropped:
             self.notes.append(f"{dropped} tracks never valid, dropped")
@@ -467,11 +578,11 @@ class _Converter:
         skipped: Counter[str] = Counter()
         lane_entries: list[tuple[str, dict[Any, Any]]] = []
         for key, item in raw_map.items():
-            feature_id = str(key)
+            feature_id = self.text(key, "map_features") or ""
             where = f"map_features.{feature_id}"
             if not isinstance(item, dict):
                 self.fail(where, f"must be a dict, got {type(item).__name__}")
-            word = str(item.get("type", "")).strip().upper()
+            word = (self.text(item.get("type"), f"{where}.type") or "").strip().upper()
             if word.startswith("LANE_"):
                 lane_entries.append((feature_id, item))
                 continue
@@ -484,8 +595,7 @@ class _Converter:
         centerlines: dict[str, np.ndarray | None] = {}
         for feature_id, item in lane_entries:
             line = item.get("polyline")
-            empty = line is None or not len(line)
-            centerlines[feature_id] = None if empty else self.points(line, f"map_features.{feature_id}.polyline")
+            centerlines[feature_id] = None if _empty(line) else self.points(line, f"map_features.{feature_id}.polyline")
         heading_column = self.heading_column([c for c in centerlines.values() if c is not None])
         dangling = 0
         for feature_id, item in lane_entries:
@@ -497,11 +607,11 @@ class _Converter:
             if heading_column and centerline.shape[1] == 3:
                 centerline = centerline[:, :2]
             topology = {}
-            for name, key in (("predecessors", "entry_lanes"), ("successors", "exit_lanes"), ("left_neighbors", "left_neighbor"), ("right_neighbors", "right_neighbor")):
+            for name, key in _LANE_TOPOLOGY:
                 refs = self.lane_refs(item.get(key), f"{where}.{key}")
                 topology[name] = [r for r in refs if r in lane_ids]
                 dangling += len(refs) - len(topology[name])
-            word = str(item.get("type")).strip().upper()
+            word = str(item["type"]).strip().upper()
             lane = Lane(
                 feature_id,
                 centerline,
@@ -511,19 +621,20 @@ class _Converter:
             )
             lanes.append(lane)
             polygon = item.get("polygon")
-            if polygon is not None and len(polygon):
+            if not _empty(polygon):
                 outline = self.polygon(polygon, f"{where}.polygon")
                 if outline is not None:
                     polygons[feature_id] = outline
         for lane in lanes:
             if lane.id in polygons:
-                features.append(MapFeature(f"drivable-{lane.id}", FeatureKind.DRIVABLE_AREA, polygons[lane.id], subtype="lane_polygon"))
+                outline, subtype = polygons[lane.id], "lane_polygon"
             else:
-                features.append(MapFeature(f"drivable-{lane.id}", FeatureKind.DRIVABLE_AREA, lane.polygon(), subtype="derived_from_lane"))
+                outline, subtype = lane.polygon(), "derived_from_lane"
+            features.append(MapFeature(f"drivable-{lane.id}", FeatureKind.DRIVABLE_AREA, outline, subtype=subtype))
         if heading_column:
             self.notes.append("lane polylines carry (x, y, heading): heading column dropped, lane z = 0")
         if self.nuscenes:
-            self.notes.append("nuScenes boundary_* lines (drivable-area outlines) read as road edges; placeholder lane speed limits dropped")
+            self.notes.append(_NUSCENES_MAP_NOTE)
         if dangling:
             self.notes.append(f"{dangling} lane references to lanes not in the file dropped")
         if skipped:
@@ -546,21 +657,28 @@ class _Converter:
             return False
         pooled = np.concatenate(errors)
         third = np.concatenate([line[:, 2] for line in centerlines if line.shape[1] == 3])
-        return pooled.size > 0 and float(np.median(pooled)) < HEADING_COLUMN_TOLERANCE_RAD and bool((np.abs(third) <= np.pi + 1e-6).all())
+        if pooled.size == 0 or not (np.abs(third) <= np.pi + 1e-6).all():
+            return False
+        return float(np.median(pooled)) < HEADING_COLUMN_TOLERANCE_RAD
 
     def lane_refs(self, value: Any, field: str) -> list[str]:
         """Lane ids from a list of ids or of neighbour dicts (``feature_id``)."""
         if value is None:
             return []
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        try:
+            if isinstance(value, (str, bytes, dict)):
+                raise TypeError
+            items = list(value)
+        except TypeError:
             self.fail(field, f"must be a list of lane ids, got {type(value).__name__}")
         refs = []
-        for ref in value:
+        for ref in items:
             if isinstance(ref, dict):
                 ref = ref.get("feature_id", ref.get("id"))
-                if ref is None:
-                    self.fail(field, "a neighbour entry has no feature_id")
-            refs.append(str(ref.item() if isinstance(ref, np.generic) else ref))
+            text = self.text(ref, field)
+            if text is None:
+                self.fail(field, "a lane reference is empty (or a neighbour entry has no feature_id)")
+            refs.append(text)
         return refs
 
     def speed_limit(self, item: Mapping[Any, Any], where: str) -> float:
@@ -593,8 +711,9 @@ class _Converter:
             if position is None:
                 self.fail(field, "missing")
             point = self.floats(position, field)
-            point = self.points(point.reshape(1, -1) if point.ndim == 1 else point[:1], field)
-            return MapFeature(feature_id, FeatureKind.STOP_SIGN, point, lane_ids=self.lane_refs(item.get("lane"), f"{where}.lane"))
+            point = self.points(point.reshape(1, -1) if point.ndim <= 1 else point[:1], field)
+            lane_ids = self.lane_refs(item.get("lane"), f"{where}.lane")
+            return MapFeature(feature_id, FeatureKind.STOP_SIGN, point, lane_ids=lane_ids)
         kind: FeatureKind | None = None
         subtype = ""
         if word.startswith("ROAD_LINE_") or word == "UNKNOWN":
@@ -611,7 +730,7 @@ class _Converter:
             return None
         if kind in POLYGON_KINDS:
             source = item.get("polygon") if item.get("polygon") is not None else item.get("polyline")
-            if source is None or not len(source):
+            if _empty(source):
                 return None
             outline = self.polygon(source, f"{where}.polygon")
             return None if outline is None else MapFeature(feature_id, kind, outline, subtype=subtype)
@@ -619,7 +738,7 @@ class _Converter:
         closed = line is None and item.get("polygon") is not None  # e.g. a sidewalk outline as a road edge
         if closed:
             line = item["polygon"]
-        if line is None or not len(line):
+        if _empty(line):
             return None
         points = self.points(line, f"{where}.{'polygon' if closed else 'polyline'}")
         if closed and not np.array_equal(points[0], points[-1]):
@@ -633,29 +752,26 @@ class _Converter:
         lane_ids, states, stops = [], [], []
         unknown: Counter[str] = Counter()
         for key, item in raw.items():
-            where = f"dynamic_map_states.{key}"
+            signal_id = self.text(key, "dynamic_map_states") or ""
+            where = f"dynamic_map_states.{signal_id}"
             if not isinstance(item, dict):
                 self.fail(where, f"must be a dict, got {type(item).__name__}")
-            if str(item.get("type", "TRAFFIC_LIGHT")).upper() != "TRAFFIC_LIGHT":
+            if (self.text(item.get("type"), f"{where}.type") or "TRAFFIC_LIGHT").upper() != "TRAFFIC_LIGHT":
                 continue
             per_step = self.mapping(item, "state", f"{where}.state").get("object_state")
-            if per_step is None or isinstance(per_step, (str, bytes)) or len(per_step) != num_steps:
-                got = "missing" if per_step is None else f"{len(per_step)} entries"
+            listed = isinstance(per_step, (list, tuple)) or (isinstance(per_step, np.ndarray) and per_step.ndim == 1)
+            if not listed or len(per_step) != num_steps:
+                got = f"{len(per_step)} entries" if listed else type(per_step).__name__
                 self.fail(f"{where}.state.object_state", f"must list one state per step ({num_steps}), got {got}")
-            codes = []
-            for value in per_step:
-                code = signal_state(value)
-                if code == SignalState.UNKNOWN and value is not None and str(value).upper() not in SIGNAL_STATES and not isinstance(value, (int, np.integer)):
-                    unknown[str(value)] += 1
-                codes.append(int(code))
+            codes = [int(signal_state(value)) for value in per_step]
+            unknown.update(str(v) for v in per_step if isinstance(v, str) and v.strip().upper() not in SIGNAL_STATES)
             stop = item.get("stop_point")
             if stop is None:
                 self.fail(f"{where}.stop_point", "missing")
             stop = self.floats(stop, f"{where}.stop_point").ravel()
             if stop.size not in (2, 3) or not np.isfinite(stop).all():
-                self.fail(f"{where}.stop_point", f"must be 2 or 3 finite numbers, got {stop.tolist()}")
-            lane = item.get("lane")
-            lane_ids.append(str(key if lane is None else (lane.item() if isinstance(lane, np.generic) else lane)))
+                self.fail(f"{where}.stop_point", f"must be 2 or 3 finite numbers, got {stop.size} values")
+            lane_ids.append(self.text(item.get("lane"), f"{where}.lane") or signal_id)
             states.append(codes)
             stops.append(np.r_[stop, 0.0] if stop.size == 2 else stop)
         if unknown:

@@ -17,10 +17,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import scenarios
 from scenarios import AgentType, FeatureKind, ScenarioError, SignalState
 from scenarios.importers import detect
+from scenarios.importers import scenarionet
 from scenarios.importers.base import read_head
 from scenarios.importers.scenarionet import SIGNAL_STATES, _sniff, read_scenarionet, signal_state
 
@@ -396,6 +399,43 @@ def test_object_array_from_raw_bytes_is_refused(tmp_path):
         read_scenarionet(path)
 
 
+def test_memo_index_bomb_is_refused_before_loading(tmp_path):
+    path = tmp_path / "memo.pkl"
+    path.write_bytes(b"\x80\x02}r" + (2**31 - 1).to_bytes(4, "little") + b".")  # LONG_BINPUT 2**31 - 1
+    with pytest.raises(ScenarioError, match="memo index 2147483647 out of range") as err:
+        read_scenarionet(path)
+    assert err.value.field == "pickle"
+
+
+def test_extension_registry_opcode_is_refused(tmp_path):
+    path = tmp_path / "ext.pkl"
+    path.write_bytes(b"\x80\x02\x82\x01.")  # EXT1 1: a global looked up in copyreg's registry
+    with pytest.raises(ScenarioError, match="refused opcode EXT1"):
+        read_scenarionet(path)
+
+
+def test_reconstruct_only_as_numpy_writes_it(tmp_path):
+    from numpy._core.multiarray import _reconstruct
+
+    path = write(tmp_path, {"metadata": _Reduce(_reconstruct, np.ndarray, (10**12,), b"O")})  # 8 TB of None
+    with pytest.raises(ScenarioError, match="_reconstruct is only allowed"):
+        read_scenarionet(path)
+
+
+def test_shared_references_cannot_multiply_a_field(tmp_path, monkeypatch):
+    monkeypatch.setattr(scenarionet, "MAX_FIELD_ELEMENTS", 100_000)  # the walk stops at the limit: keep it quick
+    nested: Any = [1.0] * 1000
+    for _ in range(3):
+        nested = [nested] * 1000  # 10**12 numbers from a few kB of memo references
+    description = waymo_like()
+    description["tracks"]["8"]["state"]["position"] = nested
+    path = write(tmp_path, description)
+    assert path.stat().st_size < 50_000
+    with pytest.raises(ScenarioError, match="expands to more than") as err:
+        read_scenarionet(path)
+    assert err.value.field == "tracks.8.state.position"
+
+
 class _ReduceWithState:
     def __init__(self, func: Any, args: tuple, state: Any) -> None:
         self.func, self.args, self.state = func, args, state
@@ -496,3 +536,57 @@ def test_a_bad_file_does_not_stop_a_batch(data_dir, tmp_path):
     assert [o.ok for o in outcomes] == [False, True]
     assert outcomes[0].error.field == "pickle" and outcomes[1].scenarios[0].num_agents == 33
     assert FeatureKind.ROAD_EDGE in {f.kind for f in outcomes[1].scenarios[0].road_map.features}
+
+
+# --------------------------------------------------------------------------- fuzzing: only ScenarioError
+
+
+def _leaf_paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    if isinstance(node, dict):
+        return [prefix] + [p for k, v in node.items() for p in _leaf_paths(v, (*prefix, k))]
+    return [prefix]
+
+
+_JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 10),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.lists(st.one_of(st.none(), st.floats(), st.text(max_size=3)), max_size=4),
+    st.just({}),
+    st.just(np.zeros((T, 7))),
+    st.just(np.full(T, np.nan)),
+    st.just(np.array(["a", "b"])),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_corrupted_field_is_a_scenario_error(tmp_path, data):
+    description = waymo_like()
+    path_to = data.draw(st.sampled_from(_leaf_paths(description)[1:]))
+    junk = data.draw(_JUNK)
+    parent = description
+    for key in path_to[:-1]:
+        parent = parent[key]
+    parent[path_to[-1]] = junk
+    try:
+        read_scenarionet(write(tmp_path, description, name="fuzz.pkl"))
+    except ScenarioError as err:
+        assert err.source.startswith(str(tmp_path / "fuzz.pkl"))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_damaged_byte_is_a_scenario_error(tmp_path, data):
+    clean = bytearray(pickle.dumps(waymo_like(), protocol=data.draw(st.sampled_from([2, 4, 5]))))
+    for _ in range(data.draw(st.integers(1, 4))):
+        clean[data.draw(st.integers(0, len(clean) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(clean)))
+    path = tmp_path / "damaged.pkl"
+    path.write_bytes(bytes(clean[:cut]))
+    try:
+        read_scenarionet(path)
+    except ScenarioError as err:
+        assert err.source.startswith(str(path))
