@@ -98,6 +98,7 @@ class Plan:
     prefill: list[tuple[float, float]]
     stack: np.ndarray  # (S, 5, N) the log's x, y, yaw, vx, vy per env step (local frame)
     others: np.ndarray  # (S, N) bool: the log's valid mask with the ego's row cleared
+    lw: np.ndarray  # (2, N) length, width [m]
     bev: BevRasteriser | None = None
     render_bev: BevRasteriser | None = None
     extra: dict = field(default_factory=dict)
@@ -161,6 +162,8 @@ class DriveTwinEnv(gymnasium.Env):
         self._bevs: OrderedDict[tuple, BevRasteriser] = OrderedDict()
         self._lidar_dirs = lidar_directions(cfg.lidar_beams)
         self._route_offsets = cfg.route_spacing_m * np.arange(1, cfg.route_points + 1)
+        ratio = cfg.route_spacing_m / ROUTE_SPACING_M
+        self._route_stride = int(round(ratio)) if abs(ratio - round(ratio)) < 1e-9 else 0
         self._want_state = cfg.has(ObservationPart.STATE)
         self._want_lidar = cfg.has(ObservationPart.LIDAR)
         self._want_bev = cfg.has(ObservationPart.BEV)
@@ -334,6 +337,7 @@ class DriveTwinEnv(gymnasium.Env):
             types=tr.agent_types.astype(np.int64), half_diag=0.5 * np.hypot(tr.length, tr.width),
             reactive_rows=np.flatnonzero(reactive), agents_mode=agents_mode, latency_steps=latency, prefill=prefill,
             stack=np.ascontiguousarray(np.stack([log.x, log.y, log.yaw, log.vx, log.vy]).transpose(2, 0, 1)),
+            lw=np.stack([tr.length, tr.width]),
             others=np.ascontiguousarray(log.valid.T),
         )
         plan.others[:, e] = False
@@ -545,8 +549,12 @@ class DriveTwinEnv(gymnasium.Env):
         self._rec_cmd[k] = cmd
         self._rec_offroad[k] = offroad
 
-    def _perceived(self) -> dict[str, np.ndarray]:
-        """The other road users as the ego perceives them (noise, dropout), in the ego frame."""
+    def _perceived(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The other road users as the ego perceives them (noise, dropout), in the ego frame.
+
+        Returns (features (8, M): x, y, vx, vy, cos yaw, sin yaw, length, width; relative yaw (M,);
+        types (M,)), positions and velocities relative to the ego's.
+        """
         plan, ego = self.plan, self.ego
         cond = plan.scenario.conditions
         rows = np.flatnonzero(self._present)
@@ -554,32 +562,38 @@ class DriveTwinEnv(gymnasium.Env):
         if cond.detection_dropout > 0 and rows.size:
             rows = rows[rng.random(rows.size) >= cond.detection_dropout]
         sub = self._state[:, rows]
-        x, y, yaw = sub[0], sub[1], sub[2]
+        xy = sub[0:2] - ((ego.x,), (ego.y,))
+        yaw = sub[2] - ego.yaw
         if cond.position_noise_m > 0 and rows.size:
-            noise = rng.normal(0.0, cond.position_noise_m, (2, rows.size))
-            x, y = x + noise[0], y + noise[1]
+            xy += rng.normal(0.0, cond.position_noise_m, (2, rows.size))
         if cond.heading_noise_rad > 0 and rows.size:
-            yaw = yaw + rng.normal(0.0, cond.heading_noise_rad, rows.size)
+            yaw += rng.normal(0.0, cond.heading_noise_rad, rows.size)
         c, s = math.cos(ego.yaw), math.sin(ego.yaw)
-        dx, dy = x - ego.x, y - ego.y
-        dvx, dvy = sub[3] - ego.vx, sub[4] - ego.vy
-        return {
-            "x": dx * c + dy * s,
-            "y": dy * c - dx * s,
-            "vx": dvx * c + dvy * s,
-            "vy": dvy * c - dvx * s,
-            "yaw": yaw - ego.yaw,
-            "length": plan.sizes[rows, 0],
-            "width": plan.sizes[rows, 1],
-            "type": plan.types[rows],
-        }
+        rot = np.array(((c, s), (-s, c)))
+        feat = np.empty((8, rows.size))
+        feat[0:2] = rot @ xy
+        feat[2:4] = rot @ (sub[3:5] - ((ego.vx,), (ego.vy,)))
+        feat[4] = np.cos(yaw)
+        feat[5] = np.sin(yaw)
+        feat[6:8] = plan.lw[:, rows]
+        return feat, yaw, plan.types[rows]
 
     def _route_ahead(self) -> np.ndarray:
-        ego = self.ego
-        pts = self.plan.route.interpolate(self._s + self._route_offsets)
+        """(N, 2) route points ahead of the ego's projection, in the ego frame."""
+        ego, route = self.ego, self.plan.route
+        i0 = self._route_hint
+        stride = self._route_stride
+        last = i0 + stride * len(self._route_offsets) + 1
+        if stride and 0 <= self._s - route.s[i0] <= ROUTE_SPACING_M and last < len(route.s):
+            # the points ahead are whole route spacings apart: one interpolation weight for all
+            t = (self._s - route.s[i0]) / ROUTE_SPACING_M
+            a = route.xy[i0 + stride : last : stride]
+            b = route.xy[i0 + stride + 1 : last + 1 : stride]
+            pts = a + t * (b - a)
+        else:
+            pts = route.interpolate(self._s + self._route_offsets)
         c, s = math.cos(ego.yaw), math.sin(ego.yaw)
-        rel = pts - (ego.x, ego.y)
-        return rel @ np.array([[c, -s], [s, c]])
+        return (pts - (ego.x, ego.y)) @ np.array(((c, -s), (s, c)))
 
     def _observe(self) -> dict[str, np.ndarray]:
         cfg, ego, plan = self.config, self.ego, self.plan
@@ -589,7 +603,7 @@ class DriveTwinEnv(gymnasium.Env):
             heading_err = (plan.route.heading_at_segment(self._route_hint) - ego.yaw + math.pi) % (2 * math.pi) - math.pi
             ego_vec = (ego.speed, ego.accel, ego.steer, ego.yaw_rate, plan.params.length, plan.params.width,
                        self._lat, heading_err)
-            obs["state"] = state_vector(cfg, ego_vec, rel, self._route_ahead())
+            obs["state"] = state_vector(cfg, ego_vec, rel[0], rel[2], self._route_ahead())
         if self._want_lidar:
             c, s = math.cos(ego.yaw), math.sin(ego.yaw)
             d = self._lidar_dirs
@@ -609,20 +623,23 @@ class DriveTwinEnv(gymnasium.Env):
             obs["camera_rgb"], obs["camera_depth"], obs["camera_seg"] = rgb, depth, seg
         return obs
 
-    def _bev(self, bev: BevRasteriser, rel: dict[str, np.ndarray]) -> np.ndarray:
+    def _bev(self, bev: BevRasteriser, rel: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
         ego, plan = self.ego, self.plan
         h, w = bev.size
         out = np.empty((h, w, 4), np.uint8)
         out[:, :, :2] = bev.static_layers(ego.x - plan.offset[0], ego.y - plan.offset[1], ego.yaw)
-        ext = bev.half_extent + 5.0
-        sel = (np.abs(rel["x"]) < ext) & (np.abs(rel["y"]) < ext)
-        out[:, :, 2] = bev.boxes(rel["x"][sel], rel["y"][sel], rel["yaw"][sel], rel["length"][sel], rel["width"][sel])
-        out[:, :, 3] = bev.polyline(self._route_local(bev.half_extent * 1.5))
+        hx, hy = bev._half_hw
+        feat, yaw, _ = rel
+        reach = 0.5 * (feat[6] + feat[7])
+        sel = (np.abs(feat[0]) < hx + reach) & (np.abs(feat[1]) < hy + reach)
+        out[:, :, 2] = bev.boxes(feat[0, sel], feat[1, sel], yaw[sel], feat[6, sel], feat[7, sel])
+        out[:, :, 3] = bev.polyline(self._route_local(bev.half_extent, 0.4 * bev.res), dense=True)
         return out
 
-    def _route_local(self, length: float) -> np.ndarray:
+    def _route_local(self, length: float, step: float = 1.0) -> np.ndarray:
+        """Route points from the ego's projection on for ``length`` [m], every ``step`` [m], ego frame."""
         ego, route = self.ego, self.plan.route
-        s = self._s + np.arange(0.0, length, 1.0)
+        s = self._s + np.arange(0.0, length, step)
         pts = route.interpolate(s)
         c, sn = math.cos(ego.yaw), math.sin(ego.yaw)
         dx, dy = pts[:, 0] - ego.x, pts[:, 1] - ego.y
@@ -671,7 +688,7 @@ class DriveTwinEnv(gymnasium.Env):
         img[:] = (46, 74, 40)
         img[static[:, :, 0] > 0] = (92, 92, 98)
         img[static[:, :, 1] > 0] = (235, 235, 235)
-        img[bev.polyline(self._route_local(bev.half_extent * 1.5)) > 0] = (70, 140, 235)
+        img[bev.polyline(self._route_local(bev.half_extent, 0.4 * bev.res), dense=True) > 0] = (70, 140, 235)
         rows = np.flatnonzero(self._present)
         sub = self._state[:, rows]
         c, s = math.cos(ego.yaw), math.sin(ego.yaw)

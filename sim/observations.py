@@ -71,15 +71,17 @@ def observation_space(config: EnvConfig) -> spaces.Dict:
 def state_vector(
     config: EnvConfig,
     ego: tuple[float, ...],
-    rel: dict[str, np.ndarray],
+    agents: np.ndarray,
+    types: np.ndarray,
     route_xy: np.ndarray,
 ) -> np.ndarray:
     """Assemble the ``state`` vector.
 
     Args:
         ego: the 8 ego features (``EGO_FEATURES``).
-        rel: perceived agents in the ego frame: ``x, y, vx, vy, yaw, length, width, type`` (M,)
-            arrays, already filtered to the present, perceived ones.
+        agents: (8, M) the perceived agents in the ego frame: x, y, vx, vy, cos and sin of the
+            relative heading, length, width (``AGENT_FEATURES[1:9]``).
+        types: (M,) their ``AgentType`` codes.
         route_xy: (N, 2) route points ahead in the ego frame.
     """
     k = config.num_agents_obs
@@ -87,21 +89,15 @@ def state_vector(
     ne = len(EGO_FEATURES)
     out = np.zeros(ne + k * nf + route_xy.size, np.float32)
     out[:ne] = ego
-    x = rel["x"]
-    m = len(x)
+    m = agents.shape[1]
     if m and k:
-        y = rel["y"]
+        x, y = agents[0], agents[1]
         order = np.argsort(x * x + y * y, kind="stable")[:k]
         n = len(order)
-        yaw = rel["yaw"][order]
         block = out[ne : ne + k * nf].reshape(k, nf)
         block[:n, 0] = 1.0
-        block[:n, 1:9] = np.stack(
-            [x[order], y[order], rel["vx"][order], rel["vy"][order], np.cos(yaw), np.sin(yaw),
-             rel["length"][order], rel["width"][order]], axis=1,
-        )
-        types = np.minimum(np.maximum(rel["type"][order], 0), len(AgentType) - 1)
-        block[np.arange(n), 9 + types] = 1.0
+        block[:n, 1:9] = agents[:, order].T
+        block[np.arange(n), 9 + np.minimum(np.maximum(types[order], 0), len(AgentType) - 1)] = 1.0
     out[ne + k * nf :] = route_xy.ravel()
     np.minimum(out, STATE_LIMIT, out=out)
     np.maximum(out, -STATE_LIMIT, out=out)
@@ -125,37 +121,41 @@ class BevRasteriser:
         cx = x0 + (np.arange(nx) + 0.5) * resolution
         cy = y0 + (np.arange(ny) + 0.5) * resolution
         gx, gy = np.meshgrid(cx, cy)
-        static = np.zeros((ny + 1, nx + 1, 2), np.uint8)  # one spare row/column reads as empty
+        # a border of one empty pixel all round: indices clamped into it read as nothing
+        static = np.zeros((ny + 2, nx + 2, 2), np.uint8)
         if not geometry.surface.is_empty:
-            static[:ny, :nx, 0] = np.where(shapely.contains_xy(geometry.surface, gx, gy), 255, 0)
+            static[1 : ny + 1, 1 : nx + 1, 0] = np.where(shapely.contains_xy(geometry.surface, gx, gy), 255, 0)
         for line in geometry.lines:
             pts = _densify(line, resolution / 2)
             c = np.floor((pts[:, 0] - x0) / resolution).astype(np.int64)
             r = np.floor((pts[:, 1] - y0) / resolution).astype(np.int64)
             ok = (c >= 0) & (c < nx) & (r >= 0) & (r < ny)
-            static[r[ok], c[ok], 1] = 255
+            static[r[ok] + 1, c[ok] + 1, 1] = 255
         self.static = static
+        self._packed = np.ascontiguousarray(static).view(np.uint16).ravel()  # both channels in one gather
         self.nx, self.ny = nx, ny
         h, w = size
-        # ego-frame coordinates of the output pixels: row 0 is ahead, column 0 is left
+        # ego-frame coordinates of the output pixels in pixels: row 0 is ahead, column 0 is left
         fwd = (h / 2 - 0.5 - np.arange(h)) * resolution
         left = (w / 2 - 0.5 - np.arange(w)) * resolution
-        self._fwd = np.repeat(fwd, w)
-        self._left = np.tile(left, h)
+        self._fwd = np.repeat(fwd, w) / resolution
+        self._left = np.tile(left, h) / resolution
         self.half_extent = 0.5 * math.hypot(h, w) * resolution
+        self._half_hw = (0.5 * h * resolution, 0.5 * w * resolution)
 
     def static_layers(self, x: float, y: float, yaw: float) -> np.ndarray:
         """(H, W, 2) drivable area and lane lines around the map-local pose."""
         c, s = math.cos(yaw), math.sin(yaw)
-        px = x + c * self._fwd - s * self._left
-        py = y + s * self._fwd + c * self._left
-        col = np.floor((px - self.origin[0]) / self.res).astype(np.int64)
-        row = np.floor((py - self.origin[1]) / self.res).astype(np.int64)
-        out = (col < 0) | (col >= self.nx) | (row < 0) | (row >= self.ny)
-        col[out] = self.nx
-        row[out] = self.ny
+        inv = 1.0 / self.res
+        # +1: the border; truncation toward zero only matters below 0, which clamps to the border
+        col = (c * self._fwd - s * self._left + ((x - self.origin[0]) * inv + 1.0)).astype(np.int64)
+        row = (s * self._fwd + c * self._left + ((y - self.origin[1]) * inv + 1.0)).astype(np.int64)
+        np.minimum(np.maximum(col, 0, out=col), self.nx + 1, out=col)
+        np.minimum(np.maximum(row, 0, out=row), self.ny + 1, out=row)
+        row *= self.nx + 2
+        row += col
         h, w = self.size
-        return self.static[row, col].reshape(h, w, 2)
+        return self._packed.take(row).view(np.uint8).reshape(h, w, 2)
 
     def boxes(self, x: np.ndarray, y: np.ndarray, yaw: np.ndarray, length: np.ndarray, width: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """(H, W) raster of boxes given in the ego frame (x ahead, y left) [m]: 255, or ``labels`` where drawn."""
@@ -163,47 +163,54 @@ class BevRasteriser:
         img = np.zeros((h, w), np.uint8 if labels is None else np.int64)
         if not len(x):
             return img
-        res = self.res
-        # pixel-space centres: row grows backwards, column grows to the right
-        ci = h / 2 - 0.5 - x / res
-        cj = w / 2 - 0.5 - y / res
-        rad = 0.5 * np.hypot(length, width) / res + 1.0
-        r0 = np.clip(np.floor(ci - rad), 0, h).astype(np.int64)
-        r1 = np.clip(np.ceil(ci + rad) + 1, 0, h).astype(np.int64)
-        c0 = np.clip(np.floor(cj - rad), 0, w).astype(np.int64)
-        c1 = np.clip(np.ceil(cj + rad) + 1, 0, w).astype(np.int64)
-        bh, bw = np.maximum(r1 - r0, 0), np.maximum(c1 - c0, 0)
-        area = bh * bw
-        keep = area > 0
-        if not keep.any():
+        inv = 1.0 / self.res
+        # pixel-space centres: rows grow backwards, columns to the right
+        ci = (h / 2 - 0.5) - x * inv
+        cj = (w / 2 - 0.5) - y * inv
+        cos, sin = np.cos(yaw), np.sin(yaw)
+        hl, hw = 0.5 * inv * length, 0.5 * inv * width
+        ac, asn = np.abs(cos), np.abs(sin)
+        rad_r = hl * ac + hw * asn + 1.0  # half extents of the rotated box along rows and columns
+        rad_c = hl * asn + hw * ac + 1.0
+        r0 = np.minimum(np.maximum(ci - rad_r, 0), h).astype(np.int64)
+        r1 = np.minimum(np.maximum(ci + rad_r + 1, 0), h).astype(np.int64)
+        c0 = np.minimum(np.maximum(cj - rad_c, 0), w).astype(np.int64)
+        c1 = np.minimum(np.maximum(cj + rad_c + 1, 0), w).astype(np.int64)
+        bw = np.maximum(c1 - c0, 0)
+        area = np.maximum(r1 - r0, 0) * bw
+        total = int(area.sum())
+        if total == 0:
             return img
-        idx = np.flatnonzero(keep)
-        area = area[idx]
-        who = np.repeat(idx, area)
-        off = np.arange(area.sum()) - np.repeat(np.cumsum(area) - area, area)
-        rr = r0[who] + off // bw[who]
-        cc = c0[who] + off % bw[who]
-        ex = (h / 2 - 0.5 - rr) * res - x[who]
-        ey = (w / 2 - 0.5 - cc) * res - y[who]
-        cy, sy = np.cos(yaw[who]), np.sin(yaw[who])
-        u = ex * cy + ey * sy
-        v = -ex * sy + ey * cy
-        inside = (np.abs(u) <= 0.5 * length[who]) & (np.abs(v) <= 0.5 * width[who])
+        # every pixel of every box's bounding box, with its box's parameters gathered in one go
+        who = np.repeat(np.arange(len(x)), area)
+        off = np.arange(total) - np.repeat(np.cumsum(area) - area, area)
+        ints = np.stack([r0, c0, bw], axis=1)[who]
+        q, rem = np.divmod(off, ints[:, 2])
+        rr = ints[:, 0] + q
+        cc = ints[:, 1] + rem
+        f = np.stack([ci, cj, cos, sin, hl, hw], axis=1)[who]
+        ex = f[:, 0] - rr  # ahead of the box's centre [px]
+        ey = f[:, 1] - cc  # left of it [px]
+        inside = (np.abs(ex * f[:, 2] + ey * f[:, 3]) <= f[:, 4]) & (np.abs(ey * f[:, 2] - ex * f[:, 3]) <= f[:, 5])
         img[rr[inside], cc[inside]] = 255 if labels is None else labels[who[inside]]
         return img
 
-    def polyline(self, pts: np.ndarray) -> np.ndarray:
-        """(H, W) uint8 raster of a polyline given in the ego frame [m]."""
+    def polyline(self, pts: np.ndarray, dense: bool = False) -> np.ndarray:
+        """(H, W) uint8 raster of a polyline given in the ego frame [m] (``dense``: points already
+        at most half a pixel apart)."""
         h, w = self.size
-        img = np.zeros((h, w), np.uint8)
+        img = np.zeros((h + 2, w + 2), np.uint8)  # with a border that takes what falls outside
         if len(pts) == 0:
-            return img
-        dense = _densify(pts, self.res / 2)
-        r = np.floor(h / 2 - dense[:, 0] / self.res).astype(np.int64)
-        c = np.floor(w / 2 - dense[:, 1] / self.res).astype(np.int64)
-        ok = (r >= 0) & (r < h) & (c >= 0) & (c < w)
-        img[r[ok], c[ok]] = 255
-        return img
+            return img[1:-1, 1:-1]
+        if not dense:
+            pts = _densify(pts, self.res / 2)
+        inv = 1.0 / self.res
+        r = (h / 2 + 1.0 - pts[:, 0] * inv).astype(np.int64)
+        c = (w / 2 + 1.0 - pts[:, 1] * inv).astype(np.int64)
+        np.minimum(np.maximum(r, 0, out=r), h + 1, out=r)
+        np.minimum(np.maximum(c, 0, out=c), w + 1, out=c)
+        img[r, c] = 255
+        return img[1:-1, 1:-1]
 
 
 def _densify(line: np.ndarray, step: float) -> np.ndarray:

@@ -1,0 +1,142 @@
+"""Env steps per second on the real Waymo JSON scenario with the most agents (single process).
+
+Usage: python benchmarks/bench_env.py [--runs 5] [--steps 3000] [--data ../shared/data]
+
+What is timed: ``gymnasium.make("drivetwin/Replay-v0", ...)`` with log-replay agents, the
+kinematic bicycle, continuous zero actions (the ego coasts), terminations off so that every
+episode runs the log's full length, and resets included (``reset()`` at every episode's end).
+Configurations: ``state`` observations; ``state`` + ``lidar`` with 1024 beams; ``state`` +
+``bev`` 84x84. Each figure is the median over ``--runs`` runs. Also printed:
+
+- the reset time on a known scenario (median of 200), and the first (cold) reset, which builds
+  the road mesh and the scenario's plan;
+- pybullet's raw cost of one step's engine work: ``resetBasePositionAndOrientation`` for every
+  agent box + ``performCollisionDetection`` + ``getContactPoints``, and the ratio of the env's
+  step time to it (the distance to the engine's limit).
+
+Wall-clock figures depend on what else runs on the machine, so CPU-time figures
+(``time.process_time``) are printed beside them, with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gymnasium  # noqa: E402
+import numpy as np  # noqa: E402
+
+import scenarios  # noqa: E402
+import sim  # noqa: E402,F401  (registers the env ids)
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "state": {"observation": ["state"]},
+    "state+lidar1024": {"observation": ["state", "lidar"], "lidar_beams": 1024},
+    "state+bev84": {"observation": ["state", "bev"], "bev_size": (84, 84)},
+}
+COMMON = {"terminate_on_collision": False, "terminate_on_offroad": False, "terminate_on_goal": False}
+
+
+def busiest_waymo(data: Path) -> scenarios.Scenario:
+    """The Waymo JSON scenario with the most agents."""
+    found = []
+    for path in sorted((data / "waymo_json").glob("*.json")):
+        found.extend(scenarios.load(path))
+    if not found:
+        raise SystemExit(f"no Waymo JSON scenario under {data / 'waymo_json'}")
+    return max(found, key=lambda s: (s.num_agents, s.id))
+
+
+def run(env: gymnasium.Env, steps: int) -> tuple[float, float, int]:
+    """(wall s, cpu s, resets) for ``steps`` steps with resets at episode ends."""
+    action = np.zeros(2, np.float32)
+    env.reset(seed=0)
+    resets = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+            resets += 1
+    return time.perf_counter() - wall, time.process_time() - cpu, resets
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3000, help="steps per run for `state` (a third for the others)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args()
+
+    scenario = busiest_waymo(args.data)
+    print(f"scenario {scenario.id}: {scenario.num_agents} agents, {scenario.num_steps} steps at {scenario.dt_us / 1e6:g} s")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.runs} runs each, medians\n")
+
+    results: dict[str, tuple[float, float]] = {}
+    for name, extra in CONFIGS.items():
+        steps = args.steps if name == "state" else max(args.steps // 3, 100)
+        env = gymnasium.make("drivetwin/Replay-v0", scenario=scenario, config={**COMMON, **extra})
+        env.reset(seed=0)
+        walls, cpus = [], []
+        resets = 0
+        for _ in range(args.runs):
+            wall, cpu, resets = run(env, steps)
+            walls.append(steps / wall)
+            cpus.append(steps / cpu)
+        env.close()
+        results[name] = (statistics.median(walls), statistics.median(cpus))
+        print(f"{name:18s} {results[name][0]:8.0f} steps/s wall  {results[name][1]:8.0f} steps/s cpu   "
+              f"({steps} steps, {resets} resets per run)")
+
+    # reset time and pybullet's raw cost, on the `state` env
+    env = gymnasium.make("drivetwin/Replay-v0", scenario=scenario, config={**COMMON, **CONFIGS["state"]})
+    base = env.unwrapped
+    t0 = time.perf_counter()
+    env.reset(seed=0)
+    cold = time.perf_counter() - t0
+    walls, cpus = [], []
+    for _ in range(200):
+        w, c = time.perf_counter(), time.process_time()
+        env.reset()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    print(f"\nreset (known scenario) {statistics.median(walls) * 1e3:7.3f} ms wall  {statistics.median(cpus) * 1e3:7.3f} ms cpu;"
+          f" first (cold) reset {cold * 1e3:.1f} ms")
+
+    # the env's pure step time (no resets) on the same env, against the raw engine work
+    action = np.zeros(2, np.float32)
+    step_w, step_c, raw_w = [], [], []
+    for _ in range(args.runs):
+        env.reset(seed=0)
+        n = 0
+        w, c = time.perf_counter(), time.process_time()
+        while True:
+            _, _, terminated, truncated, _ = env.step(action)
+            n += 1
+            if terminated or truncated:
+                break
+        step_w.append((time.perf_counter() - w) / n)
+        step_c.append((time.process_time() - c) / n)
+        plan = base.plan
+        k = plan.log.num_steps // 2
+        state = plan.stack[k]
+        raw_w.append(base.world.raw_step_cost(state[0], state[1], state[2], repeats=200))
+    env.close()
+    step, step_cpu, raw = statistics.median(step_w), statistics.median(step_c), statistics.median(raw_w)
+    bodies = int((base.world.bodies >= 0).sum())
+    print(f"step (no resets)       {step * 1e6:7.1f} us wall  {step_cpu * 1e6:7.1f} us cpu")
+    print(f"pybullet raw step      {raw * 1e6:7.1f} us wall  (move {bodies} boxes + performCollisionDetection + getContactPoints)")
+    print(f"ratio env step / raw   {step / raw:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
