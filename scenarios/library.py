@@ -72,6 +72,8 @@ TMP_SUFFIX = ".tmp"
 META_SCHEMA_VERSION = b"drivetwin.schema_version"
 META_TABLE = b"drivetwin.table"
 META_UNITS = b"drivetwin.units"
+#: In a compacted scenarios part: JSON list of the part names whose rows it holds.
+META_SUPERSEDES = b"drivetwin.supersedes"
 #: Field-metadata key holding a column's unit ("1" for dimensionless, "" for none).
 FIELD_UNIT = b"unit"
 FIELD_DESCRIPTION = b"description"
@@ -115,6 +117,7 @@ HEADING_NOISE_RAD = "heading_noise_rad"
 DETECTION_DROPOUT = "detection_dropout"
 AGENTS_MODE = "agents_mode"
 REACTIVE_AGENTS = "reactive_agents"
+REPLAY_AGENTS = "replay_agents"
 TRACKS_KEY = "tracks_key"
 TRACKS_FILE = "tracks_file"
 TRACKS_ROW_GROUP = "tracks_row_group"
@@ -240,6 +243,7 @@ SCENARIOS_SCHEMA = _schema(
         _field(DETECTION_DROPOUT, pa.float64(), "1", "probability"),
         _field(AGENTS_MODE, _STR),
         _field(REACTIVE_AGENTS, _STR_LIST),
+        _field(REPLAY_AGENTS, _STR_LIST),
         _field(TRACKS_KEY, _STR, description="content hash of t_us and the tracks"),
         _field(TRACKS_FILE, _STR, description="part file in tracks/ holding the key"),
         _field(TRACKS_ROW_GROUP, pa.int32(), description="row group of the key in tracks_file"),
@@ -559,6 +563,7 @@ def _scenario_row(s: Scenario) -> dict[str, Any]:
         DETECTION_DROPOUT: c.detection_dropout,
         AGENTS_MODE: c.agents_mode,
         REACTIVE_AGENTS: list(c.reactive_agents),
+        REPLAY_AGENTS: list(c.replay_agents),
     }
 
 
@@ -660,6 +665,11 @@ def _decode_signals(table: pa.Table, num_signals: int, num_steps: int, source: s
 # --- the library ----------------------------------------------------------------------------
 
 
+def _part_name() -> str:
+    """A new part file name; names sort in the order they were made."""
+    return f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{PART_SUFFIX}"
+
+
 def _is_part(name: str) -> bool:
     return name.startswith("part-") and name.endswith(PART_SUFFIX)
 
@@ -672,6 +682,10 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+#: Columns added after schema version 1 was first written: older parts lack them (read as null).
+OPTIONAL_COLUMNS = frozenset({REPLAY_AGENTS})
+
+
 def _check_schema(schema: pa.Schema, table: str, path: Path) -> None:
     meta = schema.metadata or {}
     version = meta.get(META_SCHEMA_VERSION)
@@ -681,7 +695,7 @@ def _check_schema(schema: pa.Schema, table: str, path: Path) -> None:
         raise ScenarioError(path, "schema metadata", f"schema version {int(version)} is newer than this code's {SCHEMA_VERSION}")
     names = set(schema.names)
     for name in SCHEMAS[table].names:
-        if name not in names:
+        if name not in names and name not in OPTIONAL_COLUMNS:
             raise ScenarioError(path, name, f"missing column in the {table} table")
 
 
@@ -740,10 +754,11 @@ class ScenarioLibrary:
         self._files: _LRU = _LRU(max(1, open_files), on_evict=lambda f: f.close())
         self._tracks_cache: _LRU = _LRU(decoded_cache)
         self._map_cache: _LRU = _LRU(decoded_cache)
-        self._parts: list[tuple[str, pa.Table]] = []
-        self._row_of: dict[str, tuple[int, int]] = {}
-        self._locations: dict[str, dict[str, tuple[str, int]]] = {t: {} for t in DATA_TABLES}
-        self._index: pa.Table | None = None
+        self._parts: dict[str, tuple[pa.Table, frozenset[str]]] = {}  # name -> (rows, parts it supersedes)
+        self._live: list[str] = []
+        self._index: pa.Table = SCENARIOS_SCHEMA.empty_table()
+        self._row_of: dict[str, int] = {}
+        self._locations: dict[str, dict[str, tuple[str, int]]] | None = None  # built on the first append
         self.refresh()
 
     # -- creation and opening --
@@ -782,40 +797,80 @@ class ScenarioLibrary:
             names = sorted(n for n in os.listdir(directory) if _is_part(n))
         except OSError as exc:
             raise ScenarioError(directory, "", f"cannot list the scenarios table: {exc.strerror or exc}") from None
-        known = {name for name, _ in self._parts}
-        new = [n for n in names if n not in known]
+        new = [n for n in names if n not in self._parts]
         for name in new:
-            self._add_index_part(name, self._read_index_part(directory / name))
-        if new or self._index is None:
-            self._index = (
-                pa.concat_tables([t for _, t in self._parts]) if self._parts else SCENARIOS_SCHEMA.empty_table()
-            )
+            self._parts[name] = self._read_index_part(directory / name)
+        for name in set(self._parts) - set(names):  # removed by a compaction
+            del self._parts[name]
+        superseded = frozenset().union(*(sup for _, sup in self._parts.values()))
+        live = [n for n in names if n not in superseded]
+        if live == self._live:
+            return
+        if live[: len(self._live)] == self._live:
+            added = [self._parts[n][0] for n in live[len(self._live) :]]
+        else:  # a compaction replaced parts this instance had read: start again
+            self._index, self._row_of, self._locations = SCENARIOS_SCHEMA.empty_table(), {}, None
+            added = [self._parts[n][0] for n in live]
+        if added:
+            self._add_rows(pa.concat_tables(added))
+        self._live = live
+        self._index = self._index.combine_chunks()
 
     @staticmethod
-    def _read_index_part(path: Path) -> pa.Table:
+    def _read_index_part(path: Path) -> tuple[pa.Table, frozenset[str]]:
         try:
-            table = pq.read_table(path, schema=None)
+            with pq.ParquetFile(path) as handle:
+                schema = handle.schema_arrow
+                _check_schema(schema, SCENARIOS_TABLE, path)
+                present = set(schema.names)
+                table = handle.read(columns=[n for n in SCENARIOS_SCHEMA.names if n in present], use_threads=False)
+            for name in OPTIONAL_COLUMNS - present:  # a part written before the column existed
+                f = SCENARIOS_SCHEMA.field(name)
+                table = table.add_column(SCENARIOS_SCHEMA.get_field_index(name), f, pa.nulls(table.num_rows, f.type))
         except (OSError, pa.ArrowException) as exc:
             raise ScenarioError(path, "", f"unreadable Parquet file: {exc}") from None
-        _check_schema(table.schema, SCENARIOS_TABLE, path)
         try:
-            return table.select(SCENARIOS_SCHEMA.names).cast(SCENARIOS_SCHEMA)
-        except (pa.ArrowException, ValueError) as exc:
-            raise ScenarioError(path, "", f"columns do not match the scenarios schema: {exc}") from None
+            supersedes = frozenset(json.loads((schema.metadata or {}).get(META_SUPERSEDES, b"[]")))
+            table = table.select(SCENARIOS_SCHEMA.names).cast(SCENARIOS_SCHEMA)
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            raise ScenarioError(path, "", f"does not match the scenarios schema: {exc}") from None
+        return table, supersedes
 
-    def _add_index_part(self, name: str, table: pa.Table) -> None:
-        part = len(self._parts)
-        self._parts.append((name, table))
-        for row, sid in enumerate(table.column(SCENARIO_ID).to_pylist()):
-            self._row_of.setdefault(sid, (part, row))
+    def _add_rows(self, table: pa.Table) -> None:
+        """Append index rows to the in-memory index (the first row of an id wins)."""
+        start = self._index.num_rows
+        ids = table.column(SCENARIO_ID).to_pylist()
+        self._index = pa.concat_tables([self._index, table]) if start else table
+        row_of = dict(zip(reversed(ids), range(start + len(ids) - 1, start - 1, -1)))
+        for sid, row in row_of.items():
+            self._row_of.setdefault(sid, row)
+        if self._locations is not None:
+            self._add_locations(table)
+
+    def _add_locations(self, table: pa.Table) -> None:
+        assert self._locations is not None
         for data_table, (key_col, file_col, rg_col) in _LOCATION_COLUMNS.items():
             locations = self._locations[data_table]
             keys = table.column(key_col).to_pylist()
             files = table.column(file_col).to_pylist()
             groups = table.column(rg_col).to_pylist()
             for key, file, group in zip(keys, files, groups):
-                if key is not None and key not in locations:
-                    locations[key] = (file, group)
+                if key is not None:
+                    locations.setdefault(key, (file, group))
+
+    def _stored_locations(self) -> dict[str, dict[str, tuple[str, int]]]:
+        """Where every stored content key lives, by data table (built from the index when first needed)."""
+        if self._locations is None:
+            self._locations = {t: {} for t in DATA_TABLES}
+            self._add_locations(self._index)
+        return self._locations
+
+    def _referenced_parts(self) -> dict[str, set[str]]:
+        """Data part files referenced by the index, by data table: the committed ones."""
+        out = {}
+        for data_table, (_, file_col, _) in _LOCATION_COLUMNS.items():
+            out[data_table] = {n for n in pc.unique(self._index.column(file_col)).to_pylist() if n is not None}
+        return out
 
     # -- queries --
 
@@ -835,7 +890,6 @@ class ScenarioLibrary:
 
     def _selected(self, dataset: str | None, tag: str | None) -> pa.Table:
         index = self._index
-        assert index is not None
         if dataset is not None:
             index = index.filter(pc.equal(index.column(DATASET), dataset))
         if tag is not None:
@@ -877,17 +931,16 @@ class ScenarioLibrary:
 
     def index_table(self) -> pa.Table:
         """The whole scenarios table (one row per scenario), as read on open."""
-        assert self._index is not None
         return self._index
 
     # -- loading --
 
     def _row(self, scenario_id: str) -> dict[str, Any]:
         try:
-            part, row = self._row_of[scenario_id]
+            row = self._row_of[scenario_id]
         except KeyError:
             raise KeyError(f"scenario {scenario_id!r} is not in the library at {self.root}") from None
-        return self._parts[part][1].slice(row, 1).to_pylist()[0]
+        return self._index.slice(row, 1).to_pylist()[0]
 
     def _file(self, table: str, name: str) -> pq.ParquetFile:
         path = self.root / table / name
@@ -966,6 +1019,7 @@ class ScenarioLibrary:
                     detection_dropout=r[DETECTION_DROPOUT],
                     agents_mode=r[AGENTS_MODE],
                     reactive_agents=tuple(r[REACTIVE_AGENTS] or ()),
+                    replay_agents=tuple(r.get(REPLAY_AGENTS) or ()),
                 ),
             )
         except ScenarioError as exc:
@@ -1016,17 +1070,36 @@ class ScenarioLibrary:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _remove_uncommitted(self) -> None:
-        """Delete temp files and data parts whose scenarios part was never committed (under the lock)."""
-        committed = {n for n in os.listdir(self.root / SCENARIOS_TABLE) if _is_part(n)}
+        """Delete temp files and data parts no index row references (left by a crash; under the lock)."""
+        referenced = self._referenced_parts()
         for table in TABLES:
             directory = self.root / table
             for name in os.listdir(directory):
                 stale_tmp = name.startswith(".") and name.endswith(TMP_SUFFIX)
-                orphan = table != SCENARIOS_TABLE and _is_part(name) and name not in committed
+                orphan = table != SCENARIOS_TABLE and _is_part(name) and name not in referenced[table]
                 if stale_tmp or orphan:
                     with contextlib.suppress(FileNotFoundError):
                         (directory / name).unlink()
-                    self._files.pop((table, name), None)
+
+    def _commit_index(self, index: pa.Table, supersedes: Sequence[str] = ()) -> Path:
+        """Write ``index`` as a new scenarios part: temp file, fsync, rename (the commit point)."""
+        name = _part_name()
+        if supersedes:
+            meta = dict(SCENARIOS_SCHEMA.metadata) | {META_SUPERSEDES: json.dumps(sorted(supersedes)).encode()}
+            index = index.replace_schema_metadata(meta)
+        tmp = self.root / SCENARIOS_TABLE / f".{name}{TMP_SUFFIX}"
+        try:
+            pq.write_table(index, tmp, **_WRITE_OPTIONS[SCENARIOS_TABLE])
+            _fsync(tmp)
+            os.replace(tmp, self.root / SCENARIOS_TABLE / name)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(self.root / SCENARIOS_TABLE, os.O_RDONLY)
+            os.fsync(dir_fd)
+            os.close(dir_fd)
+        return self.root / SCENARIOS_TABLE / name
 
     def append(
         self,
@@ -1036,18 +1109,19 @@ class ScenarioLibrary:
         scenarios_per_part: int = DEFAULT_SCENARIOS_PER_PART,
         track_rows_per_part: int = DEFAULT_TRACK_ROWS_PER_PART,
     ) -> AppendResult:
-        """Write the scenarios not yet in the library as new part files.
+        """Write the scenarios not yet in the library; all or nothing.
 
         Ids already stored (or repeated in ``scenarios``) are skipped and reported, so appending
         the same import twice changes nothing. ``scenarios`` may be any iterable (a generator
-        keeps memory bounded); every ``scenarios_per_part`` scenarios, or ``track_rows_per_part``
-        tracks rows, make one committed part.
+        keeps memory bounded). Data parts are written as the scenarios stream in; one scenarios
+        part, renamed into place last, commits them all. If anything fails or the process dies
+        before that, the library is unchanged (uncommitted data parts are deleted).
 
         Args:
             scenarios: the scenarios to add.
             dedup: store content shared with stored scenarios once (False stores a copy per
                 scenario; useful only to measure what dedup saves).
-            scenarios_per_part: most scenarios per part file.
+            scenarios_per_part: most scenarios per data part file.
             track_rows_per_part: most tracks rows per part file (a single larger tracks key still
                 gets its own part).
         """
@@ -1058,25 +1132,41 @@ class ScenarioLibrary:
         with self._write_lock():
             self.refresh()
             self._remove_uncommitted()
+            stored = self._stored_locations()
+            pending: dict[str, dict[str, tuple[str, int]]] = {t: {} for t in DATA_TABLES}
+            index_parts: list[pa.Table] = []
             seen: set[str] = set()
             chunk: list[Scenario] = []
             rows = 0
-            for scenario in scenarios:
-                if not isinstance(scenario, Scenario):
-                    raise TypeError(f"append takes Scenario objects, got {type(scenario).__name__}")
-                if scenario.id in self._row_of or scenario.id in seen:
-                    skipped.append(scenario.id)
-                    continue
-                seen.add(scenario.id)
-                size = int(scenario.tracks.valid.sum())
-                if chunk and (len(chunk) >= scenarios_per_part or rows + size > track_rows_per_part):
-                    files += self._write_part(chunk, dedup, counts)
-                    chunk, rows = [], 0
-                chunk.append(scenario)
-                rows += size
-                added.append(scenario.id)
-            if chunk:
-                files += self._write_part(chunk, dedup, counts)
+            try:
+                for scenario in scenarios:
+                    if not isinstance(scenario, Scenario):
+                        raise TypeError(f"append takes Scenario objects, got {type(scenario).__name__}")
+                    if scenario.id in self._row_of or scenario.id in seen:
+                        skipped.append(scenario.id)
+                        continue
+                    seen.add(scenario.id)
+                    size = int(scenario.tracks.valid.sum())
+                    if chunk and (len(chunk) >= scenarios_per_part or rows + size > track_rows_per_part):
+                        index_parts.append(self._write_data_part(chunk, dedup, stored, pending, counts, files))
+                        chunk, rows = [], 0
+                    chunk.append(scenario)
+                    rows += size
+                    added.append(scenario.id)
+                if chunk:
+                    index_parts.append(self._write_data_part(chunk, dedup, stored, pending, counts, files))
+                if index_parts:
+                    index = pa.concat_tables(index_parts)
+                    files.append(self._commit_index(index))
+            except BaseException:
+                for path in files:  # data parts of this append, not committed
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                raise
+            if index_parts:
+                self._parts[files[-1].name] = (index, frozenset())
+                self._live.append(files[-1].name)
+                self._add_rows(index)
         return AppendResult(
             added=tuple(added),
             skipped=tuple(skipped),
@@ -1085,10 +1175,18 @@ class ScenarioLibrary:
             **counts,
         )
 
-    def _write_part(self, chunk: list[Scenario], dedup: bool, counts: dict[str, int]) -> list[Path]:
-        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{PART_SUFFIX}"
+    def _write_data_part(
+        self,
+        chunk: list[Scenario],
+        dedup: bool,
+        stored: dict[str, dict[str, tuple[str, int]]],
+        pending: dict[str, dict[str, tuple[str, int]]],
+        counts: dict[str, int],
+        files: list[Path],
+    ) -> pa.Table:
+        """Write the new content of ``chunk`` as one part per data table; the chunk's index rows."""
+        name = _part_name()
         part = _PartWriter(self.root, name)
-        new: dict[str, dict[str, tuple[str, int]]] = {t: {} for t in DATA_TABLES}
         key_memo: dict[tuple[str, int, bytes], str] = {}  # by object identity: ego variants share objects
         keep_alive: list[object] = []  # so that the ids in key_memo stay unique
         labels = {TRACKS_TABLE: "tracks", MAP_TABLE: "maps", SIGNALS_TABLE: "signals"}
@@ -1102,9 +1200,9 @@ class ScenarioLibrary:
                 if dedup:
                     key_memo[memo] = key
                     keep_alive.append(obj)
-            where = self._locations[table].get(key) or new[table].get(key)
+            where = stored[table].get(key) or pending[table].get(key)
             if where is None:
-                where = new[table][key] = (name, part.add(table, encode(key)))
+                where = pending[table][key] = (name, part.add(table, encode(key)))
                 counts[f"{labels[table]}_written"] += 1
             else:
                 counts[f"{labels[table]}_reused"] += 1
@@ -1140,27 +1238,31 @@ class ScenarioLibrary:
                 else:
                     row |= {SIGNALS_KEY: None, SIGNALS_FILE: None, SIGNALS_ROW_GROUP: None}
                 rows.append(row)
-            written = part.finish_data()
-            index = pa.Table.from_pylist(rows, schema=SCENARIOS_SCHEMA)
-            tmp = self.root / SCENARIOS_TABLE / f".{name}{TMP_SUFFIX}"
-            try:
-                pq.write_table(index, tmp, **_WRITE_OPTIONS[SCENARIOS_TABLE])
-                _fsync(tmp)
-                os.replace(tmp, self.root / SCENARIOS_TABLE / name)  # the commit point
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+            files += part.finish_data()
         except BaseException:
-            part.abort()  # data parts without their scenarios part are never committed
+            part.abort()
+            for table in DATA_TABLES:  # keys of this part are not stored after all
+                pending[table] = {k: v for k, v in pending[table].items() if v[0] != name}
             raise
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(self.root / SCENARIOS_TABLE, os.O_RDONLY)
-            os.fsync(dir_fd)
-            os.close(dir_fd)
-        written.append(self.root / SCENARIOS_TABLE / name)
-        self._add_index_part(name, index)
-        self._index = pa.concat_tables([self._index, index]) if self._index is not None else index
-        return written
+        return pa.Table.from_pylist(rows, schema=SCENARIOS_SCHEMA)
+
+    def compact_index(self) -> int:
+        """Rewrite the scenarios table as one part (after many small appends); the parts replaced.
+
+        The new part lists the parts it supersedes, so a crash before they are deleted leaves
+        no duplicate rows for this library's readers; the next compaction or append removes them.
+        """
+        with self._write_lock():
+            self.refresh()
+            old = list(self._live)
+            if len(old) <= 1:
+                return 0
+            self._commit_index(self._index, supersedes=old)
+            for name in old:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.root / SCENARIOS_TABLE / name).unlink()
+            self.refresh()
+        return len(old)
 
 
 class _PartWriter:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
@@ -94,7 +95,7 @@ def rich_scenario(scenario_id: str = "rich", *, ego: int = 0, shift: float = 0.0
         road_map=every_feature_map(),
         signals=signals,
         tags=("intersection", "rain"),
-        conditions=Conditions(0.5, 0.1, 0.3, 0.02, 0.05, "reactive", ("car-2",)),
+        conditions=Conditions(0.5, 0.1, 0.3, 0.02, 0.05, "reactive", ("car-2",), replay_agents=("bike/4",)),
     )
 
 
@@ -202,7 +203,8 @@ def test_many_scenarios_each_load_reads_only_its_row_groups(tmp_path: Path) -> N
         expected = [L.TRACKS_TABLE, L.MAP_TABLE] + ([L.SIGNALS_TABLE] if i == 17 else [])
         assert [t for t, _, _ in reads] == expected  # one row group per table, nothing else
     # The other parts are not needed: delete every tracks part but the target's and load it afresh.
-    target = library.index_table().filter(pa.compute.equal(library.index_table()["scenario_id"], "s123")).to_pylist()[0]
+    index = library.index_table()
+    target = index.filter(pc.equal(index[L.SCENARIO_ID], "s123")).to_pylist()[0]
     for name in os.listdir(tmp_path / "lib" / L.TRACKS_TABLE):
         if name != target[L.TRACKS_FILE]:
             os.remove(tmp_path / "lib" / L.TRACKS_TABLE / name)
@@ -338,8 +340,10 @@ def test_interrupted_append_leaves_a_valid_library(lib: ScenarioLibrary, monkeyp
         raise KeyboardInterrupt  # the importer dies half way
 
     with pytest.raises(KeyboardInterrupt):
-        lib.append(batch(), scenarios_per_part=1)
-    assert open_library(lib.root).ids() == ["a", "b"]  # the finished part is committed
+        lib.append(batch(), scenarios_per_part=1)  # b's data part was written, then the batch died
+    assert open_library(lib.root).ids() == ["a"] and lib.ids() == ["a"]  # all or nothing
+    assert len(os.listdir(lib.root / L.TRACKS_TABLE)) == 1
+    lib.append([simple("b", shift=1.0)])
 
     real_replace = os.replace
 
@@ -360,9 +364,37 @@ def test_interrupted_append_leaves_a_valid_library(lib: ScenarioLibrary, monkeyp
     fresh = open_library(lib.root)
     assert fresh.ids() == ["a", "b"] and "d" not in fresh
     assert_same(fresh.load("b"), simple("b", shift=1.0))
-    fresh.append(batch_ := [simple("d", shift=4.0)])
+    d = simple("d", shift=4.0)
+    fresh.append([d])
     assert not orphan.exists() and not (lib.root / L.MAP_TABLE / ".part-1-x.parquet.tmp").exists()
     assert pads.dataset(lib.root / L.TRACKS_TABLE).to_table().num_rows == sum(
-        int(s.tracks.valid.sum()) for s in [simple("a"), simple("b", shift=1.0), *batch_]
+        int(s.tracks.valid.sum()) for s in [simple("a"), simple("b", shift=1.0), d]
     )
-    assert_same(open_library(lib.root).load("d"), batch_[0])
+    assert_same(open_library(lib.root).load("d"), d)
+
+
+def test_compacting_the_index_keeps_every_scenario(lib: ScenarioLibrary) -> None:
+    scenarios = [simple(f"s{i}", shift=float(i)) for i in range(5)]
+    for s in scenarios:
+        lib.append([s])
+    reader = open_library(lib.root)
+    assert len(os.listdir(lib.root / L.SCENARIOS_TABLE)) == 5
+    assert lib.compact_index() == 5
+    assert len(os.listdir(lib.root / L.SCENARIOS_TABLE)) == 1 and lib.ids() == [s.id for s in scenarios]
+    reader.refresh()  # an instance opened before the compaction
+    assert reader.ids() == [s.id for s in scenarios]
+    for s in scenarios:
+        assert_same(open_library(lib.root).load(s.id), s)
+    assert lib.append([scenarios[0], simple("new", shift=9.0)]).added == ("new",)
+    assert pads.dataset(lib.root / L.SCENARIOS_TABLE).to_table().num_rows == 6
+
+
+def test_a_crash_during_compaction_leaves_no_duplicate_rows(lib: ScenarioLibrary, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(3):
+        lib.append([simple(f"s{i}", shift=float(i))])
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: None)  # the old parts survive
+    lib.compact_index()
+    monkeypatch.undo()
+    assert len(os.listdir(lib.root / L.SCENARIOS_TABLE)) == 4
+    fresh = open_library(lib.root)
+    assert fresh.ids() == ["s0", "s1", "s2"] and len(fresh.summaries()) == 3
