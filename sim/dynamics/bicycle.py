@@ -29,6 +29,12 @@ Limits, beyond the base class's clipping of the commands:
   motion stops at 0 at the exact instant ``v0 / |a|`` and the vehicle stays put under a negative
   command). A negative initial speed (a logged ego backing up) is kept and integrated as signed
   motion until a positive command brings it to rest.
+
+Reported: ``yaw_rate`` is the end speed times the step's (friction-limited) curvature, ``accel``
+the mean over the step (so a stop inside a step shows less than the command), ``steer`` the
+actuator angle. The body is a static (mass 0) box of the vehicle's size, its base at
+``z = height / 2``, placed with ``resetBasePositionAndOrientation`` every step; finding its
+contacts is the world's job.
 """
 
 from __future__ import annotations
