@@ -7,7 +7,12 @@ A ScenarioNet file is a Python pickle of one dict: ``id``, ``version``, ``length
 **Safety.** ``pickle.load`` runs whatever callable a file names. Files are read with
 ``_SafeUnpickler``, whose ``find_class`` returns only the objects in ``_ALLOWED`` (what numpy
 arrays, numpy scalars, dtypes and sets need) and raises ``ScenarioError(path, "pickle", "refused
-to load <module>.<name>: ...")`` for anything else, before it is imported or called.
+to load <module>.<name>: ...")`` for anything else, before it is imported or called. Before
+that, ``_prescan`` walks the opcodes (``pickletools.genops``, which builds nothing): refused
+GLOBALs, extension/persistent-id/buffer opcodes and memo indices that would make the
+unpickler allocate gigabytes stop there. ``numpy.ndarray`` resolves to a token only
+``_reconstruct`` accepts, and nested lists may expand to at most ``MAX_FIELD_ELEMENTS`` numbers,
+so a small file cannot claim unbounded memory either.
 
 **Decisions** (also written into each scenario's provenance notes where they apply):
 

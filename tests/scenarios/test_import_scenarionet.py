@@ -196,6 +196,9 @@ def _line(*xy: tuple[float, float], z: float = 5.0) -> np.ndarray:
     return np.array([[x, y, z] for x, y in xy], np.float32)
 
 
+LIGHT_TAIL = ["LANE_STATE_CAUTION", "LANE_STATE_FLASHING_STOP"]
+
+
 def waymo_like() -> dict:
     """A small description laid out as ScenarioNet's Waymo converter writes it."""
     ts = np.array([0.0, 0.1000015, 0.2, 0.3, 0.4])  # one step off the grid by 1.5 us
@@ -232,7 +235,7 @@ def waymo_like() -> dict:
         "dynamic_map_states": {
             "100": {
                 "type": "TRAFFIC_LIGHT",
-                "state": {"object_state": ["LANE_STATE_STOP", "LANE_STATE_ARROW_GO", None, "LANE_STATE_CAUTION", "LANE_STATE_FLASHING_STOP"]},
+                "state": {"object_state": ["LANE_STATE_STOP", "LANE_STATE_ARROW_GO", None, *LIGHT_TAIL]},
                 "lane": 100,
                 "stop_point": np.array([58.0, 0.0, 5.0], np.float32),
             }
@@ -480,7 +483,11 @@ def _nan_where_invalid(d: dict) -> None:
         (lambda d: d.update(map_features={}), "map_features", "the map is empty"),
         (lambda d: d.pop("map_features"), "map_features", "the map is empty"),
         (lambda d: d["map_features"]["200"].update(polyline=[[0.0, np.nan]]), "map_features.200.polyline", "NaN"),
-        (lambda d: d["dynamic_map_states"]["100"]["state"]["object_state"].pop(), "dynamic_map_states.100.state.object_state", "one state per step"),
+        (
+            lambda d: d["dynamic_map_states"]["100"]["state"]["object_state"].pop(),
+            "dynamic_map_states.100.state.object_state",
+            "one state per step",
+        ),
         (lambda d: d["metadata"].update(scenario_id=None) or d.pop("id"), "metadata.scenario_id", "missing"),
     ],
 )
