@@ -76,7 +76,6 @@ class MapGeometry:
         extent: (4,) [m] min x, min y, max x, max y of the drivable area: the map's coverage.
         lane_ids: (L,) str.
         lane_polygons: (L,) shapely polygons (boundaries, or the centerline widened).
-        lane_lines: (L,) shapely centerlines.
         lane_segments: (K, 2, 2) every centerline's segments [m], lane by lane in order;
             lane i's are ``lane_segments[lane_segment_start[i]:lane_segment_start[i + 1]]``.
         lane_segment_start: (L + 1,) offsets into ``lane_segments``.
@@ -94,7 +93,6 @@ class MapGeometry:
     extent: np.ndarray
     lane_ids: np.ndarray
     lane_polygons: np.ndarray
-    lane_lines: np.ndarray
     lane_segments: np.ndarray
     lane_segment_start: np.ndarray
     lane_of_segment: np.ndarray
@@ -124,9 +122,8 @@ class MapGeometry:
         """
         lanes = np.asarray(lanes, dtype=np.int64)
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        out = np.full((lanes.size, 2), np.nan)
         if lanes.size == 0:
-            return out
+            return np.zeros((0, 2))
         boxes = shapely.box(xy[:, 0] - radius, xy[:, 1] - radius, xy[:, 0] + radius, xy[:, 1] + radius)
         pair, seg = self.lane_segment_tree.query(boxes)
         own = self.lane_of_segment[seg] == lanes[pair]
@@ -153,7 +150,6 @@ class MapGeometry:
             if keep.sum() >= 2:
                 lanes.append((lane, pts[keep]))
         polygons = np.array([_polygon(lane.polygon()) for lane, _ in lanes], dtype=object)
-        lines = np.array([shapely.linestrings(pts) for _, pts in lanes], dtype=object)
         pieces = [np.stack([pts[:-1], pts[1:]], axis=1) for _, pts in lanes]
         lane_segments = np.concatenate(pieces) if pieces else np.zeros((0, 2, 2))
         lane_segment_start = np.r_[0, np.cumsum([len(p) for p in pieces], dtype=np.int64)].astype(np.int64)
@@ -191,7 +187,6 @@ class MapGeometry:
             extent=np.asarray(shapely.bounds(drivable), dtype=np.float64) if drivable is not None else np.full(4, np.nan),
             lane_ids=ids,
             lane_polygons=polygons,
-            lane_lines=lines,
             lane_segments=lane_segments,
             lane_segment_start=lane_segment_start,
             lane_of_segment=np.repeat(np.arange(len(pieces)), np.diff(lane_segment_start)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import shapely
 
 #: Corner signs along (length, width) in the order front-left, rear-left, rear-right, front-right.
 _CORNER_SIGNS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
@@ -200,16 +201,12 @@ class Segments:
     """
 
     def __init__(self, segments: np.ndarray) -> None:
-        import shapely  # local: geometry's box functions need only numpy
-
         self.segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2, 2)
         self.tree = shapely.STRtree(shapely.linestrings(self.segments))
 
     @classmethod
     def of_lines(cls, geometry: object) -> Segments:
         """The segments of every line (or polygon ring) in a shapely geometry."""
-        import shapely
-
         parts = shapely.get_parts(shapely.boundary(geometry) if shapely.get_dimensions(geometry) == 2 else geometry)
         rings = shapely.get_parts(parts)  # multi-parts split again
         pieces = []
@@ -229,8 +226,6 @@ class Segments:
         measured in numpy; only points with none of them within ``radius`` ask the tree's
         (slower) nearest-neighbour search.
         """
-        import shapely
-
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         near = np.full_like(pts, np.nan)
         dist = np.full(pts.shape[0], np.inf)
@@ -265,8 +260,6 @@ class Segments:
     def first_crossing(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         """(P,) distance [m] from each ``end`` back to the nearest point where the segment
         ``start``-``end`` meets one of the set's segments; inf where it meets none."""
-        import shapely
-
         start = np.asarray(start, dtype=np.float64).reshape(-1, 2)
         end = np.asarray(end, dtype=np.float64).reshape(-1, 2)
         out = np.full(start.shape[0], np.inf)
