@@ -1,0 +1,89 @@
+"""A suite on a simulated two-node Ray cluster, and a real interrupt followed by --resume.
+
+Both run in a child process: a Ray cluster cannot share a process with the session's local Ray,
+and an interrupt is a signal to a whole process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+IDS = [f"commonroad-USA_US101-4_1_T-1.ego-{i}" for i in (381, 383, 384, 387, 388, 389)]
+
+
+def test_suite_runs_on_a_two_node_cluster(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import json, ray
+        from ray.cluster_utils import Cluster
+        from harness.config import parse_suite
+        from harness.runner import run_suite
+
+        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "include_dashboard": False}})
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        cfg = parse_suite({{"suite": {{"name": "c"}}, "scenarios": {{"sources": ["sample"], "ids": {IDS!r}}},
+                            "run": {{"seed": 1, "workers": 2, "chunk_size": 1}}}}, "cluster.toml")
+        result = run_suite(cfg, out={str(tmp_path / "run")!r}, address=cluster.address)
+        nodes = len([n for n in ray.nodes() if n["Alive"]])
+        print(json.dumps({{"variants": result.num_variants, "errors": result.num_errors, "nodes": nodes}}))
+        ray.shutdown()
+        cluster.shutdown()
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert '"variants": 6, "errors": 0, "nodes": 2' in done.stdout
+    summary = pd.read_parquet(tmp_path / "run" / "summary.parquet")
+    assert list(summary["variant_id"]) == IDS and (summary["status"] == "ok").all()
+
+
+def test_interrupt_leaves_a_valid_partial_dataset_and_resume_finishes_it(tmp_path):
+    suite = tmp_path / "slow.toml"
+    suite.write_text(
+        textwrap.dedent(
+            """
+            [suite]
+            name = "slow"
+            [scenarios]
+            sources = ["sample"]
+            [policy]
+            name = "faulty_policies:SlowReset"
+            options = { delay_s = 0.3 }
+            [run]
+            seed = 2
+            executor = "sequential"
+            """
+        )
+    )
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "harness.cli", "run", str(suite), "--out", str(out)]
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parts = out / "parts" / "summary"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(parts.glob("*.parquet"))) < 3:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 130, stderr[-2000:]
+    assert "--resume" in stderr
+
+    partial = pd.read_parquet(parts)  # a valid dataset, whatever moment the interrupt came
+    assert 3 <= len(partial) < 18 and partial["variant_id"].is_unique
+    assert not (out / "summary.parquet").exists()
+
+    resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = pd.read_parquet(out / "summary.parquet")
+    assert len(summary) == 18 and (summary["status"] == "ok").all()
+    assert set(partial["variant_id"]) <= set(summary["variant_id"])
