@@ -254,12 +254,19 @@ def map_digest(road_map: RoadMap) -> str:
     return h.hexdigest()
 
 
-def _polygon(points: np.ndarray) -> Polygon | MultiPolygon | None:
-    if len(points) < 3:
-        return None
-    poly = shapely.make_valid(Polygon(points[:, :2]))
-    polys = [g for g in getattr(poly, "geoms", [poly]) if isinstance(g, (Polygon, MultiPolygon)) and g.area > 1e-3]
-    return shapely.union_all(polys) if polys else None
+def _union(outlines: list[np.ndarray]) -> Polygon | MultiPolygon:
+    """The union of polygon outlines ((P, 2) each), self-intersecting ones repaired; empty if none."""
+    geoms = np.array([Polygon(o[:, :2]) for o in outlines if len(o) >= 3], dtype=object)
+    if not geoms.size:
+        return Polygon()
+    bad = ~shapely.is_valid(geoms)
+    if bad.any():
+        geoms[bad] = shapely.make_valid(geoms[bad])
+    parts = shapely.get_parts(geoms)
+    kinds = shapely.get_type_id(parts)
+    parts = parts[(kinds == 3) | (kinds == 6)]  # polygons (a repair can leave lines and points)
+    parts = parts[shapely.area(parts) > 1e-3]
+    return shapely.union_all(parts) if parts.size else Polygon()
 
 
 class RoadGeometry:
@@ -292,8 +299,7 @@ class RoadGeometry:
         lo, hi = stacked.min(axis=0), stacked.max(axis=0)
         self.anchor = np.round((lo + hi) / 2.0)
         a = self.anchor
-        polys = [p for p in (_polygon(o - a) for o in outlines) if p is not None]
-        surface = shapely.union_all(polys) if polys else Polygon()
+        surface = _union([o - a for o in outlines])
         surface = shapely.simplify(surface, 0.02, preserve_topology=True)
         if not surface.is_valid:
             surface = shapely.make_valid(surface)
@@ -472,10 +478,10 @@ def ribbons(polylines: list[np.ndarray], width: float, z: float) -> tuple[np.nda
 
 def polygons_mesh(polygons: list[np.ndarray], z: float) -> tuple[np.ndarray, np.ndarray]:
     """A triangle mesh of filled polygons at height ``z`` [m]."""
-    polys = [p for p in (_polygon(np.asarray(p)) for p in polygons) if p is not None]
-    if not polys:
+    surface = _union([np.asarray(p) for p in polygons])
+    if surface.is_empty:
         return np.zeros((0, 3)), np.zeros(0, np.int32)
-    v, i = triangulate(shapely.union_all(polys))
+    v, i = triangulate(surface)
     v[:, 2] = z
     return v, i
 

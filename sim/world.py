@@ -248,12 +248,10 @@ class World:
         self.p.resetBasePositionAndOrientation(body, [x, y, PARK_Z], [0, 0, 0, 1], physicsClientId=self.cid)
 
     def _note_bodies(self) -> None:
-        num = self.p.getNumBodies(physicsClientId=self.cid)
-        if num == 0:
-            return
-        top = max(self.p.getBodyUniqueId(i, physicsClientId=self.cid) for i in range(num))
-        lookup = np.full(top + 2, -1, np.int64)
+        """Rebuild the body id -> agent row lookup (ids beyond it are not agents)."""
         rows = np.flatnonzero(self.bodies >= 0)
+        top = int(self.bodies[rows].max()) if rows.size else 0
+        lookup = np.full(top + 2, -1, np.int64)
         lookup[self.bodies[rows]] = rows
         self._row_of_body = lookup
 
@@ -297,7 +295,6 @@ class World:
         self.ego_body, self.ego_physical, self._ego_mass = body, physical, float(mass)
         if physical:
             self._phys_dt = float(p.getPhysicsEngineParameters(physicsClientId=cid).get("fixedTimeStep", 1 / 240))
-        self._note_bodies()
 
     def contacts(self, candidates: np.ndarray, ego_vel: tuple[float, float], state: np.ndarray) -> list[Contact]:
         """The ego's contacts with other road users, one ``Contact`` per agent touched.
