@@ -1,0 +1,328 @@
+"""Replay one variant of a run exactly, check it against the stored result, and picture it.
+
+A run does not store trajectories; it stores what is needed to make them again: the resolved
+suite config in ``manifest.json`` (env, policy, evaluators) and every variant's task in
+``tasks.jsonl`` (library, base scenario, mutation spec, seed). ``Replayer`` rebuilds the
+variant's scenario with ``VariantWorker.build_scenario``, drives it with the run's policy and
+the task's seed in a twin made from the run's ``[env]`` table, scores it, and compares the fresh
+summary row with the stored one column by column (exact equality, NaN equal to NaN). Columns
+that describe how the run went rather than what the driving was (``run_id``, ``attempts``,
+``worker_s``) are not compared.
+
+Usage::
+
+    replayer = Replayer("runs/smoke-20260101-120000")
+    result = replayer.replay("commonroad-USA_US101-4_1_T-1.ego-381")
+    result.exact, result.mismatches
+    result.picture("out.png")
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.runner import IMPORTED_LIBRARY, MANIFEST, RunError, read_run_summary, read_tasks
+from harness.worker import STATUS_ERROR, VariantTask, VariantWorker, evaluator_config_from, task_identity
+
+#: Summary columns that say how the run went, not what the driving was: never compared.
+RUN_ONLY_COLUMNS = ("run_id", "attempts", "worker_s")
+#: Where ``drivetwin replay`` writes pictures by default, under the run directory.
+REPLAYS_DIR = "replays"
+#: The scores ``drivetwin replay`` prints.
+KEY_COLUMNS = (
+    "status", "termination", "closed_loop_score", "driving_score", "collisions", "at_fault_collisions",
+    "min_ttc_s", "progress_ratio", "drivable_area_max_distance_m", "ade_m",
+)  # fmt: skip
+
+
+class ReplayError(RuntimeError):
+    """A variant cannot be replayed (unknown id, not a run, policy not importable, library gone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """A summary column whose replayed value differs from the stored one."""
+
+    column: str
+    stored: Any
+    replayed: Any
+
+    def __str__(self) -> str:
+        return f"{self.column}: stored {self.stored!r}, replayed {self.replayed!r}"
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """One replayed variant.
+
+    Attributes:
+        run_dir: the run it came from.
+        task: the variant's task (from ``tasks.jsonl``).
+        row: the fresh summary row (the worker's columns, without ``RUN_ONLY_COLUMNS``).
+        stored: the run's summary row for the variant (None when the run holds none).
+        mismatches: columns that differ; empty when the replay is exact.
+        scenario: the variant's scenario (None when it could not be built).
+        rollout: the episode (None when none ran; cut short when the policy failed midway).
+        eval_config: the evaluators' config of the run.
+    """
+
+    run_dir: Path
+    task: VariantTask
+    row: dict[str, Any]
+    stored: dict[str, Any] | None
+    mismatches: list[Mismatch] = field(default_factory=list)
+    scenario: Any = None
+    rollout: Any = None
+    eval_config: Any = None
+
+    @property
+    def variant_id(self) -> str:
+        return self.task.variant_id
+
+    @property
+    def exact(self) -> bool:
+        """The fresh row equals the stored one in every compared column."""
+        return self.stored is not None and not self.mismatches
+
+    def picture(self, path: str | Path | None = None, fmt: str | None = None, **options: Any) -> bytes:
+        """The bird's-eye picture (PNG or GIF bytes, from ``fmt`` or ``path``'s suffix; default PNG).
+
+        Raises ``ReplayError`` when there is no episode to draw (the variant failed before driving).
+        """
+        from harness import plots
+
+        fmt = (fmt or (Path(path).suffix.lstrip(".") if path else "png")).lower()
+        if fmt not in ("png", "gif"):
+            raise ReplayError(f"{path}: pictures are .png or .gif, not .{fmt}")
+        if self.rollout is None or self.scenario is None:
+            raise ReplayError(f"{self.variant_id}: no episode to draw ({self.row.get('error') or 'it did not run'})")
+        if fmt == "gif":
+            return plots.render_gif(self.scenario, self.rollout, summary=self.row, path=path, **options)
+        return plots.render_png(self.scenario, self.rollout, summary=self.row, eval_config=self.eval_config, path=path, **options)
+
+
+def load_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """The run's ``manifest.json``; ``ReplayError`` when it is missing or unreadable."""
+    path = Path(run_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReplayError(f"{run_dir}: not a run directory (no {MANIFEST})") from None
+    except json.JSONDecodeError as exc:
+        raise ReplayError(f"{path}: not valid JSON: {exc}") from None
+
+
+def check_policy_importable(name: str, where: str) -> None:
+    """Raise ``ReplayError`` when a ``package.module:Name`` policy cannot be imported here."""
+    if ":" not in name:
+        return
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - ImportError, or the module failing at import
+        raise ReplayError(
+            f"{where}: the run's policy {name!r} is not importable here ({type(exc).__name__}: {exc}); "
+            f"install its package or put it on PYTHONPATH to replay this run"
+        ) from None
+    if not hasattr(module, attr):
+        raise ReplayError(f"{where}: the run's policy {name!r}: module {module_name!r} has no attribute {attr!r}")
+
+
+def _plain(value: Any) -> Any:
+    """A summary cell as a plain Python value; every kind of missing (None, NaN, pd.NA) as None."""
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    try:
+        import pandas as pd
+
+        if value is pd.NA or value is pd.NaT:
+            return None
+    except ImportError:  # pragma: no cover
+        pass
+    return value
+
+
+def compare_rows(stored: Mapping[str, Any], fresh: Mapping[str, Any], skip: tuple[str, ...] = RUN_ONLY_COLUMNS) -> list[Mismatch]:
+    """Columns of ``stored`` whose value differs in ``fresh`` (exact; NaN and None equal each other).
+
+    A column of ``stored`` absent from ``fresh`` counts as missing (None) there.
+    """
+    out = []
+    for column in stored:
+        if column in skip:
+            continue
+        a, b = _plain(stored[column]), _plain(fresh.get(column))
+        if a is None or b is None:
+            same = a is None and b is None
+        elif isinstance(a, (bool, int, float)) and isinstance(b, (bool, int, float)):
+            same = a == b
+        else:
+            same = type(a) is type(b) and a == b
+        if not same:
+            out.append(Mismatch(column, a, b))
+    return out
+
+
+class Replayer:
+    """Replays variants of one run; keeps its twin and policy between variants (like a run's worker).
+
+    Args:
+        run_dir: the run directory (``manifest.json``, ``tasks.jsonl``, ``summary.parquet``).
+
+    Raises:
+        ReplayError: not a run, or the run's policy is not importable here.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.manifest = load_manifest(self.run_dir)
+        config = self.manifest.get("config") or {}
+        policy = config.get("policy") or {}
+        self.policy_name = str(policy.get("name", "expert"))
+        check_policy_importable(self.policy_name, f"run {self.run_dir}")
+        self.worker = VariantWorker(
+            dict(config.get("env") or {}),
+            self.policy_name,
+            dict(policy.get("options") or {}),
+            dict(config.get("evaluators") or {}),
+        )
+        try:
+            self.tasks = read_tasks(self.run_dir)
+        except RunError as exc:
+            raise ReplayError(str(exc)) from None
+        self._env: Any = None
+        self._eval_config: Any = None
+        self._stored: dict[str, dict[str, Any]] | None = None
+
+    def task(self, variant_id: str) -> VariantTask:
+        """The variant's task; ``ReplayError`` naming the run (and close ids) when it has none."""
+        task = self.tasks.get(variant_id)
+        if task is None:
+            close = difflib.get_close_matches(variant_id, list(self.tasks), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ReplayError(f"run {self.run_dir} has no variant {variant_id!r} ({len(self.tasks)} variants in its tasks.jsonl){hint}")
+        library = Path(task.library)
+        if not library.exists():
+            moved = self.run_dir / IMPORTED_LIBRARY
+            if library.name == IMPORTED_LIBRARY and moved.exists():
+                return VariantTask(**{**task.to_dict(), "library": str(moved.resolve())})
+            raise ReplayError(f"run {self.run_dir}: variant {variant_id!r}: its scenario library {task.library} is gone")
+        return task
+
+    def stored_row(self, variant_id: str) -> dict[str, Any] | None:
+        """The run's summary row of the variant (the last one, for an unfinished run's parts)."""
+        if self._stored is None:
+            try:
+                table = read_run_summary(self.run_dir)
+            except RunError:
+                table = None
+            self._stored = {} if table is None else {str(r["variant_id"]): r for r in table.to_dict("records")}
+        return self._stored.get(variant_id)
+
+    def _setup(self) -> None:
+        import sim
+        from evaluators import EvaluatorConfig
+        from sim.env import DriveTwinEnv
+
+        if self._env is None:
+            # as VariantWorker does: the same [env] table, the same evaluator config
+            self._env = DriveTwinEnv(config=sim.EnvConfig.from_mapping(self.worker.env_config, "suite [env]"))
+            self._eval_config = evaluator_config_from(self.worker.evaluator_config, EvaluatorConfig)
+
+    def replay(self, variant_id: str) -> ReplayResult:
+        """Run the variant again and compare its summary row with the stored one.
+
+        The episode runs as in ``VariantWorker.run``; when any stage fails, the worker itself
+        runs the task to get the exact error row the run would have written.
+        """
+        from evaluators import evaluate_all
+        from sim.runner import rollout
+
+        task = self.task(variant_id)
+        scenario = record = None
+        try:
+            self._setup()
+            scenario = self.worker.build_scenario(task)
+            record = rollout(self._env, self.worker.policy(), scenario, seed=task.seed)
+            evaluation = evaluate_all(record, scenario, self._eval_config, variant_id=task.variant_id, scenario_id=task.scenario_id)
+            row = {**evaluation.summary, **task_identity(task)}
+        except Exception:  # noqa: BLE001 - the variant fails as it did in the run
+            row = self.worker.run(task).summary
+            record = self._partial_episode(scenario)
+        stored = self.stored_row(variant_id)
+        mismatches = compare_rows(stored, row) if stored is not None else []
+        return ReplayResult(self.run_dir, task, row, stored, mismatches, scenario, record, self._eval_config)
+
+    def _partial_episode(self, scenario: Any) -> Any:
+        """The episode of ``scenario`` up to a failure (a policy that raised midway), or None."""
+        env = self._env
+        if env is None or scenario is None or env.scenario is None or env.scenario.id != scenario.id:
+            return None
+        try:
+            record = env.rollout_record(policy=self.policy_name)
+            return record if record.num_steps >= 2 else None
+        except Exception:  # noqa: BLE001
+            return None
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+    def __enter__(self) -> Replayer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def replay_variant(run_dir: str | Path, variant_id: str) -> ReplayResult:
+    """Replay one variant of ``run_dir`` (see ``Replayer.replay``)."""
+    with Replayer(run_dir) as replayer:
+        return replayer.replay(variant_id)
+
+
+def default_picture_path(run_dir: str | Path, variant_id: str, fmt: str = "png") -> Path:
+    """``<run>/replays/<variant_id>.<fmt>``."""
+    return Path(run_dir) / REPLAYS_DIR / f"{variant_id}.{fmt}"
+
+
+def format_scores(row: Mapping[str, Any]) -> str:
+    """The key scores of a summary row, ``name value`` pairs on one line."""
+    parts = []
+    for column in KEY_COLUMNS:
+        value = _plain(row.get(column))
+        if value is None:
+            continue
+        parts.append(f"{column} {value:.3f}" if isinstance(value, float) else f"{column} {value}")
+    return "  ".join(parts)
+
+
+__all__ = [
+    "KEY_COLUMNS",
+    "Mismatch",
+    "REPLAYS_DIR",
+    "RUN_ONLY_COLUMNS",
+    "ReplayError",
+    "ReplayResult",
+    "Replayer",
+    "check_policy_importable",
+    "compare_rows",
+    "default_picture_path",
+    "format_scores",
+    "load_manifest",
+    "replay_variant",
+]

@@ -1,0 +1,358 @@
+"""``drivetwin report``: one self-contained HTML page about a run.
+
+The page holds the run's identity (suite, run id, dates, policy, counts, wall time, packages),
+a summary table (overall, per dataset, per mutation sweep), histograms of the closed-loop and
+driving scores, the errors grouped by message, and the worst variants, each with a bird's-eye
+picture and the command that replays it. The run stores no trajectories, so the worst variants
+are replayed (``harness.replay``) to draw them; the page says whether each replay matched the
+stored row. No external assets: pictures are inline base64 PNG (or GIF), the CSS is inline, and
+every string from the run is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.runner import read_run_summary
+
+#: The report's default file name, in the run directory.
+REPORT_FILE = "report.html"
+#: Score columns whose distributions the report shows.
+SCORE_COLUMNS = ("closed_loop_score", "driving_score")
+#: Columns shown for each of the worst variants.
+WORST_COLUMNS = (
+    "closed_loop_score", "driving_score", "termination", "collisions", "at_fault_collisions", "first_collision_s",
+    "min_ttc_s", "min_distance_m", "progress_ratio", "drivable_area_max_distance_m", "driving_direction_compliance",
+    "speed_limit_compliance", "comfortable", "ade_m", "fde_m",
+)  # fmt: skip
+ORIGINAL = "(original)"
+UNKNOWN = "(unknown)"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
+h1{font-size:1.5em;margin-bottom:4px}h2{font-size:1.2em;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+h3{font-size:1.02em;margin:0 0 6px 0;font-family:ui-monospace,Menlo,Consolas,monospace;word-break:break-all}
+table{border-collapse:collapse;font-size:.88em;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
+code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}pre{background:#f7f7f7;padding:8px;overflow-x:auto;white-space:pre-wrap;word-break:break-word}
+.card{border:1px solid #ddd;border-radius:6px;padding:12px;margin:14px 0}.muted{color:#777}
+.ok{color:#1a7f37}.bad{color:#b42318}img{max-width:100%;height:auto;display:block;margin:8px 0}
+.cmd{background:#0d1117;color:#e6edf3;padding:6px 10px;border-radius:4px;display:block;overflow-x:auto;white-space:pre}
+"""
+
+
+def _e(value: Any) -> str:
+    """Escaped text of any value."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """A number for a table cell ("–" when missing)."""
+    if value is None or value is pd.NA:
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if np.isnan(v):
+        return "–"
+    if np.isinf(v):
+        return "∞" if v > 0 else "−∞"
+    return f"{v:.{digits}f}"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[bool] | None = None) -> str:
+    """An HTML table; cells are escaped here (pass plain values)."""
+    numeric = list(numeric or [False] * len(header))
+    out = ["<table><thead><tr>", *(f"<th>{_e(h)}</th>" for h in header), "</tr></thead><tbody>"]
+    for row in rows:
+        out.append("<tr>")
+        for i, cell in enumerate(row):
+            cls = ' class="num"' if i < len(numeric) and numeric[i] else ""
+            out.append(f"<td{cls}>{_e(cell)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _img(data: bytes, fmt: str, alt: str) -> str:
+    return f'<img src="data:image/{fmt};base64,{base64.b64encode(data).decode("ascii")}" alt="{_e(alt)}">'
+
+
+def replay_command(variant_id: str, run_dir: str | Path) -> str:
+    """The shell command that replays ``variant_id`` of ``run_dir`` (quoted for a POSIX shell)."""
+    return f"drivetwin replay {shlex.quote(str(variant_id))} --run {shlex.quote(str(run_dir))}"
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+
+def _ok(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[summary["status"] == "ok"]
+
+
+def group_stats(summary: pd.DataFrame) -> dict[str, Any]:
+    """Counts and score statistics of a set of summary rows (scores over the ok rows).
+
+    Returns variants, ok, errors, for each score its mean / min / p10 / median / max, the
+    at-fault collision rate and the any-collision rate (shares of the ok variants).
+    """
+    ok = _ok(summary)
+    stats: dict[str, Any] = {"variants": len(summary), "ok": len(ok), "errors": len(summary) - len(ok)}
+    for column in SCORE_COLUMNS:
+        values = pd.to_numeric(ok[column], errors="coerce").dropna().to_numpy(float) if column in ok else np.zeros(0)
+        if values.size:
+            q = np.quantile(values, [0.0, 0.1, 0.5, 1.0])
+            stats[column] = {"mean": float(values.mean()), "min": q[0], "p10": q[1], "median": q[2], "max": q[3]}
+        else:
+            stats[column] = {k: float("nan") for k in ("mean", "min", "p10", "median", "max")}
+    for name, column in (("at_fault_collision_rate", "at_fault_collisions"), ("collision_rate", "collisions")):
+        counts = pd.to_numeric(ok[column], errors="coerce").fillna(0) if column in ok else pd.Series(dtype=float)
+        stats[name] = float((counts > 0).mean()) if len(ok) else float("nan")
+    return stats
+
+
+def _labels(summary: pd.DataFrame, column: str, empty: str) -> pd.Series:
+    if column not in summary:
+        return pd.Series([UNKNOWN] * len(summary), index=summary.index)
+    values = summary[column].astype(object).where(summary[column].notna(), None)
+    return values.map(lambda v: UNKNOWN if v is None else (empty if str(v) == "" else str(v)))
+
+
+def _stats_rows(summary: pd.DataFrame) -> list[list[Any]]:
+    groups: list[tuple[str, pd.DataFrame]] = [("all", summary)]
+    for label, column, empty in (("dataset", "dataset", UNKNOWN), ("mutation", "mutation", ORIGINAL)):
+        keys = _labels(summary, column, empty)
+        if keys.nunique() > 1 or label == "dataset":
+            groups += [(f"{label}: {key}", summary[keys == key]) for key in sorted(keys.unique())]
+    rows = []
+    for name, frame in groups:
+        s = group_stats(frame)
+        cl, dr = s["closed_loop_score"], s["driving_score"]
+        rows.append([
+            name, s["variants"], s["ok"], s["errors"],
+            _num(cl["mean"]), _num(cl["min"]), _num(cl["p10"]), _num(cl["median"]), _num(cl["max"]),
+            _num(dr["mean"]), _num(dr["median"]),
+            _num(s["at_fault_collision_rate"]), _num(s["collision_rate"]),
+        ])  # fmt: skip
+    return rows
+
+
+def error_groups(summary: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """The failed variants grouped by message, most frequent first: (message, variant ids).
+
+    A message that names its own variant or scenario id is grouped with the same message of
+    other variants (the id is shown as ``<variant>`` / ``<scenario>``).
+    """
+    errors = summary[summary["status"] != "ok"]
+    groups: dict[str, list[str]] = {}
+    for row in errors.to_dict("records"):
+        error = row.get("error")
+        message = "(no message)" if error is None or (isinstance(error, float) and np.isnan(error)) else str(error)
+        for key, token in (("variant_id", "<variant>"), ("scenario_id", "<scenario>")):
+            ident = row.get(key)
+            if isinstance(ident, str) and ident:
+                message = message.replace(ident, token)
+        groups.setdefault(message, []).append(str(row["variant_id"]))
+    return sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+
+
+def worst_variants(summary: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` ok variants with the lowest closed-loop score (ties by id; missing scores last)."""
+    ok = _ok(summary).copy()
+    if ok.empty or n <= 0:
+        return ok.iloc[:0]
+    ok["_score"] = pd.to_numeric(ok["closed_loop_score"], errors="coerce")
+    ok = ok.sort_values(["_score", "variant_id"], na_position="last", kind="stable")
+    return ok.drop(columns="_score").head(n)
+
+
+# --- sections --------------------------------------------------------------------------------
+
+
+def _identity_section(manifest: Mapping[str, Any], summary: pd.DataFrame, run_dir: Path) -> str:
+    config = manifest.get("config") or {}
+    policy = config.get("policy") or {}
+    options = policy.get("options") or {}
+    stats = group_stats(summary) if len(summary) else {"variants": 0, "ok": 0, "errors": 0}
+    wall = manifest.get("wall_s")
+    rows = [
+        ("suite", f"{manifest.get('suite', config.get('name', ''))}" + (f" — {config['description']}" if config.get("description") else "")),
+        ("run id", manifest.get("run_id", run_dir.name)),
+        ("run directory", str(run_dir)),
+        ("status", manifest.get("status", "unknown")),
+        ("started (UTC)", manifest.get("started_utc", "")),
+        ("finished (UTC)", manifest.get("finished_utc", "–")),
+        ("wall time", f"{wall:.1f} s" if isinstance(wall, (int, float)) else "–"),
+        ("policy", policy.get("name", "") + (f" {json.dumps(options, sort_keys=True)}" if options else "")),
+        ("env", json.dumps(config.get("env") or {}, sort_keys=True)),
+        ("variants", f"{stats['variants']} ({stats['ok']} ok, {stats['errors']} errors)"
+            + (f"; {manifest['num_rejected']} rejected before simulation" if manifest.get("num_rejected") else "")),
+        ("scenarios", manifest.get("num_scenarios", "–")),
+        ("seed", manifest.get("seed", "–")),
+        ("executor", f"{manifest.get('executor', '')}, {manifest.get('workers', '')} workers" + (f" at {manifest['address']}" if manifest.get("address") else "")),
+        ("host", ", ".join(f"{k} {v}" for k, v in (manifest.get("host") or {}).items())),
+        ("packages", ", ".join(f"{k} {v}" for k, v in (manifest.get("packages") or {}).items())),
+        ("command", manifest.get("command", "")),
+    ]  # fmt: skip
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    cfg = json.dumps(config, indent=2, sort_keys=True, default=str)
+    return f"<table>{body}</table><details><summary>resolved suite config</summary><pre>{_e(cfg)}</pre></details>"
+
+
+def _summary_section(summary: pd.DataFrame) -> str:
+    if summary.empty:
+        return '<p class="muted">The run holds no results.</p>'
+    header = [
+        "group", "variants", "ok", "errors", "closed-loop mean", "min", "p10", "median", "max",
+        "driving mean", "driving median", "at-fault collision rate", "collision rate",
+    ]  # fmt: skip
+    table = _table(header, _stats_rows(summary), [False] + [True] * (len(header) - 1))
+    return table + '<p class="muted">Scores and rates are over the variants that ran (ok); rates are the share of them with at least one (at-fault) collision.</p>'
+
+
+def _histogram_section(summary: pd.DataFrame) -> str:
+    from harness.plots import histogram_png
+
+    ok = _ok(summary)
+    if ok.empty:
+        return '<p class="muted">No scores to show: no variant ran to the end.</p>'
+    columns = {c: pd.to_numeric(ok[c], errors="coerce").dropna().tolist() for c in SCORE_COLUMNS if c in ok}
+    return _img(histogram_png(columns), "png", "score histograms")
+
+
+def _errors_section(summary: pd.DataFrame, run_dir: Path) -> str:
+    groups = error_groups(summary)
+    if not groups:
+        return '<p class="ok">No variant failed.</p>'
+    out = ["<table><thead><tr><th>variants</th><th>message</th><th>examples</th></tr></thead><tbody>"]
+    for message, ids in groups:
+        examples = "<br>".join(f"<code>{_e(v)}</code>" for v in ids[:3]) + (f"<br>… and {len(ids) - 3} more" if len(ids) > 3 else "")
+        out.append(
+            f'<tr><td class="num">{len(ids)}</td><td><pre>{_e(message)}</pre>'
+            f'<code class="cmd">{_e(replay_command(ids[0], run_dir))}</code></td><td>{examples}</td></tr>'
+        )
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _worst_section(summary: pd.DataFrame, run_dir: Path, n: int, gif: bool) -> str:
+    worst = worst_variants(summary, n)
+    if worst.empty:
+        return '<p class="muted">No variant ran to the end, so there is nothing to rank.</p>'
+    from harness.replay import ReplayError, Replayer
+
+    replayer: Replayer | None = None
+    setup_error = ""
+    try:
+        replayer = Replayer(run_dir)
+    except ReplayError as exc:
+        setup_error = str(exc)
+    cards = []
+    try:
+        for rank, row in enumerate(worst.to_dict("records"), start=1):
+            cards.append(_worst_card(rank, row, run_dir, replayer, setup_error, gif))
+    finally:
+        if replayer is not None:
+            replayer.close()
+    return "".join(cards)
+
+
+def _worst_card(rank: int, row: Mapping[str, Any], run_dir: Path, replayer: Any, setup_error: str, gif: bool) -> str:
+    vid = str(row["variant_id"])
+    cells = [(c, _num(row[c]) if not isinstance(row[c], str) else row[c]) for c in WORST_COLUMNS if c in row]
+    scores = "".join(f"<tr><th>{_e(c)}</th><td>{_e(v)}</td></tr>" for c, v in cells)
+    params = row.get("params")
+    meta = [("scenario", row.get("scenario_id")), ("ego", row.get("ego_id")), ("dataset", row.get("dataset"))]
+    if row.get("mutation"):
+        meta += [("mutation", row.get("mutation")), ("parameters", params)]
+    meta_html = " · ".join(f"{_e(k)} <code>{_e(v)}</code>" for k, v in meta if v is not None and v == v)
+    picture, status = "", ""
+    if replayer is None:
+        status = f'<p class="bad">Not replayed: {_e(setup_error)}</p>'
+    else:
+        try:
+            result = replayer.replay(vid)
+            if result.exact:
+                status = '<p class="ok">Replayed exactly: every stored metric column matches.</p>'
+            elif result.stored is None:
+                status = '<p class="bad">Replayed, but the run holds no stored row to compare with.</p>'
+            else:
+                diffs = "; ".join(str(m) for m in result.mismatches[:8])
+                status = f'<p class="bad">The replay differs from the stored row in {len(result.mismatches)} columns: {_e(diffs)}</p>'
+            picture = _img(result.picture(fmt="png", width_in=7.5, dpi=80, colors=128), "png", f"bird's-eye view of {vid}")
+            if gif:
+                picture += _img(result.picture(fmt="gif"), "gif", f"animation of {vid}")
+        except Exception as exc:  # noqa: BLE001 - one variant's picture must not sink the report
+            status = f'<p class="bad">Replay failed: {_e(type(exc).__name__)}: {_e(exc)}</p>'
+    return (
+        f'<div class="card"><h3>#{rank} {_e(vid)}</h3><p class="muted">{meta_html}</p>'
+        f'<code class="cmd">{_e(replay_command(vid, run_dir))}</code>{status}{picture}'
+        f"<table>{scores}</table></div>"
+    )
+
+
+# --- the page --------------------------------------------------------------------------------
+
+
+def build_report(run_dir: str | Path, *, out: str | Path | None = None, worst: int = 5, gif: bool = False) -> Path:
+    """Write the run's HTML report (default ``<run>/report.html``) and return its path.
+
+    Args:
+        run_dir: the run directory.
+        out: where to write the page.
+        worst: how many of the lowest-scoring variants to replay and picture.
+        gif: also embed an animated GIF of each of the worst variants.
+
+    Raises:
+        harness.runner.RunError: ``run_dir`` is not a run directory.
+    """
+    from harness.replay import ReplayError, load_manifest
+
+    run_dir = Path(run_dir).resolve()
+    summary = read_run_summary(run_dir)
+    try:
+        manifest = load_manifest(run_dir)
+    except ReplayError:
+        manifest = {}
+    title = f"drivetwin report — {manifest.get('suite', '')} — {manifest.get('run_id', run_dir.name)}"
+    sections = [
+        ("Run", _identity_section(manifest, summary, run_dir)),
+        ("Summary", _summary_section(summary)),
+        ("Score distributions", _histogram_section(summary)),
+        ("Errors", _errors_section(summary, run_dir)),
+        (f"The {worst} worst variants (lowest closed-loop score)", _worst_section(summary, run_dir, worst, gif)),
+    ]
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    body = "".join(f'<h2 id="{re.sub(r"[^a-z]+", "-", name.lower())}">{_e(name)}</h2>{content}' for name, content in sections)
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head><body>'
+        f"<h1>{_e(title)}</h1>{body}"
+        f'<p class="muted">Made by <code>drivetwin report</code> at {_e(stamp)} UTC. Each command above re-runs its variant exactly and draws it.</p>'
+        "</body></html>\n"
+    )
+    path = Path(out) if out else run_dir / REPORT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+__all__ = ["REPORT_FILE", "build_report", "error_groups", "group_stats", "replay_command", "worst_variants"]
