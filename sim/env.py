@@ -387,7 +387,7 @@ class DriveTwinEnv(gymnasium.Env):
             self._sync_reach2 = (self._sync_radius + plan.half_diag + ego_half) ** 2
             self._contact_reach2 = (plan.half_diag + ego_half + 0.5) ** 2
         self.plan = plan
-        body = self.dynamics.reset(world.client, plan.ego0, plan.params, friction)
+        body = self.dynamics.reset(world.recorder, plan.ego0, plan.params, friction)
         world.set_ego(body, self.physical, plan.params.mass)
         self.ego = self.dynamics.state
         self.k = 0

@@ -57,17 +57,45 @@ class Contact:
     Attributes:
         row: the agent's row in the scenario's tracks.
         impulse: the impact [N s]: the ego's mass times its closing speed along the contact
-            normal at the start of the step (the agents are kinematic, i.e. immovable), or the
-            solver's normal impulse over the last substep when the engine simulates the ego and
-            that is larger.
+            normal at the start of the step (the agents are kinematic, i.e. immovable), or, when
+            the engine simulates the ego and it is larger, the solver's normal impulse summed
+            over the step's substeps.
         penetration: deepest penetration [m] (>= 0).
-        solver: the solver's summed normal impulse [N s] (physical ego only, else 0).
+        solver: the solver's normal impulse summed over the step's substeps [N s] (physical ego
+            only, else 0).
     """
 
     row: int
     impulse: float
     penetration: float
     solver: float = 0.0
+
+
+class ContactRecorder:
+    """The client handed to the ego dynamics model: the world's ``BulletClient`` plus a record of
+    the ego's contacts after every ``stepSimulation`` it calls.
+
+    A wheeled ego steps the physics several times per env step; a collision that throws it back
+    within those substeps leaves no contact at the end of the step, so the contacts of every
+    substep are kept (with the solver's normal force) until the world reads them.
+    """
+
+    def __init__(self, client: Any, p: Any) -> None:
+        self._real = client
+        self._p = p
+        self.ego_body = -1
+        self.points: list = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def stepSimulation(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 (pybullet's name)
+        out = self._real.stepSimulation(*args, **kwargs)
+        if self.ego_body >= 0:
+            points = self._p.getContactPoints(bodyA=self.ego_body, physicsClientId=self._real._client)
+            if points:
+                self.points.extend(points)
+        return out
 
 
 class _RoadBodies:
@@ -84,6 +112,7 @@ class World:
         self.p = bullet.import_pybullet()
         self.client = bullet.connect()
         self.cid: int = self.client._client
+        self.recorder = ContactRecorder(self.client, self.p)
         p, cid = self.p, self.cid
         p.setGravity(0, 0, -9.81, physicsClientId=cid)
         self._roads: OrderedDict[str, _RoadBodies] = OrderedDict()
@@ -293,6 +322,8 @@ class World:
         for link in range(-1, p.getNumJoints(body, physicsClientId=cid)):
             p.setCollisionFilterGroupMask(body, link, bullet.GROUP_EGO, mask, physicsClientId=cid)
         self.ego_body, self.ego_physical, self._ego_mass = body, physical, float(mass)
+        self.recorder.ego_body = body if physical else -1
+        self.recorder.points = []
         if physical:
             self._phys_dt = float(p.getPhysicsEngineParameters(physicsClientId=cid).get("fixedTimeStep", 1 / 240))
 
@@ -302,13 +333,16 @@ class World:
         A kinematic ego asks the engine's narrowphase (``getClosestPoints``) about each of the
         ``candidates`` rows (the agents whose bounding circles reach the ego's; the broadphase
         done in numpy), which costs nothing when no one is near. A physical ego's contacts are
-        those of its last ``stepSimulation`` (``getContactPoints``), with the solver's forces.
+        those of every substep it simulated (``ContactRecorder``), with the solver's forces.
         ``ego_vel``: the ego's velocity at the start of the step [m/s] (its impact velocity);
         ``state``: (5, N) the agents' x, y, yaw, vx, vy.
         """
         p, cid = self.p, self.cid
         if self.ego_physical:
-            points = p.getContactPoints(bodyA=self.ego_body, physicsClientId=cid)
+            # every substep's contacts (see ContactRecorder), then the state at the step's end
+            points = self.recorder.points
+            self.recorder.points = []
+            points.extend(p.getContactPoints(bodyA=self.ego_body, physicsClientId=cid))
         else:
             if not candidates.size:
                 return []
