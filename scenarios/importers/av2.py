@@ -10,7 +10,7 @@ and ``_ground_z``. There are no traffic signals in AV2.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scenarios.errors import ScenarioError
-from scenarios.importers.base import register
+from scenarios.importers.base import points_xyz, register, resample_polyline
 from scenarios.model import (
     AgentType,
     FeatureKind,
@@ -447,17 +447,17 @@ def _read_map(path: Path) -> tuple[list[Lane], list[MapFeature], list[str], np.n
     for key, seg in segments.items():
         where = f"{MAP_LANES}.{key}"
         lane_id = str(seg["id"])
-        left = _xyz(_get(seg, "left_lane_boundary", path, where), path, f"{where}.left_lane_boundary")
-        right = _xyz(_get(seg, "right_lane_boundary", path, where), path, f"{where}.right_lane_boundary")
+        left = points_xyz(_get(seg, "left_lane_boundary", path, where), path, f"{where}.left_lane_boundary")
+        right = points_xyz(_get(seg, "right_lane_boundary", path, where), path, f"{where}.right_lane_boundary")
         raw_center = seg.get("centerline")
         if raw_center:
-            center = _xyz(raw_center, path, f"{where}.centerline")
+            center = points_xyz(raw_center, path, f"{where}.centerline")
             if not center[:, 2].any() and (left[:, 2].any() or right[:, 2].any()):
-                center[:, 2] = (_resample(left, len(center))[:, 2] + _resample(right, len(center))[:, 2]) / 2
+                center[:, 2] = (resample_polyline(left, len(center))[:, 2] + resample_polyline(right, len(center))[:, 2]) / 2
                 z_filled += 1
         else:
             n = max(len(left), len(right), 2)
-            center = (_resample(left, n) + _resample(right, n)) / 2
+            center = (resample_polyline(left, n) + resample_polyline(right, n)) / 2
         links = {}
         for name in ("predecessors", "successors"):
             values = seg.get(name) or []
@@ -495,14 +495,14 @@ def _read_map(path: Path) -> tuple[list[Lane], list[MapFeature], list[str], np.n
     crosswalks = []
     for key, item in data[MAP_CROSSWALKS].items():
         where = f"{MAP_CROSSWALKS}.{key}"
-        edge1 = _xyz(_get(item, "edge1", path, where), path, f"{where}.edge1")
-        edge2 = _xyz(_get(item, "edge2", path, where), path, f"{where}.edge2")
+        edge1 = points_xyz(_get(item, "edge1", path, where), path, f"{where}.edge1")
+        edge2 = points_xyz(_get(item, "edge2", path, where), path, f"{where}.edge2")
         polygon = np.vstack([edge1, edge2[::-1]])
         crosswalks.append(MapFeature(f"crosswalk-{_get(item, 'id', path, where)}", FeatureKind.CROSSWALK, polygon))
     areas = []
     for key, item in data[MAP_DRIVABLE].items():
         where = f"{MAP_DRIVABLE}.{key}"
-        outline = _xyz(_get(item, "area_boundary", path, where), path, f"{where}.area_boundary")
+        outline = points_xyz(_get(item, "area_boundary", path, where), path, f"{where}.area_boundary")
         if len(outline) > 3 and np.array_equal(outline[0], outline[-1]):
             outline = outline[:-1]
         if len(outline) < 3:
@@ -530,26 +530,3 @@ def _get(item: Any, key: str, path: Path, where: str) -> Any:
         raise ScenarioError(path, f"{where}.{key}", "missing key")
     return item[key]
 
-
-def _xyz(points: Any, path: Path, field: str) -> np.ndarray:
-    """(P, 3) float64 [m] from a list of {"x", "y", "z"} objects (z optional)."""
-    if not isinstance(points, Sequence) or isinstance(points, str) or len(points) == 0:
-        raise ScenarioError(path, field, "must be a non-empty list of points")
-    try:
-        array = np.array([[p["x"], p["y"], p.get("z", 0.0)] for p in points], dtype=np.float64)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ScenarioError(path, field, f"points must be objects with numeric x, y (and z): {exc!r}") from None
-    if not np.isfinite(array).all():
-        raise ScenarioError(path, field, "points contain NaN or infinite values")
-    return array
-
-
-def _resample(points: np.ndarray, n: int) -> np.ndarray:
-    """(n, 3) points spaced evenly along the polyline ``points`` (P, 3) by x-y arc length."""
-    if len(points) == 1:
-        return np.repeat(points, n, axis=0)
-    s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(points[:, :2], axis=0).T))])
-    if s[-1] == 0:
-        return np.repeat(points[:1], n, axis=0)
-    targets = np.linspace(0.0, s[-1], n)
-    return np.column_stack([np.interp(targets, s, points[:, k]) for k in range(3)])

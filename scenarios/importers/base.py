@@ -8,9 +8,11 @@ into windows and choosing other egos is done once, for every format, in ``scenar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -135,3 +137,72 @@ def pick_ego(tracks: Tracks) -> int:
         vehicles, steps, travel = vehicles[keep], steps[keep], travel[keep]
     order = sorted(range(vehicles.size), key=lambda i: (-steps[i], -round(float(travel[i]), 6), str(tracks.agent_ids[vehicles[i]])))
     return int(vehicles[order[0]])
+
+
+# --- helpers the importers share -------------------------------------------------------------
+
+
+def resample_polyline(points: np.ndarray, count: int) -> np.ndarray:
+    """``count`` points at equal fractions of a (P, D) polyline's x-y arc length (D >= 2)."""
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) == 1:
+        return np.repeat(points, count, axis=0)
+    s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(points[:, :2], axis=0).T))])
+    if s[-1] == 0.0:
+        return np.repeat(points[:1], count, axis=0)
+    targets = np.linspace(0.0, s[-1], count)
+    return np.column_stack([np.interp(targets, s, points[:, k]) for k in range(points.shape[1])])
+
+
+def centerline_from_bounds(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The midpoint of a lane's two bounds, (P, D) [m].
+
+    Bounds with as many points as each other are averaged point by point (the points of a
+    CommonRoad lanelet correspond); otherwise both are first resampled to the larger count at
+    equal fractions of their arc length.
+    """
+    left = np.asarray(left, dtype=np.float64)
+    right = np.asarray(right, dtype=np.float64)
+    if len(left) != len(right):
+        count = max(len(left), len(right), 2)
+        left, right = resample_polyline(left, count), resample_polyline(right, count)
+    return 0.5 * (left + right)
+
+
+def points_xyz(points: Any, path: Path, field: str) -> np.ndarray:
+    """(P, 3) float64 [m] from a JSON list of ``{"x", "y", "z"}`` objects (z optional)."""
+    if not isinstance(points, Sequence) or isinstance(points, str) or len(points) == 0:
+        raise ScenarioError(path, field, "must be a non-empty list of points")
+    try:
+        array = np.array([[p["x"], p["y"], p.get("z", 0.0)] for p in points], dtype=np.float64)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ScenarioError(path, field, f"points must be objects with numeric x, y (and z): {exc!r}") from None
+    if not np.isfinite(array).all():
+        raise ScenarioError(path, field, "points contain NaN or infinite values")
+    return array
+
+
+def parse_xml(path: Path, root_tag: str, what: str = "file") -> ET.Element:
+    """Parse an XML file whose root must be ``root_tag``; ``ScenarioError`` on anything else.
+
+    Files that declare entities are refused (CommonRoad and OSM never do; entity expansion is
+    how XML bombs work); the standard library never fetches external entities.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(path, "", f"cannot read the {what}: {exc.strerror or exc}") from None
+    if not data.strip():
+        raise ScenarioError(path, "", f"the {what} is empty")
+    if b"<!ENTITY" in data:
+        raise ScenarioError(path, "xml", f"the {what} declares XML entities, which <{root_tag}> files never use; refused")
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        line, column = exc.position
+        raise ScenarioError(
+            path, "xml", f"not well-formed XML at line {line}, column {column} (a truncated or damaged {what}?): {exc}"
+        ) from None
+    if root.tag != root_tag:
+        raise ScenarioError(path, "xml", f"the root element is <{root.tag}>, not <{root_tag}>")
+    return root

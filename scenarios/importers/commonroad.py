@@ -35,7 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from scenarios.errors import ScenarioError
-from scenarios.importers.base import agent_type, pick_ego, register
+from scenarios.importers.base import (
+    agent_type,
+    centerline_from_bounds,
+    parse_xml,
+    pick_ego,
+    register,
+)
 from scenarios.model import (
     AgentType,
     FeatureKind,
@@ -135,55 +141,11 @@ def read_commonroad(path: str | Path) -> list[Scenario]:
         ScenarioError: naming the file, the field and the problem.
     """
     path = Path(path)
-    root = _parse(path)
+    root = parse_xml(path, ROOT_TAG)
     return [_Reader(path, root).scenario()]
 
 
-def centerline_from_bounds(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """The midpoint of a lane's two bounds, (P, D) [m].
 
-    Bounds with as many points as each other are averaged point by point (the points of a
-    CommonRoad lanelet correspond); otherwise both are first resampled to the larger count at
-    equal fractions of their arc length.
-    """
-    left = np.asarray(left, dtype=np.float64)
-    right = np.asarray(right, dtype=np.float64)
-    if len(left) != len(right):
-        count = max(len(left), len(right), 2)
-        left, right = _resample(left, count), _resample(right, count)
-    return 0.5 * (left + right)
-
-
-def _resample(polyline: np.ndarray, count: int) -> np.ndarray:
-    """``count`` points at equal fractions of the polyline's arc length."""
-    if len(polyline) == 1:
-        return np.repeat(polyline, count, axis=0)
-    s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(polyline, axis=0), axis=1))])
-    if s[-1] == 0.0:
-        return np.repeat(polyline[:1], count, axis=0)
-    targets = np.linspace(0.0, s[-1], count)
-    return np.column_stack([np.interp(targets, s, polyline[:, k]) for k in range(polyline.shape[1])])
-
-
-def _parse(path: Path) -> ET.Element:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ScenarioError(path, "", f"cannot read the file: {exc.strerror or exc}") from None
-    if not data.strip():
-        raise ScenarioError(path, "", "the file is empty")
-    if b"<!ENTITY" in data:
-        raise ScenarioError(path, "xml", "the file declares XML entities, which CommonRoad never uses; refused")
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
-        line, column = exc.position
-        raise ScenarioError(
-            path, "xml", f"not well-formed XML at line {line}, column {column} (a truncated or damaged file?): {exc}"
-        ) from None
-    if root.tag != ROOT_TAG:
-        raise ScenarioError(path, "xml", f"the root element is <{root.tag}>, not <{ROOT_TAG}>")
-    return root
 
 
 @dataclass(frozen=True, slots=True)

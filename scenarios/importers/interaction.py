@@ -38,8 +38,13 @@ import numpy as np
 import pandas as pd
 
 from scenarios.errors import ScenarioError
-from scenarios.importers.base import agent_type, pick_ego, register
-from scenarios.importers.commonroad import centerline_from_bounds
+from scenarios.importers.base import (
+    agent_type,
+    centerline_from_bounds,
+    parse_xml,
+    pick_ego,
+    register,
+)
 from scenarios.importers.projection import LocalUtm
 from scenarios.model import (
     AgentType,
@@ -346,7 +351,7 @@ class _Bound:
 
 def _read_map(map_path: Path) -> tuple[RoadMap, list[tuple[str, list[float]]]]:
     """The lanes and features of a Lanelet2 OSM map, and (lane id, stop point) per traffic light."""
-    root = _parse_osm(map_path)
+    root = parse_xml(map_path, "osm", "map")
     fail = lambda field, problem: ScenarioError(map_path, field, problem)  # noqa: E731
     node_ids, lats, lons = [], [], []
     for node in root.iter("node"):
@@ -458,24 +463,6 @@ def _read_map(map_path: Path) -> tuple[RoadMap, list[tuple[str, list[float]]]]:
         features.append(MapFeature(f"way-{wid}", kind, np.array([points[n] for n in refs]), subtype=name))
     return RoadMap.from_parts(lanes, features), light_lanes
 
-
-def _parse_osm(map_path: Path) -> ET.Element:
-    try:
-        data = map_path.read_bytes()
-    except OSError as exc:
-        raise ScenarioError(map_path, "", f"cannot read the map: {exc.strerror or exc}") from None
-    if not data.strip():
-        raise ScenarioError(map_path, "", "the map file is empty")
-    if b"<!ENTITY" in data:
-        raise ScenarioError(map_path, "xml", "the map declares XML entities, which OSM never uses; refused")
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
-        line, column = exc.position
-        raise ScenarioError(map_path, "xml", f"not well-formed XML at line {line}, column {column} (truncated?): {exc}") from None
-    if root.tag != "osm":
-        raise ScenarioError(map_path, "xml", f"the root element is <{root.tag}>, not <osm>")
-    return root
 
 
 def _tags(elem: ET.Element) -> dict[str, str]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scenarios.errors import ScenarioError
-from scenarios.importers.base import agent_type, register
+from scenarios.importers.base import agent_type, points_xyz, register
 from scenarios.model import (
     FeatureKind,
     Lane,
@@ -321,7 +320,7 @@ def _read_roads(roads: Any, path: Path) -> tuple[list[Lane], list[MapFeature], l
         road_id = str(road["id"])
         element = road.get("map_element_id")
         element = element if isinstance(element, int) and not isinstance(element, bool) else None
-        points = _xyz(road["geometry"], path, f"{where}.geometry")
+        points = points_xyz(road["geometry"], path, f"{where}.geometry")
         if kind == "lane":
             lanes.append(Lane(id=road_id, centerline=points, lane_type=LANE_TYPES.get(element, "undefined")))
         elif kind in POLYGON_TYPES:
@@ -357,18 +356,6 @@ def _read_roads(roads: Any, path: Path) -> tuple[list[Lane], list[MapFeature], l
         notes.append("roads of unknown type dropped: " + ", ".join(f"{n} {k}" for k, n in sorted(skipped.items())))
     return lanes, features, notes
 
-
-def _xyz(points: Any, path: Path, field: str) -> np.ndarray:
-    """(P, 3) float64 [m] from a list of {"x", "y", "z"} objects (z optional)."""
-    if not isinstance(points, Sequence) or isinstance(points, str) or len(points) == 0:
-        raise ScenarioError(path, field, "must be a non-empty list of points")
-    try:
-        array = np.array([[p["x"], p["y"], p.get("z", 0.0)] for p in points], dtype=np.float64)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ScenarioError(path, field, f"points must be objects with numeric x, y (and z): {exc!r}") from None
-    if not np.isfinite(array).all():
-        raise ScenarioError(path, field, "points contain NaN or infinite values")
-    return array
 
 
 # --------------------------------------------------------------------------------------------
