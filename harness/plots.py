@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,9 @@ class Moment:
             return f"boxes at {when}: first collision, with agent {rollout.agent_ids[self.agent]}"
         if self.kind == "min_ttc":
             return f"boxes at {when}: lowest time to collision, {self.ttc_s:.2f} s"
-        return f"boxes at {when}: last step ({rollout.termination or 'no termination'})"
+        if not rollout.termination:
+            return f"boxes at {when}: where the episode stopped (it did not finish)"
+        return f"boxes at {when}: last step ({rollout.termination})"
 
 
 def key_moment(scenario: Scenario, rollout: Rollout, eval_config: Any = None) -> Moment:
@@ -275,7 +278,8 @@ def score_line(summary: Mapping[str, Any] | None) -> str:
     if not summary:
         return ""
     if summary.get("status") == "error":
-        return f"error: {str(summary.get('error', ''))[:120]}"
+        message = str(summary.get("error", ""))
+        return f"error: {message[:220]}" + ("…" if len(message) > 220 else "")
     parts = [
         f"closed-loop {_fmt(summary.get('closed_loop_score'))}",
         f"driving {_fmt(summary.get('driving_score'))}",
@@ -406,7 +410,7 @@ def bird_eye_figure(
     ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.85)
 
     head = title or str((summary or {}).get("variant_id") or rollout.scenario_id)
-    lines = [head, score_line(summary), moment.describe(rollout)]
+    lines = [head, *textwrap.wrap(score_line(summary), int(width_in * 14)), moment.describe(rollout)]
     ax.set_title("\n".join(line for line in lines if line), fontsize=8.5, loc="left", parse_math=False)
     fig.tight_layout()
     return fig
@@ -573,6 +577,7 @@ def histogram_png(
     """Side-by-side histograms (one per named series of scores in ``value_range``) as PNG bytes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     n = max(len(columns), 1)
     fig = Figure(figsize=(width_in, 2.6), dpi=dpi, facecolor="white")
@@ -588,6 +593,7 @@ def histogram_png(
         ax.set_title(name, fontsize=9, parse_math=False)
         ax.set_xlabel("score [0, 1]", fontsize=8)
         ax.set_ylabel("variants", fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     return _save(fig, "png", None)
