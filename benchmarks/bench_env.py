@@ -137,6 +137,25 @@ def main() -> None:
     print(f"pybullet raw step      {raw * 1e6:7.1f} us wall  (move {bodies} boxes + performCollisionDetection + getContactPoints)")
     print(f"ratio env step / raw   {step / raw:7.2f}")
 
+    # the lidar's engine cost alone: one rayTestBatch of 1024 beams amid the scene's boxes
+    env = gymnasium.make("drivetwin/Replay-v0", scenario=scenario, config={**COMMON, **CONFIGS["state+lidar1024"]})
+    base = env.unwrapped
+    env.reset(seed=0)
+    for _ in range(base.plan.log.num_steps // 2):
+        env.step(action)
+    ego = base.ego
+    dirs = base._lidar_dirs
+    origin = np.array([ego.x, ego.y])
+    cfg = base.config
+    times = []
+    for _ in range(args.runs):
+        w = time.perf_counter()
+        for _ in range(20):
+            base.world.lidar(origin, dirs, cfg.lidar_height_m, cfg.lidar_range_m)
+        times.append((time.perf_counter() - w) / 20)
+    env.close()
+    print(f"rayTestBatch 1024 beams {statistics.median(times) * 1e6:6.0f} us wall (the lidar's engine cost per step)")
+
 
 if __name__ == "__main__":
     main()
