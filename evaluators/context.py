@@ -73,7 +73,8 @@ class MapGeometry:
             polygons (prepared), or None when the map has none.
         drivable_boundary: its outline as segments (the road edge as the metrics see it), or None.
         road_edges: the map's road-edge polylines as segments, or None.
-        extent: (4,) [m] min x, min y, max x, max y of the drivable area: the map's coverage.
+        extent: (4,) [m] min x, min y, max x, max y of everything in the map (lanes and features):
+            the map's coverage.
         lane_ids: (L,) str.
         lane_polygons: (L,) shapely polygons (boundaries, or the centerline widened).
         lane_segments: (K, 2, 2) every centerline's segments [m], lane by lane in order;
@@ -184,7 +185,7 @@ class MapGeometry:
             drivable=drivable,
             drivable_boundary=boundary,
             road_edges=edges,
-            extent=np.asarray(shapely.bounds(drivable), dtype=np.float64) if drivable is not None else np.full(4, np.nan),
+            extent=_extent(road_map),
             lane_ids=ids,
             lane_polygons=polygons,
             lane_segments=lane_segments,
@@ -223,6 +224,17 @@ def clear_map_cache() -> None:
     """Forget every cached ``MapGeometry`` (for benchmarks and memory)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+
+
+def _extent(road_map: RoadMap) -> np.ndarray:
+    """(4,) min x, min y, max x, max y [m] of every lane and feature point (NaN for an empty map)."""
+    parts = [f.points[:, :2] for f in road_map.features]
+    for lane in road_map.lanes:
+        parts += [b[:, :2] for b in (lane.centerline, lane.left_boundary, lane.right_boundary) if b is not None]
+    if not parts:
+        return np.full(4, np.nan)
+    xy = np.concatenate(parts)
+    return np.r_[xy.min(axis=0), xy.max(axis=0)]
 
 
 def _polygon(points: np.ndarray) -> shapely.Geometry | None:
@@ -514,8 +526,8 @@ class Context:
         corner back to the nearest road edge crossed on the straight way to the drivable area,
         and 0 when none is crossed (road surface the lane polygons miss: parking lanes, shoulders,
         wide junctions; where a map derives its drivable area from lane centerlines). A corner
-        whose way back ends on the drivable area's bounding box, crossing no road edge, left
-        through the map's cut: maps cropped around a log say nothing about the road beyond (NaN).
+        whose way back ends on the edge of the map's extent, crossing no road edge, left through
+        the map's cut: maps cropped around a log say nothing about the road beyond (NaN).
         """
         out = np.full((self.num_steps, 4), np.nan)
         g = self.map
@@ -575,8 +587,8 @@ def _offroad_distance(g: MapGeometry, points: np.ndarray) -> np.ndarray:
     """(P,) how far each point (P, 2) outside ``g.drivable`` is off the road [m]; NaN where unknown.
 
     The point's shortest way back to the drivable area decides: when it crosses a road edge, the
-    distance from the point to the nearest edge crossed; else, when it ends on the drivable area's
-    bounding box (where a cropped map cuts the road), NaN: the road may go on beyond the crop;
+    distance from the point to the nearest edge crossed; else, when it ends on the edge of the
+    map's extent (where a cropped map cuts the road), NaN: the road may go on beyond the crop;
     else 0 when the map has road edges (road surface outside the lanes), the way's length when it
     has none.
     """

@@ -9,7 +9,7 @@ Two refinements keep it truthful on real maps (see ``Context.corner_offroad_m``)
 has road edges, a corner outside the drivable area counts only beyond a road edge, measured from
 that edge (maps that derive the drivable area from lane centerlines miss parking lanes and
 shoulders between the lanes and the curb); and a corner that left through the map's cut (its
-way back ends on the drivable area's bounding box, crossing no road edge: maps are cropped
+way back ends on the edge of the map's extent, crossing no road edge: maps are cropped
 around the log, and the road goes on beyond) is not judged; such steps are counted in
 ``offmap_steps``. A map without any drivable geometry cannot be judged: the distance is NaN and
 the multiplier 1. The engine's own off-road flag (``rollout.offroad``, all False in a log

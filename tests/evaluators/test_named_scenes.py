@@ -199,6 +199,26 @@ def test_leaving_through_the_maps_cut_is_not_judged():
     assert row["offmap_steps"] == 91 - 48  # the front corners pass x = 250 after 47.75 m
 
 
+def curb_beyond_a_parking_lane() -> RoadMap:
+    """Lanes only (no drivable polygon) and road edges 2.5 m beyond them: a parking lane each side."""
+    road = straight_road()
+    lo, hi = -LANE_WIDTH / 2 - 2.5, 1.5 * LANE_WIDTH + 2.5
+    edges = (
+        MapFeature("edge-right", FeatureKind.ROAD_EDGE, [[-50, lo], [250, lo]]),
+        MapFeature("edge-left", FeatureKind.ROAD_EDGE, [[-50, hi], [250, hi]]),
+    )
+    keep = tuple(f for f in road.features if f.kind not in (FeatureKind.ROAD_EDGE, FeatureKind.DRIVABLE_AREA))
+    return RoadMap.from_parts(road.lanes, keep + edges)
+
+
+@pytest.mark.parametrize("beyond_lane, expected", [(2.0, 0.0), (3.0, 0.5)])
+def test_parked_car_between_lane_and_curb_is_on_the_road(beyond_lane, expected):
+    """A car parked outside the lanes but inside the curb is on the road; 0.5 m past the curb it is not."""
+    y = -LANE_WIDTH / 2 - beyond_lane + HALF_WIDTH
+    row = row_of(scene([AgentSpec("ego", 0.0, y=y, speed=0.0)], road=curb_beyond_a_parking_lane()))
+    assert row["drivable_area_max_distance_m"] == pytest.approx(expected)
+
+
 def wrong_way_three_metres():
     """The ego drives 3 m against its lane's direction in 1 s (3 m/s, heading -x in a +x lane)."""
     return scene([AgentSpec("ego", 100.0, speed=3.0, yaw=math.pi)], num_steps=11)
