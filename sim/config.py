@@ -19,7 +19,7 @@ class ConfigError(ValueError):
     """A bad env configuration value; the message names the field and what was wrong."""
 
 
-class ObservationPart(str, enum.Enum):
+class ObservationPart(enum.StrEnum):
     """A part of the ``Dict`` observation (see ``sim.observations``)."""
 
     STATE = "state"
@@ -28,7 +28,7 @@ class ObservationPart(str, enum.Enum):
     CAMERA = "camera"
 
 
-class ActionType(str, enum.Enum):
+class ActionType(enum.StrEnum):
     """How the policy's action is interpreted (see ``sim.actions``)."""
 
     CONTINUOUS = "continuous"
@@ -36,7 +36,7 @@ class ActionType(str, enum.Enum):
     DISCRETE = "discrete"
 
 
-class AgentsMode(str, enum.Enum):
+class AgentsMode(enum.StrEnum):
     """How the other road users move: replay the log, or IDM along their logged paths."""
 
     REPLAY = "replay"

@@ -45,7 +45,7 @@ from scenarios.model import AgentType, Scenario
 from sim import dynamics as dynamics_registry
 from sim.actions import EgoContext, make_handler
 from sim.agents import ReactiveAgents, SimTracks, resample
-from sim.config import ActionType, AgentsMode, ConfigError, EnvConfig, ObservationPart
+from sim.config import AgentsMode, ConfigError, EnvConfig, ObservationPart
 from sim.dynamics.base import EgoState, VehicleParams
 from sim.observations import BevRasteriser, lidar_directions, observation_space, state_vector
 from sim.road import Polyline, RoadGeometry, build_route, default_shoulder, logged_path, map_digest

@@ -16,7 +16,6 @@ attribute lookup, which costs as much as the call itself.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -229,7 +228,7 @@ class World:
         the pool are reused.
         """
         p, cid = self.p, self.cid
-        for row, body in enumerate(self.bodies):
+        for body in self.bodies:
             if body >= 0:
                 self._free.setdefault(self._key_of[int(body)], []).append(int(body))
         n = len(sizes)
@@ -261,7 +260,7 @@ class World:
         self.bodies = bodies
         self._half_h = np.maximum(np.asarray(sizes, dtype=np.float64)[:, 2], 0.1) / 2
         # park everything: pooled boxes from other scenarios and this scenario's until placed
-        for key, free in self._free.items():
+        for free in self._free.values():
             for body in free:
                 self._park(body)
         for body in bodies[bodies >= 0]:

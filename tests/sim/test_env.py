@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import sim
 from scenarios.errors import ScenarioError
 from scenarios.model import Conditions, FeatureKind, MapFeature, RoadMap
-from scenarios.synthetic import AgentSpec, scene, straight_road
+from scenarios.synthetic import AgentSpec, scene
 from sim.config import ActionType, ConfigError, EnvConfig, ObservationPart
 from sim.runner import rollout, rollouts_equal
 
