@@ -27,11 +27,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import evaluators  # noqa: E402
-import scenarios  # noqa: E402
-from evaluators.context import Context, MapGeometry, clear_map_cache  # noqa: E402
-from scenarios.synthetic import AgentSpec, scene, straight_road  # noqa: E402
-from sim.rollout import Rollout  # noqa: E402
+import evaluators
+import scenarios
+from evaluators.context import Context, MapGeometry, clear_map_cache
+from scenarios.synthetic import AgentSpec, scene, straight_road
+from sim.rollout import Rollout
 
 
 def pick_scenario(data: Path) -> tuple[scenarios.Scenario, str]:

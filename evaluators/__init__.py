@@ -6,7 +6,8 @@ rows; ``evaluate_all`` both and the per-step series. Evaluators are registered b
 report schemas and writer are in ``evaluators.report``.
 """
 
-# Import order is evaluation order and the summary's column order.
+# Import order is registration order: the order of evaluation and of the summary's columns.
+# isort: off
 from evaluators import (  # noqa: F401  (registration)
     collisions,
     drivable_area,
@@ -20,7 +21,18 @@ from evaluators import (  # noqa: F401  (registration)
     red_light,
     scores,
 )
-from evaluators.base import Evaluator, MetricSpec, MetricValue, get, metric_specs, register, registered, select
+
+# isort: on
+from evaluators.base import (
+    Evaluator,
+    MetricSpec,
+    MetricValue,
+    get,
+    metric_specs,
+    register,
+    registered,
+    select,
+)
 from evaluators.config import EvaluatorConfig
 from evaluators.context import Context, MapGeometry
 from evaluators.errors import EvaluatorError

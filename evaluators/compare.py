@@ -13,7 +13,13 @@ from collections.abc import Sequence
 import pandas as pd
 
 from evaluators.errors import EvaluatorError
-from evaluators.report import AT_FAULT_COLLISIONS, CLOSED_LOOP_SCORE, DRIVING_SCORE, STATUS, VARIANT_ID
+from evaluators.report import (
+    AT_FAULT_COLLISIONS,
+    CLOSED_LOOP_SCORE,
+    DRIVING_SCORE,
+    STATUS,
+    VARIANT_ID,
+)
 from evaluators.summary import STATUS_ERROR, STATUS_OK
 
 #: Columns ``compare_runs`` adds.

@@ -427,13 +427,11 @@ class Context:
             behind = self.relative_cos[agent, step] < np.cos(np.deg2rad(cfg.agent_behind_deg))
             corners = self.ego_corners[step]
             front_mid = (corners[:, 0] + corners[:, 3]) / 2
-            front = (
-                box_overlap_depth(
-                    front_mid[:, 0], front_mid[:, 1], r.yaw[e, step], 0.0, r.width[e],
-                    r.x[agent, step], r.y[agent, step], r.yaw[agent, step], r.length[agent], r.width[agent],
-                )  # fmt: skip
-                >= -cfg.front_edge_tolerance_m
-            )
+            front_depth = box_overlap_depth(
+                front_mid[:, 0], front_mid[:, 1], r.yaw[e, step], 0.0, r.width[e],
+                r.x[agent, step], r.y[agent, step], r.yaw[agent, step], r.length[agent], r.width[agent],
+            )  # fmt: skip
+            front = front_depth >= -cfg.front_edge_tolerance_m
             kind = np.select(
                 [ego_stopped, track_stopped, behind, front],
                 [CollisionType.STOPPED_EGO, CollisionType.STOPPED_TRACK, CollisionType.ACTIVE_REAR, CollisionType.ACTIVE_FRONT],
@@ -684,12 +682,12 @@ def valid_runs(mask: np.ndarray) -> list[np.ndarray]:
 
 
 __all__ = [
+    "NON_VEHICLE_LANE_TYPES",
     "AgentClass",
     "CollisionEvents",
     "CollisionType",
     "Context",
     "MapGeometry",
-    "NON_VEHICLE_LANE_TYPES",
     "agent_classes",
     "clear_map_cache",
     "step_weights",

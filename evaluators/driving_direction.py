@@ -40,7 +40,7 @@ class DrivingDirection(Evaluator):
         xy = ctx.ego_xy
         step_ok = ctx.ego_valid[:-1] & ctx.ego_valid[1:] & np.isfinite(tangent[:-1, 0])
         progress = np.where(step_ok, np.sum(np.diff(xy, axis=0) * np.nan_to_num(tangent[:-1]), axis=1), 0.0)
-        window = max(1, int(round(cfg.direction_window_s / ctx.dt_s)))
+        window = max(1, round(cfg.direction_window_s / ctx.dt_s))
         if progress.size == 0:
             worst = 0.0
         else:

@@ -116,7 +116,7 @@ def first_overlap_time(
             leave = np.minimum(leave, hi)
     k = np.maximum(np.floor(enter / step) + 1, 1)  # first grid time strictly after entering
     t = k * step
-    n_max = int(round(horizon / step))
+    n_max = round(horizon / step)
     return np.where((t < leave) & (k <= n_max) & (enter < leave), t, np.inf)
 
 

@@ -23,7 +23,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,13 @@ import pyarrow.parquet as pq
 
 from evaluators.base import metric_specs
 from evaluators.errors import EvaluatorError
-from evaluators.summary import IDENTITY_COLUMNS, SERIES_UNITS, STATUS_ERROR, Evaluation, error_summary
+from evaluators.summary import (
+    IDENTITY_COLUMNS,
+    SERIES_UNITS,
+    STATUS_ERROR,
+    Evaluation,
+    error_summary,
+)
 
 #: Version of the three table schemas; bump on any incompatible change.
 SCHEMA_VERSION = 1
@@ -187,7 +193,7 @@ def _to_table(rows: list[Mapping[str, Any]], schema: pa.Schema, source: str) -> 
     for row in rows:
         extra = set(row) - names
         if extra:
-            raise EvaluatorError(source, sorted(extra)[0], f"not a column of the {schema.metadata[META_TABLE.encode()].decode()} table")
+            raise EvaluatorError(source, min(extra), f"not a column of the {schema.metadata[META_TABLE.encode()].decode()} table")
     columns = {}
     for f in schema:
         values = [row.get(f.name) for row in rows]
@@ -295,7 +301,7 @@ class ReportWriter:
     def close(self) -> None:
         self.flush()
 
-    def __enter__(self) -> ReportWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -167,7 +167,7 @@ def evaluate(
         raise EvaluatorError("evaluate", "on_error", f"must be 'raise' or 'row', got {on_error!r}")
     try:
         return evaluate_all(rollout, scenario, config, variant_id=variant_id, scenario_id=scenario_id).summary
-    except Exception as exc:  # noqa: BLE001  (reported in the row, by request)
+    except Exception as exc:
         if on_error == "raise":
             raise
         message = str(exc) if isinstance(exc, EvaluatorError) else "".join(traceback.format_exception_only(exc)).strip()

@@ -22,7 +22,12 @@ import numpy as np
 
 from evaluators.base import Evaluator, MetricSpec, MetricValue, register
 from evaluators.context import Context
-from evaluators.geometry import box_corners, box_overlap_depth, convex_distance, first_overlap_time
+from evaluators.geometry import (
+    box_corners,
+    box_overlap_depth,
+    convex_distance,
+    first_overlap_time,
+)
 
 
 def projected_ttc(ctx: Context) -> np.ndarray:

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 import evaluators
-from evaluators import EvaluatorConfig, EvaluatorError, MetricSpec, evaluate, evaluate_all
+from evaluators import (
+    EvaluatorConfig,
+    EvaluatorError,
+    MetricSpec,
+    evaluate,
+    evaluate_all,
+)
 from evaluators.base import _REGISTRY, Evaluator, get, metric_specs, register, select
 from evaluators.context import Context
 from evaluators.report import REQUIRED_SUMMARY_COLUMNS

@@ -8,7 +8,13 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluators.geometry import box_corners, box_overlap_depth, convex_distance, first_overlap_time, savgol
+from evaluators.geometry import (
+    box_corners,
+    box_overlap_depth,
+    convex_distance,
+    first_overlap_time,
+    savgol,
+)
 
 
 def random_boxes(rng: np.random.Generator, n: int):
