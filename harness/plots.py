@@ -398,8 +398,11 @@ def bird_eye_figure(
         Line2D([], [], color="#21918c", linewidth=2.8, label="driven ego path (colour: speed)"),
         Patch(facecolor=_EGO, edgecolor="black", label="ego"),
         Patch(facecolor="none", edgecolor="black", linestyle="--", label="logged ego"),
-        Patch(facecolor=_AGENT_COLOURS[AgentType.VEHICLE], edgecolor="#1f1f1f", label="other agents"),
     ]
+    shown = {AgentType(int(t)) for t in scenario.tracks.agent_types[present]} if present.size else set()
+    for kind in sorted(shown or {AgentType.VEHICLE}):
+        name = "other vehicles" if kind == AgentType.VEHICLE else f"{kind.name.lower()}s"
+        handles.append(Patch(facecolor=_AGENT_COLOURS[kind], edgecolor="#1f1f1f", label=name))
     if moment.agent >= 0:
         handles.append(Patch(facecolor=_COLLIDED, edgecolor="black", label="collided with"))
     kinds = {m.kind for m in moment.markers}
