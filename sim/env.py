@@ -22,6 +22,12 @@ One step (env dt = the log's step unless ``config.sim_dt_s`` says otherwise):
    (``getContactPoints`` with the ego), off-road from rays cast down at the ego's four corners;
 5. reward, termination (collision, off-road, goal) and truncation (the log's end, ``max_steps``).
 
+Reuse: the client lives as long as the env. With the kinematic ego the road and the agent boxes
+are kept across resets (rebuilt only for another map or other box sizes), since the engine is
+only queried and its history cannot change a result. A physical ego (``bullet``) steps the
+physics, whose solver keeps state across episodes; its world is rebuilt at every reset
+(``resetSimulation``) so that a rollout is the same whatever ran before it.
+
 ``info``: ``t_us``, ``step``, ``scenario_id``, ``ego`` (x, y, yaw, speed, accel, steer, yaw_rate in
 the scenario frame), ``contacts`` (list of ``{"agent_id", "impulse", "penetration"}``),
 ``collision``, ``offroad``, ``offroad_corners``, ``progress_m``, ``route_completion``,
@@ -374,6 +380,9 @@ class DriveTwinEnv(gymnasium.Env):
         cfg = self.config
         world = self.world
         friction = float(scenario.conditions.road_friction)
+        if self.physical:  # a simulated ego is reproducible only in a freshly built world
+            world.clear()
+            self._loaded = None
         world.set_road(plan.geometry, plan.origin, friction, cfg.ground_friction)
         if plan is not self._loaded:
             world.set_agents(plan.sizes, plan.types, plan.ego_row)

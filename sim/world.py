@@ -135,6 +135,33 @@ class World:
         self._types = np.zeros(0, np.uint8)
         self._road_ids: frozenset[int] = frozenset()
 
+    def clear(self) -> None:
+        """Empty the client (``resetSimulation``) and forget every body, as if it were new.
+
+        Bullet's solver keeps state across episodes (contact caches, the order of overlapping
+        pairs), so a simulated (physical) ego is only reproducible in a world rebuilt the same way
+        each time.
+        """
+        p, cid = self.p, self.cid
+        p.resetSimulation(physicsClientId=cid)
+        p.setGravity(0, 0, -9.81, physicsClientId=cid)
+        self._roads.clear()
+        self.road = None
+        self._road_ids = frozenset()
+        self._offset = np.zeros(2)
+        self._road_friction = self._ground_friction = -1.0
+        self._free.clear()
+        self._key_of.clear()
+        self.bodies = np.zeros(0, np.int64)
+        self._placed = np.zeros(0, bool)
+        self._pose = np.zeros((3, 0))
+        self._half_h = np.zeros(0)
+        self._park_slot = 0
+        self._row_of_body = np.full(16, -1, np.int64)
+        self.ego_body = -1
+        self.recorder.ego_body = -1
+        self.recorder.points = []
+
     # ------------------------------------------------------------------ road
     def set_road(self, geometry: RoadGeometry, origin: np.ndarray, friction: float, ground_friction: float) -> None:
         """Show ``geometry``'s road for a scenario whose local origin is ``origin`` (scenario frame)."""

@@ -120,6 +120,18 @@ def test_same_seed_and_actions_give_bit_identical_trajectories(agents_mode: str,
     assert not np.array_equal(other["state"], o1[0]["state"])
 
 
+@pytest.mark.parametrize("dynamics", ["bicycle", "bullet"])
+def test_a_rollout_does_not_depend_on_what_ran_before(dynamics: str, make_env, scenes) -> None:
+    """Workers run scenarios in any order: A after B on a used env equals A on a fresh env."""
+    a = scene([AgentSpec("ego", x=0.0, speed=9.0), AgentSpec("b", x=30.0, speed=7.0)], num_steps=31, scenario_id="a")
+    env = make_env(dynamics=dynamics, action="trajectory")
+    first = rollout(env, "expert", a, seed=0)
+    rollout(env, "constant_velocity", scenes.lead_stopped(), seed=0)
+    again = rollout(env, "expert", a, seed=0)
+    fresh = rollout(make_env(dynamics=dynamics, action="trajectory"), "expert", a, seed=0)
+    assert rollouts_equal(first, again) and rollouts_equal(first, fresh)
+
+
 def test_async_vector_env_runs_two_envs() -> None:
     fns = [lambda: gymnasium.make("drivetwin/Replay-v0", config={"observation": ["state", "lidar"], "lidar_beams": 8})] * 2
     envs = gymnasium.vector.AsyncVectorEnv(fns)
