@@ -189,10 +189,13 @@ def pure_pursuit(path: np.ndarray, lookahead: float, wheelbase: float) -> float:
 class TrajectoryTracker:
     """Tracks ego-frame waypoints at the env step: pure pursuit + speed PI (see the module docstring).
 
-    Speed: the waypoints' speed ``v_ref`` over the next step (their first segment, measured from
-    the ego, so a position error shows up as a speed error) plus ``K_POS`` times the along-track
-    position error of the second waypoint; then ``a = (v_ref - v) / TAU + K_I * integral``.
-    Steering: pure pursuit with lookahead ``clip(LOOKAHEAD_S * v, LOOKAHEAD_MIN_M, LOOKAHEAD_MAX_M)``.
+    Speed: the target is the waypoints' speed at the end of this step, the mean of their first
+    two segments' speeds; the first segment is measured from the ego itself, so an along-track
+    position error shows up as a speed error and is corrected. ``a = (v_target - v) / TAU +
+    K_I * integral(v_target - v)``, the integral clamped to +-2 m/s. Steering: pure pursuit from
+    the rear axle (half a wheelbase behind the centre) with lookahead
+    ``clip(LOOKAHEAD_S * v, LOOKAHEAD_MIN_M, LOOKAHEAD_MAX_M)``; wheels straight when the
+    waypoints stand still. Waypoints behind the ego (first one at x < 0) mean reversing.
     """
 
     TAU = 0.25  # [s] speed error time constant

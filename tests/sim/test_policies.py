@@ -11,6 +11,8 @@ from sim.runner import PolicyError, rollout
 #: The expert's reproduction of a real logged ego: mean and worst centre error [m].
 EXPERT_MEAN_ERROR_M = 0.2
 EXPERT_MAX_ERROR_M = 0.5
+#: ... and mean speed error [m/s].
+EXPERT_MEAN_SPEED_ERROR = 0.3
 
 
 def test_registry_names_and_loading_by_path() -> None:
@@ -43,6 +45,8 @@ def test_expert_reproduces_the_logged_ego_on_a_real_scenario(name: str, action: 
     valid = s.tracks.valid[e, :n]
     err = np.hypot(record.x[e] - s.tracks.x[e, :n], record.y[e] - s.tracks.y[e, :n])[valid]
     assert err.mean() < EXPERT_MEAN_ERROR_M and err.max() < EXPERT_MAX_ERROR_M, (err.mean(), err.max())
+    speed_err = np.abs(record.ego_speed - s.tracks.speed[e, :n])[valid]
+    assert speed_err.mean() < EXPERT_MEAN_SPEED_ERROR, speed_err.mean()
     assert not record.contact.any() and not record.offroad.any()
 
 
@@ -95,3 +99,25 @@ def test_a_failing_policy_fails_its_scenario_with_the_step(make_env, scenes) -> 
         rollout(env, _NaN(), seed=0)
     with pytest.raises(PolicyError, match="does not support 'discrete'"):
         rollout(make_env(scenes.cruise(), action="discrete"), "expert", seed=0)
+
+
+def test_discrete_meta_actions_change_lane_and_speed(make_env) -> None:
+    """``two_lane_cruise``: the ego in lane 0 (y = 0) at 10 m/s; lane 1 is at y = 3.5."""
+    from scenarios.synthetic import AgentSpec, scene
+
+    from sim.actions import MetaAction
+
+    s = scene([AgentSpec("ego", x=0.0, speed=10.0)], num_steps=81, scenario_id="two_lane_cruise")
+    env = make_env(s, action="discrete", terminate_on_goal=False)
+    env.reset(seed=0)
+    env.step(int(MetaAction.CHANGE_LEFT))
+    for _ in range(3):
+        env.step(int(MetaAction.FASTER))
+    for _ in range(50):
+        env.step(int(MetaAction.KEEP_LANE))
+    assert env.ego.y == pytest.approx(3.5, abs=0.2) and abs(env.ego.yaw) < 0.02
+    assert env.ego.speed == pytest.approx(16.0, abs=0.3)
+    env.step(int(MetaAction.CHANGE_LEFT))  # no lane further left: nothing changes
+    for _ in range(20):
+        env.step(int(MetaAction.SLOWER))
+    assert env.ego.y == pytest.approx(3.5, abs=0.2) and env.ego.speed < 5.0  # P control towards 0 m/s
