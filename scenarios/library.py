@@ -17,11 +17,14 @@ hold it. Ego variants and windows of one log therefore share one copy of what th
 In the data tables every key is exactly one row group, so loading a scenario reads one row
 group per table and nothing else.
 
-An append writes the data parts first and the scenarios part last, each to a hidden temporary
-file renamed into place; a data part is committed only when the scenarios part of the same name
-exists. An interrupted append leaves a valid library (holding the scenarios of the parts it
-finished) plus, at worst, uncommitted data parts that readers never reference and the next
-append deletes. Re-running the append completes it: ids already stored are skipped.
+An append is all or nothing. It writes data parts (one per table per ``scenarios_per_part``
+scenarios) as the scenarios stream in, then one scenarios part that references them; every file
+is written under a hidden temporary name, fsynced and renamed into place, and the scenarios part
+is renamed last: that rename is the commit. A data part no index row references is uncommitted:
+readers never look at it and the next append deletes it. So an interrupted append leaves the
+library as it was (plus, after a hard kill, such leftovers); re-running it is safe because ids
+already stored are skipped. Many small appends make many small index parts; ``compact_index``
+rewrites them as one.
 """
 
 from __future__ import annotations
