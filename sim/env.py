@@ -9,7 +9,9 @@ Frame: the env works in a local frame, the scenario's frame minus an origin (the
 logged position), so float32 physics stays precise at city coordinates; ``info`` and the rollout
 record are back in the scenario's frame.
 
-One step (env dt = the log's step unless ``config.sim_dt_s`` says otherwise):
+An episode starts at the ego's first logged step (usually the scenario's first) with the ego in
+its logged state, and ends at the log's end at the latest. One step (env dt = the log's step
+unless ``config.sim_dt_s`` says otherwise):
 
 1. the action becomes an (accel, steer) command (``sim.actions``; bad actions raise ``ValueError``);
 2. the command enters the latency FIFO of ``round(ego_latency_s / dt)`` steps and the oldest
@@ -18,8 +20,10 @@ One step (env dt = the log's step unless ``config.sim_dt_s`` says otherwise):
    takes effect the ego does what the recorded driver did;
 3. reactive agents choose their accelerations (from the state at this step), the ego dynamics
    model advances, then every agent moves to the next step (log replay or IDM);
-4. agent boxes near the ego are moved in the engine; contacts come from the engine
-   (``getContactPoints`` with the ego), off-road from rays cast down at the ego's four corners;
+4. agent boxes near the ego are moved in the engine (the others wait parked far below);
+   contacts come from the engine: its narrowphase (``getClosestPoints``) against the boxes whose
+   bounding circles reach the ego's for the kinematic ego, the contacts of every physics
+   substep for a simulated one; off-road from rays cast down at the ego's four corners;
 5. reward, termination (collision, off-road, goal) and truncation (the log's end, ``max_steps``).
 
 Reuse: the client lives as long as the env. With the kinematic ego the road and the agent boxes
@@ -58,7 +62,7 @@ from sim.road import Polyline, RoadGeometry, build_route, default_shoulder, logg
 from sim.rollout import Rollout
 from sim.world import World
 
-#: Dynamics models that step the physics themselves (contacts then come from their last step).
+#: Dynamics models that step the physics themselves (contacts then come from their substeps).
 PHYSICAL_DYNAMICS = frozenset({"bullet"})
 #: Route extension beyond the logged ego path [m].
 ROUTE_EXTENSION_M = 150.0
@@ -71,8 +75,6 @@ SYNC_MARGIN_M = 3.0
 #: Scenarios and maps prepared for reuse.
 PLAN_CACHE_SIZE = 16
 GEOMETRY_CACHE_SIZE = 4
-
-_EMPTY_CONTACTS: list = []
 
 
 @dataclass(slots=True, eq=False)
