@@ -955,7 +955,11 @@ class ScenarioLibrary:
                 raise ScenarioError(path, "", "part file is missing") from None
             except (OSError, pa.ArrowException) as exc:
                 raise ScenarioError(path, "", f"unreadable Parquet file: {exc}") from None
-            _check_schema(handle.schema_arrow, table, path)
+            try:
+                _check_schema(handle.schema_arrow, table, path)
+            except ScenarioError:
+                handle.close()
+                raise
             return handle
 
         return self._files.get_or((table, name), open_)
@@ -1028,7 +1032,7 @@ class ScenarioLibrary:
         except ScenarioError as exc:
             if str(self.root) in exc.source:
                 raise
-            # The stored rows do not make a valid scenario: name the library and the index part.
+            # The stored rows do not make a valid scenario: name the library and the scenario.
             raise ScenarioError(
                 f"{self.root} (scenario {scenario_id})", exc.field, f"stored data is inconsistent: {exc.problem}"
             ) from None
