@@ -509,7 +509,7 @@ class _Converter:
         if str(sdc) not in ids:
             self.fail("metadata.sdc_id", f"{sdc!r} is not among the {len(ids)} tracks")
         rows: dict[str, list[Any]] = {name: [] for name in _TRACK_FIELDS}
-        dropped, swapped = 0, []
+        dropped, swapped, held = 0, [], 0
         for agent_id, track in zip(ids, raw_tracks.values()):
             where = f"tracks.{agent_id}"
             if not isinstance(track, dict):
@@ -539,13 +539,19 @@ class _Converter:
                 swapped.append(agent_id)
             z = position[:, 2] if position.shape[1] == 3 else np.zeros(num_steps)
             x, y = position[:, 0], position[:, 1]
-            vx, vy = velocity[:, 0], velocity[:, 1]
+            vx, vy = velocity[:, 0].copy(), velocity[:, 1].copy()
+            held += _hold_last_velocity(vx, vy, valid)
             for name, value in zip(_TRACK_FIELDS, (agent_id, int(kind), *size, x, y, z, heading, vx, vy, valid)):
                 rows[name].append(value)
         if dropped:
             self.notes.append(f"{dropped} tracks never valid, dropped")
         if swapped:
             self.notes.append(f"length and width swapped (length < width) for vehicles {swapped}")
+        if held:
+            self.notes.append(
+                f"{held} track ends whose velocity was exactly 0 after motion (ScenarioNet's forward differences) "
+                "given the previous step's velocity"
+            )
         tracks = Tracks(**{name: np.array(values) for name, values in rows.items()})
         return tracks, tracks.index_of(str(sdc))
 
@@ -784,3 +790,15 @@ class _Converter:
         if not lane_ids:
             return None
         return Signals(np.array(lane_ids), np.array(states, dtype=np.int8), np.array(stops))
+
+
+def _hold_last_velocity(vx: np.ndarray, vy: np.ndarray, valid: np.ndarray) -> int:
+    """Fix ScenarioNet's forward-difference artefact in place: the last step of each valid run has
+    velocity exactly 0 even for a moving agent; give it the previous step's. Returns the count fixed."""
+    ends = np.flatnonzero(valid & ~np.append(valid[1:], False))
+    fixed = 0
+    for k in ends:
+        if k > 0 and valid[k - 1] and vx[k] == 0.0 and vy[k] == 0.0 and (vx[k - 1] != 0.0 or vy[k - 1] != 0.0):
+            vx[k], vy[k] = vx[k - 1], vy[k - 1]
+            fixed += 1
+    return fixed
