@@ -308,7 +308,10 @@ class DriveTwinEnv(gymnasium.Env):
             width=width if width > 0.3 else defaults.width,
             height=height if height > 0.3 else defaults.height,
         )
-        ego0 = EgoState(0.0, 0.0, float(log.yaw[e, 0]), float(espeed[0]))
+        # the initial steering angle is the logged ego's (inverse bicycle kinematics), so a log that
+        # starts in a curve does not start with the wheels straight
+        steer0 = _logged_commands(ego_log, 1, dt_s, params)[0][1] if len(ego_log) > 1 else 0.0
+        ego0 = EgoState(0.0, 0.0, float(log.yaw[e, 0]), float(espeed[0]), steer=steer0)
         offset = geometry.anchor - origin
         path = logged_path(ex[vs] - offset[0], ey[vs] - offset[1], float(eyaw[-1]))
         route_map = build_route(geometry, path, float(eyaw[vs[-1]]), ROUTE_EXTENSION_M, ROUTE_SPACING_M)
