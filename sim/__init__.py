@@ -9,7 +9,8 @@ Importing ``sim`` registers the Gymnasium ids (quietly, idempotently):
 
 ``gymnasium.make("drivetwin/Replay-v0", scenario=..., config={...})``; a ``config`` mapping is
 applied over the id's preset, an ``EnvConfig`` replaces it. The public API (``DriveTwinEnv``,
-``EnvConfig``, ``rollout``, ``make_policy``, ...) is imported on first use.
+``EnvConfig``, ``make_policy``, ...) is imported on first use; ``sim.runner.rollout`` runs an
+episode (``sim.rollout`` is the module of the ``Rollout`` record).
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ _LAZY = {
     "make_policy": "sim.policies",
     "register_policy": "sim.policies",
     "policy_names": "sim.policies",
-    "rollout": "sim.runner",
     "PolicyError": "sim.runner",
     "Rollout": "sim.rollout",
 }
