@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from harness.runner import IMPORTED_LIBRARY, MANIFEST, RunError, read_run_summary, read_tasks
-from harness.worker import STATUS_ERROR, VariantTask, VariantWorker, evaluator_config_from, task_identity
+from harness.worker import VariantFailed, VariantTask, VariantWorker, episode_summary, failure_summary
 
 #: Summary columns that say how the run went, not what the driving was: never compared.
 RUN_ONLY_COLUMNS = ("run_id", "attempts", "worker_s")
@@ -203,8 +203,6 @@ class Replayer:
             self.tasks = read_tasks(self.run_dir)
         except RunError as exc:
             raise ReplayError(str(exc)) from None
-        self._env: Any = None
-        self._eval_config: Any = None
         self._stored: dict[str, dict[str, Any]] | None = None
 
     def task(self, variant_id: str) -> VariantTask:
@@ -232,44 +230,22 @@ class Replayer:
             self._stored = {} if table is None else {str(r["variant_id"]): r for r in table.to_dict("records")}
         return self._stored.get(variant_id)
 
-    def _setup(self) -> None:
-        import sim
-        from evaluators import EvaluatorConfig
-        from sim.env import DriveTwinEnv
-
-        if self._env is None:
-            # as VariantWorker does: the same [env] table, the same evaluator config
-            self._env = DriveTwinEnv(config=sim.EnvConfig.from_mapping(self.worker.env_config, "suite [env]"))
-            self._eval_config = evaluator_config_from(self.worker.evaluator_config, EvaluatorConfig)
-
     def replay(self, variant_id: str) -> ReplayResult:
-        """Run the variant again and compare its summary row with the stored one.
-
-        The episode runs as in ``VariantWorker.run``; when any stage fails, the worker itself
-        runs the task to get the exact error row the run would have written.
-        """
-        from evaluators import evaluate_all
-        from sim.runner import rollout
-
+        """Run the variant again, exactly as ``VariantWorker.run`` did, and compare its summary row."""
         task = self.task(variant_id)
-        scenario = record = None
         try:
-            self._setup()
-            scenario = self.worker.build_scenario(task)
-            record = rollout(self._env, self.worker.policy(), scenario, seed=task.seed)
-            evaluation = evaluate_all(record, scenario, self._eval_config, variant_id=task.variant_id, scenario_id=task.scenario_id)
-            row = {**evaluation.summary, **task_identity(task)}
-        except Exception:  # noqa: BLE001 - the variant fails as it did in the run
-            row = self.worker.run(task).summary
-            record = self._partial_episode(scenario)
+            episode = self.worker.episode(task)
+            row, scenario, record = episode_summary(task, episode), episode.scenario, episode.rollout
+        except VariantFailed as exc:  # the variant fails as it did in the run: draw what it did
+            row, scenario, record = failure_summary(task, exc), exc.scenario, self._partial_episode(exc.scenario)
         stored = self.stored_row(variant_id)
         mismatches = compare_rows(stored, row) if stored is not None else []
-        return ReplayResult(self.run_dir, task, row, stored, mismatches, scenario, record, self._eval_config)
+        return ReplayResult(self.run_dir, task, row, stored, mismatches, scenario, record, self.worker.eval_config)
 
     def _partial_episode(self, scenario: Any) -> Any:
         """The episode of ``scenario`` up to a failure (a policy that raised midway), or None."""
-        env = self._env
-        if env is None or scenario is None or env.scenario is None or env.scenario.id != scenario.id:
+        env = self.worker.env
+        if scenario is None or env.scenario is None or env.scenario.id != scenario.id:
             return None
         try:
             record = env.rollout_record(policy=self.policy_name)
@@ -278,9 +254,9 @@ class Replayer:
             return None
 
     def close(self) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
+        if self.worker._env is not None:
+            self.worker._env.close()
+            self.worker._env = None
 
     def __enter__(self) -> Replayer:
         return self

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.config import ConfigError, SuiteConfig
-from harness.executor import Executor, TaskResult, make_executor
+from harness.executor import Executor, make_executor
 from harness.worker import STATUS_ERROR, VariantOutcome, VariantTask, VariantWorker, params_json, task_identity
 
 MANIFEST = "manifest.json"

@@ -57,6 +57,24 @@ class VariantOutcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """One variant driven and scored: its scenario, its rollout and its evaluation."""
+
+    scenario: Any
+    rollout: Any
+    evaluation: Any
+
+
+class VariantFailed(RuntimeError):
+    """A variant failed at some stage; carries what was built before the failure."""
+
+    def __init__(self, message: str, scenario: Any = None, rollout: Any = None) -> None:
+        super().__init__(message)
+        self.scenario = scenario
+        self.rollout = rollout
+
+
 def task_identity(task: VariantTask) -> dict[str, Any]:
     """The columns every row of a variant carries, whatever happened to it."""
     return {"mutation": task.mutation, "params": task.params_json, "seed": int(task.seed)}
@@ -124,20 +142,29 @@ class VariantWorker:
             self._policy = make_policy(self.policy_name, **self.policy_options)
         return self._policy
 
-    def run(self, task: VariantTask) -> VariantOutcome:
-        from evaluators import error_summary, evaluate_all
+    @property
+    def env(self) -> Any:
+        """The worker's env (its pybullet world), made on first use."""
+        self._setup()
+        return self._env
+
+    @property
+    def eval_config(self) -> Any:
+        self._setup()
+        return self._eval_config
+
+    def episode(self, task: VariantTask, timings: dict[str, float] | None = None) -> Episode:
+        """Rebuild, drive and score one variant; raises ``VariantFailed`` naming the stage that failed."""
+        from evaluators import evaluate_all
         from sim.runner import rollout
 
-        timings: dict[str, float] = {}
-        identity = task_identity(task)
-        ego_id = ""
-        stage = "setup"
+        timings = {} if timings is None else timings
+        stage, scenario, record = "setup", None, None
         try:
             start = time.perf_counter()
             self._setup()
             stage = "scenario"
             scenario = self.build_scenario(task)
-            ego_id = scenario.ego_id
             timings["build_s"] = time.perf_counter() - start
             stage = "rollout"
             start = time.perf_counter()
@@ -149,13 +176,35 @@ class VariantWorker:
                 record, scenario, self._eval_config, variant_id=task.variant_id, scenario_id=task.scenario_id, series=self.save_steps
             )
             timings["eval_s"] = time.perf_counter() - start
-        except Exception as exc:  # noqa: BLE001 - the variant fails, the run goes on
+        except Exception as exc:  # noqa: BLE001 - wrapped with its stage, the cause kept
             message = f"{stage}: {''.join(traceback.format_exception_only(exc)).strip()}"
-            summary = error_summary(task.variant_id, task.scenario_id, ego_id, message)
-            summary.update(identity)
-            return VariantOutcome(summary, timings=timings)
-        summary = {**evaluation.summary, **identity}
-        return VariantOutcome(summary, evaluation.metrics, evaluation.series, timings)
+            raise VariantFailed(message, scenario, record) from exc
+        return Episode(scenario, record, evaluation)
+
+    def run(self, task: VariantTask) -> VariantOutcome:
+        """One variant's outcome: its rows, or an error row with the failed stage and message."""
+        timings: dict[str, float] = {}
+        try:
+            episode = self.episode(task, timings)
+        except VariantFailed as exc:
+            return VariantOutcome(failure_summary(task, exc), timings=timings)
+        evaluation = episode.evaluation
+        return VariantOutcome(episode_summary(task, episode), evaluation.metrics, evaluation.series, timings)
+
+
+def episode_summary(task: VariantTask, episode: Episode) -> dict[str, Any]:
+    """The summary row of a variant that ran."""
+    return {**episode.evaluation.summary, **task_identity(task)}
+
+
+def failure_summary(task: VariantTask, failure: VariantFailed) -> dict[str, Any]:
+    """The summary row of a variant that failed: status "error", the stage and message, metrics null."""
+    from evaluators import error_summary
+
+    ego_id = failure.scenario.ego_id if failure.scenario is not None else ""
+    summary = error_summary(task.variant_id, task.scenario_id, ego_id, str(failure))
+    summary.update(task_identity(task))
+    return summary
 
 
 def evaluator_config_from(table: Mapping[str, Any], cls: Any) -> Any:
