@@ -29,9 +29,9 @@ import numpy as np
 from scenarios.model import Scenario
 
 #: IDM parameters: max acceleration, comfortable and max braking [m/s2], jam distance [m], time headway [s].
-#: The short headway is the logged drivers' (with IDM's textbook 2 m / 1 s, reactive agents behind
-#: the expert ego drift from their logs by 1.2 m on average in the NGSIM sample; with these, 0.5 m).
-A_MAX, B_COMF, B_MAX, S0, T_HEADWAY = 3.0, 3.0, 8.0, 1.0, 0.6
+#: The short headway is the logged drivers' (with IDM's textbook 1 s, reactive agents around the
+#: expert ego drift from their logs by 1.2 m on average in the NGSIM sample; with 0.6 s, 0.6 m).
+A_MAX, B_COMF, B_MAX, S0, T_HEADWAY = 3.0, 3.0, 8.0, 2.0, 0.6
 #: Log-tracking gains (critically damped at 1.5 rad/s).
 KP, KD = 2.25, 3.0
 #: Leader search: lookahead length [m], sample spacing [m], extra corridor half width [m].
