@@ -177,12 +177,15 @@ class World:
                 if self.road is old:
                     self.road = None
         self._roads.move_to_end(geometry.key)
-        if self.road is not None and self.road is not bodies:
-            for i, b in enumerate((*self.road.road, *self.road.decor)):
-                p.resetBasePositionAndOrientation(b, [0, 0, PARK_Z - 50.0 * (1 + i)], [0, 0, 0, 1], physicsClientId=cid)
-            self._road_friction = -1.0
+        switched = self.road is not bodies
+        if switched:
+            if self.road is not None:  # the previous map's bodies wait far below
+                for i, b in enumerate((*self.road.road, self.road.ground, *self.road.decor)):
+                    p.resetBasePositionAndOrientation(b, [0, 0, PARK_Z - 50.0 * (1 + i)], [0, 0, 0, 1], physicsClientId=cid)
+            p.resetBasePositionAndOrientation(bodies.ground, [0, 0, GROUND_Z], [0, 0, 0, 1], physicsClientId=cid)
+            self._road_friction = self._ground_friction = -1.0
         offset = geometry.anchor - origin
-        if self.road is not bodies or not np.array_equal(offset, self._offset):
+        if switched or not np.array_equal(offset, self._offset):
             for b in (*bodies.road, *bodies.decor):
                 p.resetBasePositionAndOrientation(b, [offset[0], offset[1], 0.0], [0, 0, 0, 1], physicsClientId=cid)
         self.road, self._offset = bodies, offset

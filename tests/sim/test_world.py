@@ -43,7 +43,8 @@ def test_friction_from_conditions_reaches_the_road_body(make_env) -> None:
     base = scene([AgentSpec("ego", x=0.0, speed=5.0)], num_steps=11)
     env = make_env(base, ground_friction=0.4)
     icy = base.replace(id="icy", conditions=Conditions(road_friction=0.15))
-    for scenario, mu in ((base, 0.9), (icy, 0.15), (base, 0.9)):
+    other_map = scene([AgentSpec("ego", x=0.0, speed=5.0)], num_steps=11, road=straight_road(num_lanes=3), scenario_id="three")
+    for scenario, mu in ((base, 0.9), (icy, 0.15), (base, 0.9), (other_map, 0.9), (icy, 0.15)):
         env.reset(seed=0, options={"scenario": scenario})
         world = env.world
         road_bodies = world.road_bodies
@@ -53,6 +54,8 @@ def test_friction_from_conditions_reaches_the_road_body(make_env) -> None:
         ground = world.ground_body
         assert ground not in road_bodies
         assert world.p.getDynamicsInfo(ground, -1, physicsClientId=world.cid)[1] == pytest.approx(0.4)
+        assert world.p.getBasePositionAndOrientation(ground, physicsClientId=world.cid)[0][2] == pytest.approx(-0.05)
+        assert world.ground_under([(0.0, 0.0), (0.0, -30.0)]) == [True, False]
 
 
 def test_offroad_detected_at_the_step_geometry_predicts(make_env) -> None:
