@@ -2,6 +2,7 @@
 
 from scenarios.errors import ScenarioError
 from scenarios.importers import ImportOutcome, detect, load, load_many
+from scenarios.library import AppendResult, ScenarioLibrary, open_library, write_library
 from scenarios.mutations import mutate
 from scenarios.model import (
     AgentType,
@@ -21,6 +22,7 @@ from scenarios.model import (
 
 __all__ = [
     "AgentType",
+    "AppendResult",
     "Conditions",
     "FeatureKind",
     "ImportOutcome",
@@ -30,6 +32,7 @@ __all__ = [
     "RoadMap",
     "Scenario",
     "ScenarioError",
+    "ScenarioLibrary",
     "SignalState",
     "Signals",
     "Tracks",
@@ -38,5 +41,7 @@ __all__ = [
     "load_many",
     "make_scenario_id",
     "mutate",
+    "open_library",
     "scenarios_equal",
+    "write_library",
 ]
