@@ -7,9 +7,10 @@ Usage:
 The built-in sample (``scenarios/sample/ngsim_us101``: NGSIM US-101, every car as an ego) is the
 scenario library; each reset draws one of its scenarios with the env's seeded generator. The
 envs are ``drivetwin/Replay-v0`` (log-replay traffic, continuous actions, ``state`` observations
-flattened for an MLP) in a ``SubprocVecEnv``. Before and after training the script prints the
-mean episode reward and the mean route completion (the share of the logged ego's path driven)
-of the deterministic policy over every sample scenario, so anyone can see the env is learnable.
+flattened for an MLP) in a ``SubprocVecEnv`` with ``VecNormalize``. Before and after training
+the script prints the mean episode reward, the mean route completion (the share of the logged
+ego's path driven) and the collision and off-road rates of the deterministic policy over the
+sample scenarios in turn, so anyone can see the env is learnable.
 Not part of the CI suite.
 """
 
@@ -48,25 +49,37 @@ def make_env(seed: int = 0) -> gymnasium.Env:
     return env
 
 
-def evaluate(model: Any, episodes: int, seed: int = 1000) -> tuple[float, float]:
-    """(mean episode reward, mean route completion) of ``model`` (deterministic) over the sample's scenarios."""
+def evaluate(model: Any, normalizer: Any, episodes: int, seed: int = 1000) -> dict[str, float]:
+    """Mean episode reward, route completion, collision and off-road rates of ``model``
+    (deterministic actions) over the sample's scenarios in turn."""
     from scenarios.library import ScenarioLibrary
 
     ids = ScenarioLibrary(SAMPLE).ids()
     env = make_env(seed)
-    rewards, completion = [], []
+    rewards, completion, endings = [], [], []
     for i in range(episodes):
         obs, info = env.reset(seed=seed + i, options={"scenario": ids[i % len(ids)]})
         total, done = 0.0, False
         while not done:
-            action, _ = model.predict(obs, deterministic=True)
+            action, _ = model.predict(normalizer.normalize_obs(obs), deterministic=True)
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             done = terminated or truncated
         rewards.append(total)
         completion.append(min(max(info["route_completion"], 0.0), 1.0))
+        endings.append(info["termination"])
     env.close()
-    return float(np.mean(rewards)), float(np.mean(completion))
+    return {
+        "reward": float(np.mean(rewards)),
+        "completion": float(np.mean(completion)),
+        "collision": endings.count("collision") / episodes,
+        "offroad": endings.count("offroad") / episodes,
+    }
+
+
+def _line(label: str, m: dict[str, float]) -> str:
+    return (f"{label:24s} mean episode reward {m['reward']:7.3f}   route completion {m['completion']:6.1%}   "
+            f"collisions {m['collision']:5.1%}   off-road {m['offroad']:5.1%}")
 
 
 def main() -> None:
@@ -80,17 +93,18 @@ def main() -> None:
     try:
         from stable_baselines3 import PPO
         from stable_baselines3.common.env_util import make_vec_env
-        from stable_baselines3.common.vec_env import SubprocVecEnv
+        from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
     except ImportError:
         raise SystemExit("this example needs Stable-Baselines3 and PyTorch: pip install torch stable-baselines3") from None
 
     vec = make_vec_env(make_env, n_envs=args.n_envs, seed=args.seed, vec_env_cls=SubprocVecEnv)
-    model = PPO("MlpPolicy", vec, n_steps=512, batch_size=256, learning_rate=3e-4, gamma=0.99, seed=args.seed, verbose=0)
-    reward, completion = evaluate(model, args.eval_episodes)
-    print(f"before training: mean episode reward {reward:8.3f}   mean route completion {completion:6.1%}")
+    vec = VecNormalize(vec, norm_obs=True, norm_reward=True, clip_obs=10.0)
+    model = PPO("MlpPolicy", vec, n_steps=1024, batch_size=128, learning_rate=3e-4, gamma=0.99, ent_coef=0.0,
+                policy_kwargs={"log_std_init": -1.0}, seed=args.seed, verbose=0)
+    print(_line("before training:", evaluate(model, vec, args.eval_episodes)))
     model.learn(total_timesteps=args.timesteps)
-    reward, completion = evaluate(model, args.eval_episodes)
-    print(f"after {args.timesteps} steps: mean episode reward {reward:8.3f}   mean route completion {completion:6.1%}")
+    vec.training = False
+    print(_line(f"after {args.timesteps} steps:", evaluate(model, vec, args.eval_episodes)))
     if args.save:
         model.save(args.save)
     vec.close()
