@@ -622,7 +622,7 @@ class DriveTwinEnv(gymnasium.Env):
             c, s = math.cos(ego.yaw), math.sin(ego.yaw)
             d = self._lidar_dirs
             dirs = np.column_stack([d[:, 0] * c - d[:, 1] * s, d[:, 0] * s + d[:, 1] * c])
-            frac = self.world.lidar(np.array([ego.x, ego.y]), dirs, cfg.lidar_height_m, cfg.lidar_range_m)
+            frac = self.world.lidar(np.array([ego.x, ego.y]), dirs, cfg.lidar_height_m, cfg.lidar_range_m, cfg.lidar_threads)
             obs["lidar"] = frac.astype(np.float32)
         if self._want_bev:
             obs["bev"] = self._bev(plan.bev, rel)

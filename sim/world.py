@@ -414,7 +414,7 @@ class World:
         road = self._road_ids
         return [h[0] in road for h in hits]
 
-    def lidar(self, origin: np.ndarray, directions: np.ndarray, height: float, range_m: float) -> np.ndarray:
+    def lidar(self, origin: np.ndarray, directions: np.ndarray, height: float, range_m: float, threads: int = 1) -> np.ndarray:
         """(B,) hit fraction of horizontal rays from ``origin`` along unit ``directions`` (1 = nothing within range).
 
         Rays see the other road users' boxes (the road is flat and has no height).
@@ -430,7 +430,8 @@ class World:
         batch = p.MAX_RAY_INTERSECTION_BATCH_SIZE if hasattr(p, "MAX_RAY_INTERSECTION_BATCH_SIZE") else 16384
         while start < n:
             stop = min(n, start + batch)
-            hits = p.rayTestBatch(src[start:stop], dst[start:stop], collisionFilterMask=bullet.GROUP_AGENT, physicsClientId=self.cid)
+            hits = p.rayTestBatch(src[start:stop], dst[start:stop], numThreads=threads, collisionFilterMask=bullet.GROUP_AGENT,
+                                  physicsClientId=self.cid)
             out[start:stop] = [h[2] for h in hits]
             start = stop
         return out

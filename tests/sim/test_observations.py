@@ -85,6 +85,8 @@ def test_lidar_measures_the_distance_to_a_box_ahead(make_env) -> None:
     lidar = obs["lidar"]
     assert lidar[0] == pytest.approx((20.0 - 2.25) / 50.0, abs=1e-4)  # beam 0 straight ahead
     assert np.allclose(lidar[1:], 1.0)  # nothing else; the ego's own box is not seen
+    threaded, _ = make_env(s, observation=["lidar"], lidar_beams=8, lidar_range_m=50.0, lidar_threads=2).reset(seed=0)
+    assert np.array_equal(threaded["lidar"], lidar)  # threads change the speed, not the result
 
 
 def test_bev_channels_place_the_road_agents_and_route(make_env) -> None:
