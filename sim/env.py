@@ -325,19 +325,24 @@ class DriveTwinEnv(gymnasium.Env):
             speed_limit = geometry.lanes[near[0]].speed_limit
         elif limits:
             speed_limit = float(np.median(limits))
-        # agents mode: the scenario's conditions override the env config
+        # agents mode: the scenario's conditions override the env config; "mixed" when only some react
         cond = scenario.conditions
         mode = cond.agents_mode or cfg.agents_mode.value
         n = tr.num_agents
         reactive = np.zeros(n, bool)
         if mode == AgentsMode.REACTIVE.value:
             reactive[:] = True
-        for agent_id in cond.reactive_agents:
-            hits = np.flatnonzero(tr.agent_ids == agent_id)
-            reactive[hits] = True
+        reactive[np.isin(tr.agent_ids, list(cond.reactive_agents))] = True
+        # staged manoeuvres (a mutation's braking lead or cut-in) replay whatever the mode says
+        reactive[np.isin(tr.agent_ids, list(getattr(cond, "replay_agents", ())))] = False
         reactive[e] = False
         reactive &= log.valid.any(axis=1)
-        agents_mode = mode if not (mode == "replay" and reactive.any()) else "mixed"
+        others = np.ones(n, bool)
+        others[e] = False
+        if reactive.any() and not reactive[others & log.valid.any(axis=1)].all():
+            agents_mode = "mixed"
+        else:
+            agents_mode = "reactive" if reactive.any() else "replay"
         sizes = np.column_stack([tr.length, tr.width, tr.height])
         latency = int(round(cond.ego_latency_s / dt_s))
         prefill = _logged_commands(ego_log, latency, dt_s, params)

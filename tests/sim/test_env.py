@@ -317,7 +317,8 @@ def test_reactive_agents_brake_for_the_ego(make_env) -> None:
     """``follower_and_stopped_ego``: a car at 10 m/s logged to drive through a stopped ego.
 
     Replayed, it hits the ego; reactive (IDM along its path), it stops behind it. The scenario's
-    conditions choose the mode over the env config, and the rollout records it.
+    conditions choose the mode over the env config (``replay_agents`` over both), and the rollout
+    records it.
     """
     s = scene([AgentSpec("ego", x=0.0, speed=0.0), AgentSpec("follower", x=-40.0, speed=10.0)], num_steps=91, scenario_id="follow")
     replay = rollout(make_env(s), "constant_velocity", seed=0)
@@ -329,7 +330,10 @@ def test_reactive_agents_brake_for_the_ego(make_env) -> None:
     by_condition = rollout(make_env(s.replace(conditions=Conditions(agents_mode="reactive"))), "constant_velocity", seed=0)
     assert by_condition.agents_mode == "reactive" and by_condition.termination == "log_end"
     named = rollout(make_env(s.replace(conditions=Conditions(reactive_agents=("follower",)))), "constant_velocity", seed=0)
-    assert named.agents_mode == "mixed" and named.termination == "log_end"
+    assert named.agents_mode == "reactive" and named.termination == "log_end"  # the only other agent reacts
+    staged = s.replace(conditions=Conditions(agents_mode="reactive", replay_agents=("follower",)))
+    replayed = rollout(make_env(staged), "constant_velocity", seed=0)
+    assert replayed.agents_mode == "replay" and replayed.termination == "collision"  # a staged track stays replayed
 
 
 def test_reactive_agents_replay_the_log_when_nothing_is_in_the_way(make_env, scenes) -> None:
