@@ -57,6 +57,19 @@ def test_registration_is_quiet_and_idempotent(capfd) -> None:
     assert all(env_id in gymnasium.registry for env_id in sim.ENV_IDS)
 
 
+def test_import_and_env_creation_print_nothing() -> None:
+    """pybullet prints a banner on import and on connecting; ``sim`` swallows both."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sim, gymnasium; e = gymnasium.make('drivetwin/Replay-v0'); e.reset(seed=0); e.close()"
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""
+
+
 def test_make_with_scenario_config_and_library(scenes) -> None:
     lead, cruise = scenes.lead_stopped(), scenes.cruise()
     env = gymnasium.make("drivetwin/Trajectory-v0", scenario=lead, config={"num_agents_obs": 3}, library=[lead, cruise])
