@@ -434,6 +434,10 @@ class DriveTwinEnv(gymnasium.Env):
         corners_off = self._corners_off()
         offroad = corners_off >= cfg.offroad_min_corners
         self._record(0, contacts, offroad, (0.0, 0.0))
+        # what the log itself starts with is not the policy's doing (see ``_new_collisions``)
+        self._touching = {c.row for c in contacts}
+        self._prev_present = self._present.copy()
+        self._was_on_road = not offroad
         self._done = False
         obs = self._observe()
         info = self._info(contacts, offroad, corners_off, (0.0, 0.0), {}, "")
@@ -468,7 +472,9 @@ class DriveTwinEnv(gymnasium.Env):
         progress = s - self._s
         self._s, self._lat = s, lat
         goal = plan.has_goal and s >= plan.goal_s - cfg.goal_tolerance_m
-        collision = bool(contacts)
+        collision = self._new_collisions(contacts)
+        left_road = offroad and self._was_on_road
+        self._was_on_road = self._was_on_road or not offroad
         a_lat = ego.speed * ego.yaw_rate
         w = cfg.reward
         terms = {
@@ -482,7 +488,7 @@ class DriveTwinEnv(gymnasium.Env):
         reason = ""
         if collision and cfg.terminate_on_collision:
             reason = "collision"
-        elif offroad and cfg.terminate_on_offroad:
+        elif left_road and cfg.terminate_on_offroad:
             reason = "offroad"
         elif goal and cfg.terminate_on_goal:
             reason = "goal"
@@ -497,6 +503,20 @@ class DriveTwinEnv(gymnasium.Env):
         return obs, reward, terminated, truncated, info
 
     # ------------------------------------------------------------ internals
+    def _new_collisions(self, contacts: list) -> bool:
+        """Whether a collision *begins* this step: a contact with an agent that was not touching the
+        ego at the previous step and that was already present then.
+
+        An agent that appears inside the ego's box (a track born there: label noise) or that
+        touches it from the episode's start is no collision until it has separated once; the same
+        rule as the evaluators' ``initial_overlaps``. Every contact is still recorded.
+        """
+        rows = {c.row for c in contacts}
+        new = any(row not in self._touching and self._prev_present[row] for row in rows)
+        self._touching = rows
+        self._prev_present = self._present.copy()
+        return new
+
     def _agents_at(self, k: int) -> None:
         """Set the other road users' state at step ``k`` (local frame): the log, then reactive rows."""
         plan = self.plan

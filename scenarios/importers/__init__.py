@@ -8,6 +8,7 @@ CSV + Lanelet2 OSM (``interaction``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,7 +18,7 @@ import numpy as np
 from scenarios.errors import ScenarioError
 from scenarios.importers import av2, commonroad, interaction, scenarionet, waymo_json  # noqa: F401  (registration)
 from scenarios.importers.base import Importer, detect, importers, pick_ego, register
-from scenarios.model import AgentType, Scenario, ego_suffix, window_suffix
+from scenarios.model import AgentType, Scenario, Tracks, ego_suffix, window_suffix
 
 Egos = Literal["logged", "vehicles"]
 
@@ -132,8 +133,49 @@ def _windows(log: Scenario, window_s: float, min_ego_s: float, has_logged_ego: b
     return scenes
 
 
+#: How far [m] two logged boxes may interpenetrate (length and width, each side) before the log
+#: counts as showing them overlapping: adjacent cars in a jam touch, duplicate tracks overlap.
+OVERLAP_TOLERANCE_M = 0.2
+
+
+def overlapping_rows(tracks: Tracks, rows: np.ndarray) -> np.ndarray:
+    """Those of ``rows`` whose logged box overlaps another road user's at some step where both are
+    valid (boxes shrunk by ``OVERLAP_TOLERANCE_M``): duplicate tracks after an id switch, a
+    pedestrian getting into a car, tracks born inside another. Such a track cannot be driven
+    without a collision, whoever drives it."""
+    from scenarios.geometry import boxes_overlap
+
+    shrink = 2 * OVERLAP_TOLERANCE_M
+    length = np.maximum(tracks.length - shrink, 0.1)
+    width = np.maximum(tracks.width - shrink, 0.1)
+    bad = []
+    for row in rows:
+        both = tracks.valid & tracks.valid[row]
+        both[row] = False
+        others, steps = np.nonzero(both)
+        if others.size and boxes_overlap(
+            tracks.x[row, steps], tracks.y[row, steps], tracks.yaw[row, steps], length[row], width[row],
+            tracks.x[others, steps], tracks.y[others, steps], tracks.yaw[others, steps], length[others], width[others],
+        ).any():
+            bad.append(row)
+    return np.asarray(bad, dtype=np.int64)
+
+
 def _vehicle_egos(scene: Scenario, min_ego_s: float) -> list[Scenario]:
+    """One scenario per vehicle observed long enough, except those whose logged box overlaps
+    another road user's (named in each scenario's provenance notes)."""
     min_steps = _steps_for(scene, min_ego_s)
     tracks = scene.tracks
     rows = np.flatnonzero((tracks.agent_types == AgentType.VEHICLE) & (tracks.valid.sum(axis=1) >= min_steps))
-    return [scene.replace(ego_index=int(row), id=scene.id + ego_suffix(tracks.agent_ids[row])) for row in rows]
+    overlapping = overlapping_rows(tracks, rows)
+    keep = np.setdiff1d(rows, overlapping)
+    provenance = scene.provenance
+    if overlapping.size:
+        note = (
+            f"not used as egos: vehicles {tracks.agent_ids[overlapping].tolist()}, whose logged boxes overlap another "
+            "road user's (duplicate tracks or label noise)"
+        )
+        provenance = dataclasses.replace(provenance, notes="\n".join(n for n in (provenance.notes, note) if n))
+    return [
+        scene.replace(ego_index=int(row), id=scene.id + ego_suffix(tracks.agent_ids[row]), provenance=provenance) for row in keep
+    ]

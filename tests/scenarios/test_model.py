@@ -90,3 +90,24 @@ def test_pick_ego_passes_over_parked_cars():
         num_steps=11,
     )
     assert s.tracks.agent_ids[pick_ego(s.tracks)] == "mover"
+
+
+def test_vehicle_egos_skip_tracks_that_overlap_another_in_the_log():
+    """``duplicate_track``: a second track of the same car (an id switch) 1 m from it: neither
+    can be driven without a collision, so neither becomes an ego; a car 0.1 m from the next in a
+    jam (touching within the tolerance) still does."""
+    from scenarios.importers import _vehicle_egos
+
+    s = scene(
+        [
+            AgentSpec("car", 0.0, speed=5.0),
+            AgentSpec("ghost", 1.0, y=0.3, speed=5.0),  # overlaps "car" all along
+            AgentSpec("jam_a", 0.0, y=3.5, speed=5.0),
+            AgentSpec("jam_b", 4.5 + 0.1, y=3.5, speed=5.0),  # 0.1 m gap... and one touching:
+            AgentSpec("jam_c", 4.5 + 0.1 + 4.5 - 0.3, y=3.5, speed=5.0),  # 0.3 m into jam_b: within 2 x 0.2 m
+        ],
+        num_steps=41,
+    )
+    egos = _vehicle_egos(s, 2.0)
+    assert [e.ego_id for e in egos] == ["jam_a", "jam_b", "jam_c"]
+    assert "vehicles ['car', 'ghost']" in egos[0].provenance.notes

@@ -156,3 +156,38 @@ def test_crosswalks_and_edges_become_visual_geometry(make_env) -> None:
     assert len(decor) == 3  # lines, edges, crosswalks
     for body in decor:  # visual only: nothing to collide with
         assert env.world.p.getCollisionShapeData(body, -1, physicsClientId=env.world.cid) == ()
+
+
+def test_an_ego_that_starts_off_the_road_is_not_ended_for_it(make_env) -> None:
+    """``parked_on_the_verge``: the ego starts 3 m beyond the right edge of the road (its corners
+    on the ground) and drives along it: off-road every step, but it never *left* the road, so
+    the episode runs to the log's end (the evaluators judge where it drove)."""
+    verge = scene([AgentSpec("ego", x=0.0, y=-5.0, speed=5.0)], num_steps=21, scenario_id="parked_on_the_verge")
+    record = rollout(make_env(verge), "constant_velocity", seed=0)
+    assert record.offroad.all()
+    assert record.termination == "goal" and record.num_steps >= 15  # not ended at its first step
+
+
+def test_a_track_born_inside_the_ego_is_no_collision(make_env) -> None:
+    """``track_born_inside_the_ego``: a logged agent appears at step 10 overlapping the ego (label
+    noise, as in real logs) and drives along with it: contact is recorded, the episode goes on."""
+    agents = [AgentSpec("ego", x=0.0, speed=10.0), AgentSpec("ghost", x=1.0, speed=10.0, valid_from=10)]
+    record = rollout(make_env(scene(agents, num_steps=31)), "constant_velocity", seed=0)
+    assert record.contact[1, 10:].all() and not record.contact[1, :10].any()
+    assert record.termination == "goal"
+
+
+def test_an_agent_overlapping_from_the_start_is_no_collision_until_it_separates(make_env) -> None:
+    """``overlap_then_stopped_car``: a car overlaps the ego from the start and moves with it (no
+    collision: the log began that way); a car stopped ahead is then hit: that ends the episode."""
+    agents = [
+        AgentSpec("ego", x=0.0, speed=10.0),
+        AgentSpec("overlap", x=2.0, speed=10.0),  # 2 m apart, 4.5 m long: overlapping all along
+        AgentSpec("stopped", x=60.0, y=0.0, speed=0.0),
+    ]
+    record = rollout(make_env(scene(agents, num_steps=91)), "constant_velocity", seed=0)
+    assert record.contact[1].all()
+    # the ego's front reaches the stopped car's rear (60 - 2.25) at centre x = 57.75 - 2.25 = 55.5,
+    # t = 5.55 s: first contact at step 56
+    assert record.termination == "collision" and record.num_steps - 1 == 56
+    assert record.contact[2, 56] and not record.contact[2, :56].any()
