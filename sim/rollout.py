@@ -23,17 +23,20 @@ class Rollout:
     Attributes:
         scenario_id: the (variant) scenario's id.
         ego_index: the ego's row in the agent arrays (the scenario's ``ego_index``).
-        t_us: (S,) int64 simulation time [us] on the scenario's clock (``t_us[0]`` = scenario start).
+        t_us: (S,) int64 simulation time [us] on the scenario's clock; ``t_us[0]`` is the episode's
+            start: the ego's first logged step (the scenario's start when the ego is seen from it).
         agent_ids: (N,) str.
         length, width: (N,) [m].
         x, y, yaw, vx, vy: (N, S) float64 [m, m, rad, m/s, m/s]; 0 where not valid.
         valid: (N, S) bool, whether the agent exists in the twin at that step.
         accel_cmd, steer_cmd: (S,) the ego control executed at each step [m/s2, rad] (0 at index 0).
         contact: (N, S) bool, the engine reported ego contact with that agent at that step.
-        contact_impulse: (N, S) float64 summed normal impulse of those contacts [N s].
+        contact_impulse: (N, S) float64 impact of those contacts [N s]: the ego's mass times the
+            closing speed along the contact normal at the step's start, or the solver's normal
+            impulse summed over the physics substeps when larger.
         offroad: (S,) bool, the engine found an ego corner off the road surface.
         dynamics: the ego dynamics model's name ("bicycle", "bullet", "log").
-        agents_mode: "replay" or "reactive".
+        agents_mode: "replay", "reactive", or "mixed" (some agents react, some replay).
         policy: the policy's name.
         termination: why the episode ended ("collision", "offroad", "goal", "log_end", "truncated", "").
     """
