@@ -7,16 +7,19 @@ Every real sample in ../shared/data, with the logged ego and with every vehicle 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from harness.config import Egos, load_suite
 from harness.runner import run_suite
 
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "real_data.toml"
+
 
 @pytest.mark.parametrize("egos, expected", [("logged", 6), ("vehicles", 150)])
 def test_the_expert_has_no_collision_on_any_real_log(tmp_path, data_dir, egos, expected):
-    base = load_suite("configs/real_data.toml")
+    base = load_suite(CONFIG)
     config = base.replace(
         scenarios=dataclasses.replace(base.scenarios, sources=(str(data_dir),), egos=Egos(egos)),
     )
