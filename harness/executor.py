@@ -116,6 +116,9 @@ class Executor(abc.ABC):
     def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
         """Yield exactly one ``TaskResult`` per task, in completion order."""
 
+    def start(self, factory: WorkerFactory) -> None:
+        """Begin starting the workers in the background (optional: ``map`` starts them anyway)."""
+
     def close(self) -> None:
         """Release workers (the executor can be used again afterwards)."""
 
@@ -137,10 +140,24 @@ class SequentialExecutor(Executor):
     def num_workers(self) -> int:
         return 1
 
+    def __init__(self, *, timeout_s: float = 300.0, retries: int = 1) -> None:
+        super().__init__(timeout_s=timeout_s, retries=retries)
+        self._factory: WorkerFactory | None = None
+        self._worker: Worker | None = None
+
+    def _worker_for(self, factory: WorkerFactory) -> Worker:
+        """One worker per factory, kept across ``map`` calls until ``close``."""
+        if self._factory is not factory or self._worker is None:
+            self._factory, self._worker = factory, factory()
+        return self._worker
+
     def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
-        worker = factory()
+        worker = self._worker_for(factory)
         for index, task in enumerate(tasks):
             yield run_one(worker, index, task, self.timeout_s)
+
+    def close(self) -> None:
+        self._factory = self._worker = None
 
 
 class _ActorBody:
@@ -151,13 +168,25 @@ class _ActorBody:
         self._timeout_s = timeout_s
         self._worker: Worker | None = None
 
-    def run_chunk(self, items: list[tuple[int, Any, int]]) -> list[TaskResult]:
+    def _ensure(self) -> Worker:
         if self._worker is None:
             self._worker = self._factory()
-        return [run_one(self._worker, index, task, self._timeout_s, attempts) for index, task, attempts in items]
+        return self._worker
 
-    def pid(self) -> int:
+    def warm(self) -> int:
+        """Build the worker now (and let it warm up: ``worker.warm()`` when it has one)."""
+        worker = self._ensure()
+        warm = getattr(worker, "warm", None)
+        if callable(warm):
+            try:
+                warm()
+            except Exception:  # noqa: BLE001 - a failing warm-up shows again, per task, in run_chunk
+                pass
         return os.getpid()
+
+    def run_chunk(self, items: list[tuple[int, Any, int]]) -> list[TaskResult]:
+        worker = self._ensure()
+        return [run_one(worker, index, task, self._timeout_s, attempts) for index, task, attempts in items]
 
 
 def init_ray(address: str = "", num_cpus: int | None = None, **options: Any) -> None:
@@ -194,6 +223,8 @@ class RayExecutor(Executor):
         self.address = address
         self.chunk_size = int(chunk_size)
         self._requested = int(workers)
+        self._pool: list[Any] = []
+        self._pool_factory: WorkerFactory | None = None
 
     @property
     def num_workers(self) -> int:
@@ -209,19 +240,63 @@ class RayExecutor(Executor):
             return self.chunk_size
         return max(1, min(8, n // (4 * self.num_workers)))
 
+    def _actor_class(self) -> Any:
+        import ray
+
+        return ray.remote(num_cpus=1, max_restarts=0)(_ActorBody)
+
+    def start(self, factory: WorkerFactory) -> None:
+        """Create the actors and have them build (and warm) their workers while the caller goes on.
+
+        The pool is kept across ``map`` calls with the same ``factory`` (an adaptive search maps
+        once per round) until ``close``.
+        """
+        init_ray(self.address)
+        if self._pool_factory is not factory:
+            self.close()
+            self._pool_factory = factory
+        cls = self._actor_class()
+        while len(self._pool) < self.num_workers:
+            actor = cls.remote(factory, self.timeout_s)
+            actor.warm.remote()
+            self._pool.append(actor)
+
+    def ready(self, factory: WorkerFactory) -> list[int]:
+        """Start the pool (``start``) and wait until every worker is built and warm; their pids."""
+        import ray
+
+        self.start(factory)
+        return ray.get([actor.warm.remote() for actor in self._pool])
+
+    def close(self) -> None:
+        import ray
+
+        if self._pool and ray.is_initialized():
+            for actor in self._pool:
+                ray.kill(actor)
+        self._pool = []
+        self._pool_factory = None
+
     def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
         import ray
         from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
 
-        init_ray(self.address)
-        n_workers = min(self.num_workers, max(1, len(tasks)))
-        actor_cls = ray.remote(num_cpus=1, max_restarts=0)(_ActorBody)
+        if not tasks:
+            return
+        self.start(factory)
+        cls = self._actor_class()
         size = self._chunk(len(tasks))
         queue: deque[list[tuple[int, Any, int]]] = deque(
             [(i, tasks[i], 1) for i in range(start, min(start + size, len(tasks)))] for start in range(0, len(tasks), size)
         )
-        idle = [actor_cls.remote(factory, self.timeout_s) for _ in range(n_workers)]
+        idle = list(self._pool[: max(1, len(queue))])
         running: dict[Any, tuple[Any, list[tuple[int, Any, int]], float]] = {}
+
+        def replace(dead: Any) -> Any:
+            fresh = cls.remote(factory, self.timeout_s)
+            self._pool[self._pool.index(dead)] = fresh
+            return fresh
+
         try:
             while queue or running:
                 while queue and idle:
@@ -233,7 +308,7 @@ class RayExecutor(Executor):
                     try:
                         results = ray.get(ref)
                     except (RayActorError, WorkerCrashedError) as exc:
-                        idle.append(actor_cls.remote(factory, self.timeout_s))
+                        idle.append(replace(actor))
                         yield from self._requeue(queue, chunk, f"worker died ({_cause(exc)})")
                         continue
                     idle.append(actor)
@@ -245,13 +320,13 @@ class RayExecutor(Executor):
                         ray.kill(actor)
                         with contextlib.suppress(GetTimeoutError, RayActorError, WorkerCrashedError):
                             ray.get(ref, timeout=0)
-                        idle.append(actor_cls.remote(factory, self.timeout_s))
+                        idle.append(replace(actor))
                         yield from self._requeue(queue, chunk, f"timeout after {self.timeout_s:g} s (worker killed)")
         finally:
-            for actor, _chunk, _started in running.values():
-                ray.kill(actor)
-            for actor in idle:
-                ray.kill(actor)
+            if running:  # stopped midway (an interrupt): those actors are busy with stale work
+                for actor, _chunk, _started in running.values():
+                    ray.kill(actor)
+                    replace(actor)
 
     def _requeue(self, queue: deque, chunk: list[tuple[int, Any, int]], reason: str) -> Iterator[TaskResult]:
         """After a lost chunk: split it into single tasks; a single task that was lost counts an attempt."""

@@ -397,10 +397,23 @@ def run_suite(
     run_id = run_dir.name
 
     libraries = resolve_sources(config, run_dir)
-    scenarios = select_scenarios(config, libraries)
-    if not scenarios:
-        raise RunError(f"{config.source}: the suite selects no scenarios from {list(config.scenarios.sources)}")
-    tasks, rejected = make_tasks(config, scenarios)
+    exe = make_executor(
+        run_cfg.executor.value,
+        run_cfg.workers,
+        **({"address": run_cfg.address, "chunk_size": run_cfg.chunk_size} if run_cfg.executor.value == "ray" else {}),
+        timeout_s=run_cfg.timeout_s,
+        retries=run_cfg.retries,
+    )
+    factory = _worker_factory(config)
+    try:
+        exe.start(factory)  # workers start while the variants are made
+        scenarios = select_scenarios(config, libraries)
+        if not scenarios:
+            raise RunError(f"{config.source}: the suite selects no scenarios from {list(config.scenarios.sources)}")
+        tasks, rejected = make_tasks(config, scenarios)
+    except BaseException:
+        exe.close()
+        raise
     stored = _stored_rows(run_dir) if resume else {}
     done = set(stored)
     if not resume:
@@ -426,14 +439,6 @@ def run_suite(
     }
     _write_json(manifest_path, manifest)
 
-    exe = make_executor(
-        run_cfg.executor.value,
-        run_cfg.workers,
-        **({"address": run_cfg.address, "chunk_size": run_cfg.chunk_size} if run_cfg.executor.value == "ray" else {}),
-        timeout_s=run_cfg.timeout_s,
-        retries=run_cfg.retries,
-    )
-    factory = _worker_factory(config)
     pending = [t for t in tasks if t.variant_id not in done]
     adaptive_budget = sum(m.rounds * m.variants_per_round(config.source) for m in config.mutations if m.adaptive) * len(scenarios)
     bar = _Progress(len(pending) + adaptive_budget, sys.stderr.isatty() if progress is None else progress)

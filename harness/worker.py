@@ -142,6 +142,11 @@ class VariantWorker:
             self._policy = make_policy(self.policy_name, **self.policy_options)
         return self._policy
 
+    def warm(self) -> None:
+        """Import the twin and the evaluators and open the pybullet world now (Ray's actors call
+        this while the driver is still making variants)."""
+        self._setup()
+
     @property
     def env(self) -> Any:
         """The worker's env (its pybullet world), made on first use."""
