@@ -1,13 +1,16 @@
-"""The one error type of the ``scenarios`` package."""
+"""The one error type of the ``scenarios`` package, and the shape every package's error shares."""
 
 from __future__ import annotations
 
 
-class ScenarioError(ValueError):
-    """Bad scenario input: names the file (or scenario), the field and the problem.
+class SourcedError(ValueError):
+    """Bad input that names where it was found, the field and the problem.
+
+    Each package has its own subclass (``ScenarioError``, ``evaluators.EvaluatorError``), so a
+    caller can tell whose input was bad; all print as ``"<source>: <field>: <problem>"``.
 
     Args:
-        source: the file path or scenario id the problem was found in.
+        source: the file path, scenario id or config the problem was found in.
         field: the column, key or attribute that is wrong ("" when the whole input is).
         problem: what is wrong, in a short sentence.
     """
@@ -21,3 +24,7 @@ class ScenarioError(ValueError):
 
     def __reduce__(self):  # keep the three parts across pickling (Ray, multiprocessing)
         return (type(self), (self.source, self.field, self.problem))
+
+
+class ScenarioError(SourcedError):
+    """Bad scenario input: names the file (or scenario), the field and the problem."""
