@@ -315,8 +315,9 @@ def _adaptive_rounds(
         plan = mutation.plan(config.source)
         plan = dataclasses.replace(plan, seed=_seed(config.run.seed, i, plan.seed))
         states = {}
+        libraries: dict[str, Any] = {}
         for root, scenario_id in scenarios:
-            scenario = ScenarioLibrary(root).load(scenario_id)
+            scenario = libraries.setdefault(root, ScenarioLibrary(root)).load(scenario_id)
             states[scenario_id] = (root, scenario, plan.make_sampler())
         for round_ in range(mutation.rounds):
             batch: list[VariantTask] = []
