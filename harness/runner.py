@@ -47,6 +47,8 @@ TASKS = "tasks.jsonl"
 PARTS = "parts"
 IMPORTED_LIBRARY = "library"
 RESULT_FILES = {"summary": "summary.parquet", "metrics": "metrics.parquet", "series": "series.parquet"}
+#: The longest [s] finished results wait in memory before they are written.
+FLUSH_EVERY_S = 2.0
 _PACKAGES = ("drivetwin", "numpy", "pybullet", "gymnasium", "ray", "pandas", "pyarrow", "shapely")
 
 
@@ -283,7 +285,12 @@ def _execute(
     writer: Any,
     progress: _Progress,
 ) -> Iterator[tuple[VariantTask, VariantOutcome]]:
-    """Run ``tasks``; write and yield each outcome as it arrives."""
+    """Run ``tasks``; write and yield each outcome as it arrives.
+
+    The writer flushes every few variants, and at least every ``FLUSH_EVERY_S``: a run killed
+    outright loses at most that much finished work (an interrupt loses none: it flushes on exit).
+    """
+    last_flush = time.monotonic()
     for result in executor.map(factory, tasks):
         task = tasks[result.index]
         outcome = result.value if result.ok else _error_outcome(task, result.error)
@@ -291,6 +298,9 @@ def _execute(
         outcome.summary["worker_s"] = result.elapsed_s
         writer.add_rows(outcome.summary, outcome.metrics, outcome.series)
         progress.update(outcome.summary.get("status") != STATUS_ERROR)
+        if time.monotonic() - last_flush > FLUSH_EVERY_S:
+            writer.flush()
+            last_flush = time.monotonic()
         yield task, outcome
 
 
@@ -429,7 +439,7 @@ def run_suite(
         "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seed": run_cfg.seed,
         "executor": run_cfg.executor.value,
-        "workers": run_cfg.workers,
+        "workers": exe.num_workers,
         "address": run_cfg.address,
         "host": {"hostname": socket.gethostname(), "platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count()},
         "packages": _package_versions(),
