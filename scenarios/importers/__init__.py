@@ -7,8 +7,8 @@ CSV + Lanelet2 OSM (``interaction``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 import dataclasses
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal

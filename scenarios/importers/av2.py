@@ -9,7 +9,6 @@ and ``_ground_z``. There are no traffic signals in AV2.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scenarios.errors import ScenarioError
-from scenarios.importers.base import points_xyz, register, resample_polyline
+from scenarios.importers.base import (
+    points_xyz,
+    read_json_object,
+    register,
+    resample_polyline,
+)
 from scenarios.model import (
     AgentType,
     FeatureKind,
@@ -418,15 +422,7 @@ def _ground_z(x: np.ndarray, y: np.ndarray, valid: np.ndarray, ground: np.ndarra
 
 def _read_map(path: Path) -> tuple[list[Lane], list[MapFeature], list[str], np.ndarray]:
     """Lanes, features, notes for the provenance and the (G, 3) ground points [m] for track z."""
-    try:
-        with open(path, "rb") as fh:
-            data = json.loads(fh.read())
-    except OSError as exc:
-        raise ScenarioError(path, "", f"cannot read the map file: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ScenarioError(path, "", f"not valid JSON (truncated?): {exc}") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(path, "", f"an AV2 map is a JSON object, got {type(data).__name__}")
+    data = read_json_object(path, "AV2 map file")
     for key in (MAP_LANES, MAP_CROSSWALKS, MAP_DRIVABLE):
         if key not in data:
             raise ScenarioError(path, key, f"missing key (an AV2 map has {MAP_LANES}, {MAP_CROSSWALKS}, {MAP_DRIVABLE})")

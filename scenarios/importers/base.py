@@ -8,6 +8,7 @@ into windows and choosing other egos is done once, for every format, in ``scenar
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -206,3 +207,19 @@ def parse_xml(path: Path, root_tag: str, what: str = "file") -> ET.Element:
     if root.tag != root_tag:
         raise ScenarioError(path, "xml", f"the root element is <{root.tag}>, not <{root_tag}>")
     return root
+
+
+def read_json_object(path: Path, what: str = "file") -> dict[str, Any]:
+    """A JSON file whose top level must be an object; ``ScenarioError`` on anything else."""
+    try:
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read())
+    except OSError as exc:
+        raise ScenarioError(path, "", f"cannot read the {what}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ScenarioError(path, "", f"not valid JSON (truncated?): {exc}") from None
+    except RecursionError:
+        raise ScenarioError(path, "", "JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(path, "", f"a {what} is a JSON object, got {type(data).__name__}")
+    return data

@@ -10,7 +10,6 @@ not valid carry the converter's sentinel (-10000); they are masked by ``valid`` 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from scenarios.errors import ScenarioError
-from scenarios.importers.base import agent_type, points_xyz, register
+from scenarios.importers.base import agent_type, points_xyz, read_json_object, register
 from scenarios.model import (
     FeatureKind,
     Lane,
@@ -177,18 +176,7 @@ def read_waymo_json(path: str | Path) -> list[Scenario]:
 
 
 def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            data = json.loads(fh.read())
-    except OSError as exc:
-        raise ScenarioError(path, "", f"cannot read the file: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ScenarioError(path, "", f"not valid JSON (truncated?): {exc}") from None
-    except RecursionError:
-        raise ScenarioError(path, "", "JSON nested too deeply") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(path, "", f"GPUDrive JSON is an object, got {type(data).__name__}")
-    return data
+    return read_json_object(path, "GPUDrive JSON file")
 
 
 # --------------------------------------------------------------------------------------------
