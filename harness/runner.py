@@ -260,19 +260,44 @@ def _error_outcome(task: VariantTask, message: str) -> VariantOutcome:
 
 
 class _Progress:
-    """A progress bar with ETA and a live failure count (quiet when not a terminal)."""
+    """Progress with ETA and a live failure count: a bar on a terminal; elsewhere (CI logs) a
+    plain line at every 10% of the variants (at most one per ``MIN_GAP_S``), at least every
+    ``LOG_EVERY_S``, and at the end."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    LOG_EVERY_S = 30.0
+    MIN_GAP_S = 5.0
+
+    def __init__(self, total: int, interactive: bool, quiet: bool = False) -> None:
         from tqdm import tqdm
 
-        self.failures = 0
-        self.bar = tqdm(total=total, unit="variant", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+        self.total, self.done, self.failures = total, 0, 0
+        self.interactive, self.quiet = interactive, quiet
+        self.started = self.last_log = time.monotonic()
+        self.next_share = 0.1
+        self.bar = tqdm(total=total, unit="variant", disable=not interactive or quiet, file=sys.stderr, dynamic_ncols=True)
 
     def update(self, ok: bool) -> None:
+        self.done += 1
         if not ok:
             self.failures += 1
             self.bar.set_postfix(failures=self.failures, refresh=False)
         self.bar.update(1)
+        if self.interactive or self.quiet or not self.total:
+            return
+        now = time.monotonic()
+        milestone = self.done / self.total >= self.next_share and now - self.last_log >= self.MIN_GAP_S
+        if milestone or now - self.last_log >= self.LOG_EVERY_S or self.done == self.total:
+            elapsed = now - self.started
+            eta = elapsed / self.done * (self.total - self.done)
+            print(
+                f"drivetwin: {self.done}/{self.total} variants, {self.failures} failed, "
+                f"{elapsed:.0f} s elapsed, ETA {eta:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.last_log = now
+            while self.next_share <= self.done / self.total:
+                self.next_share += 0.1
 
     def close(self) -> None:
         self.bar.close()
@@ -382,7 +407,8 @@ def run_suite(
         out: the run directory.
         workers, address, executor: override the suite's ``[run]`` table.
         resume: ``out`` holds an interrupted run of the same suite: run only what is missing.
-        progress: show a progress bar (default: when stderr is a terminal).
+        progress: True: a progress bar; False: silent; None (default): a bar on a terminal,
+            else a plain progress line every 10% (for CI logs).
     """
     from evaluators.report import ReportWriter
 
@@ -452,7 +478,7 @@ def run_suite(
 
     pending = [t for t in tasks if t.variant_id not in done]
     adaptive_budget = sum(m.rounds * m.variants_per_round(config.source) for m in config.mutations if m.adaptive) * len(scenarios)
-    bar = _Progress(len(pending) + adaptive_budget, sys.stderr.isatty() if progress is None else progress)
+    bar = _Progress(len(pending) + adaptive_budget, sys.stderr.isatty() if progress is None else progress, quiet=progress is False)
     ran = 0
     try:
         with ReportWriter(run_dir / PARTS, run_id, flush_every=max(1, min(16, len(pending) // 20 or 1))) as writer:
