@@ -33,7 +33,8 @@ def _iter_sources(sources: Sequence[str]) -> Iterator[Path]:
     """Files (or Argoverse 2 scenario directories) to import, found under ``sources`` in sorted order.
 
     A directory is walked; inside a walk, files of no known format (maps beside their logs,
-    READMEs) are passed over, while a file named on the command line is always tried.
+    READMEs) and files read as part of another (``Importer.companion``) are passed over, while a
+    file named on the command line is always tried.
     """
     from scenarios import ScenarioError, detect
 
@@ -50,10 +51,11 @@ def _iter_sources(sources: Sequence[str]) -> Iterator[Path]:
             pass
         for child in sorted(p for p in path.rglob("*") if p.is_file()):
             try:
-                detect(child)
+                importer = detect(child)
             except ScenarioError:
                 continue
-            yield child
+            if not importer.is_companion(child):
+                yield child
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

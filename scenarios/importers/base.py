@@ -37,24 +37,33 @@ class Importer:
         sniff: ``sniff(path, head) -> bool``, true when the file is in this format.
         has_logged_ego: False for drone and roadside logs (NGSIM, INTERACTION), whose ego is
             chosen by ``pick_ego`` until ``egos="vehicles"`` is asked for.
+        companion: ``companion(path) -> bool``, true for a file that is read as part of another
+            one beside it (INTERACTION pedestrian tracks with their vehicle tracks): a folder
+            import passes over it instead of failing on it.
     """
 
     name: str
     read: Reader
     sniff: Sniffer
     has_logged_ego: bool = True
+    companion: Callable[[Path], bool] | None = None
+
+    def is_companion(self, path: Path) -> bool:
+        return self.companion is not None and bool(self.companion(path))
 
 
 _REGISTRY: dict[str, Importer] = {}
 
 
-def register(name: str, *, sniff: Sniffer, has_logged_ego: bool = True) -> Callable[[Reader], Reader]:
+def register(
+    name: str, *, sniff: Sniffer, has_logged_ego: bool = True, companion: Callable[[Path], bool] | None = None
+) -> Callable[[Reader], Reader]:
     """Decorator: register ``read`` as the importer of format ``name``; duplicates are an error."""
 
     def decorate(read: Reader) -> Reader:
         if name in _REGISTRY:
             raise ValueError(f"importer {name!r} is already registered")
-        _REGISTRY[name] = Importer(name, read, sniff, has_logged_ego)
+        _REGISTRY[name] = Importer(name, read, sniff, has_logged_ego, companion)
         return read
 
     return decorate

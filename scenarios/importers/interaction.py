@@ -123,7 +123,13 @@ def _sniff(path: Path, head: bytes) -> bool:
     return bool(columns) and columns[0] == COL_TRACK_ID and COL_FRAME_ID in columns
 
 
-@register(DATASET, sniff=_sniff, has_logged_ego=False)
+def _companion(path: Path) -> bool:
+    """A ``pedestrian_tracks_NNN.csv`` with its ``vehicle_tracks_NNN.csv`` beside it is read with that file."""
+    number = PEDESTRIAN_FILE.match(path.stem)
+    return bool(number) and path.with_name(f"vehicle_tracks_{number.group(1)}.csv").exists()
+
+
+@register(DATASET, sniff=_sniff, has_logged_ego=False, companion=_companion)
 def read_interaction(path: str | Path, map_path: str | Path | None = None) -> list[Scenario]:
     """Read an INTERACTION ``vehicle_tracks_NNN.csv`` (with its pedestrians and map) into one scenario.
 

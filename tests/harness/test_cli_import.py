@@ -67,3 +67,18 @@ def test_unknown_file_named_on_the_command_line_fails(tmp_path, capsys):
     bad.write_bytes(b"\x00\x01garbage")
     assert main(["import", str(bad), "--out", str(tmp_path / "lib"), "--quiet"]) == 1
     assert "unknown format" in capsys.readouterr().out
+
+
+def test_a_folder_in_the_interaction_layout_imports_without_failing_on_pedestrian_files(tmp_path, capsys):
+    """``recorded_trackfiles/<loc>/pedestrian_tracks_000.csv`` is read with its vehicle file: a
+    folder import passes over it (named alone on the command line, it is still refused clearly)."""
+    from pathlib import Path
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "interaction"
+    out = tmp_path / "lib"
+    assert main(["import", str(fixture), "--out", str(out), "--window-s", "5", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "1/1 files imported: 4 scenarios" in printed and "pedestrian" not in printed
+    pedestrians = next(fixture.rglob("pedestrian_tracks_000.csv"))
+    assert main(["import", str(pedestrians), "--out", str(out), "--quiet"]) == 1
+    assert "vehicle_tracks file of the same number" in capsys.readouterr().out
