@@ -29,11 +29,14 @@ GROUP_AGENT = 1 << 5
 GROUP_EGO = 1 << 6
 #: Visual-only decorations (lines, crosswalks): collide with nothing.
 GROUP_NONE = 1 << 7
+#: Road-edge walls: seen by the lidar's rays only (no body collides with them, the ground rays skip them).
+GROUP_WALL = 1 << 8
 
 MASK_ROAD = GROUP_RAY | GROUP_EGO
 MASK_AGENT = GROUP_RAY | GROUP_EGO
 MASK_EGO = GROUP_RAY | GROUP_AGENT | GROUP_ROAD
 MASK_NONE = 0
+MASK_WALL = GROUP_RAY
 
 
 @contextlib.contextmanager

@@ -163,7 +163,7 @@ class DriveTwinEnv(gymnasium.Env):
         self.actions = make_handler(cfg)
         self.action_space = self.actions.space
         self.observation_space = observation_space(cfg)
-        self.world = World()
+        self.world = World(edge_walls=cfg.has(ObservationPart.LIDAR))
         self._plans: OrderedDict[Any, Plan] = OrderedDict()
         self._geometries: OrderedDict[str, RoadGeometry] = OrderedDict()
         self._digests: dict[int, tuple[Any, str]] = {}

@@ -12,7 +12,8 @@ Keys and layouts (all in the ego frame: x forward, y left, SI units):
     The agents are what the ego perceives: the scenario's perception noise and dropout applied.
     Entries are clipped to +-``STATE_LIMIT``.
 ``lidar`` float32 (B,): hit distance / range in [0, 1] (1 = nothing), beam 0 straight ahead,
-    then counter-clockwise.
+    then counter-clockwise; from the ego's centre at ``lidar_height_m``. Beams hit other road users
+    and the road edges' walls (``sim.world.EDGE_WALL_HEIGHT_M`` tall: beams cast higher pass over).
 ``bev`` uint8 (H, W, 4): channels drivable area, lane lines, other agents (as perceived), the
     route ahead; 255 where present. Up is the ego's heading, the ego at the centre.
 ``camera_rgb`` uint8 (H, W, 3), ``camera_depth`` float32 (H, W) [m], ``camera_seg`` uint8 (H, W)

@@ -476,6 +476,40 @@ def ribbons(polylines: list[np.ndarray], width: float, z: float) -> tuple[np.nda
     return np.vstack(verts), np.concatenate(idx).astype(np.int32)
 
 
+def walls(polylines: list[np.ndarray], height: float, thickness: float) -> tuple[np.ndarray, np.ndarray]:
+    """A triangle mesh of thin vertical walls, one closed box per segment of ``polylines``.
+
+    Each box is centred on its segment, ``thickness`` [m] across and from z = 0 to ``height`` [m].
+    """
+    verts: list[np.ndarray] = []
+    idx: list[np.ndarray] = []
+    base = 0
+    # the 12 triangles of a box whose corners are 0-3 (bottom, around) and 4-7 (top, same order)
+    box = np.array([0, 2, 1, 0, 3, 2, 4, 5, 6, 4, 6, 7, 0, 1, 5, 0, 5, 4, 1, 2, 6, 1, 6, 5, 2, 3, 7, 2, 7, 6, 3, 0, 4, 3, 4, 7])
+    for line in polylines:
+        line = np.asarray(line, dtype=np.float64)
+        if len(line) < 2:
+            continue
+        a, b = line[:-1], line[1:]
+        d = b - a
+        n = np.hypot(d[:, 0], d[:, 1])
+        ok = n > 1e-6
+        a, b, d, n = a[ok], b[ok], d[ok], n[ok]
+        if not len(a):
+            continue
+        off = np.column_stack([-d[:, 1], d[:, 0]]) / n[:, None] * (thickness / 2)
+        quad = np.stack([a - off, b - off, b + off, a + off], axis=1).reshape(-1, 2)  # (S*4, 2)
+        m = len(a)
+        bottom = np.column_stack([quad, np.zeros(4 * m)]).reshape(m, 4, 3)
+        top = np.column_stack([quad, np.full(4 * m, float(height))]).reshape(m, 4, 3)
+        verts.append(np.concatenate([bottom, top], axis=1).reshape(-1, 3))
+        idx.append((base + 8 * np.arange(m)[:, None] + box[None]).ravel())
+        base += 8 * m
+    if not verts:
+        return np.zeros((0, 3)), np.zeros(0, np.int32)
+    return np.vstack(verts), np.concatenate(idx).astype(np.int32)
+
+
 def polygons_mesh(polygons: list[np.ndarray], z: float) -> tuple[np.ndarray, np.ndarray]:
     """A triangle mesh of filled polygons at height ``z`` [m]."""
     surface = _union([np.asarray(p) for p in polygons])

@@ -8,7 +8,9 @@ known scenario costs a few body moves.
 Frame: the world works in the env's local frame (scenario coordinates minus a per-scenario
 origin), the road surface is z = 0. The road is a static triangle mesh with the scenario's
 friction; the ground beyond it is a plane 5 cm below with its own friction and body id, so a ray
-straight down from an ego corner tells road from off-road.
+straight down from an ego corner tells road from off-road. Road edges stand as thin walls
+(``EDGE_WALL_HEIGHT_M`` tall, collision geometry without a visual) that only the lidar's rays see:
+their collision group is in no body's mask and the ground rays' mask leaves it out.
 
 Hot calls go through the ``pybullet`` module with ``physicsClientId`` rather than the client's
 attribute lookup, which costs as much as the call itself.
@@ -24,7 +26,7 @@ import numpy as np
 
 from scenarios.model import AgentType
 from sim import bullet
-from sim.road import RoadGeometry, polygons_mesh, ribbons
+from sim.road import RoadGeometry, polygons_mesh, ribbons, walls
 
 #: Height of the ground plane below the road surface [m].
 GROUND_Z = -0.05
@@ -34,6 +36,14 @@ PARK_Z = -1000.0
 ROAD_CACHE_SIZE = 2
 #: Free agent bodies kept for reuse; beyond this they are removed.
 POOL_LIMIT = 400
+#: Road-edge walls (lidar only): height above the road and thickness [m]. Horizontal lidar rays
+#: see them only when cast below the top (``EnvConfig.lidar_height_m`` < this). No body collides
+#: with them, but a simulated (wheeled) ego's trajectory differs at float-rounding level (~0.5 mm
+#: over 3 s) from one in a world without them: Bullet's broadphase orders its pairs differently.
+EDGE_WALL_HEIGHT_M = 0.3
+EDGE_WALL_THICKNESS_M = 0.05
+#: Edge segments per wall body (8 vertices, 12 triangles each).
+WALL_SEGMENTS_PER_BODY = 2000
 
 #: Segmentation classes of the camera's segmentation image.
 SEG_NONE, SEG_ROAD, SEG_GROUND, SEG_EGO, SEG_MARKING = 0, 1, 2, 3, 4
@@ -98,16 +108,18 @@ class ContactRecorder:
 
 
 class _RoadBodies:
-    __slots__ = ("key", "road", "ground", "decor", "geometry")
+    __slots__ = ("key", "road", "ground", "decor", "walls", "geometry")
 
-    def __init__(self, key: str, road: list[int], ground: int, decor: list[int], geometry: RoadGeometry) -> None:
-        self.key, self.road, self.ground, self.decor, self.geometry = key, road, ground, decor, geometry
+    def __init__(self, key: str, road: list[int], ground: int, decor: list[int], walls: list[int], geometry: RoadGeometry) -> None:
+        self.key, self.road, self.ground, self.decor, self.walls, self.geometry = key, road, ground, decor, walls, geometry
 
 
 class World:
     """The pybullet side of an env (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, edge_walls: bool = True) -> None:
+        """``edge_walls``: build the road edges' walls with each road (an env without lidar needs none)."""
+        self.edge_walls = bool(edge_walls)
         self.p = bullet.import_pybullet()
         self.client = bullet.connect()
         self.cid: int = self.client._client
@@ -172,7 +184,7 @@ class World:
             self._roads[geometry.key] = bodies
             while len(self._roads) > ROAD_CACHE_SIZE:
                 _, old = self._roads.popitem(last=False)
-                for b in (*old.road, old.ground, *old.decor):
+                for b in (*old.road, old.ground, *old.decor, *old.walls):
                     p.removeBody(b, physicsClientId=cid)
                 if self.road is old:
                     self.road = None
@@ -180,13 +192,13 @@ class World:
         switched = self.road is not bodies
         if switched:
             if self.road is not None:  # the previous map's bodies wait far below
-                for i, b in enumerate((*self.road.road, self.road.ground, *self.road.decor)):
+                for i, b in enumerate((*self.road.road, self.road.ground, *self.road.decor, *self.road.walls)):
                     p.resetBasePositionAndOrientation(b, [0, 0, PARK_Z - 50.0 * (1 + i)], [0, 0, 0, 1], physicsClientId=cid)
             p.resetBasePositionAndOrientation(bodies.ground, [0, 0, GROUND_Z], [0, 0, 0, 1], physicsClientId=cid)
             self._road_friction = self._ground_friction = -1.0
         offset = geometry.anchor - origin
         if switched or not np.array_equal(offset, self._offset):
-            for b in (*bodies.road, *bodies.decor):
+            for b in (*bodies.road, *bodies.decor, *bodies.walls):
                 p.resetBasePositionAndOrientation(b, [offset[0], offset[1], 0.0], [0, 0, 0, 1], physicsClientId=cid)
         self.road, self._offset = bodies, offset
         self._road_ids = frozenset(bodies.road)
@@ -238,13 +250,46 @@ class World:
             )
             body = p.createMultiBody(0, -1, vis, [0, 0, 0], physicsClientId=cid)
             decor.append(body)
+        wall_bodies = self._build_walls(g) if self.edge_walls else []
         self._note_bodies()
-        return _RoadBodies(g.key, road, ground, decor, g)
+        return _RoadBodies(g.key, road, ground, decor, wall_bodies, g)
+
+    def _build_walls(self, g: RoadGeometry) -> list[int]:
+        """Static collision-only meshes of the road edges, in ``GROUP_WALL``: only rays see them."""
+        p, cid = self.p, self.cid
+        out: list[int] = []
+        segments = [e for e in g.edges if len(e) >= 2]
+        # cut the edges into pieces of at most WALL_SEGMENTS_PER_BODY segments (pybullet caps a mesh's size)
+        pieces: list[np.ndarray] = []
+        for e in segments:
+            for k in range(0, len(e) - 1, WALL_SEGMENTS_PER_BODY):
+                pieces.append(e[k : k + WALL_SEGMENTS_PER_BODY + 1])
+        batch: list[np.ndarray] = []
+        count = 0
+        for piece in [*pieces, None]:
+            if piece is not None and count + len(piece) - 1 <= WALL_SEGMENTS_PER_BODY:
+                batch.append(piece)
+                count += len(piece) - 1
+                continue
+            v, idx = walls(batch, EDGE_WALL_HEIGHT_M, EDGE_WALL_THICKNESS_M)
+            if len(idx):
+                col = p.createCollisionShape(p.GEOM_MESH, vertices=v.tolist(), indices=idx.tolist(), physicsClientId=cid)
+                body = p.createMultiBody(0, col, -1, [0, 0, 0], physicsClientId=cid)
+                p.setCollisionFilterGroupMask(body, -1, bullet.GROUP_WALL, bullet.MASK_WALL, physicsClientId=cid)
+                out.append(body)
+            if piece is not None:
+                batch, count = [piece], len(piece) - 1
+        return out
 
     @property
     def road_bodies(self) -> list[int]:
         """Body ids of the current road surface."""
         return list(self.road.road) if self.road else []
+
+    @property
+    def wall_bodies(self) -> list[int]:
+        """Body ids of the current road's edge walls (lidar only)."""
+        return list(self.road.walls) if self.road else []
 
     @property
     def ground_body(self) -> int:
@@ -417,7 +462,8 @@ class World:
     def lidar(self, origin: np.ndarray, directions: np.ndarray, height: float, range_m: float, threads: int = 1) -> np.ndarray:
         """(B,) hit fraction of horizontal rays from ``origin`` along unit ``directions`` (1 = nothing within range).
 
-        Rays see the other road users' boxes (the road is flat and has no height).
+        Rays see the other road users' boxes and the road edges' walls (``EDGE_WALL_HEIGHT_M``
+        tall: rays above them pass over); the road itself is flat.
         """
         n = len(directions)
         src = np.empty((n, 3))
@@ -430,7 +476,7 @@ class World:
         batch = p.MAX_RAY_INTERSECTION_BATCH_SIZE if hasattr(p, "MAX_RAY_INTERSECTION_BATCH_SIZE") else 16384
         while start < n:
             stop = min(n, start + batch)
-            hits = p.rayTestBatch(src[start:stop], dst[start:stop], numThreads=threads, collisionFilterMask=bullet.GROUP_AGENT,
+            hits = p.rayTestBatch(src[start:stop], dst[start:stop], numThreads=threads, collisionFilterMask=bullet.GROUP_AGENT | bullet.GROUP_WALL,
                                   physicsClientId=self.cid)
             out[start:stop] = [h[2] for h in hits]
             start = stop

@@ -10,7 +10,7 @@ import pytest
 from scenarios.model import AgentType, Conditions
 from scenarios.synthetic import AgentSpec, scene
 from sim.observations import AGENT_FEATURES, EGO_FEATURES, state_layout
-from sim.world import SEG_AGENT0, SEG_EGO, SEG_ROAD
+from sim.world import EDGE_WALL_HEIGHT_M, EDGE_WALL_THICKNESS_M, SEG_AGENT0, SEG_EGO, SEG_ROAD
 
 NF = len(AGENT_FEATURES)
 
@@ -87,6 +87,28 @@ def test_lidar_measures_the_distance_to_a_box_ahead(make_env) -> None:
     assert np.allclose(lidar[1:], 1.0)  # nothing else; the ego's own box is not seen
     threaded, _ = make_env(s, observation=["lidar"], lidar_beams=8, lidar_range_m=50.0, lidar_threads=2).reset(seed=0)
     assert np.array_equal(threaded["lidar"], lidar)  # threads change the speed, not the result
+
+
+def test_lidar_sees_the_road_edges(make_env) -> None:
+    """``lidar_at_the_kerb``: the ego alone at y = 0 on the straight road (edges at y = -1.75 and 5.25).
+
+    Beams start at the ego's centre, ``lidar_height_m`` above the road (below the edge walls' top):
+    the right beam (-y) meets the right wall's near face at 1.75 - thickness / 2, the left beam
+    the left wall's at 5.25 - thickness / 2; beams along the road see nothing.
+    """
+    s = scene([AgentSpec("ego", x=0.0, speed=0.0)], num_steps=11, scenario_id="lidar_at_the_kerb")
+    height = 0.5 * EDGE_WALL_HEIGHT_M
+    env = make_env(s, observation=["lidar"], lidar_beams=4, lidar_range_m=50.0, lidar_height_m=height)
+    obs, _ = env.reset(seed=0)
+    ahead, left, behind, right = obs["lidar"].tolist()  # beams counter-clockwise from straight ahead
+    half = EDGE_WALL_THICKNESS_M / 2
+    assert right * 50.0 == pytest.approx(1.75 - half, abs=1e-3)
+    assert left * 50.0 == pytest.approx(5.25 - half, abs=1e-3)
+    assert ahead == 1.0 and behind == 1.0
+    # the walls are edges only: beams cast above them see open space
+    high = make_env(s, observation=["lidar"], lidar_beams=4, lidar_range_m=50.0, lidar_height_m=EDGE_WALL_HEIGHT_M + 0.1)
+    obs, _ = high.reset(seed=0)
+    assert np.array_equal(obs["lidar"], np.ones(4, np.float32))
 
 
 def test_bev_channels_place_the_road_agents_and_route(make_env) -> None:

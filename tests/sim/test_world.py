@@ -76,6 +76,44 @@ def test_offroad_detected_at_the_step_geometry_predicts(make_env) -> None:
     assert world.ground_under([(10.0, 0.0), (10.0, -2.1), (10.0, -2.4)]) == [True, True, False]
 
 
+@pytest.mark.parametrize("dynamics", ["bicycle", "bullet"])
+def test_an_ego_crossing_a_road_edge_passes_through_its_wall(make_env, dynamics: str) -> None:
+    """``ego_drifts_right`` with the lidar on (its edge walls built, rays below their top): the walls
+    are for rays only. The ego drives through the right edge's wall touching nothing, and ends
+    off-road at the step it does without walls (step 5 for the kinematic bicycle)."""
+    drift = scene([AgentSpec("ego", x=0.0, speed=10.0, yaw=-0.2)], num_steps=31, scenario_id="ego_drifts_right")
+    plain = rollout(make_env(drift, dynamics=dynamics), "constant_velocity", seed=0)
+    env = make_env(drift, dynamics=dynamics, observation=["state", "lidar"], lidar_height_m=0.15)
+    world = env.unwrapped.world
+    walls = []
+    step = world.recorder.stepSimulation
+
+    def recorded(*args, **kwargs):  # the wheeled ego's substeps: any contact with a wall
+        out = step(*args, **kwargs)
+        for wall in world.wall_bodies:
+            walls.extend(world.p.getContactPoints(bodyA=world.ego_body, bodyB=wall, physicsClientId=world.cid))
+        return out
+
+    world.recorder.stepSimulation = recorded
+    record = rollout(env, "constant_velocity", seed=0)
+    assert world.wall_bodies and not walls
+    assert not record.contact.any()
+    assert record.termination == plain.termination == "offroad"
+    assert record.num_steps == plain.num_steps and record.offroad.tolist() == plain.offroad.tolist()
+    if dynamics == "bicycle":
+        assert record.num_steps - 1 == 5
+        assert np.array_equal(record.y, plain.y)
+    # the ground rays go through walls: on the edge itself the road is found below
+    assert world.ground_under([(10.0, -1.75), (10.0, 5.25), (10.0, -2.4)]) == [True, True, False]
+    for wall in world.wall_bodies:  # collision geometry (unlike the edges' visual-only ribbons)
+        assert world.p.getCollisionShapeData(wall, -1, physicsClientId=world.cid)
+    # without termination the ego drives on beyond the wall, never held back by it
+    free = make_env(drift, dynamics=dynamics, observation=["state", "lidar"], lidar_height_m=0.15, terminate_on_offroad=False)
+    record = rollout(free, "constant_velocity", seed=0)
+    assert not record.contact.any()
+    assert record.y[0, -1] < -1.75 - 3.0
+
+
 def test_agent_bodies_are_sized_from_the_log_and_follow_the_valid_mask(make_env) -> None:
     agents = [
         AgentSpec("ego", x=0.0, speed=10.0),
