@@ -10,7 +10,13 @@ import pytest
 from scenarios.model import AgentType, Conditions
 from scenarios.synthetic import AgentSpec, scene
 from sim.observations import AGENT_FEATURES, EGO_FEATURES, state_layout
-from sim.world import EDGE_WALL_HEIGHT_M, EDGE_WALL_THICKNESS_M, SEG_AGENT0, SEG_EGO, SEG_ROAD
+from sim.world import (
+    EDGE_WALL_HEIGHT_M,
+    EDGE_WALL_THICKNESS_M,
+    SEG_AGENT0,
+    SEG_EGO,
+    SEG_ROAD,
+)
 
 NF = len(AGENT_FEATURES)
 
