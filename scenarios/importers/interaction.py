@@ -24,6 +24,15 @@ lanelets whose bounds start at the nodes where this one's end; neighbours share 
 same direction. Speed limits come from a lanelet's ``speed_limit`` tag or its ``speed_limit``
 regulatory elements (Lanelet2's default unit is km/h); traffic lights from ``traffic_light``
 regulatory elements, whose states INTERACTION does not record (``SignalState.UNKNOWN``).
+
+The v1.2 release (motion prediction) keeps one CSV per location and split instead:
+``<root>/train/<location>_train.csv`` (``val``, ``test`` likewise) with the map in
+``<root>/maps/<location>.osm``, in the columns ``case_id`` + the vehicle files' columns, where
+pedestrian and cyclist rows leave ``psi_rad``, ``length`` and ``width`` empty. Each case (a
+short scene, ``case_id`` written as a float such as ``1.0``, timestamps restarting) becomes one
+scenario ``<location>_<split>_case<N>``; its rows of agent types other than vehicles are read as
+the pedestrian files are (ids given the "P" prefix, heading from velocity, default box). The map
+is read once per file.
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ from scenarios.model import (
 
 DATASET = "interaction"
 
+COL_CASE_ID = "case_id"
 COL_TRACK_ID = "track_id"
 COL_FRAME_ID = "frame_id"
 COL_TIMESTAMP = "timestamp_ms"
@@ -75,6 +85,10 @@ COL_LENGTH = "length"
 COL_WIDTH = "width"
 PEDESTRIAN_COLUMNS = (COL_TRACK_ID, COL_FRAME_ID, COL_TIMESTAMP, COL_AGENT_TYPE, COL_X, COL_Y, COL_VX, COL_VY)
 VEHICLE_COLUMNS = (*PEDESTRIAN_COLUMNS, COL_PSI, COL_LENGTH, COL_WIDTH)
+#: The v1.2 train/val/test files: a case id before the vehicle files' columns.
+CASE_COLUMNS = (COL_CASE_ID, *VEHICLE_COLUMNS)
+#: ``<location>_<split>`` of a v1.2 file's stem.
+CASE_FILE = re.compile(r"^(?P<location>.+)_(?P<split>train|val|test)$")
 
 VEHICLE_FILE = re.compile(r"^vehicle_tracks_(\d+)$")
 PEDESTRIAN_FILE = re.compile(r"^pedestrian_tracks_(\d+)$")
@@ -120,7 +134,17 @@ _SIGN_SPEED = re.compile(r"^de274(?:\.1)?-([0-9]+(?:\.[0-9]+)?)$", re.IGNORECASE
 def _sniff(path: Path, head: bytes) -> bool:
     first = head.decode("utf-8", errors="replace").lstrip("\ufeff").splitlines()[:1]
     columns = [c.strip() for c in first[0].split(",")] if first else []
-    return bool(columns) and columns[0] == COL_TRACK_ID and COL_FRAME_ID in columns
+    return bool(columns) and columns[0] in (COL_TRACK_ID, COL_CASE_ID) and COL_FRAME_ID in columns
+
+
+def _is_case_file(path: Path) -> bool:
+    """Whether ``path`` is a v1.2 train/val/test file (its header starts with ``case_id``)."""
+    try:
+        with path.open("rb") as fh:
+            first = fh.read(4096).decode("utf-8", errors="replace").lstrip("\ufeff").splitlines()[:1]
+    except OSError:
+        return False  # reported by the CSV reader
+    return bool(first) and first[0].split(",")[0].strip() == COL_CASE_ID
 
 
 def _companion(path: Path) -> bool:
@@ -131,16 +155,19 @@ def _companion(path: Path) -> bool:
 
 @register(DATASET, sniff=_sniff, has_logged_ego=False, companion=_companion)
 def read_interaction(path: str | Path, map_path: str | Path | None = None) -> list[Scenario]:
-    """Read an INTERACTION ``vehicle_tracks_NNN.csv`` (with its pedestrians and map) into one scenario.
+    """Read an INTERACTION ``vehicle_tracks_NNN.csv`` (with its pedestrians and map) into one scenario,
+    or a v1.2 ``<location>_<split>.csv`` into one scenario per case.
 
     Args:
-        path: the vehicle tracks CSV.
+        path: the vehicle tracks CSV, or a v1.2 train/val/test CSV.
         map_path: the Lanelet2 OSM map; by default ``maps/<location>.osm`` of the dataset's layout.
 
     Raises:
-        ScenarioError: naming the file, the field and the problem.
+        ScenarioError: naming the file, the field (and, in a v1.2 file, the case) and the problem.
     """
     path = Path(path)
+    if _is_case_file(path):
+        return _read_cases(path, map_path)
     if PEDESTRIAN_FILE.match(path.stem):
         raise ScenarioError(
             path, "", "pedestrian tracks are imported with the vehicle_tracks file of the same number; load that file"
@@ -159,41 +186,100 @@ def read_interaction(path: str | Path, map_path: str | Path | None = None) -> li
         )
     t_ms, tracks = _tracks(parts, path)
     road_map, signals_lanes = _read_map(map_path)
-    signals = None
-    if signals_lanes:
-        lane_ids, stops = zip(*signals_lanes)
-        states = np.full((len(lane_ids), len(t_ms)), SignalState.UNKNOWN, dtype=np.int8)
-        signals = Signals(np.array(lane_ids), states, np.array(stops))
-        notes.append("traffic lights from the map; INTERACTION records no light states (UNKNOWN)")
+    signals = _signals(signals_lanes, len(t_ms))
+    if signals is not None:
+        notes.append(LIGHTS_NOTE)
     try:
         ego = pick_ego(tracks)
     except ScenarioError as exc:
         raise ScenarioError(path, "ego", exc.problem) from None
     log_id = f"{location}_{path.stem}"
+    return [_scenario(path, map_path, location, log_id, t_ms, tracks, ego, road_map, signals, notes)]
+
+
+LIGHTS_NOTE = "traffic lights from the map; INTERACTION records no light states (UNKNOWN)"
+
+
+def _signals(signals_lanes: list[tuple[str, list[float]]], steps: int) -> Signals | None:
+    if not signals_lanes:
+        return None
+    lane_ids, stops = zip(*signals_lanes)
+    states = np.full((len(lane_ids), steps), SignalState.UNKNOWN, dtype=np.int8)
+    return Signals(np.array(lane_ids), states, np.array(stops))
+
+
+def _scenario(
+    path: Path,
+    map_path: Path,
+    location: str,
+    log_id: str,
+    t_ms: np.ndarray,
+    tracks: Tracks,
+    ego: int,
+    road_map: RoadMap,
+    signals: Signals | None,
+    notes: list[str],
+) -> Scenario:
     notes = [
         "no logged ego (a drone recording): the ego was chosen by pick_ego (the vehicle observed for the most steps, "
         "then the one that travels furthest, then the smallest id)",
         *notes,
         "heights are per-type defaults (the dataset gives none)",
     ]
-    return [
-        Scenario(
-            id=make_scenario_id(DATASET, log_id),
-            provenance=Provenance(
-                dataset=DATASET,
-                source_file=str(path),
-                source_log_id=log_id,
-                frame=f"map {map_path.name}: UTM zone 31 (WGS84) minus the projection of (0, 0) [m]; tracks as recorded",
-                notes="; ".join(notes),
-            ),
-            t_us=t_ms * 1000,
-            tracks=tracks,
-            ego_index=ego,
-            road_map=road_map,
-            signals=signals,
-            tags=tuple(word for word in ("intersection", "roundabout", "merging") if word in location.lower()),
+    return Scenario(
+        id=make_scenario_id(DATASET, log_id),
+        provenance=Provenance(
+            dataset=DATASET,
+            source_file=str(path),
+            source_log_id=log_id,
+            frame=f"map {map_path.name}: UTM zone 31 (WGS84) minus the projection of (0, 0) [m]; tracks as recorded",
+            notes="; ".join(notes),
+        ),
+        t_us=t_ms * 1000,
+        tracks=tracks,
+        ego_index=ego,
+        road_map=road_map,
+        signals=signals,
+        tags=tuple(word for word in ("intersection", "roundabout", "merging") if word in location.lower()),
+    )
+
+
+def _read_cases(path: Path, map_path: str | Path | None) -> list[Scenario]:
+    """A v1.2 ``<location>_<split>.csv``: one scenario per case, all on the one map."""
+    match = CASE_FILE.match(path.stem)
+    # a file renamed without its split suffix: the split is its folder's name
+    location, split = (match["location"], match["split"]) if match else (path.stem, path.parent.name)
+    map_path = Path(map_path) if map_path is not None else _default_case_map(path, location)
+    frame = _read_csv(path, CASE_COLUMNS)
+    road_map, signals_lanes = _read_map(map_path)
+    scenes = []
+    for case, rows in frame.groupby(COL_CASE_ID, sort=False):
+        where = f"case {case}"
+        pedestrian = np.array([agent_type(word) != AgentType.VEHICLE for word in rows[COL_AGENT_TYPE]])
+        parts = [(part, flag) for part, flag in ((rows[~pedestrian], False), (rows[pedestrian], True)) if not part.empty]
+        t_ms, tracks = _tracks(parts, path, where)
+        try:
+            ego = pick_ego(tracks)
+        except ScenarioError as exc:
+            raise ScenarioError(path, "ego", f"{where}: {exc.problem}") from None
+        notes = [f"case {case} of {path.name}; pedestrians and cyclists: heading from velocity, default box sizes"]
+        signals = _signals(signals_lanes, len(t_ms))
+        if signals is not None:
+            notes.append(LIGHTS_NOTE)
+        log_id = f"{location}_{split}_case{case}"
+        scenes.append(_scenario(path, map_path, location, log_id, t_ms, tracks, ego, road_map, signals, notes))
+    return scenes
+
+
+def _default_case_map(path: Path, location: str) -> Path:
+    """``<root>/maps/<location>.osm`` for ``<root>/<split>/<location>_<split>.csv``."""
+    parents = path.resolve().parents
+    expected = parents[1] / MAPS_DIR / f"{location}.osm" if len(parents) > 1 else Path(MAPS_DIR) / f"{location}.osm"
+    if not expected.is_file():
+        raise ScenarioError(
+            path, "map", f"no Lanelet2 map at {expected} (the dataset keeps <root>/maps/<location>.osm; or pass map_path=)"
         )
-    ]
+    return expected
 
 
 def _default_map(path: Path, location: str) -> Path:
@@ -212,7 +298,7 @@ def _default_map(path: Path, location: str) -> Path:
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(path, dtype={COL_TRACK_ID: str, COL_AGENT_TYPE: str}, skipinitialspace=True)
+        frame = pd.read_csv(path, dtype={COL_CASE_ID: str, COL_TRACK_ID: str, COL_AGENT_TYPE: str}, skipinitialspace=True)
     except FileNotFoundError:
         raise ScenarioError(path, "", "no such file") from None
     except OSError as exc:
@@ -227,36 +313,74 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         raise ScenarioError(path, ", ".join(missing), f"missing column(s); the file has {list(frame.columns)}")
     if frame.empty:
         raise ScenarioError(path, "", "no rows (a header only)")
-    for column in (COL_TRACK_ID, COL_AGENT_TYPE):
+    cases = COL_CASE_ID in columns
+    for column in (COL_CASE_ID, COL_TRACK_ID, COL_AGENT_TYPE) if cases else (COL_TRACK_ID, COL_AGENT_TYPE):
         blank = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
         if blank.any():
-            raise ScenarioError(path, column, f"empty at line {int(np.flatnonzero(blank.to_numpy())[0]) + 2}")
+            row = int(np.flatnonzero(blank.to_numpy())[0])
+            after = f" (the row after case {_case_name(frame[COL_CASE_ID].iat[row - 1])}'s)" if column == COL_CASE_ID and row else ""
+            raise ScenarioError(path, column, f"empty at line {row + 2}{after}")
         frame[column] = frame[column].astype(str).str.strip()
+    if cases:
+        values = pd.to_numeric(frame[COL_CASE_ID], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(values) | (values != np.round(values)) | (values < 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ScenarioError(
+                path, COL_CASE_ID, f"not a whole non-negative number at line {row + 2}: {frame[COL_CASE_ID].iat[row]!r}"
+            )
+        frame[COL_CASE_ID] = values.astype(np.int64)
+    # in a v1.2 file, only vehicles carry a heading and a size
+    vehicle_rows = (
+        np.array([agent_type(word) == AgentType.VEHICLE for word in frame[COL_AGENT_TYPE]])
+        if cases
+        else np.ones(len(frame), dtype=bool)
+    )
     for column in columns:
-        if column in (COL_TRACK_ID, COL_AGENT_TYPE):
+        if column in (COL_CASE_ID, COL_TRACK_ID, COL_AGENT_TYPE):
             continue
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        if column in (COL_PSI, COL_LENGTH, COL_WIDTH):
+            bad &= vehicle_rows
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            track, value = frame[COL_TRACK_ID].iat[row], frame[column].iat[row]
-            raise ScenarioError(path, column, f"not a finite number at line {row + 2} (track {track}): {value!r}")
+            value = frame[column].iat[row]
+            raise ScenarioError(path, column, f"not a finite number at line {row + 2} ({_where(frame, row)}): {value!r}")
         frame[column] = values.astype(np.float64)
     ts = frame[COL_TIMESTAMP].to_numpy()
     if (ts != np.round(ts)).any() or (ts < 0).any():
         row = int(np.flatnonzero((ts != np.round(ts)) | (ts < 0))[0])
-        raise ScenarioError(path, COL_TIMESTAMP, f"not a whole non-negative number of milliseconds at line {row + 2}")
+        raise ScenarioError(
+            path, COL_TIMESTAMP, f"not a whole non-negative number of milliseconds at line {row + 2} ({_where(frame, row)})"
+        )
     for column in (COL_LENGTH, COL_WIDTH):
-        if column in frame.columns and (frame[column] <= 0).any():
-            row = int(np.flatnonzero((frame[column] <= 0).to_numpy())[0])
-            raise ScenarioError(path, column, f"not positive at line {row + 2}")
+        if column in frame.columns and ((frame[column] <= 0) & vehicle_rows).any():
+            row = int(np.flatnonzero(((frame[column] <= 0) & vehicle_rows).to_numpy())[0])
+            raise ScenarioError(path, column, f"not positive at line {row + 2} ({_where(frame, row)})")
     _check_time_order(frame, path)
     return frame
 
 
+def _case_name(text: str) -> str:
+    """A case id as its scenario names it: "1.0" -> "1" (the text itself when not a whole number)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return str(text)
+    return str(int(value)) if math.isfinite(value) and value == round(value) else str(text)
+
+
+def _where(frame: pd.DataFrame, row: int) -> str:
+    """"case C, track T" (v1.2 files) or "track T" of the frame's ``row``-th row."""
+    track = f"track {frame[COL_TRACK_ID].iat[row]}"
+    return f"case {frame[COL_CASE_ID].iat[row]}, {track}" if COL_CASE_ID in frame.columns else track
+
+
 def _check_time_order(frame: pd.DataFrame, path: Path) -> None:
-    """Each track's timestamps strictly increase in file order."""
-    codes, _ = pd.factorize(frame[COL_TRACK_ID])
+    """Each track's timestamps strictly increase in file order (in each case of a v1.2 file)."""
+    keys = [COL_CASE_ID, COL_TRACK_ID] if COL_CASE_ID in frame.columns else [COL_TRACK_ID]
+    codes = frame.groupby(keys, sort=False).ngroup().to_numpy()
     order = np.argsort(codes, kind="stable")
     ts = frame[COL_TIMESTAMP].to_numpy()[order]
     same = codes[order][1:] == codes[order][:-1]
@@ -264,17 +388,16 @@ def _check_time_order(frame: pd.DataFrame, path: Path) -> None:
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         row, previous = int(order[k + 1]), int(order[k])
-        track = frame[COL_TRACK_ID].iat[row]
         what = "duplicate" if ts[k + 1] == ts[k] else "decreasing"
         raise ScenarioError(
             path,
             COL_TIMESTAMP,
-            f"{what} timestamp for track {track}: {int(ts[k + 1])} ms at line {row + 2}"
+            f"{what} timestamp for {_where(frame, row)}: {int(ts[k + 1])} ms at line {row + 2}"
             f" after {int(ts[k])} ms at line {previous + 2}",
         )
 
 
-def _tracks(parts: list[tuple[pd.DataFrame, bool]], path: Path) -> tuple[np.ndarray, Tracks]:
+def _tracks(parts: list[tuple[pd.DataFrame, bool]], path: Path, where: str = "") -> tuple[np.ndarray, Tracks]:
     """The time grid [ms] (every recorded timestamp) and the merged tracks."""
     t_ms = np.unique(np.concatenate([frame[COL_TIMESTAMP].to_numpy(dtype=np.int64) for frame, _ in parts]))
     ids, types, sizes = [], [], []
@@ -308,7 +431,8 @@ def _tracks(parts: list[tuple[pd.DataFrame, bool]], path: Path) -> tuple[np.ndar
             sizes.append(size)
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
-        raise ScenarioError(path, COL_TRACK_ID, f"track ids repeat across the vehicle and pedestrian files: {duplicates[:5]}")
+        what = f"{where}: track ids repeat" if where else "track ids repeat across the vehicle and pedestrian files"
+        raise ScenarioError(path, COL_TRACK_ID, f"{what}: {duplicates[:5]}")
     sizes_array = np.array(sizes, dtype=np.float64)
     tracks = Tracks(
         agent_ids=np.array(ids),

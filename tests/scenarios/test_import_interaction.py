@@ -218,3 +218,117 @@ def test_bad_maps(layout: Path) -> None:
     assert _raises(layout, "map", "no Lanelet2 map").source == str(layout)
     missing = layout.parent / "elsewhere.osm"
     assert _raises(layout, "", "cannot read the map", map_path=missing).source == str(missing)
+
+
+# ---- v1.2 train/val/test files (see tests/fixtures/interaction_v12/make_fixture.py) ---------
+
+V12 = Path(__file__).resolve().parents[1] / "fixtures" / "interaction_v12"
+V12_TRAIN = V12 / "train" / f"{LOCATION}_train.csv"
+V12_HEADER = "case_id,track_id,frame_id,timestamp_ms,agent_type,x,y,vx,vy,psi_rad,length,width"
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return read_interaction(V12_TRAIN)
+
+
+@pytest.fixture
+def v12_layout(tmp_path: Path) -> Path:
+    """A writable copy of the v1.2 fixture; returns its train file."""
+    shutil.copytree(V12, tmp_path / "v12", ignore=shutil.ignore_patterns("*.py"))
+    return tmp_path / "v12" / "train" / f"{LOCATION}_train.csv"
+
+
+def test_v12_one_scenario_per_case(cases) -> None:
+    assert V12_TRAIN.read_text().splitlines()[0] == V12_HEADER
+    assert [s.id for s in cases] == [f"interaction-DR_DTW_Curve_train_case{k}" for k in (1, 2, 3)]
+    assert [s.provenance.source_log_id for s in cases] == [f"DR_DTW_Curve_train_case{k}" for k in (1, 2, 3)]
+    assert all(s.provenance.source_file == str(V12_TRAIN) for s in cases)
+    # cases cut from source frames 1..40, 41..80 and 161..200; timestamps restart at 100 ms
+    assert [s.num_steps for s in cases] == [40, 40, 40] and [s.dt_us for s in cases] == [100_000] * 3
+    assert all(s.t_us[0] == 100_000 and s.t_us[-1] == 4_000_000 for s in cases)
+    assert [s.num_agents for s in cases] == [4, 5, 4]
+    assert [s.tracks.agent_ids.tolist() for s in cases] == [["1", "2", "3", "P1"], ["1", "2", "3", "P1", "P2"], ["1", "2", "3", "P2"]]
+    assert [s.tracks.valid.sum(axis=1).tolist() for s in cases] == [[40, 40, 10, 40], [40, 40, 40, 40, 31], [40, 40, 10, 40]]
+    assert [s.ego_id for s in cases] == ["1", "1", "1"]
+    second = cases[1].tracks
+    assert second.agent_types.tolist() == [AgentType.VEHICLE] * 3 + [AgentType.PEDESTRIAN, AgentType.CYCLIST]
+    # the pedestrians' empty size columns: default boxes; vehicles keep theirs
+    assert second.length.tolist() == [4.6, 4.8, 4.5, 0.5, 1.8] and second.width.tolist() == [1.9, 1.8, 1.8, 0.5, 0.6]
+    # vehicle 1 at source frame 41 (s = 5 + 9 * 4 m), P2 cycling -x at source frame 80
+    assert (second.x[0, 0], second.y[0, 0]) == (1041.0, 998.25)
+    assert second.yaw[4, -1] == pytest.approx(math.pi) and second.x[4, -1] == pytest.approx(1088.0)
+    assert cases[0].signals.lane_ids.tolist() == ["3002"] and cases[0].signals.states.shape == (1, 40)
+    assert all(s.road_map is cases[0].road_map for s in cases)  # one map for the file
+
+
+def test_v12_vehicles_are_inside_their_lanelets(cases) -> None:
+    for scene in cases:
+        lanes = {lane.id: lane for lane in scene.road_map.lanes}
+        tracks = scene.tracks
+        for agent_id, lane_ids in LANE_OF.items():
+            row = tracks.index_of(agent_id)
+            own = unary_union([Polygon(lanes[i].polygon()) for i in lane_ids])
+            others = unary_union([Polygon(lane.polygon()) for lane in lanes.values() if lane.id not in lane_ids])
+            for step in np.flatnonzero(tracks.valid[row]):
+                point = Point(tracks.x[row, step], tracks.y[row, step])
+                assert own.contains(point) and not others.contains(point), (scene.id, agent_id, step)
+                assert own.exterior.distance(point) > 1.5, (scene.id, agent_id, step)
+
+
+def test_v12_map_is_parsed_once_per_file(monkeypatch) -> None:
+    import scenarios.importers.interaction as module
+
+    calls = []
+    original = module._read_map
+    monkeypatch.setattr(module, "_read_map", lambda path: calls.append(path) or original(path))
+    assert len(read_interaction(V12_TRAIN)) == 3
+    assert calls == [V12 / "maps" / f"{LOCATION}.osm"]
+
+
+def test_v12_load_detects_and_takes_vehicle_egos() -> None:
+    assert importers.detect(V12_TRAIN).name == "interaction"
+    egos = importers.load(V12_TRAIN, egos="vehicles")
+    # vehicle 3 is seen for 1 s in cases 1 and 3, less than the 2 s an ego needs
+    expected = [(1, "1"), (1, "2"), (2, "1"), (2, "2"), (2, "3"), (3, "1"), (3, "2")]
+    assert [s.id for s in egos] == [f"interaction-DR_DTW_Curve_train_case{c}.ego-{a}" for c, a in expected]
+    assert [s.ego_id for s in egos] == [a for _, a in expected]
+
+
+def test_v12_explicit_map_path_and_missing_map(tmp_path: Path) -> None:
+    copy = tmp_path / "DR_DTW_Curve_val.csv"
+    shutil.copy(V12_TRAIN, copy)
+    scenes = read_interaction(copy, map_path=MAP)
+    assert [s.id for s in scenes] == [f"interaction-DR_DTW_Curve_val_case{k}" for k in (1, 2, 3)]
+    error = _raises(copy, "map", "no Lanelet2 map")
+    assert error.source == str(copy) and str(tmp_path.parent / "maps" / f"{LOCATION}.osm") in error.problem
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        # case 2's vehicle 1 goes back in time at its third row (line 134: the header, case 1's 130 rows, then 3)
+        ("2.0,1,3,300,car", "2.0,1,3,150,car", "timestamp_ms", "decreasing timestamp for case 2, track 1: 150 ms at line 134"),
+        ("2.0,1,1,100,car", ",1,1,100,car", "case_id", "empty at line 132 (the row after case 1's)"),
+        ("2.0,1,1,100,car", "two,1,1,100,car", "case_id", "not a whole non-negative number at line 132: 'two'"),
+        ("3.0,2,5,500,car,", "3.0,2,5,500,car,NaN", "x", "not a finite number at line"),
+        (",0.000,4.6,1.9", ",,4.6,1.9", "psi_rad", "(case 1, track 1)"),  # a vehicle without heading
+        ("2.0,1,2,200,car,1041.900,998.250,9.000,0.000,0.000,4.6,", "2.0,1,2,200,car,1041.900,998.250,9.000,0.000,0.000,-4.6,",
+         "length", "not positive at line 133 (case 2, track 1)"),
+    ],
+)  # fmt: skip
+def test_v12_malformed_rows_name_file_field_and_case(v12_layout: Path, old: str, new: str, field: str, words: str) -> None:
+    _edit(v12_layout, old, new)
+    error = _raises(v12_layout, field, words)
+    assert error.source == str(v12_layout)
+
+
+def test_v12_missing_column_and_header_only(v12_layout: Path) -> None:
+    v12_layout.write_text(V12_HEADER.replace("case_id,", "") + "\n1,1,100,car,1,2,0,0,0,4,2\n")
+    assert importers.detect(v12_layout).name == "interaction"  # the recorded-track layout, misnamed: still read
+    v12_layout.write_text(V12_HEADER.replace(",length", "") + "\n1.0,1,1,100,car,1,2,0,0,0,2\n")
+    _raises(v12_layout, "length", "missing column")
+    v12_layout.write_text(V12_HEADER + "\n")
+    _raises(v12_layout, "", "no rows")
+    v12_layout.write_text(V12_HEADER + "\n1.0,P1,1,100,pedestrian,1,2,0,0,,,\n")
+    _raises(v12_layout, "ego", "case 1: no vehicle")
