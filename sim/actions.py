@@ -7,7 +7,8 @@
   A ``TrajectoryTracker`` turns them into commands: pure pursuit for steering, and for speed a
   PI controller on the waypoints' speed with the along-track position error fed forward.
 - ``discrete``: ``Discrete(5)`` meta-actions (``MetaAction``) for a lane follower that keeps a
-  target lane and a target speed: pure pursuit on the lane's centerline, P control on speed.
+  target lane and a target speed: pure pursuit on the lane's centerline, P control on speed,
+  capped by IDM braking for the nearest road user ahead in the lane corridor (keeps a safe gap).
 
 Bad actions are refused, not clipped: a NaN, an infinite value, a wrong shape or a value outside
 the space raises ``ActionError`` (a ``ValueError``) naming the action type and the offending
@@ -55,6 +56,10 @@ class EgoContext:
         road: the map geometry (map-local frame), or None; ``offset`` maps local to map-local
             (map_local = local - offset).
         speed_limit: along the route [m/s], NaN when unknown.
+        agents: (5, N) the other road users' x, y, yaw, vx, vy now (local frame, ground truth),
+            or None when unknown; only columns where ``present`` is True are meaningful.
+        present: (N,) bool, which road users exist now (the ego's own row is False).
+        agent_lw: (2, N) their length and width [m].
     """
 
     state: EgoState
@@ -64,6 +69,9 @@ class EgoContext:
     road: RoadGeometry | None
     offset: np.ndarray
     speed_limit: float
+    agents: np.ndarray | None = None
+    present: np.ndarray | None = None
+    agent_lw: np.ndarray | None = None
 
 
 class ActionError(ValueError):
@@ -254,6 +262,13 @@ class DiscreteActions(ActionHandler):
     speed; where no lane is near it follows the route. A lane change with no lane on that side,
     or a lane change already under way, is a no-op. ``FASTER``/``SLOWER`` change the target speed
     by ``SPEED_STEP`` [m/s], between 0 and ``max(1.2 x speed limit, 5)`` (or ``SPEED_MAX``).
+
+    Safe gap: the speed command ``K_SPEED * (target - v)`` is capped by IDM's interaction term
+    ``A_MAX * (1 - (s* / gap)^2)``, ``s* = S0 + v T + v dv / (2 sqrt(A_MAX B_COMF))`` (the ``idm``
+    baseline's constants), for the leader: the nearest present road user ahead (ego frame x > 0)
+    within ``LEADER_LOOKAHEAD_M`` whose box reaches into the corridor along the followed lane
+    (the ``idm`` baseline's corridor test); during a lane change the lane being left counts too.
+    The leader is ground truth (``EgoContext.agents``), so perception noise does not reach it.
     """
 
     action_type = ActionType.DISCRETE
@@ -261,13 +276,22 @@ class DiscreteActions(ActionHandler):
     SPEED_MAX = 30.0
     K_SPEED = 1.0  # [1/s]
     PATH_LENGTH_M = 200.0
+    CORRIDOR_STEP_M = 5.0  # spacing of the corridor's centerline samples [m]
 
     def __init__(self, config: EnvConfig) -> None:
+        # the leader search and IDM of the ``idm`` baseline (imported here: sim.policies imports this module)
+        from sim.policies import IDMPolicy, _distance_to_path
+
+        self._distance_to_path = _distance_to_path
+        self.A_MAX, self.B_COMF, self.S0, self.T_HEADWAY = IDMPolicy.A_MAX, IDMPolicy.B_COMF, IDMPolicy.S0, IDMPolicy.T_HEADWAY
+        self.CORRIDOR_MARGIN_M = IDMPolicy.CORRIDOR_MARGIN_M
+        self.LEADER_LOOKAHEAD_M = IDMPolicy.LOOKAHEAD_M
         self.space = spaces.Discrete(len(MetaAction))
         self.lane = -1
         self.path: Polyline | None = None
         self.target_speed = 0.0
         self._hint: int | None = None
+        self._prev_path: Polyline | None = None  # the lane being left while a change is under way
 
     def validate(self, action: Any) -> int:
         if isinstance(action, (bool, np.bool_)):
@@ -301,6 +325,7 @@ class DiscreteActions(ActionHandler):
             pts = road.lane_path(lane_s[0], lane_s[1], self.PATH_LENGTH_M) + ctx.offset
             self.path = Polyline(pts)
         self._hint = None
+        self._prev_path = None
 
     def _command(self, action: int, ctx: EgoContext) -> tuple[float, float]:
         st, p = ctx.state, ctx.params
@@ -321,15 +346,63 @@ class DiscreteActions(ActionHandler):
             side = 1 if action == MetaAction.CHANGE_LEFT else -1
             nb = ctx.road.neighbour(self.lane, local_s, side)
             if nb is not None and abs(lane_s[1]) < 1.0:  # not already changing
+                left = self.path
                 self._follow(ctx, nb)
+                self._prev_path = left
                 s, _, self._hint = self.path.project(pos, None)
-        accel = min(max(self.K_SPEED * (self.target_speed - st.speed), -p.max_decel), p.max_accel)
+        accel = self.K_SPEED * (self.target_speed - st.speed)
+        gap, closing = self._leader(ctx, pos, s)
+        if math.isfinite(gap):
+            v = max(st.speed, 0.0)
+            s_star = self.S0 + v * self.T_HEADWAY + st.speed * closing / (2 * math.sqrt(self.A_MAX * self.B_COMF))
+            accel = min(accel, self.A_MAX * (1.0 - (max(s_star, 0.0) / max(gap, 0.1)) ** 2))
+        accel = min(max(accel, -p.max_decel), p.max_accel)
         ahead = self.path.interpolate(s + np.linspace(1.0, 30.0, 30))
         c, sn = math.cos(st.yaw), math.sin(st.yaw)
         rel = ahead - pos
         local = np.column_stack([rel[:, 0] * c + rel[:, 1] * sn, -rel[:, 0] * sn + rel[:, 1] * c])
         look = min(max(0.8 * abs(st.speed), 4.0), 25.0)
         return accel, pure_pursuit(local, look, p.wheelbase)
+
+    def _corridor(self, path: Polyline, s: float, pos: np.ndarray, c: float, sn: float) -> np.ndarray:
+        """(P, 2) ``path`` from the ego (origin) over ``LEADER_LOOKAHEAD_M`` ahead of ``s``, ego frame."""
+        pts = path.interpolate(s + np.arange(0.0, self.LEADER_LOOKAHEAD_M + 1e-9, self.CORRIDOR_STEP_M)) - pos
+        local = np.column_stack([pts[:, 0] * c + pts[:, 1] * sn, -pts[:, 0] * sn + pts[:, 1] * c])
+        return np.vstack([[0.0, 0.0], local])
+
+    def _leader(self, ctx: EgoContext, pos: np.ndarray, s: float) -> tuple[float, float]:
+        """(bumper-to-bumper gap [m], closing speed [m/s]) to the leader, ``(inf, 0)`` when none."""
+        if self._prev_path is not None and abs(self.path.project(pos, self._hint)[1]) < 1.0:
+            self._prev_path = None  # the change is done: the lane left behind no longer counts
+        agents, present, lw = ctx.agents, ctx.present, ctx.agent_lw
+        if agents is None or present is None or lw is None:
+            return math.inf, 0.0
+        st, p = ctx.state, ctx.params
+        dx, dy = agents[0] - st.x, agents[1] - st.y
+        reach = self.LEADER_LOOKAHEAD_M + 0.5 * p.length + 10.0
+        rows = np.flatnonzero(present & (dx * dx + dy * dy < reach * reach))
+        if not rows.size:
+            return math.inf, 0.0
+        c, sn = math.cos(st.yaw), math.sin(st.yaw)
+        x = dx[rows] * c + dy[rows] * sn
+        y = -dx[rows] * sn + dy[rows] * c
+        fwd = x > 0
+        if not fwd.any():
+            return math.inf, 0.0
+        rows, x, y = rows[fwd], x[fwd], y[fwd]
+        lateral = self._distance_to_path(x, y, self._corridor(self.path, s, pos, c, sn), self.LEADER_LOOKAHEAD_M)
+        if self._prev_path is not None:
+            prev = self._corridor(self._prev_path, self._prev_path.project(pos)[0], pos, c, sn)
+            lateral = np.minimum(lateral, self._distance_to_path(x, y, prev, self.LEADER_LOOKAHEAD_M))
+        inside = lateral < 0.5 * lw[1, rows] + 0.5 * p.width + self.CORRIDOR_MARGIN_M
+        if not inside.any():
+            return math.inf, 0.0
+        rows, x = rows[inside], x[inside]
+        g = x - 0.5 * lw[0, rows] - 0.5 * p.length
+        i = int(np.argmin(g))
+        r = int(rows[i])
+        v_lead = float(agents[3, r]) * c + float(agents[4, r]) * sn
+        return float(g[i]), st.speed - v_lead
 
 
 def make_handler(config: EnvConfig) -> ActionHandler:

@@ -420,7 +420,10 @@ class DriveTwinEnv(gymnasium.Env):
         self._agents_at(0)
         self._s, self._lat, self._route_hint = plan.route.project(np.array([self.ego.x, self.ego.y]))
         self._s0 = self._s
-        self._ctx = EgoContext(self.ego, plan.params, plan.dt_s, plan.route, plan.geometry, plan.offset, plan.speed_limit)
+        self._ctx = EgoContext(
+            self.ego, plan.params, plan.dt_s, plan.route, plan.geometry, plan.offset, plan.speed_limit,
+            self._state, self._present, plan.lw,
+        )
         self.actions.reset(self._ctx)
         # the episode record (local frame), index 0 = after reset
         self._rec = np.zeros((s_total, 5, n))
@@ -449,6 +452,7 @@ class DriveTwinEnv(gymnasium.Env):
         plan, cfg = self.plan, self.config
         assert plan is not None
         self._ctx.state = self.ego
+        self._ctx.agents, self._ctx.present = self._state, self._present
         cmd = self.actions.command(action, self._ctx)
         self._fifo.append(cmd)
         accel, steer = self._fifo.popleft()
