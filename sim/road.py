@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -448,23 +449,29 @@ def triangulate(surface: Polygon | MultiPolygon) -> tuple[np.ndarray, np.ndarray
     return vertices, inverse.astype(np.int32).ravel()
 
 
-def ribbons(polylines: list[np.ndarray], width: float, z: float) -> tuple[np.ndarray, np.ndarray]:
-    """A triangle mesh of flat strips ``width`` [m] wide along ``polylines`` at height ``z``."""
-    verts: list[np.ndarray] = []
-    idx: list[np.ndarray] = []
-    base = 0
+def _segments(polylines: list[np.ndarray], half_width: float) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per polyline with a non-degenerate segment: its segments' starts ``a`` and ends ``b`` (S, 2)
+    and their left normals scaled to ``half_width`` [m] (S, 2)."""
     for line in polylines:
-        line = np.asarray(line, dtype=np.float64)
+        line = np.asarray(line, dtype=np.float64)[:, :2]
         if len(line) < 2:
             continue
         a, b = line[:-1], line[1:]
         d = b - a
         n = np.hypot(d[:, 0], d[:, 1])
         ok = n > 1e-6
-        a, b, d, n = a[ok], b[ok], d[ok], n[ok]
-        if not len(a):
+        if not ok.any():
             continue
-        off = np.column_stack([-d[:, 1], d[:, 0]]) / n[:, None] * (width / 2)
+        a, b, d, n = a[ok], b[ok], d[ok], n[ok]
+        yield a, b, np.column_stack([-d[:, 1], d[:, 0]]) / n[:, None] * half_width
+
+
+def ribbons(polylines: list[np.ndarray], width: float, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """A triangle mesh of flat strips ``width`` [m] wide along ``polylines`` at height ``z``."""
+    verts: list[np.ndarray] = []
+    idx: list[np.ndarray] = []
+    base = 0
+    for a, b, off in _segments(polylines, width / 2):
         quad = np.stack([a - off, a + off, b + off, b - off], axis=1)  # (S, 4, 2) counter-clockwise
         m = len(quad)
         verts.append(np.column_stack([quad.reshape(-1, 2), np.full(4 * m, z)]))
@@ -486,18 +493,7 @@ def walls(polylines: list[np.ndarray], height: float, thickness: float) -> tuple
     base = 0
     # the 12 triangles of a box whose corners are 0-3 (bottom, around) and 4-7 (top, same order)
     box = np.array([0, 2, 1, 0, 3, 2, 4, 5, 6, 4, 6, 7, 0, 1, 5, 0, 5, 4, 1, 2, 6, 1, 6, 5, 2, 3, 7, 2, 7, 6, 3, 0, 4, 3, 4, 7])
-    for line in polylines:
-        line = np.asarray(line, dtype=np.float64)
-        if len(line) < 2:
-            continue
-        a, b = line[:-1], line[1:]
-        d = b - a
-        n = np.hypot(d[:, 0], d[:, 1])
-        ok = n > 1e-6
-        a, b, d, n = a[ok], b[ok], d[ok], n[ok]
-        if not len(a):
-            continue
-        off = np.column_stack([-d[:, 1], d[:, 0]]) / n[:, None] * (thickness / 2)
+    for a, b, off in _segments(polylines, thickness / 2):
         quad = np.stack([a - off, b - off, b + off, a + off], axis=1).reshape(-1, 2)  # (S*4, 2)
         m = len(a)
         bottom = np.column_stack([quad, np.zeros(4 * m)]).reshape(m, 4, 3)
