@@ -9,53 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-#: Name that ``drivetwin scenarios`` and suite configs accept for the built-in sample library.
-SAMPLE_NAME = "sample"
-
-
-def sample_library_path() -> Path:
-    """The built-in sample library (NGSIM US-101 via CommonRoad), shipped inside the package."""
-    import scenarios
-
-    return Path(scenarios.__file__).resolve().parent / "sample" / "ngsim_us101"
-
-
-def resolve_library(name: str) -> Path:
-    """A library directory from a path or the word ``sample``."""
-    return sample_library_path() if name == SAMPLE_NAME else Path(name)
-
-
-def _iter_sources(sources: Sequence[str]) -> Iterator[Path]:
-    """Files (or Argoverse 2 scenario directories) to import, found under ``sources`` in sorted order.
-
-    A directory is walked; inside a walk, files of no known format (maps beside their logs,
-    READMEs) and files read as part of another (``Importer.companion``) are passed over, while a
-    file named on the command line is always tried.
-    """
-    from scenarios import ScenarioError, detect
-
-    for source in sources:
-        path = Path(source)
-        if not path.is_dir():
-            yield path
-            continue
-        try:
-            detect(path)
-            yield path  # a directory that is one scenario (Argoverse 2 layout)
-            continue
-        except ScenarioError:
-            pass
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            try:
-                importer = detect(child)
-            except ScenarioError:
-                continue
-            if not importer.is_companion(child):
-                yield child
+from harness.sources import SAMPLE_NAME, iter_sources, resolve_library
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -64,7 +22,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from scenarios import ScenarioError, load_many
     from scenarios.library import ScenarioLibrary
 
-    paths = list(_iter_sources(args.sources))
+    paths = list(iter_sources(args.sources))
     if not paths:
         print("drivetwin import: no importable files found in the given sources", file=sys.stderr)
         return 1
@@ -264,7 +222,12 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from harness.replay import ReplayError, Replayer, default_picture_path, format_scores
+    from harness.replay import (
+        Replayer,
+        ReplayError,
+        default_picture_path,
+        format_scores,
+    )
     from harness.runner import RunError
 
     out = Path(args.out) if args.out else default_picture_path(args.run, args.variant_id)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from scenarios.model import AgentType, FeatureKind, POLYGON_KINDS, Scenario
+from scenarios.model import POLYGON_KINDS, AgentType, FeatureKind, Scenario
 from sim.rollout import Rollout
 
 #: Margin around the ego's paths [m], and the smallest side of the view [m].
@@ -425,14 +425,18 @@ def _polygon(points: np.ndarray, **style: Any) -> Any:
     return Polygon(points, closed=True, **style)
 
 
-def _save(fig: Any, fmt: str, path: str | Path | None) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt)
-    data = buf.getvalue()
+def _written(data: bytes, path: str | Path | None) -> bytes:
+    """``data``, also written to ``path`` (its folder made) when one is given."""
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(data)
     return data
+
+
+def _save(fig: Any, fmt: str, path: str | Path | None) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt)
+    return _written(buf.getvalue(), path)
 
 
 def render_png(
@@ -459,11 +463,7 @@ def render_png(
     image = Image.open(io.BytesIO(_save(fig, "png", None))).convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
-    data = buf.getvalue()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
-    return data
+    return _written(buf.getvalue(), path)
 
 
 def render_gif(
@@ -562,11 +562,7 @@ def render_gif(
     duration_ms = max(int(round(rollout.dt_s * 1000 * stride)), 20)
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0, optimize=True)
-    data = buf.getvalue()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
-    return data
+    return _written(buf.getvalue(), path)
 
 
 def histogram_png(

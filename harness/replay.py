@@ -30,8 +30,20 @@ from typing import Any
 
 import numpy as np
 
-from harness.runner import IMPORTED_LIBRARY, MANIFEST, RunError, read_run_summary, read_tasks
-from harness.worker import VariantFailed, VariantTask, VariantWorker, episode_summary, failure_summary
+from harness.runner import (
+    IMPORTED_LIBRARY,
+    MANIFEST,
+    RunError,
+    read_run_summary,
+    read_tasks,
+)
+from harness.worker import (
+    VariantFailed,
+    VariantTask,
+    VariantWorker,
+    episode_summary,
+    failure_summary,
+)
 
 #: Summary columns that say how the run went, not what the driving was: never compared.
 RUN_ONLY_COLUMNS = ("run_id", "attempts", "worker_s")
@@ -254,9 +266,7 @@ class Replayer:
             return None
 
     def close(self) -> None:
-        if self.worker._env is not None:
-            self.worker._env.close()
-            self.worker._env = None
+        self.worker.close()
 
     def __enter__(self) -> Replayer:
         return self

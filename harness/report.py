@@ -255,7 +255,7 @@ def _worst_section(summary: pd.DataFrame, run_dir: Path, n: int, gif: bool) -> s
     worst = worst_variants(summary, n)
     if worst.empty:
         return '<p class="muted">No variant ran to the end, so there is nothing to rank.</p>'
-    from harness.replay import ReplayError, Replayer
+    from harness.replay import Replayer, ReplayError
 
     replayer: Replayer | None = None
     setup_error = ""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -40,7 +41,14 @@ import pyarrow.parquet as pq
 
 from harness.config import ConfigError, SuiteConfig
 from harness.executor import Executor, make_executor
-from harness.worker import STATUS_ERROR, VariantOutcome, VariantTask, VariantWorker, params_json, task_identity
+from harness.worker import (
+    STATUS_ERROR,
+    VariantOutcome,
+    VariantTask,
+    VariantWorker,
+    params_json,
+    task_identity,
+)
 
 MANIFEST = "manifest.json"
 TASKS = "tasks.jsonl"
@@ -72,13 +80,8 @@ class RunResult:
 
 def _seed(*parts: object) -> int:
     """A 31-bit seed from any mix of ints and strings (stable across processes and platforms)."""
-    words = []
-    for part in parts:
-        if isinstance(part, (int, np.integer)):
-            words.append(int(part) & 0xFFFFFFFF)
-        else:
-            words.extend(np.frombuffer(str(part).encode().ljust(((len(str(part).encode()) + 3) // 4) * 4, b"\0"), dtype="<u4").tolist())
-    return int(np.random.SeedSequence(words).generate_state(1)[0] & 0x7FFFFFFF)
+    digest = hashlib.blake2b(repr(tuple(int(p) if isinstance(p, np.integer) else p for p in parts)).encode(), digest_size=4)
+    return int.from_bytes(digest.digest(), "little") & 0x7FFFFFFF
 
 
 def default_run_dir(config: SuiteConfig, root: Path | str = "runs") -> Path:
@@ -91,7 +94,7 @@ def default_run_dir(config: SuiteConfig, root: Path | str = "runs") -> Path:
 
 def resolve_sources(config: SuiteConfig, run_dir: Path) -> list[str]:
     """Library directories of the suite's sources; raw log files are imported into ``run_dir/library``."""
-    from harness.cli import resolve_library
+    from harness.sources import iter_sources, resolve_library
     from scenarios import load_many
     from scenarios.library import MARKER_FILE, ScenarioLibrary
 
@@ -109,8 +112,6 @@ def resolve_sources(config: SuiteConfig, run_dir: Path) -> list[str]:
         else:
             raise ConfigError(config.source, "scenarios.sources", f"{source!r}: no such library or log file")
     if raw:
-        from harness.cli import _iter_sources
-
         target = run_dir / IMPORTED_LIBRARY
         library = ScenarioLibrary.create(target, exist_ok=True)
         options = {
@@ -118,7 +119,7 @@ def resolve_sources(config: SuiteConfig, run_dir: Path) -> list[str]:
             "window_s": config.scenarios.window_s or None,
             "min_ego_duration_s": config.scenarios.min_ego_duration_s,
         }
-        files = list(_iter_sources([str(p) for p in raw]))
+        files = list(iter_sources([str(p) for p in raw]))
         for outcome in load_many(files, **options):
             if outcome.ok:
                 library.append(outcome.scenarios)
@@ -153,41 +154,53 @@ def select_scenarios(config: SuiteConfig, libraries: Sequence[str]) -> list[tupl
 # --- variants --------------------------------------------------------------------------------
 
 
+def _sweep(config: SuiteConfig, index: int) -> tuple[str, Any]:
+    """The label and the plan of mutation sweep ``index``, its sampler seeded from the run seed."""
+    mutation = config.mutations[index]
+    plan = mutation.plan(config.source)
+    return mutation.label(index), dataclasses.replace(plan, seed=_seed(config.run.seed, index, plan.seed))
+
+
+def _variant_task(
+    scenario: Any, root: str, plan: Any, point: Any, seed: int, name: str, rejected: Counter[str]
+) -> VariantTask | None:
+    """The task of one sampled variant, or None (counted by reason) when it is implausible or inapplicable."""
+    from scenarios.mutations import VariantSpec, apply
+    from scenarios.mutations.base import RejectedVariant
+
+    spec = VariantSpec.create(scenario, plan.space.chain(point), seed)
+    try:
+        apply(scenario, spec)
+    except RejectedVariant as exc:
+        rejected[f"{name}:{exc.reason}"] += 1
+        return None
+    return VariantTask(spec.id, scenario.id, root, spec.to_json(), seed, name, params_json(spec.chain))
+
+
 def make_tasks(config: SuiteConfig, scenarios: Sequence[tuple[str, str]]) -> tuple[list[VariantTask], Counter[str]]:
     """Every non-adaptive variant of the suite, and the rejected count by reason.
 
     Implausible or inapplicable mutations are rejected here, before anything is simulated.
     """
     from scenarios.library import ScenarioLibrary
-    from scenarios.mutations import VariantSpec, apply, variant_seeds
-    from scenarios.mutations.base import RejectedVariant
+    from scenarios.mutations import variant_seeds
 
     tasks: list[VariantTask] = []
     rejected: Counter[str] = Counter()
-    plans = [m.plan(config.source) for m in config.mutations]
+    sweeps = [_sweep(config, i) for i, m in enumerate(config.mutations) if not m.adaptive]
     libraries: dict[str, Any] = {}
     for root, scenario_id in scenarios:
         if config.run.include_original:
             tasks.append(VariantTask(scenario_id, scenario_id, root, "", _seed(config.run.seed, scenario_id)))
-        fixed = [(i, plan) for i, plan in enumerate(plans) if not config.mutations[i].adaptive]
-        if not fixed:
+        if not sweeps:
             continue
-        library = libraries.setdefault(root, ScenarioLibrary(root))
-        scenario = library.load(scenario_id)
-        for i, plan in fixed:
-            name = config.mutations[i].label(i)
-            plan = dataclasses.replace(plan, seed=_seed(config.run.seed, i, plan.seed))
+        scenario = libraries.setdefault(root, ScenarioLibrary(root)).load(scenario_id)
+        for name, plan in sweeps:
             points = plan.make_sampler().propose(plan.variants)
-            seeds = variant_seeds(_seed(plan.seed, scenario_id), len(points))
-            for point, seed in zip(points, seeds):
-                chain = plan.space.chain(point)
-                spec = VariantSpec.create(scenario, chain, seed)
-                try:
-                    apply(scenario, spec)
-                except RejectedVariant as exc:
-                    rejected[f"{name}:{exc.reason}"] += 1
-                    continue
-                tasks.append(VariantTask(spec.id, scenario_id, root, spec.to_json(), seed, name, params_json(spec.chain)))
+            for point, seed in zip(points, variant_seeds(_seed(plan.seed, scenario_id), len(points))):
+                task = _variant_task(scenario, root, plan, point, seed, name, rejected)
+                if task is not None:
+                    tasks.append(task)
     return tasks, rejected
 
 
@@ -339,16 +352,13 @@ def _adaptive_rounds(
     """Returns the number of variants proposed; ``stored`` holds the summary rows of a resumed run."""
     """The adaptive (cross-entropy) sweeps: propose a batch per scenario, run it, update, repeat."""
     from scenarios.library import ScenarioLibrary
-    from scenarios.mutations import VariantSpec, apply, variant_seeds
-    from scenarios.mutations.base import RejectedVariant
+    from scenarios.mutations import variant_seeds
 
     count = 0
     for i, mutation in enumerate(config.mutations):
         if not mutation.adaptive:
             continue
-        name = mutation.label(i)
-        plan = mutation.plan(config.source)
-        plan = dataclasses.replace(plan, seed=_seed(config.run.seed, i, plan.seed))
+        name, plan = _sweep(config, i)
         states = {}
         libraries: dict[str, Any] = {}
         for root, scenario_id in scenarios:
@@ -362,16 +372,10 @@ def _adaptive_rounds(
                 seeds = variant_seeds(_seed(plan.seed, scenario_id, round_), len(points))
                 entries = []
                 for point, seed in zip(points, seeds):
-                    spec = VariantSpec.create(scenario, plan.space.chain(point), seed)
-                    try:
-                        apply(scenario, spec)
-                    except RejectedVariant as exc:
-                        rejected[f"{name}:{exc.reason}"] += 1
-                        entries.append((point, None))
-                        continue
-                    task = VariantTask(spec.id, scenario_id, root, spec.to_json(), seed, name, params_json(spec.chain))
-                    entries.append((point, task))
-                    batch.append(task)
+                    task = _variant_task(scenario, root, plan, point, seed, name, rejected)
+                    entries.append((point, task))  # a rejected point has no task and no score
+                    if task is not None:
+                        batch.append(task)
                 points_of[scenario_id] = entries
             scores_of = {vid: row.get(mutation.objective) for vid, row in stored.items()}
             for task, outcome in run([t for t in batch if t.variant_id not in stored]):

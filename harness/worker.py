@@ -116,7 +116,7 @@ class VariantWorker:
 
         if self._env is None:
             self._env = DriveTwinEnv(config=sim.EnvConfig.from_mapping(self.env_config, "suite [env]"))
-            self._eval_config = evaluator_config_from(self.evaluator_config, EvaluatorConfig)
+            self._eval_config = EvaluatorConfig.from_mapping(self.evaluator_config, "suite [evaluators]")
 
     def library(self, root: str) -> Any:
         from scenarios.library import ScenarioLibrary
@@ -141,6 +141,12 @@ class VariantWorker:
 
             self._policy = make_policy(self.policy_name, **self.policy_options)
         return self._policy
+
+    def close(self) -> None:
+        """Close the env's pybullet world (a later variant opens a new one)."""
+        if self._env is not None:
+            self._env.close()
+            self._env = None
 
     def warm(self) -> None:
         """Import the twin and the evaluators and open the pybullet world now (Ray's actors call
@@ -210,13 +216,6 @@ def failure_summary(task: VariantTask, failure: VariantFailed) -> dict[str, Any]
     summary = error_summary(task.variant_id, task.scenario_id, ego_id, str(failure))
     summary.update(task_identity(task))
     return summary
-
-
-def evaluator_config_from(table: Mapping[str, Any], cls: Any) -> Any:
-    """``EvaluatorConfig`` from a suite's ``[evaluators]`` table (its own ``from_mapping`` when it has one)."""
-    if hasattr(cls, "from_mapping"):
-        return cls.from_mapping(table)
-    return cls(**table)
 
 
 def params_json(chain: Any) -> str:

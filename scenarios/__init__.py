@@ -3,7 +3,6 @@
 from scenarios.errors import ScenarioError
 from scenarios.importers import ImportOutcome, detect, load, load_many
 from scenarios.library import AppendResult, ScenarioLibrary, open_library, write_library
-from scenarios.mutations import mutate
 from scenarios.model import (
     AgentType,
     Conditions,
@@ -13,12 +12,13 @@ from scenarios.model import (
     Provenance,
     RoadMap,
     Scenario,
-    SignalState,
     Signals,
+    SignalState,
     Tracks,
     make_scenario_id,
     scenarios_equal,
 )
+from scenarios.mutations import mutate
 
 __all__ = [
     "AgentType",

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scenarios.model import AgentType, FeatureKind, Lane, MapFeature, Provenance, RoadMap, Scenario, Tracks
+from scenarios.model import (
+    AgentType,
+    FeatureKind,
+    Lane,
+    MapFeature,
+    Provenance,
+    RoadMap,
+    Scenario,
+    Tracks,
+)
 
 
 @dataclass(frozen=True, slots=True)

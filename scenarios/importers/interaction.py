@@ -273,23 +273,20 @@ def _read_cases(path: Path, map_path: str | Path | None) -> list[Scenario]:
 
 def _default_case_map(path: Path, location: str) -> Path:
     """``<root>/maps/<location>.osm`` for ``<root>/<split>/<location>_<split>.csv``."""
-    parents = path.resolve().parents
-    expected = parents[1] / MAPS_DIR / f"{location}.osm" if len(parents) > 1 else Path(MAPS_DIR) / f"{location}.osm"
-    if not expected.is_file():
-        raise ScenarioError(
-            path, "map", f"no Lanelet2 map at {expected} (the dataset keeps <root>/maps/<location>.osm; or pass map_path=)"
-        )
-    return expected
+    return _map_up(path, location, 1, "<root>/maps/<location>.osm")
 
 
 def _default_map(path: Path, location: str) -> Path:
     """``<root>/maps/<location>.osm`` for ``<root>/recorded_trackfiles/<location>/<file>.csv``."""
+    return _map_up(path, location, 2, "maps/<location>.osm")
+
+
+def _map_up(path: Path, location: str, levels: int, layout: str) -> Path:
+    """``maps/<location>.osm`` in the folder ``levels`` above the one holding ``path``."""
     parents = path.resolve().parents
-    expected = parents[2] / MAPS_DIR / f"{location}.osm" if len(parents) > 2 else Path(MAPS_DIR) / f"{location}.osm"
+    expected = parents[levels] / MAPS_DIR / f"{location}.osm" if len(parents) > levels else Path(MAPS_DIR) / f"{location}.osm"
     if not expected.is_file():
-        raise ScenarioError(
-            path, "map", f"no Lanelet2 map at {expected} (the dataset keeps maps/<location>.osm; or pass map_path=)"
-        )
+        raise ScenarioError(path, "map", f"no Lanelet2 map at {expected} (the dataset keeps {layout}; or pass map_path=)")
     return expected
 
 

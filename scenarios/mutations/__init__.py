@@ -49,7 +49,15 @@ from scenarios.mutations.samplers import (
     latin_hypercube,
     make_sampler,
 )
-from scenarios.mutations.spaces import Choice, Dimension, Grid, SearchSpace, TruncNormal, Uniform, parse_dimension
+from scenarios.mutations.spaces import (
+    Choice,
+    Dimension,
+    Grid,
+    SearchSpace,
+    TruncNormal,
+    Uniform,
+    parse_dimension,
+)
 from scenarios.mutations.variants import (
     VariantBatch,
     VariantSpec,

@@ -7,7 +7,13 @@ import numpy as np
 from scenarios.model import AgentType, Scenario, Tracks
 from scenarios.mutations.base import NotApplicable, Param, register, tag
 from scenarios.mutations.edit import TrackEditor
-from scenarios.mutations.geometry import boxes_overlap, nearest_step, resolve_agent, times_s, warp
+from scenarios.mutations.geometry import (
+    boxes_overlap,
+    nearest_step,
+    resolve_agent,
+    times_s,
+    warp,
+)
 
 AGENT_DOC = "agent id, or a rule: lead (nearest vehicle ahead of the ego), nearest, random, ego"
 #: Tries to place each clone of ``traffic_density`` before giving up.
