@@ -31,7 +31,7 @@ import evaluators
 import scenarios
 from evaluators.context import Context, MapGeometry, clear_map_cache
 from scenarios.synthetic import AgentSpec, scene, straight_road
-from sim.rollout import Rollout
+from scenarios.rollout import Rollout
 
 
 def pick_scenario(data: Path) -> tuple[scenarios.Scenario, str]:

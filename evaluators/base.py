@@ -18,7 +18,7 @@ from evaluators.config import EvaluatorConfig
 from evaluators.context import Context
 from evaluators.errors import EvaluatorError
 from scenarios.model import Scenario
-from sim.rollout import Rollout
+from scenarios.rollout import Rollout
 
 #: Units a metric may declare: SI, plus "1" (a ratio or score in [0, 1]), "bool" and "count".
 UNITS = frozenset({"m", "s", "m/s", "m/s2", "m/s3", "rad/s", "rad/s2", "1/m", "1", "bool", "count"})

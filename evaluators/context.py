@@ -24,7 +24,7 @@ from evaluators.config import EvaluatorConfig
 from evaluators.errors import EvaluatorError
 from evaluators.geometry import Segments, box_corners, box_overlap_depth, wrap_angle
 from scenarios.model import AgentType, FeatureKind, RoadMap, Scenario
-from sim.rollout import Rollout
+from scenarios.rollout import Rollout
 
 if TYPE_CHECKING:
     from evaluators.base import MetricValue
@@ -632,7 +632,7 @@ def _nearest_segment(xy: np.ndarray, pair: np.ndarray, seg: np.ndarray, segments
 def _validate(rollout: Rollout, scenario: Scenario) -> None:
     src = f"rollout {getattr(rollout, 'scenario_id', '?')}"
     if not isinstance(rollout, Rollout):
-        raise EvaluatorError(src, "rollout", f"expected a sim.rollout.Rollout, got {type(rollout).__name__}")
+        raise EvaluatorError(src, "rollout", f"expected a scenarios.rollout.Rollout, got {type(rollout).__name__}")
     if not isinstance(scenario, Scenario):
         raise EvaluatorError(src, "scenario", f"expected a scenarios.Scenario, got {type(scenario).__name__}")
     try:

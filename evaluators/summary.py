@@ -20,7 +20,7 @@ from evaluators.config import EvaluatorConfig
 from evaluators.context import Context
 from evaluators.errors import EvaluatorError
 from scenarios.model import Scenario
-from sim.rollout import Rollout
+from scenarios.rollout import Rollout
 
 #: Summary columns that identify the variant and the run conditions, before the metric columns.
 IDENTITY_COLUMNS = (

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from scenarios.model import POLYGON_KINDS, AgentType, FeatureKind, Scenario
-from sim.rollout import Rollout
+from scenarios.rollout import Rollout
 
 #: Margin around the ego's paths [m], and the smallest side of the view [m].
 VIEW_MARGIN_M = 15.0

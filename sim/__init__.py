@@ -10,7 +10,7 @@ Importing ``sim`` registers the Gymnasium ids (quietly, idempotently):
 ``gymnasium.make("drivetwin/Replay-v0", scenario=..., config={...})``; a ``config`` mapping is
 applied over the id's preset, an ``EnvConfig`` replaces it. The public API (``DriveTwinEnv``,
 ``EnvConfig``, ``make_policy``, ...) is imported on first use; ``sim.runner.rollout`` runs an
-episode (``sim.rollout`` is the module of the ``Rollout`` record).
+episode (the ``Rollout`` record lives in ``scenarios.rollout``, below the simulator).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ _LAZY = {
     "register_policy": "sim.policies",
     "policy_names": "sim.policies",
     "PolicyError": "sim.runner",
-    "Rollout": "sim.rollout",
+    "Rollout": "scenarios.rollout",
 }
 
 __all__ = ["ENV_IDS", "register_envs", *_LAZY]

@@ -59,7 +59,7 @@ from sim.config import AgentsMode, ConfigError, EnvConfig, ObservationPart
 from sim.dynamics.base import EgoState, VehicleParams
 from sim.observations import BevRasteriser, lidar_directions, observation_space, state_vector
 from sim.road import Polyline, RoadGeometry, build_route, default_shoulder, logged_path, map_digest
-from sim.rollout import Rollout
+from scenarios.rollout import Rollout
 from sim.world import World
 
 #: Dynamics models that step the physics themselves (contacts then come from their substeps).

@@ -10,7 +10,7 @@ import numpy as np
 from scenarios.model import Scenario
 from sim.actions import ActionError
 from sim.policies import Policy, make_policy, policy_name
-from sim.rollout import Rollout
+from scenarios.rollout import Rollout
 
 
 class PolicyError(RuntimeError):

@@ -17,7 +17,7 @@ from evaluators.base import _REGISTRY, Evaluator, get, metric_specs, register, s
 from evaluators.context import Context
 from evaluators.report import REQUIRED_SUMMARY_COLUMNS
 from scenarios.synthetic import AgentSpec, scene
-from sim.rollout import Rollout
+from scenarios.rollout import Rollout
 
 
 @pytest.fixture

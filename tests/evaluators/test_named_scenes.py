@@ -10,7 +10,7 @@ import pytest
 from evaluators import EvaluatorConfig, evaluate, evaluate_all
 from scenarios import AgentType, FeatureKind, MapFeature, RoadMap, Signals, SignalState
 from scenarios.synthetic import AgentSpec, scene, straight_road
-from sim.rollout import Rollout
+from scenarios.rollout import Rollout
 
 CFG = EvaluatorConfig()
 LANE_WIDTH = 3.5  # straight_road's default

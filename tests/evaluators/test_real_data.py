@@ -15,7 +15,7 @@ import pytest
 import scenarios
 from evaluators import evaluate
 from scenarios import ScenarioError
-from sim.rollout import Rollout
+from scenarios.rollout import Rollout
 
 #: ``../shared/data`` beside the project root (as in tests/conftest.py), read at collection time.
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"

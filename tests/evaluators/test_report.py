@@ -17,7 +17,7 @@ from evaluators import evaluate_all
 from evaluators import report as rp
 from evaluators.compare import compare_runs, regressions
 from scenarios.synthetic import AgentSpec, scene
-from sim.rollout import Rollout
+from scenarios.rollout import Rollout
 
 
 def evaluations(n: int = 4, series: bool = False):
