@@ -35,6 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scenarios.common import dataclass_from_mapping, plain
+
+
+#: The source of a config built in code (not loaded from a file).
+MEMORY = "<memory>"
+
 
 class ConfigError(ValueError):
     """A bad suite config: names the file, the key and the problem."""
@@ -47,14 +53,22 @@ class ConfigError(ValueError):
         return (type(self), (self.source, self.key, self.problem))
 
 
+def _invalid(key: str, problem: str) -> ConfigError:
+    """The error a ``__post_init__`` raises; the loader puts the file's name in (``_build``)."""
+    return ConfigError(MEMORY, key, problem)
+
+
+def _enum(cls: type[enum.Enum], value: Any, key: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in cls)
+        raise _invalid(key, f"must be one of {choices}, got {value!r}") from None
+
+
 class Egos(str, enum.Enum):
     LOGGED = "logged"
     VEHICLES = "vehicles"
-
-
-class ExecutorKind(str, enum.Enum):
-    RAY = "ray"
-    SEQUENTIAL = "sequential"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +93,12 @@ class ScenariosConfig:
     ids: tuple[str, ...] = ()
     limit: int = 0
 
-    def check(self, src: str) -> None:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "egos", _enum(Egos, self.egos, "scenarios.egos"))
         if not self.sources:
-            raise ConfigError(src, "scenarios.sources", "must name at least one library or log file")
+            raise _invalid("scenarios.sources", "must name at least one library or log file")
         if self.window_s < 0 or self.min_ego_duration_s < 0 or self.limit < 0:
-            raise ConfigError(src, "scenarios", "window_s, min_ego_duration_s and limit must not be negative")
+            raise _invalid("scenarios", "window_s, min_ego_duration_s and limit must not be negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +108,9 @@ class PolicyConfig:
     name: str = "expert"
     options: Mapping[str, Any] = field(default_factory=dict)
 
-    def check(self, src: str) -> None:
+    def __post_init__(self) -> None:
         if not self.name:
-            raise ConfigError(src, "policy.name", "must not be empty")
+            raise _invalid("policy.name", "must not be empty")
 
 
 #: Keys of a ``[[mutations]]`` table that the harness reads; the rest is a ``MutationPlan`` table.
@@ -124,7 +139,12 @@ class MutationConfig:
     rounds: int = 4
     objective: str = "closed_loop_score"
 
-    def plan(self, source: str = "<memory>") -> Any:
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise _invalid("mutations.rounds", f"must be at least 1, got {self.rounds}")
+        self.plan()
+
+    def plan(self, source: str = MEMORY) -> Any:
         """The validated ``MutationPlan``; ``ConfigError`` names the file and the key."""
         from scenarios.mutations import MutationError, MutationPlan
 
@@ -143,13 +163,8 @@ class MutationConfig:
         chain = self.table.get("chain") or [self.table]
         return "+".join(str(item.get("operator", "?")) for item in chain) + f"#{index}"
 
-    def variants_per_round(self, source: str = "<memory>") -> int:
+    def variants_per_round(self, source: str = MEMORY) -> int:
         return int(self.plan(source).variants)
-
-    def check(self, src: str) -> None:
-        if self.rounds < 1:
-            raise ConfigError(src, "mutations.rounds", f"must be at least 1, got {self.rounds}")
-        self.plan(src)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,15 +191,15 @@ class GateConfig:
     confidence: float = 0.95
     max_new_failures: int = 0
 
-    def check(self, src: str) -> None:
+    def __post_init__(self) -> None:
         if self.max_new_failures < 0:
-            raise ConfigError(src, "gate.max_new_failures", f"must not be negative, got {self.max_new_failures}")
+            raise _invalid("gate.max_new_failures", f"must not be negative, got {self.max_new_failures}")
         for f in dataclasses.fields(self):
             if f.name == "max_new_failures":
                 continue
             value = getattr(self, f.name)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-                raise ConfigError(src, f"gate.{f.name}", f"must be in [0, 1], got {value}")
+                raise _invalid(f"gate.{f.name}", f"must be in [0, 1], got {value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +209,8 @@ class RunConfig:
     Attributes:
         seed: the root of every random choice in the run.
         workers: parallel workers (0: one per core).
-        executor: "ray" (default) or "sequential" (debugging).
+        executor: a name in ``harness.executor.EXECUTORS``: "ray" (default), "sequential"
+            (debugging), or one a plug-in registers.
         address: a Ray cluster to join ("" starts a local one).
         timeout_s: the longest one variant may run [s].
         retries: how often a variant whose worker died is tried again.
@@ -205,7 +221,7 @@ class RunConfig:
 
     seed: int = 0
     workers: int = 0
-    executor: ExecutorKind = ExecutorKind.RAY
+    executor: str = "ray"
     address: str = ""
     timeout_s: float = 300.0
     retries: int = 1
@@ -213,19 +229,30 @@ class RunConfig:
     save_steps: bool = False
     include_original: bool = True
 
-    def check(self, src: str) -> None:
+    def __post_init__(self) -> None:
+        from harness.executor import EXECUTORS
+
+        if self.executor not in EXECUTORS:
+            raise _invalid("run.executor", f"unknown executor {self.executor!r}; known: {EXECUTORS.names()}")
         if self.workers < 0 or self.retries < 0 or self.chunk_size < 0:
-            raise ConfigError(src, "run", "workers, retries and chunk_size must not be negative")
+            raise _invalid("run", "workers, retries and chunk_size must not be negative")
         if not self.timeout_s > 0:
-            raise ConfigError(src, "run.timeout_s", f"must be positive, got {self.timeout_s}")
+            raise _invalid("run.timeout_s", f"must be positive, got {self.timeout_s}")
 
 
 @dataclass(frozen=True, slots=True)
 class SuiteConfig:
-    """A whole suite. ``env`` and ``evaluators`` are checked by the twin's and the evaluators' own configs."""
+    """A whole suite. ``env`` and ``evaluators`` are checked by the twin's and the evaluators' own configs.
+
+    Attributes:
+        plugins: modules imported (on the driver and on every worker) before anything else is
+            read, so that the metrics, operators, policies, dynamics models, importers and
+            executors they register can be named by the suite.
+    """
 
     name: str
     description: str = ""
+    plugins: tuple[str, ...] = ()
     scenarios: ScenariosConfig = ScenariosConfig()
     policy: PolicyConfig = PolicyConfig()
     env: Mapping[str, Any] = field(default_factory=dict)
@@ -233,22 +260,17 @@ class SuiteConfig:
     evaluators: Mapping[str, Any] = field(default_factory=dict)
     gate: GateConfig = GateConfig()
     run: RunConfig = RunConfig()
-    source: str = "<memory>"
+    source: str = MEMORY
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(self.source, "suite.name", f"must be a non-empty string, got {self.name!r}")
+        bad = [p for p in self.plugins if not (isinstance(p, str) and p)]
+        if bad:
+            raise ConfigError(self.source, "suite.plugins", f"must be module names, got {bad[0]!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (enums as their values), for the run manifest."""
-
-        def plain(value: Any) -> Any:
-            if isinstance(value, enum.Enum):
-                return value.value
-            if dataclasses.is_dataclass(value):
-                return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-            if isinstance(value, Mapping):
-                return {k: plain(v) for k, v in value.items()}
-            if isinstance(value, (list, tuple)):
-                return [plain(v) for v in value]
-            return value
-
         return plain(self)
 
     def replace(self, **changes: Any) -> SuiteConfig:
@@ -256,6 +278,7 @@ class SuiteConfig:
 
 
 _SECTIONS = {"suite", "scenarios", "policy", "env", "mutations", "evaluators", "gate", "run"}
+_SUITE_KEYS = ("description", "name", "plugins")
 
 
 def _coerce(value: Any, hint: Any, src: str, key: str) -> Any:
@@ -263,10 +286,9 @@ def _coerce(value: Any, hint: Any, src: str, key: str) -> Any:
     origin = typing.get_origin(hint)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         try:
-            return hint(value)
-        except ValueError:
-            choices = ", ".join(repr(m.value) for m in hint)
-            raise ConfigError(src, key, f"must be one of {choices}, got {value!r}") from None
+            return _enum(hint, value, key)
+        except ConfigError as exc:
+            raise ConfigError(src, exc.key, exc.problem) from None
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(src, key, f"must be true or false, got {value!r}")
@@ -296,32 +318,36 @@ def _coerce(value: Any, hint: Any, src: str, key: str) -> Any:
 
 
 def _build(cls: type, table: Any, src: str, prefix: str) -> Any:
+    """``cls`` from a TOML table: values type-checked, unknown keys and invalid values named with ``src``."""
     if not isinstance(table, dict):
         raise ConfigError(src, prefix, f"must be a table, got {table!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
-    unknown = sorted(set(table) - names)
-    if unknown:
-        raise ConfigError(src, f"{prefix}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(names))})")
-    kwargs = {name: _coerce(value, hints[name], src, f"{prefix}.{name}") for name, value in table.items()}
+    typed = {k: _coerce(v, hints[k], src, f"{prefix}.{k}") if k in hints and k != "source" else v for k, v in table.items()}
     try:
-        obj = cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(src, prefix, str(exc)) from None
-    if hasattr(obj, "check"):
-        obj.check(src)
-    return obj
+        return dataclass_from_mapping(cls, typed, src, ConfigError, prefix=prefix, skip=frozenset({"source"}))
+    except ConfigError as exc:
+        if exc.source != MEMORY:
+            raise
+        raise ConfigError(src, exc.key, exc.problem) from None
 
 
-def parse_suite(data: Mapping[str, Any], source: str = "<memory>") -> SuiteConfig:
-    """A ``SuiteConfig`` from already-parsed TOML data."""
+def parse_suite(data: Mapping[str, Any], source: str = MEMORY) -> SuiteConfig:
+    """A ``SuiteConfig`` from already-parsed TOML data.
+
+    The ``[suite] plugins`` (and installed ``drivetwin.plugins`` entry points) are imported first,
+    so every later table may name what they register.
+    """
+    from harness.plugins import load_plugins
+
     unknown = sorted(set(data) - _SECTIONS)
     if unknown:
         raise ConfigError(source, unknown[0], f"unknown section (known: {', '.join(sorted(_SECTIONS))})")
     suite = data.get("suite", {})
-    if not isinstance(suite, dict) or set(suite) - {"name", "description"}:
-        bad = sorted(set(suite) - {"name", "description"}) if isinstance(suite, dict) else ["suite"]
-        raise ConfigError(source, f"suite.{bad[0]}", "unknown key (known: description, name)")
+    if not isinstance(suite, dict) or set(suite) - set(_SUITE_KEYS):
+        bad = sorted(set(suite) - set(_SUITE_KEYS)) if isinstance(suite, dict) else ["suite"]
+        raise ConfigError(source, f"suite.{bad[0]}", f"unknown key (known: {', '.join(_SUITE_KEYS)})")
+    plugins = _coerce(suite.get("plugins", []), tuple[str, ...], source, "suite.plugins")
+    load_plugins(plugins, source)
     name = _coerce(suite.get("name", Path(source).stem), str, source, "suite.name")
     mutations = data.get("mutations", [])
     if not isinstance(mutations, list):
@@ -336,6 +362,7 @@ def parse_suite(data: Mapping[str, Any], source: str = "<memory>") -> SuiteConfi
     return SuiteConfig(
         name=name,
         description=_coerce(suite.get("description", ""), str, source, "suite.description"),
+        plugins=plugins,
         scenarios=_build(ScenariosConfig, data.get("scenarios", {}), source, "scenarios"),
         policy=_build(PolicyConfig, data.get("policy", {}), source, "policy"),
         env=_coerce(data.get("env", {}), Mapping, source, "env"),

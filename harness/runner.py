@@ -261,6 +261,7 @@ def _worker_factory(config: SuiteConfig) -> Callable[[], VariantWorker]:
         dict(config.policy.options),
         dict(config.evaluators),
         config.run.save_steps,
+        config.plugins,
     )
 
 
@@ -439,11 +440,13 @@ def run_suite(
 
     libraries = resolve_sources(config, run_dir)
     exe = make_executor(
-        run_cfg.executor.value,
+        run_cfg.executor,
         run_cfg.workers,
-        **({"address": run_cfg.address, "chunk_size": run_cfg.chunk_size} if run_cfg.executor.value == "ray" else {}),
+        address=run_cfg.address,
+        chunk_size=run_cfg.chunk_size,
         timeout_s=run_cfg.timeout_s,
         retries=run_cfg.retries,
+        paths=(os.getcwd(),),  # the same modules import under every executor
     )
     factory = _worker_factory(config)
     try:
@@ -468,7 +471,7 @@ def run_suite(
         "config": config.to_dict(),
         "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seed": run_cfg.seed,
-        "executor": run_cfg.executor.value,
+        "executor": run_cfg.executor,
         "workers": exe.num_workers,
         "address": run_cfg.address,
         "host": {"hostname": socket.gethostname(), "platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count()},

@@ -89,6 +89,8 @@ class VariantWorker:
         policy_options: keyword arguments of the policy's constructor.
         evaluator_config: the suite's ``[evaluators]`` table (``evaluators.EvaluatorConfig`` fields).
         save_steps: also return per-step series.
+        plugins: the suite's plug-in modules, imported (with the installed entry points) before
+            the twin, the policy or the evaluators are made.
     """
 
     def __init__(
@@ -98,8 +100,11 @@ class VariantWorker:
         policy_options: Mapping[str, Any] | None = None,
         evaluator_config: Mapping[str, Any] | None = None,
         save_steps: bool = False,
+        plugins: tuple[str, ...] = (),
     ) -> None:
         self.env_config = dict(env_config)
+        self.plugins = tuple(plugins)
+        self._plugins_loaded = False
         self.policy_name = policy
         self.policy_options = dict(policy_options or {})
         self.evaluator_config = dict(evaluator_config or {})
@@ -114,9 +119,17 @@ class VariantWorker:
         from evaluators import EvaluatorConfig
         from sim.env import DriveTwinEnv
 
+        self._load_plugins()
         if self._env is None:
             self._env = DriveTwinEnv(config=sim.EnvConfig.from_mapping(self.env_config, "suite [env]"))
             self._eval_config = EvaluatorConfig.from_mapping(self.evaluator_config, "suite [evaluators]")
+
+    def _load_plugins(self) -> None:
+        if not self._plugins_loaded:
+            from harness.plugins import load_plugins
+
+            load_plugins(self.plugins, "suite [suite] plugins")
+            self._plugins_loaded = True
 
     def library(self, root: str) -> Any:
         from scenarios.library import ScenarioLibrary
@@ -139,6 +152,7 @@ class VariantWorker:
         if self._policy is None:
             from sim.policies import make_policy
 
+            self._load_plugins()
             self._policy = make_policy(self.policy_name, **self.policy_options)
         return self._policy
 
