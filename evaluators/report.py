@@ -68,6 +68,7 @@ NUM_STEPS = "num_steps"
 DURATION_S = "duration_s"
 STATUS = "status"
 ERROR = "error"
+TRACEBACK = "traceback"
 # run columns: filled by the harness runner (null when rows come from elsewhere)
 MUTATION = "mutation"
 PARAMS = "params"
@@ -124,6 +125,7 @@ _IDENTITY_TYPES: dict[str, tuple[pa.DataType, str]] = {
     DURATION_S: (pa.float64(), "s"),
     STATUS: (pa.string(), ""),
     ERROR: (pa.string(), ""),
+    TRACEBACK: (pa.string(), ""),
     MUTATION: (pa.string(), ""),
     PARAMS: (pa.string(), "json"),
     SEED: (pa.int64(), ""),

@@ -59,6 +59,8 @@ class TaskResult:
         attempts: how many times the task was started.
         elapsed_s: wall time of the successful (or last) attempt inside the worker [s].
         worker: which worker ran it ("pid:<n>").
+        traceback: the formatted traceback when the task raised ("" otherwise: ok, a timeout, a
+            worker that died).
     """
 
     index: int
@@ -68,6 +70,7 @@ class TaskResult:
     attempts: int = 1
     elapsed_s: float = 0.0
     worker: str = ""
+    traceback: str = ""
 
 
 @contextlib.contextmanager
@@ -103,7 +106,7 @@ def run_one(worker: Worker, index: int, task: Any, timeout_s: float, attempts: i
         where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
         return TaskResult(
             index, False, error=f"{type(exc).__name__}: {exc}{where}", attempts=attempts,
-            elapsed_s=time.perf_counter() - start, worker=name,
+            elapsed_s=time.perf_counter() - start, worker=name, traceback="".join(traceback.format_exception(exc)),
         )
     return TaskResult(index, True, value=value, attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name)
 
