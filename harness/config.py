@@ -2,8 +2,9 @@
 
 A suite says which scenarios to run (libraries or raw log files), with which egos, which policy,
 in which twin, under which mutations, scored by which evaluators, gated by which thresholds, with
-which seed and how many workers. Every table rejects unknown keys with a ``ConfigError`` naming
-the file and the key; values are checked where they are read.
+which seed and how many workers, with which plug-in modules loaded first. Every table rejects
+unknown keys with a ``ConfigError`` naming the file and the key; every config object checks its
+values in ``__post_init__``, so an invalid one cannot be built (the loader adds the file's name).
 
 Example (``configs/smoke.toml``)::
 

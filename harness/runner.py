@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from harness.config import ConfigError, PolicyConfig, SuiteConfig
 from harness.executor import Executor, make_executor, prepend_paths
-from harness.rundir import IMPORTED_LIBRARY, MANIFEST, PARTS, RESULT_FILES, TASKS, RunDirectory, RunError
+from harness.rundir import MANIFEST, RESULT_FILES, RunDirectory, RunError
 from harness.worker import (
     STATUS_ERROR,
     VariantOutcome,
@@ -420,11 +420,8 @@ def run_suite(
         if not scenarios:
             raise RunError(f"{config.source}: the suite selects no scenarios from {list(config.scenarios.sources)}")
         tasks, rejected = make_tasks(config, scenarios)
-    except BaseException:
-        exe.close()
-        raise
-    try:
-        _check_policy(config, factory, tasks or [VariantTask(sid, sid, root, "", _seed(run_cfg.seed, sid)) for root, sid in scenarios[:1]])
+        (root, first_id) = scenarios[0]
+        _check_policy(config, factory, tasks[0] if tasks else VariantTask(first_id, first_id, root, "", _seed(run_cfg.seed, first_id)))
     except BaseException:
         exe.close()
         raise
@@ -491,8 +488,8 @@ def run_suite(
     return RunResult(run_dir, summary, len(summary), errors, len(done), dict(rejected), wall, manifest)
 
 
-def _check_policy(config: SuiteConfig, factory: Callable[[], VariantWorker], tasks: Sequence[VariantTask]) -> None:
-    """Import, construct and reset the suite's policy on the first variant, here, before any variant runs.
+def _check_policy(config: SuiteConfig, factory: Callable[[], VariantWorker], task: VariantTask) -> None:
+    """Import, construct and reset the suite's policy on ``task`` (the first variant) here, before any variant runs.
 
     Raises:
         PolicyCheckError: with the cause's traceback (so ``drivetwin run`` exits 2 at once
@@ -502,7 +499,7 @@ def _check_policy(config: SuiteConfig, factory: Callable[[], VariantWorker], tas
 
     worker = factory()
     try:
-        worker.preflight(tasks[0])
+        worker.preflight(task)
     except PolicyUnusable as exc:
         raise PolicyCheckError(f"{config.source}: policy.name: {exc}; no variant ran.\n{exc.traceback.rstrip()}") from None
     finally:
