@@ -9,6 +9,7 @@ row of a scenario and its inverse.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
@@ -197,14 +198,20 @@ def conditions_row(conditions: Any) -> dict[str, Any]:
 def conditions_from_row(row: Mapping[str, Any], cls: type[C] = Conditions) -> C:  # type: ignore[assignment]
     """``cls`` (``Conditions``) from a scenarios row; a column that is absent or null (a part
     written before the condition existed) gives the field's default."""
-    hints = typing.get_type_hints(cls)
+    tuples = _tuple_fields(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         value = row.get(f.name)
-        if value is None:
-            continue
-        values[f.name] = tuple(value) if hints[f.name] == tuple[str, ...] else value
+        if value is not None:
+            values[f.name] = tuple(value) if f.name in tuples else value
     return cls(**values)
+
+
+@functools.cache
+def _tuple_fields(cls: type) -> frozenset[str]:
+    """The fields of dataclass ``cls`` annotated ``tuple[str, ...]`` (stored as lists)."""
+    hints = typing.get_type_hints(cls)
+    return frozenset(f.name for f in dataclasses.fields(cls) if hints[f.name] == tuple[str, ...])
 
 
 def scenario_row(s: Scenario) -> dict[str, Any]:

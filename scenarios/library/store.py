@@ -105,7 +105,6 @@ DEFAULT_OPEN_FILES = 128
 DEFAULT_DECODED_CACHE = 16
 
 
-
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     """What one ``append`` did.
