@@ -248,8 +248,6 @@ def scenario_row(s: Scenario) -> dict[str, Any]:
     }
 
 
-
-
 def _np(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy()
 
@@ -340,8 +338,6 @@ def decode_signals(table: pa.Table, num_signals: int, num_steps: int, source: st
     stop = np.column_stack([_np(table, STOP_X_M), _np(table, STOP_Y_M), _np(table, STOP_Z_M)])
     lane_ids = np.array(table.column(LANE_ID).to_pylist(), dtype=np.str_)
     return Signals(lane_ids[order], states.reshape(num_signals, num_steps)[order], stop[order])
-
-
 
 
 def empty_signals(num_steps: int) -> Signals:

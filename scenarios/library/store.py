@@ -130,7 +130,6 @@ class AppendResult:
     bytes_written: int = 0
 
 
-
 #: The name that means the bundled sample library wherever a library path is taken.
 SAMPLE_NAME = "sample"
 
@@ -174,9 +173,8 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-
 class ScenarioLibrary:
-    """A directory of scenarios stored as four Parquet tables (see the module docstring).
+    """A directory of scenarios stored as four Parquet tables (see the ``scenarios.library`` docstring).
 
     Opening reads the scenarios table (the index) only; ``load`` then reads one row group per
     data table. The index, open Parquet files and a few decoded tracks and maps are cached in
