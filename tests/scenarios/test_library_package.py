@@ -219,3 +219,18 @@ def test_files_kept_open_are_closed_when_evicted(tmp_path: Path) -> None:
     library.close()
     assert opened[-1].closed and len(library._files) == 0
     assert np.all([scenarios_equal(library.load(s.id), s) for s in scenes])  # reopens on demand
+
+
+def test_a_library_in_use_deep_copies_and_pickles_with_empty_caches() -> None:
+    """``gymnasium``'s ``check_env`` deep-copies an env holding a library; Ray pickles one."""
+    import copy
+    import pickle
+
+    library = ScenarioLibrary("sample")
+    first = library.load(SAMPLE_IDS[0])
+    assert len(library._files) == 2  # tracks and map parts open
+    for clone in (copy.deepcopy(library), pickle.loads(pickle.dumps(library))):
+        assert len(clone._files) == 0 and clone.ids() == SAMPLE_IDS
+        assert scenarios_equal(clone.load(SAMPLE_IDS[0]), first)
+        assert len(clone._files) == 2
+    assert scenarios_equal(library.load(SAMPLE_IDS[-1]), ScenarioLibrary("sample").load(SAMPLE_IDS[-1]))
