@@ -50,10 +50,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def close_scenario_ids(library: Any, scenario_id: str, n: int = 3) -> list[str]:
-    """Up to ``n`` ids of ``library`` close to ``scenario_id`` (the one place that asks for them)."""
-    import difflib
-
-    return difflib.get_close_matches(scenario_id, list(library.ids()), n=n, cutoff=0.6)
+    """Up to ``n`` ids of ``library`` close to ``scenario_id``, best first (``ScenarioLibrary.suggest``)."""
+    return list(library.suggest(scenario_id, n=n))
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:
