@@ -211,7 +211,8 @@ def init_ray(address: str = "", num_cpus: int | None = None, **options: Any) -> 
     if address:
         ray.init(address=address, log_to_driver=False, configure_logging=False, **options)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
+        # "local": always a new Ray of this process's own, never a cluster someone else started on the machine
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
 
 
 class RayExecutor(Executor):
