@@ -56,14 +56,13 @@ from sim import dynamics as dynamics_registry
 from sim.actions import EgoContext, make_handler
 from sim.agents import ReactiveAgents, SimTracks, resample
 from sim.config import AgentsMode, ConfigError, EnvConfig, ObservationPart
+from sim.context import PolicyContext, PrivilegedView, TwinState
 from sim.dynamics.base import EgoState, VehicleParams
 from sim.observations import BevRasteriser, lidar_directions, observation_space, state_vector
 from sim.road import Polyline, RoadGeometry, build_route, default_shoulder, logged_path, map_digest
 from scenarios.rollout import Rollout
 from sim.world import World
 
-#: Dynamics models that step the physics themselves (contacts then come from their substeps).
-PHYSICAL_DYNAMICS = frozenset({"bullet"})
 #: Route extension beyond the logged ego path [m].
 ROUTE_EXTENSION_M = 150.0
 #: Spacing of the route's points [m].
@@ -159,7 +158,7 @@ class DriveTwinEnv(gymnasium.Env):
         self._default = scenario
         cfg = self.config
         self.dynamics = dynamics_registry.make(cfg.dynamics)
-        self.physical = cfg.dynamics in PHYSICAL_DYNAMICS
+        self.physical = self.dynamics.steps_physics
         self.actions = make_handler(cfg)
         self.action_space = self.actions.space
         self.observation_space = observation_space(cfg)
@@ -357,6 +356,8 @@ class DriveTwinEnv(gymnasium.Env):
             others=np.ascontiguousarray(log.valid.T),
         )
         plan.others[:, e] = False
+        plan.stack.flags.writeable = False
+        plan.others.flags.writeable = False
         if self._want_bev:
             plan.bev = self._rasteriser(plan, cfg.bev_resolution_m, cfg.bev_size)
         return plan
@@ -385,6 +386,7 @@ class DriveTwinEnv(gymnasium.Env):
     # --------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
+        self._seed = seed
         scenario = self._resolve(options)
         plan = self._plan_for(scenario)
         cfg = self.config
@@ -442,6 +444,7 @@ class DriveTwinEnv(gymnasium.Env):
         self._prev_present = self._present.copy()
         self._was_on_road = not offroad
         self._done = False
+        self._publish()
         obs = self._observe()
         info = self._info(contacts, offroad, corners_off, (0.0, 0.0), {}, "")
         return obs, info
@@ -502,6 +505,7 @@ class DriveTwinEnv(gymnasium.Env):
             reason = self._truncate_reason
         self._termination = reason
         self._done = terminated or truncated
+        self._publish()
         obs = self._observe()
         info = self._info(contacts, offroad, corners_off, executed, terms, reason)
         return obs, reward, terminated, truncated, info
@@ -534,6 +538,8 @@ class DriveTwinEnv(gymnasium.Env):
             alive = r.alive
             state[:, rows] = np.stack(r.state()) * alive
             present[rows] = alive
+            state.flags.writeable = False
+            present.flags.writeable = False
         self._state = state
         self._present = present
 
@@ -788,24 +794,39 @@ class DriveTwinEnv(gymnasium.Env):
             termination=self._termination,
         )
 
-    def scenario_info(self) -> dict[str, Any]:
-        """What a policy's ``reset`` gets: the scenario, the env's settings and a privileged view."""
+    def policy_context(self) -> PolicyContext:
+        """What a policy's ``reset`` gets: the scenario, the env's settings, the seed and a privileged view."""
         plan = self.plan
         if plan is None:
             raise RuntimeError("no episode: call reset() first")
-        return {
-            "scenario": plan.scenario,
-            "scenario_id": plan.scenario.id,
-            "ego_id": plan.scenario.ego_id,
-            "dt_s": plan.dt_s,
-            "config": self.config,
-            "action_type": self.config.action,
-            "action_space": self.action_space,
-            "observation_space": self.observation_space,
-            "vehicle": plan.params,
-            "speed_limit": plan.speed_limit,
-            "view": PrivilegedView(self),
-        }
+        return PolicyContext(
+            scenario=plan.scenario,
+            scenario_id=plan.scenario.id,
+            ego_id=plan.scenario.ego_id,
+            dt_s=plan.dt_s,
+            config=self.config,
+            action_type=self.config.action,
+            action_space=self.action_space,
+            observation_space=self.observation_space,
+            vehicle=plan.params,
+            speed_limit=plan.speed_limit,
+            view=PrivilegedView(plan, self._published),
+            seed=self._seed,
+        )
+
+    #: The former name of ``policy_context`` (the same object).
+    scenario_info = policy_context
+
+    @property
+    def twin_state(self) -> TwinState:
+        """The state published after the last reset or step (read-only)."""
+        return self._twin
+
+    def _published(self) -> TwinState:
+        return self._twin
+
+    def _publish(self) -> None:
+        self._twin = TwinState(self.k, self.ego, self._state, self._present, self._s, self._lat)
 
     @property
     def scenario(self) -> Scenario | None:
@@ -821,54 +842,6 @@ class DriveTwinEnv(gymnasium.Env):
             self.world.close()
         except Exception:
             pass
-
-
-class PrivilegedView:
-    """Read-only access to the twin's ground truth for baseline policies (local frame).
-
-    Attributes are live: they describe the env's current step.
-    """
-
-    def __init__(self, env: DriveTwinEnv) -> None:
-        self._env = env
-
-    @property
-    def step_index(self) -> int:
-        return self._env.k
-
-    @property
-    def ego(self) -> EgoState:
-        """The ego's state now (local frame)."""
-        return self._env.ego
-
-    @property
-    def logged_ego(self) -> np.ndarray:
-        """(S, 4) the logged ego's x, y, yaw, speed at every env step (local frame)."""
-        return self._env.plan.ego_log
-
-    @property
-    def route(self) -> Polyline:
-        """The ego's route (local frame)."""
-        return self._env.plan.route
-
-    @property
-    def route_s(self) -> float:
-        """The ego's arc length along its route now [m]."""
-        return self._env._s
-
-    @property
-    def params(self) -> VehicleParams:
-        return self._env.plan.params
-
-    def agents(self) -> dict[str, np.ndarray]:
-        """Present other road users now (ground truth, local frame): x, y, yaw, vx, vy, length, width, type, row."""
-        env = self._env
-        rows = np.flatnonzero(env._present)
-        sub = env._state[:, rows]
-        return {
-            "x": sub[0], "y": sub[1], "yaw": sub[2], "vx": sub[3], "vy": sub[4],
-            "length": env.plan.sizes[rows, 0], "width": env.plan.sizes[rows, 1], "type": env.plan.types[rows], "row": rows,
-        }
 
 
 def _logged_commands(ego_log: np.ndarray, count: int, dt: float, params: VehicleParams) -> list[tuple[float, float]]:
