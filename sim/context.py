@@ -38,6 +38,7 @@ class TwinState:
         present: (N,) read-only bool, which other road users exist now (the ego's row is False).
         route_s: the ego's arc length along its route [m].
         route_lateral: its offset from the route [m], left positive.
+        route_segment: the route segment the ego projects onto.
     """
 
     step: int
@@ -46,6 +47,7 @@ class TwinState:
     present: np.ndarray
     route_s: float
     route_lateral: float
+    route_segment: int
 
 
 class PrivilegedView:
