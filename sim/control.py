@@ -2,9 +2,10 @@
 pure pursuit and the trajectory tracker.
 
 One copy each, shared by the reactive agents (``sim.agents``), the discrete meta-actions
-(``sim.actions``) and the baselines (``sim.policies``). Functions take floats or numpy arrays
-and compute with the same operations in the same order either way, so a law gives the same bits
-for an agent row as for the ego.
+(``sim.actions``) and the baselines (``sim.policies``). ``idm_acceleration`` takes floats (the ego) or numpy arrays (many agents) and
+applies the same operations in the same order to both; numpy's vector loops for powers of
+arrays may round the last bit differently from the float ``pow``, so an array element can differ
+from the float answer by one ulp (each caller gets exactly what its former copy computed).
 """
 
 from __future__ import annotations

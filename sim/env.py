@@ -132,6 +132,7 @@ class DriveTwinEnv(gymnasium.Env):
         self._recorder: EpisodeRecorder | None = None
         self._twin: TwinState | None = None
         self._seed: int | None = None
+        self._context: PolicyContext | None = None
         self._done = True
 
     @property
@@ -150,6 +151,7 @@ class DriveTwinEnv(gymnasium.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         self._seed = seed
+        self._context = None
         scenario = self._source.resolve(options, self.np_random)
         plan = self.plans.plan(scenario)
         cfg, world = self.config, self.world
@@ -276,10 +278,16 @@ class DriveTwinEnv(gymnasium.Env):
         return self.plan.scenario if self.plan else None
 
     def policy_context(self) -> PolicyContext:
-        """What a policy's ``reset`` gets: the scenario, the env's settings, the seed and a privileged view."""
+        """What a policy's ``reset`` gets: the scenario, the env's settings, the seed and a privileged
+        view; one object per episode (``scenario_info()`` returns the same)."""
         plan = self.plan
         if plan is None:
             raise RuntimeError("no episode: call reset() first")
+        if self._context is None:
+            self._context = self._make_context(plan)
+        return self._context
+
+    def _make_context(self, plan: Plan) -> PolicyContext:
         return PolicyContext(
             scenario=plan.scenario,
             scenario_id=plan.scenario.id,
