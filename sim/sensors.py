@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from scenarios.common import LRU, to_ego_frame
+from scenarios.common import LRU, from_ego_frame, to_ego_frame, wrap_angle
 from scenarios.model import AgentType
 from sim.config import EnvConfig, ObservationPart
 from sim.context import TwinState
@@ -73,14 +73,12 @@ class Sensors:
         obs: dict[str, np.ndarray] = {}
         rel = self.perceived(twin, rng) if (self.want_state or self.want_bev) else None
         if self.want_state:
-            heading_err = (plan.route.heading_at_segment(twin.route_segment) - ego.yaw + math.pi) % (2 * math.pi) - math.pi
+            heading_err = wrap_angle(plan.route.heading_at_segment(twin.route_segment) - ego.yaw)
             ego_vec = (ego.speed, ego.accel, ego.steer, ego.yaw_rate, plan.params.length, plan.params.width,
                        twin.route_lateral, heading_err)
             obs["state"] = state_vector(cfg, ego_vec, rel[0], rel[2], self._route_ahead(twin))
         if self.want_lidar:
-            c, s = math.cos(ego.yaw), math.sin(ego.yaw)
-            d = self.lidar_dirs
-            dirs = np.column_stack([d[:, 0] * c - d[:, 1] * s, d[:, 0] * s + d[:, 1] * c])
+            dirs = from_ego_frame(self.lidar_dirs, (0.0, 0.0), ego.yaw)
             frac = self.world.lidar(np.array([ego.x, ego.y]), dirs, cfg.lidar_height_m, cfg.lidar_range_m, cfg.lidar_threads)
             obs["lidar"] = frac.astype(np.float32)
         if self.want_bev:
@@ -114,11 +112,9 @@ class Sensors:
             xy += rng.normal(0.0, cond.position_noise_m, (2, rows.size))
         if cond.heading_noise_rad > 0 and rows.size:
             yaw += rng.normal(0.0, cond.heading_noise_rad, rows.size)
-        c, s = math.cos(ego.yaw), math.sin(ego.yaw)
-        rot = np.array(((c, s), (-s, c)))
         feat = np.empty((8, rows.size))
-        feat[0:2] = rot @ xy
-        feat[2:4] = rot @ (sub[3:5] - ((ego.vx,), (ego.vy,)))
+        feat[0:2] = to_ego_frame(xy.T, (0.0, 0.0), ego.yaw).T
+        feat[2:4] = to_ego_frame((sub[3:5] - ((ego.vx,), (ego.vy,))).T, (0.0, 0.0), ego.yaw).T
         feat[4] = np.cos(yaw)
         feat[5] = np.sin(yaw)
         feat[6:8] = plan.lw[:, rows]
@@ -138,8 +134,7 @@ class Sensors:
             pts = a + t * (b - a)
         else:
             pts = route.interpolate(s + self._route_offsets)
-        c, sn = math.cos(ego.yaw), math.sin(ego.yaw)
-        return (pts - (ego.x, ego.y)) @ np.array(((c, -sn), (sn, c)))
+        return to_ego_frame(pts, (ego.x, ego.y), ego.yaw)
 
     def _route_local(self, twin: TwinState, length: float, step: float) -> np.ndarray:
         """Route points from the ego's projection on for ``length`` [m], every ``step`` [m], ego frame."""
