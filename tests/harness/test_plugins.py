@@ -23,6 +23,11 @@ SAMPLE = "commonroad-USA_US101-4_1_T-1"
 IDS = [f"{SAMPLE}.ego-{i}" for i in (381, 383)]
 
 
+def _registry(module):
+    """A package's registry: its public ``REGISTRY`` or its private ``_REGISTRY``."""
+    return module.REGISTRY if hasattr(module, "REGISTRY") else module._REGISTRY
+
+
 def _forget(registry, name: str) -> None:
     """Drop ``name`` from a package registry (a ``Registry`` or a plain dict)."""
     if hasattr(registry, "remove"):
@@ -37,9 +42,9 @@ def example_plugin():
     yield "example_plugin"
     module = sys.modules.pop("example_plugin", None)
     if module is not None:
-        _forget(evaluators.base._REGISTRY, module.EVALUATOR)
-        _forget(scenarios.mutations.base._REGISTRY, module.OPERATOR)
-        _forget(sim.policies._REGISTRY, module.POLICY)
+        _forget(_registry(evaluators.base), module.EVALUATOR)
+        _forget(_registry(scenarios.mutations.base), module.OPERATOR)
+        _forget(_registry(sim.policies), module.POLICY)
 
 
 def logged_path_m(scenario_id: str) -> float:
@@ -136,4 +141,4 @@ def test_an_installed_packages_entry_point_is_loaded(tmp_path, monkeypatch):
         assert list(result.summary["policy"]) == ["entry_point_expert"] and result.num_errors == 0
     finally:
         sys.modules.pop("ep_plugin_mod", None)
-        _forget(sim.policies._REGISTRY, "entry_point_expert")
+        _forget(_registry(sim.policies), "entry_point_expert")
