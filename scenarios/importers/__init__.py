@@ -1,8 +1,8 @@
 """Importers of real driving-log formats, and ``load``, which detects the format by content.
 
 Formats: Argoverse 2 motion forecasting (``av2``), CommonRoad XML (``commonroad``), ScenarioNet
-pickles (``scenarionet``), Waymo Open Motion as GPUDrive JSON (``waymo_json``) and INTERACTION
-CSV + Lanelet2 OSM (``interaction``).
+pickles (``scenarionet``), Waymo Open Motion as GPUDrive JSON (``waymo_json``) and as its native
+TFRecords of ``Scenario`` protos (``womd``), and INTERACTION CSV + Lanelet2 OSM (``interaction``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from scenarios.errors import ScenarioError
-from scenarios.importers import av2, commonroad, interaction, scenarionet, waymo_json  # noqa: F401  (registration)
+from scenarios.importers import av2, commonroad, interaction, scenarionet, waymo_json, womd  # noqa: F401  (registration)
 from scenarios.importers.base import Importer, detect, importers, pick_ego, register
 from scenarios.model import AgentType, Scenario, Tracks, ego_suffix, window_suffix
 
