@@ -1,6 +1,6 @@
 """Importers of real driving-log formats, and ``load``, which detects the format by content.
 
-Formats: Argoverse 2 motion forecasting (``av2``), CommonRoad XML (``commonroad``), ScenarioNet
+Formats: Argoverse 2 motion forecasting (``av2``) and sensor logs (``av2_sensor``), CommonRoad XML (``commonroad``), ScenarioNet
 pickles (``scenarionet``), Waymo Open Motion as GPUDrive JSON (``waymo_json``) and as its native
 TFRecords of ``Scenario`` protos (``womd``), and INTERACTION CSV + Lanelet2 OSM (``interaction``).
 """
@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from scenarios.errors import ScenarioError
-from scenarios.importers import av2, commonroad, interaction, scenarionet, waymo_json, womd  # noqa: F401  (registration)
+from scenarios.importers import av2, av2_sensor, commonroad, interaction, scenarionet, waymo_json, womd  # noqa: F401  (registration)
 from scenarios.importers.base import Importer, detect, importers, pick_ego, register
 from scenarios.model import AgentType, Scenario, Tracks, ego_suffix, window_suffix
 
