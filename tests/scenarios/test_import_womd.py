@@ -189,6 +189,23 @@ def test_the_expert_drives_it_without_any_collision(scene):
     assert row["collisions_vehicle"] == row["collisions_vru"] == row["collisions_object"] == 0
 
 
+def test_every_vehicle_as_the_ego_drives_it_without_any_collision(womd_file):
+    """57 vehicle egos (every vehicle seen for 2 s, less overlapping duplicate tracks)."""
+    from evaluators import evaluate
+    from sim.env import DriveTwinEnv
+    from sim.runner import rollout
+
+    scenes = scenarios.load(womd_file, egos="vehicles")
+    assert len(scenes) == 57
+    env = DriveTwinEnv(config={"observation": ["state"]}, library=scenes)
+    try:
+        rows = [evaluate(rollout(env, "expert", s, seed=0), s) for s in scenes]
+    finally:
+        env.close()
+    assert [r["collisions"] for r in rows] == [0] * 57
+    assert sum(r["at_fault_collisions"] for r in rows) == 0
+
+
 # ---------------------------------------------------------------------------------- framing, CRC
 
 
