@@ -253,9 +253,9 @@ def _tracks(
     for i, (a, b) in enumerate(ranges):
         at = f"Scenario.tracks[{i}]"
         f = pw.parse(buf, a, b, at)
-        ids[i] = str(pw.int_(f, 1, at, "id", 0, 32))
         if 1 not in f:
             raise ScenarioError(path, f"{source}: tracks[{i}].id", "missing")
+        ids[i] = str(pw.int_(f, 1, at, "id", 0, 32))
         code = pw.int_(f, 2, at, "object_type", 0, 32)
         if code not in OBJECT_TYPES:
             raise ScenarioError(path, f"{source}: tracks[{i}].object_type", f"unknown object type {code} (known 0..4)")
@@ -323,7 +323,7 @@ def _tracks_model(ids: np.ndarray, types: np.ndarray, states: dict[str, np.ndarr
 
 
 def _map(buf: bytes, ranges: list[tuple[int, int]], path: Path, source: str) -> tuple[list[Lane], list[MapFeature], list[str]]:
-    lanes: list[tuple[str, np.ndarray, float, str, list[tuple[str, ...]], dict[str, list]]] = []
+    lanes: list[_LaneParts] = []
     polylines: dict[str, np.ndarray] = {}  # road lines and edges by id, for lane boundaries
     features: list[MapFeature] = []
     empty = degenerate = no_limit = 0
@@ -423,8 +423,11 @@ def _points(buf: bytes, fields: pw.Fields, number: int, where: str, name: str, p
     return points
 
 
-def _lane(buf: bytes, body: pw.Fields, at: str, lane_id: str, path: Path, source: str):
-    """(id, centerline, speed limit [m/s], type, [entry, exit, left, right] ids, boundary segments)."""
+_LaneParts = tuple[str, np.ndarray, float, str, list[tuple[str, ...]], dict[str, list[tuple[int, int, str]]]]
+
+
+def _lane(buf: bytes, body: pw.Fields, at: str, lane_id: str, path: Path, source: str) -> _LaneParts:
+    """(id, centerline [m], speed limit [m/s], type, [entry, exit, left, right] lane ids, boundary segments by side)."""
     mph = pw.double(buf, body, 1, at, "speed_limit_mph", float("nan"))
     limit = mph * MPH_TO_MPS if np.isfinite(mph) and mph > 0 else float("nan")
     lane_type = LANE_TYPES.get(pw.int_(body, 2, at, "type", 0, 32), "undefined")
@@ -438,7 +441,7 @@ def _lane(buf: bytes, body: pw.Fields, at: str, lane_id: str, path: Path, source
             nf = pw.parse(buf, *span, f"{at}.{name}[{j}]")
             found.append(str(pw.int_(nf, 1, f"{at}.{name}[{j}]", "feature_id")))
         neighbours.append(tuple(found))
-    bounds: dict[str, list] = {}
+    bounds: dict[str, list[tuple[int, int, str]]] = {}
     for number, side in ((13, "left"), (14, "right")):
         segments = []
         for j, span in enumerate(pw.messages(body, number, at, f"{side}_boundaries")):
