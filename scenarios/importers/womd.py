@@ -460,13 +460,17 @@ def _lane(buf: bytes, body: pw.Fields, at: str, lane_id: str, path: Path, source
 def _boundary(center: np.ndarray, segments: list[tuple[int, int, str]], polylines: dict[str, np.ndarray]) -> np.ndarray | None:
     """A lane side's boundary (P, 3) [m]: for each centerline point, the nearest point of the road line or
     edge its boundary segment names; None unless the segments cover every point."""
-    out = np.full(center.shape, np.nan)
+    covered = np.zeros(len(center), bool)
     for start, end, feature_id in segments:
-        line = polylines.get(feature_id)
-        if line is None:
+        if feature_id not in polylines:
             return None
-        out[start : end + 1] = _nearest_on(center[start : end + 1], line)
-    return None if np.isnan(out).any() else out
+        covered[start : end + 1] = True
+    if not covered.all():
+        return None
+    out = np.empty(center.shape)
+    for start, end, feature_id in segments:
+        out[start : end + 1] = _nearest_on(center[start : end + 1], polylines[feature_id])
+    return out
 
 
 def _nearest_on(points: np.ndarray, line: np.ndarray) -> np.ndarray:
