@@ -7,9 +7,11 @@ library in the order the files were given, so the library is the same whatever t
 of workers. A file that fails is reported with its error and skipped; the others still
 import. Appending skips ids already stored, so importing again adds nothing.
 
-In one process a file's scenarios stream from the reader into the library (a Waymo shard is
-never held whole). A Ray task returns one file's scenarios through the object store; the
-driver keeps at most ``2 x workers`` files in flight. The sources must be readable where the
+Small files' scenarios are appended together (``BATCH_SCENARIOS``: each append writes Parquet
+parts, which costs more than decoding a small file). In one process a large Waymo shard streams
+from the reader into the library in an append of its own, never held whole. A Ray task returns
+one file's scenarios through the object store; the driver keeps at most ``2 x workers`` files in
+flight. The sources must be readable where the
 tasks run (any path on this machine for a local instance; a shared filesystem on a cluster).
 """
 
@@ -115,6 +117,15 @@ def _load_file(path: str, options: dict[str, Any]) -> tuple[list[Any], str]:
         return [], str(exc)
 
 
+#: Files' scenarios are appended to the library together, up to this many scenarios or files at
+#: a time: each append writes its own Parquet parts, which costs more than decoding a small file.
+BATCH_SCENARIOS = 64
+BATCH_FILES = 64
+#: A file of a streaming format (a Waymo shard) larger than this [bytes] streams into the library
+#: in its own append, never held whole; smaller ones are read whole and batched.
+STREAM_ABOVE_BYTES = 32 * 1024 * 1024
+
+
 def import_files(
     paths: Sequence[Path],
     library_root: str | Path,
@@ -130,7 +141,8 @@ def import_files(
         options: ``scenarios.load`` keyword arguments (egos, window_s, min_ego_duration_s).
         workers: 1 reads in this process; more runs Ray tasks on that many CPUs (0: all that
             Ray sees); a cluster when ``address`` is given.
-        on_outcome: called with each file's outcome as it is appended, in ``paths`` order.
+        on_outcome: called with each file's outcome once it is in the library (or failed), in
+            ``paths`` order.
 
     Returns:
         Every file's outcome, in ``paths`` order.
@@ -138,21 +150,43 @@ def import_files(
     from scenarios.library import ScenarioLibrary
 
     library = ScenarioLibrary.create(library_root, exist_ok=True)
-    outcomes = []
-    results = _sequential(paths, options) if workers == 1 and not address else _parallel(paths, options, workers, address)
-    for path, scenarios, error in results:
-        if error:
-            outcome = FileOutcome(path, FAILED, error=error)
-        else:
-            try:
-                counted = _Counted(scenarios)
-                added = len(library.append(counted).added)
-                outcome = FileOutcome(path, IMPORTED, counted.count, added)
-            except _StreamError as exc:  # a streamed file failed part-way: nothing of it was kept
-                outcome = FileOutcome(path, FAILED, error=exc.message)
+    outcomes: list[FileOutcome] = []
+    batch: list[tuple[Path, list[Any]]] = []
+
+    def emit(outcome: FileOutcome) -> None:
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
+
+    def flush() -> None:
+        if not batch:
+            return
+        fresh = set(library.append(s for _, scenes in batch for s in scenes).added)
+        for path, scenes in batch:
+            ids = set(s.id for s in scenes) & fresh
+            fresh -= ids  # an id in two files is new for the first only
+            emit(FileOutcome(path, IMPORTED, len(scenes), len(ids)))
+        batch.clear()
+
+    results = _sequential(paths, options) if workers == 1 and not address else _parallel(paths, options, workers, address)
+    for path, scenes, error in results:
+        if error:
+            flush()
+            emit(FileOutcome(path, FAILED, error=error))
+        elif isinstance(scenes, list):
+            batch.append((path, scenes))
+            if sum(len(s) for _, s in batch) >= BATCH_SCENARIOS or len(batch) >= BATCH_FILES:
+                flush()
+        else:  # a large shard, streamed in an append of its own
+            flush()
+            counted = _Counted(scenes)
+            try:
+                added = len(library.append(counted).added)
+            except _StreamError as exc:  # failed part-way: nothing of it was kept
+                emit(FileOutcome(path, FAILED, error=exc.message))
+            else:
+                emit(FileOutcome(path, IMPORTED, counted.count, added))
+    flush()
     return tuple(outcomes)
 
 
@@ -180,11 +214,27 @@ class _Counted:
             raise _StreamError(str(exc)) from None
 
 
+def _streams(path: Path) -> bool:
+    """Whether ``path`` is a large file of a format read one scenario at a time."""
+    from scenarios import ScenarioError, detect
+    from scenarios.importers import STREAMING_READERS
+
+    try:
+        return path.is_file() and path.stat().st_size > STREAM_ABOVE_BYTES and detect(path).name in STREAMING_READERS
+    except (ScenarioError, OSError):
+        return False
+
+
 def _sequential(paths: Sequence[Path], options: dict[str, Any]) -> Iterator[tuple[Path, Iterable[Any], str]]:
+    """Each file's scenarios as a list (or, for a large shard, a stream), or its error."""
     from scenarios import iter_load
 
     for path in paths:
-        yield path, iter_load(path, **options), ""
+        if _streams(path):
+            yield path, iter_load(path, **options), ""
+        else:
+            scenes, error = _load_file(str(path), options)
+            yield path, scenes, error
 
 
 def _parallel(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from harness import importing
 from harness.importing import FAILED, IMPORTED, import_files, scan
 from scenarios import scenarios_equal
 from scenarios.importers import tfrecord
@@ -75,7 +76,12 @@ def test_vehicle_egos_in_parallel(sources, tmp_path, ray_local):
     assert len(ScenarioLibrary(tmp_path / "lib")) == sum(o.added for o in outcomes) == sum(o.scenarios for o in outcomes)
 
 
-def test_a_shard_damaged_part_way_is_skipped_whole(sources, tmp_path, data_dir):
+@pytest.mark.parametrize("streamed", [True, False])
+def test_a_shard_damaged_part_way_is_skipped_whole(sources, tmp_path, data_dir, monkeypatch, streamed):
+    """Streamed into the library (a large shard) or read whole (a small one), a shard whose last
+    record is damaged adds nothing, and the next file still imports."""
+    if streamed:
+        monkeypatch.setattr(importing, "STREAM_ABOVE_BYTES", 0)
     ((_, _, record),) = list(tfrecord.iter_records(data_dir / WOMD))
     other = record + b"\x2a\x04abcd"  # scenario_id "abcd" (the last one wins)
     shard = tmp_path / "shard.tfrecord"
@@ -86,3 +92,19 @@ def test_a_shard_damaged_part_way_is_skipped_whole(sources, tmp_path, data_dir):
     assert "record 2" in outcomes[0].error and str(shard) in outcomes[0].error
     library = ScenarioLibrary(tmp_path / "lib")
     assert library.ids() == ["waymo-db4edc9bd0c9d18c"]  # nothing of the damaged shard was kept
+
+
+def test_small_files_share_an_append_and_count_what_each_added(sources, tmp_path, data_dir, monkeypatch):
+    ((_, _, record),) = list(tfrecord.iter_records(data_dir / WOMD))
+    paths = []
+    for k in range(5):
+        path = tmp_path / f"s{k}.tfrecord"
+        path.write_bytes(tfrecord.frame(record + b"\x2a\x02" + f"s{k % 3}".encode()))  # s0, s1, s2, s0, s1
+        paths.append(path)
+    appends = []
+    original = ScenarioLibrary.append
+    monkeypatch.setattr(ScenarioLibrary, "append", lambda self, *a, **k: appends.append(1) or original(self, *a, **k))
+    outcomes = import_files(paths, tmp_path / "lib", {"egos": "logged"}, workers=1)
+    assert len(appends) == 1  # five small files, one append
+    assert [(o.scenarios, o.added) for o in outcomes] == [(1, 1), (1, 1), (1, 1), (1, 0), (1, 0)]
+    assert ScenarioLibrary(tmp_path / "lib").ids() == ["waymo-s0", "waymo-s1", "waymo-s2"]
