@@ -1,8 +1,9 @@
 """Importers of real driving-log formats, and ``load``, which detects the format by content.
 
-Formats: Argoverse 2 motion forecasting (``av2``) and sensor logs (``av2_sensor``), CommonRoad XML (``commonroad``), ScenarioNet
-pickles (``scenarionet``), Waymo Open Motion as GPUDrive JSON (``waymo_json``) and as its native
-TFRecords of ``Scenario`` protos (``womd``), and INTERACTION CSV + Lanelet2 OSM (``interaction``).
+Formats: Argoverse 2 motion forecasting (``av2``) and sensor logs (``av2_sensor``), CommonRoad
+XML (``commonroad``), ScenarioNet pickles (``scenarionet``), Waymo Open Motion as GPUDrive JSON
+(``waymo_json``) and as its native TFRecords of ``Scenario`` protos (``womd``), and INTERACTION
+CSV + Lanelet2 OSM (``interaction``).
 """
 
 from __future__ import annotations

@@ -130,7 +130,8 @@ def read_av2_sensor(path: str | Path) -> list[Scenario]:
     changed = row_category != track_category[agent_of_row]
     if changed.any():
         row = int(np.argmax(changed))
-        problem = f"track {ids[agent_of_row[row]]!r} changes category ({track_category[agent_of_row[row]]} -> {row_category[row]})"
+        agent = agent_of_row[row]
+        problem = f"track {ids[agent]!r} changes category ({track_category[agent]} -> {row_category[row]})"
         raise ScenarioError(annotations_path, COL_CATEGORY, problem)
     step = frame_of_row[keep]
     seen = np.zeros((n - 1, num_steps), np.int64)
@@ -311,7 +312,8 @@ def _poses_at(frames: np.ndarray, poses: pa.Table, path: Path) -> dict[str, np.n
     gap = t[hi] - t[lo]
     if (gap > MAX_POSE_GAP_NS).any():
         k = int(np.argmax(gap > MAX_POSE_GAP_NS))
-        raise ScenarioError(path, COL_T, f"annotation time {frames[k]} ns falls in a {gap[k] / 1e6:.0f} ms gap of the pose stream")
+        problem = f"annotation time {frames[k]} ns falls in a {gap[k] / 1e6:.0f} ms gap of the pose stream"
+        raise ScenarioError(path, COL_T, problem)
     w = np.where(gap > 0, (frames - t[lo]) / np.maximum(gap, 1), 0.0)
     quat = np.column_stack([q["qw"], q["qx"], q["qy"], q["qz"]])
     q_lo, q_hi = quat[lo], quat[hi]

@@ -159,9 +159,8 @@ def iter_records(path: Path) -> Iterator[tuple[int, int, bytes]]:
                 )
             remaining = size - offset - HEADER_BYTES - FOOTER_BYTES
             if length > remaining:
-                raise ScenarioError(
-                    path, where, f"record at byte {offset} claims {length} bytes, the file holds {max(remaining, 0)} more: truncated"
-                )
+                problem = f"record at byte {offset} claims {length} bytes, the file holds {max(remaining, 0)} more: truncated"
+                raise ScenarioError(path, where, problem)
             data = fh.read(length)
             footer = fh.read(FOOTER_BYTES)
             if len(data) != length or len(footer) != FOOTER_BYTES:

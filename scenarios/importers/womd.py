@@ -73,6 +73,7 @@ TF_EXAMPLE_PREFIXES = ("state/", "roadgraph_samples/", "traffic_light_state/", "
 # Field numbers (scenario.proto, map.proto).
 SC_TIMESTAMPS, SC_TRACKS, SC_INTEREST, SC_ID, SC_SDC, SC_DYNAMIC, SC_MAP, SC_CURRENT, SC_PREDICT = 1, 2, 4, 5, 6, 7, 8, 10, 11
 MF_ID, MF_LANE, MF_ROAD_LINE, MF_ROAD_EDGE, MF_STOP_SIGN, MF_CROSSWALK, MF_SPEED_BUMP, MF_DRIVEWAY = 1, 3, 4, 5, 7, 8, 9, 10
+FEATURE_FIELDS = (MF_LANE, MF_ROAD_LINE, MF_ROAD_EDGE, MF_STOP_SIGN, MF_CROSSWALK, MF_SPEED_BUMP, MF_DRIVEWAY)
 POLYGON_FEATURES = {MF_CROSSWALK: ("crosswalk", FeatureKind.CROSSWALK), MF_SPEED_BUMP: ("speed_bump", FeatureKind.SPEED_BUMP),
                     MF_DRIVEWAY: ("driveway", FeatureKind.DRIVEWAY)}
 
@@ -333,7 +334,7 @@ def _map(buf: bytes, ranges: list[tuple[int, int]], path: Path, source: str) -> 
         if 1 not in f:
             raise ScenarioError(path, f"{source}: map_features[{i}].id", "missing")
         feature_id = str(pw.int_(f, MF_ID, at, "id"))
-        kinds = [k for k in (MF_LANE, MF_ROAD_LINE, MF_ROAD_EDGE, MF_STOP_SIGN, MF_CROSSWALK, MF_SPEED_BUMP, MF_DRIVEWAY) if k in f]
+        kinds = [k for k in FEATURE_FIELDS if k in f]
         if not kinds:
             empty += 1
             continue
@@ -522,7 +523,8 @@ def _signals(buf: bytes, ranges: list[tuple[int, int]], num_steps: int, path: Pa
             try:
                 state = signal_state(code)
             except KeyError:
-                raise ScenarioError(path, f"{source}: {lt.removeprefix('Scenario.')}.state", f"unknown lane state {code} (known 0..8)") from None
+                field = f"{source}: {lt.removeprefix('Scenario.')}.state"
+                raise ScenarioError(path, field, f"unknown lane state {code} (known 0..8)") from None
             if lane not in rows:
                 stop = pw.message(lf, 3, lt, "stop_point")
                 point = pw.points(buf, [stop], f"{lt}.stop_point")[0] if stop is not None else np.zeros(3)
