@@ -13,39 +13,39 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.sources import SAMPLE_NAME, iter_sources, resolve_library
+from harness.sources import SAMPLE_NAME, resolve_library
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from scenarios import ScenarioError, load_many
+    from harness.importing import import_files, scan, summary_line
+    from scenarios import ScenarioError
     from scenarios.library import ScenarioLibrary
 
-    paths = list(iter_sources(args.sources))
+    paths, skipped = scan(args.sources)
+    for item in skipped:
+        print(f"skip {item.path}: {item.reason}")
     if not paths:
         print("drivetwin import: no importable files found in the given sources", file=sys.stderr)
         return 1
-    try:
-        library = ScenarioLibrary.create(args.out, exist_ok=True)
-    except ScenarioError as exc:
-        print(f"drivetwin import: {exc}", file=sys.stderr)
-        return 1
-    failed = imported = new = 0
     options = {"egos": args.egos, "window_s": args.window_s, "min_ego_duration_s": args.min_ego_s}
     with tqdm(total=len(paths), unit="file", disable=args.quiet or None, file=sys.stderr) as bar:
-        for outcome in load_many(paths, **options):
+
+        def report(outcome) -> None:
             bar.update(1)
-            if not outcome.ok:
-                failed += 1
+            if outcome.ok:
+                tqdm.write(f"ok   {outcome.path}: {outcome.scenarios} scenarios, {outcome.added} new")
+            else:
                 tqdm.write(f"FAIL {outcome.error}")
-                continue
-            result = library.append(outcome.scenarios)
-            imported += len(outcome.scenarios)
-            new += len(result.added)
-            tqdm.write(f"ok   {outcome.path}: {len(outcome.scenarios)} scenarios, {len(result.added)} new")
-    print(f"{len(paths) - failed}/{len(paths)} files imported: {imported} scenarios, {new} new, library {args.out} holds {len(library)}")
-    return 1 if failed else 0
+
+        try:
+            outcomes = import_files(paths, args.out, options, workers=args.workers, address=args.address, on_outcome=report)
+        except ScenarioError as exc:
+            print(f"drivetwin import: {exc}", file=sys.stderr)
+            return 1
+    print(summary_line(outcomes, skipped, args.out, len(ScenarioLibrary(args.out))))
+    return 0 if all(o.ok for o in outcomes) else 1
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:
@@ -316,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--egos", choices=("logged", "vehicles"), default="logged", help="the logged ego, or every vehicle")
     p.add_argument("--window-s", type=float, default=None, metavar="S", help="cut long logs into S-second scenarios")
     p.add_argument("--min-ego-s", type=float, default=2.0, metavar="S", help="least time [s] an ego must be observed")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="files read in parallel by N Ray workers (0: one per CPU)")
+    p.add_argument("--address", default="", metavar="ADDR", help="read on this Ray cluster (sources on a path every node reads)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_import)
 
