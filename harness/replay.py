@@ -46,7 +46,7 @@ from harness.worker import (
 )
 
 #: Summary columns that say how the run went, not what the driving was: never compared.
-RUN_ONLY_COLUMNS = ("run_id", "attempts", "worker_s")
+RUN_ONLY_COLUMNS = ("run_id", "attempts", "worker_s", "planner_latency_p50_ms", "planner_latency_p99_ms", "planner_latency_max_ms")
 #: Where ``drivetwin replay`` writes pictures by default, under the run directory.
 REPLAYS_DIR = "replays"
 #: The scores ``drivetwin replay`` prints.
