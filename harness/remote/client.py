@@ -72,8 +72,7 @@ class RemotePolicy:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
         self._address, self._claim = address, AddressClaim(addresses, log_dir) if addresses else None
         self._process = PlannerProcess(command, log_dir, cwd) if command else None
-        self.name = name or (address or f"remote:{command or ','.join(addresses)}")
-        self._named = bool(name)
+        self._name = name
         self.realtime_factor = float(realtime_factor)
         self.fallback = fallback
         self.step_timeout_s = float(step_timeout_s)
@@ -90,6 +89,24 @@ class RemotePolicy:
 
     # --- connection ----------------------------------------------------------------------
     @property
+    def name(self) -> str:
+        """The name the rows record: the given one, else the planner's own (asked with ``Describe``)."""
+        if not self._name:
+            info = self.describe()
+            self._name = info.name or f"remote:{self.address}"
+        return self._name
+
+    def describe(self) -> Any:
+        """The planner's ``PlannerInfo`` (``RemoteError`` when it is not OK or speaks another protocol)."""
+        stub = self._connect()
+        info = self._call(stub.Describe, pb.DescribeRequest(protocol_version=protocol.PROTOCOL_VERSION), self.step_timeout_s, "Describe")
+        if info.status != pb.STATUS_OK:
+            raise RemoteError(f"Describe: the planner replied {protocol.STATUS_NAMES.get(info.status, info.status)}: {info.message}")
+        if info.protocol_version != protocol.PROTOCOL_VERSION:
+            raise RemoteError(f"Describe: the planner speaks protocol {info.protocol_version}, the twin {protocol.PROTOCOL_VERSION}")
+        return info
+
+    @property
     def address(self) -> str:
         """The planner this policy talks to ("" before the first reset with ``command``)."""
         if self._process is not None:
@@ -97,7 +114,7 @@ class RemotePolicy:
         return self._claim.address if self._claim is not None else self._address
 
     def _where(self) -> str:
-        where = f"planner {self.address or self.name}"
+        where = f"planner {self.address or self._name}"
         if self._process is not None:
             where += f" (process {self._process.exit_status()}, log {self._process.log_path})"
         return where
@@ -148,10 +165,6 @@ class RemotePolicy:
         what = f"Reset of {facts.scenario.id}"
         reply = self._call(stub.Reset, init, self.step_timeout_s, what)
         protocol.check_reply(reply, facts.t0_us, what)
-        if reply.protocol_version not in (0, protocol.PROTOCOL_VERSION):
-            raise RemoteError(f"{what}: the planner speaks protocol {reply.protocol_version}, the twin {protocol.PROTOCOL_VERSION}")
-        if reply.planner_name and not self._named:
-            self.name = reply.planner_name
         self._facts, self._open_t_us = facts, facts.t0_us
         self._latencies, self._misses, self._previous = [], 0, None
         self._wall0 = time.perf_counter()
@@ -223,14 +236,15 @@ class RemotePolicy:
             self._claim.release()
 
     def episode_stats(self) -> dict[str, Any]:
-        """The planner columns of the episode's summary row: reply latency p50/p99/max [ms], deadline misses."""
+        """The planner columns of the episode's summary row: reply latency p50/p99/max [ms] and, in
+        real-time mode, the deadline misses (None in lock-step: it has no deadlines)."""
         lat = np.asarray(self._latencies) * 1e3
         have = lat.size > 0
         return {
             "planner_latency_p50_ms": float(np.percentile(lat, 50)) if have else None,
             "planner_latency_p99_ms": float(np.percentile(lat, 99)) if have else None,
             "planner_latency_max_ms": float(lat.max()) if have else None,
-            "deadline_misses": int(self._misses),
+            "deadline_misses": int(self._misses) if self.realtime_factor > 0 else None,
         }
 
 

@@ -62,6 +62,11 @@ class PolicyServicer(pb_grpc.PlannerServicer):
                 session = self._sessions[key] = _Session(self._make(self.spec, **self.options))
             return session
 
+    def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.PlannerInfo:
+        supports = getattr(self._make(self.spec, **self.options), "supports", ())
+        types = [protocol.ACTION_TYPES[str(getattr(t, "value", t))] for t in supports]
+        return pb.PlannerInfo(status=pb.STATUS_OK, name=self.name, protocol_version=protocol.PROTOCOL_VERSION, action_types=types)
+
     def Reset(self, request: pb.ScenarioInit, context: grpc.ServicerContext) -> pb.ResetReply:
         reply = pb.ResetReply(t_us=request.t_us, planner_name=self.name, protocol_version=protocol.PROTOCOL_VERSION)
         if request.protocol_version != protocol.PROTOCOL_VERSION:

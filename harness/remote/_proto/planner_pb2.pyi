@@ -165,6 +165,26 @@ class StateLayout(_message.Message):
     num_route_points: int
     def __init__(self, ego_features: _Optional[_Iterable[str]] = ..., agent_features: _Optional[_Iterable[str]] = ..., num_agents: _Optional[int] = ..., num_route_points: _Optional[int] = ...) -> None: ...
 
+class DescribeRequest(_message.Message):
+    __slots__ = ("protocol_version",)
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    protocol_version: int
+    def __init__(self, protocol_version: _Optional[int] = ...) -> None: ...
+
+class PlannerInfo(_message.Message):
+    __slots__ = ("status", "message", "name", "protocol_version", "action_types")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTION_TYPES_FIELD_NUMBER: _ClassVar[int]
+    status: Status
+    message: str
+    name: str
+    protocol_version: int
+    action_types: _containers.RepeatedScalarFieldContainer[ActionType]
+    def __init__(self, status: _Optional[_Union[Status, str]] = ..., message: _Optional[str] = ..., name: _Optional[str] = ..., protocol_version: _Optional[int] = ..., action_types: _Optional[_Iterable[_Union[ActionType, str]]] = ...) -> None: ...
+
 class ScenarioInit(_message.Message):
     __slots__ = ("protocol_version", "session", "scenario_id", "ego_id", "t_us", "dt_us", "dt_s", "action", "vehicle", "speed_limit", "origin_x", "origin_y", "route", "goal_s", "lanes", "features", "logged_ego", "agent_ids", "agent_types", "signal_lane_ids", "seed", "state_layout", "env_config_json")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]

@@ -35,6 +35,11 @@ class PlannerStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Describe = channel.unary_unary(
+                '/drivetwin.planner.v1.Planner/Describe',
+                request_serializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.DescribeRequest.SerializeToString,
+                response_deserializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.PlannerInfo.FromString,
+                _registered_method=True)
         self.Reset = channel.unary_unary(
                 '/drivetwin.planner.v1.Planner/Reset',
                 request_serializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.ScenarioInit.SerializeToString,
@@ -54,6 +59,13 @@ class PlannerStub:
 
 class PlannerServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def Describe(self, request, context):
+        """Who the planner is (its name goes into every result row) and which protocol it speaks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Reset(self, request, context):
         """Start an episode. A new Reset on a session ends its previous episode.
@@ -79,6 +91,11 @@ class PlannerServicer:
 
 def add_PlannerServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Describe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Describe,
+                    request_deserializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.DescribeRequest.FromString,
+                    response_serializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.PlannerInfo.SerializeToString,
+            ),
             'Reset': grpc.unary_unary_rpc_method_handler(
                     servicer.Reset,
                     request_deserializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.ScenarioInit.FromString,
@@ -104,6 +121,33 @@ def add_PlannerServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Planner:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Describe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drivetwin.planner.v1.Planner/Describe',
+            drivetwin_dot_planner_dot_v1_dot_planner__pb2.DescribeRequest.SerializeToString,
+            drivetwin_dot_planner_dot_v1_dot_planner__pb2.PlannerInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Reset(request,
