@@ -152,6 +152,8 @@ class RemotePolicy:
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return PlannerLost(f"{what}: {self._where()} did not reply within {self.step_timeout_s:g} s (hung)")
         if code in _LOST_CODES:
+            if self._process is not None and code == grpc.StatusCode.UNAVAILABLE:
+                self._process.wait_exit(1.0)  # a planner that dropped the connection is usually exiting
             return PlannerLost(f"{what}: {self._where()} is unreachable: {code.name}: {detail}")
         return RemoteError(f"{what}: {self._where()} failed the call: {getattr(code, 'name', code)}: {detail}")
 

@@ -42,11 +42,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 def wait_ready(address: str, timeout_s: float, alive: Any = None) -> None:
     """Block until a gRPC channel to ``address`` is ready; ``PlannerLost`` on timeout or when ``alive()`` turns False."""
     channel = grpc.insecure_channel(address)
+    ready = grpc.channel_ready_future(channel)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                grpc.channel_ready_future(channel).result(timeout=0.2)
+                ready.result(timeout=0.2)
                 return
             except grpc.FutureTimeoutError:
                 pass
@@ -55,6 +56,7 @@ def wait_ready(address: str, timeout_s: float, alive: Any = None) -> None:
             if time.monotonic() > deadline:
                 raise PlannerLost(f"planner at {address} not ready after {timeout_s:g} s")
     finally:
+        ready.cancel()
         channel.close()
 
 
@@ -100,6 +102,14 @@ class PlannerProcess:
 
     def alive(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
+
+    def wait_exit(self, timeout_s: float) -> None:
+        """Give a process that is going down up to ``timeout_s`` [s] to be gone (so its exit status is known)."""
+        if self._popen is not None:
+            try:
+                self._popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
 
     def exit_status(self) -> str:
         """How the process ended ("running", "exit code 3", "killed by signal 9")."""

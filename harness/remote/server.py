@@ -92,6 +92,8 @@ class PolicyServicer(pb_grpc.PlannerServicer):
         if session is None or session.view is None:
             return pb.Command(status=pb.STATUS_ERROR, t_us=request.t_us, message=f"no episode in session {request.session!r}: Reset first")
         with session.lock:
+            if not context.is_active():  # the twin gave up on this reply (a deadline miss): do not act on a stale step
+                return pb.Command(status=pb.STATUS_ERROR, t_us=request.t_us, message="cancelled by the client")
             try:
                 session.view.update(request)
                 action = session.policy.act(protocol.served_observation(request))
