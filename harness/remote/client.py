@@ -30,6 +30,8 @@ from harness.remote.process import AddressClaim, PlannerProcess
 from harness.remote.protocol import PlannerLost, RemoteError
 
 FALLBACKS = ("previous", "brake")
+#: One step is a small request answered at once: tune the channel for latency.
+CHANNEL_OPTIONS = [("grpc.optimization_target", "latency")]
 #: gRPC codes that mean the planner is gone or hung, not that it answered badly.
 _LOST_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
 
@@ -128,7 +130,7 @@ class RemotePolicy:
         if self._stub is None or self._channel_address != address:
             if self._channel is not None:
                 self._channel.close()
-            self._channel = grpc.insecure_channel(address)
+            self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
             self._stub, self._channel_address = pb_grpc.PlannerStub(self._channel), address
         return self._stub
 

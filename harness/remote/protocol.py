@@ -209,6 +209,9 @@ def signal_states(scenario: Any, t_us: int) -> list[int]:
     return [int(s) for s in signals.states[:, k]]
 
 
+_ROAD_USER_FIELDS = ("x", "y", "yaw", "vx", "vy", "length", "width")
+
+
 def observation(facts: EpisodeFacts, session: str, obs: Mapping[str, Any]) -> pb.Observation:
     """The ``Observation`` message of the env's current step (``obs`` is what the env returned)."""
     view = facts.view
@@ -216,19 +219,18 @@ def observation(facts: EpisodeFacts, session: str, obs: Mapping[str, Any]) -> pb
     t_us = facts.t0_us + k * facts.dt_us
     ego = view.ego
     agents = view.agents()
-    msg = pb.Observation(
-        session=session, t_us=t_us, step=k,
-        ego=pb.EgoState(x=ego.x, y=ego.y, yaw=ego.yaw, speed=ego.speed, yaw_rate=ego.yaw_rate, accel=ego.accel, steer=ego.steer),
-        agents=pb.RoadUsers(
-            index=agents["row"].tolist(), x=agents["x"].tolist(), y=agents["y"].tolist(), yaw=agents["yaw"].tolist(),
-            vx=agents["vx"].tolist(), vy=agents["vy"].tolist(), length=agents["length"].tolist(), width=agents["width"].tolist(),
-        ),
-        signal_states=signal_states(facts.scenario, t_us),
-        route_s=float(view.route_s),
-    )
+    msg = pb.Observation(session=session, t_us=t_us, step=k, route_s=float(view.route_s))
+    e = msg.ego
+    e.x, e.y, e.yaw, e.speed, e.yaw_rate, e.accel, e.steer = ego.x, ego.y, ego.yaw, ego.speed, ego.yaw_rate, ego.accel, ego.steer
+    users = msg.agents
+    for key in _ROAD_USER_FIELDS:
+        getattr(users, key).extend(agents[key].tolist())
+    users.index.extend(agents["row"].tolist())
+    if facts.scenario.signals is not None:
+        msg.signal_states.extend(signal_states(facts.scenario, t_us))
     for name, value in obs.items():
         if name == "state":
-            msg.state.extend(np.asarray(value, np.float32).tolist())
+            msg.state.extend(value.tolist() if type(value) is np.ndarray and value.dtype == np.float32 else np.asarray(value, np.float32).tolist())
         else:
             array = np.ascontiguousarray(value)
             msg.parts.append(pb.Tensor(name=name, dtype=array.dtype.name, shape=list(array.shape), data=array.tobytes()))
@@ -303,22 +305,18 @@ class ServedView:
         self._ego: Any = None
         self._step = 0
         self._route_s = 0.0
-        self._agents: dict[str, np.ndarray] = {}
+        self._obs: Any = None
+        self._agents: dict[str, np.ndarray] | None = None
 
     def update(self, obs: Any) -> None:
-        """Take the state of one ``Observation``."""
+        """Take the state of one ``Observation`` (the road users are unpacked when first asked for)."""
         from sim.dynamics.base import EgoState
 
         e = obs.ego
         self._ego = EgoState(e.x, e.y, e.yaw, e.speed, e.yaw_rate, e.accel, e.steer)
         self._step = int(obs.step)
         self._route_s = float(obs.route_s)
-        a = obs.agents
-        rows = np.asarray(a.index, dtype=np.int64)
-        self._agents = {
-            "x": np.asarray(a.x), "y": np.asarray(a.y), "yaw": np.asarray(a.yaw), "vx": np.asarray(a.vx), "vy": np.asarray(a.vy),
-            "length": np.asarray(a.length), "width": np.asarray(a.width), "type": self._types[rows], "row": rows,
-        }
+        self._obs, self._agents = obs, None
 
     @property
     def step_index(self) -> int:
@@ -345,6 +343,15 @@ class ServedView:
         return self._params
 
     def agents(self) -> dict[str, np.ndarray]:
+        """Present other road users now: x, y, yaw, vx, vy, length, width, type, row (as in process)."""
+        if self._agents is None:
+            a = self._obs.agents
+            rows = np.array(a.index, dtype=np.int64)
+            self._agents = {
+                "x": np.array(a.x, np.float64), "y": np.array(a.y, np.float64), "yaw": np.array(a.yaw, np.float64),
+                "vx": np.array(a.vx, np.float64), "vy": np.array(a.vy, np.float64), "length": np.array(a.length, np.float64),
+                "width": np.array(a.width, np.float64), "type": self._types[rows], "row": rows,
+            }
         return self._agents
 
 

@@ -111,7 +111,7 @@ class PolicyServicer(pb_grpc.PlannerServicer):
 
 def make_server(servicer: pb_grpc.PlannerServicer, port: int = 0, host: str = "127.0.0.1", threads: int = 8) -> tuple[grpc.Server, int]:
     """A started gRPC server for ``servicer`` on ``host:port`` (0: a free port) and its port."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=[("grpc.so_reuseport", 0)])
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=[("grpc.so_reuseport", 0), ("grpc.optimization_target", "latency")])
     pb_grpc.add_PlannerServicer_to_server(servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
