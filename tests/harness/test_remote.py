@@ -84,6 +84,19 @@ def test_served_expert_gives_the_in_process_summary_table(served_expert, in_proc
     assert (remote["policy"] == "expert").all()  # the planner's own name, from Describe
     assert remote["planner_latency_p50_ms"].notna().all() and remote["deadline_misses"].isna().all()  # lock-step: no deadlines
     assert in_process_summary["planner_latency_p50_ms"].isna().all()
+    # a variant of the remote run replays exactly, against the same planner
+    from harness.replay import Replayer
+
+    with Replayer(tmp_path / "run") as replayer:
+        replayed = replayer.replay(remote["variant_id"].iloc[-1])
+    assert replayed.exact, replayed.mismatches
+
+
+def test_an_address_list_gives_the_worker_the_first_free_address(served_expert, in_process_summary, tmp_path):
+    suite = _suite(address=[served_expert, "127.0.0.1:1"])
+    remote = run_suite(suite, out=tmp_path / "run", executor="sequential", progress=False).summary
+    pd.testing.assert_frame_equal(_table(remote), _table(in_process_summary))
+    assert list((tmp_path / "run" / "planners").glob("claim-*.lock"))
 
 
 def test_planner_process_per_worker_gives_the_in_process_table(executor_kind, in_process_summary, tmp_path):
