@@ -106,6 +106,14 @@ def _print_summary(summary: "Any", limit: int = 15) -> None:
         with pd.option_context("display.width", 160, "display.max_colwidth", 70):
             print("worst:")
             print(worst[show].to_string(index=False))
+    if "planner_latency_p50_ms" in summary and summary["planner_latency_p50_ms"].notna().any():
+        lat = summary["planner_latency_p50_ms"].astype(float)
+        misses = summary["deadline_misses"].dropna().astype(int) if "deadline_misses" in summary else []
+        line = (f"planner latency: median of the p50s {lat.median():.2f} ms, worst p99 "
+                f"{summary['planner_latency_p99_ms'].astype(float).max():.2f} ms, max {summary['planner_latency_max_ms'].astype(float).max():.2f} ms")
+        if len(misses):
+            line += f"; deadline misses {int(misses.sum())} in {int((misses > 0).sum())} variants"
+        print(line)
     for message, group in errors.groupby("error", sort=True):
         first = group["variant_id"].iloc[0]
         more = f" (and {len(group) - 1} more)" if len(group) > 1 else ""

@@ -13,7 +13,6 @@ adapt when the context's type changes).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -183,7 +182,7 @@ def scenario_init(facts: EpisodeFacts, session: str, seed: int) -> pb.ScenarioIn
             max_steer_rate=params.max_steer_rate, mass=params.mass,
         ),
         speed_limit=facts.speed_limit, origin_x=float(facts.origin[0]), origin_y=float(facts.origin[1]),
-        route=pb.Polyline(xy=route_xy.ravel().tolist()), goal_s=math.nan, lanes=lanes, features=features,
+        route=pb.Polyline(xy=route_xy.ravel().tolist()), lanes=lanes, features=features,
         logged_ego=np.asarray(view.logged_ego, dtype=np.float64).ravel().tolist(),
         agent_ids=[str(a) for a in scenario.tracks.agent_ids],
         agent_types=[int(t) for t in scenario.tracks.agent_types],

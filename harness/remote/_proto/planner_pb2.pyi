@@ -186,7 +186,7 @@ class PlannerInfo(_message.Message):
     def __init__(self, status: _Optional[_Union[Status, str]] = ..., message: _Optional[str] = ..., name: _Optional[str] = ..., protocol_version: _Optional[int] = ..., action_types: _Optional[_Iterable[_Union[ActionType, str]]] = ...) -> None: ...
 
 class ScenarioInit(_message.Message):
-    __slots__ = ("protocol_version", "session", "scenario_id", "ego_id", "t_us", "dt_us", "dt_s", "action", "vehicle", "speed_limit", "origin_x", "origin_y", "route", "goal_s", "lanes", "features", "logged_ego", "agent_ids", "agent_types", "signal_lane_ids", "seed", "state_layout", "env_config_json")
+    __slots__ = ("protocol_version", "session", "scenario_id", "ego_id", "t_us", "dt_us", "dt_s", "action", "vehicle", "speed_limit", "origin_x", "origin_y", "route", "lanes", "features", "logged_ego", "agent_ids", "agent_types", "signal_lane_ids", "seed", "state_layout", "env_config_json")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     SCENARIO_ID_FIELD_NUMBER: _ClassVar[int]
@@ -200,7 +200,6 @@ class ScenarioInit(_message.Message):
     ORIGIN_X_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_Y_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
-    GOAL_S_FIELD_NUMBER: _ClassVar[int]
     LANES_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     LOGGED_EGO_FIELD_NUMBER: _ClassVar[int]
@@ -223,7 +222,6 @@ class ScenarioInit(_message.Message):
     origin_x: float
     origin_y: float
     route: Polyline
-    goal_s: float
     lanes: _containers.RepeatedCompositeFieldContainer[Lane]
     features: _containers.RepeatedCompositeFieldContainer[MapFeature]
     logged_ego: _containers.RepeatedScalarFieldContainer[float]
@@ -233,7 +231,7 @@ class ScenarioInit(_message.Message):
     seed: int
     state_layout: StateLayout
     env_config_json: str
-    def __init__(self, protocol_version: _Optional[int] = ..., session: _Optional[str] = ..., scenario_id: _Optional[str] = ..., ego_id: _Optional[str] = ..., t_us: _Optional[int] = ..., dt_us: _Optional[int] = ..., dt_s: _Optional[float] = ..., action: _Optional[_Union[ActionSpec, _Mapping]] = ..., vehicle: _Optional[_Union[VehicleParams, _Mapping]] = ..., speed_limit: _Optional[float] = ..., origin_x: _Optional[float] = ..., origin_y: _Optional[float] = ..., route: _Optional[_Union[Polyline, _Mapping]] = ..., goal_s: _Optional[float] = ..., lanes: _Optional[_Iterable[_Union[Lane, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[MapFeature, _Mapping]]] = ..., logged_ego: _Optional[_Iterable[float]] = ..., agent_ids: _Optional[_Iterable[str]] = ..., agent_types: _Optional[_Iterable[_Union[AgentType, str]]] = ..., signal_lane_ids: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., state_layout: _Optional[_Union[StateLayout, _Mapping]] = ..., env_config_json: _Optional[str] = ...) -> None: ...
+    def __init__(self, protocol_version: _Optional[int] = ..., session: _Optional[str] = ..., scenario_id: _Optional[str] = ..., ego_id: _Optional[str] = ..., t_us: _Optional[int] = ..., dt_us: _Optional[int] = ..., dt_s: _Optional[float] = ..., action: _Optional[_Union[ActionSpec, _Mapping]] = ..., vehicle: _Optional[_Union[VehicleParams, _Mapping]] = ..., speed_limit: _Optional[float] = ..., origin_x: _Optional[float] = ..., origin_y: _Optional[float] = ..., route: _Optional[_Union[Polyline, _Mapping]] = ..., lanes: _Optional[_Iterable[_Union[Lane, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[MapFeature, _Mapping]]] = ..., logged_ego: _Optional[_Iterable[float]] = ..., agent_ids: _Optional[_Iterable[str]] = ..., agent_types: _Optional[_Iterable[_Union[AgentType, str]]] = ..., signal_lane_ids: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., state_layout: _Optional[_Union[StateLayout, _Mapping]] = ..., env_config_json: _Optional[str] = ...) -> None: ...
 
 class ResetReply(_message.Message):
     __slots__ = ("status", "message", "t_us", "planner_name", "protocol_version")
