@@ -285,4 +285,7 @@ def rollout_retrying(env: Any, policy: Any, scenario: Any, seed: int | None, ret
                 if lost:
                     raise PolicyError(exc.scenario_id, exc.step, f"{exc.problem}; gave up after {attempts} attempts") from exc.__cause__
                 raise
-            policy.restart()
+        except PlannerLost as exc:  # before the episode: the planner could not be started or asked its name
+            if attempts > retries:
+                raise PlannerLost(f"{exc}; gave up after {attempts} attempts") from None
+        policy.restart()

@@ -165,6 +165,20 @@ def test_a_reply_past_its_deadline_is_a_miss_and_the_run_goes_on(ids, tmp_path):
     assert summary["deadline_misses"].notna().all() and summary["planner_latency_max_ms"].notna().all()
 
 
+def test_a_planner_that_cannot_start_fails_the_variants_with_its_exit_status(tmp_path):
+    from harness.config import parse_suite
+    from harness.runner import run_suite
+
+    suite = parse_suite({
+        "suite": {"name": "no-start"}, "scenarios": {"sources": [str(SAMPLE)], "limit": 2},
+        "policy": {"command": f"{sys.executable} -c 'import sys; sys.exit(4)' {{port}}"}, "run": {"retries": 1},
+    })
+    result = run_suite(suite, out=tmp_path / "run", executor="sequential", progress=False)
+    assert result.num_variants == 2 and (result.summary["status"] == "error").all()
+    for message in result.summary["error"]:
+        assert "exited before it was ready (exit code 4; log " in message and "gave up after 2 attempts" in message
+
+
 def test_a_deadline_miss_executes_the_previous_command():
     """In real time, the step whose reply is late gets the command of the step before it."""
     import scenarios
