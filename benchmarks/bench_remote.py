@@ -13,7 +13,9 @@ bicycle. In process: the policy is called directly. Remote: the same policy serv
   within 3x of in process);
 - the per-step round trip of ``Step`` (median, p99, max), the in-process ``act`` time beside it,
   and the client's own message cost (building the ``Observation`` and decoding the ``Command``);
-- the size of one ``Observation`` and one ``Command`` [bytes].
+- the size of one ``Observation`` and one ``Command`` [bytes];
+- CPU time per env step in process against the twin's plus the server's with the planner
+  remote (/proc; Linux), which does not depend on the machine's load as wall time does.
 
 Wall-clock figures depend on what else runs on the machine: the load average is printed.
 """
@@ -51,6 +53,12 @@ def busiest(data: Path) -> scenarios.Scenario:
         library = scenarios.ScenarioLibrary(ROOT / "scenarios" / "sample" / "ngsim_us101")
         found = [library.load(i) for i in library.ids()]
     return max(found, key=lambda s: (s.num_agents, s.id))
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time [s] process ``pid`` has used (user + system, from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Timed:
@@ -94,13 +102,19 @@ def main() -> int:
         local.times.clear()
         rtts: list[float] = []
         in_rates, remote_rates, same = [], [], True
+        cpu = {"in": 0.0, "client": 0.0, "server": 0.0}
+        steps = 0
         for i in range(args.episodes):  # interleaved episodes: both see the same machine load
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             a = rollout(env, local, scenario, seed=i)
             in_rates.append((a.num_steps - 1) / (time.perf_counter() - t))
-            t = time.perf_counter()
+            cpu["in"] += time.process_time() - c
+            t, c, c_server = time.perf_counter(), time.process_time(), cpu_s(server.pid)
             b = rollout(env, remote, scenario, seed=i)
             remote_rates.append((b.num_steps - 1) / (time.perf_counter() - t))
+            cpu["client"] += time.process_time() - c
+            cpu["server"] += cpu_s(server.pid) - c_server
+            steps += b.num_steps - 1
             rtts += remote._latencies
             same = same and rollouts_equal(a, b)
         # the client's own message cost per step
@@ -131,6 +145,10 @@ def main() -> int:
           f"of in process ({inp / rem:.2f}x slower; target within 3x); rollouts identical: {same}")
     print(f"Step round trip on loopback: median {np.median(ms):.3f} ms, p99 {np.percentile(ms, 99):.3f} ms, "
           f"max {ms.max():.3f} ms over {ms.size} steps (the policy's own act in process: median {np.median(act_ms):.3f} ms)")
+    us = {k: v / steps * 1e6 for k, v in cpu.items()}
+    print(f"CPU per env step (load-independent): in process {us['in']:.0f} us; remote {us['client']:.0f} us in the twin + "
+          f"{us['server']:.0f} us in the server = {us['client'] + us['server']:.0f} us "
+          f"({(us['client'] + us['server']) / us['in']:.2f}x; the twin's own share {us['client'] / us['in']:.2f}x)")
     print(f"client message cost per step: Observation built in {build_us:.1f} us, Command decoded in {decode_us:.1f} us; "
           f"sizes {msg.ByteSize()} B and {command.ByteSize()} B")
     return 0

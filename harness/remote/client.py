@@ -28,8 +28,11 @@ from harness.remote._proto import planner_pb2 as pb
 from harness.remote._proto import planner_pb2_grpc as pb_grpc
 from harness.remote.process import AddressClaim, PlannerProcess
 from harness.remote.protocol import PlannerLost, RemoteError
+from scenarios.common import LRU
 
 FALLBACKS = ("previous", "brake")
+#: Scenarios whose map near the route is kept for the next episode.
+MAP_CACHE_SIZE = 8
 #: One step is a small request answered at once: tune the channel for latency.
 CHANNEL_OPTIONS = [("grpc.optimization_target", "latency")]
 #: gRPC codes that mean the planner is gone or hung, not that it answered badly.
@@ -88,6 +91,7 @@ class RemotePolicy:
         self._misses = 0
         self._previous: Any = None
         self._wall0 = 0.0
+        self._maps: LRU = LRU(MAP_CACHE_SIZE)
 
     # --- connection ----------------------------------------------------------------------
     @property
@@ -165,7 +169,7 @@ class RemotePolicy:
         stub = self._connect()
         self._close_episode(stub)
         facts = protocol.episode_facts(scenario_info)
-        init = protocol.scenario_init(facts, self.session, facts.seed)
+        init = protocol.scenario_init(facts, self.session, facts.seed, self._maps)
         what = f"Reset of {facts.scenario.id}"
         reply = self._call(stub.Reset, init, self.step_timeout_s, what)
         protocol.check_reply(reply, facts.t0_us, what)

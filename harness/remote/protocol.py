@@ -12,6 +12,7 @@ adapt when the context's type changes).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from harness.remote._proto import planner_pb2 as pb
+from scenarios.common import LRU
 
 PROTOCOL_VERSION = 1
 #: Map elements within this distance of the route are sent in ``ScenarioInit`` [m].
@@ -164,13 +166,17 @@ def action_spec(action_type: str, space: Any) -> pb.ActionSpec:
     return spec
 
 
-def scenario_init(facts: EpisodeFacts, session: str, seed: int) -> pb.ScenarioInit:
-    """The ``ScenarioInit`` of an episode."""
+def scenario_init(facts: EpisodeFacts, session: str, seed: int, map_cache: LRU | None = None) -> pb.ScenarioInit:
+    """The ``ScenarioInit`` of an episode; ``map_cache`` keeps the map near the route per scenario and route."""
     from sim.observations import AGENT_FEATURES, EGO_FEATURES
 
     scenario, view, params, config = facts.scenario, facts.view, facts.vehicle, facts.config
     route_xy = np.asarray(view.route.xy, dtype=np.float64)
-    lanes, features = map_near_route(scenario, facts.origin, route_xy)
+    key = (str(scenario.id), facts.origin.tobytes(), hashlib.blake2b(route_xy.tobytes(), digest_size=16).digest())
+    def near() -> tuple[list, list]:
+        return map_near_route(scenario, facts.origin, route_xy)
+
+    lanes, features = map_cache.get_or_make(key, near) if map_cache is not None else near()
     signals = scenario.signals
     init = pb.ScenarioInit(
         protocol_version=PROTOCOL_VERSION, session=session, scenario_id=str(scenario.id), ego_id=str(scenario.ego_id),
