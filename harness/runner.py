@@ -268,8 +268,9 @@ def _worker_factory(config: SuiteConfig, run_dir: Path | None = None) -> Callabl
 def remote_options(config: SuiteConfig, run_dir: Path | None) -> dict[str, Any] | None:
     """``RemotePolicy`` arguments of a suite whose planner is in another process (None otherwise).
 
-    Planner logs and address claims go to ``<run_dir>/planners``; a hung planner is given half
-    the variant's timeout (at most 60 s) per reply.
+    Planner logs and address claims go to ``<run_dir>/planners``. A reply may take at most a
+    share of the variant's timeout (at most 60 s) such that every attempt of a hung planner fits
+    in the variant's timeout: the hang fails (and retries) the episode, not the task.
     """
     p = config.policy
     if not p.remote:
@@ -281,7 +282,7 @@ def remote_options(config: SuiteConfig, run_dir: Path | None) -> dict[str, Any] 
         **where,
         "realtime_factor": p.realtime_factor,
         "fallback": p.fallback,
-        "step_timeout_s": min(60.0, 0.5 * config.run.timeout_s),
+        "step_timeout_s": min(60.0, config.run.timeout_s / (2.0 * (config.run.retries + 1))),
         "log_dir": str(Path(run_dir, "planners").resolve()) if run_dir is not None else "",
         "retries": config.run.retries,
     }
