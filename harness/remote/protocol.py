@@ -78,7 +78,7 @@ class EpisodeFacts:
 
 
 def episode_facts(ctx: Mapping[str, Any]) -> EpisodeFacts:
-    """The facts of a policy context (today a dict; ``ctx[key]`` keeps working for its successor)."""
+    """The facts of a policy context (``sim.context.PolicyContext``, or the former dict: read by key)."""
     scenario = ctx["scenario"]
     tracks, e = scenario.tracks, scenario.ego_index
     start = int(np.flatnonzero(tracks.valid[e])[0])
@@ -86,7 +86,7 @@ def episode_facts(ctx: Mapping[str, Any]) -> EpisodeFacts:
     action_type = ctx["action_type"]
     try:
         seed = int(ctx["seed"] or 0)
-    except KeyError:
+    except KeyError:  # the former dict had no seed
         seed = 0
     return EpisodeFacts(
         scenario=scenario,
@@ -381,26 +381,18 @@ def action_space(spec: Any) -> Any:
     return spaces.Box(low, high, shape, np.float32)
 
 
-class ServedContext(dict):
-    """A served policy's ``reset`` argument: the in-process keys, also readable as attributes."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def served_context(init: Any, view: ServedView) -> ServedContext:
-    """What a Python policy's ``reset`` gets in process, rebuilt from a ``ScenarioInit``."""
+def served_context(init: Any, view: ServedView) -> Any:
+    """The ``sim.context.PolicyContext`` a Python policy's ``reset`` gets in process, rebuilt from a
+    ``ScenarioInit`` (``scenario`` is None: its map, route and road users cross the wire, not it)."""
     from sim.config import ActionType, EnvConfig
+    from sim.context import PolicyContext
     from sim.observations import observation_space
 
     table = json.loads(init.env_config_json) if init.env_config_json else {}
     config = EnvConfig.from_mapping(table, "ScenarioInit.env_config_json")
     action_type = ActionType(ACTION_NAMES.get(init.action.type, "continuous"))
-    return ServedContext(
-        scenario=None,  # the scenario itself does not cross the wire: its map, route and agents do
+    return PolicyContext(
+        scenario=None,
         scenario_id=init.scenario_id,
         ego_id=init.ego_id,
         dt_s=init.dt_s,

@@ -141,9 +141,10 @@ def test_idm_served_reads_the_state_observation_identically(library):
 
 def test_scenario_init_carries_the_map_route_and_vehicle(library):
     env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping({"action": "trajectory", "trajectory_points": 6}), library=library)
-    env.reset(seed=0, options={"scenario": library.ids()[0]})
+    first, _ = env.reset(seed=11, options={"scenario": library.ids()[0]})
     info = env.scenario_info()
     facts = protocol.episode_facts(info)
+    assert facts.seed == 11  # the episode's seed reaches the planner
     init = protocol.scenario_init(facts, "s", 7)
     scenario = info["scenario"]
     assert init.protocol_version == 1 and init.scenario_id == scenario.id and init.seed == 7
@@ -166,7 +167,7 @@ def test_scenario_init_carries_the_map_route_and_vehicle(library):
         assert list(lane.successors) == list(source.successors) and lane.speed_limit == pytest.approx(source.speed_limit, nan_ok=True)
         np.testing.assert_allclose(np.asarray(lane.centerline.xy).reshape(-1, 2), source.centerline[:, :2] - (init.origin_x, init.origin_y))
     # one step's observation: ego state and the present road users, time on the scenario clock
-    obs = protocol.observation(facts, "s", env._observe())
+    obs = protocol.observation(facts, "s", first)
     assert obs.t_us == int(scenario.t_us[0]) and obs.step == 0
     assert obs.ego.x == info["view"].ego.x and len(obs.agents.index) == int(info["view"].agents()["row"].size)
     assert len(obs.state) == env.observation_space["state"].shape[0]
