@@ -165,6 +165,33 @@ def test_a_reply_past_its_deadline_is_a_miss_and_the_run_goes_on(ids, tmp_path):
     assert summary["deadline_misses"].notna().all() and summary["planner_latency_max_ms"].notna().all()
 
 
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ("Raises", r"step 4 .*STATUS_ERROR: policy 'faulty_policies:Raises' raised RuntimeError: planner blew up"),
+        ("ReturnsNaN", r"step 4 .*malformed command: non-finite values in the continuous action"),
+    ],
+)
+def test_a_served_module_policy_that_fails_fails_its_own_variant(policy, message, ids, in_process, tmp_path, monkeypatch):
+    """``serve-policy package.module:Name --options JSON``: the policy's own failure (at its 5th act,
+    step 4) comes back as the variant's error."""
+    from harness.config import parse_suite
+    from harness.runner import run_suite
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+    victim = ids[2]
+    options = '{"target": "%s"}' % victim
+    command = f"{sys.executable} -m harness.cli serve-policy faulty_policies:{policy} --options '{options}' --port {{port}}"
+    suite = parse_suite({
+        "suite": {"name": f"served-{policy}"}, "scenarios": {"sources": [str(SAMPLE)], "limit": 4},
+        "policy": {"name": "expert", "command": command}, "env": {"observation": ["state"]}, "run": {"seed": 1},
+    })
+    result = run_suite(suite, out=tmp_path / "run", executor="sequential", progress=False)
+    row = _victim(result.summary, victim)
+    assert row["status"] == "error" and re.search(message, row["error"]), row["error"]
+    _others_unharmed(result.summary, in_process, victim)
+
+
 def test_a_planner_that_cannot_start_fails_the_variants_with_its_exit_status(tmp_path):
     from harness.config import parse_suite
     from harness.runner import run_suite
