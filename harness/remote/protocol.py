@@ -31,8 +31,6 @@ _ROUTE_STRIDE = 10
 
 ACTION_TYPES = {"continuous": pb.ACTION_TYPE_CONTINUOUS, "trajectory": pb.ACTION_TYPE_TRAJECTORY, "discrete": pb.ACTION_TYPE_DISCRETE}
 ACTION_NAMES = {v: k for k, v in ACTION_TYPES.items()}
-#: The ``Command.action`` oneof case each action type must use.
-ACTION_CASES = {"continuous": "continuous", "trajectory": "trajectory", "discrete": "discrete"}
 STATUS_NAMES = {pb.STATUS_UNSPECIFIED: "STATUS_UNSPECIFIED", pb.STATUS_OK: "STATUS_OK", pb.STATUS_ERROR: "STATUS_ERROR"}
 
 
@@ -254,9 +252,8 @@ def check_reply(reply: Any, t_us: int, what: str) -> None:
 
 def decode_command(command: Any, action_type: str, space: Any, what: str) -> Any:
     """The env action in ``command``; ``RemoteError`` when it is not of the declared type and shape."""
-    case = command.WhichOneof("action")
-    expected = ACTION_CASES[action_type]
-    if case != expected:
+    case = command.WhichOneof("action")  # the oneof's cases are named after the action types
+    if case != action_type:
         raise RemoteError(f"{what}: malformed command: a {action_type} action was declared, the planner sent {case or 'no action'}")
     if action_type == "continuous":
         action = np.array([command.continuous.accel, command.continuous.steer], dtype=np.float32)
