@@ -106,6 +106,14 @@ def _print_summary(summary: "Any", limit: int = 15) -> None:
         with pd.option_context("display.width", 160, "display.max_colwidth", 70):
             print("worst:")
             print(worst[show].to_string(index=False))
+    if "planner_latency_p50_ms" in summary and summary["planner_latency_p50_ms"].notna().any():
+        lat = summary["planner_latency_p50_ms"].astype(float)
+        misses = summary["deadline_misses"].dropna().astype(int) if "deadline_misses" in summary else []
+        line = (f"planner latency: median of the p50s {lat.median():.2f} ms, worst p99 "
+                f"{summary['planner_latency_p99_ms'].astype(float).max():.2f} ms, max {summary['planner_latency_max_ms'].astype(float).max():.2f} ms")
+        if len(misses):
+            line += f"; deadline misses {int(misses.sum())} in {int((misses > 0).sum())} variants"
+        print(line)
     for message, group in errors.groupby("error", sort=True):
         first = group["variant_id"].iloc[0]
         more = f" (and {len(group) - 1} more)" if len(group) > 1 else ""
@@ -281,6 +289,37 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve_policy(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    import threading
+
+    try:
+        options = json.loads(args.options) if args.options else {}
+        if not isinstance(options, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        print(f"drivetwin serve-policy: --options {args.options!r}: {exc}", file=sys.stderr)
+        return 2
+    from harness.remote import serve_policy
+
+    try:
+        server, port = serve_policy(args.policy, args.port, options, args.host)
+    except (ValueError, TypeError) as exc:
+        print(f"drivetwin serve-policy: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as exc:
+        print(f"drivetwin serve-policy: {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"drivetwin serve-policy: serving {args.policy!r} on {args.host}:{port}", flush=True)
+    stop.wait()
+    server.stop(grace=1.0).wait()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drivetwin", description="Test autonomous driving on a digital twin of real logs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -341,6 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worst", type=int, default=5, metavar="N", help="replay and draw the N lowest-scoring variants")
     p.add_argument("--gif", action="store_true", help="also embed an animation of each of the worst variants")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("serve-policy", help="serve a Python policy over the planner protocol (gRPC) for remote suites")
+    p.add_argument("policy", metavar="NAME_OR_PATH", help="a baseline (expert, idm, constant_velocity) or package.module:Name")
+    p.add_argument("--port", type=int, default=50051, metavar="P", help="port to listen on (0: a free one, printed)")
+    p.add_argument("--host", default="127.0.0.1", metavar="H", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--options", default="", metavar="JSON", help="keyword arguments of the policy's constructor, a JSON object")
+    p.set_defaults(func=_cmd_serve_policy)
     return parser
 
 
