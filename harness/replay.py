@@ -42,7 +42,9 @@ from harness.worker import (
 
 #: Summary columns that say how the run went, not what the driving was: never compared (a
 #: traceback names the files of the machine that ran it; the error message itself is compared).
-RUN_ONLY_COLUMNS = ("run_id", "attempts", "worker_s", "traceback")
+RUN_ONLY_COLUMNS = (
+    "run_id", "attempts", "worker_s", "traceback", "planner_latency_p50_ms", "planner_latency_p99_ms", "planner_latency_max_ms",
+)  # fmt: skip
 #: The scores ``drivetwin replay`` prints.
 KEY_COLUMNS = (
     "status", "termination", "closed_loop_score", "driving_score", "collisions", "at_fault_collisions",
@@ -179,6 +181,23 @@ def compare_rows(stored: Mapping[str, Any], fresh: Mapping[str, Any], skip: tupl
     return out
 
 
+def _remote_options(config: Mapping[str, Any], run_dir: Path) -> dict[str, Any] | None:
+    """The run's remote planner (``[policy] address/command``) for the replay, or None."""
+    from harness.config import parse_suite
+    from harness.runner import remote_options
+
+    policy = config.get("policy") or {}
+    if not (policy.get("address") or policy.get("command")):
+        return None
+    keys = ("name", "address", "command", "realtime_factor", "fallback")
+    run = config.get("run") or {}
+    suite = parse_suite({
+        "policy": {k: policy[k] for k in keys if k in policy},
+        "run": {k: run[k] for k in ("timeout_s", "retries") if k in run},
+    }, str(run_dir / "manifest.json"))
+    return remote_options(suite, run_dir / REPLAYS_DIR)
+
+
 class Replayer:
     """Replays variants of one run; keeps its twin and policy between variants (like a run's worker).
 
@@ -201,12 +220,15 @@ class Replayer:
             load_plugins(plugins, f"run {self.run_dir}")
         except ConfigError as exc:
             raise ReplayError(f"{exc}; install it or put it on PYTHONPATH to replay this run") from None
-        check_policy_importable(self.policy_name, f"run {self.run_dir}")
+        remote = _remote_options(config, self.run_dir)
+        if remote is None:
+            check_policy_importable(self.policy_name, f"run {self.run_dir}")
         self.worker = VariantWorker(
             dict(config.get("env") or {}),
             self.policy_name,
             dict(policy.get("options") or {}),
             dict(config.get("evaluators") or {}),
+            remote=remote,
             plugins=plugins,
         )
         try:

@@ -211,7 +211,7 @@ def read_tasks(run_dir: str | Path) -> dict[str, VariantTask]:
     return RunDirectory(run_dir).read_tasks()
 
 
-def _worker_factory(config: SuiteConfig) -> Callable[[], VariantWorker]:
+def _worker_factory(config: SuiteConfig, run_dir: Path | None = None) -> Callable[[], VariantWorker]:
     return partial(
         VariantWorker,
         dict(config.env),
@@ -219,8 +219,32 @@ def _worker_factory(config: SuiteConfig) -> Callable[[], VariantWorker]:
         dict(config.policy.options),
         dict(config.evaluators),
         config.run.save_steps,
-        config.plugins,
+        remote=remote_options(config, run_dir),
+        plugins=config.plugins,
     )
+
+
+def remote_options(config: SuiteConfig, run_dir: Path | None) -> dict[str, Any] | None:
+    """``RemotePolicy`` arguments of a suite whose planner is in another process (None otherwise).
+
+    Planner logs and address claims go to ``<run_dir>/planners``. A reply may take at most a
+    share of the variant's timeout (at most 60 s) such that every attempt of a hung planner fits
+    in the variant's timeout: the hang fails (and retries) the episode, not the task.
+    """
+    p = config.policy
+    if not p.remote:
+        return None
+    where = {"command": p.command} if p.command else (
+        {"address": p.address} if isinstance(p.address, str) else {"addresses": list(p.address)}
+    )
+    return {
+        **where,
+        "realtime_factor": p.realtime_factor,
+        "fallback": p.fallback,
+        "step_timeout_s": min(60.0, config.run.timeout_s / (2.0 * (config.run.retries + 1))),
+        "log_dir": str(Path(run_dir, "planners").resolve()) if run_dir is not None else "",
+        "retries": config.run.retries,
+    }
 
 
 def _error_outcome(task: VariantTask, message: str, traceback: str = "") -> VariantOutcome:
@@ -413,7 +437,7 @@ def run_suite(
         retries=run_cfg.retries,
         paths=paths,
     )
-    factory = _worker_factory(config)
+    factory = _worker_factory(config, run_dir)
     try:
         exe.start(factory)  # workers start while the variants are made
         scenarios = select_scenarios(config, libraries)

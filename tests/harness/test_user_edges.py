@@ -126,7 +126,8 @@ def test_policy_override_is_run_and_recorded(user_dir, capsys):
     assert main(["run", str(suite), "--out", str(user_dir / "run"), "--policy", "constant_velocity"]) == 0
     manifest = json.loads((user_dir / "run" / "manifest.json").read_text())
     assert manifest["policy_override"] == "constant_velocity"
-    assert manifest["config"]["policy"] == {"name": "constant_velocity", "options": {}}
+    policy = manifest["config"]["policy"]
+    assert policy["name"] == "constant_velocity" and policy["options"] == {}
     assert list(pd.read_parquet(user_dir / "run" / "summary.parquet")["policy"]) == ["constant_velocity"]
 
 
