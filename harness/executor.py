@@ -131,6 +131,11 @@ class Executor(abc.ABC):
     def start(self, factory: WorkerFactory) -> None:
         """Begin starting the workers in the background (optional: ``map`` starts them anyway)."""
 
+    def share(self, value: bytes) -> Any:
+        """A handle by which every worker can read ``value`` (``fetch``), or None: the workers
+        share this process's disk and read what they need themselves (the default)."""
+        return None
+
     def close(self) -> None:
         """Release workers (the executor can be used again afterwards)."""
 
@@ -318,6 +323,13 @@ class RayExecutor(Executor):
             del self._warming[actor]
             self._up.add(actor)
 
+    def share(self, value: bytes) -> Any:
+        """``value`` put once in Ray's object store: workers on any node fetch it (``fetch``)."""
+        import ray
+
+        init_ray(self.address)
+        return ray.put(value)
+
     def ready(self, factory: WorkerFactory) -> list[int]:
         """Start the pool (``start``) and wait until every worker is built and warm; their pids."""
         import ray
@@ -438,6 +450,15 @@ def _ray(workers: int = 0, **options: Any) -> Executor:
 def make_executor(kind: str, workers: int = 0, **options: Any) -> Executor:
     """The executor registered as ``kind`` ("ray", "sequential", or a plug-in's) with ``workers``."""
     return EXECUTORS.get(kind)(workers, **options)
+
+
+def fetch(handle: Any) -> Any:
+    """What ``Executor.share`` shared: from Ray's object store for a Ray handle, else the handle itself."""
+    if type(handle).__name__ == "ObjectRef":
+        import ray
+
+        return ray.get(handle)
+    return handle
 
 
 def prepend_paths(paths: Sequence[str]) -> None:

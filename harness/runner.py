@@ -37,10 +37,12 @@ from harness.executor import Executor, make_executor, prepend_paths
 from harness.rundir import MANIFEST, RESULT_FILES, RunDirectory, RunError
 from harness.worker import (
     STATUS_ERROR,
+    ShippedTask,
     VariantOutcome,
     VariantTask,
     VariantWorker,
     params_json,
+    ship_scenario,
     task_identity,
 )
 
@@ -82,15 +84,18 @@ def default_run_dir(config: SuiteConfig, root: Path | str = "runs") -> Path:
 
 
 def resolve_sources(config: SuiteConfig, run_dir: Path) -> list[str]:
-    """Library directories of the suite's sources; raw log files are imported into ``run_dir/library``."""
+    """Library directories (or URIs) of the suite's sources; raw log files are imported into ``run_dir/library``."""
     from harness.sources import iter_sources, resolve_library
     from scenarios import load_many
-    from scenarios.library import MARKER_FILE, ScenarioLibrary
+    from scenarios.library import MARKER_FILE, ScenarioLibrary, is_uri
 
     base = Path(config.source).parent if config.source != "<memory>" else Path.cwd()
     libraries: list[str] = []
     raw: list[Path] = []
     for source in config.scenarios.sources:
+        if is_uri(source):  # s3://, gs://, hdfs://, file://: opened through pyarrow.fs where it is read
+            libraries.append(source)
+            continue
         path = resolve_library(source)
         if not path.is_absolute() and not path.exists() and (base / path).exists():
             path = base / path
@@ -166,10 +171,58 @@ def _variant_task(
     return VariantTask(spec.id, scenario.id, root, spec.to_json(), seed, name, params_json(spec.chain))
 
 
-def make_tasks(config: SuiteConfig, scenarios: Sequence[tuple[str, str]]) -> tuple[list[VariantTask], Counter[str]]:
+class ScenarioShipper:
+    """Shares each base scenario with the workers once, through ``Executor.share`` (Ray's object
+    store), so that workers need no access to the libraries: the driver reads a scenario once,
+    puts its bytes once, and every task of it carries the handle and the content hash workers
+    cache it by. With an executor that shares nothing (sequential) tasks go as they are.
+    """
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.enabled = True
+        self.handles: dict[tuple[str, str], tuple[str, Any]] = {}
+        self._libraries: dict[str, Any] = {}
+
+    def add(self, root: str, scenario_id: str, scenario: Any) -> None:
+        """Share ``scenario`` (already read by the caller) unless it is shared already."""
+        if not self.enabled or (root, scenario_id) in self.handles:
+            return
+        digest, data = ship_scenario(scenario)
+        handle = self.executor.share(data)
+        if handle is None:
+            self.enabled = False
+            return
+        self.handles[(root, scenario_id)] = (digest, handle)
+
+    def ship(self, tasks: Sequence[VariantTask]) -> Sequence[VariantTask | ShippedTask]:
+        """``tasks`` with their base scenarios attached (a scenario the driver cannot read goes
+        unshipped: its worker reports the error in the variant's row)."""
+        from scenarios.library import ScenarioLibrary
+
+        out: list[VariantTask | ShippedTask] = []
+        for task in tasks:
+            key = (task.library, task.scenario_id)
+            if self.enabled and key not in self.handles:
+                try:
+                    library = self._libraries.setdefault(task.library, ScenarioLibrary(task.library))
+                    self.add(*key, library.load(task.scenario_id))
+                except Exception:  # noqa: BLE001 - the worker meets the same error and reports it
+                    pass
+            if not self.enabled:
+                return tasks
+            shared = self.handles.get(key)
+            out.append(ShippedTask(task, *shared) if shared else task)
+        return out
+
+
+def make_tasks(
+    config: SuiteConfig, scenarios: Sequence[tuple[str, str]], shipper: ScenarioShipper | None = None
+) -> tuple[list[VariantTask], Counter[str]]:
     """Every non-adaptive variant of the suite, and the rejected count by reason.
 
-    Implausible or inapplicable mutations are rejected here, before anything is simulated.
+    Implausible or inapplicable mutations are rejected here, before anything is simulated. Each
+    scenario read goes to ``shipper`` too (so it is read once).
     """
     from scenarios.library import ScenarioLibrary
     from scenarios.mutations import variant_seeds
@@ -184,6 +237,8 @@ def make_tasks(config: SuiteConfig, scenarios: Sequence[tuple[str, str]]) -> tup
         if not sweeps:
             continue
         scenario = libraries.setdefault(root, ScenarioLibrary(root)).load(scenario_id)
+        if shipper is not None:
+            shipper.add(root, scenario_id, scenario)
         for name, plan in sweeps:
             points = plan.make_sampler().propose(plan.variants)
             for point, seed in zip(points, variant_seeds(_seed(plan.seed, scenario_id), len(points))):
@@ -305,6 +360,7 @@ def _execute(
     tasks: Sequence[VariantTask],
     writer: Any,
     progress: _Progress,
+    shipper: ScenarioShipper | None = None,
 ) -> Iterator[tuple[VariantTask, VariantOutcome]]:
     """Run ``tasks``; write and yield each outcome as it arrives.
 
@@ -312,7 +368,7 @@ def _execute(
     outright loses at most that much finished work (an interrupt loses none: it flushes on exit).
     """
     last_flush = time.monotonic()
-    for result in executor.map(factory, tasks):
+    for result in executor.map(factory, shipper.ship(tasks) if shipper is not None else tasks):
         task = tasks[result.index]
         outcome = result.value if result.ok else _error_outcome(task, result.error, result.traceback)
         outcome.summary["attempts"] = result.attempts
@@ -331,6 +387,7 @@ def _adaptive_rounds(
     run: Callable[[list[VariantTask]], list[tuple[VariantTask, VariantOutcome]]],
     rejected: Counter[str],
     stored: dict[str, dict[str, Any]],
+    shipper: ScenarioShipper | None = None,
 ) -> int:
     """Returns the number of variants proposed; ``stored`` holds the summary rows of a resumed run."""
     """The adaptive (cross-entropy) sweeps: propose a batch per scenario, run it, update, repeat."""
@@ -346,6 +403,8 @@ def _adaptive_rounds(
         libraries: dict[str, Any] = {}
         for root, scenario_id in scenarios:
             scenario = libraries.setdefault(root, ScenarioLibrary(root)).load(scenario_id)
+            if shipper is not None:
+                shipper.add(root, scenario_id, scenario)
             states[scenario_id] = (root, scenario, plan.make_sampler())
         for round_ in range(mutation.rounds):
             batch: list[VariantTask] = []
@@ -438,12 +497,13 @@ def run_suite(
         paths=paths,
     )
     factory = _worker_factory(config, run_dir)
+    shipper = ScenarioShipper(exe)
     try:
         exe.start(factory)  # workers start while the variants are made
         scenarios = select_scenarios(config, libraries)
         if not scenarios:
             raise RunError(f"{config.source}: the suite selects no scenarios from {list(config.scenarios.sources)}")
-        tasks, rejected = make_tasks(config, scenarios)
+        tasks, rejected = make_tasks(config, scenarios, shipper)
         (root, first_id) = scenarios[0]
         _check_policy(config, factory, tasks[0] if tasks else VariantTask(first_id, first_id, root, "", _seed(run_cfg.seed, first_id)))
     except BaseException:
@@ -481,16 +541,16 @@ def run_suite(
     ran = 0
     try:
         with ReportWriter(rd.parts, run_id, flush_every=max(1, min(16, len(pending) // 20 or 1))) as writer:
-            for _ in _execute(exe, factory, pending, writer, bar):
+            for _ in _execute(exe, factory, pending, writer, bar, shipper):
                 ran += 1
 
             def run_batch(batch: list[VariantTask]) -> list[tuple[VariantTask, VariantOutcome]]:
                 rd.append_tasks(batch)
-                results = list(_execute(exe, factory, batch, writer, bar))
+                results = list(_execute(exe, factory, batch, writer, bar, shipper))
                 writer.flush()
                 return results
 
-            ran += _adaptive_rounds(config, scenarios, run_batch, rejected, stored)
+            ran += _adaptive_rounds(config, scenarios, run_batch, rejected, stored, shipper)
     finally:
         bar.close()
         exe.close()
@@ -505,6 +565,7 @@ def run_suite(
         num_variants=int(len(summary)),
         num_errors=errors,
         num_resumed=len(done),
+        scenarios_shipped=len(shipper.handles),  # base scenarios sent through the object store
         rejected=dict(sorted(rejected.items())),
         num_rejected=int(sum(rejected.values())),
     )

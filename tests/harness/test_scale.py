@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -87,3 +88,82 @@ def test_actors_waiting_for_a_cpu_on_a_cluster_time_nothing_out(tmp_path):
     line = done.stdout.strip().splitlines()[-1]
     assert '"workers": 3, "ok": 10, "n": 10, "errors": []' in line, line
     assert "3 workers asked for but the Ray cluster has 1 CPUs; waiting for the autoscaler" in line
+
+
+def test_a_uri_library_reads_like_its_directory():
+    from scenarios.errors import ScenarioError
+    from scenarios.library import ScenarioLibrary, sample_path
+
+    local, remote = ScenarioLibrary("sample"), ScenarioLibrary(sample_path().as_uri())
+    assert remote.ids() == local.ids() and len(remote) == 18
+    for scenario_id in remote.ids()[:3]:
+        assert pickle.dumps(remote.load(scenario_id)) == pickle.dumps(local.load(scenario_id))
+    with pytest.raises(ScenarioError, match="read-only"):
+        remote.append([])
+    with pytest.raises(ScenarioError, match="file:///no/such/lib: not a scenario library"):
+        ScenarioLibrary("file:///no/such/lib")
+
+
+def test_workers_that_cannot_open_the_library_get_scenarios_through_the_object_store(tmp_path):
+    """Two-node cluster; the library is renamed away once the driver has read it (before any
+    variant runs), so workers can only have their scenarios from the object store; the results
+    equal the sequential run's on the library in place."""
+    script = textwrap.dedent(
+        f"""
+        import json, shutil
+        from pathlib import Path
+        import pandas as pd
+        import ray
+        from ray.cluster_utils import Cluster
+        from harness.config import parse_suite
+        from harness.executor import EXECUTORS, RayExecutor
+        from harness.runner import run_suite
+        from harness.worker import ShippedTask
+        from scenarios.library import sample_path
+
+        tmp = Path({str(tmp_path)!r})
+        lib, hidden = tmp / "lib", tmp / "lib-hidden"
+        shutil.copytree(sample_path(), lib)
+        cfg = parse_suite({{"suite": {{"name": "ship"}}, "scenarios": {{"sources": [str(lib)], "ids": {IDS!r}}},
+                            "mutations": [{{"name": "lead_brake", "operator": "lead_brake", "variants": 2,
+                                            "params": {{"decel": {{"uniform": [3.0, 8.0], "unit": "m/s2"}}, "onset_s": {{"uniform": [1.0, 3.0], "unit": "s"}}}}}}],
+                            "run": {{"seed": 5, "workers": 2, "chunk_size": 1, "timeout_s": 120, "include_original": True}}}}, "ship.toml")
+        sequential = run_suite(cfg, out=tmp / "seq", executor="sequential", progress=False)
+
+        seen = {{}}
+
+        class HidingExecutor(RayExecutor):
+            def map(self, factory, tasks):
+                if lib.exists():
+                    lib.rename(hidden)
+                seen["shipped"] = seen.get("shipped", 0) + sum(isinstance(t, ShippedTask) for t in tasks)
+                seen["lib_exists"] = lib.exists()
+                yield from super().map(factory, tasks)
+
+        EXECUTORS.decorator("hiding")(lambda workers=0, **options: HidingExecutor(workers, **options))
+        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "include_dashboard": False}})
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        shipped = run_suite(cfg, out=tmp / "ray", executor="hiding", address=cluster.address, progress=False)
+        drop = ["run_id", "worker_s", "attempts"]
+        pd.testing.assert_frame_equal(shipped.summary.drop(columns=drop), sequential.summary.drop(columns=drop))
+        m1 = pd.read_parquet(tmp / "ray" / "metrics.parquet").drop(columns=["run_id"])
+        m0 = pd.read_parquet(tmp / "seq" / "metrics.parquet").drop(columns=["run_id"])
+        pd.testing.assert_frame_equal(m1, m0)
+        alive = len([n for n in ray.nodes() if n["Alive"]])
+        print(json.dumps({{"variants": shipped.num_variants, "errors": shipped.num_errors, "nodes": alive,
+                          "shipped": seen["shipped"], "lib_exists": seen["lib_exists"],
+                          "manifest_shipped": shipped.manifest["scenarios_shipped"],
+                          "seq_variants": sequential.num_variants, "rejected": sum(shipped.rejected.values()),
+                          "seq_rejected": sum(sequential.rejected.values())}}))
+        ray.shutdown()
+        cluster.shutdown()
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = done.stdout.strip().splitlines()[-1]
+    # 3 originals + 6 lead_brake variants of which 5 are rejected (no lead car), on either run
+    expected = ('"variants": 4, "errors": 0, "nodes": 2, "shipped": 4, "lib_exists": false, "manifest_shipped": 3, '
+                '"seq_variants": 4, "rejected": 5, "seq_rejected": 5')
+    assert expected in line, line
