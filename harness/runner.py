@@ -37,6 +37,7 @@ from harness.executor import Executor, make_executor, prepend_paths
 from harness.rundir import MANIFEST, RESULT_FILES, RunDirectory, RunError
 from harness.worker import (
     STATUS_ERROR,
+    STATUS_REJECTED,
     ShippedTask,
     VariantOutcome,
     VariantTask,
@@ -155,19 +156,11 @@ def _sweep(config: SuiteConfig, index: int) -> tuple[str, Any]:
     return mutation.label(index), dataclasses.replace(plan, seed=_seed(config.run.seed, index, plan.seed))
 
 
-def _variant_task(
-    scenario: Any, root: str, plan: Any, point: Any, seed: int, name: str, rejected: Counter[str]
-) -> VariantTask | None:
-    """The task of one sampled variant, or None (counted by reason) when it is implausible or inapplicable."""
-    from scenarios.mutations import VariantSpec, apply
-    from scenarios.mutations.base import RejectedVariant
+def _variant_task(scenario: Any, root: str, plan: Any, point: Any, seed: int, name: str) -> VariantTask:
+    """The task of one sampled variant (its mutation and plausibility checks run on the worker)."""
+    from scenarios.mutations import VariantSpec
 
     spec = VariantSpec.create(scenario, plan.space.chain(point), seed)
-    try:
-        apply(scenario, spec)
-    except RejectedVariant as exc:
-        rejected[f"{name}:{exc.reason}"] += 1
-        return None
     return VariantTask(spec.id, scenario.id, root, spec.to_json(), seed, name, params_json(spec.chain))
 
 
@@ -219,10 +212,11 @@ class ScenarioShipper:
 def make_tasks(
     config: SuiteConfig, scenarios: Sequence[tuple[str, str]], shipper: ScenarioShipper | None = None
 ) -> tuple[list[VariantTask], Counter[str]]:
-    """Every non-adaptive variant of the suite, and the rejected count by reason.
+    """Every non-adaptive variant of the suite, and a counter for the rejected ones by reason.
 
-    Implausible or inapplicable mutations are rejected here, before anything is simulated. Each
-    scenario read goes to ``shipper`` too (so it is read once).
+    Mutations are applied and checked for plausibility on the workers: an implausible or
+    inapplicable one comes back as a "rejected" row, counted, never simulated (``_execute``).
+    Each scenario read goes to ``shipper`` too (so it is read once).
     """
     from scenarios.library import ScenarioLibrary
     from scenarios.mutations import variant_seeds
@@ -242,9 +236,7 @@ def make_tasks(
         for name, plan in sweeps:
             points = plan.make_sampler().propose(plan.variants)
             for point, seed in zip(points, variant_seeds(_seed(plan.seed, scenario_id), len(points))):
-                task = _variant_task(scenario, root, plan, point, seed, name, rejected)
-                if task is not None:
-                    tasks.append(task)
+                tasks.append(_variant_task(scenario, root, plan, point, seed, name))
     return tasks, rejected
 
 
@@ -361,8 +353,10 @@ def _execute(
     writer: Any,
     progress: _Progress,
     shipper: ScenarioShipper | None = None,
+    rejected: Counter[str] | None = None,
 ) -> Iterator[tuple[VariantTask, VariantOutcome]]:
-    """Run ``tasks``; write and yield each outcome as it arrives.
+    """Run ``tasks``; write and yield each outcome as it arrives (a rejected variant is counted
+    in ``rejected`` by "sweep:reason" and written nowhere).
 
     The writer flushes every few variants, and at least every ``FLUSH_EVERY_S``: a run killed
     outright loses at most that much finished work (an interrupt loses none: it flushes on exit).
@@ -371,6 +365,12 @@ def _execute(
     for result in executor.map(factory, shipper.ship(tasks) if shipper is not None else tasks):
         task = tasks[result.index]
         outcome = result.value if result.ok else _error_outcome(task, result.error, result.traceback)
+        if outcome.summary.get("status") == STATUS_REJECTED:
+            if rejected is not None:
+                rejected[f"{task.mutation}:{outcome.summary.get('error')}"] += 1
+            progress.update(True)
+            yield task, outcome
+            continue
         outcome.summary["attempts"] = result.attempts
         outcome.summary["worker_s"] = result.elapsed_s
         writer.add_rows(outcome.summary, outcome.metrics, outcome.series)
@@ -408,32 +408,35 @@ def _adaptive_rounds(
             states[scenario_id] = (root, scenario, plan.make_sampler())
         for round_ in range(mutation.rounds):
             batch: list[VariantTask] = []
-            points_of: dict[str, list[tuple[dict, VariantTask | None]]] = {}
+            points_of: dict[str, list[tuple[dict, VariantTask]]] = {}
             for scenario_id, (root, scenario, sampler) in states.items():
                 points = sampler.propose(plan.variants)
                 seeds = variant_seeds(_seed(plan.seed, scenario_id, round_), len(points))
                 entries = []
                 for point, seed in zip(points, seeds):
-                    task = _variant_task(scenario, root, plan, point, seed, name, rejected)
-                    entries.append((point, task))  # a rejected point has no task and no score
-                    if task is not None:
-                        batch.append(task)
+                    task = _variant_task(scenario, root, plan, point, seed, name)
+                    entries.append((point, task))
+                    batch.append(task)
                 points_of[scenario_id] = entries
             scores_of = {vid: row.get(mutation.objective) for vid, row in stored.items()}
+            rejected_ids: set[str] = set()
             for task, outcome in run([t for t in batch if t.variant_id not in stored]):
+                if outcome.summary.get("status") == STATUS_REJECTED:
+                    rejected_ids.add(task.variant_id)  # no score, not a sample of the failure region
+                    continue
                 scores_of[task.variant_id] = outcome.summary.get(mutation.objective)
             for scenario_id, entries in points_of.items():
                 sampler = states[scenario_id][2]
                 points, scores = [], []
                 for point, task in entries:
-                    if task is None:
-                        continue  # rejected: no score, not a sample of the failure region
+                    if task.variant_id in rejected_ids:
+                        continue
                     score = scores_of.get(task.variant_id)
                     points.append(point)
                     scores.append(float(score) if score is not None else 0.0)  # an error counts as a failure
                 if points:
                     sampler.update(points, scores)
-            count += len(batch)
+            count += len(batch) - len(rejected_ids)
     return count
 
 
@@ -541,12 +544,12 @@ def run_suite(
     ran = 0
     try:
         with ReportWriter(rd.parts, run_id, flush_every=max(1, min(16, len(pending) // 20 or 1))) as writer:
-            for _ in _execute(exe, factory, pending, writer, bar, shipper):
+            for _ in _execute(exe, factory, pending, writer, bar, shipper, rejected):
                 ran += 1
 
             def run_batch(batch: list[VariantTask]) -> list[tuple[VariantTask, VariantOutcome]]:
                 rd.append_tasks(batch)
-                results = list(_execute(exe, factory, batch, writer, bar, shipper))
+                results = list(_execute(exe, factory, batch, writer, bar, shipper, rejected))
                 writer.flush()
                 return results
 

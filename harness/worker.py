@@ -20,6 +20,9 @@ import numpy as np
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
+#: The status of a variant whose mutation is implausible or inapplicable: counted, never simulated
+#: and never a row of the result tables.
+STATUS_REJECTED = "rejected"
 #: Base scenarios a worker keeps decoded, by content hash, of those the driver shipped.
 SHIPPED_CACHE = 32
 
@@ -303,6 +306,8 @@ class VariantWorker:
             )
             timings["eval_s"] = time.perf_counter() - start
         except Exception as exc:  # noqa: BLE001 - wrapped with its stage, the cause kept
+            if stage == "scenario" and _is_rejection(exc):
+                raise  # not a failure: the variant must not be simulated (``run`` reports it)
             message = f"{stage}: {''.join(traceback.format_exception_only(exc)).strip()}"
             raise VariantFailed(message, scenario, record, "".join(traceback.format_exception(exc))) from exc
         return Episode(scenario, record, evaluation)
@@ -351,13 +356,28 @@ class VariantWorker:
         """One variant's outcome: its rows, or an error row with the failed stage and message."""
         timings: dict[str, float] = {}
         shipped, task = task, (task.task if isinstance(task, ShippedTask) else task)
+        from scenarios.mutations.base import RejectedVariant
+
         try:
             episode = self.episode(shipped, timings)
+        except RejectedVariant as exc:
+            return VariantOutcome(rejected_summary(task, exc.reason), timings=timings)
         except VariantFailed as exc:
             return VariantOutcome({**failure_summary(task, exc), **self.planner_columns()}, timings=timings)
         evaluation = episode.evaluation
         summary = {**episode_summary(task, episode), **self.planner_columns()}
         return VariantOutcome(summary, evaluation.metrics, evaluation.series, timings)
+
+
+def _is_rejection(exc: BaseException) -> bool:
+    from scenarios.mutations.base import RejectedVariant
+
+    return isinstance(exc, RejectedVariant)
+
+
+def rejected_summary(task: VariantTask, reason: str) -> dict[str, Any]:
+    """The row of a variant the mutation's plausibility checks rejected (status "rejected", the reason)."""
+    return {"variant_id": task.variant_id, "scenario_id": task.scenario_id, "status": STATUS_REJECTED, "error": reason, **task_identity(task)}
 
 
 def episode_summary(task: VariantTask, episode: Episode) -> dict[str, Any]:

@@ -163,7 +163,38 @@ def test_workers_that_cannot_open_the_library_get_scenarios_through_the_object_s
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=500)
     assert done.returncode == 0, done.stderr[-3000:]
     line = done.stdout.strip().splitlines()[-1]
-    # 3 originals + 6 lead_brake variants of which 5 are rejected (no lead car), on either run
-    expected = ('"variants": 4, "errors": 0, "nodes": 2, "shipped": 4, "lib_exists": false, "manifest_shipped": 3, '
+    # 3 originals + 6 lead_brake variants, all 9 shipped; 5 are rejected (no lead car) on the workers
+    expected = ('"variants": 4, "errors": 0, "nodes": 2, "shipped": 9, "lib_exists": false, "manifest_shipped": 3, '
                 '"seq_variants": 4, "rejected": 5, "seq_rejected": 5')
     assert expected in line, line
+
+
+def test_adaptive_rounds_with_rejection_on_the_workers_are_identical_on_both_executors(ray_local, tmp_path):
+    """Cross-entropy rounds: every proposed point is either a result row or a rejected count
+    (the mutation is checked on the worker), and both executors give the same tables."""
+    from harness.runner import run_suite
+
+    cfg = parse_suite(
+        {
+            "suite": {"name": "cem"},
+            "scenarios": {"sources": ["sample"], "limit": 3},
+            "policy": {"name": "idm"},
+            "mutations": [{
+                "name": "brake", "operator": "lead_brake", "sampler": "cem", "variants": 4, "rounds": 2,
+                "params": {"decel": {"uniform": [2.0, 9.0], "unit": "m/s2"}, "onset_s": {"uniform": [0.5, 4.0], "unit": "s"}},
+            }],
+            "run": {"seed": 2, "workers": 2, "timeout_s": 120, "include_original": False},
+        },
+        "cem.toml",
+    )  # fmt: skip
+    runs = [run_suite(cfg, out=tmp_path / kind, executor=kind, progress=False) for kind in ("sequential", "ray")]
+    for result in runs:
+        assert result.num_variants + sum(result.rejected.values()) == 3 * 4 * 2
+        assert result.manifest["num_rejected"] == sum(result.rejected.values())
+        assert set(result.summary["status"]) <= {"ok"} and set(result.summary["mutation"]) == {"brake"}
+        assert all(key.startswith("brake:") for key in result.rejected)
+    assert runs[0].rejected == runs[1].rejected and runs[0].rejected
+    drop = ["run_id", "worker_s", "attempts"]
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(runs[0].summary.drop(columns=drop), runs[1].summary.drop(columns=drop))
