@@ -508,7 +508,9 @@ def run_suite(
             raise RunError(f"{config.source}: the suite selects no scenarios from {list(config.scenarios.sources)}")
         tasks, rejected = make_tasks(config, scenarios, shipper)
         (root, first_id) = scenarios[0]
-        _check_policy(config, factory, tasks[0] if tasks else VariantTask(first_id, first_id, root, "", _seed(run_cfg.seed, first_id)))
+        # on the first base scenario: a mutated first variant may be rejected (on the worker), and
+        # a rejected scenario would leave the policy unchecked
+        _check_policy(config, factory, VariantTask(first_id, first_id, root, "", _seed(run_cfg.seed, first_id)))
     except BaseException:
         exe.close()
         raise
