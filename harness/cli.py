@@ -40,7 +40,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
                 failed += 1
                 tqdm.write(f"FAIL {outcome.error}")
                 continue
-            result = library.append(outcome.scenarios)
+            try:
+                result = library.append(outcome.scenarios)
+            except Exception as exc:  # noqa: BLE001 - this file's scenarios could not be stored; go on
+                failed += 1
+                tqdm.write(f"FAIL {outcome.path}: not stored in {args.out}: {type(exc).__name__}: {str(exc)[:300]}")
+                continue
             imported += len(outcome.scenarios)
             new += len(result.added)
             tqdm.write(f"ok   {outcome.path}: {len(outcome.scenarios)} scenarios, {len(result.added)} new")

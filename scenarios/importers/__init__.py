@@ -60,8 +60,29 @@ def load(
         format: an importer's name, to skip detection.
 
     Raises:
-        ScenarioError: naming the file, the field and the problem.
+        ScenarioError: naming the file, the field and the problem. Whatever else goes wrong while
+            the file is read (a bug an input found) is a ScenarioError too, naming the file and the
+            original exception's type, chained to it (``__cause__``).
     """
+    try:
+        return _load(path, egos, window_s, min_ego_duration_s, format)
+    except ScenarioError as exc:
+        if str(path) in exc.source or Path(exc.source).exists():  # names this file, or the map beside it
+            raise
+        # raised on a part of the file (a track, a lane) that does not know the file's name
+        raise ScenarioError(path, exc.field, f"{exc.source}: {exc.problem}") from None
+    except Exception as exc:  # noqa: BLE001 - one file's failure, whatever it is, is that file's error
+        raise unexpected_error(path, exc) from exc
+
+
+def unexpected_error(path: str | Path, exc: BaseException) -> ScenarioError:
+    """The ``ScenarioError`` for an exception no importer anticipated, naming the file and its type."""
+    error = ScenarioError(path, "", f"unexpected {type(exc).__name__} while reading the file: {str(exc)[:300]}")
+    error.unexpected = type(exc).__name__  # type: ignore[attr-defined]
+    return error
+
+
+def _load(path: str | Path, egos: Egos, window_s: float | None, min_ego_duration_s: float, format: str | None) -> list[Scenario]:
     if egos not in ("logged", "vehicles"):
         raise ScenarioError(path, "egos", f"must be 'logged' or 'vehicles', got {egos!r}")
     if window_s is not None and not window_s > 0:
@@ -96,12 +117,15 @@ class ImportOutcome:
 
 
 def load_many(paths: Iterable[str | Path], **options: object) -> Iterator[ImportOutcome]:
-    """``load`` each path in turn; a bad file yields an outcome with its error, never stops the batch."""
+    """``load`` each path in turn; a bad file yields an outcome with its error, never stops the batch
+    (whatever the exception: see ``load``)."""
     for path in paths:
         try:
             yield ImportOutcome(Path(path), load(path, **options))  # type: ignore[arg-type]
         except ScenarioError as exc:
             yield ImportOutcome(Path(path), [], exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. a bad option; still this file's error
+            yield ImportOutcome(Path(path), [], unexpected_error(path, exc))
 
 
 def _steps_for(scene: Scenario, seconds: float) -> int:
