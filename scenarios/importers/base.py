@@ -140,7 +140,8 @@ def pick_ego(tracks: Tracks) -> int:
     steps = tracks.valid[vehicles].sum(axis=1)
     x = np.where(tracks.valid[vehicles], tracks.x[vehicles], np.nan)
     y = np.where(tracks.valid[vehicles], tracks.y[vehicles], np.nan)
-    travel = np.nan_to_num(np.nansum(np.hypot(np.diff(x, axis=1), np.diff(y, axis=1)), axis=1))
+    with np.errstate(over="ignore", invalid="ignore"):  # absurd positions are refused by the model later
+        travel = np.nan_to_num(np.nansum(np.hypot(np.diff(x, axis=1), np.diff(y, axis=1)), axis=1))
     moving = travel > 1.0
     if moving.any():
         keep = np.flatnonzero(moving)

@@ -312,24 +312,28 @@ class _Reader:
         found: list[_Obstacle] = []
         if version == "2018b":
             for elem in self.root.findall("obstacle"):
-                oid = elem.get("id", "?")
+                oid = self.id_of(elem, "obstacle")
                 role = (elem.findtext("role") or "").strip()
                 if role not in ("static", "dynamic"):
                     raise self.fail(f"obstacle[@id={oid}]/role", f"must be 'static' or 'dynamic', got {role!r}")
                 found.append(self.obstacle(elem, f"obstacle[@id={oid}]", static=role == "static"))
         else:
             for elem in self.root.findall("staticObstacle"):
-                found.append(self.obstacle(elem, f"staticObstacle[@id={elem.get('id', '?')}]", static=True))
+                found.append(self.obstacle(elem, f"staticObstacle[@id={self.id_of(elem, 'staticObstacle')}]", static=True))
             for elem in self.root.findall("dynamicObstacle"):
-                found.append(self.obstacle(elem, f"dynamicObstacle[@id={elem.get('id', '?')}]", static=False))
+                found.append(self.obstacle(elem, f"dynamicObstacle[@id={self.id_of(elem, 'dynamicObstacle')}]", static=False))
         ids = [o.id for o in found]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise self.fail("obstacle id", f"duplicate obstacle ids {duplicates[:5]}")
         return found
 
+    def id_of(self, elem: ET.Element, tag: str) -> str:
+        """An element's ``id`` attribute ("?" when it has none), refused when too long or not text."""
+        return check_text((elem.get("id") or "?").strip(), self.path, f"{tag}/@id")
+
     def obstacle(self, elem: ET.Element, field: str, *, static: bool) -> _Obstacle:
-        oid = check_text((elem.get("id") or "").strip(), self.path, f"{field}/@id")
+        oid = (elem.get("id") or "").strip()
         if not oid:
             raise self.fail(field, "has no id attribute")
         type_word = (elem.findtext("type") or "").strip()
@@ -436,7 +440,7 @@ class _Reader:
     def lanelets(self) -> list[_Lanelet]:
         out = []
         for elem in self.root.findall("lanelet"):
-            lid = check_text((elem.get("id") or "").strip(), self.path, "lanelet/@id")
+            lid = check_text((elem.get("id") or "").strip(), self.path, "lanelet/@id")  # before it is in a field name
             field = f"lanelet[@id={lid or '?'}]"
             if not lid:
                 raise self.fail(field, "has no id attribute")

@@ -338,7 +338,7 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         lengths = frame[column].str.len().to_numpy()
         if (lengths > MAX_ID_LENGTH).any():  # before any array of them is built
             row = int(np.argmax(lengths > MAX_ID_LENGTH))
-            raise ScenarioError(path, column, f"{lengths[row]} characters at line {row + 2}, more than {MAX_ID_LENGTH}")
+            raise ScenarioError(path, column, f"{lengths[row]} characters, more than {MAX_ID_LENGTH} (line {row + 2})")
     if cases:
         values = pd.to_numeric(frame[COL_CASE_ID], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         bad = ~np.isfinite(values) | (values != np.round(values)) | (values < 0) | (values > MAX_CASE_ID)
