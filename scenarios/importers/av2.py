@@ -340,10 +340,10 @@ def _read_tracks(table: pa.Table, path: Path) -> _TrackArrays:
     steps = _column(table, COL_TIMESTEP, np.float64, path)
     if not (np.isfinite(steps) & (steps == np.round(steps))).all():
         raise ScenarioError(path, COL_TIMESTEP, "timesteps must be integers")
-    steps = steps.astype(np.int64)
-    bad = (steps < 0) | (steps >= num_steps)
+    bad = (steps < 0) | (steps >= num_steps)  # checked as floats: 1e300 would not survive the cast
     if bad.any():
-        raise ScenarioError(path, COL_TIMESTEP, f"timestep {steps[bad][0]} outside [0, {num_steps}) (num_timestamps)")
+        raise ScenarioError(path, COL_TIMESTEP, f"timestep {steps[bad][0]:.6g} outside [0, {num_steps}) (num_timestamps)")
+    steps = steps.astype(np.int64)
     states = {name: _column(table, name, np.float64, path) for name in STATE_COLUMNS}
     for name, values in states.items():
         bad = ~np.isfinite(values)

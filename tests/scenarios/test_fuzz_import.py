@@ -1,0 +1,297 @@
+"""Seeded fuzzing of every importer: corrupted copies of real logs load cleanly or fail cleanly.
+
+Each case takes a real file (``../shared/data``; INTERACTION, which has no sample there, the
+project's fixture), corrupts it one way (byte flips, truncation, a spliced chunk, or one field set
+to a value a fuzzer likes: 1e308, NaN, a 5000-digit integer, a 100,000-character id, a lone
+surrogate, an empty list...) and loads it in a forked child with a memory cap and a timeout
+(``isolated``). Every case must end in a valid scenario or a ``ScenarioError`` an importer raised
+on purpose: never another exception, an error ``load`` had to wrap (a bug an input found), a
+hang or an allocation beyond the cap.
+
+The count per format is small by default so that the suite stays quick; set
+``DRIVETWIN_FUZZ_CASES`` for a longer campaign (the seed is the case number: a failure names it
+and replays with the same number).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from isolated import Isolation, Outcome
+
+from scenarios.importers.scenarionet import _unpickle
+
+#: Cases per format (each a fork and a load: about 0.1-0.4 s).
+CASES = int(os.environ.get("DRIVETWIN_FUZZ_CASES", "12"))
+#: First case number; ``DRIVETWIN_FUZZ_FIRST`` starts a campaign elsewhere.
+FIRST = int(os.environ.get("DRIVETWIN_FUZZ_FIRST", "0"))
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+HUGE_INT = "9" * 5000
+LONG_TEXT = "x" * 100_000
+NUMBERS = [1e308, -1e308, 1e18, -1.0, 0.0, 150.0, 1e4, float("nan"), float("inf"), float("-inf"), 3e6, 1e300, 95.0, 1e-300]
+INTEGERS = [-1, 0, 1, 2**31, 2**62, 2**63 - 1, 10**7, 3_000_000]
+TEXTS = ["", LONG_TEXT, "\ud800", "é", "../../x", "NaN", "1e13", "-5", "TYPE_VEHICLE"]
+#: Text a text format may hold in a number's place.
+NUMBER_TEXTS = ["1e308", "-1e308", "1e13", "1e300", "nan", "inf", "-1", "0", "150", "10000", "3000000", HUGE_INT, "", "abc", "95"]
+#: What a fuzzer puts where a structure was.
+STRUCTURES: list[Any] = [None, [], {}, [[]], True]
+
+
+def _flip(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    out = bytearray(data)
+    spots = rng.integers(0, len(out), size=int(rng.integers(1, 9)))
+    for spot in spots:
+        out[spot] ^= 1 << int(rng.integers(0, 8))
+    return bytes(out), f"flipped bits at bytes {sorted(spots.tolist())}"
+
+
+def _truncate(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    cut = int(rng.integers(0, len(data)))
+    return data[:cut], f"truncated to {cut} bytes"
+
+
+def _splice(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    start = int(rng.integers(0, len(data)))
+    length = int(rng.integers(1, 4096))
+    if rng.random() < 0.5:
+        return data[:start] + data[start + length :], f"deleted {length} bytes at {start}"
+    return data[:start] + data[start : start + length] * 2 + data[start + length :], f"duplicated {length} bytes at {start}"
+
+
+BYTE_MUTATIONS = (_flip, _truncate, _splice)
+
+
+def _pick(rng: np.random.Generator, items: list[Any]) -> Any:
+    return items[int(rng.integers(0, len(items)))]
+
+
+def _leaves(value: Any, path: tuple = ()) -> list[tuple]:
+    """Paths to every leaf and container of a JSON-like tree (containers too: they can be replaced)."""
+    found = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            found += _leaves(item, (*path, k))
+    return found
+
+
+def _set(tree: Any, path: tuple, value: Any) -> None:
+    for key in path[:-1]:
+        tree = tree[key]
+    tree[path[-1]] = value
+
+
+def _get(tree: Any, path: tuple) -> Any:
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def _fuzz_value(old: Any, rng: np.random.Generator) -> Any:
+    """What to put where ``old`` was: usually something of its own kind, sometimes anything."""
+    if rng.random() < 0.15:
+        return _pick(rng, STRUCTURES + TEXTS[:3] + NUMBERS[:3])
+    if isinstance(old, bool):
+        return _pick(rng, [not old, 2, None])
+    if isinstance(old, (int, float)):
+        return _pick(rng, NUMBERS + INTEGERS + ["__HUGE_INT__"])
+    if isinstance(old, str):
+        return _pick(rng, TEXTS)
+    return _pick(rng, STRUCTURES)
+
+
+# ---- a field edit per format ------------------------------------------------------------------
+
+
+def _edit_json(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    tree = json.loads(data)
+    paths = _leaves(tree)[1:]
+    path = _pick(rng, paths)
+    value = _fuzz_value(_get(tree, path), rng)
+    _set(tree, path, value)
+    text = json.dumps(tree).replace('"__HUGE_INT__"', HUGE_INT)
+    return text.encode(), f"set {'.'.join(map(str, path))[:120]} to {str(value)[:40]!r}"
+
+
+def _edit_xml(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    root = ET.fromstring(data)
+    elements = list(root.iter())
+    with_text = [e for e in elements if e.text and e.text.strip()]
+    with_attrs = [e for e in elements if e.attrib]
+    if with_attrs and (rng.random() < 0.3 or not with_text):
+        element = _pick(rng, with_attrs)
+        name = _pick(rng, sorted(element.attrib))
+        value = _pick(rng, NUMBER_TEXTS + [LONG_TEXT])
+        element.set(name, value)
+        what = f"set <{element.tag}> @{name} to {value[:40]!r}"
+    else:
+        element = _pick(rng, with_text)
+        value = _pick(rng, NUMBER_TEXTS + [LONG_TEXT])
+        element.text = value
+        what = f"set <{element.tag}> text to {value[:40]!r}"
+    return ET.tostring(root), what
+
+
+def _edit_csv(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    lines = data.decode().split("\n")
+    row = int(rng.integers(0, len(lines) - 1)) if rng.random() < 0.95 else 0
+    cells = lines[row].split(",")
+    column = int(rng.integers(0, len(cells)))
+    value = _pick(rng, NUMBER_TEXTS + [LONG_TEXT, "1e18", "P1", "car", "pedestrian"])
+    cells[column] = value
+    lines[row] = ",".join(cells)
+    return "\n".join(lines).encode(), f"set line {row + 1} column {column + 1} to {value[:40]!r}"
+
+
+def _edit_parquet(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    table = pq.read_table(io.BytesIO(data))
+    name = _pick(rng, table.column_names)
+    column = table.column(name).to_pylist()
+    kind = table.schema.field(name).type
+    if pa.types.is_floating(kind):
+        value: Any = _pick(rng, NUMBERS)
+    elif pa.types.is_integer(kind):
+        value = _pick(rng, INTEGERS)
+    elif pa.types.is_boolean(kind):
+        value = None
+    else:
+        value = _pick(rng, [t for t in TEXTS if t != "\ud800"] + [None])
+    every_row = rng.random() < 0.4
+    rows = range(len(column)) if every_row else [int(rng.integers(0, len(column)))]
+    for row in rows:
+        column[row] = value
+    try:
+        array = pa.array(column, type=kind)
+    except (pa.ArrowException, OverflowError):
+        array = pa.array(column)
+    table = table.set_column(table.column_names.index(name), name, array)
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    where = "every row" if every_row else f"row {rows[0]}"
+    return sink.getvalue(), f"set {name} at {where} to {str(value)[:40]!r}"
+
+
+def _pickle_leaves(value: Any, path: tuple = ()) -> list[tuple]:
+    found = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _pickle_leaves(item, (*path, key))
+    elif isinstance(value, (list, tuple)) and not isinstance(value, tuple):
+        for k, item in enumerate(value):
+            found += _pickle_leaves(item, (*path, k))
+    return found
+
+
+def _edit_pickle(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    tree = pickle.loads(data)  # the real ScenarioNet file, as the dataset ships it (trusted input here)
+    path = _pick(rng, _pickle_leaves(tree)[1:])
+    old = _get(tree, path)
+    if isinstance(old, np.ndarray) and old.size and old.dtype.kind in "fiub" and rng.random() < 0.8:
+        new = old.astype(np.float64 if old.dtype.kind == "f" else old.dtype).copy()
+        spot = tuple(int(rng.integers(0, n)) for n in new.shape)
+        value: Any = _pick(rng, NUMBERS) if new.dtype.kind == "f" else _pick(rng, [v for v in INTEGERS if v < 2**31])
+        try:
+            new[spot] = value
+        except (OverflowError, ValueError):
+            new = new.astype(np.float64)
+            new[spot] = value
+        _set(tree, path, new)
+        what = f"set {'.'.join(map(str, path))[:120]}[{spot}] to {value!r}"
+    else:
+        value = _fuzz_value(old, rng)
+        value = int(HUGE_INT) if value == "__HUGE_INT__" else value
+        _set(tree, path, value)
+        what = f"set {'.'.join(map(str, path))[:120]} to {str(value)[:40]!r}"
+    return pickle.dumps(tree, protocol=4), what
+
+
+# ---- the formats --------------------------------------------------------------------------------
+
+
+def _real(data_dir: Path, fmt: str) -> tuple[Path, list[Path]]:
+    """The file a format's cases corrupt, and the files copied beside it unchanged."""
+    if fmt == "av2":
+        folder = data_dir / "argoverse2"
+        return next(folder.glob("scenario_*.parquet")), list(folder.glob("log_map_archive_*.json"))
+    if fmt == "commonroad":
+        return data_dir / "commonroad" / "USA_US101-4_1_T-1.xml", []
+    if fmt == "scenarionet":
+        return data_dir / "scenarionet" / "sd_nuscenes_v1.0-mini_scene-1100.pkl", []
+    if fmt == "waymo_json":
+        return data_dir / "waymo_json" / "tfrecord-00000-of-01000_222.json", []
+    raise KeyError(fmt)
+
+
+FIELD_EDITS: dict[str, Callable[[bytes, np.random.Generator], tuple[bytes, str]]] = {
+    "av2": _edit_parquet,
+    "commonroad": _edit_xml,
+    "scenarionet": _edit_pickle,
+    "waymo_json": _edit_json,
+    "interaction": _edit_csv,
+}
+
+
+def _mutate(fmt: str, data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    if rng.random() < 0.4:
+        return _pick(rng, list(BYTE_MUTATIONS))(data, rng)
+    return FIELD_EDITS[fmt](data, rng)
+
+
+@pytest.fixture(scope="module")
+def isolation():
+    with Isolation() as iso:
+        yield iso
+
+
+def _interaction_case(tmp: Path, rng: np.random.Generator) -> tuple[Path, str]:
+    """The fixture's layout with its vehicle tracks, pedestrian tracks or map corrupted."""
+    import shutil
+
+    shutil.copytree(FIXTURES / "interaction", tmp / "interaction")
+    tracks = tmp / "interaction" / "recorded_trackfiles" / "DR_DTW_Curve" / "vehicle_tracks_000.csv"
+    target = _pick(rng, [tracks, tracks, tracks.with_name("pedestrian_tracks_000.csv"), tmp / "interaction" / "maps" / "DR_DTW_Curve.osm"])
+    data = target.read_bytes()
+    if rng.random() < 0.4:
+        data, what = _pick(rng, list(BYTE_MUTATIONS))(data, rng)
+    else:
+        data, what = (_edit_xml if target.suffix == ".osm" else _edit_csv)(data, rng)
+    target.write_bytes(data)
+    return tracks, f"{target.name}: {what}"
+
+
+@pytest.mark.parametrize("fmt", ["av2", "commonroad", "scenarionet", "waymo_json", "interaction"])
+def test_corrupted_real_files_load_or_fail_cleanly(fmt, data_dir, tmp_path, isolation):
+    if fmt != "interaction":
+        real, companions = _real(data_dir, fmt)
+        original = real.read_bytes()
+    failures: list[str] = []
+    for case in range(FIRST, FIRST + CASES):
+        rng = np.random.default_rng([20261201, case, sum(map(ord, fmt))])
+        folder = tmp_path / f"case{case}"
+        folder.mkdir()
+        if fmt == "interaction":
+            target, what = _interaction_case(folder, rng)
+        else:
+            data, what = _mutate(fmt, original, rng)
+            target = folder / real.name
+            target.write_bytes(data)
+            for companion in companions:
+                (folder / companion.name).write_bytes(companion.read_bytes())
+        outcome: Outcome = isolation.load(target)
+        if not outcome.clean:
+            failures.append(f"case {case} ({what}): {outcome.kind} {outcome.unexpected or ''} {outcome.message[:300]}")
+    assert not failures, f"{len(failures)} of {CASES} corrupted {fmt} files did not load or fail cleanly:\n" + "\n".join(failures)
