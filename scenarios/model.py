@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -200,8 +201,18 @@ def make_scenario_id(
 
 
 def safe_id_part(text: object) -> str:
-    """``text`` with every run of characters outside ``[A-Za-z0-9._-]`` replaced by ``_``."""
-    return _ID_UNSAFE.sub("_", str(text))
+    """``text`` with every run of characters outside ``[A-Za-z0-9._-]`` replaced by ``_``, and then,
+    when anything was replaced, ``_`` and 8 hex digits of a hash of ``text`` itself.
+
+    The suffix keeps ids apart that differ only in their unsafe characters ("?" and "!" would
+    both be "_"), so two source logs never share a scenario id; safe text is kept as it is.
+    """
+    text = str(text)
+    safe = _ID_UNSAFE.sub("_", text)
+    if safe == text:
+        return safe
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    return f"{safe}_{digest}"
 
 
 def window_suffix(start_step: int) -> str:

@@ -304,3 +304,22 @@ def test_cli_import_of_a_folder_with_bad_files_among_good_ones_imports_every_goo
         assert f"FAIL {src / name / 'tiny.json'}" in printed, printed
     assert sorted(ScenarioLibrary(out).ids()) == ["commonroad-USA_Tiny-1_1_T-1", "waymo-tiny"]
     assert not os.listdir(out / "tracks") == []
+
+
+# ---- scenario ids stay unique ------------------------------------------------------------------
+
+
+def test_source_ids_that_sanitise_alike_give_distinct_stable_scenario_ids(tmp_path, capsys):
+    src = tmp_path / "src"
+    for name, log_id in (("a", "?"), ("b", "!"), ("c", "_")):
+        (src / name).mkdir(parents=True)
+        tiny_logs.waymo_json(src / name, scenario_id=log_id)
+    out = tmp_path / "lib"
+    assert main(["import", str(src), "--out", str(out), "--quiet"]) == 0
+    assert "3 scenarios, 3 new" in capsys.readouterr().out
+    ids = ScenarioLibrary(out).ids()
+    assert len(set(ids)) == 3 and "waymo-_" in ids  # "_" is safe as it is; "?" and "!" get a hash of themselves
+    assert all(i == "waymo-_" or i.startswith("waymo-__") and len(i) == len("waymo-__") + 8 for i in ids), ids
+    assert main(["import", str(src), "--out", str(out), "--quiet"]) == 0  # stable: a re-import adds nothing
+    assert "3 scenarios, 0 new" in capsys.readouterr().out
+    assert scenarios.make_scenario_id("waymo", "?") == scenarios.make_scenario_id("waymo", "?") != scenarios.make_scenario_id("waymo", "!")
