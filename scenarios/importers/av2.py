@@ -35,6 +35,7 @@ from scenarios.model import (
     RoadMap,
     Scenario,
     Tracks,
+    MAX_COORDINATE_M,
     MAX_ID_LENGTH,
     check_grid,
     check_text,
@@ -350,8 +351,14 @@ def _read_tracks(table: pa.Table, path: Path) -> _TrackArrays:
         if bad.any():
             row = int(np.argmax(bad))
             raise ScenarioError(
-                path, name, f"NaN or infinite value for track {track_ids[row]!r} at timestep {steps[row]} (observed)"
+                path, name, f"NaN or infinite value for track {str(track_ids[row])!r} at timestep {steps[row]} (observed)"
             )
+    for name in (COL_X, COL_Y):  # before the nearest-ground search squares them
+        far = np.abs(states[name]) > MAX_COORDINATE_M
+        if far.any():
+            row = int(np.argmax(far))
+            problem = f"{states[name][row]:.6g} m for track {str(track_ids[row])!r} at timestep {steps[row]} is beyond +-{MAX_COORDINATE_M:g} m"
+            raise ScenarioError(path, name, problem)
 
     unknown = sorted(set(np.unique(words).tolist()) - set(AGENT_TYPES) - DROPPED_TYPES)
     if unknown:
@@ -369,7 +376,7 @@ def _read_tracks(table: pa.Table, path: Path) -> _TrackArrays:
     if changed.any():
         row = int(np.argmax(changed))
         change = f"{agent_words[row_agent[row]]!r} -> {words[row]!r}"
-        raise ScenarioError(path, COL_OBJECT_TYPE, f"track {track_ids[row]!r} changes type ({change})")
+        raise ScenarioError(path, COL_OBJECT_TYPE, f"track {str(track_ids[row])!r} changes type ({change})")
     if EGO_TRACK_ID not in set(ids.tolist()):
         raise ScenarioError(path, COL_TRACK_ID, f"no {EGO_TRACK_ID!r} track (AV2's ego vehicle)")
 
