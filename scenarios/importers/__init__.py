@@ -67,12 +67,19 @@ def load(
     try:
         return _load(path, egos, window_s, min_ego_duration_s, format)
     except ScenarioError as exc:
-        if str(path) in exc.source or Path(exc.source).exists():  # names this file, or the map beside it
+        if str(path) in exc.source or _is_file(exc.source):  # names this file, or the map beside it
             raise
         # raised on a part of the file (a track, a lane) that does not know the file's name
         raise ScenarioError(path, exc.field, f"{exc.source}: {exc.problem}") from None
     except Exception as exc:  # noqa: BLE001 - one file's failure, whatever it is, is that file's error
         raise unexpected_error(path, exc) from exc
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        return False
 
 
 def unexpected_error(path: str | Path, exc: BaseException) -> ScenarioError:

@@ -213,9 +213,10 @@ def _edit_pickle(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
         what = f"set {'.'.join(map(str, path))[:120]}[{spot}] to {value!r}"
     else:
         value = _fuzz_value(old, rng)
-        value = int(HUGE_INT) if value == "__HUGE_INT__" else value
+        huge = value == "__HUGE_INT__"
+        value = int(HUGE_INT) if huge else value
         _set(tree, path, value)
-        what = f"set {'.'.join(map(str, path))[:120]} to {str(value)[:40]!r}"
+        what = f"set {'.'.join(map(str, path))[:120]} to {'a 5000-digit int' if huge else repr(value)[:40]}"
     return pickle.dumps(tree, protocol=4), what
 
 
