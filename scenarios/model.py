@@ -456,8 +456,12 @@ class Tracks:
                 f"(agent {str(self.agent_ids[agent])!r}, step {step})"
             )
             raise ScenarioError(source, "vx, vy", problem)
-        for agent_id in self.agent_ids.tolist():
-            check_text(agent_id, source, "agent_ids")
+        ids = self.agent_ids.tolist()
+        try:
+            "".join(ids).encode("utf-8")  # lengths were checked on construction
+        except UnicodeEncodeError:
+            for agent_id in ids:
+                check_text(agent_id, source, "agent_ids")
 
     def check_motion(self, source: str, t_us: np.ndarray) -> None:
         """Refuse a jump between consecutive valid samples of a track (invalid steps between them
@@ -632,6 +636,9 @@ class RoadMap:
             if len(set(ids)) != len(ids):
                 dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
                 raise ScenarioError(source, what, f"duplicate ids: {dup}")
+        if self._within_bounds():
+            return
+        # something is out of bounds: find it, to name it
         for lane in self.lanes:
             where = f"lanes[{_short(lane.id)}]"
             check_text(lane.id, source, f"{where}.id")
@@ -648,6 +655,27 @@ class RoadMap:
             check_text(feature.subtype, source, f"{where}.subtype")
             check_points(feature.points, source, f"{where}.points")
             check_ids(feature.lane_ids, source, f"{where}.lane_ids")
+
+    def _within_bounds(self) -> bool:
+        """Every point, speed limit and text of the map within the bounds, checked at once (fast)."""
+        lanes, features = self.lanes, self.features
+        points = [p for lane in lanes for p in (lane.centerline, lane.left_boundary, lane.right_boundary) if p is not None]
+        points += [f.points for f in features]
+        if points and not np.abs(np.concatenate(points)).max() <= MAX_COORDINATE_M:
+            return False
+        limits = np.array([lane.speed_limit for lane in lanes], dtype=np.float64)
+        if not (np.isnan(limits) | ((limits > 0) & (limits <= MAX_SPEED_LIMIT_MPS))).all():
+            return False
+        texts = [t for lane in lanes for t in (lane.id, lane.lane_type, *lane.predecessors, *lane.successors,
+                                                *lane.left_neighbors, *lane.right_neighbors)]  # fmt: skip
+        texts += [t for f in features for t in (f.id, f.subtype, *f.lane_ids)]
+        if any(len(t) > MAX_ID_LENGTH for t in texts):
+            return False
+        try:
+            "".join(texts).encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
 
 
 @dataclass(frozen=True, slots=True, eq=False)
