@@ -33,7 +33,7 @@ from isolated import Isolation, Outcome
 from scenarios.importers.scenarionet import _unpickle
 
 #: Cases per format (each a fork and a load: about 0.1-0.4 s).
-CASES = int(os.environ.get("DRIVETWIN_FUZZ_CASES", "12"))
+CASES = int(os.environ.get("DRIVETWIN_FUZZ_CASES", "10"))
 #: First case number; ``DRIVETWIN_FUZZ_FIRST`` starts a campaign elsewhere.
 FIRST = int(os.environ.get("DRIVETWIN_FUZZ_FIRST", "0"))
 
