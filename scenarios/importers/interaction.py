@@ -71,6 +71,7 @@ from scenarios.model import (
     MAX_ID_LENGTH,
     MAX_SPEED_LIMIT_MPS,
     check_grid,
+    check_speed_limit,
     make_scenario_id,
 )
 
@@ -572,6 +573,7 @@ def _read_map(map_path: Path) -> tuple[RoadMap, list[tuple[str, list[float]]]]:
         else:
             found = [speeds[r] for r in regulatory if r in speeds]
             limit = min(found) if found else math.nan
+            check_speed_limit(limit, map_path, f"relation[@id={rid}]/member[@role=regulatory_element]")
         bounds[rid] = (left_b, right_b)
         lane_meta[rid] = (LANE_TYPES.get(subtype, "driving"), limit)
         for ref in regulatory:
@@ -675,9 +677,6 @@ def _regulatory_speeds(relations: _Relations, ways: _Ways, map_path: Path) -> di
         found = [float(m.group(1)) / 3.6 for m in (_SIGN_SPEED.match(s) for s in signs) if m]
         if found:
             speeds[rid] = min(found)
-            if not 0 < speeds[rid] <= MAX_SPEED_LIMIT_MPS:
-                problem = f"a max-speed sign of {speeds[rid] * 3.6:g} km/h is not a speed limit in (0, {MAX_SPEED_LIMIT_MPS:g}] m/s"
-                raise ScenarioError(map_path, f"relation[@id={rid}]/tag[@k=sign_type]", problem)
     return speeds
 
 

@@ -325,3 +325,11 @@ def test_source_ids_that_sanitise_alike_give_distinct_stable_scenario_ids(tmp_pa
     assert main(["import", str(src), "--out", str(out), "--quiet"]) == 0  # stable: a re-import adds nothing
     assert "3 scenarios, 0 new" in capsys.readouterr().out
     assert scenarios.make_scenario_id("waymo", "?") == scenarios.make_scenario_id("waymo", "?") != scenarios.make_scenario_id("waymo", "!")
+
+
+def test_interaction_max_speed_sign_beyond_any_road(tmp_path):
+    path = tiny_logs.interaction_layout(tmp_path)
+    osm = path.parents[2] / "maps" / "DR_DTW_Curve.osm"
+    tiny_logs.edit(osm, 'v="de274-50"', 'v="de274-900"')
+    error = assert_error(path, "relation[@id=3001]/member[@role=regulatory_element]", "250.0 m/s is not in (0, 100]", source=osm)
+    assert error.source == str(osm)
