@@ -28,9 +28,11 @@ class Outcome:
     """What one isolated load did.
 
     Attributes:
-        kind: "ok" (scenarios built), "error" (a ScenarioError), "exception" (anything else raised),
-            "memory" (MemoryError: it tried to allocate beyond the cap), "timeout", "crashed"
-            (the child died without reporting, e.g. killed by a signal).
+        kind: "ok" (scenarios built), "implausible" (built, but a value is beyond the model's
+            bounds, as ``implausible`` measures them apart from the model's own checks), "error"
+            (a ScenarioError), "exception" (anything else raised), "memory" (MemoryError: it tried
+            to allocate beyond the cap), "timeout", "crashed" (the child died without reporting,
+            e.g. killed by a signal).
         field: the ScenarioError's field ("" otherwise).
         message: the error text, or the scenario ids for "ok".
         unexpected: the original exception type when ``load`` wrapped an unanticipated one.
@@ -57,6 +59,42 @@ def _address_space() -> int:
     raise RuntimeError("no VmSize in /proc/self/status")
 
 
+def implausible(scenario: Any) -> str:
+    """What in ``scenario`` lies beyond the bounds of ``scenarios.model`` ("" when nothing does),
+    measured here from the arrays, independently of ``Scenario.validate``."""
+    import numpy as np
+
+    from scenarios import model
+
+    tracks, valid = scenario.tracks, scenario.tracks.valid
+    for name in ("x", "y", "z"):
+        if valid.any() and np.abs(getattr(tracks, name)[valid]).max() > model.MAX_COORDINATE_M:
+            return f"track {name} beyond {model.MAX_COORDINATE_M:g} m"
+    speed = np.hypot(tracks.vx, tracks.vy)[valid]
+    if speed.size and speed.max() > model.MAX_SPEED_MPS:
+        return f"a logged speed of {speed.max():g} m/s"
+    for row in range(tracks.num_agents):
+        steps = np.flatnonzero(valid[row])
+        if steps.size > 1:
+            jump = np.hypot(np.diff(tracks.x[row, steps]), np.diff(tracks.y[row, steps]))
+            allowed = model.MAX_SPEED_MPS * np.diff(scenario.t_us[steps]) / 1e6 + model.POSITION_JITTER_M
+            if (jump > allowed).any():
+                return f"agent {tracks.agent_ids[row]} jumps {jump.max():g} m between samples"
+    if (tracks.length > model.MAX_SIZE_M).any() or (tracks.width > model.MAX_SIZE_M).any():
+        return "a box larger than any road user"
+    road = scenario.road_map
+    points = [p for lane in road.lanes for p in (lane.centerline, lane.left_boundary, lane.right_boundary) if p is not None]
+    points += [f.points for f in road.features]
+    if points and np.abs(np.concatenate(points)).max() > model.MAX_COORDINATE_M:
+        return f"a map point beyond {model.MAX_COORDINATE_M:g} m"
+    limits = np.array([lane.speed_limit for lane in road.lanes])
+    if (~np.isnan(limits) & ~((limits > 0) & (limits <= model.MAX_SPEED_LIMIT_MPS))).any():
+        return "a speed limit that is not positive and at most the bound"
+    if np.abs(scenario.t_us).max() > model.MAX_ABS_TIME_US or scenario.num_steps > model.MAX_STEPS:
+        return "timestamps or steps beyond the bounds"
+    return ""
+
+
 def _child(path: str, options: dict[str, Any], headroom: int, conn: Any) -> None:
     limit = _address_space() + headroom
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -64,7 +102,11 @@ def _child(path: str, options: dict[str, Any], headroom: int, conn: Any) -> None
 
     try:
         found = load(path, **options)
-        conn.send(("ok", "", " ".join(s.id[:80] for s in found), None, ""))
+        problems = [p for p in map(implausible, found) if p]
+        if problems:
+            conn.send(("implausible", "", problems[0][:2000], None, ""))
+        else:
+            conn.send(("ok", "", " ".join(s.id[:80] for s in found), None, ""))
     except ScenarioError as exc:
         conn.send(("error", exc.field, str(exc)[:2000], getattr(exc, "unexpected", None), exc.source[:500]))
     except MemoryError as exc:
