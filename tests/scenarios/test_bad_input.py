@@ -8,7 +8,6 @@ cap (``isolated``), so that such a reader fails its test instead of the machine.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -306,7 +305,6 @@ def test_cli_import_of_a_folder_with_bad_files_among_good_ones_imports_every_goo
     for name in ("bad_int", "bad_unicode", "bad_speed"):
         assert f"FAIL {src / name / 'tiny.json'}" in printed, printed
     assert sorted(ScenarioLibrary(out).ids()) == ["commonroad-USA_Tiny-1_1_T-1", "waymo-tiny"]
-    assert len(os.listdir(out / "tracks")) == 2  # a tracks part per good file: the bad ones stored nothing
 
 
 # ---- scenario ids stay unique ------------------------------------------------------------------
@@ -334,3 +332,26 @@ def test_interaction_max_speed_sign_beyond_any_road(tmp_path):
     tiny_logs.edit(osm, 'v="de274-50"', 'v="de274-900"')
     error = assert_error(path, "relation[@id=3001]/member[@role=regulatory_element]", "250.0 m/s is not in (0, 100]", source=osm)
     assert error.source == str(osm)
+
+
+def test_a_file_whose_scenarios_cannot_be_stored_fails_alone_though_files_are_stored_in_batches(tmp_path, capsys, monkeypatch):
+    """``drivetwin import`` appends many files' scenarios at once; an append that fails (all or
+    nothing) is retried file by file, so only the file that cannot be stored fails."""
+    src = tmp_path / "src"
+    for name in ("a", "b", "c"):
+        (src / name).mkdir(parents=True)
+        tiny_logs.waymo_json(src / name, scenario_id=f"log-{name}")
+    append = ScenarioLibrary.append
+
+    def refuse_b(self, scenes, **kwargs):
+        scenes = list(scenes)
+        if any(s.id == "waymo-log-b" for s in scenes):
+            raise OSError(28, "No space left on device")
+        return append(self, scenes, **kwargs)
+
+    monkeypatch.setattr(ScenarioLibrary, "append", refuse_b)
+    out = tmp_path / "lib"
+    assert main(["import", str(src), "--out", str(out), "--quiet"]) == 1
+    printed = capsys.readouterr().out
+    assert f"FAIL {src / 'b' / 'tiny.json'}: not stored in {out}: OSError" in printed, printed
+    assert sorted(ScenarioLibrary(out).ids()) == ["waymo-log-a", "waymo-log-c"]
