@@ -23,6 +23,7 @@ import os
 import pickle
 import re
 import shutil
+import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -30,9 +31,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.feather
 import pyarrow.parquet as pq
 import pytest
 from isolated import Isolation, Outcome
+
+from scenarios.importers import tfrecord
 
 from scenarios.importers.scenarionet import _unpickle
 
@@ -179,8 +183,8 @@ def _edit_csv(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
     return "\n".join(lines).encode(), f"set line {row + 1} column {column + 1} to {value[:40]!r}"
 
 
-def _edit_parquet(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
-    table = pq.read_table(io.BytesIO(data))
+def _edit_parquet(data: bytes, rng: np.random.Generator, feather: bool = False) -> tuple[bytes, str]:
+    table = (pa.feather.read_table if feather else pq.read_table)(io.BytesIO(data))
     name = _pick(rng, _hot(rng, table.column_names, str))
     column = table.column(name).to_pylist()
     kind = table.schema.field(name).type
@@ -202,9 +206,36 @@ def _edit_parquet(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
         array = pa.array(column)
     table = table.set_column(table.column_names.index(name), name, array)
     sink = io.BytesIO()
-    pq.write_table(table, sink)
+    (pa.feather.write_feather if feather else pq.write_table)(table, sink)
     where = "every row" if every_row else f"row {rows[0]}"
     return sink.getvalue(), f"set {name} at {where} to {str(value)[:40]!r}"
+
+
+def _edit_feather(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    return _edit_parquet(data, rng, feather=True)
+
+
+def _records(data: bytes) -> list[bytes]:
+    """The payloads of a TFRecord file's records (the file is the real one: well formed)."""
+    out, offset = [], 0
+    while offset < len(data):
+        (length,) = struct.unpack_from("<Q", data, offset)
+        out.append(data[offset + 12 : offset + 12 + length])
+        offset += 12 + length + 4
+    return out
+
+
+def _edit_tfrecord(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    """Bits flipped inside a record's ``Scenario`` proto, the record re-framed with valid CRCs, so
+    that the damage reaches the proto reader instead of stopping at the checksum."""
+    records = _records(data)
+    k = int(rng.integers(0, len(records)))
+    payload = bytearray(records[k])
+    spots = rng.integers(0, len(payload), size=int(rng.integers(1, 9)))
+    for spot in spots:
+        payload[spot] ^= 1 << int(rng.integers(0, 8))
+    records[k] = bytes(payload)
+    return b"".join(tfrecord.frame(r) for r in records), f"flipped bits at proto bytes {sorted(spots.tolist())} of record {k}, CRCs valid"
 
 
 def _pickle_leaves(value: Any, path: tuple = ()) -> list[tuple]:
@@ -257,6 +288,11 @@ def _real(data_dir: Path, fmt: str) -> tuple[Path, list[Path]]:
         return data_dir / "scenarionet" / "sd_nuscenes_v1.0-mini_scene-1100.pkl", []
     if fmt == "waymo_json":
         return data_dir / "waymo_json" / "tfrecord-00000-of-01000_222.json", []
+    if fmt == "womd":
+        return data_dir / "womd_tfrecord" / "motion_data_one_scenario.tfrecord", []
+    if fmt == "av2_sensor":  # the annotations are corrupted; the poses and the map are copied beside them
+        log = next((data_dir / "argoverse2_sensor").iterdir())
+        return log / "annotations_with_ego.feather", [log / "city_SE3_egovehicle.feather", *sorted((log / "map").iterdir())]
     raise KeyError(fmt)
 
 
@@ -266,6 +302,8 @@ FIELD_EDITS: dict[str, Callable[[bytes, np.random.Generator], tuple[bytes, str]]
     "scenarionet": _edit_pickle,
     "waymo_json": _edit_json,
     "interaction": _edit_csv,
+    "womd": _edit_tfrecord,
+    "av2_sensor": _edit_feather,
 }
 
 
@@ -296,6 +334,23 @@ def _parquet_edit(change: Callable[[dict], None]) -> Callable[[bytes], bytes]:
         return sink.getvalue()
 
     return edit
+
+
+def _feather_edit(change: Callable[[dict], None]) -> Callable[[bytes], bytes]:
+    def edit(data: bytes) -> bytes:
+        table = pa.feather.read_table(io.BytesIO(data))
+        columns = {name: table.column(name).to_pylist() for name in table.column_names}
+        change(columns)
+        sink = io.BytesIO()
+        pa.feather.write_feather(pa.table({n: pa.array(v, type=table.schema.field(n).type) for n, v in columns.items()}), sink)
+        return sink.getvalue()
+
+    return edit
+
+
+def _huge_record_length(data: bytes) -> bytes:
+    length = struct.pack("<Q", 2**40)
+    return length + struct.pack("<I", tfrecord.masked_crc(length)) + data[12:]
 
 
 def _av2_ten_million_steps(columns: dict) -> None:
@@ -371,6 +426,13 @@ DIRECTED: dict[str, list[tuple[str, Callable[[bytes], bytes]]]] = {
         ("a 100,000-character ego id", _pickle_edit(_rename_sdc)),
         ("the ego at 9999 m/s", _pickle_edit(lambda t: t["tracks"][t["metadata"]["sdc_id"]]["state"]["velocity"].__setitem__((slice(None), 0), 9999.0))),
     ],
+    "womd": [
+        ("a record length of 2**40 bytes with a valid length CRC", lambda d: _huge_record_length(d)),
+    ],
+    "av2_sensor": [
+        ("a box at tx_m = 1e308", _feather_edit(lambda c: c["tx_m"].__setitem__(0, 1e308))),
+        ("a 100,000-character track uuid", _feather_edit(lambda c: c["track_uuid"].__setitem__(1, LONG_TEXT))),
+    ],
     "interaction": [  # (the file of the fixture's layout they edit is named first)
         ("vehicle_tracks_000.csv: timestamp_ms = 1e18", _text_edit("1,3,300,car", "1,3,1000000000000000000,car")),
         ("vehicle_tracks_000.csv: vx = 9999", _text_edit("1,2,200,car,1005.900,998.250,9.000,", "1,2,200,car,1005.900,998.250,9999,")),
@@ -411,7 +473,15 @@ def _interaction_case(tmp: Path, rng: np.random.Generator) -> tuple[Path, str]:
     return tracks, f"{target.name}: {what}"
 
 
-@pytest.mark.parametrize("fmt", ["av2", "commonroad", "scenarionet", "waymo_json", "interaction"])
+def _copy_beside(folder: Path, real: Path, companions: list[Path]) -> None:
+    """The unchanged files of a log into ``folder``, where they lie relative to ``real``."""
+    for companion in companions:
+        target = folder / companion.relative_to(real.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(companion.read_bytes())
+
+
+@pytest.mark.parametrize("fmt", ["av2", "commonroad", "scenarionet", "waymo_json", "interaction", "womd", "av2_sensor"])
 def test_corrupted_real_files_load_or_fail_cleanly(fmt, data_dir, tmp_path, isolation):
     if fmt != "interaction":
         real, companions = _real(data_dir, fmt)
@@ -427,8 +497,7 @@ def test_corrupted_real_files_load_or_fail_cleanly(fmt, data_dir, tmp_path, isol
         else:
             target = folder / real.name
             target.write_bytes(edit(original))
-            for companion in companions:
-                (folder / companion.name).write_bytes(companion.read_bytes())
+            _copy_beside(folder, real, companions)
         outcome = isolation.load(target)
         if outcome.kind != "error" or outcome.unexpected:  # each of these must be refused
             failures.append(f"directed ({what}): {outcome.kind} {outcome.unexpected or ''} {outcome.message[:300]}")
@@ -442,8 +511,7 @@ def test_corrupted_real_files_load_or_fail_cleanly(fmt, data_dir, tmp_path, isol
             data, what = _mutate(fmt, original, rng)
             target = folder / real.name
             target.write_bytes(data)
-            for companion in companions:
-                (folder / companion.name).write_bytes(companion.read_bytes())
+            _copy_beside(folder, real, companions)
         outcome: Outcome = isolation.load(target)
         if not outcome.clean:
             failures.append(f"case {case} ({what}): {outcome.kind} {outcome.unexpected or ''} {outcome.message[:300]}")
