@@ -108,7 +108,7 @@ def speedup_and_capacity(limit: int) -> None:
     km_day = km / per_core_s * 86400
     print(f"capacity per core (in-process, regression suite): {per_hour:.0f} variants/hour, "
           f"{km_day:.0f} virtual km/day ({km / len(tasks) * 1000:.0f} m per variant); "
-          f"{TARGET_KM_PER_DAY:.0e} virtual km/day needs {math.ceil(TARGET_KM_PER_DAY / km_day) if km_day else 'inf'} cores")
+          f"{TARGET_KM_PER_DAY / 1e6:.0f} million virtual km/day needs {math.ceil(TARGET_KM_PER_DAY / km_day) if km_day else 'inf'} cores")
 
 
 def main() -> None:
@@ -123,7 +123,7 @@ def main() -> None:
         return
     print(f"{'planned':>9} {'rows':>9} {'wall s':>8} {'us/variant':>11} {'peak RSS MB':>12} {'RSS before MB':>14}")
     peaks = []
-    for n in (int(s) for s in args.sizes.split(",")):
+    for n in (int(s) for s in args.sizes.split(",") if s.strip()):
         done = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True)
         if done.returncode != 0:
             print(f"{n:>9} failed: {done.stderr.strip().splitlines()[-1:]}")
