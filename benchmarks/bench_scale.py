@@ -1,6 +1,6 @@
 """Scaling: the driver's own cost per variant and its memory, the 2-worker speedup, capacity.
 
-Usage: python benchmarks/bench_scale.py [--sizes 10000,100000,1000000] [--limit 24] [--skip-speedup]
+Usage: python benchmarks/bench_scale.py [--sizes 10000,100000,1000000] [--limit 0] [--skip-speedup]
 
 - Driver cost: ``run_suite`` on the bundled sample (18 scenarios) with one ``road_friction``
   sweep sized to N planned variants, sequential executor, and the simulation replaced by a
@@ -9,7 +9,7 @@ Usage: python benchmarks/bench_scale.py [--sizes 10000,100000,1000000] [--limit 
   consolidation. Each N runs in a fresh process; printed: µs per variant (wall / N) and peak RSS
   (``ru_maxrss``) against the same process before the run.
 - Speedup: ``benchmarks/bench_runner.py``'s bare-process and Ray measures, 1 and 2 workers, on
-  the first ``--limit`` variants of the regression suite.
+  the regression suite's variants (or the first ``--limit``).
 - Capacity: variants/hour and virtual km/day per core from the in-process run of those variants
   (km from ``ego_progress_m``), and the cores needed for 16 million virtual km a day.
 """
@@ -89,13 +89,14 @@ def speedup_and_capacity(limit: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         scenarios = select_scenarios(config, resolve_sources(config, Path(tmp)))
         tasks, _ = make_tasks(config, scenarios)
-    tasks = tasks[:limit]
+    tasks = tasks[:limit] if limit else tasks
     factory = _worker_factory(config)
     worker = factory()
     worker.warm()
-    km, start = 0.0, time.perf_counter()
+    km, simulated, start = 0.0, 0, time.perf_counter()
     for task in tasks:
         outcome = worker.run(task)
+        simulated += outcome.summary.get("status") != "rejected"  # rejected on the worker: not simulated
         km += sum(float(m["value"] or 0.0) for m in outcome.metrics if m.get("metric") == "ego_progress_m") / 1000.0
     per_core_s = time.perf_counter() - start
     worker.close()
@@ -104,17 +105,17 @@ def speedup_and_capacity(limit: int) -> None:
     ray1, ray2 = ray_run(factory, tasks, 1)[1], ray_run(factory, tasks, 2)[1]
     print(f"\n2-worker speedup on {len(tasks)} regression variants (work wall): ray {ray1 / ray2:.2f}x "
           f"({ray1:.1f} s -> {ray2:.1f} s), bare processes {bare1 / bare2:.2f}x ({bare1:.1f} s -> {bare2:.1f} s)")
-    per_hour = len(tasks) / per_core_s * 3600
+    per_hour = simulated / per_core_s * 3600
     km_day = km / per_core_s * 86400
     print(f"capacity per core (in-process, regression suite): {per_hour:.0f} variants/hour, "
-          f"{km_day:.0f} virtual km/day ({km / len(tasks) * 1000:.0f} m per variant); "
+          f"{km_day:.0f} virtual km/day ({km / max(1, simulated) * 1000:.0f} m per simulated variant, {len(tasks) - simulated} of {len(tasks)} rejected); "
           f"{TARGET_KM_PER_DAY / 1e6:.0f} million virtual km/day needs {math.ceil(TARGET_KM_PER_DAY / km_day) if km_day else 'inf'} cores")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument("--limit", type=int, default=24, help="regression variants for the speedup and capacity")
+    parser.add_argument("--limit", type=int, default=0, help="regression variants for the speedup and capacity (0: all)")
     parser.add_argument("--skip-speedup", action="store_true")
     parser.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)  # child: one driver-cost run
     args = parser.parse_args()
