@@ -157,16 +157,35 @@ class ExpertPolicy(_Baseline):
 
     supports = (ActionType.CONTINUOUS, ActionType.TRAJECTORY)
 
+    #: With continuous actions the along-track position error is closed in this time [s].
+    POSITION_TAU_S = 1.0
+
     def act(self, observation: Any) -> Any:
         view = self.view
         log = view.logged_ego
         k = view.step_index
-        idx = np.minimum(np.arange(k + 1, k + 1 + self.k_points), len(log) - 1)
+        # the ego's last logged step: the plan holds its last position after it. Past it the logged
+        # ego drives on at its last speed and heading (waypoints clamped to the last position would
+        # make the tracker brake to a stop in the episode's last steps)
+        moved = np.flatnonzero(np.any(log[:, :2] != log[-1, :2], axis=1))
+        last = int(moved[-1]) + 1 if moved.size else len(log) - 1
+        want = np.arange(k, k + 1 + self.k_points)  # the logged ego now and at the next K steps
+        idx = np.minimum(want, last)
+        beyond = np.maximum(want - last, 0) * self.dt * log[last, 3]
         ego = view.ego
         c, s = math.cos(ego.yaw), math.sin(ego.yaw)
-        dx, dy = log[idx, 0] - ego.x, log[idx, 1] - ego.y
-        waypoints = np.column_stack([dx * c + dy * s, -dx * s + dy * c])
-        return self._from_trajectory(waypoints, ego.speed)
+        dx = log[idx, 0] + beyond * math.cos(log[last, 2]) - ego.x
+        dy = log[idx, 1] + beyond * math.sin(log[last, 2]) - ego.y
+        points = np.column_stack([dx * c + dy * s, -dx * s + dy * c])
+        waypoints = points[1:]
+        if self.action_type is not ActionType.CONTINUOUS:
+            return self._from_trajectory(waypoints, ego.speed)
+        # speed: the log's own next speed (its acceleration fed forward, so the drive is as smooth
+        # as the log's) plus the along-track lag behind the logged ego closed in POSITION_TAU_S
+        _, steer = self.tracker.command(waypoints, ego.speed, self.params, self.dt)
+        target = float(log[idx[1], 3]) + float(points[0, 0]) / self.POSITION_TAU_S
+        accel = (target - ego.speed) / self.dt
+        return encode_continuous(accel, steer, self.params)
 
 
 @register_policy("constant_velocity")
