@@ -7,8 +7,9 @@ and space, the vehicle, the speed limit and a ``view`` of the twin's ground trut
 Baselines:
 
 - ``expert``: the logged ego's next K positions as a ``trajectory`` action (through the env's
-  tracker; with ``continuous`` actions the same tracker runs inside the policy). The sanity
-  reference: it reproduces the log. It does not anticipate the ego's latency.
+  tracker; with ``continuous`` actions the tracker steers and the log's own next speed, plus the
+  along-track lag closed in 1 s, sets the acceleration). The sanity reference: it reproduces the
+  log. It does not anticipate the ego's latency.
 - ``idm``: follows its route (pure pursuit on the observed route points) at the speed limit and
   brakes with IDM for the nearest observed road user in its corridor; needs ``state`` observations.
 - ``constant_velocity``: no acceleration and no steering (``trajectory``: straight ahead at the
