@@ -13,7 +13,7 @@ from evaluators import (
     evaluate,
     evaluate_all,
 )
-from evaluators.base import _REGISTRY, Evaluator, get, metric_specs, register, select
+from evaluators.base import REGISTRY, Evaluator, get, metric_specs, register, select
 from evaluators.context import Context
 from evaluators.report import REQUIRED_SUMMARY_COLUMNS
 from scenarios.synthetic import AgentSpec, scene
@@ -29,10 +29,10 @@ def two_cars():
 @pytest.fixture
 def scratch_registry():
     """Register test evaluators and remove them afterwards."""
-    before = dict(_REGISTRY)
+    before = set(REGISTRY)
     yield
-    _REGISTRY.clear()
-    _REGISTRY.update(before)
+    for name in set(REGISTRY) - before:
+        REGISTRY.remove(name)
 
 
 def test_every_builtin_is_registered_with_units():
