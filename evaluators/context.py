@@ -15,19 +15,16 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 import shapely
 
 from evaluators.config import EvaluatorConfig
 from evaluators.errors import EvaluatorError
-from evaluators.geometry import Segments, box_corners, box_overlap_depth, wrap_angle
+from evaluators.geometry import Segments, box_corners, box_overlap_depth
+from evaluators.metric import MetricValue
 from scenarios.model import AgentType, FeatureKind, RoadMap, Scenario
 from scenarios.rollout import Rollout
-
-if TYPE_CHECKING:
-    from evaluators.base import MetricValue
 
 
 class AgentClass(enum.IntEnum):
@@ -692,5 +689,4 @@ __all__ = [
     "clear_map_cache",
     "step_weights",
     "valid_runs",
-    "wrap_angle",
 ]

@@ -17,11 +17,6 @@ import shapely
 _CORNER_SIGNS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
 
 
-def wrap_angle(angle: np.ndarray | float) -> np.ndarray:
-    """``angle`` [rad] wrapped to [-pi, pi)."""
-    return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
-
-
 def box_corners(x: np.ndarray, y: np.ndarray, yaw: np.ndarray, length: np.ndarray, width: np.ndarray) -> np.ndarray:
     """(..., 4, 2) corners [m] of oriented boxes (inputs broadcast together)."""
     x, y, yaw, length, width = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (x, y, yaw, length, width)))

@@ -23,7 +23,7 @@ import numpy as np
 
 from evaluators.base import Evaluator, MetricSpec, MetricValue, register
 from evaluators.context import Context
-from evaluators.geometry import wrap_angle
+from scenarios.common import wrap_angle
 
 
 def inverse_bicycle(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
