@@ -9,11 +9,12 @@ depends on ran, calls the hook and checks that what came back is exactly what wa
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from evaluators.config import EvaluatorConfig
+from evaluators.config import SETTINGS, EvaluatorConfig
 from evaluators.context import Context
 from evaluators.errors import EvaluatorError
 from evaluators.metric import UNITS, MetricSpec, MetricValue
@@ -31,11 +32,14 @@ class Evaluator(abc.ABC):
         name: the registry name (set by ``register``).
         metrics: the metrics ``_compute`` returns, in order.
         requires: names of evaluators whose metrics ``_compute`` reads from ``ctx.results``.
+        settings_type: the frozen dataclass of this evaluator's own settings, the
+            ``[evaluators.<name>]`` table (None: it has none); it validates in ``__post_init__``.
     """
 
     name: ClassVar[str] = ""
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     requires: ClassVar[tuple[str, ...]] = ()
+    settings_type: ClassVar[type | None] = None
 
     def __init__(self, config: EvaluatorConfig | None = None) -> None:
         self.config = config or EvaluatorConfig()
@@ -76,6 +80,10 @@ class Evaluator(abc.ABC):
             ctx.results[v.name] = v
         return values
 
+    def settings(self, ctx: Context) -> Any:
+        """This evaluator's settings in the config of ``ctx``."""
+        return ctx.config.of(self.name)
+
     @abc.abstractmethod
     def _compute(self, ctx: Context) -> list[MetricValue]:
         """The metrics, in the order of ``metrics``; build each with ``self.value``."""
@@ -106,8 +114,13 @@ def register(name: str) -> Callable[[type[Evaluator]], type[Evaluator]]:
         for spec in cls.metrics:
             if spec.name in taken:
                 raise ValueError(f"evaluator {name!r}: metric {spec.name!r} is already produced by {taken[spec.name]!r}")
+        settings = cls.settings_type
+        if settings is not None and not (dataclasses.is_dataclass(settings) and isinstance(settings, type)):
+            raise TypeError(f"evaluator {name!r}: settings_type must be a dataclass")
         cls.name = name
         REGISTRY.add(name, cls)
+        if settings is not None:
+            SETTINGS.add(name, settings)
         return cls
 
     return decorate

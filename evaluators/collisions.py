@@ -22,10 +22,27 @@ default size). The classification uses the geometry at the collision step:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from evaluators.base import Evaluator, MetricSpec, MetricValue, register
+from evaluators.config import check_fields
 from evaluators.context import AgentClass, CollisionType, Context
 
 _CLASSES = (("vehicle", AgentClass.VEHICLE), ("vru", AgentClass.VRU), ("object", AgentClass.OBJECT))
+
+
+@dataclass(frozen=True, slots=True)
+class CollisionSettings:
+    """``[evaluators.collisions]``: at-fault collisions tolerated per class; the class score is
+    max(0, 1 - n / (max + 1)) (nuPlan: 0 vehicles, 0 VRUs, 1 object)."""
+
+    max_at_fault_vru: int = 0
+    max_at_fault_vehicle: int = 0
+    max_at_fault_object: int = 1
+
+    def __post_init__(self) -> None:
+        names = ("max_at_fault_vru", "max_at_fault_vehicle", "max_at_fault_object")
+        check_fields(self, "[evaluators.collisions]", nonneg=names, integer=names)
 
 
 def nuplan_collision_score(at_fault: dict[str, int], limits: dict[str, int]) -> float:
@@ -40,6 +57,7 @@ def nuplan_collision_score(at_fault: dict[str, int], limits: dict[str, int]) -> 
 class Collisions(Evaluator):
     """Counts of collisions and at-fault collisions per class, and nuPlan's collision multiplier."""
 
+    settings_type = CollisionSettings
     metrics = (
         MetricSpec("collisions", "count", "agents the ego touched (engine contact or box overlap)", "== 0"),
         *(MetricSpec(f"collisions_{c}", "count", f"{c} agents the ego touched") for c, _ in _CLASSES),
@@ -54,7 +72,7 @@ class Collisions(Evaluator):
 
     def _compute(self, ctx: Context) -> list[MetricValue]:
         ev = ctx.collision_events
-        cfg = ctx.config
+        cfg = self.settings(ctx)
         n = int(ev.agent.size)
         n_fault = int(ev.at_fault.sum())
         per = {c: int((ev.agent_class == k).sum()) for c, k in _CLASSES}

@@ -17,11 +17,57 @@ longitudinal acceleration stays in [-4.05, 2.40] m/s2, |lateral| <= 4.89 m/s2, |
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from evaluators.base import Evaluator, MetricSpec, MetricValue, register
+from evaluators.config import check_fields
 from evaluators.context import Context, valid_runs
+from evaluators.errors import EvaluatorError
 from evaluators.geometry import savgol
+
+@dataclass(frozen=True, slots=True)
+class ComfortSettings:
+    """``[evaluators.comfort]``: nuPlan's comfort bounds and the Savitzky-Golay windows.
+
+    Attributes:
+        min_lon_accel_mps2, max_lon_accel_mps2: longitudinal acceleration bounds [m/s2] (-4.05, 2.40).
+        max_abs_lat_accel_mps2: [m/s2] (4.89).  max_abs_yaw_rate_radps: [rad/s] (0.95).
+        max_abs_yaw_accel_radps2: [rad/s2] (1.93).  max_abs_lon_jerk_mps3: [m/s3] (4.13).
+        max_abs_jerk_mps3: [m/s3] (8.37).
+        accel_window, jerk_window, yaw_window: window lengths [samples] for the acceleration
+            (from velocity), the jerks (from acceleration) and the yaw rate and acceleration
+            (from heading) (9, 15, 5: nuPlan's, the 8-sample acceleration smoothing made odd).
+        log_margin_ratio: where the log itself breaks a bound, the planner breaks it only beyond
+            the log's own extreme times 1 + this (0.25).
+    """
+
+    min_lon_accel_mps2: float = -4.05
+    max_lon_accel_mps2: float = 2.40
+    max_abs_lat_accel_mps2: float = 4.89
+    max_abs_yaw_rate_radps: float = 0.95
+    max_abs_yaw_accel_radps2: float = 1.93
+    max_abs_lon_jerk_mps3: float = 4.13
+    max_abs_jerk_mps3: float = 8.37
+    accel_window: int = 9
+    jerk_window: int = 15
+    yaw_window: int = 5
+    log_margin_ratio: float = 0.25
+
+    def __post_init__(self) -> None:
+        src = "[evaluators.comfort]"
+        windows = ("accel_window", "jerk_window", "yaw_window")
+        positive = ("max_lon_accel_mps2", "max_abs_lat_accel_mps2", "max_abs_yaw_rate_radps", "max_abs_yaw_accel_radps2",
+                    "max_abs_lon_jerk_mps3", "max_abs_jerk_mps3")  # fmt: skip
+        check_fields(self, src, positive=positive, integer=windows, nonneg=("log_margin_ratio",))
+        if not self.min_lon_accel_mps2 < 0:
+            raise EvaluatorError(src, "min_lon_accel_mps2", f"must be negative, got {self.min_lon_accel_mps2!r}")
+        for name in windows:
+            w = getattr(self, name)
+            if w < 3 or w % 2 == 0:
+                raise EvaluatorError(src, name, f"must be an odd window of at least 3 samples, got {w}")
+
 
 #: Series names of ``ego_dynamics``.
 DYNAMICS = ("speed_mps", "lon_accel_mps2", "lat_accel_mps2", "lon_jerk_mps3", "jerk_mps3", "yaw_rate_radps", "yaw_accel_radps2")
@@ -31,7 +77,7 @@ def ego_dynamics(ctx: Context) -> dict[str, np.ndarray]:
     """(S,) series of the ego's smoothed dynamics, NaN where the ego is invalid (cached in ``ctx.series``)."""
     if "lon_accel_mps2" in ctx.series:
         return {k: ctx.series[k] for k in DYNAMICS}
-    cfg = ctx.config
+    cfg = ctx.config.of("comfort")
     r = ctx.rollout
     e = ctx.ego
     dt = ctx.dt_s
@@ -62,6 +108,7 @@ def _max_abs(x: np.ndarray) -> float:
 class Comfort(Evaluator):
     """The extremes of the ego's smoothed dynamics and whether all lie within nuPlan's comfort bounds."""
 
+    settings_type = ComfortSettings
     metrics = (
         MetricSpec("lon_accel_min_mps2", "m/s2", "most negative longitudinal acceleration", ">= -4.05 m/s2"),
         MetricSpec("lon_accel_max_mps2", "m/s2", "largest longitudinal acceleration", "<= 2.40 m/s2"),
@@ -74,7 +121,7 @@ class Comfort(Evaluator):
     )
 
     def _compute(self, ctx: Context) -> list[MetricValue]:
-        cfg = ctx.config
+        cfg = self.settings(ctx)
         d = ego_dynamics(ctx)
         lon = d["lon_accel_mps2"]
         lo = float(np.nanmin(lon)) if np.isfinite(lon).any() else 0.0

@@ -3,7 +3,7 @@
 The drivable area is the union of the map's drivable-area and driveway polygons and its vehicle
 lanes' polygons (see ``MapGeometry``). The metric is nuPlan's: the largest distance of any of the
 ego's four corners outside it over the rollout; compliant (multiplier 1) at or below
-``max_offroad_m`` (0.3 m), else 0.
+``[evaluators.drivable_area] max_distance_m`` (0.3 m), else 0.
 
 Two refinements keep it truthful on real maps (see ``Context.corner_offroad_m``): where the map
 has road edges, a corner outside the drivable area counts only beyond a road edge, measured from
@@ -18,16 +18,37 @@ replay) is reported beside it, not mixed in: it depends on the twin's road mesh.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from evaluators.base import Evaluator, MetricSpec, MetricValue, register
+from evaluators.config import check_fields
 from evaluators.context import Context
+
+
+@dataclass(frozen=True, slots=True)
+class DrivableAreaSettings:
+    """``[evaluators.drivable_area]``.
+
+    Attributes:
+        max_distance_m: largest distance of an ego corner outside the drivable area [m] (nuPlan 0.3).
+        log_margin_m: where the log itself is further off than ``max_distance_m``, the planner
+            fails only beyond the log's distance plus this [m] (0.2).
+    """
+
+    max_distance_m: float = 0.3
+    log_margin_m: float = 0.2
+
+    def __post_init__(self) -> None:
+        check_fields(self, "[evaluators.drivable_area]", nonneg=("max_distance_m", "log_margin_m"))
 
 
 @register("drivable_area")
 class DrivableArea(Evaluator):
     """Largest corner distance outside the drivable area, and nuPlan's compliance multiplier."""
 
+    settings_type = DrivableAreaSettings
     metrics = (
         MetricSpec("drivable_area_max_distance_m", "m", "largest distance of an ego corner outside the drivable area", "<= 0.3 m"),
         MetricSpec("drivable_area_compliance", "1", "nuPlan multiplier: 1 when the distance is <= 0.3 m, else 0", "== 1"),
@@ -38,7 +59,7 @@ class DrivableArea(Evaluator):
     def _compute(self, ctx: Context) -> list[MetricValue]:
         dist = ctx.corner_offroad_m
         worst = float(np.nanmax(dist)) if np.isfinite(dist).any() else float("nan")
-        ok = not worst > ctx.config.max_offroad_m  # NaN (no drivable area known) is not a violation
+        ok = not worst > self.settings(ctx).max_distance_m  # NaN (no drivable area known) is not a violation
         engine = int(np.count_nonzero(np.asarray(ctx.rollout.offroad, dtype=bool) & ctx.ego_valid))
         known = np.isfinite(dist).all(axis=1)
         series = np.full(ctx.num_steps, np.nan)

@@ -9,16 +9,38 @@ max(0, 1 - integral / (max_overspeed_mps * duration)), duration = the ego's vali
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from evaluators.base import Evaluator, MetricSpec, MetricValue, register
+from evaluators.config import check_fields
 from evaluators.context import Context, step_weights
+
+
+@dataclass(frozen=True, slots=True)
+class SpeedLimitSettings:
+    """``[evaluators.speed_limit]``.
+
+    Attributes:
+        max_overspeed_mps: overspeed that, held for the whole rollout, makes the compliance 0 [m/s]
+            (nuPlan 2.23).
+        log_margin_mps: where the log itself exceeds the limit, the planner is judged against the
+            limit raised by the log's largest overspeed plus this [m/s] (0.5).
+    """
+
+    max_overspeed_mps: float = 2.23
+    log_margin_mps: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_fields(self, "[evaluators.speed_limit]", positive=("max_overspeed_mps",), nonneg=("log_margin_mps",))
 
 
 @register("speed_limit")
 class SpeedLimit(Evaluator):
     """Speed-limit compliance, the largest overspeed and the share of time with a known limit."""
 
+    settings_type = SpeedLimitSettings
     metrics = (
         MetricSpec("speed_limit_compliance", "1", "max(0, 1 - overspeed integral / (2.23 m/s x duration))"),
         MetricSpec("max_overspeed_mps", "m/s", "largest speed above the lane's limit"),
@@ -36,7 +58,7 @@ class SpeedLimit(Evaluator):
         weights = step_weights(ctx.t_s, steps)
         duration = float(weights.sum())
         integral = float(np.sum(over[steps] * weights))
-        compliance = max(0.0, 1.0 - integral / (ctx.config.max_overspeed_mps * duration)) if duration > 0 else 1.0
+        compliance = max(0.0, 1.0 - integral / (self.settings(ctx).max_overspeed_mps * duration)) if duration > 0 else 1.0
         covered = float(np.sum(weights * np.isfinite(limit[steps])) / duration) if duration > 0 else float(np.isfinite(limit[steps]).any())
         ctx.series["speed_limit_mps"] = np.where(ctx.ego_valid, limit, np.nan)
         return [

@@ -119,7 +119,7 @@ def key_moment(scenario: Scenario, rollout: Rollout, eval_config: Any = None) ->
         fault = "at fault" if c["at_fault"] else "not at fault"
         markers.append(Marker("collision", c["step"], x, y, f"{c['type']}, {fault}"))
     worst = np.where(np.isfinite(offroad), offroad, -np.inf).max(axis=1)
-    beyond = np.flatnonzero(worst > config.max_offroad_m)
+    beyond = np.flatnonzero(worst > config.of("drivable_area").max_distance_m)
     if beyond.size:
         k = int(beyond[0])
         corner = int(np.nanargmax(offroad[k]))
