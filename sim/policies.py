@@ -7,9 +7,9 @@ and space, the vehicle, the speed limit and a ``view`` of the twin's ground trut
 Baselines:
 
 - ``expert``: the logged ego's next K positions as a ``trajectory`` action (through the env's
-  tracker; with ``continuous`` actions the tracker steers and the log's own next speed, plus the
-  along-track lag closed in 1 s, sets the acceleration). The sanity reference: it reproduces the
-  log. It does not anticipate the ego's latency.
+  tracker; with ``continuous`` actions the tracker steers and the log's own acceleration, plus a
+  gentle correction of the speed and along-track errors, sets the acceleration). The sanity
+  reference: it reproduces the log. It does not anticipate the ego's latency.
 - ``idm``: follows its route (pure pursuit on the observed route points) at the speed limit and
   brakes with IDM for the nearest observed road user in its corridor; needs ``state`` observations.
 - ``constant_velocity``: no acceleration and no steering (``trajectory``: straight ahead at the
@@ -158,8 +158,11 @@ class ExpertPolicy(_Baseline):
 
     supports = (ActionType.CONTINUOUS, ActionType.TRAJECTORY)
 
-    #: With continuous actions the along-track position error is closed in this time [s].
-    POSITION_TAU_S = 1.0
+    #: With continuous actions the speed and along-track errors decay as a critically damped
+    #: second-order system of this natural frequency [rad/s] (about 2 s to settle).
+    TRACKING_OMEGA = 1.0
+    #: The logged ego stands still at or below this speed [m/s].
+    STOPPED_MPS = 0.05
 
     def act(self, observation: Any) -> Any:
         view = self.view
@@ -181,11 +184,15 @@ class ExpertPolicy(_Baseline):
         waypoints = points[1:]
         if self.action_type is not ActionType.CONTINUOUS:
             return self._from_trajectory(waypoints, ego.speed)
-        # speed: the log's own next speed (its acceleration fed forward, so the drive is as smooth
-        # as the log's) plus the along-track lag behind the logged ego closed in POSITION_TAU_S
+        # acceleration: the log's own (fed forward, so the drive is as smooth as the log's) plus a
+        # gentle correction of the speed error and of the along-track lag behind the logged ego
         _, steer = self.tracker.command(waypoints, ego.speed, self.params, self.dt)
-        target = float(log[idx[1], 3]) + float(points[0, 0]) / self.POSITION_TAU_S
-        accel = (target - ego.speed) / self.dt
+        w = self.TRACKING_OMEGA
+        v_now, v_next = float(log[idx[0], 3]), float(log[idx[1], 3])
+        lag = float(points[0, 0])
+        if max(abs(v_now), abs(v_next)) <= self.STOPPED_MPS and lag > 0:
+            lag = 0.0  # the log stands: its box jumping ahead (a parked car's jitter) is not chased
+        accel = (v_next - v_now) / self.dt + 2 * w * (v_now - ego.speed) + w * w * lag
         return encode_continuous(accel, steer, self.params)
 
 
