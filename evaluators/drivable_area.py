@@ -12,7 +12,12 @@ shoulders between the lanes and the curb); and a corner that left through the ma
 way back ends on the edge of the map's extent, crossing no road edge: maps are cropped
 around the log, and the road goes on beyond) is not judged; such steps are counted in
 ``offmap_steps``. A map without any drivable geometry cannot be judged: the distance is NaN and
-the multiplier 1. The engine's own off-road flag (``rollout.offroad``, all False in a log
+the multiplier 1.
+
+Judged against the log: where the logged ego itself gets further off than ``max_distance_m``
+within the rollout's time (NGSIM boxes past their lanelet's edge), the planner fails only beyond
+the log's distance plus ``log_margin_m``; ``log_drivable_area_max_distance_m`` holds the log's
+distance. The engine's own off-road flag (``rollout.offroad``, all False in a log
 replay) is reported beside it, not mixed in: it depends on the twin's road mesh.
 """
 
@@ -54,12 +59,20 @@ class DrivableArea(Evaluator):
         MetricSpec("drivable_area_compliance", "1", "nuPlan multiplier: 1 when the distance is <= 0.3 m, else 0", "== 1"),
         MetricSpec("offroad_engine_steps", "count", "steps the engine found an ego corner off the road surface"),
         MetricSpec("offmap_steps", "count", "steps with an ego corner off the map's cut edge (not judged)"),
+        MetricSpec("log_drivable_area_max_distance_m", "m", "the logged ego's largest corner distance outside over the same time (null unless judged against the log)"),
     )
 
     def _compute(self, ctx: Context) -> list[MetricValue]:
         dist = ctx.corner_offroad_m
         worst = float(np.nanmax(dist)) if np.isfinite(dist).any() else float("nan")
-        ok = not worst > self.settings(ctx).max_distance_m  # NaN (no drivable area known) is not a violation
+        cfg = self.settings(ctx)
+        allowed = cfg.max_distance_m
+        log_worst = ctx.log.offroad_m if ctx.log is not None else float("nan")
+        if log_worst > cfg.max_distance_m:  # the log itself is off the road (NaN: not judged)
+            allowed = log_worst + cfg.log_margin_m
+            verdict = "fails" if worst > allowed else "passes"
+            ctx.note("drivable_area", f"log itself {log_worst:.2f} m off-road; planner {worst:.2f} m {verdict} (limit {allowed:.2f} m)")
+        ok = not worst > allowed  # NaN (no drivable area known) is not a violation
         engine = int(np.count_nonzero(np.asarray(ctx.rollout.offroad, dtype=bool) & ctx.ego_valid))
         known = np.isfinite(dist).all(axis=1)
         series = np.full(ctx.num_steps, np.nan)
@@ -70,4 +83,5 @@ class DrivableArea(Evaluator):
             self.value("drivable_area_compliance", 1.0 if ok else 0.0, ok),
             self.value("offroad_engine_steps", engine),
             self.value("offmap_steps", int((np.isnan(dist).any(axis=1) & ctx.ego_valid).sum()) if ctx.map.drivable is not None else 0),
+            self.value("log_drivable_area_max_distance_m", log_worst),
         ]

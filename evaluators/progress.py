@@ -6,6 +6,11 @@ the path minus where its first one does. The ratio is nuPlan's with a 2 m floor,
 min(1, max(ego, 2) / max(expert, 2)), so a scene where the expert barely moves does not punish
 a standing ego; the ego is making progress when the ratio is at least 0.2. Projection clamps to
 the path's ends, so driving past the expert's last position cannot raise the ratio above 1.
+
+A rollout that ended at its goal (``termination == "goal"``: the twin found the ego at the end
+of the logged path, within its goal tolerance) completed the route: its ratio is 1, whatever
+metre of tolerance was left (``ego_progress_m`` still says where it stopped). Without this the
+expert itself scores 0.88 on a slow NGSIM car whose 8 m path ends 1 m after its goal.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ class Progress(Evaluator):
     metrics = (
         MetricSpec("ego_progress_m", "m", "ego progress along the logged ego's path"),
         MetricSpec("expert_progress_m", "m", "length of the logged ego's path"),
-        MetricSpec("progress_ratio", "1", "min(1, max(ego, 2 m) / max(expert, 2 m))"),
+        MetricSpec("progress_ratio", "1", "min(1, max(ego, 2 m) / max(expert, 2 m)); 1 when the rollout ended at its goal"),
         MetricSpec("making_progress", "bool", "progress ratio >= 0.2 (nuPlan multiplier)", ">= 0.2"),
     )
 
@@ -62,7 +67,7 @@ class Progress(Evaluator):
             ego = float(s[1] - s[0])
         else:
             expert = ego = 0.0
-        ratio = progress_ratio(ego, expert, cfg.floor_m)
+        ratio = 1.0 if ctx.rollout.termination == "goal" else progress_ratio(ego, expert, cfg.floor_m)
         making = ratio >= cfg.making_progress_ratio
         return [
             self.value("ego_progress_m", ego),

@@ -1,9 +1,12 @@
 """Time to collision (nuPlan's projected TTC) and the minimum distance to another road user.
 
 At every step where the ego moves (speed > ``ego_stopped_mps``), the ego and each relevant
-agent are moved on at constant velocity in ``[evaluators.ttc] step_s`` steps up to ``horizon_s``
-(0.1 s .. 3.0 s); the TTC is the first projected time their boxes overlap (inf when none; found
-in closed form per pair, see ``first_overlap_time``, identical to testing every 0.1 s). An
+agent are moved on at constant velocity in ``[evaluators.ttc] step_s`` steps before ``horizon_s``
+(0.1 s .. 2.9 s: nuPlan's ``np.arange(step, horizon, step)``, which leaves the horizon itself
+out); the TTC is the first projected time their boxes are in contact, touching included as
+nuPlan's shapely ``intersects`` has it (a lead 9 m ahead closing at 10 m/s gives 0.9 s; inf when
+none; found in closed form per pair, see ``first_overlap_time``, identical to testing every
+step). An
 agent is relevant, as in nuPlan, when it is ahead of the ego (within 30 deg of its heading from
 the rear axle) or, while the ego straddles lanes, is off the lane map or is where lanes cross, not
 behind it (beyond 150 deg); agents the ego already collided with are left out from that step on,
@@ -86,7 +89,7 @@ def projected_ttc(ctx: Context) -> np.ndarray:
             ttc_cfg.step_s, ttc_cfg.horizon_s, cfg.collision_min_overlap_m,
         )  # fmt: skip
         np.minimum.at(ttc, t, pair_ttc)
-    ttc[ev.step[ev.at_fault]] = 0.0
+    ttc[ev.step[ev.at_fault & ~ev.excused]] = 0.0
     ttc[~ctx.ego_valid] = np.nan
     return ttc
 
@@ -129,19 +132,28 @@ class TimeToCollision(Evaluator):
 
     settings_type = TTCSettings
     metrics = (
-        MetricSpec("min_ttc_s", "s", "smallest projected time to collision (inf when none within 3 s)", "> 0.95 s"),
+        MetricSpec("min_ttc_s", "s", "smallest projected time to collision (inf when none by 2.9 s)", "> 0.95 s"),
         MetricSpec("ttc_within_bound", "bool", "the TTC never dropped to 0.95 s or below", "> 0.95 s"),
         MetricSpec("min_distance_m", "m", "smallest distance between the ego's box and another agent's"),
+        MetricSpec("log_min_ttc_s", "s", "the logged ego's smallest TTC over the same time (null unless judged against the log)"),
     )
 
     def _compute(self, ctx: Context) -> list[MetricValue]:
         ttc = projected_ttc(ctx)
         ctx.series["ttc_s"] = ttc
+        cfg = self.settings(ctx)
         known = ttc[ctx.ego_valid]
         low = float(known.min())
-        within = bool((known > self.settings(ctx).bound_s).all())
+        within = bool((known > cfg.bound_s).all())
+        log_low = ctx.log.min_ttc_s if ctx.log is not None else float("nan")
+        if log_low <= cfg.bound_s:  # the log itself is under bound (NaN: not judged)
+            floor = log_low - cfg.log_margin_s
+            within = not low < floor
+            verdict = "passes" if within else "fails"
+            ctx.note("ttc", f"log itself min TTC {log_low:.2f} s; planner {low:.2f} s {verdict} (fails below {floor:.2f} s)")
         return [
             self.value("min_ttc_s", low, within),
             self.value("ttc_within_bound", within, within),
             self.value("min_distance_m", min_distance(ctx)),
+            self.value("log_min_ttc_s", log_low),
         ]
