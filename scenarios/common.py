@@ -101,10 +101,11 @@ class LRU(Generic[K, V]):
     engine handles that cannot be copied, and a copy rebuilds them on demand.
     """
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, on_evict: Callable[[V], None] | None = None) -> None:
         if maxsize < 1:
             raise ValueError(f"LRU maxsize must be >= 1, got {maxsize}")
         self.maxsize = int(maxsize)
+        self.on_evict = on_evict  # called with each value evicted past maxsize (closes file handles)
         self._data: OrderedDict[K, V] = OrderedDict()
 
     def get(self, key: K, default: V | None = None) -> V | None:
@@ -120,7 +121,9 @@ class LRU(Generic[K, V]):
         self._data[key] = value
         self._data.move_to_end(key)
         while len(self._data) > self.maxsize:
-            self._data.popitem(last=False)
+            _, evicted = self._data.popitem(last=False)
+            if self.on_evict is not None:
+                self.on_evict(evicted)
         return value
 
     def get_or_make(self, key: K, make: Callable[[], V]) -> V:
@@ -147,16 +150,17 @@ class LRU(Generic[K, V]):
         return len(self._data)
 
     def __deepcopy__(self, memo: dict) -> LRU[K, V]:
-        return type(self)(self.maxsize)
+        return type(self)(self.maxsize, self.on_evict)
 
     def __copy__(self) -> LRU[K, V]:
-        return type(self)(self.maxsize)
+        return type(self)(self.maxsize, self.on_evict)
 
     def __getstate__(self) -> dict:  # pickled (Ray, AsyncVectorEnv): an empty cache of the same size
-        return {"maxsize": self.maxsize}
+        return {"maxsize": self.maxsize} if self.on_evict is None else {"maxsize": self.maxsize, "on_evict": self.on_evict}
 
     def __setstate__(self, state: dict) -> None:
         self.maxsize = state["maxsize"]
+        self.on_evict = state.get("on_evict")
         self._data = OrderedDict()
 
 

@@ -28,3 +28,10 @@ class SourcedError(ValueError):
 
 class ScenarioError(SourcedError):
     """Bad scenario input: names the file (or scenario), the field and the problem."""
+
+
+class UnknownScenarioError(ScenarioError, KeyError):
+    """A scenario id that is not in the library; also a ``KeyError``, as a missing id always was."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return ScenarioError.__str__(self)

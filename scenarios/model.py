@@ -161,11 +161,13 @@ class Conditions:
             says: a staged manoeuvre (a hard-braking lead, a cut-in) must not be replaced by IDM.
     """
 
-    road_friction: float = 0.9
+    # Each field is a column of the library's scenarios table (unit from the name's suffix or
+    # ``metadata["unit"]``; see ``scenarios.library.schema.condition_fields``).
+    road_friction: float = field(default=0.9, metadata={"description": "tyre-road friction coefficient"})
     ego_latency_s: float = 0.0
     position_noise_m: float = 0.0
     heading_noise_rad: float = 0.0
-    detection_dropout: float = 0.0
+    detection_dropout: float = field(default=0.0, metadata={"description": "probability"})
     agents_mode: str = ""
     reactive_agents: tuple[str, ...] = ()
     replay_agents: tuple[str, ...] = ()

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from scenarios.common import Registry
 from scenarios.errors import ScenarioError
 from scenarios.model import AgentType, Tracks
 
@@ -52,7 +53,7 @@ class Importer:
         return self.companion is not None and bool(self.companion(path))
 
 
-_REGISTRY: dict[str, Importer] = {}
+_REGISTRY: Registry[Importer] = Registry("importer", unknown=lambda name, message: ScenarioError("importers", "format", message))
 
 
 def register(
@@ -61,9 +62,7 @@ def register(
     """Decorator: register ``read`` as the importer of format ``name``; duplicates are an error."""
 
     def decorate(read: Reader) -> Reader:
-        if name in _REGISTRY:
-            raise ValueError(f"importer {name!r} is already registered")
-        _REGISTRY[name] = Importer(name, read, sniff, has_logged_ego, companion)
+        _REGISTRY.add(name, Importer(name, read, sniff, has_logged_ego, companion))
         return read
 
     return decorate
@@ -71,7 +70,7 @@ def register(
 
 def importers() -> dict[str, Importer]:
     """Every registered importer by name."""
-    return dict(_REGISTRY)
+    return _REGISTRY.as_dict()
 
 
 def read_head(path: Path) -> bytes:
@@ -88,7 +87,7 @@ def detect(path: str | Path) -> Importer:
     if not path.exists():
         raise ScenarioError(path, "", "no such file or directory")
     head = b"" if path.is_dir() else read_head(path)
-    for importer in _REGISTRY.values():
+    for _, importer in _REGISTRY.items():
         try:
             if importer.sniff(path, head):
                 return importer
@@ -97,7 +96,7 @@ def detect(path: str | Path) -> Importer:
     if path.is_file() and path.stat().st_size == 0:
         raise ScenarioError(path, "", "the file is empty")
     raise ScenarioError(
-        path, "", f"unknown format: not one of {sorted(_REGISTRY)} (recognised from the file's content, not its name)"
+        path, "", f"unknown format: not one of {_REGISTRY.names()} (recognised from the file's content, not its name)"
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from scenarios.common import Registry
 from scenarios.errors import ScenarioError
 from scenarios.model import Scenario
 
@@ -195,7 +196,7 @@ def tagged_agent(scenario: Scenario, operator: str) -> str | None:
     return hits[-1] if hits else None
 
 
-_REGISTRY: dict[str, Operator] = {}
+_REGISTRY: Registry[Operator] = Registry("operator", unknown=lambda name, message: MutationError("mutation", "operator", message))
 
 
 def register(name: str, *params: Param) -> Callable[[OperatorFn], OperatorFn]:
@@ -206,14 +207,12 @@ def register(name: str, *params: Param) -> Callable[[OperatorFn], OperatorFn]:
     """
 
     def decorate(fn: OperatorFn) -> OperatorFn:
-        if name in _REGISTRY:
-            raise ValueError(f"mutation operator {name!r} is already registered")
         kwonly = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
         declared = [p.name for p in params]
         if sorted(kwonly) != sorted(declared):
             raise ValueError(f"operator {name!r}: keyword arguments {kwonly} do not match declared parameters {declared}")
         doc = (inspect.getdoc(fn) or "").split("\n")[0]
-        _REGISTRY[name] = Operator(name, tuple(params), fn, doc)
+        _REGISTRY.add(name, Operator(name, tuple(params), fn, doc))
         return fn
 
     return decorate
@@ -221,17 +220,14 @@ def register(name: str, *params: Param) -> Callable[[OperatorFn], OperatorFn]:
 
 def names() -> list[str]:
     """Names of every registered operator, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get(name: str) -> Operator:
     """The operator registered as ``name``; ``MutationError`` when there is none."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise MutationError("mutation", "operator", f"unknown operator {name!r}; known: {names()}") from None
+    return _REGISTRY.get(name)
 
 
 def operators() -> dict[str, Operator]:
     """Every registered operator by name."""
-    return dict(_REGISTRY)
+    return _REGISTRY.as_dict()

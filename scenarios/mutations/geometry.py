@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scenarios.common import wrap_angle
 from scenarios.geometry import boxes_overlap  # noqa: F401  (re-exported: operators use it from here)
 from scenarios.model import AgentType, Scenario, Tracks
 
@@ -31,11 +32,6 @@ LEAD_MAX_HEADING_RAD = np.pi / 4
 LEAD_MAX_DISTANCE_M = 150.0
 #: Lane types that are not for cars.
 NON_CAR_LANES = frozenset({"bike", "bicycle", "biking", "sidewalk", "walkway", "crosswalk", "parking", "pedestrian"})
-
-
-def wrap_angle(a: np.ndarray | float) -> np.ndarray:
-    """Angle(s) wrapped to [-pi, pi) [rad]."""
-    return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -68,7 +68,7 @@ class MutationPlan:
             raise MutationError(source, exc.field, exc.problem) from None
         sampler = str(table.get("sampler", "random"))
         if sampler not in SAMPLERS:
-            raise MutationError(source, "mutation.sampler", f"unknown sampler {sampler!r}; known: {sorted(SAMPLERS)}")
+            raise MutationError(source, "mutation.sampler", f"unknown sampler {sampler!r}; known: {SAMPLERS.names()}")
         variants, seed = table.get("variants", 10), table.get("seed", 0)
         for name, value, least in (("variants", variants, 1), ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:

@@ -16,10 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from scenarios.common import Registry
 from scenarios.mutations.base import MutationError
 from scenarios.mutations.spaces import SearchSpace
 
 Point = dict[str, Any]
+
+#: Samplers by name: ``@SAMPLERS.decorator("mine")`` on a ``Sampler`` subclass (a plug-in's) makes
+#: ``sampler = "mine"`` work in a suite.
+SAMPLERS: Registry[Callable[..., Sampler]] = Registry(
+    "sampler", unknown=lambda name, message: MutationError("sampler", "sampler", message)
+)
 
 
 def _primes(count: int) -> list[int]:
@@ -93,6 +100,7 @@ class Sampler(ABC):
         """Feed back scores of evaluated points (lower = closer to failure); a no-op unless adaptive."""
 
 
+@SAMPLERS.decorator("random")
 class RandomSampler(Sampler):
     """Independent uniform points in the unit cube."""
 
@@ -100,6 +108,7 @@ class RandomSampler(Sampler):
         return self.rng.random((n, self.space.dim))
 
 
+@SAMPLERS.decorator("halton")
 class HaltonSampler(Sampler):
     """The scrambled Halton sequence (seeded), continued across calls."""
 
@@ -113,6 +122,7 @@ class HaltonSampler(Sampler):
         return out
 
 
+@SAMPLERS.decorator("lhs")
 class LatinHypercubeSampler(Sampler):
     """A Latin hypercube per call (each call's batch is stratified on its own)."""
 
@@ -120,6 +130,7 @@ class LatinHypercubeSampler(Sampler):
         return latin_hypercube(n, self.space.dim, self.rng)
 
 
+@SAMPLERS.decorator("grid")
 class GridSampler(Sampler):
     """Every combination of the dimensions' grid values, in order (``points`` per continuous dimension)."""
 
@@ -139,6 +150,7 @@ class GridSampler(Sampler):
         return out
 
 
+@SAMPLERS.decorator("cem")
 class CrossEntropySampler(Sampler):
     """The cross-entropy method: a Gaussian in the unit cube moved towards the lowest scores.
 
@@ -206,20 +218,10 @@ class CrossEntropySampler(Sampler):
             self.std = np.maximum(a * std + (1 - a) * self.std, self.min_std)
 
 
-SAMPLERS: dict[str, Callable[..., Sampler]] = {
-    "random": RandomSampler,
-    "halton": HaltonSampler,
-    "lhs": LatinHypercubeSampler,
-    "grid": GridSampler,
-    "cem": CrossEntropySampler,
-}
-
-
 def make_sampler(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Sampler:
-    """The sampler called ``name`` (random, halton, lhs, grid, cem) over ``space``."""
-    if name not in SAMPLERS:
-        raise MutationError("sampler", "sampler", f"unknown sampler {name!r}; known: {sorted(SAMPLERS)}")
+    """The sampler called ``name`` (random, halton, lhs, grid, cem, or a plug-in's) over ``space``."""
+    make = SAMPLERS.get(name)
     try:
-        return SAMPLERS[name](space, seed, **options)
+        return make(space, seed, **options)
     except TypeError as exc:
         raise MutationError("sampler", "sampler_options", f"{name}: {exc}") from None

@@ -35,6 +35,21 @@ def test_lru_evicts_least_recent_and_copies_empty():
         assert len(clone) == 0 and clone.maxsize == 2
 
 
+def test_lru_on_evict_sees_each_evicted_value_in_order():
+    evicted: list[int] = []
+    cache: LRU[str, int] = LRU(2, on_evict=evicted.append)
+    for key, value in (("a", 1), ("b", 2), ("c", 3)):
+        cache.put(key, value)
+    cache.get("b")
+    cache.get_or_make("d", lambda: 4)
+    assert evicted == [1, 3] and cache.values() == [2, 4]
+    cache.clear()  # clearing is not eviction
+    assert evicted == [1, 3]
+    clone = copy.deepcopy(cache)
+    assert clone.on_evict is cache.on_evict and len(clone) == 0
+    assert pickle.loads(pickle.dumps(LRU(3))).on_evict is None
+
+
 def test_wrap_angle_range_and_types():
     assert wrap_angle(math.pi) == pytest.approx(-math.pi)
     assert wrap_angle(3 * math.pi / 2) == pytest.approx(-math.pi / 2)
