@@ -7,9 +7,10 @@ and space, the vehicle, the speed limit and a ``view`` of the twin's ground trut
 Baselines:
 
 - ``expert``: the logged ego's next K positions as a ``trajectory`` action (through the env's
-  tracker; with ``continuous`` actions the tracker steers and the log's own acceleration, plus a
-  gentle correction of the speed and along-track errors, sets the acceleration). The sanity
-  reference: it reproduces the log. It does not anticipate the ego's latency.
+  tracker; with ``continuous`` actions the tracker steers and, when the logged speeds describe
+  the logged motion, the log's own acceleration plus a gentle correction of the speed and
+  along-track errors sets the acceleration). The sanity reference: it reproduces the log. It does
+  not anticipate the ego's latency.
 - ``idm``: follows its route (pure pursuit on the observed route points) at the speed limit and
   brakes with IDM for the nearest observed road user in its corridor; needs ``state`` observations.
 - ``constant_velocity``: no acceleration and no steering (``trajectory``: straight ahead at the
@@ -161,8 +162,16 @@ class ExpertPolicy(_Baseline):
     #: With continuous actions the speed and along-track errors decay as a critically damped
     #: second-order system of this natural frequency [rad/s] (about 2 s to settle).
     TRACKING_OMEGA = 1.0
-    #: The logged ego stands still at or below this speed [m/s].
-    STOPPED_MPS = 0.05
+    #: The logged speeds describe the logged motion when, over every window of this length [s],
+    #: their integral matches the logged path's length within this share of it plus
+    #: ``VELOCITY_MATCH_M`` [m].
+    VELOCITY_MATCH_WINDOW_S = 1.0
+    VELOCITY_MATCH_RATIO = 0.1
+    VELOCITY_MATCH_M = 0.5
+
+    def reset(self, scenario_info: Mapping[str, Any]) -> None:
+        super().reset(scenario_info)
+        self._feed_forward: bool | None = None
 
     def act(self, observation: Any) -> Any:
         view = self.view
@@ -182,18 +191,38 @@ class ExpertPolicy(_Baseline):
         dy = log[idx, 1] + beyond * math.sin(log[last, 2]) - ego.y
         points = np.column_stack([dx * c + dy * s, -dx * s + dy * c])
         waypoints = points[1:]
-        if self.action_type is not ActionType.CONTINUOUS:
+        if self._feed_forward is None:
+            self._feed_forward = self._velocities_match_positions(log[: last + 1])
+        if self.action_type is not ActionType.CONTINUOUS or not self._feed_forward:
             return self._from_trajectory(waypoints, ego.speed)
         # acceleration: the log's own (fed forward, so the drive is as smooth as the log's) plus a
         # gentle correction of the speed error and of the along-track lag behind the logged ego
         _, steer = self.tracker.command(waypoints, ego.speed, self.params, self.dt)
         w = self.TRACKING_OMEGA
         v_now, v_next = float(log[idx[0], 3]), float(log[idx[1], 3])
-        lag = float(points[0, 0])
-        if max(abs(v_now), abs(v_next)) <= self.STOPPED_MPS and lag > 0:
-            lag = 0.0  # the log stands: its box jumping ahead (a parked car's jitter) is not chased
-        accel = (v_next - v_now) / self.dt + 2 * w * (v_now - ego.speed) + w * w * lag
+        accel = (v_next - v_now) / self.dt + 2 * w * (v_now - ego.speed) + w * w * float(points[0, 0])
         return encode_continuous(accel, steer, self.params)
+
+    def _velocities_match_positions(self, log: np.ndarray) -> bool:
+        """Whether, over every second of the log, the logged speeds integrate to the logged path
+        and the path runs along the logged heading: else (a parked car's box jumping while its
+        velocity says 0, speeds that disagree with the positions, a heading turned round) the
+        positions alone are tracked."""
+        if len(log) < 2:
+            return True
+        step = np.diff(log[:, :2], axis=0)
+        length = np.hypot(step[:, 0], step[:, 1])
+        along = step[:, 0] * np.cos(log[:-1, 2]) + step[:, 1] * np.sin(log[:-1, 2])
+        travelled = log[:-1, 3] * self.dt  # signed: reversing counts backwards
+        w = min(len(step), max(1, round(self.VELOCITY_MATCH_WINDOW_S / self.dt)))
+
+        def window(x: np.ndarray) -> np.ndarray:
+            c = np.r_[0.0, np.cumsum(x)]
+            return c[w:] - c[:-w]
+
+        path = window(length)
+        tolerance = self.VELOCITY_MATCH_RATIO * path + self.VELOCITY_MATCH_M
+        return bool(np.all(np.abs(window(travelled) - path) <= tolerance) and np.all(np.abs(window(along) - path) <= tolerance))
 
 
 @register_policy("constant_velocity")
