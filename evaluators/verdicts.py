@@ -144,8 +144,9 @@ def verdict_failures(row: Mapping[str, Any], min_variant_score: float | None = N
             out.append(f"{n} at-fault collision{'s' if n > 1 else ''}, the first at {_num(row, 'first_collision_s'):.1f} s")
         elif cause == "off_road":
             text = f"{_num(row, 'drivable_area_max_distance_m'):.2f} m off the drivable area"
+            judged = "drivable_area:" in str(row.get("against_log") or "")  # the log itself is off
             log = _num(row, "log_drivable_area_max_distance_m")
-            out.append(text + (f" (the log itself {log:.2f} m)" if log > 0 else ""))
+            out.append(text + (f", beyond the log's own {log:.2f} m" if judged else ""))
         elif cause == "red_light":
             out.append(f"{int(_num(row, 'red_light_violations'))} red light(s) run")
         elif cause == "wrong_way":

@@ -136,3 +136,58 @@ def test_compare_cli(runs, tmp_path, capsys):
 
 def test_gate_on_a_missing_run_is_a_usage_error(tmp_path, capsys):
     assert main(["gate", str(tmp_path / "nope")]) == 2
+
+
+AT_FAULT, OFF_ROAD, CLOSE_CALL = IDS[3], IDS[5], IDS[4]  # constant velocity on 387, 389, 388
+
+
+def test_junit_fails_a_variant_on_its_own_verdict_naming_the_cause_and_the_replay(runs, tmp_path):
+    """Constant velocity rear-ends on 387 (at 3.2 s) and leaves the road on 389 (0.31 m; its log
+    0.30 m, inside the bound, so the verdict is absolute); 388's TTC under bound lowers its score
+    (0.6875) without failing it."""
+    main(["gate", str(runs["cand"]), "--baseline", str(runs["base"]), "--junit", str(tmp_path / "cand.xml")])
+    suite = ET.parse(tmp_path / "cand.xml").getroot().find("testsuite")
+    failures = {c.get("name"): c.find("failure") for c in suite.findall("testcase") if c.get("classname") != "drivetwin.gate"}
+    failed = {name: f for name, f in failures.items() if f is not None}
+    assert set(failed) == {AT_FAULT, OFF_ROAD}
+    assert failed[AT_FAULT].get("type") == "at_fault_collision"
+    assert failed[AT_FAULT].get("message").startswith("1 at-fault collision, the first at 3.2 s")
+    assert failed[OFF_ROAD].get("type") == "off_road"
+    assert failed[OFF_ROAD].get("message").startswith("0.31 m off the drivable area")
+    for name, failure in failed.items():
+        assert "regressed: passed in the baseline" in failure.get("message")
+        assert f"replay: drivetwin replay {name} --run {runs['cand']}" in failure.text
+
+
+def test_report_with_a_baseline_ranks_collisions_first_and_shows_what_changed(runs, tmp_path):
+    from harness.report import build_report
+
+    page = build_report(runs["cand"], out=tmp_path / "report.html", worst=2, baseline=runs["base"]).read_text()
+    assert '<span class="verdict bad">FAIL</span>' in page
+    assert "<code>at_fault_collision_rate</code>" in page and "<code>newly_failing_variants</code>" in page
+    # failures by cause, each variant linked to its row in "Every failing variant"
+    for cause, variant in (("at_fault_collision", AT_FAULT), ("off_road", OFF_ROAD), ("ttc", CLOSE_CALL)):
+        anchor = "v-" + variant.replace(".", "-")
+        assert f'<td class="cause">{cause}</td>' in page and f'href="#{anchor}"' in page and f'id="{anchor}"' in page
+    assert "Newly failing: 2" in page and "Newly passing: 0" in page
+    assert "95% paired bootstrap interval [" in page
+    # the worst variants by severity: the collision, then the off-road one, whatever their scores
+    assert page.index(f"<h3>#1 {AT_FAULT}</h3>") < page.index(f"<h3>#2 {OFF_ROAD}</h3>")
+    assert "score set by <code>no_at_fault_collisions 0</code>" in page
+    assert "The moment drawn: boxes at t = 3.2 s: first collision" in page
+    assert page.index("Failures by cause") < page.index("The 2 worst variants") < page.index("Score distributions")
+
+
+def test_run_with_a_gate_prints_the_verdict_and_counts_driving_failures(tmp_path, capsys):
+    suite = tmp_path / "cv.toml"
+    suite.write_text(
+        "[suite]\nname = 'cv'\n[scenarios]\nsources = ['sample']\n"
+        f"ids = {[AT_FAULT, CLOSE_CALL, OFF_ROAD]!r}\n"
+        "[policy]\nname = 'constant_velocity'\n[gate]\nmax_at_fault_collision_rate = 0.0\n[run]\nseed = 3\n"
+    )
+    assert main(["run", str(suite), "--sequential", "--out", str(tmp_path / "run")]) == 0  # no errors
+    captured = capsys.readouterr()
+    assert "drivetwin: 3/3 variants, 2 failing (0 errors, 2 driving)" in captured.err
+    assert "FAIL  at_fault_collision_rate: 1 of 3 variants with an at-fault collision" in captured.out
+    assert f"variant {AT_FAULT}: 1 at-fault collision, the first at 3.2 s" in captured.out
+    assert captured.out.rstrip().splitlines()[-1].startswith("verdict: FAIL")
