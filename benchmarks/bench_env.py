@@ -144,7 +144,7 @@ def main() -> None:
     for _ in range(base.plan.log.num_steps // 2):
         env.step(action)
     ego = base.ego
-    dirs = base._lidar_dirs
+    dirs = base.sensors.lidar_dirs
     origin = np.array([ego.x, ego.y])
     cfg = base.config
     times = []

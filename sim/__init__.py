@@ -9,17 +9,15 @@ Importing ``sim`` registers the Gymnasium ids (quietly, idempotently):
 
 ``gymnasium.make("drivetwin/Replay-v0", scenario=..., config={...})``; a ``config`` mapping is
 applied over the id's preset, an ``EnvConfig`` replaces it. The public API (``DriveTwinEnv``,
-``EnvConfig``, ``make_policy``, ...) is imported on first use; ``sim.runner.rollout`` runs an
-episode (the ``Rollout`` record lives in ``scenarios.rollout``, below the simulator).
+``EnvConfig``, ``PolicyContext``, ``make_policy``, ...) is imported on first use;
+``sim.runner.rollout`` runs an episode (the ``Rollout`` record lives in ``scenarios.rollout``,
+below the simulator). pybullet itself is imported, quietly (``sim.bullet``), when the first
+world is made, so compiling plans (``sim.plan``) or reading configs needs no engine.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from sim.bullet import import_pybullet as _import_pybullet
-
-_import_pybullet()  # pybullet prints a banner on its first import; take that import here, quietly
 
 #: Registered env ids and the config fields each one presets.
 ENV_IDS: dict[str, dict[str, Any]] = {
@@ -52,6 +50,9 @@ _LAZY = {
     "ConfigError": "sim.config",
     "MetaAction": "sim.actions",
     "Policy": "sim.policies",
+    "PolicyContext": "sim.context",
+    "PrivilegedView": "sim.context",
+    "TwinState": "sim.context",
     "make_policy": "sim.policies",
     "register_policy": "sim.policies",
     "policy_names": "sim.policies",

@@ -26,9 +26,22 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from scenarios.common import to_ego_frame
 from sim.config import ActionType, EnvConfig
+from sim.control import (
+    BASELINE_CORRIDOR_MARGIN_M,
+    BASELINE_IDM,
+    BASELINE_LEADER_LOOKAHEAD_M,
+    TrajectoryTracker,
+    corridor_leader,
+    idm_acceleration,
+    pure_pursuit,
+)
 from sim.dynamics.base import EgoState, VehicleParams
 from sim.road import Polyline, RoadGeometry
+
+__all__ = ["ActionError", "ActionHandler", "EgoContext", "MetaAction", "TrajectoryTracker", "WAYPOINT_LIMIT_M",
+           "decode_continuous", "encode_continuous", "make_handler", "pure_pursuit"]
 
 #: Bound of trajectory waypoints' coordinates [m].
 WAYPOINT_LIMIT_M = 250.0
@@ -155,88 +168,6 @@ def encode_continuous(accel: float, steer: float, params: VehicleParams) -> np.n
     return np.clip(np.array([a, steer / params.max_steer], np.float32), -1.0, 1.0)
 
 
-def pure_pursuit(path: np.ndarray, lookahead: float, wheelbase: float) -> float:
-    """Road-wheel angle [rad] steering the rear axle towards ``path``'s point ``lookahead`` [m] away.
-
-    ``path``: (P, 2) points in the ego frame with the origin at the vehicle's centre; the rear
-    axle is taken half a wheelbase behind the centre. Beyond its end the path goes on straight.
-    """
-    rear = np.array([-0.5 * wheelbase, 0.0])
-    rel = np.vstack([[0.0, 0.0], path]) - rear
-    d = np.hypot(rel[:, 0], rel[:, 1])
-    beyond = np.flatnonzero(d >= lookahead)
-    if beyond.size and beyond[0] > 0:
-        i = int(beyond[0])
-        a, b = rel[i - 1], rel[i]
-        # the point between a and b at distance ``lookahead`` from the rear axle
-        ab = b - a
-        qa, qb, qc = ab @ ab, 2 * a @ ab, a @ a - lookahead**2
-        disc = max(qb * qb - 4 * qa * qc, 0.0)
-        t = (-qb + math.sqrt(disc)) / (2 * qa) if qa > 0 else 0.0
-        target = a + min(max(t, 0.0), 1.0) * ab
-    elif beyond.size:
-        target = rel[beyond[0]]
-    else:
-        if len(rel) >= 2 and np.hypot(*(rel[-1] - rel[-2])) > 1e-6:
-            u = (rel[-1] - rel[-2]) / np.hypot(*(rel[-1] - rel[-2]))
-        else:
-            u = np.array([1.0, 0.0])
-        # go on straight from the last point until the lookahead circle
-        a = rel[-1]
-        qb = 2 * a @ u
-        qc = a @ a - lookahead**2
-        t = (-qb + math.sqrt(max(qb * qb - 4 * qc, 0.0))) / 2
-        target = a + t * u
-    dist2 = float(target @ target)
-    if dist2 < 1e-9:
-        return 0.0
-    curvature = 2.0 * target[1] / dist2
-    return math.atan(wheelbase * curvature)
-
-
-class TrajectoryTracker:
-    """Tracks ego-frame waypoints at the env step: pure pursuit + speed PI (see the module docstring).
-
-    Speed: the target is the waypoints' speed at the end of this step, the mean of their first
-    two segments' speeds; the first segment is measured from the ego itself, so an along-track
-    position error shows up as a speed error and is corrected. ``a = (v_target - v) / TAU +
-    K_I * integral(v_target - v)``, the integral clamped to +-2 m/s. Steering: pure pursuit from
-    the rear axle (half a wheelbase behind the centre) with lookahead
-    ``clip(LOOKAHEAD_S * v, LOOKAHEAD_MIN_M, LOOKAHEAD_MAX_M)``; wheels straight when the
-    waypoints stand still. Waypoints behind the ego (first one at x < 0) mean reversing.
-    """
-
-    TAU = 0.25  # [s] speed error time constant
-    K_I = 0.2  # [1/s2] integral gain
-    LOOKAHEAD_S, LOOKAHEAD_MIN_M, LOOKAHEAD_MAX_M = 0.6, 2.5, 25.0
-
-    def __init__(self) -> None:
-        self.integral = 0.0
-
-    def reset(self) -> None:
-        self.integral = 0.0
-
-    def command(self, waypoints: np.ndarray, speed: float, params: VehicleParams, dt: float) -> tuple[float, float]:
-        """(accel [m/s2], steer [rad]) tracking ``waypoints`` (K, 2) from the current ``speed`` [m/s]."""
-        wp = np.asarray(waypoints, dtype=np.float64)
-        seg = np.diff(np.vstack([[0.0, 0.0], wp]), axis=0)
-        seg_len = np.hypot(seg[:, 0], seg[:, 1])
-        forward = 1.0 if wp[0, 0] >= -1e-6 else -1.0
-        # speed at the end of this step: mean of the first two segments' speeds
-        v_end = forward * (seg_len[0] + (seg_len[1] if len(seg_len) > 1 else seg_len[0])) / (2 * dt)
-        err = v_end - speed
-        self.integral = min(max(self.integral + err * dt, -2.0), 2.0)
-        accel = err / self.TAU + self.K_I * self.integral
-        accel = min(max(accel, -params.max_decel), params.max_accel)
-        if seg_len.sum() < 0.05 * len(seg_len) * dt:  # (nearly) standing: keep the wheels straight
-            return accel, 0.0
-        look = min(max(self.LOOKAHEAD_S * abs(speed), self.LOOKAHEAD_MIN_M), self.LOOKAHEAD_MAX_M)
-        steer = pure_pursuit(wp, look, params.wheelbase)
-        if forward < 0:
-            steer = -steer
-        return accel, steer
-
-
 class TrajectoryActions(ActionHandler):
     action_type = ActionType.TRAJECTORY
 
@@ -264,10 +195,11 @@ class DiscreteActions(ActionHandler):
     by ``SPEED_STEP`` [m/s], between 0 and ``max(1.2 x speed limit, 5)`` (or ``SPEED_MAX``).
 
     Safe gap: the speed command ``K_SPEED * (target - v)`` is capped by IDM's interaction term
-    ``A_MAX * (1 - (s* / gap)^2)``, ``s* = S0 + v T + v dv / (2 sqrt(A_MAX B_COMF))`` (the ``idm``
-    baseline's constants), for the leader: the nearest present road user ahead (ego frame x > 0)
-    within ``LEADER_LOOKAHEAD_M`` whose box reaches into the corridor along the followed lane
-    (the ``idm`` baseline's corridor test); during a lane change the lane being left counts too.
+    (``sim.control.idm_acceleration`` without the free-road term, ``BASELINE_IDM``'s constants),
+    for the leader: the nearest present road user ahead (ego frame x > 0) within
+    ``LEADER_LOOKAHEAD_M`` whose box reaches into the corridor along the followed lane
+    (``sim.control.corridor_leader``, as the ``idm`` baseline); during a lane change the lane
+    being left counts too.
     The leader is ground truth (``EgoContext.agents``), so perception noise does not reach it.
     """
 
@@ -277,15 +209,11 @@ class DiscreteActions(ActionHandler):
     K_SPEED = 1.0  # [1/s]
     PATH_LENGTH_M = 200.0
     CORRIDOR_STEP_M = 5.0  # spacing of the corridor's centerline samples [m]
+    IDM = BASELINE_IDM
+    CORRIDOR_MARGIN_M = BASELINE_CORRIDOR_MARGIN_M
+    LEADER_LOOKAHEAD_M = BASELINE_LEADER_LOOKAHEAD_M
 
     def __init__(self, config: EnvConfig) -> None:
-        # the leader search and IDM of the ``idm`` baseline (imported here: sim.policies imports this module)
-        from sim.policies import IDMPolicy, _distance_to_path
-
-        self._distance_to_path = _distance_to_path
-        self.A_MAX, self.B_COMF, self.S0, self.T_HEADWAY = IDMPolicy.A_MAX, IDMPolicy.B_COMF, IDMPolicy.S0, IDMPolicy.T_HEADWAY
-        self.CORRIDOR_MARGIN_M = IDMPolicy.CORRIDOR_MARGIN_M
-        self.LEADER_LOOKAHEAD_M = IDMPolicy.LOOKAHEAD_M
         self.space = spaces.Discrete(len(MetaAction))
         self.lane = -1
         self.path: Polyline | None = None
@@ -353,22 +281,16 @@ class DiscreteActions(ActionHandler):
         accel = self.K_SPEED * (self.target_speed - st.speed)
         gap, closing = self._leader(ctx, pos, s)
         if math.isfinite(gap):
-            v = max(st.speed, 0.0)
-            s_star = self.S0 + v * self.T_HEADWAY + st.speed * closing / (2 * math.sqrt(self.A_MAX * self.B_COMF))
-            accel = min(accel, self.A_MAX * (1.0 - (max(s_star, 0.0) / max(gap, 0.1)) ** 2))
+            accel = min(accel, float(idm_acceleration(st.speed, gap, closing, self.IDM)))
         accel = min(max(accel, -p.max_decel), p.max_accel)
-        ahead = self.path.interpolate(s + np.linspace(1.0, 30.0, 30))
-        c, sn = math.cos(st.yaw), math.sin(st.yaw)
-        rel = ahead - pos
-        local = np.column_stack([rel[:, 0] * c + rel[:, 1] * sn, -rel[:, 0] * sn + rel[:, 1] * c])
+        local = to_ego_frame(self.path.interpolate(s + np.linspace(1.0, 30.0, 30)), pos, st.yaw)
         look = min(max(0.8 * abs(st.speed), 4.0), 25.0)
         return accel, pure_pursuit(local, look, p.wheelbase)
 
-    def _corridor(self, path: Polyline, s: float, pos: np.ndarray, c: float, sn: float) -> np.ndarray:
+    def _corridor(self, path: Polyline, s: float, pos: np.ndarray, yaw: float) -> np.ndarray:
         """(P, 2) ``path`` from the ego (origin) over ``LEADER_LOOKAHEAD_M`` ahead of ``s``, ego frame."""
-        pts = path.interpolate(s + np.arange(0.0, self.LEADER_LOOKAHEAD_M + 1e-9, self.CORRIDOR_STEP_M)) - pos
-        local = np.column_stack([pts[:, 0] * c + pts[:, 1] * sn, -pts[:, 0] * sn + pts[:, 1] * c])
-        return np.vstack([[0.0, 0.0], local])
+        pts = path.interpolate(s + np.arange(0.0, self.LEADER_LOOKAHEAD_M + 1e-9, self.CORRIDOR_STEP_M))
+        return np.vstack([[0.0, 0.0], to_ego_frame(pts, pos, yaw)])
 
     def _leader(self, ctx: EgoContext, pos: np.ndarray, s: float) -> tuple[float, float]:
         """(bumper-to-bumper gap [m], closing speed [m/s]) to the leader, ``(inf, 0)`` when none."""
@@ -383,26 +305,18 @@ class DiscreteActions(ActionHandler):
         rows = np.flatnonzero(present & (dx * dx + dy * dy < reach * reach))
         if not rows.size:
             return math.inf, 0.0
-        c, sn = math.cos(st.yaw), math.sin(st.yaw)
-        x = dx[rows] * c + dy[rows] * sn
-        y = -dx[rows] * sn + dy[rows] * c
-        fwd = x > 0
-        if not fwd.any():
-            return math.inf, 0.0
-        rows, x, y = rows[fwd], x[fwd], y[fwd]
-        lateral = self._distance_to_path(x, y, self._corridor(self.path, s, pos, c, sn), self.LEADER_LOOKAHEAD_M)
+        local = to_ego_frame(agents[:2, rows].T, pos, st.yaw)
+        corridors = [self._corridor(self.path, s, pos, st.yaw)]
         if self._prev_path is not None:
-            prev = self._corridor(self._prev_path, self._prev_path.project(pos)[0], pos, c, sn)
-            lateral = np.minimum(lateral, self._distance_to_path(x, y, prev, self.LEADER_LOOKAHEAD_M))
-        inside = lateral < 0.5 * lw[1, rows] + 0.5 * p.width + self.CORRIDOR_MARGIN_M
-        if not inside.any():
+            corridors.append(self._corridor(self._prev_path, self._prev_path.project(pos)[0], pos, st.yaw))
+        i, gap = corridor_leader(local[:, 0], local[:, 1], lw[0, rows], lw[1, rows], corridors, p.length, p.width,
+                                 self.CORRIDOR_MARGIN_M, self.LEADER_LOOKAHEAD_M)
+        if i < 0:
             return math.inf, 0.0
-        rows, x = rows[inside], x[inside]
-        g = x - 0.5 * lw[0, rows] - 0.5 * p.length
-        i = int(np.argmin(g))
         r = int(rows[i])
+        c, sn = math.cos(st.yaw), math.sin(st.yaw)
         v_lead = float(agents[3, r]) * c + float(agents[4, r]) * sn
-        return float(g[i]), st.speed - v_lead
+        return gap, st.speed - v_lead
 
 
 def make_handler(config: EnvConfig) -> ActionHandler:

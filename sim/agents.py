@@ -21,17 +21,19 @@ the conflict goes first. A reactive agent exists from its first to its last logg
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from scenarios.common import wrap_angle
 from scenarios.model import Scenario
+from sim.control import IDMParams, idm_acceleration
 
 #: IDM parameters: max acceleration, comfortable and max braking [m/s2], jam distance [m], time headway [s].
 #: The short headway is the logged drivers' (with IDM's textbook 1 s, reactive agents around the
 #: expert ego drift from their logs by 1.2 m on average in the NGSIM sample; with 0.6 s, 0.6 m).
 A_MAX, B_COMF, B_MAX, S0, T_HEADWAY = 3.0, 3.0, 8.0, 2.0, 0.6
+AGENT_IDM = IDMParams(a_max=A_MAX, b_comf=B_COMF, s0=S0, headway=T_HEADWAY)
 #: Log-tracking gains (critically damped at 1.5 rad/s).
 KP, KD = 2.25, 3.0
 #: Leader search: lookahead length [m], sample spacing [m], extra corridor half width [m].
@@ -83,7 +85,7 @@ def resample(scenario: Scenario, origin: np.ndarray, dt_us: int, start_step: int
             return a[:, i0] + w * (a[:, i1] - a[:, i0])
 
         x, y = lerp(tr.x) - origin[0], lerp(tr.y) - origin[1]
-        dyaw = (tr.yaw[:, i1] - tr.yaw[:, i0] + np.pi) % (2 * np.pi) - np.pi
+        dyaw = wrap_angle(tr.yaw[:, i1] - tr.yaw[:, i0])
         yaw = tr.yaw[:, i0] + w * dyaw
         vx, vy = lerp(tr.vx), lerp(tr.vy)
     for a in (x, y, yaw, vx, vy):
@@ -236,8 +238,7 @@ class ReactiveAgents:
             gap, dv = self._leaders(idx, bodies)
             v = self.v[idx]
             has = np.isfinite(gap)
-            s_star = S0 + v * T_HEADWAY + v * dv / (2 * math.sqrt(A_MAX * B_COMF))
-            a_idm = A_MAX * (1 - (v / self.v0[idx]) ** 4 - (np.maximum(s_star, 0.0) / np.maximum(np.where(has, gap, 1.0), 0.1)) ** 2)
+            a_idm = idm_acceleration(v, gap, dv, AGENT_IDM, self.v0[idx])
             a[idx] = np.clip(np.where(has, np.minimum(a_track, a_idm), a_track), -B_MAX, A_MAX)
         v_new = np.maximum(self.v + a * self.dt, 0.0)
         self.s = np.where(alive, self.s + 0.5 * (self.v + v_new) * self.dt, self.s)

@@ -14,9 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from scenarios.common import dataclass_from_mapping
+from scenarios.errors import SourcedError
 
-class ConfigError(ValueError):
-    """A bad env configuration value; the message names the field and what was wrong."""
+
+class ConfigError(SourcedError):
+    """A bad env configuration value: names the config (or file), the field and what was wrong."""
 
 
 class ObservationPart(enum.StrEnum):
@@ -49,7 +52,7 @@ def _enum(cls: type[enum.Enum], value: Any, name: str) -> Any:
     try:
         return cls(str(value).lower())
     except ValueError:
-        raise ConfigError(f"EnvConfig.{name}: unknown value {value!r}; choose one of {[m.value for m in cls]}") from None
+        raise ConfigError("EnvConfig", name, f"unknown value {value!r}; choose one of {[m.value for m in cls]}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +77,7 @@ class RewardWeights:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"RewardWeights.{f.name}: must be a finite number, got {value!r}")
+                raise ConfigError("RewardWeights", f.name, f"must be a finite number, got {value!r}")
             object.__setattr__(self, f.name, float(value))
 
 
@@ -154,52 +157,52 @@ class EnvConfig:
         try:
             parts = tuple(_enum(ObservationPart, p, "observation") for p in parts)
         except TypeError:
-            raise ConfigError(f"EnvConfig.observation: must be a list of parts, got {self.observation!r}") from None
+            raise ConfigError("EnvConfig", "observation", f"must be a list of parts, got {self.observation!r}") from None
         if not parts:
-            raise ConfigError("EnvConfig.observation: choose at least one part")
+            raise ConfigError("EnvConfig", "observation", "choose at least one part")
         if len(set(parts)) != len(parts):
-            raise ConfigError(f"EnvConfig.observation: repeated parts in {[p.value for p in parts]}")
+            raise ConfigError("EnvConfig", "observation", f"repeated parts in {[p.value for p in parts]}")
         set_(self, "observation", parts)
         set_(self, "action", _enum(ActionType, self.action, "action"))
         set_(self, "agents_mode", _enum(AgentsMode, self.agents_mode, "agents_mode"))
         if isinstance(self.reward, Mapping):
-            set_(self, "reward", _from_mapping(RewardWeights, self.reward, "EnvConfig.reward"))
+            set_(self, "reward", dataclass_from_mapping(RewardWeights, self.reward, "EnvConfig", ConfigError, prefix="reward"))
         elif not isinstance(self.reward, RewardWeights):
-            raise ConfigError(f"EnvConfig.reward: must be RewardWeights or a mapping, got {type(self.reward).__name__}")
+            raise ConfigError("EnvConfig", "reward", f"must be RewardWeights or a mapping, got {type(self.reward).__name__}")
         for name in ("bev_size", "camera_size", "render_size"):
             set_(self, name, _size(getattr(self, name), name))
         for name, low in (("num_agents_obs", 0), ("route_points", 1), ("lidar_beams", 1), ("trajectory_points", 1),
                           ("lidar_threads", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"EnvConfig.{name}: must be an integer >= {low}, got {value!r}")
+                raise ConfigError("EnvConfig", name, f"must be an integer >= {low}, got {value!r}")
         for name in ("route_spacing_m", "lidar_range_m", "lidar_height_m", "bev_resolution_m", "camera_fov_deg",
                      "camera_far_m", "ground_friction", "goal_tolerance_m", "render_resolution_m"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"EnvConfig.{name}: must be a positive finite number, got {value!r}")
+                raise ConfigError("EnvConfig", name, f"must be a positive finite number, got {value!r}")
             set_(self, name, float(value))
         if not self.camera_fov_deg < 180:
-            raise ConfigError(f"EnvConfig.camera_fov_deg: must be below 180, got {self.camera_fov_deg}")
+            raise ConfigError("EnvConfig", "camera_fov_deg", f"must be below 180, got {self.camera_fov_deg}")
         if self.sim_dt_s is not None:
             dt = self.sim_dt_s
             if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (math.isfinite(dt) and 1e-3 <= dt <= 1.0):
-                raise ConfigError(f"EnvConfig.sim_dt_s: must be None (the log's rate) or in [0.001, 1] s, got {dt!r}")
+                raise ConfigError("EnvConfig", "sim_dt_s", f"must be None (the log's rate) or in [0.001, 1] s, got {dt!r}")
             set_(self, "sim_dt_s", float(dt))
         if not isinstance(self.dynamics, str) or not self.dynamics:
-            raise ConfigError(f"EnvConfig.dynamics: must be a dynamics model name, got {self.dynamics!r}")
+            raise ConfigError("EnvConfig", "dynamics", f"must be a dynamics model name, got {self.dynamics!r}")
         if self.road_shoulder_m is not None:
             v = self.road_shoulder_m
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0 <= v <= 10):
-                raise ConfigError(f"EnvConfig.road_shoulder_m: must be None or in [0, 10] m, got {v!r}")
+                raise ConfigError("EnvConfig", "road_shoulder_m", f"must be None or in [0, 10] m, got {v!r}")
             set_(self, "road_shoulder_m", float(v))
         if not (isinstance(self.offroad_min_corners, int) and 1 <= self.offroad_min_corners <= 4):
-            raise ConfigError(f"EnvConfig.offroad_min_corners: must be 1..4, got {self.offroad_min_corners!r}")
+            raise ConfigError("EnvConfig", "offroad_min_corners", f"must be 1..4, got {self.offroad_min_corners!r}")
         if self.max_steps is not None and not (isinstance(self.max_steps, int) and self.max_steps >= 1):
-            raise ConfigError(f"EnvConfig.max_steps: must be None or a positive integer, got {self.max_steps!r}")
+            raise ConfigError("EnvConfig", "max_steps", f"must be None or a positive integer, got {self.max_steps!r}")
         for name in ("terminate_on_collision", "terminate_on_offroad", "terminate_on_goal"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"EnvConfig.{name}: must be true or false, got {getattr(self, name)!r}")
+                raise ConfigError("EnvConfig", name, f"must be true or false, got {getattr(self, name)!r}")
 
     def has(self, part: ObservationPart | str) -> bool:
         """Whether the observation includes ``part``."""
@@ -210,11 +213,15 @@ class EnvConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "env config") -> EnvConfig:
-        """An ``EnvConfig`` from a mapping (e.g. a TOML table); unknown keys are an error naming ``source``."""
+        """An ``EnvConfig`` from a mapping (e.g. a TOML table); a bad or unknown key is a
+        ``ConfigError`` naming ``source`` and the key (``reward.progress`` for a nested one)."""
         try:
-            return _from_mapping(cls, values, "EnvConfig")
+            return dataclass_from_mapping(cls, values, source, ConfigError, nested={"reward": RewardWeights})
         except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+            if exc.source == source:
+                raise
+            field = f"reward.{exc.field}" if exc.source == "RewardWeights" else exc.field
+            raise ConfigError(source, field, exc.problem) from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (enums as strings), the inverse of ``from_mapping``."""
@@ -239,23 +246,7 @@ def _size(value: Any, name: str) -> tuple[int, int]:
     try:
         h, w = value
     except (TypeError, ValueError):
-        raise ConfigError(f"EnvConfig.{name}: must be (H, W) or one integer, got {value!r}") from None
+        raise ConfigError("EnvConfig", name, f"must be (H, W) or one integer, got {value!r}") from None
     if not all(isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 2048 for v in (h, w)):
-        raise ConfigError(f"EnvConfig.{name}: sizes must be integers in [8, 2048], got {value!r}")
+        raise ConfigError("EnvConfig", name, f"sizes must be integers in [8, 2048], got {value!r}")
     return int(h), int(w)
-
-
-def _from_mapping(cls: type, values: Mapping[str, Any], what: str) -> Any:
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{what}: expected a mapping, got {type(values).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{what}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-    values = dict(values)
-    if cls is EnvConfig and isinstance(values.get("reward"), Mapping):
-        values["reward"] = _from_mapping(RewardWeights, values["reward"], "EnvConfig.reward")
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{what}: {exc}") from None

@@ -142,7 +142,7 @@ class BevRasteriser:
         self._fwd = np.repeat(fwd, w) / resolution
         self._left = np.tile(left, h) / resolution
         self.half_extent = 0.5 * math.hypot(h, w) * resolution
-        self._half_hw = (0.5 * h * resolution, 0.5 * w * resolution)
+        self.half_hw = (0.5 * h * resolution, 0.5 * w * resolution)
 
     def static_layers(self, x: float, y: float, yaw: float) -> np.ndarray:
         """(H, W, 2) drivable area and lane lines around the map-local pose."""

@@ -1,8 +1,9 @@
 """Policies: the protocol, a registry by name, the built-in baselines, loading by import path.
 
-A policy is any object with ``reset(scenario_info)`` and ``act(observation) -> action``
-(``scenario_info`` is ``DriveTwinEnv.scenario_info()``: the scenario, ``dt_s``, the action type
-and space, the vehicle, the speed limit and a ``view`` of the twin's ground truth).
+A policy is any object with ``reset(context)`` and ``act(observation) -> action``. ``context``
+is a ``sim.context.PolicyContext`` (``DriveTwinEnv.policy_context()``): the scenario, ``dt_s``,
+the action type and space, the vehicle, the speed limit, the seed and a ``view`` of the twin's
+ground truth; ``context["dt_s"]`` works too.
 
 Baselines:
 
@@ -24,13 +25,24 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from sim.actions import WAYPOINT_LIMIT_M, MetaAction, TrajectoryTracker, encode_continuous, pure_pursuit
+from scenarios.common import Registry
+from sim.actions import WAYPOINT_LIMIT_M, MetaAction, encode_continuous
 from sim.config import ActionType
+from sim.context import PolicyContext
+from sim.control import (
+    BASELINE_CORRIDOR_MARGIN_M,
+    BASELINE_IDM,
+    BASELINE_LEADER_LOOKAHEAD_M,
+    TrajectoryTracker,
+    corridor_leader,
+    idm_acceleration,
+    pure_pursuit,
+)
 from sim.observations import AGENT_FEATURES, EGO_FEATURES, state_layout
 
 
@@ -38,38 +50,38 @@ from sim.observations import AGENT_FEATURES, EGO_FEATURES, state_layout
 class Policy(Protocol):
     """What the env's rollout drives."""
 
-    def reset(self, scenario_info: Mapping[str, Any]) -> None:
+    def reset(self, context: PolicyContext) -> None:
         """Start of an episode."""
 
     def act(self, observation: Any) -> Any:
         """The action for ``observation``."""
 
 
-_REGISTRY: dict[str, Callable[..., Policy]] = {}
+#: The built-in and registered policies by name.
+REGISTRY: Registry[Callable[..., Policy]] = Registry("policy", unknown=lambda name, message: ValueError(message))
 
 
 def register_policy(name: str) -> Callable[[type], type]:
     """Class decorator: register a policy under ``name``; duplicates are an error."""
 
     def decorate(cls: type) -> type:
-        if name in _REGISTRY:
-            raise ValueError(f"policy {name!r} is already registered")
+        REGISTRY.add(name, cls)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
 
     return decorate
 
 
 def policy_names() -> list[str]:
-    return sorted(_REGISTRY)
+    """The registered policy names, sorted."""
+    return REGISTRY.names()
 
 
 def make_policy(spec: str | Policy | type, **kwargs: Any) -> Policy:
     """A policy from a registered name, a ``"package.module:Name"`` path, a class or an instance."""
     if isinstance(spec, str):
-        if spec in _REGISTRY:
-            return _REGISTRY[spec](**kwargs)
+        if spec in REGISTRY:
+            return REGISTRY.get(spec)(**kwargs)
         if ":" not in spec:
             raise ValueError(f"unknown policy {spec!r}; built-in: {policy_names()}, or give 'package.module:Name'")
         module_name, _, attr = spec.partition(":")
@@ -92,7 +104,7 @@ def make_policy(spec: str | Policy | type, **kwargs: Any) -> Policy:
     else:
         policy = spec
     if not (callable(getattr(policy, "reset", None)) and callable(getattr(policy, "act", None))):
-        raise ValueError(f"policy {spec!r} does not have reset(scenario_info) and act(observation)")
+        raise ValueError(f"policy {spec!r} does not have reset(context) and act(observation)")
     return policy
 
 
@@ -107,15 +119,15 @@ class _Baseline:
     name = ""
     supports = (ActionType.CONTINUOUS, ActionType.TRAJECTORY, ActionType.DISCRETE)
 
-    def reset(self, scenario_info: Mapping[str, Any]) -> None:
-        self.info = scenario_info
-        self.action_type = ActionType(scenario_info["action_type"])
+    def reset(self, context: PolicyContext) -> None:
+        self.context = context
+        self.action_type = ActionType(context.action_type)
         if self.action_type not in self.supports:
             raise ValueError(f"policy {self.name!r} does not support {self.action_type.value!r} actions")
-        self.view = scenario_info["view"]
-        self.params = scenario_info["vehicle"]
-        self.dt = float(scenario_info["dt_s"])
-        space = scenario_info["action_space"]
+        self.view = context.view
+        self.params = context.vehicle
+        self.dt = float(context.dt_s)
+        space = context.action_space
         self.k_points = int(space.shape[0]) if self.action_type is ActionType.TRAJECTORY else 10
         self.tracker = TrajectoryTracker()
 
@@ -127,22 +139,6 @@ class _Baseline:
         if self.action_type is ActionType.CONTINUOUS:
             return encode_continuous(accel, steer, self.params)
         return _meta(accel)
-
-
-def _distance_to_path(x: np.ndarray, y: np.ndarray, path: np.ndarray, extend: float) -> np.ndarray:
-    """Distance [m] of points (x, y) to a polyline (P, 2), its last segment extended by ``extend`` [m]."""
-    if len(path) >= 2 and np.hypot(*(path[-1] - path[-2])) > 1e-6:
-        d = path[-1] - path[-2]
-        path = np.vstack([path, path[-1] + d / np.hypot(*d) * extend])
-    elif len(path) == 1 or np.allclose(path, path[0]):
-        path = np.vstack([path[:1], path[:1] + [extend, 0.0]])
-    a, b = path[:-1], path[1:]
-    d = b - a
-    len2 = np.maximum((d * d).sum(axis=1), 1e-12)
-    px, py = x[:, None] - a[None, :, 0], y[:, None] - a[None, :, 1]
-    t = np.clip((px * d[None, :, 0] + py * d[None, :, 1]) / len2[None, :], 0.0, 1.0)
-    ex, ey = px - t * d[None, :, 0], py - t * d[None, :, 1]
-    return np.sqrt((ex * ex + ey * ey).min(axis=1))
 
 
 def _meta(accel: float) -> int:
@@ -169,8 +165,8 @@ class ExpertPolicy(_Baseline):
     VELOCITY_MATCH_RATIO = 0.1
     VELOCITY_MATCH_M = 0.5
 
-    def reset(self, scenario_info: Mapping[str, Any]) -> None:
-        super().reset(scenario_info)
+    def reset(self, context: PolicyContext) -> None:
+        super().reset(context)
         self._feed_forward: bool | None = None
 
     def act(self, observation: Any) -> Any:
@@ -189,7 +185,7 @@ class ExpertPolicy(_Baseline):
         c, s = math.cos(ego.yaw), math.sin(ego.yaw)
         dx = log[idx, 0] + beyond * math.cos(log[last, 2]) - ego.x
         dy = log[idx, 1] + beyond * math.sin(log[last, 2]) - ego.y
-        points = np.column_stack([dx * c + dy * s, -dx * s + dy * c])
+        points = np.column_stack([dx * c + dy * s, -dx * s + dy * c])  # the ego frame, per step: the fast form
         waypoints = points[1:]
         if self._feed_forward is None:
             self._feed_forward = self._velocities_match_positions(log[: last + 1])
@@ -248,21 +244,21 @@ class IDMPolicy(_Baseline):
     """
 
     DEFAULT_SPEED = 13.9
-    A_MAX, B_COMF, S0, T_HEADWAY = 2.0, 3.0, 2.0, 1.5
-    CORRIDOR_MARGIN_M = 0.4
-    LOOKAHEAD_M = 150.0  # the observed route goes on straight this far for the leader search
+    IDM = BASELINE_IDM
+    CORRIDOR_MARGIN_M = BASELINE_CORRIDOR_MARGIN_M
+    LOOKAHEAD_M = BASELINE_LEADER_LOOKAHEAD_M  # the observed route goes on straight this far for the leader search
 
     def __init__(self, desired_speed: float | None = None) -> None:
         self.desired_speed = desired_speed
 
-    def reset(self, scenario_info: Mapping[str, Any]) -> None:
-        super().reset(scenario_info)
-        config = scenario_info["config"]
+    def reset(self, context: PolicyContext) -> None:
+        super().reset(context)
+        config = context.config
         if not config.has("state"):
             raise ValueError("policy 'idm' needs the 'state' observation part")
         self.layout = state_layout(config)
         self.k_agents = config.num_agents_obs
-        limit = float(scenario_info.get("speed_limit", float("nan")))
+        limit = float(context.speed_limit)
         self.v0 = self.desired_speed or (limit if math.isfinite(limit) and limit > 0 else self.DEFAULT_SPEED)
 
     def act(self, observation: Any) -> Any:
@@ -300,17 +296,9 @@ class IDMPolicy(_Baseline):
         gap, closing = math.inf, 0.0
         if present.any():
             a = agents[present]
-            x, y = a[:, 1], a[:, 2]
-            lateral = _distance_to_path(x, y, np.vstack([[0.0, 0.0], route]), self.LOOKAHEAD_M)
-            half_w = 0.5 * a[:, 8] + 0.5 * width + self.CORRIDOR_MARGIN_M
-            ahead = (x > 0) & (lateral < half_w)
-            if ahead.any():
-                g = x[ahead] - 0.5 * a[ahead, 7] - 0.5 * length
-                i = int(np.argmin(g))
-                gap = float(g[i])
-                closing = -float(a[ahead, 3][i])  # relative vx is the other's minus the ego's
-        free = 1.0 - (max(speed, 0.0) / self.v0) ** 4
-        if math.isfinite(gap):
-            s_star = self.S0 + max(speed, 0.0) * self.T_HEADWAY + speed * closing / (2 * math.sqrt(self.A_MAX * self.B_COMF))
-            return self.A_MAX * (free - (max(s_star, 0.0) / max(gap, 0.1)) ** 2)
-        return self.A_MAX * free
+            corridor = np.vstack([[0.0, 0.0], route])
+            i, gap = corridor_leader(a[:, 1], a[:, 2], a[:, 7], a[:, 8], [corridor], length, width, self.CORRIDOR_MARGIN_M,
+                                     self.LOOKAHEAD_M)
+            if i >= 0:
+                closing = -float(a[i, 3])  # relative vx is the other's minus the ego's
+        return float(idm_acceleration(speed, gap, closing, self.IDM, self.v0))

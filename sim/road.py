@@ -25,6 +25,7 @@ import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
+from scenarios.common import wrap_angle
 from scenarios.model import FeatureKind, RoadMap
 
 #: Points of a logged path closer than this to the previous kept point are dropped [m].
@@ -60,11 +61,6 @@ def is_derived(road_map: RoadMap) -> bool:
 def default_shoulder(road_map: RoadMap) -> float:
     """``DERIVED_SHOULDER_M`` for a map whose drivable area is a guess (``is_derived``), else ``MEASURED_SHOULDER_M`` [m]."""
     return DERIVED_SHOULDER_M if is_derived(road_map) else MEASURED_SHOULDER_M
-
-
-def wrap_angle(angle: np.ndarray | float) -> np.ndarray | float:
-    """Angle(s) wrapped to [-pi, pi) [rad]."""
-    return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
 class Polyline:

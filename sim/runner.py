@@ -53,7 +53,7 @@ def rollout(
     obs, _ = env.reset(seed=seed, options=options)
     scenario_id = base.scenario.id
     try:
-        policy.reset(base.scenario_info())
+        policy.reset(base.policy_context())
     except Exception as exc:
         raise PolicyError(scenario_id, 0, f"policy {name!r} failed to reset: {type(exc).__name__}: {exc}") from exc
     while True:

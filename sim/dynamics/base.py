@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from scenarios.common import Registry
+
 #: Standard gravity [m/s2].
 GRAVITY = 9.81
 
@@ -84,6 +86,9 @@ class EgoDynamics(abc.ABC):
 
     #: Registry name.
     name: ClassVar[str] = ""
+    #: Whether ``step`` advances the pybullet simulation itself (then the world must not, contacts
+    #: come from its substeps, and the env rebuilds the world at every reset for reproducibility).
+    steps_physics: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.client: Any = None
@@ -135,29 +140,30 @@ class EgoDynamics(abc.ABC):
         """Advance by ``dt_s`` with clipped commands; return the new state."""
 
 
-_REGISTRY: dict[str, type[EgoDynamics]] = {}
+def _unknown(name: str, message: str) -> Exception:
+    return ValueError(message)
+
+
+#: The dynamics models by name.
+REGISTRY: Registry[type[EgoDynamics]] = Registry("dynamics", unknown=_unknown)
 
 
 def register(name: str):
     """Class decorator: register an ``EgoDynamics`` under ``name``; duplicates are an error."""
 
     def decorate(cls: type[EgoDynamics]) -> type[EgoDynamics]:
-        if name in _REGISTRY:
-            raise ValueError(f"dynamics {name!r} is already registered")
+        REGISTRY.add(name, cls)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
 
     return decorate
 
 
 def make(name: str) -> EgoDynamics:
-    """A new instance of the dynamics model registered as ``name``."""
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise ValueError(f"unknown dynamics {name!r}; known: {sorted(_REGISTRY)}") from None
+    """A new instance of the dynamics model registered as ``name`` (``ValueError`` listing the known ones)."""
+    return REGISTRY.get(name)()
 
 
 def names() -> list[str]:
-    return sorted(_REGISTRY)
+    """The registered dynamics models, sorted."""
+    return REGISTRY.names()

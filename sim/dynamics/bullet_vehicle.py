@@ -104,6 +104,8 @@ _IDENTITY = (0.0, 0.0, 0.0, 1.0)
 class BulletVehicle(EgoDynamics):
     """Four-wheeled articulated pybullet vehicle with Ackermann steering and wheel-torque control."""
 
+    steps_physics = True
+
     def __init__(self) -> None:
         super().__init__()
         self._body_client: Any = None

@@ -1,0 +1,212 @@
+"""The control laws every driver in the twin uses: IDM, the leader in a corridor, distance to a path,
+pure pursuit and the trajectory tracker.
+
+One copy each, shared by the reactive agents (``sim.agents``), the discrete meta-actions
+(``sim.actions``) and the baselines (``sim.policies``). ``idm_acceleration`` takes floats (the ego) or numpy arrays (many agents) and
+applies the same operations in the same order to both; numpy's vector loops for powers of
+arrays may round the last bit differently from the float ``pow``, so an array element can differ
+from the float answer by one ulp (each caller gets exactly what its former copy computed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+from sim.dynamics.base import VehicleParams
+
+F = TypeVar("F", float, np.ndarray)
+
+
+@dataclass(frozen=True, slots=True)
+class IDMParams:
+    """The intelligent driver model's constants.
+
+    Attributes:
+        a_max: maximum acceleration [m/s2].
+        b_comf: comfortable braking [m/s2] (positive).
+        s0: jam distance [m].
+        headway: desired time headway [s].
+    """
+
+    a_max: float
+    b_comf: float
+    s0: float
+    headway: float
+
+    def __post_init__(self) -> None:
+        for name in ("a_max", "b_comf", "headway"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"IDMParams.{name} must be positive, got {getattr(self, name)!r}")
+        if not self.s0 >= 0:
+            raise ValueError(f"IDMParams.s0 must be >= 0, got {self.s0!r}")
+
+
+#: The baselines' IDM (the ``idm`` policy and the ``discrete`` actions' safe gap).
+BASELINE_IDM = IDMParams(a_max=2.0, b_comf=3.0, s0=2.0, headway=1.5)
+#: The baselines' leader search: extra corridor half width [m], and how far the corridor goes
+#: on straight beyond its last point [m].
+BASELINE_CORRIDOR_MARGIN_M = 0.4
+BASELINE_LEADER_LOOKAHEAD_M = 150.0
+
+
+def idm_acceleration(speed: F, gap: F, closing: F, params: IDMParams, v0: F | float = math.inf) -> F:
+    """IDM: ``a_max * (1 - (v / v0)^4 - (s* / gap)^2)``, ``s* = s0 + v T + v dv / (2 sqrt(a_max b))``.
+
+    Args:
+        speed: v [m/s] (negative speeds count as 0 in the headway and free-road terms).
+        gap: bumper-to-bumper distance to the leader [m]; ``inf`` without one (no interaction
+            term). Gaps below 0.1 m count as 0.1 m.
+        closing: the ego's speed minus the leader's along the path [m/s] (dv).
+        params: the model's constants.
+        v0: desired speed [m/s]; ``inf`` drops the free-road term (only the interaction remains).
+    """
+    v = np.maximum(speed, 0.0)
+    s_star = params.s0 + v * params.headway + speed * closing / (2 * math.sqrt(params.a_max * params.b_comf))
+    return params.a_max * ((1.0 - (v / v0) ** 4) - (np.maximum(s_star, 0.0) / np.maximum(gap, 0.1)) ** 2)
+
+
+def distance_to_path(x: np.ndarray, y: np.ndarray, path: np.ndarray, extend: float) -> np.ndarray:
+    """Distance [m] of points (x, y) to a polyline (P, 2), its last segment extended by ``extend`` [m].
+
+    A path of one point (or of equal points) is extended along +x.
+    """
+    if len(path) >= 2 and np.hypot(*(path[-1] - path[-2])) > 1e-6:
+        d = path[-1] - path[-2]
+        path = np.vstack([path, path[-1] + d / np.hypot(*d) * extend])
+    elif len(path) == 1 or np.allclose(path, path[0]):
+        path = np.vstack([path[:1], path[:1] + [extend, 0.0]])
+    a, b = path[:-1], path[1:]
+    d = b - a
+    len2 = np.maximum((d * d).sum(axis=1), 1e-12)
+    px, py = x[:, None] - a[None, :, 0], y[:, None] - a[None, :, 1]
+    t = np.clip((px * d[None, :, 0] + py * d[None, :, 1]) / len2[None, :], 0.0, 1.0)
+    ex, ey = px - t * d[None, :, 0], py - t * d[None, :, 1]
+    return np.sqrt((ex * ex + ey * ey).min(axis=1))
+
+
+def corridor_leader(
+    x: np.ndarray,
+    y: np.ndarray,
+    length: np.ndarray,
+    width: np.ndarray,
+    corridors: Sequence[np.ndarray],
+    ego_length: float,
+    ego_width: float,
+    margin: float,
+    extend: float,
+) -> tuple[int, float]:
+    """The leader: the nearest road user ahead whose box reaches into the ego's corridor.
+
+    Everything is in the ego frame (x ahead, y left, the ego's centre at the origin). A road user
+    at (x, y) is a candidate when ``x > 0`` and its distance to any of ``corridors`` (polylines
+    (P, 2), each extended by ``extend`` [m]) is below the two half widths plus ``margin`` [m].
+
+    Args:
+        x, y: (M,) centres [m]; length, width: (M,) their boxes [m].
+        corridors: the paths the ego drives (one, or two during a lane change).
+        ego_length, ego_width: the ego's box [m].
+
+    Returns:
+        (index into ``x`` of the leader, bumper-to-bumper gap [m]), or ``(-1, inf)`` without one.
+    """
+    fwd = np.flatnonzero(x > 0)
+    if not fwd.size:
+        return -1, math.inf
+    xf, yf = x[fwd], y[fwd]
+    lateral = distance_to_path(xf, yf, corridors[0], extend)
+    for corridor in corridors[1:]:
+        lateral = np.minimum(lateral, distance_to_path(xf, yf, corridor, extend))
+    inside = lateral < 0.5 * width[fwd] + 0.5 * ego_width + margin
+    if not inside.any():
+        return -1, math.inf
+    rows = fwd[inside]
+    g = x[rows] - 0.5 * length[rows] - 0.5 * ego_length
+    i = int(np.argmin(g))
+    return int(rows[i]), float(g[i])
+
+
+def pure_pursuit(path: np.ndarray, lookahead: float, wheelbase: float) -> float:
+    """Road-wheel angle [rad] steering the rear axle towards ``path``'s point ``lookahead`` [m] away.
+
+    ``path``: (P, 2) points in the ego frame with the origin at the vehicle's centre; the rear
+    axle is taken half a wheelbase behind the centre. Beyond its end the path goes on straight.
+    """
+    rear = np.array([-0.5 * wheelbase, 0.0])
+    rel = np.vstack([[0.0, 0.0], path]) - rear
+    d = np.hypot(rel[:, 0], rel[:, 1])
+    beyond = np.flatnonzero(d >= lookahead)
+    if beyond.size and beyond[0] > 0:
+        i = int(beyond[0])
+        a, b = rel[i - 1], rel[i]
+        # the point between a and b at distance ``lookahead`` from the rear axle
+        ab = b - a
+        qa, qb, qc = ab @ ab, 2 * a @ ab, a @ a - lookahead**2
+        disc = max(qb * qb - 4 * qa * qc, 0.0)
+        t = (-qb + math.sqrt(disc)) / (2 * qa) if qa > 0 else 0.0
+        target = a + min(max(t, 0.0), 1.0) * ab
+    elif beyond.size:
+        target = rel[beyond[0]]
+    else:
+        if len(rel) >= 2 and np.hypot(*(rel[-1] - rel[-2])) > 1e-6:
+            u = (rel[-1] - rel[-2]) / np.hypot(*(rel[-1] - rel[-2]))
+        else:
+            u = np.array([1.0, 0.0])
+        # go on straight from the last point until the lookahead circle
+        a = rel[-1]
+        qb = 2 * a @ u
+        qc = a @ a - lookahead**2
+        t = (-qb + math.sqrt(max(qb * qb - 4 * qc, 0.0))) / 2
+        target = a + t * u
+    dist2 = float(target @ target)
+    if dist2 < 1e-9:
+        return 0.0
+    curvature = 2.0 * target[1] / dist2
+    return math.atan(wheelbase * curvature)
+
+
+class TrajectoryTracker:
+    """Tracks ego-frame waypoints at the env step: pure pursuit for steering, a speed PI controller.
+
+    Speed: the target is the waypoints' speed at the end of this step, the mean of their first
+    two segments' speeds; the first segment is measured from the ego itself, so an along-track
+    position error shows up as a speed error and is corrected. ``a = (v_target - v) / TAU +
+    K_I * integral(v_target - v)``, the integral clamped to +-2 m/s. Steering: pure pursuit from
+    the rear axle (half a wheelbase behind the centre) with lookahead
+    ``clip(LOOKAHEAD_S * v, LOOKAHEAD_MIN_M, LOOKAHEAD_MAX_M)``; wheels straight when the
+    waypoints stand still. Waypoints behind the ego (first one at x < 0) mean reversing.
+    """
+
+    TAU = 0.25  # [s] speed error time constant
+    K_I = 0.2  # [1/s2] integral gain
+    LOOKAHEAD_S, LOOKAHEAD_MIN_M, LOOKAHEAD_MAX_M = 0.6, 2.5, 25.0
+
+    def __init__(self) -> None:
+        self.integral = 0.0
+
+    def reset(self) -> None:
+        self.integral = 0.0
+
+    def command(self, waypoints: np.ndarray, speed: float, params: VehicleParams, dt: float) -> tuple[float, float]:
+        """(accel [m/s2], steer [rad]) tracking ``waypoints`` (K, 2) from the current ``speed`` [m/s]."""
+        wp = np.asarray(waypoints, dtype=np.float64)
+        seg = np.diff(np.vstack([[0.0, 0.0], wp]), axis=0)
+        seg_len = np.hypot(seg[:, 0], seg[:, 1])
+        forward = 1.0 if wp[0, 0] >= -1e-6 else -1.0
+        # speed at the end of this step: mean of the first two segments' speeds
+        v_end = forward * (seg_len[0] + (seg_len[1] if len(seg_len) > 1 else seg_len[0])) / (2 * dt)
+        err = v_end - speed
+        self.integral = min(max(self.integral + err * dt, -2.0), 2.0)
+        accel = err / self.TAU + self.K_I * self.integral
+        accel = min(max(accel, -params.max_decel), params.max_accel)
+        if seg_len.sum() < 0.05 * len(seg_len) * dt:  # (nearly) standing: keep the wheels straight
+            return accel, 0.0
+        look = min(max(self.LOOKAHEAD_S * abs(speed), self.LOOKAHEAD_MIN_M), self.LOOKAHEAD_MAX_M)
+        steer = pure_pursuit(wp, look, params.wheelbase)
+        if forward < 0:
+            steer = -steer
+        return accel, steer
