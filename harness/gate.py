@@ -259,14 +259,14 @@ def write_junit(result: GateResult, config: GateConfig, path: str | Path, run_di
         case = ET.Element("testcase", classname=str(row["scenario_id"]), name=str(row["variant_id"]))
         seconds = row.get("worker_s")
         case.set("time", f"{float(seconds):.3f}" if seconds is not None and not pd.isna(seconds) else "0")
-        replay = f"\nreplay: {_replay_command(str(row['variant_id']), run_dir)}"
+        replay = f"replay: {_replay_command(str(row['variant_id']), run_dir)}"
         if row["status"] != "ok":
-            err = ET.SubElement(case, "error", message=str(row["error"])[:500], type="variant_error")
-            err.text = str(row["error"]) + replay
+            err = ET.SubElement(case, "error", message=f"{str(row['error'])[:500]}; {replay}", type="variant_error")
+            err.text = f"{row['error']}\n{replay}"
         elif not row["passed"] or row.get("newly_failing", False):
             reason = _failure_reason(row, config)
-            kind = causes(row.to_dict())[0] if causes(row.to_dict()) else "score"
-            ET.SubElement(case, "failure", message=reason, type=kind).text = reason + replay
+            found = causes(row.to_dict())
+            ET.SubElement(case, "failure", message=f"{reason}; {replay}", type=found[0] if found else "score").text = f"{reason}\n{replay}"
         scores = {k: row.get(k) for k in (SCORE, "driving_score", "collisions", "at_fault_collisions", "progress_ratio", "min_ttc_s")}
         out = json.dumps({k: _finite(v) for k, v in scores.items()})
         if isinstance(row.get("against_log"), str):

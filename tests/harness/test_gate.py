@@ -156,6 +156,7 @@ def test_junit_fails_a_variant_on_its_own_verdict_naming_the_cause_and_the_repla
     assert failed[OFF_ROAD].get("message").startswith("0.31 m off the drivable area")
     for name, failure in failed.items():
         assert "regressed: passed in the baseline" in failure.get("message")
+        assert failure.get("message").endswith(f"; replay: drivetwin replay {name} --run {runs['cand']}")
         assert f"replay: drivetwin replay {name} --run {runs['cand']}" in failure.text
 
 
