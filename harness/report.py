@@ -437,7 +437,7 @@ def _worst_card(rank: int, row: Mapping[str, Any], run_dir: Path, replayer: Any,
             if result.rollout is not None and result.scenario is not None:
                 from harness.plots import key_moment
 
-                moment = key_moment(result.scenario, result.rollout, result.eval_config)
+                moment = key_moment(result.scenario, result.rollout, result.eval_config, result.row)
                 status += f"<p>The moment drawn: {_e(moment.describe(result.rollout))}.</p>"
             picture = _img(result.picture(fmt="png", width_in=7.5, dpi=80, colors=128), "png", f"bird's-eye view of {vid}")
             if gif:

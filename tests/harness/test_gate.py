@@ -192,3 +192,16 @@ def test_run_with_a_gate_prints_the_verdict_and_counts_driving_failures(tmp_path
     assert "FAIL  at_fault_collision_rate: 1 of 3 variants with an at-fault collision" in captured.out
     assert f"variant {AT_FAULT}: 1 at-fault collision, the first at 3.2 s" in captured.out
     assert captured.out.rstrip().splitlines()[-1].startswith("verdict: FAIL")
+
+
+def test_the_report_draws_an_off_road_variant_at_its_furthest_step(runs, tmp_path):
+    """Constant velocity leaves the road on 389 (0.31 m): that is its moment, not its lowest TTC."""
+    from harness.plots import key_moment
+    from harness.replay import Replayer
+
+    with Replayer(runs["cand"]) as replayer:
+        result = replayer.replay(OFF_ROAD)
+    moment = key_moment(result.scenario, result.rollout, result.eval_config, result.row)
+    assert moment.kind == "off_road" and moment.offroad_m == pytest.approx(result.row["drivable_area_max_distance_m"])
+    assert moment.describe(result.rollout).endswith(f"furthest off the drivable area, {moment.offroad_m:.2f} m")
+    assert any(m.kind == "off-road" for m in moment.markers)
