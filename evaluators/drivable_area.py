@@ -14,10 +14,11 @@ around the log, and the road goes on beyond) is not judged; such steps are count
 ``offmap_steps``. A map without any drivable geometry cannot be judged: the distance is NaN and
 the multiplier 1.
 
-Judged against the log: where the logged ego itself gets further off than ``max_distance_m``
-within the rollout's time (NGSIM boxes past their lanelet's edge), the planner fails only beyond
-the log's distance plus ``log_margin_m``; ``log_drivable_area_max_distance_m`` holds the log's
-distance. The engine's own off-road flag (``rollout.offroad``, all False in a log
+Judged against the log: the planner fails only where it is beyond ``max_distance_m`` *and*
+further off than the logged ego itself within the rollout's time by more than ``log_margin_m``;
+so where the log is off the road (NGSIM boxes past their lanelet's edge), or within the margin
+of the bound, the log's distance plus the margin is the limit. ``log_drivable_area_max_distance_m``
+holds the log's distance. The engine's own off-road flag (``rollout.offroad``, all False in a log
 replay) is reported beside it, not mixed in: it depends on the twin's road mesh.
 """
 
@@ -32,14 +33,19 @@ from evaluators.config import check_fields
 from evaluators.context import Context
 
 
+#: Rounding below which a distance equals its limit [m].
+TOLERANCE_M = 1e-9
+
+
 @dataclass(frozen=True, slots=True)
 class DrivableAreaSettings:
     """``[evaluators.drivable_area]``.
 
     Attributes:
         max_distance_m: largest distance of an ego corner outside the drivable area [m] (nuPlan 0.3).
-        log_margin_m: where the log itself is further off than ``max_distance_m``, the planner
-            fails only beyond the log's distance plus this [m] (0.2).
+        log_margin_m: the planner fails only beyond the log's own distance plus this [m] (0.2):
+            where the log itself is off the road, or within this margin of the bound, the log
+            sets the limit.
     """
 
     max_distance_m: float = 0.3
@@ -68,11 +74,11 @@ class DrivableArea(Evaluator):
         cfg = self.settings(ctx)
         allowed = cfg.max_distance_m
         log_worst = ctx.log.offroad_m if ctx.log is not None else float("nan")
-        if log_worst > cfg.max_distance_m:  # the log itself is off the road (NaN: not judged)
+        if log_worst + cfg.log_margin_m > cfg.max_distance_m:  # the log itself is off or near it (NaN: not judged)
             allowed = log_worst + cfg.log_margin_m
-            verdict = "fails" if worst > allowed else "passes"
+            verdict = "fails" if worst > allowed + TOLERANCE_M else "passes"
             ctx.note("drivable_area", f"log itself {log_worst:.2f} m off-road; planner {worst:.2f} m {verdict} (limit {allowed:.2f} m)")
-        ok = not worst > allowed  # NaN (no drivable area known) is not a violation
+        ok = not worst > allowed + TOLERANCE_M  # NaN (no drivable area known) is not a violation
         engine = int(np.count_nonzero(np.asarray(ctx.rollout.offroad, dtype=bool) & ctx.ego_valid))
         known = np.isfinite(dist).all(axis=1)
         series = np.full(ctx.num_steps, np.nan)

@@ -45,8 +45,9 @@ class TTCSettings:
         step_s, horizon_s: projection step and horizon [s] (nuPlan 0.1, 3).
         bound_s: the TTC is within bound when it never drops to this or below [s] (nuPlan 0.95).
         ego_stopped_mps: no TTC is computed while the ego is this slow [m/s] (nuPlan 5e-3).
-        log_margin_s: where the log itself drops to ``bound_s``, the planner fails only where its
-            smallest TTC is below the log's by more than this [s] (0.2: two projection steps).
+        log_margin_s: the planner fails only where its smallest TTC is at or below ``bound_s``
+            *and* below the log's own by more than this [s] (0.2: two projection steps); where
+            the log itself drops to the bound, or within this margin of it, the log sets the floor.
     """
 
     step_s: float = 0.1
@@ -146,9 +147,9 @@ class TimeToCollision(Evaluator):
         low = float(known.min())
         within = bool((known > cfg.bound_s).all())
         log_low = ctx.log.min_ttc_s if ctx.log is not None else float("nan")
-        if log_low <= cfg.bound_s:  # the log itself is under bound (NaN: not judged)
+        if log_low - cfg.log_margin_s <= cfg.bound_s:  # the log itself is under bound or near it (NaN: not judged)
             floor = log_low - cfg.log_margin_s
-            within = not low < floor
+            within = within or not low < floor - 1e-9 * cfg.step_s  # TTCs sit on the step grid: equal is not below
             verdict = "passes" if within else "fails"
             ctx.note("ttc", f"log itself min TTC {log_low:.2f} s; planner {low:.2f} s {verdict} (fails below {floor:.2f} s)")
         return [

@@ -256,10 +256,25 @@ def test_the_expert_scores_as_the_log_on_every_logged_ego(tmp_path, data_dir):
 
     base = load_suite(CONFIGS / "real_data.toml")
     summary = run("real_data.toml", tmp_path, scenarios=dataclasses.replace(base.scenarios, sources=(str(data_dir),)))
-    assert len(summary) == 6 and (summary["status"] == "ok").all()
-    assert set(summary["dataset"]) == {"av2", "commonroad", "scenarionet-nuscenes", "waymo"}
+    assert len(summary) == 8 and (summary["status"] == "ok").all()
+    assert set(summary["dataset"]) == {"av2", "av2_sensor", "commonroad", "scenarionet-nuscenes", "waymo"}
     assert (summary["closed_loop_score"] >= 0.99).all(), summary.loc[summary["closed_loop_score"] < 0.99, ["variant_id", "against_log"]]
     assert (summary["at_fault_collisions"] == 0).all() and (summary["excused_collisions"] == 0).all()
     ngsim = summary[summary["dataset"] == "commonroad"].iloc[0]
     assert ngsim["log_drivable_area_max_distance_m"] == pytest.approx(0.40, abs=0.01)  # flagged, and shown
     assert "log itself 0.40 m off-road" in ngsim["against_log"]
+
+
+def test_a_log_within_the_margin_of_a_bound_sets_the_limit_too():
+    """Off-road and TTC verdicts have no cliff at the bound: a log 0.25 m off (inside 0.3 m) lets a
+    planner reach 0.45 m; a log whose TTC bottoms at 1.1 s (above 0.95 s) lets it reach 0.9 s."""
+    s = scene([AgentSpec("ego", 0.0, y=-LANE_WIDTH / 2 - 0.25 + HALF_WIDTH, speed=10.0)])
+    for dy, compliant in ((-0.15, True), (-0.25, False)):
+        row = evaluate(shifted(Rollout.from_log(s), dy=dy), s)
+        assert row["log_drivable_area_max_distance_m"] == pytest.approx(0.25)
+        assert row["drivable_area_compliance"] == (1.0 if compliant else 0.0), dy
+    near = scene([AgentSpec("ego", 0.0, speed=15.0), AgentSpec("lead", 10.5 + 4.5, speed=10.0)], num_steps=11)
+    for dx, ttc, within in ((0.0, 1.1, True), (1.0, 0.9, True), (1.5, 0.8, False)):
+        row = evaluate(shifted(Rollout.from_log(near), dx=dx), near)
+        assert row["log_min_ttc_s"] == pytest.approx(1.1) and row["min_ttc_s"] == pytest.approx(ttc)
+        assert row["ttc_within_bound"] is within, dx
