@@ -326,13 +326,14 @@ class _Progress:
         self.bar = tqdm(total=total, unit="variant", disable=not interactive or quiet, file=sys.stderr, dynamic_ncols=True)
 
     def update(self, summary: Mapping[str, Any]) -> None:
-        """Count one finished variant from its summary row."""
+        """Count one finished variant from its summary row (a rejected one neither fails nor errs)."""
         from evaluators.verdicts import verdict_failures
 
         self.done += 1
+        judged = summary.get("status") != STATUS_REJECTED
         if summary.get("status") == STATUS_ERROR:
             self.errors += 1
-        if verdict_failures(summary, self.min_variant_score):
+        if judged and verdict_failures(summary, self.min_variant_score):
             self.failures += 1
             self.bar.set_postfix(failing=self.failures, errors=self.errors, refresh=False)
         self.bar.update(1)
@@ -380,7 +381,7 @@ def _execute(
         if outcome.summary.get("status") == STATUS_REJECTED:
             if rejected is not None:
                 rejected[f"{task.mutation}:{outcome.summary.get('error')}"] += 1
-            progress.update(True)
+            progress.update(outcome.summary)
             yield task, outcome
             continue
         outcome.summary["attempts"] = result.attempts

@@ -301,7 +301,7 @@ class VariantWorker:
             timings["sim_s"] = time.perf_counter() - start
             stage = "evaluation"
             start = time.perf_counter()
-            log = self.library(task.library).load(task.scenario_id) if task.spec_json else scenario  # judged against its source's log
+            log = self.base_scenario(shipped) if task.spec_json else scenario  # judged against its source's log (shipped or read)
             evaluation = evaluate_all(
                 record, scenario, self._eval_config, variant_id=task.variant_id, scenario_id=task.scenario_id, series=self.save_steps, log=log
             )
