@@ -69,3 +69,28 @@ class SlowReset:
 
     def act(self, observation):
         return self.expert.act(observation)
+
+
+#: Resets this process has started (``HeldReset`` counts them; a driver's pre-check is one).
+_RESETS = [0]
+
+
+class HeldReset:
+    """The expert; every reset after the first ``hold_after`` (in this process) waits for ``release`` to exist.
+
+    A test interrupts a run at a known point with it, however fast the machine is: it waits for
+    the first results, signals the run while it is held, and creates ``release`` before resuming.
+    """
+
+    def __init__(self, hold_after: int, release: str) -> None:
+        self.hold_after, self.release = int(hold_after), release
+        self.expert = make_policy("expert")
+
+    def reset(self, scenario_info) -> None:
+        _RESETS[0] += 1
+        while _RESETS[0] > self.hold_after and not os.path.exists(self.release):
+            time.sleep(0.02)
+        self.expert.reset(scenario_info)
+
+    def act(self, observation):
+        return self.expert.act(observation)
