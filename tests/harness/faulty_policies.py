@@ -94,3 +94,29 @@ class HeldReset:
 
     def act(self, observation):
         return self.expert.act(observation)
+
+
+#: What ``Leaks`` holds on to: never freed while its process lives.
+_LEAKED: list[bytes] = []
+
+
+class Leaks:
+    """The expert, leaking ``mb`` [MB] per episode (resident: the bytes are written) in its process.
+
+    With ``log``, each reset appends ``"<pid>\\n"`` to that file, so a test can count the
+    episodes each worker process ran.
+    """
+
+    def __init__(self, mb: float = 8.0, log: str = "") -> None:
+        self.mb, self.log = float(mb), log
+        self.expert = make_policy("expert")
+
+    def reset(self, scenario_info) -> None:
+        _LEAKED.append(b"\x01" * int(self.mb * 1e6))
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(f"{os.getpid()}\n")
+        self.expert.reset(scenario_info)
+
+    def act(self, observation):
+        return self.expert.act(observation)
