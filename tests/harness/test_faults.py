@@ -181,3 +181,57 @@ def test_resume_after_a_config_change_names_the_key(tmp_path):
         run_suite(moved, out=tmp_path / "run", resume=True, progress=False)
     # how it is executed may change: workers differ above, and alone they resume
     assert run_suite(cfg.replace(run=cfg.run.__class__(seed=2, executor="sequential", workers=4)), out=tmp_path / "run", resume=True, progress=False).num_skipped == 1
+
+
+def _children(pid: int) -> list[int]:
+    from harness.lifetime import _parent, _pids
+
+    return [p for p in _pids() if _parent(p) == pid]
+
+
+def test_a_killed_driver_leaves_no_ray_process_of_its_session(tmp_path):
+    from harness.lifetime import _cmdline, end_session, session_processes
+
+    release = tmp_path / "release"  # never created: the run is held in its second variant
+    suite = tmp_path / "held.toml"
+    suite.write_text(
+        textwrap.dedent(
+            f"""
+            [scenarios]
+            sources = ["sample"]
+            [policy]
+            name = "faulty_policies:HeldReset"
+            options = {{ hold_after = 1, release = {str(release)!r} }}
+            [run]
+            workers = 1
+            chunk_size = 1
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "run"
+    child = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--out", str(out)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    session = ""
+    try:
+        while not list((out / "parts" / "summary").glob("*.parquet")):  # one result in: mid-run
+            if child.poll() is not None:
+                raise AssertionError(f"the run ended early: {child.stderr.read()[-2000:]}")
+            time.sleep(0.1)
+        names = {m.group(0) for pid in _children(child.pid) if (m := re.search(r"session_[0-9_-]+[0-9]", _cmdline(pid)))}
+        assert len(names) == 1, names  # the driver started one local Ray
+        session = names.pop()
+        assert len(session_processes(session)) >= 3  # gcs_server, raylet, agents, the worker
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        give_up = time.monotonic() + 120  # a hang guard only: it ends as soon as they are gone
+        while session_processes(session) and time.monotonic() < give_up:
+            time.sleep(0.2)
+        left = [_cmdline(pid)[:120] for pid in session_processes(session)]
+        assert left == [], left
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if session:
+            end_session(session)
