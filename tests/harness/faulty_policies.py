@@ -103,13 +103,17 @@ _LEAKED: list[bytes] = []
 class Leaks:
     """The expert, leaking ``mb`` [MB] per episode (resident: the bytes are written) in its process.
 
-    With ``log``, each reset appends ``"<pid>\\n"`` to that file, so a test can count the
-    episodes each worker process ran.
+    With ``log``, each reset appends ``"<pid>\\n"`` to that file and each construction to
+    ``<log>.init``, so a test can count the episodes each worker process ran and the policy
+    instances made.
     """
 
     def __init__(self, mb: float = 8.0, log: str = "") -> None:
         self.mb, self.log = float(mb), log
         self.expert = make_policy("expert")
+        if log:
+            with open(log + ".init", "a") as f:
+                f.write(f"{os.getpid()}\n")
 
     def reset(self, scenario_info) -> None:
         _LEAKED.append(b"\x01" * int(self.mb * 1e6))

@@ -154,8 +154,10 @@ def test_recycling_a_leaking_policy_s_workers_changes_no_result(executor_kind, t
         per_process.pop(driver)
         assert sum(per_process.values()) == 6 and max(per_process.values()) <= 2 and len(per_process) >= 3
         assert max(_episodes_per_process(plain).values()) >= 3  # without a limit a worker keeps going
-    else:  # one process: a fresh worker (and policy instance) every 2 variants, counted by constructions
-        assert _episodes_per_process(recycled)[driver] == 7
+    else:  # one process: a fresh worker (and policy instance) every 2 variants
+        assert _episodes_per_process(recycled)[driver] == 7  # the pre-check's reset and six variants
+        made = {name: len(Path(f"{log}.init").read_text().split()) for name, log in (("plain", plain), ("recycled", recycled))}
+        assert made == {"plain": 2, "recycled": 4}  # the pre-check's policy, then one per worker
 
 
 def test_a_worker_over_the_memory_ceiling_is_replaced(ray_local, tmp_path):
