@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -158,6 +159,11 @@ class Executor(abc.ABC):
 
     def start(self, factory: WorkerFactory) -> None:
         """Begin starting the workers in the background (optional: ``map`` starts them anyway)."""
+
+    def share(self, value: bytes) -> Any:
+        """A handle by which every worker can read ``value`` (``fetch``), or None: the workers
+        share this process's disk and read what they need themselves (the default)."""
+        return None
 
     def close(self) -> None:
         """Release workers (the executor can be used again afterwards)."""
@@ -312,11 +318,15 @@ class RayExecutor(Executor):
     """One Ray actor per worker; chunks of tasks; dead actors replaced; hung chunks killed.
 
     Args:
-        workers: actors (0: one per CPU Ray sees).
-        address: a cluster to join ("" starts or reuses a local Ray).
+        workers: actors (0: one per CPU Ray sees). More than the cluster's CPUs warns; on a
+            local Ray only as many as there are CPUs are made, on a cluster (``address``) the
+            rest wait for the autoscaler to add nodes.
+        address: a cluster to join ("" starts a local Ray of this process).
         chunk_size: tasks per call (0: about four chunks per worker, at most 8 tasks each).
         timeout_s: per task, enforced inside the actor; a chunk that overruns its tasks'
-            total by a grace period has its actor killed and its tasks retried one by one.
+            total by a grace period has its actor killed and its tasks retried one by one. The
+            clock of a chunk starts when its actor is up (its warm-up answered), never at
+            submission: an actor still waiting for a CPU times nothing out.
         retries: how often a task whose actor died is started again before it is an error.
         paths: directories each actor puts at the front of its ``sys.path`` before it builds its
             worker (the driver's working directory, so modules import as they do in the driver).
@@ -346,16 +356,29 @@ class RayExecutor(Executor):
         self._requested = int(workers)
         self._pool: list[Any] = []
         self._pool_factory: WorkerFactory | None = None
+        self._warming: dict[Any, Any] = {}  # actor -> its warm() ref, until that answers
+        self._up: set[Any] = set()  # actors whose warm() answered: they take chunks
+        self._workers: int | None = None
         self._ran: dict[int, int] = {}  # tasks run by each actor (by id of its handle)
 
     @property
     def num_workers(self) -> int:
-        if self._requested > 0:
-            return self._requested
-        import ray
+        """Actors this executor runs: the request, bounded by the CPUs of a local Ray (see ``workers``)."""
+        if self._workers is None:
+            import ray
 
-        init_ray(self.address)
-        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+            init_ray(self.address)
+            cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            self._workers = self._requested if self._requested > 0 else cpus
+            if self._requested > cpus:
+                where = "waiting for the autoscaler to add the rest" if self.address else f"using {cpus}"
+                warnings.warn(
+                    f"{self._requested} workers asked for but the Ray cluster has {cpus} CPUs; {where}",
+                    RuntimeWarning, stacklevel=2,
+                )  # fmt: skip
+                if not self.address:
+                    self._workers = cpus
+        return self._workers
 
     def _chunk(self, n: int) -> int:
         size = self.chunk_size if self.chunk_size > 0 else max(1, min(8, n // (4 * self.num_workers)))
@@ -376,11 +399,34 @@ class RayExecutor(Executor):
         if self._pool_factory is not factory:
             self.close()
             self._pool_factory = factory
-        cls = self._actor_class()
         while len(self._pool) < self.num_workers:
-            actor = cls.remote(factory, self.timeout_s, self.paths)
-            actor.warm.remote()
-            self._pool.append(actor)
+            self._pool.append(self._new_actor(factory))
+
+    def _new_actor(self, factory: WorkerFactory) -> Any:
+        """An actor, warming up; it takes chunks once ``warm`` has answered (``_check_warm``)."""
+        actor = self._actor_class().remote(factory, self.timeout_s, self.paths)
+        self._warming[actor] = actor.warm.remote()
+        return actor
+
+    def _check_warm(self) -> None:
+        """Note the actors whose warm-up answered (or failed: a dead actor's chunk fails on its own)."""
+        import ray
+
+        if not self._warming:
+            return
+        refs = {ref: actor for actor, ref in self._warming.items()}
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+        for ref in ready:
+            actor = refs[ref]
+            del self._warming[actor]
+            self._up.add(actor)
+
+    def share(self, value: bytes) -> Any:
+        """``value`` put once in Ray's object store: workers on any node fetch it (``fetch``)."""
+        import ray
+
+        init_ray(self.address)
+        return ray.put(value)
 
     def ready(self, factory: WorkerFactory) -> list[int]:
         """Start the pool (``start``) and wait until every worker is built and warm; their pids."""
@@ -397,6 +443,8 @@ class RayExecutor(Executor):
                 ray.kill(actor)
         self._pool = []
         self._pool_factory = None
+        self._warming.clear()
+        self._up.clear()
         self._ran = {}
 
     def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
@@ -406,34 +454,44 @@ class RayExecutor(Executor):
         if not tasks:
             return
         self.start(factory)
-        cls = self._actor_class()
         size = self._chunk(len(tasks))
         queue: deque[list[tuple[int, Any, int]]] = deque(
             [(i, tasks[i], 1) for i in range(start, min(start + size, len(tasks)))] for start in range(0, len(tasks), size)
         )
-        idle = list(self._pool[: max(1, len(queue))])
+        # A chunk goes only to an actor that is up (its warm-up answered), one chunk at a time, so
+        # a chunk's clock starts when it starts to run: an actor still waiting for a CPU (or for
+        # the autoscaler's node) holds no work and times nothing out.
         running: dict[Any, tuple[Any, list[tuple[int, Any, int]], float]] = {}
+        busy: set[Any] = set()
 
         def replace(dead: Any) -> Any:
-            fresh = cls.remote(factory, self.timeout_s, self.paths)
+            fresh = self._new_actor(factory)
             self._pool[self._pool.index(dead)] = fresh
+            self._warming.pop(dead, None)
+            self._up.discard(dead)
+            busy.discard(dead)
             return fresh
 
         try:
             while queue or running:
-                while queue and idle:
-                    actor, chunk = idle.pop(), queue.popleft()
+                self._check_warm()
+                for actor in [a for a in self._pool if a in self._up and a not in busy][: len(queue)]:
+                    chunk = queue.popleft()
+                    busy.add(actor)
                     running[actor.run_chunk.remote(chunk)] = (actor, chunk, time.monotonic())
-                ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+                ready, _ = ray.wait(list(running) + list(self._warming.values()), num_returns=1, timeout=1.0)
                 for ref in ready:
+                    if ref not in running:
+                        continue  # a warm-up answered: that actor takes work next time round
                     actor, chunk, _started = running.pop(ref)
+                    busy.discard(actor)
                     try:
                         results = ray.get(ref)
                     except (RayActorError, WorkerCrashedError) as exc:
-                        idle.append(replace(actor))
+                        replace(actor)
                         yield from self._requeue(queue, chunk, f"worker died ({_cause(exc)})")
                         continue
-                    idle.append(self._recycled(actor, results, replace))
+                    self._recycled(actor, results, replace)  # a fresh one warms up before it takes work
                     yield from results
                 now = time.monotonic()
                 for ref, (actor, chunk, started) in list(running.items()):
@@ -442,7 +500,7 @@ class RayExecutor(Executor):
                         ray.kill(actor)
                         with contextlib.suppress(GetTimeoutError, RayActorError, WorkerCrashedError):
                             ray.get(ref, timeout=0)
-                        idle.append(replace(actor))
+                        replace(actor)
                         yield from self._requeue(queue, chunk, f"timeout after {self.timeout_s:g} s (worker killed)")
         finally:
             if running:  # stopped midway (an interrupt): those actors are busy with stale work
@@ -508,6 +566,15 @@ def _ray(workers: int = 0, **options: Any) -> Executor:
 def make_executor(kind: str, workers: int = 0, **options: Any) -> Executor:
     """The executor registered as ``kind`` ("ray", "sequential", or a plug-in's) with ``workers``."""
     return EXECUTORS.get(kind)(workers, **options)
+
+
+def fetch(handle: Any) -> Any:
+    """What ``Executor.share`` shared: from Ray's object store for a Ray handle, else the handle itself."""
+    if type(handle).__name__ == "ObjectRef":
+        import ray
+
+        return ray.get(handle)
+    return handle
 
 
 def prepend_paths(paths: Sequence[str]) -> None:

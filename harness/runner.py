@@ -37,10 +37,13 @@ from harness.executor import ClusterUnreachable, Executor, make_executor, prepen
 from harness.rundir import MANIFEST, RESULT_FILES, RunDirectory, RunError
 from harness.worker import (
     STATUS_ERROR,
+    STATUS_REJECTED,
+    ShippedTask,
     VariantOutcome,
     VariantTask,
     VariantWorker,
     params_json,
+    ship_scenario,
     task_identity,
 )
 
@@ -82,15 +85,18 @@ def default_run_dir(config: SuiteConfig, root: Path | str = "runs") -> Path:
 
 
 def resolve_sources(config: SuiteConfig, run_dir: Path) -> list[str]:
-    """Library directories of the suite's sources; raw log files are imported into ``run_dir/library``."""
+    """Library directories (or URIs) of the suite's sources; raw log files are imported into ``run_dir/library``."""
     from harness.sources import iter_sources, resolve_library
     from scenarios import load_many
-    from scenarios.library import MARKER_FILE, ScenarioLibrary
+    from scenarios.library import MARKER_FILE, ScenarioLibrary, is_uri
 
     base = Path(config.source).parent if config.source != "<memory>" else Path.cwd()
     libraries: list[str] = []
     raw: list[Path] = []
     for source in config.scenarios.sources:
+        if is_uri(source):  # s3://, gs://, hdfs://, file://: opened through pyarrow.fs where it is read
+            libraries.append(source)
+            continue
         path = resolve_library(source)
         if not path.is_absolute() and not path.exists() and (base / path).exists():
             path = base / path
@@ -153,26 +159,67 @@ def _sweep(config: SuiteConfig, index: int) -> tuple[str, Any]:
     return mutation.label(index), dataclasses.replace(plan, seed=_seed(config.run.seed, index, plan.seed))
 
 
-def _variant_task(
-    scenario: Any, root: str, plan: Any, point: Any, seed: int, name: str, rejected: Counter[str]
-) -> VariantTask | None:
-    """The task of one sampled variant, or None (counted by reason) when it is implausible or inapplicable."""
-    from scenarios.mutations import VariantSpec, apply
-    from scenarios.mutations.base import RejectedVariant
+def _variant_task(scenario: Any, root: str, plan: Any, point: Any, seed: int, name: str) -> VariantTask:
+    """The task of one sampled variant (its mutation and plausibility checks run on the worker)."""
+    from scenarios.mutations import VariantSpec
 
     spec = VariantSpec.create(scenario, plan.space.chain(point), seed)
-    try:
-        apply(scenario, spec)
-    except RejectedVariant as exc:
-        rejected[f"{name}:{exc.reason}"] += 1
-        return None
     return VariantTask(spec.id, scenario.id, root, spec.to_json(), seed, name, params_json(spec.chain))
 
 
-def make_tasks(config: SuiteConfig, scenarios: Sequence[tuple[str, str]]) -> tuple[list[VariantTask], Counter[str]]:
-    """Every non-adaptive variant of the suite, and the rejected count by reason.
+class ScenarioShipper:
+    """Shares each base scenario with the workers once, through ``Executor.share`` (Ray's object
+    store), so that workers need no access to the libraries: the driver reads a scenario once,
+    puts its bytes once, and every task of it carries the handle and the content hash workers
+    cache it by. With an executor that shares nothing (sequential) tasks go as they are.
+    """
 
-    Implausible or inapplicable mutations are rejected here, before anything is simulated.
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.enabled = True
+        self.handles: dict[tuple[str, str], tuple[str, Any]] = {}
+        self._libraries: dict[str, Any] = {}
+
+    def add(self, root: str, scenario_id: str, scenario: Any) -> None:
+        """Share ``scenario`` (already read by the caller) unless it is shared already."""
+        if not self.enabled or (root, scenario_id) in self.handles:
+            return
+        digest, data = ship_scenario(scenario)
+        handle = self.executor.share(data)
+        if handle is None:
+            self.enabled = False
+            return
+        self.handles[(root, scenario_id)] = (digest, handle)
+
+    def ship(self, tasks: Sequence[VariantTask]) -> Sequence[VariantTask | ShippedTask]:
+        """``tasks`` with their base scenarios attached (a scenario the driver cannot read goes
+        unshipped: its worker reports the error in the variant's row)."""
+        from scenarios.library import ScenarioLibrary
+
+        out: list[VariantTask | ShippedTask] = []
+        for task in tasks:
+            key = (task.library, task.scenario_id)
+            if self.enabled and key not in self.handles:
+                try:
+                    library = self._libraries.setdefault(task.library, ScenarioLibrary(task.library))
+                    self.add(*key, library.load(task.scenario_id))
+                except Exception:  # noqa: BLE001 - the worker meets the same error and reports it
+                    pass
+            if not self.enabled:
+                return tasks
+            shared = self.handles.get(key)
+            out.append(ShippedTask(task, *shared) if shared else task)
+        return out
+
+
+def make_tasks(
+    config: SuiteConfig, scenarios: Sequence[tuple[str, str]], shipper: ScenarioShipper | None = None
+) -> tuple[list[VariantTask], Counter[str]]:
+    """Every non-adaptive variant of the suite, and a counter for the rejected ones by reason.
+
+    Mutations are applied and checked for plausibility on the workers: an implausible or
+    inapplicable one comes back as a "rejected" row, counted, never simulated (``_execute``).
+    Each scenario read goes to ``shipper`` too (so it is read once).
     """
     from scenarios.library import ScenarioLibrary
     from scenarios.mutations import variant_seeds
@@ -187,12 +234,12 @@ def make_tasks(config: SuiteConfig, scenarios: Sequence[tuple[str, str]]) -> tup
         if not sweeps:
             continue
         scenario = libraries.setdefault(root, ScenarioLibrary(root)).load(scenario_id)
+        if shipper is not None:
+            shipper.add(root, scenario_id, scenario)
         for name, plan in sweeps:
             points = plan.make_sampler().propose(plan.variants)
             for point, seed in zip(points, variant_seeds(_seed(plan.seed, scenario_id), len(points))):
-                task = _variant_task(scenario, root, plan, point, seed, name, rejected)
-                if task is not None:
-                    tasks.append(task)
+                tasks.append(_variant_task(scenario, root, plan, point, seed, name))
     return tasks, rejected
 
 
@@ -279,13 +326,14 @@ class _Progress:
         self.bar = tqdm(total=total, unit="variant", disable=not interactive or quiet, file=sys.stderr, dynamic_ncols=True)
 
     def update(self, summary: Mapping[str, Any]) -> None:
-        """Count one finished variant from its summary row."""
+        """Count one finished variant from its summary row (a rejected one neither fails nor errs)."""
         from evaluators.verdicts import verdict_failures
 
         self.done += 1
+        judged = summary.get("status") != STATUS_REJECTED
         if summary.get("status") == STATUS_ERROR:
             self.errors += 1
-        if verdict_failures(summary, self.min_variant_score):
+        if judged and verdict_failures(summary, self.min_variant_score):
             self.failures += 1
             self.bar.set_postfix(failing=self.failures, errors=self.errors, refresh=False)
         self.bar.update(1)
@@ -317,16 +365,25 @@ def _execute(
     tasks: Sequence[VariantTask],
     writer: Any,
     progress: _Progress,
+    shipper: ScenarioShipper | None = None,
+    rejected: Counter[str] | None = None,
 ) -> Iterator[tuple[VariantTask, VariantOutcome]]:
-    """Run ``tasks``; write and yield each outcome as it arrives.
+    """Run ``tasks``; write and yield each outcome as it arrives (a rejected variant is counted
+    in ``rejected`` by "sweep:reason" and written nowhere).
 
     The writer flushes every few variants, and at least every ``FLUSH_EVERY_S``: a run killed
     outright loses at most that much finished work (an interrupt loses none: it flushes on exit).
     """
     last_flush = time.monotonic()
-    for result in executor.map(factory, tasks):
+    for result in executor.map(factory, shipper.ship(tasks) if shipper is not None else tasks):
         task = tasks[result.index]
         outcome = result.value if result.ok else _error_outcome(task, result.error, result.traceback)
+        if outcome.summary.get("status") == STATUS_REJECTED:
+            if rejected is not None:
+                rejected[f"{task.mutation}:{outcome.summary.get('error')}"] += 1
+            progress.update(outcome.summary)
+            yield task, outcome
+            continue
         outcome.summary["attempts"] = result.attempts
         outcome.summary["worker_s"] = result.elapsed_s
         writer.add_rows(outcome.summary, outcome.metrics, outcome.series)
@@ -343,6 +400,7 @@ def _adaptive_rounds(
     run: Callable[[list[VariantTask]], list[tuple[VariantTask, VariantOutcome]]],
     rejected: Counter[str],
     stored: dict[str, dict[str, Any]],
+    shipper: ScenarioShipper | None = None,
 ) -> int:
     """Returns the number of variants proposed; ``stored`` holds the summary rows of a resumed run."""
     """The adaptive (cross-entropy) sweeps: propose a batch per scenario, run it, update, repeat."""
@@ -358,35 +416,40 @@ def _adaptive_rounds(
         libraries: dict[str, Any] = {}
         for root, scenario_id in scenarios:
             scenario = libraries.setdefault(root, ScenarioLibrary(root)).load(scenario_id)
+            if shipper is not None:
+                shipper.add(root, scenario_id, scenario)
             states[scenario_id] = (root, scenario, plan.make_sampler())
         for round_ in range(mutation.rounds):
             batch: list[VariantTask] = []
-            points_of: dict[str, list[tuple[dict, VariantTask | None]]] = {}
+            points_of: dict[str, list[tuple[dict, VariantTask]]] = {}
             for scenario_id, (root, scenario, sampler) in states.items():
                 points = sampler.propose(plan.variants)
                 seeds = variant_seeds(_seed(plan.seed, scenario_id, round_), len(points))
                 entries = []
                 for point, seed in zip(points, seeds):
-                    task = _variant_task(scenario, root, plan, point, seed, name, rejected)
-                    entries.append((point, task))  # a rejected point has no task and no score
-                    if task is not None:
-                        batch.append(task)
+                    task = _variant_task(scenario, root, plan, point, seed, name)
+                    entries.append((point, task))
+                    batch.append(task)
                 points_of[scenario_id] = entries
             scores_of = {vid: row.get(mutation.objective) for vid, row in stored.items()}
+            rejected_ids: set[str] = set()
             for task, outcome in run([t for t in batch if t.variant_id not in stored]):
+                if outcome.summary.get("status") == STATUS_REJECTED:
+                    rejected_ids.add(task.variant_id)  # no score, not a sample of the failure region
+                    continue
                 scores_of[task.variant_id] = outcome.summary.get(mutation.objective)
             for scenario_id, entries in points_of.items():
                 sampler = states[scenario_id][2]
                 points, scores = [], []
                 for point, task in entries:
-                    if task is None:
-                        continue  # rejected: no score, not a sample of the failure region
+                    if task.variant_id in rejected_ids:
+                        continue
                     score = scores_of.get(task.variant_id)
                     points.append(point)
                     scores.append(float(score) if score is not None else 0.0)  # an error counts as a failure
                 if points:
                     sampler.update(points, scores)
-            count += len(batch)
+            count += len(batch) - len(rejected_ids)
     return count
 
 
@@ -452,6 +515,7 @@ def run_suite(
         **{k: v for k in ("max_variants_per_worker", "max_worker_memory_mb") if (v := getattr(run_cfg, k))},
     )
     factory = _worker_factory(config, run_dir)
+    shipper = ScenarioShipper(exe)
     try:
         try:
             exe.start(factory)  # workers start while the variants are made
@@ -460,9 +524,11 @@ def run_suite(
         scenarios = select_scenarios(config, libraries)
         if not scenarios:
             raise RunError(f"{config.source}: the suite selects no scenarios from {list(config.scenarios.sources)}")
-        tasks, rejected = make_tasks(config, scenarios)
+        tasks, rejected = make_tasks(config, scenarios, shipper)
         (root, first_id) = scenarios[0]
-        _check_policy(config, factory, tasks[0] if tasks else VariantTask(first_id, first_id, root, "", _seed(run_cfg.seed, first_id)))
+        # on the first base scenario: a mutated first variant may be rejected (on the worker), and
+        # a rejected scenario would leave the policy unchecked
+        _check_policy(config, factory, VariantTask(first_id, first_id, root, "", _seed(run_cfg.seed, first_id)))
     except BaseException:
         exe.close()
         raise
@@ -501,16 +567,16 @@ def run_suite(
     ran = 0
     try:
         with ReportWriter(rd.parts, run_id, flush_every=max(1, min(16, len(pending) // 20 or 1))) as writer:
-            for _ in _execute(exe, factory, pending, writer, bar):
+            for _ in _execute(exe, factory, pending, writer, bar, shipper, rejected):
                 ran += 1
 
             def run_batch(batch: list[VariantTask]) -> list[tuple[VariantTask, VariantOutcome]]:
                 rd.append_tasks(batch)
-                results = list(_execute(exe, factory, batch, writer, bar))
+                results = list(_execute(exe, factory, batch, writer, bar, shipper, rejected))
                 writer.flush()
                 return results
 
-            ran += _adaptive_rounds(config, scenarios, run_batch, rejected, stored)
+            ran += _adaptive_rounds(config, scenarios, run_batch, rejected, stored, shipper)
     finally:
         bar.close()
         exe.close()
@@ -525,6 +591,7 @@ def run_suite(
         num_variants=int(len(summary)),
         num_errors=errors,
         num_resumed=len(done),
+        scenarios_shipped=len(shipper.handles),  # base scenarios sent through the object store
         rejected=dict(sorted(rejected.items())),
         num_rejected=int(sum(rejected.values())),
     )

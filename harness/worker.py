@@ -9,6 +9,7 @@ returns an outcome with status "error" and the message, so the run goes on.
 from __future__ import annotations
 
 import json
+import pickle
 import time
 import traceback
 from collections.abc import Mapping
@@ -19,6 +20,11 @@ import numpy as np
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
+#: The status of a variant whose mutation is implausible or inapplicable: counted, never simulated
+#: and never a row of the result tables.
+STATUS_REJECTED = "rejected"
+#: Base scenarios a worker keeps decoded, by content hash, of those the driver shipped.
+SHIPPED_CACHE = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,29 @@ class VariantTask:
 
     def to_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class ShippedTask:
+    """A variant with its base scenario as the driver shared it: the worker opens no library.
+
+    Attributes:
+        task: the variant.
+        digest: the content hash of the pickled base scenario (the worker's cache key).
+        handle: what ``Executor.share`` returned for those bytes (a Ray object reference).
+    """
+
+    task: VariantTask
+    digest: str
+    handle: Any
+
+
+def ship_scenario(scenario: Any) -> tuple[str, bytes]:
+    """The content hash and the bytes by which a base scenario travels to workers."""
+    import hashlib
+
+    data = pickle.dumps(scenario, protocol=5)
+    return hashlib.blake2b(data, digest_size=16).hexdigest(), data
 
 
 @dataclass(slots=True)
@@ -152,6 +181,7 @@ class VariantWorker:
         self._policy: Any = None
         self._eval_config: Any = None
         self._libraries: dict[str, Any] = {}
+        self._shipped: Any = None  # LRU of shipped base scenarios by digest, made on first use
 
     def _setup(self) -> None:
         import sim
@@ -177,9 +207,22 @@ class VariantWorker:
             self._libraries[root] = ScenarioLibrary(root)
         return self._libraries[root]
 
-    def build_scenario(self, task: VariantTask) -> Any:
+    def base_scenario(self, task: VariantTask | ShippedTask) -> Any:
+        """The variant's base scenario: fetched once per content hash when shipped, else from its library."""
+        if isinstance(task, ShippedTask):
+            from harness.executor import fetch
+            from scenarios.common import LRU
+
+            if self._shipped is None:
+                self._shipped = LRU(SHIPPED_CACHE)
+            return self._shipped.get_or_make(task.digest, lambda: pickle.loads(fetch(task.handle)))
+        return self.library(task.library).load(task.scenario_id)
+
+    def build_scenario(self, task: VariantTask | ShippedTask) -> Any:
         """The variant's scenario: the base scenario, mutated as its spec says."""
-        base = self.library(task.library).load(task.scenario_id)
+        base = self.base_scenario(task)
+        if isinstance(task, ShippedTask):
+            task = task.task
         if not task.spec_json:
             return base
         from scenarios.mutations import reproduce
@@ -239,17 +282,18 @@ class VariantWorker:
         self._setup()
         return self._eval_config
 
-    def episode(self, task: VariantTask, timings: dict[str, float] | None = None) -> Episode:
+    def episode(self, task: VariantTask | ShippedTask, timings: dict[str, float] | None = None) -> Episode:
         """Rebuild, drive and score one variant; raises ``VariantFailed`` naming the stage that failed."""
         from evaluators import evaluate_all
 
         timings = {} if timings is None else timings
         stage, scenario, record = "setup", None, None
+        shipped, task = task, (task.task if isinstance(task, ShippedTask) else task)
         try:
             start = time.perf_counter()
             self._setup()
             stage = "scenario"
-            scenario = self.build_scenario(task)
+            scenario = self.build_scenario(shipped)
             timings["build_s"] = time.perf_counter() - start
             stage = "rollout"
             start = time.perf_counter()
@@ -257,12 +301,14 @@ class VariantWorker:
             timings["sim_s"] = time.perf_counter() - start
             stage = "evaluation"
             start = time.perf_counter()
-            log = self.library(task.library).load(task.scenario_id) if task.spec_json else scenario  # judged against its source's log
+            log = self.base_scenario(shipped) if task.spec_json else scenario  # judged against its source's log (shipped or read)
             evaluation = evaluate_all(
                 record, scenario, self._eval_config, variant_id=task.variant_id, scenario_id=task.scenario_id, series=self.save_steps, log=log
             )
             timings["eval_s"] = time.perf_counter() - start
         except Exception as exc:  # noqa: BLE001 - wrapped with its stage, the cause kept
+            if stage == "scenario" and _is_rejection(exc):
+                raise  # not a failure: the variant must not be simulated (``run`` reports it)
             message = f"{stage}: {''.join(traceback.format_exception_only(exc)).strip()}"
             raise VariantFailed(message, scenario, record, "".join(traceback.format_exception(exc))) from exc
         return Episode(scenario, record, evaluation)
@@ -307,16 +353,32 @@ class VariantWorker:
         finally:
             self._policy = None  # the variants get a policy that has not seen this episode
 
-    def run(self, task: VariantTask) -> VariantOutcome:
+    def run(self, task: VariantTask | ShippedTask) -> VariantOutcome:
         """One variant's outcome: its rows, or an error row with the failed stage and message."""
         timings: dict[str, float] = {}
+        shipped, task = task, (task.task if isinstance(task, ShippedTask) else task)
+        from scenarios.mutations.base import RejectedVariant
+
         try:
-            episode = self.episode(task, timings)
+            episode = self.episode(shipped, timings)
+        except RejectedVariant as exc:
+            return VariantOutcome(rejected_summary(task, exc.reason), timings=timings)
         except VariantFailed as exc:
             return VariantOutcome({**failure_summary(task, exc), **self.planner_columns()}, timings=timings)
         evaluation = episode.evaluation
         summary = {**episode_summary(task, episode), **self.planner_columns()}
         return VariantOutcome(summary, evaluation.metrics, evaluation.series, timings)
+
+
+def _is_rejection(exc: BaseException) -> bool:
+    from scenarios.mutations.base import RejectedVariant
+
+    return isinstance(exc, RejectedVariant)
+
+
+def rejected_summary(task: VariantTask, reason: str) -> dict[str, Any]:
+    """The row of a variant the mutation's plausibility checks rejected (status "rejected", the reason)."""
+    return {"variant_id": task.variant_id, "scenario_id": task.scenario_id, "status": STATUS_REJECTED, "error": reason, **task_identity(task)}
 
 
 def episode_summary(task: VariantTask, episode: Episode) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from scenarios.common import LRU
@@ -147,6 +148,11 @@ def resolve_path(root: str | Path) -> Path:
     return sample_path() if isinstance(root, str) and root == SAMPLE_NAME else Path(root)
 
 
+def is_uri(root: object) -> bool:
+    """Whether ``root`` names a library by filesystem URI (``s3://``, ``gs://``, ``hdfs://``, ``file://``)."""
+    return isinstance(root, str) and "://" in root
+
+
 def _close(handle: pq.ParquetFile) -> None:
     handle.close()
 
@@ -198,8 +204,11 @@ class ScenarioLibrary:
     several processes are serialised by a lock file; one instance is not thread-safe.
 
     Args:
-        root: the library directory (made by ``ScenarioLibrary.create``), or ``"sample"`` for the
-            bundled NGSIM US-101 sample (``resolve_path``).
+        root: the library directory (made by ``ScenarioLibrary.create``), ``"sample"`` for the
+            bundled NGSIM US-101 sample (``resolve_path``), or a URI of any pyarrow filesystem
+            (``s3://bucket/lib``, ``gs://...``, ``hdfs://...``, ``file:///...``:
+            ``pyarrow.fs.FileSystem.from_uri``), read through that filesystem; a library at a URI
+            is read-only (append where it is a directory, then copy it up).
         open_files: Parquet files kept open.
         decoded_cache: decoded tracks and maps kept (each); 0 disables the cache.
 
@@ -208,12 +217,21 @@ class ScenarioLibrary:
     """
 
     def __init__(self, root: str | Path, *, open_files: int = DEFAULT_OPEN_FILES, decoded_cache: int = DEFAULT_DECODED_CACHE) -> None:
-        self.root = resolve_path(root)
+        self.uri = str(root) if is_uri(root) else ""
+        self._fs: pafs.FileSystem | None = None
+        if self.uri:
+            try:
+                self._fs, fs_path = pafs.FileSystem.from_uri(self.uri)
+            except (pa.ArrowException, ValueError, OSError) as exc:
+                raise ScenarioError(self.uri, "", f"cannot open the library's filesystem: {exc}") from None
+            self.root = Path(fs_path)
+        else:
+            self.root = resolve_path(root)
         marker = self.root / MARKER_FILE
         try:
-            info = json.loads(marker.read_text())
+            info = json.loads(self._read_text(marker))
         except FileNotFoundError:
-            raise ScenarioError(self.root, "", f"not a scenario library (no {MARKER_FILE}); make one with ScenarioLibrary.create") from None
+            raise ScenarioError(self.uri or self.root, "", f"not a scenario library (no {MARKER_FILE}); make one with ScenarioLibrary.create") from None
         except (OSError, ValueError) as exc:
             raise ScenarioError(marker, "", f"unreadable library marker: {exc}") from None
         if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
@@ -278,12 +296,12 @@ class ScenarioLibrary:
         """Read index parts written since the last refresh (by this or another process)."""
         directory = self.root / SCENARIOS_TABLE
         try:
-            names = sorted(n for n in os.listdir(directory) if _is_part(n))
+            names = sorted(n for n in self._listdir(directory) if _is_part(n))
         except OSError as exc:
             raise ScenarioError(directory, "", f"cannot list the scenarios table: {exc.strerror or exc}") from None
         new = [n for n in names if n not in self._parts]
         for name in new:
-            self._parts[name] = self._read_index_part(directory / name)
+            self._parts[name] = self._read_index_part(directory / name, self._fs)
         for name in set(self._parts) - set(names):  # removed by a compaction
             del self._parts[name]
         superseded = frozenset().union(*(sup for _, sup in self._parts.values()))
@@ -300,10 +318,33 @@ class ScenarioLibrary:
         self._live = live
         self._index = self._index.combine_chunks()
 
-    @staticmethod
-    def _read_index_part(path: Path) -> tuple[pa.Table, frozenset[str]]:
+    # -- the filesystem: the local one, or the URI's --
+
+    def _read_text(self, path: Path) -> str:
+        if self._fs is None:
+            return path.read_text()
+        if self._fs.get_file_info(str(path)).type == pafs.FileType.NotFound:
+            raise FileNotFoundError(str(path))
+        with self._fs.open_input_stream(str(path)) as stream:
+            return stream.read().decode()
+
+    def _listdir(self, directory: Path) -> list[str]:
+        if self._fs is None:
+            return os.listdir(directory)
         try:
-            with pq.ParquetFile(path, page_checksum_verification=True) as handle:
+            infos = self._fs.get_file_info(pafs.FileSelector(str(directory)))
+        except pa.ArrowException as exc:
+            raise OSError(str(exc)) from None
+        return [Path(info.path).name for info in infos if info.type == pafs.FileType.File]
+
+    def _writable(self) -> None:
+        if self._fs is not None:
+            raise ScenarioError(self.uri, "", "a library at a URI is read-only here: append where it is a directory, then copy it")
+
+    @staticmethod
+    def _read_index_part(path: Path, fs: pafs.FileSystem | None = None) -> tuple[pa.Table, frozenset[str]]:
+        try:
+            with pq.ParquetFile(str(path) if fs is not None else path, filesystem=fs, page_checksum_verification=True) as handle:
                 schema = handle.schema_arrow
                 check_schema(schema, SCENARIOS_TABLE, path)
                 present = set(schema.names)
@@ -365,7 +406,7 @@ class ScenarioLibrary:
         return scenario_id in self._row_of
 
     def __repr__(self) -> str:
-        return f"ScenarioLibrary({str(self.root)!r}, {len(self)} scenarios)"
+        return f"ScenarioLibrary({(self.uri or str(self.root))!r}, {len(self)} scenarios)"
 
     def ids(self, *, dataset: str | None = None, tag: str | None = None) -> list[str]:
         """Scenario ids in the order they were added, optionally of one dataset and/or with a tag."""
@@ -437,7 +478,7 @@ class ScenarioLibrary:
 
         def open_() -> pq.ParquetFile:
             try:
-                handle = pq.ParquetFile(path, page_checksum_verification=True)
+                handle = pq.ParquetFile(str(path) if self._fs is not None else path, filesystem=self._fs, page_checksum_verification=True)
             except FileNotFoundError:
                 raise ScenarioError(path, "", "part file is missing") from None
             except (OSError, pa.ArrowException) as exc:
@@ -568,7 +609,7 @@ class ScenarioLibrary:
         scenarios_per_part: int = DEFAULT_SCENARIOS_PER_PART,
         track_rows_per_part: int = DEFAULT_TRACK_ROWS_PER_PART,
     ) -> AppendResult:
-        """Write the scenarios not yet in the library; all or nothing.
+        """Write the scenarios not yet in the library; all or nothing (not at a URI: ``ScenarioError``).
 
         Ids already stored (or repeated in ``scenarios``) are skipped and reported, so appending
         the same import twice changes nothing. ``scenarios`` may be any iterable (a generator
@@ -584,6 +625,7 @@ class ScenarioLibrary:
             track_rows_per_part: most tracks rows per part file (a single larger tracks key still
                 gets its own part).
         """
+        self._writable()
         added: list[str] = []
         skipped: list[str] = []
         files: list[Path] = []
@@ -729,6 +771,7 @@ class ScenarioLibrary:
         The new part lists the parts it supersedes, so a crash before they are deleted leaves
         no duplicate rows for this library's readers; the next compaction or append removes them.
         """
+        self._writable()
         with self._write_lock():
             self.refresh()
             old = list(self._live)
