@@ -120,31 +120,55 @@ class PathBank:
         self.start = np.array(start, np.int64)
         self.count = np.array(count, np.int64)
         self.length = np.array([g[-1] - g[0] for g in gs]) if gs else np.zeros(0)
+        self._tables()
 
     def at(self, rows: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(xy (..., 2), yaw, direction of travel) of path ``rows`` at arc lengths ``s`` (any broadcastable shape).
 
         Beyond a path's end it goes on straight along its last segment.
         """
+        x, y, yaw, travel = self.sample(rows, s)
+        return np.stack([x, y], axis=-1), yaw, travel
+
+    def sample(self, rows: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``at`` with x and y apart: (x, y, yaw, travel), each of the broadcast shape [m, m, rad, rad].
+
+        One ``searchsorted`` over all paths, then gathers from per-segment tables built once
+        (``_tables``).
+        """
         rows = np.asarray(rows)
         s = np.asarray(s, dtype=np.float64)
-        rows_b = np.broadcast_to(rows, np.broadcast_shapes(rows.shape, s.shape))
-        s_b = np.broadcast_to(s, rows_b.shape)
-        start = self.start[rows_b]
-        last = start + self.count[rows_b] - 1
-        k = np.searchsorted(self.gs, s_b + rows_b * self.OFFSET, side="right") - 1
-        k = np.clip(k, start, np.maximum(last - 1, start))
-        k1 = np.minimum(k + 1, last)
+        if rows.shape != s.shape:
+            shape = np.broadcast_shapes(rows.shape, s.shape)
+            rows = np.ascontiguousarray(np.broadcast_to(rows, shape))
+            s = np.broadcast_to(s, shape)
+        g = s + rows * self.OFFSET
+        k = np.searchsorted(self.gs, g, side="right") - 1
+        k = np.minimum(np.maximum(k, self._lo.take(rows)), self._hi.take(rows))
+        single = self._single.take(k)
+        w = np.where(single, 0.0, (g - self.gs.take(k)) / self._span.take(k))
+        x = self._x.take(k) + w * self._dx.take(k)
+        y = self._y.take(k) + w * self._dy.take(k)
+        yaw = self.yaw.take(k) + np.clip(w, 0.0, 1.0) * self._dyaw.take(k)
+        travel = np.where(single, yaw, self._travel.take(k))
+        return x, y, yaw, travel
+
+    def _tables(self) -> None:
+        """Per point k: the segment to the next point of its path (k1 = k + 1, or k at a path's end)."""
+        last = self.start + self.count - 1
+        self._lo = self.start
+        self._hi = np.maximum(last - 1, self.start)
+        k = np.arange(len(self.gs))
+        row_last = np.repeat(last, self.count) if len(self.count) else np.zeros(0, np.int64)
+        k1 = np.minimum(k + 1, row_last)
         span = self.gs[k1] - self.gs[k]
-        single = span <= 0
-        span = np.where(single, 1.0, span)
-        w = (s_b + rows_b * self.OFFSET - self.gs[k]) / span
-        w_pos = np.where(single, 0.0, w)
+        self._single = span <= 0
+        self._span = np.where(self._single, 1.0, span)
         d = self.xy[k1] - self.xy[k]
-        xy = self.xy[k] + w_pos[..., None] * d
-        yaw = self.yaw[k] + np.clip(w_pos, 0.0, 1.0) * (self.yaw[k1] - self.yaw[k])
-        travel = np.where(single, yaw, np.arctan2(d[..., 1], d[..., 0]))
-        return xy, yaw, travel
+        self._x, self._y = self.xy[:, 0].copy(), self.xy[:, 1].copy()
+        self._dx, self._dy = d[:, 0].copy(), d[:, 1].copy()
+        self._dyaw = self.yaw[k1] - self.yaw[k]
+        self._travel = np.arctan2(d[:, 1], d[:, 0])
 
 
 class ReactiveAgents:
@@ -202,6 +226,12 @@ class ReactiveAgents:
         self.v = np.zeros(len(self.rows))
         self.alive = np.zeros(len(self.rows), bool)
         self._ahead = np.arange(LOOKAHEAD_STEP_M, LOOKAHEAD_M + 1e-9, LOOKAHEAD_STEP_M)
+        self._offsets = np.concatenate([[0.0], self._ahead])
+        self._all = np.arange(len(self.rows))
+        self._local = np.full(int(n) + 1, -1, np.int64)  # track row -> index into ``rows`` (-1: not reactive)
+        self._local[self.rows] = self._all
+        self._samples: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._grid = np.ascontiguousarray(np.broadcast_to(self._all[:, None], (len(self.rows), len(self._offsets))))
 
     def present(self, k: int) -> np.ndarray:
         """(R,) bool: which reactive agents exist at step ``k``."""
@@ -216,11 +246,21 @@ class ReactiveAgents:
         self.s[new] = self.s_log[new, k]
         self.v[new] = self.v_log[new, k]
         self.alive = self.present(k)
+        self._samples = None
+
+    def _path_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every agent's path at its position and at the lookahead samples ahead of it, (R, 1 + M)
+        x, y, yaw and direction of travel; computed once per step (the state and the leader search
+        share it)."""
+        if self._samples is None:
+            self._samples = self.bank.sample(self._grid, self.s[:, None] + self._offsets[None, :])
+        return self._samples
 
     def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(x, y, yaw, vx, vy) of every reactive agent now (R,) [m, m, rad, m/s, m/s]."""
-        xy, yaw, travel = self.bank.at(np.arange(len(self.rows)), self.s)
-        return xy[:, 0], xy[:, 1], yaw, self.v * np.cos(travel), self.v * np.sin(travel)
+        x, y, yaw, travel = self._path_samples()
+        travel = travel[:, 0]
+        return x[:, 0], y[:, 0], yaw[:, 0], self.v * np.cos(travel), self.v * np.sin(travel)
 
     def step(self, k: int, bodies: dict[str, np.ndarray]) -> None:
         """Advance from step ``k`` to ``k + 1``.
@@ -248,45 +288,67 @@ class ReactiveAgents:
     def _leaders(self, idx: np.ndarray, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(gap [m], closing speed [m/s]) to each agent's leader; gap inf without one."""
         rows = self.rows[idx]
-        xy, _, travel = self.bank.at(idx, self.s[idx])
+        sx, sy, _, shead = self._path_samples()
         bx, by = bodies["x"], bodies["y"]
+        blen, bwid = bodies["length"], bodies["width"]
+        # a body farther than its half diagonal + the agent's half width + the margin from the box
+        # of the agent's lookahead samples cannot be in its corridor: only the pairs left are examined
+        ax, ay = sx[idx, 1:], sy[idx, 1:]
+        x_lo, x_hi, y_lo, y_hi = ax.min(axis=1), ax.max(axis=1), ay.min(axis=1), ay.max(axis=1)
+        reach = 0.5 * np.hypot(blen, bwid)[None, :] + (0.5 * self.width[rows] + CORRIDOR_MARGIN_M)[:, None]
+        box = (np.abs(bx[None, :] - (0.5 * (x_lo + x_hi))[:, None]) < (0.5 * (x_hi - x_lo))[:, None] + reach) & (
+            np.abs(by[None, :] - (0.5 * (y_lo + y_hi))[:, None]) < (0.5 * (y_hi - y_lo))[:, None] + reach)
+        pi, pj = np.nonzero(box)
         # candidates: within the lookahead, ahead of the agent's direction of travel, not itself
-        dx = bx[None, :] - xy[:, 0:1]
-        dy = by[None, :] - xy[:, 1:2]
-        c, sn = np.cos(travel)[:, None], np.sin(travel)[:, None]
-        lon = dx * c + dy * sn
-        near = (lon > 0) & (dx * dx + dy * dy < (LOOKAHEAD_M + 5.0) ** 2) & (bodies["row"][None, :] != rows[:, None])
-        gap = np.full(len(idx), np.inf)
-        dv = np.zeros(len(idx))
-        lead = np.full(len(idx), -1)
-        pi, pj = np.nonzero(near)
+        ai = idx[pi]
+        travel = shead[ai, 0]
+        dx, dy = bx[pj] - sx[ai, 0], by[pj] - sy[ai, 0]
+        lon = dx * np.cos(travel) + dy * np.sin(travel)
+        near = (lon > 0) & (dx * dx + dy * dy < (LOOKAHEAD_M + 5.0) ** 2) & (bodies["row"][pj] != rows[pi])
+        pi, pj, ai = pi[near], pj[near], ai[near]
+        n = len(idx)
+        gap = np.full(n, np.inf)
+        dv = np.zeros(n)
+        lead = np.full(n, -1)
         if pi.size:
-            s_ahead = self.s[idx][pi][:, None] + self._ahead[None, :]
-            pts, _, head = self.bank.at(idx[pi][:, None], s_ahead)  # (P, M, 2)
-            ex = bx[pj][:, None] - pts[..., 0]
-            ey = by[pj][:, None] - pts[..., 1]
+            ex = bx[pj][:, None] - sx[ai, 1:]  # (P, M)
+            ey = by[pj][:, None] - sy[ai, 1:]
             d2 = ex * ex + ey * ey
             m = np.argmin(d2, axis=1)
             ar = np.arange(len(pi))
-            theta = bodies["yaw"][pj] - head[ar, m]
+            head = shead[ai, 1 + m]
+            theta = bodies["yaw"][pj] - head
             cth, sth = np.abs(np.cos(theta)), np.abs(np.sin(theta))
-            lj, wj = bodies["length"][pj], bodies["width"][pj]
+            lj, wj = blen[pj], bwid[pj]
             half_lat = 0.5 * (lj * sth + wj * cth)
             half_lon = 0.5 * (lj * cth + wj * sth)
             inside = np.sqrt(d2[ar, m]) < 0.5 * self.width[rows[pi]] + half_lat + CORRIDOR_MARGIN_M
-            g = self._ahead[m] - 0.5 * self.length[rows[pi]] - half_lon
-            vj = bodies["vx"][pj] * np.cos(head[ar, m]) + bodies["vy"][pj] * np.sin(head[ar, m])
-            for q in np.flatnonzero(inside):
-                i = pi[q]
-                if g[q] < gap[i]:
-                    gap[i] = g[q]
-                    dv[i] = self.v[idx[i]] - vj[q]
-                    lead[i] = bodies["row"][pj[q]]
+            q = np.flatnonzero(inside)
+            if q.size:
+                g = self._ahead[m[q]] - 0.5 * self.length[rows[pi[q]]] - half_lon[q]
+                # per agent the nearest candidate (the first in candidate order among equals)
+                order = np.lexsort((q, g, pi[q]))
+                qi = pi[q][order]
+                first = np.ones(len(order), bool)
+                first[1:] = qi[1:] != qi[:-1]
+                best = q[order[first]]
+                i = pi[best]
+                head_b = head[best]
+                vj = bodies["vx"][pj[best]] * np.cos(head_b) + bodies["vy"][pj[best]] * np.sin(head_b)
+                gap[i] = g[order[first]]
+                dv[i] = self.v[idx[i]] - vj
+                lead[i] = bodies["row"][pj[best]]
         # crossing paths: two agents leading each other -> the one nearer the conflict goes first
-        pos = {int(r): i for i, r in enumerate(rows)}
-        for i in range(len(idx)):
-            j = pos.get(int(lead[i]), -1)
-            if j > i and lead[j] == rows[i]:
-                go = i if (gap[i], i) > (gap[j], j) else j
+        led = np.flatnonzero(lead >= 0)
+        if led.size:
+            pos = np.full(len(self.rows), -1)
+            pos[idx] = np.arange(n)
+            local = self._local[lead[led]]
+            j = np.where(local >= 0, pos[local], -1)
+            mutual = (j > led) & (lead[np.maximum(j, 0)] == rows[led])
+            if mutual.any():
+                i, j = led[mutual], j[mutual]
+                i_goes = (gap[i] > gap[j]) | ((gap[i] == gap[j]) & (i > j))
+                go = np.where(i_goes, i, j)
                 gap[go], dv[go] = np.inf, 0.0
         return gap, dv

@@ -391,15 +391,14 @@ class DriveTwinEnv(gymnasium.Env):
         """Everything a reactive agent can follow: the present agents and the ego."""
         plan, ego, state = self.plan, self.ego, self._state
         rows = np.flatnonzero(self._present)
-        sub = state[:, rows]
+        n = len(rows)
+        b = np.empty((7, n + 1))
+        b[:5, :n] = state[:, rows]
+        b[:5, n] = ego.x, ego.y, ego.yaw, ego.vx, ego.vy
+        b[5:, :n] = plan.sizes[rows, :2].T
+        b[5:, n] = plan.params.length, plan.params.width
         return {
-            "x": np.append(sub[0], ego.x),
-            "y": np.append(sub[1], ego.y),
-            "yaw": np.append(sub[2], ego.yaw),
-            "vx": np.append(sub[3], ego.vx),
-            "vy": np.append(sub[4], ego.vy),
-            "length": np.append(plan.sizes[rows, 0], plan.params.length),
-            "width": np.append(plan.sizes[rows, 1], plan.params.width),
+            "x": b[0], "y": b[1], "yaw": b[2], "vx": b[3], "vy": b[4], "length": b[5], "width": b[6],
             "row": np.append(rows, plan.ego_row),
         }
 
