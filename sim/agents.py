@@ -17,17 +17,37 @@ leader:
 ego or another agent, reactive or not) ahead along the agent's path within a corridor of the two
 boxes' half widths; when two agents are each other's leader (crossing paths), the one nearer
 the conflict goes first. A reactive agent exists from its first to its last logged step.
+
+Traffic rules (``TrafficRules``, built from the scenario by ``traffic_rules``) add standing
+obstacles, each braked for with IDM (``STOP_IDM``, dv = v) and combined with the leader by the
+smaller acceleration:
+
+- signals: a vehicle or cyclist whose logged path passes its lane's stop point stops there while
+  the signal is red (or yellow and it can stop at ``B_COMF``), and goes on green;
+- stop signs: it stops at the controlled lane's point nearest the sign, then proceeds;
+- conflicts: two reactive agents (not two pedestrians) whose logged paths cross at more than
+  ``CONFLICT_ANGLE_RAD``: first come, first served. The one arriving later yields short of the
+  conflict zone (the other's half width around the crossing) when it would otherwise enter it
+  less than ``CONFLICT_BUFFER_S`` after the first has left it, and keeps yielding until the first
+  has left it (or stands still outside it).
+
+With nothing in the way and the logged drivers obeying the same rules, the agents replay the log.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+import shapely
 
 from scenarios.common import wrap_angle
-from scenarios.model import Scenario
+from scenarios.model import AgentType, FeatureKind, Scenario, SignalState
 from sim.control import IDMParams, idm_acceleration
+
+if TYPE_CHECKING:
+    from sim.plan import Plan
 
 #: IDM parameters: max acceleration, comfortable and max braking [m/s2], jam distance [m], time headway [s].
 #: The short headway is the logged drivers' (with IDM's textbook 1 s, reactive agents around the
@@ -38,6 +58,21 @@ AGENT_IDM = IDMParams(a_max=A_MAX, b_comf=B_COMF, s0=S0, headway=T_HEADWAY)
 KP, KD = 2.25, 3.0
 #: Leader search: lookahead length [m], sample spacing [m], extra corridor half width [m].
 LOOKAHEAD_M, LOOKAHEAD_STEP_M, CORRIDOR_MARGIN_M = 40.0, 2.0, 0.3
+#: IDM towards a stop line or a conflict zone (a standing obstacle): stop 0.5 m short of it.
+STOP_IDM = IDMParams(a_max=A_MAX, b_comf=B_COMF, s0=0.5, headway=T_HEADWAY)
+#: A stop point governs a path passing within this distance [m] heading within this angle [rad]
+#: of its lane's direction.
+STOP_MATCH_M, STOP_MATCH_RAD = 1.5, np.pi / 4
+#: Stop signs: a vehicle has stopped at one when slower than this [m/s] within this distance [m].
+STOP_SIGN_SPEED, STOP_SIGN_NEAR_M = 0.5, 3.0
+#: Conflicts: paths crossing at more than this angle [rad]; the later arrival yields when it
+#: would enter the conflict zone less than ``CONFLICT_BUFFER_S`` [s] after the first has left it;
+#: only conflicts entered within ``CONFLICT_HORIZON_S`` [s] count; speeds below ``CONFLICT_MIN_SPEED``
+#: [m/s] count as it.
+CONFLICT_ANGLE_RAD, CONFLICT_BUFFER_S, CONFLICT_HORIZON_S, CONFLICT_MIN_SPEED = np.pi / 6, 1.0, 8.0, 0.5
+#: Signal states that stop traffic, and the one that stops it when it can stop comfortably.
+_RED = (int(SignalState.STOP), int(SignalState.FLASHING_STOP))
+_YELLOW = int(SignalState.CAUTION)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -175,11 +210,19 @@ class ReactiveAgents:
     """IDM along logged paths for the rows in ``rows`` (see the module docstring)."""
 
     def __init__(self, log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, dt_s: float) -> None:
+        """Args:
+            log: every agent's log at the env steps; ``rows`` the reactive ones' track rows.
+            length, width: (N,) every agent's box [m]; ``dt_s`` the env step [s].
+
+        Without ``rules`` (set by ``from_plan``, or assign a ``TrafficRules``) no signal, stop
+        sign or conflict applies.
+        """
         self.rows = np.asarray(rows, np.int64)
         self.dt = dt_s
         self.length, self.width = length, width
         n, s_steps = log.valid.shape
         paths = []
+        self._logged: list[np.ndarray] = []
         self.s_log = np.zeros((len(self.rows), s_steps))
         self.v_log = np.zeros((len(self.rows), s_steps))
         self.first = np.zeros(len(self.rows), np.int64)
@@ -202,6 +245,7 @@ class ReactiveAgents:
             kept = np.array(keep)
             path_pts = pts[kept]
             path_yaw = log.yaw[row, steps][kept]
+            self._logged.append(path_pts)
             if len(path_pts) >= 2:  # go on straight for the lookahead beyond the logged end
                 d = path_pts[-1] - path_pts[-2]
                 u = d / max(np.hypot(*d), 1e-9)
@@ -231,7 +275,21 @@ class ReactiveAgents:
         self._local = np.full(int(n) + 1, -1, np.int64)  # track row -> index into ``rows`` (-1: not reactive)
         self._local[self.rows] = self._all
         self._samples: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.rules = TrafficRules()
+        self._served = np.zeros(0, bool)  # stop signs an agent has stopped at
+        self._yielder = np.zeros(0, np.int64)  # per conflict: -1 nobody, 0 agent i yields, 1 agent j
         self._grid = np.ascontiguousarray(np.broadcast_to(self._all[:, None], (len(self.rows), len(self._offsets))))
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> ReactiveAgents:
+        """The reactive agents of ``plan`` with the scenario's traffic rules (``traffic_rules``)."""
+        agents = cls(plan.log, plan.reactive_rows, plan.sizes[:, 0], plan.sizes[:, 1], plan.dt_s)
+        agents.rules = traffic_rules(plan, agents)
+        return agents
+
+    def logged_path(self, j: int) -> np.ndarray:
+        """(P, 2) agent ``j``'s logged path (points at least 0.2 m apart, local frame) [m]."""
+        return self._logged[j]
 
     def present(self, k: int) -> np.ndarray:
         """(R,) bool: which reactive agents exist at step ``k``."""
@@ -239,6 +297,8 @@ class ReactiveAgents:
 
     def reset(self, k: int) -> None:
         self.alive[:] = False
+        self._served = np.zeros(len(self.rules.stop_agent), bool)
+        self._yielder = np.full(len(self.rules.conflict_i), -1, np.int64)
         self._spawn(k)
 
     def _spawn(self, k: int) -> None:
@@ -279,11 +339,72 @@ class ReactiveAgents:
             v = self.v[idx]
             has = np.isfinite(gap)
             a_idm = idm_acceleration(v, gap, dv, AGENT_IDM, self.v0[idx])
-            a[idx] = np.clip(np.where(has, np.minimum(a_track, a_idm), a_track), -B_MAX, A_MAX)
+            a_new = np.where(has, np.minimum(a_track, a_idm), a_track)
+            stop = self._stop_gaps(k)[idx]
+            held = np.isfinite(stop)
+            if held.any():
+                a_stop = idm_acceleration(v[held], stop[held], v[held], STOP_IDM, self.v0[idx][held])
+                a_new[held] = np.minimum(a_new[held], a_stop)
+            a[idx] = np.clip(a_new, -B_MAX, A_MAX)
         v_new = np.maximum(self.v + a * self.dt, 0.0)
         self.s = np.where(alive, self.s + 0.5 * (self.v + v_new) * self.dt, self.s)
         self.v = np.where(alive, v_new, self.v)
         self._spawn(k + 1)
+
+    def _stop_gaps(self, k: int) -> np.ndarray:
+        """(R,) distance [m] from each agent's front to where it must stop at step ``k`` (inf: nowhere)."""
+        rules = self.rules
+        out = np.full(len(self.rows), np.inf)
+        if len(rules.stop_agent):
+            j = rules.stop_agent
+            gap = rules.stop_s - self.s[j] - 0.5 * self.length[self.rows[j]]
+            v = self.v[j]
+            sign = rules.stop_signal < 0
+            state = np.where(sign, 0, rules.signal_states[np.maximum(rules.stop_signal, 0), k] if rules.signal_states.size
+                             else 0)
+            red = np.isin(state, _RED) | ((state == _YELLOW) & (gap >= v * v / (2 * B_COMF)))
+            self._served |= sign & (gap < STOP_SIGN_NEAR_M) & (v < STOP_SIGN_SPEED)
+            hold = self.alive[j] & (gap > 0) & np.where(sign, ~self._served, red)
+            np.minimum.at(out, j[hold], gap[hold])
+        if len(rules.conflict_i):
+            self._conflicts(out)
+        return out
+
+    def _conflicts(self, out: np.ndarray) -> None:
+        """First come, first served at crossings: the yielding agents' gaps to the conflict zone into ``out``."""
+        rules = self.rules
+        i, j = rules.conflict_i, rules.conflict_j
+        ri, rj = self.rows[i], self.rows[j]
+        li, lj, wi, wj = self.length[ri], self.length[rj], self.width[ri], self.width[rj]
+        # front to the zone's near edge, rear past its far edge [m]
+        enter_i = rules.conflict_si - 0.5 * wj - 0.5 * li - self.s[i]
+        leave_i = rules.conflict_si + 0.5 * wj + 0.5 * li - self.s[i]
+        enter_j = rules.conflict_sj - 0.5 * wi - 0.5 * lj - self.s[j]
+        leave_j = rules.conflict_sj + 0.5 * wi + 0.5 * lj - self.s[j]
+        vi, vj = np.maximum(self.v[i], CONFLICT_MIN_SPEED), np.maximum(self.v[j], CONFLICT_MIN_SPEED)
+        t_in_i, t_in_j = np.maximum(enter_i, 0.0) / vi, np.maximum(enter_j, 0.0) / vj
+        t_out_i, t_out_j = leave_i / vi, leave_j / vj
+        active = self.alive[i] & self.alive[j] & (leave_i > 0) & (leave_j > 0)
+        y = self._yielder
+        # release: the pair is over, the one with the right of way has left the zone or stands
+        # still outside it, or the yielding one is in the zone already
+        first_gone = np.where(y == 0, (leave_j <= 0) | ((self.v[j] < STOP_SIGN_SPEED) & (enter_j > 0)),
+                              (leave_i <= 0) | ((self.v[i] < STOP_SIGN_SPEED) & (enter_i > 0)))
+        yielder_in = np.where(y == 0, enter_i <= 0, enter_j <= 0)
+        y[(y >= 0) & (~active | first_gone | yielder_in)] = -1
+        # decide: the later arrival yields when it would enter before the first has left (+ buffer)
+        i_first = (t_in_i < t_in_j) | ((t_in_i == t_in_j) & (i < j))
+        later_in = np.where(i_first, t_in_j, t_in_i)
+        first_out = np.where(i_first, t_out_i, t_out_j)
+        later_outside = np.where(i_first, enter_j > 0, enter_i > 0)
+        soon = np.minimum(t_in_i, t_in_j) < CONFLICT_HORIZON_S
+        new = (y < 0) & active & soon & later_outside & (later_in < first_out + CONFLICT_BUFFER_S)
+        y[new] = np.where(i_first[new], 1, 0)
+        held = y >= 0
+        if held.any():
+            who = np.where(y == 0, i, j)[held]
+            gap = np.where(y == 0, enter_i, enter_j)[held]
+            np.minimum.at(out, who, gap)
 
     def _leaders(self, idx: np.ndarray, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(gap [m], closing speed [m/s]) to each agent's leader; gap inf without one."""
@@ -352,3 +473,115 @@ class ReactiveAgents:
                 go = np.where(i_goes, i, j)
                 gap[go], dv[go] = np.inf, 0.0
         return gap, dv
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TrafficRules:
+    """The standing obstacles of reactive agents (indices into ``ReactiveAgents.rows``).
+
+    Attributes:
+        stop_agent: (K,) which agent a stop point governs; ``stop_s`` (K,) its arc length on the
+            agent's path [m]; ``stop_signal`` (K,) the signal's index, -1 for a stop sign.
+        signal_states: (G, S) ``SignalState`` codes of every signal at the env steps.
+        conflict_i, conflict_j: (C,) the two agents of a crossing; ``conflict_si``, ``conflict_sj``
+            the crossing's arc length on each one's path [m].
+    """
+
+    stop_agent: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    stop_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    stop_signal: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    signal_states: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int8))
+    conflict_i: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    conflict_j: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    conflict_si: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    conflict_sj: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def _stop_points(scenario: Scenario, origin: np.ndarray) -> list[tuple[np.ndarray, float | None, int]]:
+    """(point (2,) local [m], lane heading [rad] or None, signal index or -1 for a stop sign) of
+    every signal's stop point and every stop sign's controlled lane."""
+    lanes = {lane.id: lane.centerline[:, :2] - origin for lane in scenario.road_map.lanes}
+
+    def heading_at(lane_id: str, point: np.ndarray) -> tuple[np.ndarray, float | None]:
+        line = lanes.get(lane_id)
+        if line is None or len(line) < 2:
+            return point, None
+        i = int(np.argmin(np.hypot(*(line - point).T)))
+        a, b = line[max(i - 1, 0)], line[min(i + 1, len(line) - 1)]
+        return line[i], float(np.arctan2(b[1] - a[1], b[0] - a[0]))
+
+    out: list[tuple[np.ndarray, float | None, int]] = []
+    sig = scenario.signals
+    for g in range(sig.num_signals):
+        point = sig.stop_points[g, :2] - origin
+        out.append((point, heading_at(str(sig.lane_ids[g]), point)[1], g))
+    for f in scenario.road_map.of_kind(FeatureKind.STOP_SIGN):
+        sign = f.points[0, :2] - origin
+        for lane_id in f.lane_ids:
+            if lane_id in lanes:
+                point, heading = heading_at(lane_id, sign)
+                out.append((point, heading, -1))
+    return out
+
+
+def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
+    """The stop points and conflicts of ``agents`` in ``plan``'s scenario (see the module docstring)."""
+    scenario = plan.scenario
+    types = scenario.tracks.agent_types[agents.rows]
+    lines = [shapely.LineString(agents.logged_path(j)) if len(agents.logged_path(j)) >= 2 else None
+             for j in range(len(agents.rows))]
+    # stop points on the paths of vehicles and cyclists
+    stop_agent, stop_s, stop_signal = [], [], []
+    obeys = np.isin(types, [int(AgentType.VEHICLE), int(AgentType.CYCLIST)])
+    for point, heading, g in _stop_points(scenario, plan.origin):
+        p = shapely.Point(point)
+        for j in np.flatnonzero(obeys):
+            line = lines[j]
+            if line is None or line.distance(p) >= STOP_MATCH_M:
+                continue
+            s = float(line.project(p))
+            if s <= 0.0 or s >= line.length:
+                continue
+            _, _, _, travel = agents.bank.sample(np.array([j]), np.array([s]))
+            if heading is not None and abs(wrap_angle(float(travel[0]) - heading)) >= STOP_MATCH_RAD:
+                continue
+            stop_agent.append(j)
+            stop_s.append(s)
+            stop_signal.append(g)
+    sig = scenario.signals
+    if sig.num_signals:
+        step = np.clip(np.searchsorted(scenario.t_us, plan.log.t_us, side="right") - 1, 0, len(scenario.t_us) - 1)
+        states = np.asarray(sig.states)[:, step]
+    else:
+        states = np.zeros((0, plan.log.num_steps), np.int8)
+    # crossings of two reactive agents' logged paths (not two pedestrians')
+    ci, cj, csi, csj = [], [], [], []
+    have = [j for j, line in enumerate(lines) if line is not None]
+    if len(have) > 1:
+        geoms = np.array([lines[j] for j in have], dtype=object)
+        tree = shapely.STRtree(geoms)
+        left, right = tree.query(geoms, predicate="intersects")
+        walker = types != int(AgentType.VEHICLE)
+        for a, b in zip(left.tolist(), right.tolist()):
+            i, j = have[a], have[b]
+            if i >= j or (walker[i] and walker[j]):
+                continue
+            meet = shapely.intersection(lines[i], lines[j])
+            points = [g for g in shapely.get_parts(meet) if g.geom_type == "Point"]
+            found = []
+            for pt in points:
+                si, sj = float(lines[i].project(pt)), float(lines[j].project(pt))
+                _, _, _, ti = agents.bank.sample(np.array([i]), np.array([si]))
+                _, _, _, tj = agents.bank.sample(np.array([j]), np.array([sj]))
+                if abs(np.sin(wrap_angle(float(ti[0]) - float(tj[0])))) > np.sin(CONFLICT_ANGLE_RAD):
+                    found.append((si, sj))
+            if found:
+                si, sj = min(found)
+                ci.append(i)
+                cj.append(j)
+                csi.append(si)
+                csj.append(sj)
+    return TrafficRules(
+        np.array(stop_agent, np.int64), np.array(stop_s), np.array(stop_signal, np.int64), states,
+        np.array(ci, np.int64), np.array(cj, np.int64), np.array(csi), np.array(csj),
+    )

@@ -165,8 +165,7 @@ class DriveTwinEnv(gymnasium.Env):
             world.set_types(plan.types)
             self._loaded = plan
             self._reactive = (
-                ReactiveAgents(plan.log, plan.reactive_rows, plan.sizes[:, 0], plan.sizes[:, 1], plan.dt_s)
-                if plan.reactive_rows.size else None
+ReactiveAgents.from_plan(plan) if plan.reactive_rows.size else None
             )
             ego_half = 0.5 * math.hypot(plan.params.length, plan.params.width)
             self._sync_reach2 = (self.sensors.sync_radius + plan.half_diag + ego_half) ** 2
