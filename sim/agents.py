@@ -184,7 +184,7 @@ class PathBank:
         w = np.where(single, 0.0, (g - self.gs.take(k)) / self._span.take(k))
         x = self._x.take(k) + w * self._dx.take(k)
         y = self._y.take(k) + w * self._dy.take(k)
-        yaw = self.yaw.take(k) + np.clip(w, 0.0, 1.0) * self._dyaw.take(k)
+        yaw = self.yaw.take(k) + np.minimum(np.maximum(w, 0.0), 1.0) * self._dyaw.take(k)  # np.clip, without its overhead
         travel = np.where(single, yaw, self._travel.take(k))
         return x, y, yaw, travel
 
@@ -335,7 +335,37 @@ class ReactiveAgents:
         idx = np.flatnonzero(alive)
         if idx.size:
             a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - self.v[idx])
-            gap, dv = self._leaders(idx, bodies)
+            # an agent standing still whose log does not pull it forward stays where it is whatever
+            # leads it (its acceleration is at most a_track <= 0 and its speed cannot go below 0):
+            # only the others look for leaders, and those of them that stand at another's leader
+            # (for the crossing rule)
+            moving = (self.v[idx] > 0) | (a_track > 0)
+            if moving.all():
+                gap, dv = self._leaders(idx, bodies)
+            else:
+                still = idx[~moving]
+                a_track, idx = a_track[moving], idx[moving]
+                gap, dv, lead = self._find_leaders(idx, bodies)
+                follower = np.flatnonzero(lead >= 0)
+                local = self._local[lead[follower]]
+                standing = np.isin(local, still)
+                led = np.zeros(0, np.int64)
+                if standing.any():  # a standing leader can lead its follower back only when the follower is ahead of it
+                    f, j = idx[follower[standing]], local[standing]
+                    sx, sy, _, shead = self._path_samples()
+                    lon = (sx[f, 0] - sx[j, 0]) * np.cos(shead[j, 0]) + (sy[f, 0] - sy[j, 0]) * np.sin(shead[j, 0])
+                    led = np.unique(j[lon > 0])
+                if led.size:  # the crossing rule among the moving agents and the standing ones they follow
+                    g2, d2, l2 = self._find_leaders(led, bodies)
+                    both = np.concatenate([idx, led])
+                    order = np.argsort(both, kind="stable")
+                    g_all, d_all = np.concatenate([gap, g2])[order], np.concatenate([dv, d2])[order]
+                    self._crossing_rule(both[order], g_all, d_all, np.concatenate([lead, l2])[order])
+                    back = np.empty_like(order)
+                    back[order] = np.arange(len(order))
+                    gap, dv = g_all[back[: len(idx)]], d_all[back[: len(idx)]]
+                else:
+                    self._crossing_rule(idx, gap, dv, lead)
             v = self.v[idx]
             has = np.isfinite(gap)
             a_idm = idm_acceleration(v, gap, dv, AGENT_IDM, self.v0[idx])
@@ -345,7 +375,7 @@ class ReactiveAgents:
             if held.any():
                 a_stop = idm_acceleration(v[held], stop[held], v[held], STOP_IDM, self.v0[idx][held])
                 a_new[held] = np.minimum(a_new[held], a_stop)
-            a[idx] = np.clip(a_new, -B_MAX, A_MAX)
+            a[idx] = np.minimum(np.maximum(a_new, -B_MAX), A_MAX)
         v_new = np.maximum(self.v + a * self.dt, 0.0)
         self.s = np.where(alive, self.s + 0.5 * (self.v + v_new) * self.dt, self.s)
         self.v = np.where(alive, v_new, self.v)
@@ -371,54 +401,73 @@ class ReactiveAgents:
         return out
 
     def _conflicts(self, out: np.ndarray) -> None:
-        """First come, first served at crossings: the yielding agents' gaps to the conflict zone into ``out``."""
-        rules = self.rules
-        i, j = rules.conflict_i, rules.conflict_j
-        ri, rj = self.rows[i], self.rows[j]
-        li, lj, wi, wj = self.length[ri], self.length[rj], self.width[ri], self.width[rj]
-        # front to the zone's near edge, rear past its far edge [m]
-        enter_i = rules.conflict_si - 0.5 * wj - 0.5 * li - self.s[i]
-        leave_i = rules.conflict_si + 0.5 * wj + 0.5 * li - self.s[i]
-        enter_j = rules.conflict_sj - 0.5 * wi - 0.5 * lj - self.s[j]
-        leave_j = rules.conflict_sj + 0.5 * wi + 0.5 * lj - self.s[j]
-        vi, vj = np.maximum(self.v[i], CONFLICT_MIN_SPEED), np.maximum(self.v[j], CONFLICT_MIN_SPEED)
-        t_in_i, t_in_j = np.maximum(enter_i, 0.0) / vi, np.maximum(enter_j, 0.0) / vj
-        t_out_i, t_out_j = leave_i / vi, leave_j / vj
-        active = self.alive[i] & self.alive[j] & (leave_i > 0) & (leave_j > 0)
+        """First come, first served at crossings: the yielding agents' gaps to the conflict zone into ``out``.
+
+        Per conflict, row 0 is agent i and row 1 agent j; ``_yielder`` holds the row of the one
+        yielding (-1: nobody).
+        """
+        pair, lo, hi = self._conflict_tables()
         y = self._yielder
+        s, v_raw = self.s[pair], self.v[pair]
+        enter = lo - s  # front to the zone's near edge [m]
+        v = np.maximum(v_raw, CONFLICT_MIN_SPEED)
+        t_in = np.maximum(enter, 0.0) / v
+        soon = t_in.min(axis=0) < CONFLICT_HORIZON_S
+        held = y >= 0
+        if not ((soon & self.alive[pair].all(axis=0)).any() or held.any()):
+            return
+        leave = hi - s  # rear past its far edge [m]
+        t_out = leave / v
+        ar = np.arange(pair.shape[1])
+        active = self.alive[pair].all(axis=0) & (leave > 0).all(axis=0)
         # release: the pair is over, the one with the right of way has left the zone or stands
         # still outside it, or the yielding one is in the zone already
-        first_gone = np.where(y == 0, (leave_j <= 0) | ((self.v[j] < STOP_SIGN_SPEED) & (enter_j > 0)),
-                              (leave_i <= 0) | ((self.v[i] < STOP_SIGN_SPEED) & (enter_i > 0)))
-        yielder_in = np.where(y == 0, enter_i <= 0, enter_j <= 0)
-        y[(y >= 0) & (~active | first_gone | yielder_in)] = -1
+        yy = np.maximum(y, 0)
+        first = 1 - yy
+        first_gone = (leave[first, ar] <= 0) | ((v_raw[first, ar] < STOP_SIGN_SPEED) & (enter[first, ar] > 0))
+        y[held & (~active | first_gone | (enter[yy, ar] <= 0))] = -1
         # decide: the later arrival yields when it would enter before the first has left (+ buffer)
-        i_first = (t_in_i < t_in_j) | ((t_in_i == t_in_j) & (i < j))
-        later_in = np.where(i_first, t_in_j, t_in_i)
-        first_out = np.where(i_first, t_out_i, t_out_j)
-        later_outside = np.where(i_first, enter_j > 0, enter_i > 0)
-        soon = np.minimum(t_in_i, t_in_j) < CONFLICT_HORIZON_S
-        new = (y < 0) & active & soon & later_outside & (later_in < first_out + CONFLICT_BUFFER_S)
-        y[new] = np.where(i_first[new], 1, 0)
+        later = ((t_in[0] < t_in[1]) | ((t_in[0] == t_in[1]) & (pair[0] < pair[1]))).astype(np.int64)
+        new = (y < 0) & active & soon & (enter[later, ar] > 0) & (t_in[later, ar] < t_out[1 - later, ar] + CONFLICT_BUFFER_S)
+        y[new] = later[new]
         held = y >= 0
         if held.any():
-            who = np.where(y == 0, i, j)[held]
-            gap = np.where(y == 0, enter_i, enter_j)[held]
-            np.minimum.at(out, who, gap)
+            np.minimum.at(out, pair[y[held], ar[held]], enter[y[held], ar[held]])
+
+    def _conflict_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(2, C) the agents of each conflict, the arc lengths where their fronts reach its zone
+        and where their rears leave it [m] (for the current ``rules``)."""
+        rules = self.rules
+        if getattr(self, "_tables_of", None) is not rules:
+            pair = np.stack([rules.conflict_i, rules.conflict_j])
+            length, width = self.length[self.rows[pair]], self.width[self.rows[pair]]
+            half = 0.5 * width[::-1] + 0.5 * length  # the other's half width + one's own half length
+            at = np.stack([rules.conflict_si, rules.conflict_sj])
+            self._ctables = (pair, at - half, at + half)
+            self._tables_of = rules
+        return self._ctables
 
     def _leaders(self, idx: np.ndarray, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(gap [m], closing speed [m/s]) to each agent's leader; gap inf without one."""
+        """(gap [m], closing speed [m/s]) to each agent's leader after the crossing rule; gap inf without one."""
+        gap, dv, lead = self._find_leaders(idx, bodies)
+        self._crossing_rule(idx, gap, dv, lead)
+        return gap, dv
+
+    def _find_leaders(self, idx: np.ndarray, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gap [m], closing speed [m/s], the leader's track row) of agents ``idx`` (ascending);
+        gap inf and row -1 without one."""
         rows = self.rows[idx]
         sx, sy, _, shead = self._path_samples()
         bx, by = bodies["x"], bodies["y"]
         blen, bwid = bodies["length"], bodies["width"]
-        # a body farther than its half diagonal + the agent's half width + the margin from the box
-        # of the agent's lookahead samples cannot be in its corridor: only the pairs left are examined
+        # a body farther than the largest half diagonal + the agent's half width + the margin from
+        # the box of the agent's lookahead samples cannot be in its corridor: only the pairs left
+        # are examined
         ax, ay = sx[idx, 1:], sy[idx, 1:]
         x_lo, x_hi, y_lo, y_hi = ax.min(axis=1), ax.max(axis=1), ay.min(axis=1), ay.max(axis=1)
-        reach = 0.5 * np.hypot(blen, bwid)[None, :] + (0.5 * self.width[rows] + CORRIDOR_MARGIN_M)[:, None]
-        box = (np.abs(bx[None, :] - (0.5 * (x_lo + x_hi))[:, None]) < (0.5 * (x_hi - x_lo))[:, None] + reach) & (
-            np.abs(by[None, :] - (0.5 * (y_lo + y_hi))[:, None]) < (0.5 * (y_hi - y_lo))[:, None] + reach)
+        reach = 0.5 * float(np.hypot(blen, bwid).max()) + 0.5 * self.width[rows] + CORRIDOR_MARGIN_M
+        box = (np.abs(bx - (0.5 * (x_lo + x_hi))[:, None]) < (0.5 * (x_hi - x_lo) + reach)[:, None]) & (
+            np.abs(by - (0.5 * (y_lo + y_hi))[:, None]) < (0.5 * (y_hi - y_lo) + reach)[:, None])
         pi, pj = np.nonzero(box)
         # candidates: within the lookahead, ahead of the agent's direction of travel, not itself
         ai = idx[pi]
@@ -459,7 +508,13 @@ class ReactiveAgents:
                 gap[i] = g[order[first]]
                 dv[i] = self.v[idx[i]] - vj
                 lead[i] = bodies["row"][pj[best]]
-        # crossing paths: two agents leading each other -> the one nearer the conflict goes first
+        return gap, dv, lead
+
+    def _crossing_rule(self, idx: np.ndarray, gap: np.ndarray, dv: np.ndarray, lead: np.ndarray) -> None:
+        """Crossing paths: of two agents (in ``idx``, ascending) leading each other, the one nearer
+        the conflict goes first (its ``gap`` becomes inf, ``dv`` 0; in place)."""
+        n = len(idx)
+        rows = self.rows[idx]
         led = np.flatnonzero(lead >= 0)
         if led.size:
             pos = np.full(len(self.rows), -1)
@@ -472,7 +527,6 @@ class ReactiveAgents:
                 i_goes = (gap[i] > gap[j]) | ((gap[i] == gap[j]) & (i > j))
                 go = np.where(i_goes, i, j)
                 gap[go], dv[go] = np.inf, 0.0
-        return gap, dv
 
 
 @dataclass(frozen=True, slots=True, eq=False)
