@@ -16,7 +16,9 @@ Configurations: ``state`` observations; ``state`` + ``lidar`` with 1024 beams; `
 
 Every registered env id (``sim.ENV_IDS``) is timed the same way on ``state`` observations,
 beside highway-env's ``highway-fast-v0`` (random discrete actions, resets included) in the same
-run when highway-env is installed, and ``Reactive-v0``'s ratio to it (the target is >= 40x);
+run when highway-env is installed, the multi-agent env's agent-steps/s with every vehicle
+controlled (``sim.multi``, the rest reactive), and ``Reactive-v0``'s ratio to highway-fast-v0
+(the target is >= 40x);
 without highway-env the ratio is taken to ``Replay-v0`` and says so. ``--only-ids`` prints
 only that table.
 
@@ -41,6 +43,7 @@ import numpy as np  # noqa: E402
 
 import scenarios  # noqa: E402
 import sim  # noqa: E402,F401  (registers the env ids)
+from sim.multi import MultiAgentTwinEnv  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -112,6 +115,24 @@ def env_ids(scenario: scenarios.Scenario, runs: int, steps: int) -> None:
         env.close()
         cpu_of[env_id] = statistics.median(cpus)
         print(f"  {env_id:26s} {statistics.median(walls):8.0f} steps/s wall  {cpu_of[env_id]:8.0f} steps/s cpu")
+    multi_walls, multi_cpus, controlled = [], [], 0
+    for _ in range(runs):
+        env = MultiAgentTwinEnv(scenario, {**COMMON, **CONFIGS["state"], "agents_mode": "reactive"}, controlled="vehicles")
+        controlled = len(env.possible_agents)
+        zero = np.zeros(2, np.float32)
+        agent_steps = 0
+        env.reset(seed=0)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(max(steps // 10, 30)):
+            if not env.agents:
+                env.reset()
+            env.step({a: zero for a in env.agents})
+            agent_steps += len(env.agents) or controlled
+        multi_walls.append(agent_steps / (time.perf_counter() - wall))
+        multi_cpus.append(agent_steps / (time.process_time() - cpu))
+        env.close()
+    print(f"  {'MultiAgentTwinEnv':26s} {statistics.median(multi_walls):8.0f} agent-steps/s wall  "
+          f"{statistics.median(multi_cpus):8.0f} agent-steps/s cpu  ({controlled} vehicles controlled, the rest reactive)")
     hw = [highway_fast(max(steps // 20, 50)) for _ in range(runs)]
     reactive = cpu_of["drivetwin/Reactive-v0"]
     if hw[0] is None:
