@@ -77,6 +77,14 @@ WORKER_S = "worker_s"
 #: Columns the runner adds to each summary row: the mutation sweep, its sampled parameters
 #: (JSON), the env seed, how many times the variant was started and its wall time in the worker.
 RUN_COLUMNS = (MUTATION, PARAMS, SEED, ATTEMPTS, WORKER_S)
+# planner columns: a planner in another process (harness.remote); null for in-process policies
+PLANNER_LATENCY_P50_MS = "planner_latency_p50_ms"
+PLANNER_LATENCY_P99_MS = "planner_latency_p99_ms"
+PLANNER_LATENCY_MAX_MS = "planner_latency_max_ms"
+DEADLINE_MISSES = "deadline_misses"
+#: The planner's reply latency over the episode's steps (replies that arrived) and, in real-time
+#: mode, the steps whose reply came after its deadline (the twin executed the fallback).
+PLANNER_COLUMNS = (PLANNER_LATENCY_P50_MS, PLANNER_LATENCY_P99_MS, PLANNER_LATENCY_MAX_MS, DEADLINE_MISSES)
 COLLISIONS = "collisions"
 AT_FAULT_COLLISIONS = "at_fault_collisions"
 DRIVABLE_AREA_COMPLIANCE = "drivable_area_compliance"
@@ -129,6 +137,10 @@ _IDENTITY_TYPES: dict[str, tuple[pa.DataType, str]] = {
     SEED: (pa.int64(), ""),
     ATTEMPTS: (pa.int64(), "count"),
     WORKER_S: (pa.float64(), "s"),
+    PLANNER_LATENCY_P50_MS: (pa.float64(), "ms"),
+    PLANNER_LATENCY_P99_MS: (pa.float64(), "ms"),
+    PLANNER_LATENCY_MAX_MS: (pa.float64(), "ms"),
+    DEADLINE_MISSES: (pa.int64(), "count"),
 }
 _UNIT_TYPES = {"bool": pa.bool_(), "count": pa.int64()}
 
@@ -150,7 +162,7 @@ def summary_schema() -> pa.Schema:
     Units: "" for text, "count", "bool", "1" for ratios and scores, else SI.
     """
     assert set(IDENTITY_COLUMNS) <= set(_IDENTITY_TYPES)
-    fields = [_field(name, *_IDENTITY_TYPES[name]) for name in (RUN_ID, *IDENTITY_COLUMNS, *RUN_COLUMNS)]
+    fields = [_field(name, *_IDENTITY_TYPES[name]) for name in (RUN_ID, *IDENTITY_COLUMNS, *RUN_COLUMNS, *PLANNER_COLUMNS)]
     for spec in metric_specs():
         fields.append(_field(spec.name, _UNIT_TYPES.get(spec.unit, pa.float64()), spec.unit, spec.description))
     return _with_metadata(fields, SUMMARY)

@@ -13,39 +13,39 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.sources import SAMPLE_NAME, iter_sources, resolve_library
+from harness.sources import SAMPLE_NAME, resolve_library
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from scenarios import ScenarioError, load_many
+    from harness.importing import import_files, scan, summary_line
+    from scenarios import ScenarioError
     from scenarios.library import ScenarioLibrary
 
-    paths = list(iter_sources(args.sources))
+    paths, skipped = scan(args.sources)
+    for item in skipped:
+        print(f"skip {item.path}: {item.reason}")
     if not paths:
         print("drivetwin import: no importable files found in the given sources", file=sys.stderr)
         return 1
-    try:
-        library = ScenarioLibrary.create(args.out, exist_ok=True)
-    except ScenarioError as exc:
-        print(f"drivetwin import: {exc}", file=sys.stderr)
-        return 1
-    failed = imported = new = 0
     options = {"egos": args.egos, "window_s": args.window_s, "min_ego_duration_s": args.min_ego_s}
     with tqdm(total=len(paths), unit="file", disable=args.quiet or None, file=sys.stderr) as bar:
-        for outcome in load_many(paths, **options):
+
+        def report(outcome) -> None:
             bar.update(1)
-            if not outcome.ok:
-                failed += 1
+            if outcome.ok:
+                tqdm.write(f"ok   {outcome.path}: {outcome.scenarios} scenarios, {outcome.added} new")
+            else:
                 tqdm.write(f"FAIL {outcome.error}")
-                continue
-            result = library.append(outcome.scenarios)
-            imported += len(outcome.scenarios)
-            new += len(result.added)
-            tqdm.write(f"ok   {outcome.path}: {len(outcome.scenarios)} scenarios, {len(result.added)} new")
-    print(f"{len(paths) - failed}/{len(paths)} files imported: {imported} scenarios, {new} new, library {args.out} holds {len(library)}")
-    return 1 if failed else 0
+
+        try:
+            outcomes = import_files(paths, args.out, options, workers=args.workers, address=args.address, on_outcome=report)
+        except ScenarioError as exc:
+            print(f"drivetwin import: {exc}", file=sys.stderr)
+            return 1
+    print(summary_line(outcomes, skipped, args.out, len(ScenarioLibrary(args.out))))
+    return 0 if all(o.ok for o in outcomes) else 1
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:
@@ -106,6 +106,14 @@ def _print_summary(summary: "Any", limit: int = 15) -> None:
         with pd.option_context("display.width", 160, "display.max_colwidth", 70):
             print("worst:")
             print(worst[show].to_string(index=False))
+    if "planner_latency_p50_ms" in summary and summary["planner_latency_p50_ms"].notna().any():
+        lat = summary["planner_latency_p50_ms"].astype(float)
+        misses = summary["deadline_misses"].dropna().astype(int) if "deadline_misses" in summary else []
+        line = (f"planner latency: median of the p50s {lat.median():.2f} ms, worst p99 "
+                f"{summary['planner_latency_p99_ms'].astype(float).max():.2f} ms, max {summary['planner_latency_max_ms'].astype(float).max():.2f} ms")
+        if len(misses):
+            line += f"; deadline misses {int(misses.sum())} in {int((misses > 0).sum())} variants"
+        print(line)
     for message, group in errors.groupby("error", sort=True):
         first = group["variant_id"].iloc[0]
         more = f" (and {len(group) - 1} more)" if len(group) > 1 else ""
@@ -281,6 +289,37 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve_policy(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    import threading
+
+    try:
+        options = json.loads(args.options) if args.options else {}
+        if not isinstance(options, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        print(f"drivetwin serve-policy: --options {args.options!r}: {exc}", file=sys.stderr)
+        return 2
+    from harness.remote import serve_policy
+
+    try:
+        server, port = serve_policy(args.policy, args.port, options, args.host)
+    except (ValueError, TypeError) as exc:
+        print(f"drivetwin serve-policy: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as exc:
+        print(f"drivetwin serve-policy: {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"drivetwin serve-policy: serving {args.policy!r} on {args.host}:{port}", flush=True)
+    stop.wait()
+    server.stop(grace=1.0).wait()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drivetwin", description="Test autonomous driving on a digital twin of real logs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -316,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--egos", choices=("logged", "vehicles"), default="logged", help="the logged ego, or every vehicle")
     p.add_argument("--window-s", type=float, default=None, metavar="S", help="cut long logs into S-second scenarios")
     p.add_argument("--min-ego-s", type=float, default=2.0, metavar="S", help="least time [s] an ego must be observed")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="files read in parallel by N Ray workers (0: one per CPU)")
+    p.add_argument("--address", default="", metavar="ADDR", help="read on this Ray cluster (sources on a path every node reads)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_import)
 
@@ -339,6 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worst", type=int, default=5, metavar="N", help="replay and draw the N lowest-scoring variants")
     p.add_argument("--gif", action="store_true", help="also embed an animation of each of the worst variants")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("serve-policy", help="serve a Python policy over the planner protocol (gRPC) for remote suites")
+    p.add_argument("policy", metavar="NAME_OR_PATH", help="a baseline (expert, idm, constant_velocity) or package.module:Name")
+    p.add_argument("--port", type=int, default=50051, metavar="P", help="port to listen on (0: a free one, printed)")
+    p.add_argument("--host", default="127.0.0.1", metavar="H", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--options", default="", metavar="JSON", help="keyword arguments of the policy's constructor, a JSON object")
+    p.set_defaults(func=_cmd_serve_policy)
     return parser
 
 

@@ -86,16 +86,60 @@ class ScenariosConfig:
             raise ConfigError(src, "scenarios", "window_s, min_ego_duration_s and limit must not be negative")
 
 
+#: What a remote planner's command runs on a deadline miss (``harness.remote.client.FALLBACKS``).
+POLICY_FALLBACKS = ("previous", "brake")
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
-    """The policy under test: a built-in baseline or ``package.module:Name``; ``options`` go to its constructor."""
+    """The policy under test.
+
+    Attributes:
+        name: a built-in baseline or ``package.module:Name`` (``options`` go to its constructor);
+            with ``address`` or ``command``, the name the rows record ("" : the planner's own).
+        address: a planner server ``"host:port"`` (shared by the workers), or a list of them,
+            one per worker (``harness.remote``).
+        command: a planner to start once per worker, ``"./my_planner --port {port}"``.
+        realtime_factor: 0 for lock-step; else steps paced to the wall clock at this factor.
+        fallback: a remote planner's deadline miss executes the "previous" command or a "brake".
+    """
 
     name: str = "expert"
     options: Mapping[str, Any] = field(default_factory=dict)
+    address: str | tuple[str, ...] = ""
+    command: str = ""
+    realtime_factor: float = 0.0
+    fallback: str = "previous"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.address, list):
+            object.__setattr__(self, "address", tuple(self.address))
+
+    @property
+    def remote(self) -> bool:
+        """Whether the policy is a planner in another process (``address`` or ``command``)."""
+        return bool(self.address or self.command)
 
     def check(self, src: str) -> None:
-        if not self.name:
+        if not self.name and not self.remote:
             raise ConfigError(src, "policy.name", "must not be empty")
+        addresses = (self.address,) if isinstance(self.address, str) else self.address
+        if not isinstance(addresses, tuple) or not all(isinstance(a, str) for a in addresses):
+            raise ConfigError(src, "policy.address", f"must be \"host:port\" or a list of them, got {self.address!r}")
+        for a in addresses if self.address else ():
+            host, _, port = a.rpartition(":")
+            if not (host and port.isdigit()):
+                raise ConfigError(src, "policy.address", f"{a!r} is not \"host:port\"")
+        if self.address and self.command:
+            raise ConfigError(src, "policy.command", "give address or command, not both")
+        if self.command and "{port}" not in self.command:
+            raise ConfigError(src, "policy.command", f"must contain {{port}} (the port drivetwin picks), got {self.command!r}")
+        if self.remote and self.options:
+            raise ConfigError(src, "policy.options", "not used with address or command: give them to the planner (drivetwin serve-policy NAME --options JSON)")
+        if not (math.isfinite(self.realtime_factor) and self.realtime_factor >= 0):
+            raise ConfigError(src, "policy.realtime_factor", f"must be 0 (lock-step) or positive, got {self.realtime_factor}")
+        if self.fallback not in POLICY_FALLBACKS:
+            raise ConfigError(src, "policy.fallback", f"must be one of {', '.join(map(repr, POLICY_FALLBACKS))}, got {self.fallback!r}")
 
 
 #: Keys of a ``[[mutations]]`` table that the harness reads; the rest is a ``MutationPlan`` table.
@@ -313,6 +357,13 @@ def _build(cls: type, table: Any, src: str, prefix: str) -> Any:
     return obj
 
 
+def _policy(table: Any, src: str) -> PolicyConfig:
+    policy = _build(PolicyConfig, table, src, "policy")
+    if policy.remote and "name" not in table:
+        policy = dataclasses.replace(policy, name="")  # the rows record the planner's own name
+    return policy
+
+
 def parse_suite(data: Mapping[str, Any], source: str = "<memory>") -> SuiteConfig:
     """A ``SuiteConfig`` from already-parsed TOML data."""
     unknown = sorted(set(data) - _SECTIONS)
@@ -337,7 +388,7 @@ def parse_suite(data: Mapping[str, Any], source: str = "<memory>") -> SuiteConfi
         name=name,
         description=_coerce(suite.get("description", ""), str, source, "suite.description"),
         scenarios=_build(ScenariosConfig, data.get("scenarios", {}), source, "scenarios"),
-        policy=_build(PolicyConfig, data.get("policy", {}), source, "policy"),
+        policy=_policy(data.get("policy", {}), source),
         env=_coerce(data.get("env", {}), Mapping, source, "env"),
         mutations=tuple(sweeps),
         evaluators=_coerce(data.get("evaluators", {}), Mapping, source, "evaluators"),
@@ -364,7 +415,7 @@ def check_sections(config: SuiteConfig) -> SuiteConfig:
     except EvaluatorError as exc:
         raise ConfigError(src, f"evaluators.{exc.field}", exc.problem) from None
     name = config.policy.name
-    if ":" not in name and name not in policy_names():
+    if not config.policy.remote and ":" not in name and name not in policy_names():
         raise ConfigError(src, "policy.name", f"unknown policy {name!r}; built-in: {policy_names()}, or 'package.module:Name'")
     return config
 

@@ -46,7 +46,7 @@ from harness.worker import (
 )
 
 #: Summary columns that say how the run went, not what the driving was: never compared.
-RUN_ONLY_COLUMNS = ("run_id", "attempts", "worker_s")
+RUN_ONLY_COLUMNS = ("run_id", "attempts", "worker_s", "planner_latency_p50_ms", "planner_latency_p99_ms", "planner_latency_max_ms")
 #: Where ``drivetwin replay`` writes pictures by default, under the run directory.
 REPLAYS_DIR = "replays"
 #: The scores ``drivetwin replay`` prints.
@@ -188,6 +188,23 @@ def compare_rows(stored: Mapping[str, Any], fresh: Mapping[str, Any], skip: tupl
     return out
 
 
+def _remote_options(config: Mapping[str, Any], run_dir: Path) -> dict[str, Any] | None:
+    """The run's remote planner (``[policy] address/command``) for the replay, or None."""
+    from harness.config import parse_suite
+    from harness.runner import remote_options
+
+    policy = config.get("policy") or {}
+    if not (policy.get("address") or policy.get("command")):
+        return None
+    keys = ("name", "address", "command", "realtime_factor", "fallback")
+    run = config.get("run") or {}
+    suite = parse_suite({
+        "policy": {k: policy[k] for k in keys if k in policy},
+        "run": {k: run[k] for k in ("timeout_s", "retries") if k in run},
+    }, str(run_dir / "manifest.json"))
+    return remote_options(suite, run_dir / REPLAYS_DIR)
+
+
 class Replayer:
     """Replays variants of one run; keeps its twin and policy between variants (like a run's worker).
 
@@ -204,12 +221,15 @@ class Replayer:
         config = self.manifest.get("config") or {}
         policy = config.get("policy") or {}
         self.policy_name = str(policy.get("name", "expert"))
-        check_policy_importable(self.policy_name, f"run {self.run_dir}")
+        remote = _remote_options(config, self.run_dir)
+        if remote is None:
+            check_policy_importable(self.policy_name, f"run {self.run_dir}")
         self.worker = VariantWorker(
             dict(config.get("env") or {}),
             self.policy_name,
             dict(policy.get("options") or {}),
             dict(config.get("evaluators") or {}),
+            remote=remote,
         )
         try:
             self.tasks = read_tasks(self.run_dir)

@@ -253,7 +253,7 @@ def _stored_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
     return {row["variant_id"]: row for row in read_table(parts, "summary").to_pylist()}
 
 
-def _worker_factory(config: SuiteConfig) -> Callable[[], VariantWorker]:
+def _worker_factory(config: SuiteConfig, run_dir: Path | None = None) -> Callable[[], VariantWorker]:
     return partial(
         VariantWorker,
         dict(config.env),
@@ -261,7 +261,31 @@ def _worker_factory(config: SuiteConfig) -> Callable[[], VariantWorker]:
         dict(config.policy.options),
         dict(config.evaluators),
         config.run.save_steps,
+        remote_options(config, run_dir),
     )
+
+
+def remote_options(config: SuiteConfig, run_dir: Path | None) -> dict[str, Any] | None:
+    """``RemotePolicy`` arguments of a suite whose planner is in another process (None otherwise).
+
+    Planner logs and address claims go to ``<run_dir>/planners``. A reply may take at most a
+    share of the variant's timeout (at most 60 s) such that every attempt of a hung planner fits
+    in the variant's timeout: the hang fails (and retries) the episode, not the task.
+    """
+    p = config.policy
+    if not p.remote:
+        return None
+    where = {"command": p.command} if p.command else (
+        {"address": p.address} if isinstance(p.address, str) else {"addresses": list(p.address)}
+    )
+    return {
+        **where,
+        "realtime_factor": p.realtime_factor,
+        "fallback": p.fallback,
+        "step_timeout_s": min(60.0, config.run.timeout_s / (2.0 * (config.run.retries + 1))),
+        "log_dir": str(Path(run_dir, "planners").resolve()) if run_dir is not None else "",
+        "retries": config.run.retries,
+    }
 
 
 def _error_outcome(task: VariantTask, message: str) -> VariantOutcome:
@@ -445,7 +469,7 @@ def run_suite(
         timeout_s=run_cfg.timeout_s,
         retries=run_cfg.retries,
     )
-    factory = _worker_factory(config)
+    factory = _worker_factory(config, run_dir)
     try:
         exe.start(factory)  # workers start while the variants are made
         scenarios = select_scenarios(config, libraries)

@@ -89,6 +89,9 @@ class VariantWorker:
         policy_options: keyword arguments of the policy's constructor.
         evaluator_config: the suite's ``[evaluators]`` table (``evaluators.EvaluatorConfig`` fields).
         save_steps: also return per-step series.
+        remote: ``harness.remote.RemotePolicy`` arguments when the policy is a planner in another
+            process (``address``/``addresses``/``command``, ...), plus ``retries``: how often an
+            episode whose planner was lost is run again on a restarted planner.
     """
 
     def __init__(
@@ -98,12 +101,14 @@ class VariantWorker:
         policy_options: Mapping[str, Any] | None = None,
         evaluator_config: Mapping[str, Any] | None = None,
         save_steps: bool = False,
+        remote: Mapping[str, Any] | None = None,
     ) -> None:
         self.env_config = dict(env_config)
         self.policy_name = policy
         self.policy_options = dict(policy_options or {})
         self.evaluator_config = dict(evaluator_config or {})
         self.save_steps = save_steps
+        self.remote = dict(remote) if remote else None
         self._env: Any = None
         self._policy: Any = None
         self._eval_config: Any = None
@@ -136,14 +141,36 @@ class VariantWorker:
 
     def policy(self) -> Any:
         """The policy, made once per worker (``reset`` starts each episode)."""
+        if self._policy is None and self.remote is not None:
+            from harness.remote import RemotePolicy
+
+            options = {k: v for k, v in self.remote.items() if k != "retries"}
+            self._policy = RemotePolicy(name=self.policy_name, **options)
         if self._policy is None:
             from sim.policies import make_policy
 
             self._policy = make_policy(self.policy_name, **self.policy_options)
         return self._policy
 
+    def _rollout(self, scenario: Any, seed: int) -> Any:
+        from sim.runner import rollout
+
+        if self.remote is None:
+            return rollout(self._env, self.policy(), scenario, seed=seed)
+        from harness.remote import rollout_retrying
+
+        return rollout_retrying(self._env, self.policy(), scenario, seed, int(self.remote.get("retries", 1)))
+
+    def planner_columns(self) -> dict[str, Any]:
+        """A remote planner's summary columns for the last episode (latency, deadline misses); {} in process."""
+        stats = getattr(self._policy, "episode_stats", None)
+        return stats() if self.remote is not None and callable(stats) else {}
+
     def close(self) -> None:
-        """Close the env's pybullet world (a later variant opens a new one)."""
+        """Close the env's pybullet world (a later variant opens a new one) and a remote planner."""
+        closer = getattr(self._policy, "close", None) if self.remote is not None else None
+        if callable(closer):
+            closer()
         if self._env is not None:
             self._env.close()
             self._env = None
@@ -167,7 +194,6 @@ class VariantWorker:
     def episode(self, task: VariantTask, timings: dict[str, float] | None = None) -> Episode:
         """Rebuild, drive and score one variant; raises ``VariantFailed`` naming the stage that failed."""
         from evaluators import evaluate_all
-        from sim.runner import rollout
 
         timings = {} if timings is None else timings
         stage, scenario, record = "setup", None, None
@@ -179,7 +205,7 @@ class VariantWorker:
             timings["build_s"] = time.perf_counter() - start
             stage = "rollout"
             start = time.perf_counter()
-            record = rollout(self._env, self.policy(), scenario, seed=task.seed)
+            record = self._rollout(scenario, task.seed)
             timings["sim_s"] = time.perf_counter() - start
             stage = "evaluation"
             start = time.perf_counter()
@@ -198,9 +224,10 @@ class VariantWorker:
         try:
             episode = self.episode(task, timings)
         except VariantFailed as exc:
-            return VariantOutcome(failure_summary(task, exc), timings=timings)
+            return VariantOutcome({**failure_summary(task, exc), **self.planner_columns()}, timings=timings)
         evaluation = episode.evaluation
-        return VariantOutcome(episode_summary(task, episode), evaluation.metrics, evaluation.series, timings)
+        summary = {**episode_summary(task, episode), **self.planner_columns()}
+        return VariantOutcome(summary, evaluation.metrics, evaluation.series, timings)
 
 
 def episode_summary(task: VariantTask, episode: Episode) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Recorded driving scenarios: the model, the Parquet library, importers of real log formats."""
 
 from scenarios.errors import ScenarioError
-from scenarios.importers import ImportOutcome, detect, load, load_many
+from scenarios.importers import ImportOutcome, detect, iter_load, load, load_many
 from scenarios.library import AppendResult, ScenarioLibrary, open_library, write_library
 from scenarios.model import (
     AgentType,
@@ -37,6 +37,7 @@ __all__ = [
     "Signals",
     "Tracks",
     "detect",
+    "iter_load",
     "load",
     "load_many",
     "make_scenario_id",

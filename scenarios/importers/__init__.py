@@ -1,14 +1,15 @@
 """Importers of real driving-log formats, and ``load``, which detects the format by content.
 
-Formats: Argoverse 2 motion forecasting (``av2``), CommonRoad XML (``commonroad``), ScenarioNet
-pickles (``scenarionet``), Waymo Open Motion as GPUDrive JSON (``waymo_json``) and INTERACTION
+Formats: Argoverse 2 motion forecasting (``av2``) and sensor logs (``av2_sensor``), CommonRoad
+XML (``commonroad``), ScenarioNet pickles (``scenarionet``), Waymo Open Motion as GPUDrive JSON
+(``waymo_json``) and as its native TFRecords of ``Scenario`` protos (``womd``), and INTERACTION
 CSV + Lanelet2 OSM (``interaction``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from scenarios.errors import ScenarioError
-from scenarios.importers import av2, commonroad, interaction, scenarionet, waymo_json  # noqa: F401  (registration)
+from scenarios.importers import av2, av2_sensor, commonroad, interaction, scenarionet, waymo_json, womd  # noqa: F401  (registration)
 from scenarios.importers.base import Importer, detect, importers, pick_ego, register
 from scenarios.model import AgentType, Scenario, Tracks, ego_suffix, window_suffix
 
@@ -30,6 +31,7 @@ __all__ = [
     "ImportOutcome",
     "detect",
     "importers",
+    "iter_load",
     "load",
     "load_many",
     "pick_ego",
@@ -48,8 +50,8 @@ def load(
     """Read a real log file into scenarios.
 
     Args:
-        path: a log file (or an Argoverse 2 scenario directory); the format is detected from the
-            content unless ``format`` names it.
+        path: a log file (or an Argoverse 2 scenario or sensor-log directory); the format is
+            detected from the content unless ``format`` names it.
         egos: ``"logged"``: the recording vehicle is the ego (drone and roadside logs, which have
             none, take the vehicle observed longest; see ``pick_ego``). ``"vehicles"``: every
             vehicle observed for at least ``min_ego_duration_s`` is the ego of its own scenario,
@@ -62,6 +64,24 @@ def load(
     Raises:
         ScenarioError: naming the file, the field and the problem.
     """
+    return list(iter_load(path, egos=egos, window_s=window_s, min_ego_duration_s=min_ego_duration_s, format=format))
+
+
+#: Formats whose files hold many logs, with a reader that yields them one at a time.
+STREAMING_READERS: dict[str, Callable[[Path], Iterable[Scenario]]] = {"womd": womd.iter_womd}
+
+
+def iter_load(
+    path: str | Path,
+    *,
+    egos: Egos = "logged",
+    window_s: float | None = None,
+    min_ego_duration_s: float = DEFAULT_MIN_EGO_DURATION_S,
+    format: str | None = None,
+) -> Iterator[Scenario]:
+    """``load``, one scenario at a time: a Waymo shard of hundreds of scenarios is decoded as it is
+    consumed, so memory stays bounded by one log. Options and errors as ``load``'s (an error
+    may come after some scenarios have been yielded)."""
     if egos not in ("logged", "vehicles"):
         raise ScenarioError(path, "egos", f"must be 'logged' or 'vehicles', got {egos!r}")
     if window_s is not None and not window_s > 0:
@@ -73,13 +93,12 @@ def load(
         importer = importers()[format]
     else:
         raise ScenarioError(path, "format", f"unknown format {format!r}; known: {sorted(importers())}")
-    logs = importer.read(path)
-    out: list[Scenario] = []
+    stream = STREAMING_READERS.get(importer.name)
+    logs = stream(path) if stream is not None else importer.read(path)
     for log in logs:
         scenes = _windows(log, window_s, min_ego_duration_s, importer.has_logged_ego) if window_s else [log]
         for scene in scenes:
-            out.extend(_vehicle_egos(scene, min_ego_duration_s) if egos == "vehicles" else [scene])
-    return out
+            yield from (_vehicle_egos(scene, min_ego_duration_s) if egos == "vehicles" else [scene])
 
 
 @dataclass(frozen=True, slots=True)

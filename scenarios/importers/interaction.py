@@ -22,7 +22,8 @@ Map: ways are linestrings (``type`` line_thin/line_thick -> ROAD_LINE, curbstone
 direction (the left bound lies on the left, as Lanelet2's loader decides it). Successors are
 lanelets whose bounds start at the nodes where this one's end; neighbours share a bound in the
 same direction. Speed limits come from a lanelet's ``speed_limit`` tag or its ``speed_limit``
-regulatory elements (Lanelet2's default unit is km/h); traffic lights from ``traffic_light``
+regulatory elements (Lanelet2's default unit is km/h; a sign type carries its number: German
+``de274-50`` in km/h, US ``15mph``, ``us25``, ``usR2-1-25`` in mph); traffic lights from ``traffic_light``
 regulatory elements, whose states INTERACTION does not record (``SignalState.UNKNOWN``).
 
 The v1.2 release (motion prediction) keeps one CSV per location and split instead:
@@ -129,6 +130,9 @@ SPEED_UNITS: dict[str, float] = {
 _SPEED = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([A-Za-z/]*)\s*$")
 #: German max-speed sign types carrying their limit in km/h, e.g. "de274-50".
 _SIGN_SPEED = re.compile(r"^de274(?:\.1)?-([0-9]+(?:\.[0-9]+)?)$", re.IGNORECASE)
+#: US speed-limit signs (INTERACTION's US maps), in mph: "15mph", "25 mph", "us25", "us-25",
+#: "us_25mph", and the MUTCD code with its value, "usR2-1-25".
+_US_SIGN_SPEED = re.compile(r"^(?:us(?:r2-1)?[-_ ]?)?([0-9]+(?:\.[0-9]+)?)\s*(mph)?$", re.IGNORECASE)
 
 
 def _sniff(path: Path, head: bytes) -> bool:
@@ -627,8 +631,23 @@ def _speed(text: str, map_path: Path, field: str) -> float:
     return float(match.group(1)) * SPEED_UNITS[unit]
 
 
+def _sign_speed(sign: str) -> float | None:
+    """The limit [m/s] a speed-limit sign type carries: German "de274-50" (km/h), US "15mph",
+    "us25", "usR2-1-25" (mph); None for any other sign. A bare number is not a US sign: it
+    must say mph or start with "us"."""
+    sign = sign.strip()
+    german = _SIGN_SPEED.match(sign)
+    if german:
+        return float(german.group(1)) / 3.6
+    us = _US_SIGN_SPEED.match(sign)
+    if us and (us.group(2) or sign.lower().startswith("us")) and float(us.group(1)) > 0:
+        return float(us.group(1)) * SPEED_UNITS["mph"]
+    return None
+
+
 def _regulatory_speeds(relations: _Relations, ways: _Ways, map_path: Path) -> dict[str, float]:
-    """Speed [m/s] of each ``speed_limit`` regulatory element: its tag, or its German sign's number."""
+    """Speed [m/s] of each ``speed_limit`` regulatory element: its tag, or the number on its sign
+    (``_sign_speed``: German km/h signs, US mph signs)."""
     speeds = {}
     for rid, (members, tags) in relations.items():
         if tags.get("type") != "regulatory_element" or tags.get("subtype") != "speed_limit":
@@ -639,7 +658,7 @@ def _regulatory_speeds(relations: _Relations, ways: _Ways, map_path: Path) -> di
         signs = [tags.get("sign_type", "")] + [
             ways.get(m.get("ref", ""), ((), {}))[1].get("subtype", "") for m in members if m.get("role") == "refers"
         ]
-        found = [float(m.group(1)) / 3.6 for m in (_SIGN_SPEED.match(s) for s in signs) if m]
+        found = [v for v in (_sign_speed(s) for s in signs) if v is not None]
         if found:
             speeds[rid] = min(found)
     return speeds

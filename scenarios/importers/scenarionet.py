@@ -6,7 +6,10 @@ A ScenarioNet file is a Python pickle of one dict: ``id``, ``version``, ``length
 
 **Safety.** ``pickle.load`` runs whatever callable a file names. Files are read with
 ``_SafeUnpickler``, whose ``find_class`` returns only the objects in ``_ALLOWED`` (what numpy
-arrays, numpy scalars, dtypes and sets need) and raises ``ScenarioError(path, "pickle", "refused
+arrays, numpy scalars, dtypes and sets need, and the converters' ``collections.defaultdict``
+with a built-in factory and ``collections.OrderedDict``, each through a wrapper that accepts
+only the arguments pickles write; a named built-in type resolves to an inert token that only
+the defaultdict wrapper turns back into the type) and raises ``ScenarioError(path, "pickle", "refused
 to load <module>.<name>: ...")`` for anything else, before it is imported or called. Before
 that, ``_prescan`` walks the opcodes (``pickletools.genops``, which builds nothing): refused
 GLOBALs, extension/persistent-id/buffer opcodes and memo indices that would make the
@@ -45,6 +48,7 @@ so a small file cannot claim unbounded memory either.
 
 from __future__ import annotations
 
+import collections
 import importlib
 import io
 import pickle
@@ -201,6 +205,48 @@ def _reconstruct(subtype: object, shape: object, dtype: object) -> np.ndarray:
     return _NUMPY_RECONSTRUCT(np.ndarray, (0,), b"b")
 
 
+class _FactoryToken:
+    """What a built-in type named in a pickle resolves to: a token only ``_defaultdict`` accepts.
+
+    ScenarioNet's converters write ``collections.defaultdict(int)`` and friends, which pickle as
+    ``defaultdict(<factory>)``; the factory itself must not become callable from the pickle.
+    """
+
+    __slots__ = ("factory",)
+
+    def __init__(self, factory: type) -> None:
+        self.factory = factory
+
+    def __repr__(self) -> str:
+        return f"<builtins.{self.factory.__name__}, as a defaultdict factory only>"
+
+
+#: Built-in types a ``defaultdict`` in a ScenarioNet pickle may take as its factory.
+DEFAULTDICT_FACTORIES: tuple[type, ...] = (int, float, bool, str, bytes, list, dict, tuple, set, frozenset)
+_FACTORY_TOKENS = {factory.__name__: _FactoryToken(factory) for factory in DEFAULTDICT_FACTORIES}
+
+
+def _defaultdict(*args: object) -> collections.defaultdict:
+    """``collections.defaultdict(factory)`` as pickles write it: no factory, or one of the allowed built-ins."""
+    if len(args) > 1:
+        raise pickle.UnpicklingError("collections.defaultdict is only allowed with one factory argument")
+    factory = args[0] if args else None
+    if factory is set or factory is frozenset:
+        return collections.defaultdict(factory)
+    if factory is not None and not isinstance(factory, _FactoryToken):
+        raise pickle.UnpicklingError(
+            f"collections.defaultdict is only allowed with a built-in factory ({', '.join(_FACTORY_TOKENS)})"
+        )
+    return collections.defaultdict(factory.factory if factory is not None else None)
+
+
+def _ordered_dict(*args: object) -> collections.OrderedDict:
+    """``collections.OrderedDict()`` as pickles write it: empty, filled by SETITEMS afterwards."""
+    if args:
+        raise pickle.UnpicklingError("collections.OrderedDict is only allowed as pickles write it: with no arguments")
+    return collections.OrderedDict()
+
+
 _SCALAR = _numpy_object(("numpy._core.multiarray", "numpy.core.multiarray"), "scalar")
 _FROMBUFFER = _numpy_object(("numpy._core.numeric", "numpy.core.numeric"), "_frombuffer")
 
@@ -225,6 +271,19 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("builtins", "frozenset"): frozenset,
     ("__builtin__", "set"): set,  # protocol 2 as Python 3 writes it (fix_imports)
     ("__builtin__", "frozenset"): frozenset,
+    # the converters' containers (ScenarioNet's Waymo converter writes defaultdict(int)): the
+    # factory resolves to a token, which only _defaultdict turns back into the built-in.
+    ("collections", "defaultdict"): _defaultdict,
+    ("collections", "OrderedDict"): _ordered_dict,
+    **{
+        (module, name): token
+        for module in ("builtins", "__builtin__")
+        for name, token in _FACTORY_TOKENS.items()
+        if name not in ("set", "frozenset")  # already the real types, which protocols 2-3 call to build sets
+    },
+    # protocol 2 as Python 3 writes int and str (fix_imports: Python 2's names)
+    ("__builtin__", "long"): _FACTORY_TOKENS["int"],
+    ("__builtin__", "unicode"): _FACTORY_TOKENS["str"],
 }
 
 

@@ -25,8 +25,10 @@ def log_files() -> list[Path]:
     if not DATA.is_dir():
         return []
     return sorted(
-        p for p in DATA.rglob("*") if p.is_file() and p.suffix in {".json", ".parquet", ".xml", ".pkl", ".csv", ".osm"}
+        p for p in DATA.rglob("*") if p.is_file() and p.suffix in {".json", ".parquet", ".xml", ".pkl", ".csv", ".osm", ".tfrecord"}
         and not p.name.startswith("log_map_archive")  # the AV2 map beside its scenario file
+        and not p.name.endswith("_Sim2_city.json")  # the AV2 sensor log's raster transform
+        or p.name == "annotations_with_ego.feather"  # an AV2 sensor log (its poses are read with it)
     )  # fmt: skip
 
 

@@ -13,7 +13,10 @@ from harness.cli import main
 def test_import_run_gate_report_replay_on_real_logs(tmp_path, data_dir, capsys):
     library = tmp_path / "lib"
     assert main(["import", str(data_dir), "--out", str(library), "--quiet"]) == 0
-    assert "6/6 files imported: 6 scenarios" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "8/8 files imported: 8 scenarios" in printed
+    # passed over, and said why: the data README and the reference .proto schemas
+    assert "3 files passed over" in printed and "scenario.proto: not a scenario file" in printed
 
     suite = tmp_path / "suite.toml"
     suite.write_text(
@@ -42,10 +45,10 @@ def test_import_run_gate_report_replay_on_real_logs(tmp_path, data_dir, capsys):
     printed = capsys.readouterr().out
     assert status == 0, printed
     summary = pd.read_parquet(run / "summary.parquet")
-    assert len(summary) == 12  # 6 real scenarios, each as logged and with one friction variant
-    assert set(summary["dataset"]) == {"av2", "commonroad", "scenarionet-nuscenes", "waymo"}
+    assert len(summary) == 16  # 8 real scenarios, each as logged and with one friction variant
+    assert set(summary["dataset"]) == {"av2", "av2_sensor", "commonroad", "scenarionet-nuscenes", "waymo"}
     assert (summary["status"] == "ok").all()
-    assert summary["mutation"].value_counts().to_dict() == {"": 6, "road_friction#0": 6}
+    assert summary["mutation"].value_counts().to_dict() == {"": 8, "road_friction#0": 8}
     assert json.loads((run / "manifest.json").read_text())["libraries"] == [str(library.resolve())]
 
     junit = tmp_path / "junit.xml"

@@ -78,7 +78,10 @@ def test_a_folder_in_the_interaction_layout_imports_without_failing_on_pedestria
     out = tmp_path / "lib"
     assert main(["import", str(fixture), "--out", str(out), "--window-s", "5", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "1/1 files imported: 4 scenarios" in printed and "pedestrian" not in printed
+    assert "1/1 files imported: 4 scenarios" in printed and "FAIL" not in printed
+    # the pedestrian file is passed over, and the import says so and why
+    assert "pedestrian_tracks_000.csv: read with the interaction file beside it" in printed
+    assert "make_fixture.py: not a scenario file (unknown format" in printed
     pedestrians = next(fixture.rglob("pedestrian_tracks_000.csv"))
     assert main(["import", str(pedestrians), "--out", str(out), "--quiet"]) == 1
     assert "vehicle_tracks file of the same number" in capsys.readouterr().out

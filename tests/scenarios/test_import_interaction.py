@@ -142,6 +142,37 @@ def test_explicit_map_path(tmp_path: Path) -> None:
     assert "no Lanelet2 map" in info.value.problem
 
 
+@pytest.mark.parametrize(
+    "sign, mph",
+    [("15mph", 15), ("25 mph", 25), ("us35", 35), ("US-40", 40), ("us_45mph", 45), ("usR2-1-55", 55)],
+)
+def test_us_speed_limit_signs_are_mph(layout, sign, mph) -> None:
+    """US INTERACTION maps give the limit as the sign's type (``sign_type="15mph"``): it becomes m/s."""
+    _edit(_map_of(layout), '<tag k="subtype" v="de274-50"/>', f'<tag k="subtype" v="{sign}"/>')
+    (scene,) = read_interaction(layout)
+    lanes = {lane.id: lane for lane in scene.road_map.lanes}
+    for lane_id in ("3001", "3002", "3003", "3004"):
+        assert lanes[lane_id].speed_limit == pytest.approx(mph * 0.44704)
+
+
+def test_a_us_sign_type_on_the_regulatory_element(layout) -> None:
+    _edit(_map_of(layout), '<tag k="subtype" v="speed_limit"/>', '<tag k="subtype" v="speed_limit"/><tag k="sign_type" v="15mph"/>')
+    _edit(_map_of(layout), '<tag k="subtype" v="de274-50"/>', '<tag k="subtype" v="usR2-1"/>')  # a sign with no number
+    (scene,) = read_interaction(layout)
+    assert scene.road_map.lane("3001").speed_limit == pytest.approx(15 * 0.44704)  # 6.7056 m/s
+
+
+@pytest.mark.parametrize("sign", ["25", "usR2-1", "us", "0mph", "de205"])
+def test_signs_that_carry_no_limit_give_none(layout, sign) -> None:
+    _edit(_map_of(layout), '<tag k="subtype" v="de274-50"/>', f'<tag k="subtype" v="{sign}"/>')
+    (scene,) = read_interaction(layout)
+    assert math.isnan(scene.road_map.lane("3001").speed_limit)
+
+
+def _map_of(vehicles: Path) -> Path:
+    return vehicles.parents[2] / "maps" / f"{LOCATION}.osm"
+
+
 # ---- bad input -------------------------------------------------------------------------------
 
 

@@ -326,6 +326,59 @@ def test_every_named_state_is_mapped():
     assert len(SIGNAL_STATES) == 13 and set(SIGNAL_STATES.values()) == set(SignalState)
 
 
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_converter_containers_defaultdict_and_ordereddict_load(tmp_path, protocol):
+    """ScenarioNet's Waymo converter writes defaultdict(int) summaries; others write OrderedDicts."""
+    import collections
+
+    description = waymo_like()
+    counts = collections.defaultdict(int)
+    counts["VEHICLE"] += 1
+    counts["PEDESTRIAN"] += 2
+    description["metadata"]["number_summary"] = {"object_types": counts, "dynamic_object_states": collections.defaultdict(list)}
+    description["metadata"]["object_summary"] = collections.defaultdict(dict, {"7": {"type": "VEHICLE"}})
+    description["metadata"]["sets"] = collections.defaultdict(set, {"x": {1, 2}})
+    description["map_features"] = collections.OrderedDict(description["map_features"])
+    description["tracks"] = collections.OrderedDict(description["tracks"])
+    path = write(tmp_path, description, protocol=protocol)
+    data = path.read_bytes()
+    assert b"defaultdict" in data and b"OrderedDict" in data and (b"int" in data or b"long" in data)
+    [s] = read_scenarionet(path)
+    assert s.id == "scenarionet-waymo-abc123"
+    assert list(s.tracks.agent_ids) == ["7", "8", "9"] and s.ego_id == "7"
+    assert s.road_map.lane("100").speed_limit == pytest.approx(25 * 0.44704)
+    loaded = scenarionet._unpickle(path)
+    counts_back = loaded["metadata"]["number_summary"]["object_types"]
+    assert type(counts_back) is collections.defaultdict and counts_back.default_factory is int
+    assert dict(counts_back) == {"VEHICLE": 1, "PEDESTRIAN": 2} and counts_back["CYCLIST"] == 0
+    assert type(loaded["map_features"]) is collections.OrderedDict
+    assert list(loaded["map_features"]) == list(waymo_like()["map_features"])
+    assert loaded["metadata"]["sets"]["x"] == {1, 2}
+
+
+def test_a_defaultdict_factory_is_nothing_callable(tmp_path):
+    """The built-in factories resolve to inert tokens: naming builtins.int does not give int()."""
+    path = tmp_path / "call_int.pkl"
+    path.write_bytes(global_call("builtins", "int", _s("5")))
+    with pytest.raises(ScenarioError, match="not a readable pickle") as err:
+        scenarionet._unpickle(path)
+    assert "not callable" in err.value.problem
+    # a defaultdict whose factory is another allowed global (numpy.dtype) is refused
+    path = tmp_path / "dtype_factory.pkl"
+    path.write_bytes(b"\x80\x02}" + _s("metadata") + b"ccollections\ndefaultdict\ncnumpy\ndtype\n\x85Rs.")
+    with pytest.raises(ScenarioError, match="only allowed with a built-in factory"):
+        scenarionet._unpickle(path)
+    # and one called with more than its factory
+    path = tmp_path / "two_args.pkl"
+    path.write_bytes(b"\x80\x02}" + _s("metadata") + b"ccollections\ndefaultdict\nc__builtin__\nlong\n}\x86Rs.")
+    with pytest.raises(ScenarioError, match="only allowed with one factory argument"):
+        scenarionet._unpickle(path)
+    path = tmp_path / "odict_args.pkl"
+    path.write_bytes(b"\x80\x02}" + _s("metadata") + b"ccollections\nOrderedDict\n]\x85Rs.")
+    with pytest.raises(ScenarioError, match="OrderedDict is only allowed"):
+        scenarionet._unpickle(path)
+
+
 # --------------------------------------------------------------------------- malicious pickles
 
 

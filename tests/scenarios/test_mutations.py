@@ -86,8 +86,17 @@ def arc_position(px: float, py: float, lx: np.ndarray, ly: np.ndarray) -> float:
     return float(np.concatenate([[0.0], np.cumsum(np.hypot(dx, dy))])[k] + t[k] * np.sqrt(seg2[k]))
 
 
-def assert_consistent(v: Scenario, row: int, tol: float) -> None:
-    """Positions, velocities and yaw of ``row`` agree: displacement / dt = mean velocity (within ``tol`` [m/s])."""
+def _yaw_error(tracks, row: int) -> np.ndarray:
+    """(T,) |yaw - direction of the velocity| [rad] of agent ``row``."""
+    heading = np.arctan2(tracks.vy[row], tracks.vx[row])
+    return np.abs((tracks.yaw[row] - heading + np.pi) % (2 * np.pi) - np.pi)
+
+
+def assert_consistent(v: Scenario, row: int, tol: float, log: Scenario | None = None) -> None:
+    """Positions, velocities and yaw of ``row`` agree: displacement / dt = mean velocity (within ``tol`` [m/s]),
+    and the yaw follows the velocity within 0.2 rad, or, given the ``log`` the variant came from, within
+    the most the log's own labels show for that agent (annotated boxes can point 0.4 rad off their
+    motion, and a mutated agent moves along its logged path at other times)."""
     tr = v.tracks
     both = tr.valid[row, 1:] & tr.valid[row, :-1]
     dt = np.diff(v.t_us) / 1e6
@@ -95,8 +104,12 @@ def assert_consistent(v: Scenario, row: int, tol: float) -> None:
     ey = np.diff(tr.y[row]) / dt - (tr.vy[row, 1:] + tr.vy[row, :-1]) / 2
     assert np.hypot(ex, ey)[both].max(initial=0) < tol
     moving = tr.valid[row] & (np.hypot(tr.vx[row], tr.vy[row]) > 1.0)
-    heading = np.arctan2(tr.vy[row], tr.vx[row])
-    assert np.abs((tr.yaw[row] - heading + np.pi) % (2 * np.pi) - np.pi)[moving].max(initial=0) < 0.2
+    bound = 0.2
+    if log is not None:
+        original = log.tracks.index_of(tr.agent_ids[row])
+        logged = log.tracks.valid[original] & (log.tracks.speed[original] > 1.0)
+        bound = max(bound, float(_yaw_error(log.tracks, original)[logged].max(initial=0.0)) + 0.01)
+    assert _yaw_error(tr, row)[moving].max(initial=0) < bound
 
 
 # ----------------------------------------------------------------------------- registry
@@ -170,7 +183,7 @@ def test_lead_brake_decelerates_at_the_asked_rate_real(real):
     np.testing.assert_allclose(accel[braking], -5.0, atol=1e-6)
     assert speed[-1] == 0 or not (speed > 0).all()
     np.testing.assert_array_equal(v.tracks.x[row, :k], s.tracks.x[s.tracks.index_of(m.tagged_agent(v, "lead_brake")), :k])
-    assert_consistent(v, row, 0.2)
+    assert_consistent(v, row, 0.2, log=s)
 
 
 def test_lead_brake_needs_a_lead():

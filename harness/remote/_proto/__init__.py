@@ -1,0 +1,1 @@
+"""Generated code of the planner protocol v1 (see proto/generate.py)."""

@@ -1,0 +1,125 @@
+"""The reference planner server: any Python policy served over the planner protocol.
+
+``drivetwin serve-policy expert --port 50051`` (or ``package.module:Name``) serves a policy to
+drivetwin's ``RemotePolicy``: the policy gets the same ``reset`` context (a view rebuilt from the
+messages) and the same observations as in process, so it drives identically. Each client session
+(one drivetwin worker) has its own policy instance; sessions run concurrently.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Mapping
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from harness.remote import protocol
+from harness.remote._proto import planner_pb2 as pb
+from harness.remote._proto import planner_pb2_grpc as pb_grpc
+
+
+@dataclass(slots=True)
+class _Session:
+    policy: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    view: protocol.ServedView | None = None
+    action_type: str = ""
+    t0_us: int = 0
+    dt_us: int = 0
+    step: int = 0
+
+
+def _error(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(exc)).strip()
+
+
+class PolicyServicer(pb_grpc.PlannerServicer):
+    """Serves ``make_policy(spec, **options)``, one instance per session.
+
+    Args:
+        spec: a built-in policy name or ``"package.module:Name"``.
+        options: keyword arguments of the policy's constructor.
+    """
+
+    def __init__(self, spec: str, options: Mapping[str, Any] | None = None) -> None:
+        from sim.policies import make_policy, policy_name
+
+        self.spec = spec
+        self.options = dict(options or {})
+        self._make = make_policy
+        self.name = policy_name(make_policy(spec, **self.options))  # fails now on a bad spec
+        self._sessions: dict[str, _Session] = {}
+        self._lock = threading.Lock()
+
+    def _session(self, key: str, create: bool = False) -> _Session | None:
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is None and create:
+                session = self._sessions[key] = _Session(self._make(self.spec, **self.options))
+            return session
+
+    def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.PlannerInfo:
+        supports = getattr(self._make(self.spec, **self.options), "supports", ())
+        types = [protocol.ACTION_TYPES[str(getattr(t, "value", t))] for t in supports]
+        return pb.PlannerInfo(status=pb.STATUS_OK, name=self.name, protocol_version=protocol.PROTOCOL_VERSION, action_types=types)
+
+    def Reset(self, request: pb.ScenarioInit, context: grpc.ServicerContext) -> pb.ResetReply:
+        reply = pb.ResetReply(t_us=request.t_us, planner_name=self.name, protocol_version=protocol.PROTOCOL_VERSION)
+        if request.protocol_version != protocol.PROTOCOL_VERSION:
+            reply.status, reply.message = pb.STATUS_ERROR, f"protocol version {request.protocol_version} is not served (this server speaks {protocol.PROTOCOL_VERSION})"
+            return reply
+        try:
+            session = self._session(request.session, create=True)
+            assert session is not None
+            with session.lock:
+                view = protocol.ServedView(request)
+                ctx = protocol.served_context(request, view)
+                session.view, session.action_type = view, protocol.ACTION_NAMES[request.action.type]
+                session.t0_us, session.dt_us, session.step = request.t_us, request.dt_us, 0
+                session.policy.reset(ctx)
+        except Exception as exc:  # noqa: BLE001 - the policy's failure goes back to the twin
+            reply.status, reply.message = pb.STATUS_ERROR, f"policy {self.name!r} failed to reset: {_error(exc)}"
+            return reply
+        reply.status = pb.STATUS_OK
+        return reply
+
+    def Step(self, request: pb.Observation, context: grpc.ServicerContext) -> pb.Command:
+        session = self._session(request.session)
+        if session is None or session.view is None:
+            return pb.Command(status=pb.STATUS_ERROR, t_us=request.t_us, message=f"no episode in session {request.session!r}: Reset first")
+        with session.lock:
+            if not context.is_active():  # the twin gave up on this reply (a deadline miss): do not act on a stale step
+                return pb.Command(status=pb.STATUS_ERROR, t_us=request.t_us, message="cancelled by the client")
+            try:
+                session.view.update(request)
+                action = session.policy.act(protocol.served_observation(request))
+                return protocol.encode_action(action, session.action_type, request.t_us)
+            except Exception as exc:  # noqa: BLE001
+                return pb.Command(status=pb.STATUS_ERROR, t_us=request.t_us, message=f"policy {self.name!r} raised {_error(exc)}")
+
+    def Close(self, request: pb.CloseRequest, context: grpc.ServicerContext) -> pb.CloseReply:
+        session = self._session(request.session)
+        if session is not None:
+            with session.lock:
+                session.view = None
+        return pb.CloseReply(status=pb.STATUS_OK, t_us=request.t_us)
+
+
+def make_server(servicer: pb_grpc.PlannerServicer, port: int = 0, host: str = "127.0.0.1", threads: int = 8) -> tuple[grpc.Server, int]:
+    """A started gRPC server for ``servicer`` on ``host:port`` (0: a free port) and its port."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=[("grpc.so_reuseport", 0), ("grpc.optimization_target", "latency")])
+    pb_grpc.add_PlannerServicer_to_server(servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port}")
+    server.start()
+    return server, bound
+
+
+def serve_policy(spec: str, port: int = 0, options: Mapping[str, Any] | None = None, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
+    """Serve the policy ``spec`` (see ``PolicyServicer``); returns the started server and its port."""
+    return make_server(PolicyServicer(spec, options), port, host)

@@ -1,0 +1,260 @@
+"""The planner protocol: a policy served over gRPC drives exactly as it does in process.
+
+The acceptance test runs the same suite with the in-process ``expert`` and with the ``expert``
+served by ``drivetwin serve-policy`` (lock-step), as an address and as a planner process per
+worker on both executors: the summary tables are equal column for column, the latency columns
+aside.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+grpc = pytest.importorskip("grpc")
+
+import scenarios  # noqa: E402
+import sim  # noqa: E402
+from harness.config import ConfigError, parse_suite  # noqa: E402
+from harness.remote import RemotePolicy, serve_policy  # noqa: E402
+from harness.remote import protocol  # noqa: E402
+from harness.remote._proto import planner_pb2 as pb  # noqa: E402
+from harness.runner import run_suite  # noqa: E402
+from sim.runner import PolicyError, rollout, rollouts_equal  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "scenarios" / "sample" / "ngsim_us101"
+#: Columns that say how the run went, not what the driving was.
+RUN_ONLY = ["run_id", "worker_s", "attempts", "planner_latency_p50_ms", "planner_latency_p99_ms", "planner_latency_max_ms"]
+SERVE = f"{sys.executable} -m harness.cli serve-policy expert --port {{port}}"
+
+
+@pytest.fixture(scope="module")
+def library():
+    return scenarios.ScenarioLibrary(SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def served_expert():
+    """``drivetwin serve-policy expert`` in its own process; its address."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "serve-policy", "expert", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )
+    line = proc.stdout.readline()
+    match = re.search(r"on (\S+:\d+)", line)
+    assert match, f"serve-policy printed {line!r}"
+    yield match.group(1)
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0  # SIGTERM stops it cleanly
+
+
+def _suite(**policy):
+    return parse_suite({
+        "suite": {"name": "remote"},
+        "scenarios": {"sources": [str(SAMPLE)], "limit": 4},
+        "policy": policy,
+        "env": {"observation": ["state"]},
+        "mutations": [{"operator": "lead_brake", "params": {"decel": 6.0, "onset_s": 1.0}, "variants": 1}],
+        "run": {"seed": 3, "workers": 2},
+    })
+
+
+def _table(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary.drop(columns=RUN_ONLY).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def in_process_summary(tmp_path_factory):
+    out = tmp_path_factory.mktemp("inproc") / "run"
+    return run_suite(_suite(name="expert"), out=out, executor="sequential", progress=False).summary
+
+
+def test_served_expert_gives_the_in_process_summary_table(served_expert, in_process_summary, tmp_path):
+    remote = run_suite(_suite(address=served_expert), out=tmp_path / "run", executor="sequential", progress=False).summary
+    assert len(in_process_summary) >= 5 and (in_process_summary["status"] == "ok").all()
+    pd.testing.assert_frame_equal(_table(remote), _table(in_process_summary))
+    assert (remote["policy"] == "expert").all()  # the planner's own name, from Describe
+    assert remote["planner_latency_p50_ms"].notna().all() and remote["deadline_misses"].isna().all()  # lock-step: no deadlines
+    assert in_process_summary["planner_latency_p50_ms"].isna().all()
+    # a variant of the remote run replays exactly, against the same planner
+    from harness.replay import Replayer
+
+    with Replayer(tmp_path / "run") as replayer:
+        replayed = replayer.replay(remote["variant_id"].iloc[-1])
+    assert replayed.exact, replayed.mismatches
+
+
+def test_an_address_list_gives_the_worker_the_first_free_address(served_expert, in_process_summary, tmp_path):
+    suite = _suite(address=[served_expert, "127.0.0.1:1"])
+    remote = run_suite(suite, out=tmp_path / "run", executor="sequential", progress=False).summary
+    pd.testing.assert_frame_equal(_table(remote), _table(in_process_summary))
+    assert list((tmp_path / "run" / "planners").glob("claim-*.lock"))
+
+
+def test_planner_process_per_worker_gives_the_in_process_table(executor_kind, in_process_summary, tmp_path):
+    result = run_suite(_suite(command=SERVE), out=tmp_path / "run", executor=executor_kind, progress=False)
+    pd.testing.assert_frame_equal(_table(result.summary), _table(in_process_summary))
+    logs = sorted((tmp_path / "run" / "planners").glob("planner-*.log"))
+    workers = 1 if executor_kind == "sequential" else 2
+    assert 1 <= len(logs) <= workers
+    assert all("serving 'expert'" in log.read_text() for log in logs)
+
+
+@pytest.mark.parametrize("action", ["trajectory", "continuous"])
+def test_rollouts_are_bit_identical_over_the_wire(library, action):
+    server, port = serve_policy("expert")
+    try:
+        env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping({"action": action, "observation": ["state", "lidar"]}), library=library)
+        remote = RemotePolicy(f"127.0.0.1:{port}")
+        for scenario_id in library.ids()[:2]:
+            a = rollout(env, "expert", scenario_id, seed=5)
+            b = rollout(env, remote, scenario_id, seed=5)
+            assert rollouts_equal(a, b)
+            assert b.policy == "expert"
+        stats = remote.episode_stats()
+        assert stats["deadline_misses"] is None and stats["planner_latency_max_ms"] >= stats["planner_latency_p50_ms"] > 0
+        remote.close()
+        env.close()
+    finally:
+        server.stop(0)
+
+
+def test_idm_served_reads_the_state_observation_identically(library):
+    server, port = serve_policy("idm", options={"desired_speed": 12.0})
+    try:
+        env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping({"observation": ["state"], "agents_mode": "reactive"}), library=library)
+        scenario_id = library.ids()[0]
+        a = rollout(env, sim.policies.make_policy("idm", desired_speed=12.0), scenario_id, seed=1)
+        b = rollout(env, RemotePolicy(f"127.0.0.1:{port}"), scenario_id, seed=1)
+        assert rollouts_equal(a, b)
+    finally:
+        server.stop(0)
+
+
+def test_scenario_init_carries_the_map_route_and_vehicle(library):
+    env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping({"action": "trajectory", "trajectory_points": 6}), library=library)
+    first, _ = env.reset(seed=11, options={"scenario": library.ids()[0]})
+    info = env.scenario_info()
+    facts = protocol.episode_facts(info)
+    assert facts.seed == 11  # the episode's seed reaches the planner
+    init = protocol.scenario_init(facts, "s", 7)
+    scenario = info["scenario"]
+    assert init.protocol_version == 1 and init.scenario_id == scenario.id and init.seed == 7
+    assert init.dt_us == 100_000 and init.dt_s == info["dt_s"]
+    assert list(init.action.shape) == [6, 2] and init.action.type == pb.ACTION_TYPE_TRAJECTORY
+    assert init.vehicle.length == info["vehicle"].length and init.vehicle.wheelbase == info["vehicle"].wheelbase
+    assert list(init.agent_ids) == [str(a) for a in scenario.tracks.agent_ids]
+    route = np.asarray(init.route.xy).reshape(-1, 2)
+    np.testing.assert_array_equal(route, info["view"].route.xy)
+    # the ego starts at the local origin; the origin is its first logged position in the scenario frame
+    e = scenario.ego_index
+    assert (init.origin_x, init.origin_y) == (scenario.tracks.x[e, 0], scenario.tracks.y[e, 0])
+    # every lane sent is near the route, and the lane under the ego's start is among them
+    assert 0 < len(init.lanes) <= len(scenario.road_map.lanes)
+    starts = [np.asarray(lane.centerline.xy).reshape(-1, 2) for lane in init.lanes]
+    assert min(np.hypot(*c.T).min() for c in starts) < 10.0
+    by_id = {lane.id: lane for lane in scenario.road_map.lanes}
+    for lane in init.lanes:
+        source = by_id[lane.id]
+        assert list(lane.successors) == list(source.successors) and lane.speed_limit == pytest.approx(source.speed_limit, nan_ok=True)
+        np.testing.assert_allclose(np.asarray(lane.centerline.xy).reshape(-1, 2), source.centerline[:, :2] - (init.origin_x, init.origin_y))
+    # one step's observation: ego state and the present road users, time on the scenario clock
+    obs = protocol.observation(facts, "s", first)
+    assert obs.t_us == int(scenario.t_us[0]) and obs.step == 0
+    assert obs.ego.x == info["view"].ego.x and len(obs.agents.index) == int(info["view"].agents()["row"].size)
+    assert len(obs.state) == env.observation_space["state"].shape[0]
+    env.close()
+
+
+def test_replies_are_checked_for_time_status_and_action():
+    space = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping({"action": "trajectory", "trajectory_points": 3})).action_space
+    ok = protocol.encode_action(np.ones((3, 2), np.float32), "trajectory", 100)
+    protocol.check_reply(ok, 100, "step 1")
+    np.testing.assert_array_equal(protocol.decode_command(ok, "trajectory", space, "step 1"), np.ones((3, 2), np.float32))
+    with pytest.raises(protocol.RemoteError, match=r"replied for t_us=100, the twin asked for t_us=200"):
+        protocol.check_reply(ok, 200, "step 2")
+    with pytest.raises(protocol.RemoteError, match=r"STATUS_ERROR: boom"):
+        protocol.check_reply(pb.Command(status=pb.STATUS_ERROR, message="boom", t_us=100), 100, "step 1")
+    with pytest.raises(protocol.RemoteError, match=r"STATUS_UNSPECIFIED"):
+        protocol.check_reply(pb.Command(t_us=100), 100, "step 1")
+    with pytest.raises(protocol.RemoteError, match=r"a trajectory action was declared, the planner sent continuous"):
+        protocol.decode_command(pb.Command(status=pb.STATUS_OK, continuous=pb.ContinuousAction()), "trajectory", space, "s")
+    with pytest.raises(protocol.RemoteError, match=r"5 trajectory values, the action space needs 6"):
+        protocol.decode_command(pb.Command(status=pb.STATUS_OK, trajectory=pb.TrajectoryAction(xy=[0.0] * 5)), "trajectory", space, "s")
+    with pytest.raises(protocol.RemoteError, match=r"non-finite"):
+        bad = pb.Command(status=pb.STATUS_OK, trajectory=pb.TrajectoryAction(xy=[0.0] * 5 + [float("nan")]))
+        protocol.decode_command(bad, "trajectory", space, "s")
+
+
+def test_an_unreachable_planner_fails_the_variant_with_the_address(library):
+    from harness.remote.process import free_port
+
+    env = sim.DriveTwinEnv(library=library)
+    address = f"127.0.0.1:{free_port()}"
+    policy = RemotePolicy(address, name="nobody", step_timeout_s=2.0)
+    with pytest.raises(PolicyError, match=rf"planner {address} is unreachable"):
+        rollout(env, policy, library.ids()[0], seed=0)
+    env.close()
+
+
+def test_messages_are_small(library):
+    env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping({"observation": ["state"]}), library=library)
+    obs, _ = env.reset(seed=0, options={"scenario": library.ids()[0]})
+    facts = protocol.episode_facts(env.scenario_info())
+    msg = protocol.observation(facts, "0" * 32, obs)
+    # packed arrays: 8 bytes per float64, 4 per float32, plus a few bytes of framing per field
+    agents = len(msg.agents.index)
+    assert msg.ByteSize() < 100 + 7 * 8 + agents * (7 * 8 + 2) + len(msg.state) * 4 + 40
+    env.close()
+
+
+@pytest.mark.parametrize(
+    ("policy", "problem"),
+    [
+        ({"address": "localhost"}, "policy.address: 'localhost' is not \"host:port\""),
+        ({"address": "a:1", "command": "x {port}"}, "policy.command: give address or command, not both"),
+        ({"command": "./planner"}, "policy.command: must contain {port}"),
+        ({"address": "a:1", "options": {"k": 1}}, "policy.options: not used with address or command"),
+        ({"address": "a:1", "realtime_factor": -1.0}, "policy.realtime_factor: must be 0"),
+        ({"address": "a:1", "fallback": "swerve"}, "policy.fallback: must be one of"),
+        ({"address": ["a:1", 5]}, "policy.address: must be"),
+    ],
+)
+def test_bad_remote_policy_tables_name_the_key(policy, problem):
+    with pytest.raises(ConfigError) as info:
+        parse_suite({"policy": policy}, "suite.toml")
+    assert str(info.value).startswith("suite.toml: ") and problem in str(info.value)
+
+
+def test_address_lists_give_each_worker_its_own_planner(tmp_path):
+    from harness.remote.process import AddressClaim
+
+    a, b = AddressClaim(["h:1", "h:2"], str(tmp_path)), AddressClaim(["h:1", "h:2"], str(tmp_path))
+    assert a.claim() == "h:1" and b.claim() == "h:2"
+    c = AddressClaim(["h:1", "h:2"], str(tmp_path))
+    with pytest.raises(protocol.PlannerLost, match="every planner address is held by another worker"):
+        c.claim()
+    a.release()
+    assert c.claim() == "h:1"
+
+
+def test_shipped_code_matches_the_proto():
+    pytest.importorskip("grpc_tools")
+    done = subprocess.run([sys.executable, str(ROOT / "proto" / "generate.py"), "--check"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_serve_policy_rejects_an_unknown_policy():
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "serve-policy", "no_such_policy", "--port", "0"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert done.returncode == 2 and "unknown policy 'no_such_policy'" in done.stderr
