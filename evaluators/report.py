@@ -68,6 +68,7 @@ NUM_STEPS = "num_steps"
 DURATION_S = "duration_s"
 STATUS = "status"
 ERROR = "error"
+TRACEBACK = "traceback"
 # run columns: filled by the harness runner (null when rows come from elsewhere)
 MUTATION = "mutation"
 PARAMS = "params"
@@ -132,6 +133,7 @@ _IDENTITY_TYPES: dict[str, tuple[pa.DataType, str]] = {
     DURATION_S: (pa.float64(), "s"),
     STATUS: (pa.string(), ""),
     ERROR: (pa.string(), ""),
+    TRACEBACK: (pa.string(), ""),
     MUTATION: (pa.string(), ""),
     PARAMS: (pa.string(), "json"),
     SEED: (pa.int64(), ""),
@@ -191,13 +193,20 @@ SERIES_SCHEMA = _with_metadata(
 )
 
 SUMMARY_SCHEMA = summary_schema()
+#: The summary schema by the registered metrics' names (``SUMMARY_SCHEMA`` is the built-in one).
+_SUMMARY_SCHEMAS = {tuple(spec.name for spec in metric_specs()): SUMMARY_SCHEMA}
 assert all(c in SUMMARY_SCHEMA.names for c in REQUIRED_SUMMARY_COLUMNS)
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _schema(table: str) -> pa.Schema:
-    return {SUMMARY: SUMMARY_SCHEMA, METRICS: METRICS_SCHEMA, SERIES: SERIES_SCHEMA}[table]
+    if table == SUMMARY:  # metrics registered after import (plug-ins) get their columns too
+        names = tuple(spec.name for spec in metric_specs())
+        if names not in _SUMMARY_SCHEMAS:
+            _SUMMARY_SCHEMAS[names] = summary_schema()
+        return _SUMMARY_SCHEMAS[names]
+    return {METRICS: METRICS_SCHEMA, SERIES: SERIES_SCHEMA}[table]
 
 
 def _to_table(rows: list[Mapping[str, Any]], schema: pa.Schema, source: str) -> pa.Table:

@@ -36,6 +36,7 @@ IDENTITY_COLUMNS = (
     "duration_s",
     "status",
     "error",
+    "traceback",
 )
 
 STATUS_OK = "ok"
@@ -138,7 +139,7 @@ def evaluate_all(
     for cls in select(config.evaluators):
         values.extend(cls(config).evaluate(rollout, scenario, ctx))
     ident = _identity(rollout, scenario, variant_id, scenario_id)
-    summary = {**ident, "status": STATUS_OK, "error": None}
+    summary = {**ident, "status": STATUS_OK, "error": None, "traceback": None}
     summary.update({spec.name: None for spec in metric_specs()})
     summary.update({v.name: _column_value(v) for v in values})
     keys = {k: ident[k] for k in ("variant_id", "scenario_id", "ego_id")}
@@ -177,8 +178,9 @@ def evaluate(
         except Exception:  # noqa: BLE001  (the inputs themselves may be broken)
             ident = {"variant_id": variant_id or getattr(rollout, "scenario_id", ""), "scenario_id": scenario_id or getattr(scenario, "id", "")}
         return error_summary(
-            ident.pop("variant_id"), ident.pop("scenario_id"), ident.pop("ego_id", getattr(scenario, "ego_id", "")), message, **ident
-        )
+            ident.pop("variant_id"), ident.pop("scenario_id"), ident.pop("ego_id", getattr(scenario, "ego_id", "")), message,
+            traceback="".join(traceback.format_exception(exc)), **ident,
+        )  # fmt: skip
 
 
 def evaluate_metrics(

@@ -8,6 +8,7 @@ errors.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +49,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0 if all(o.ok for o in outcomes) else 1
 
 
+def close_scenario_ids(library: Any, scenario_id: str, n: int = 3) -> list[str]:
+    """Up to ``n`` ids of ``library`` close to ``scenario_id``, best first (``ScenarioLibrary.suggest``)."""
+    return list(library.suggest(scenario_id, n=n))
+
+
 def _cmd_scenarios(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -64,7 +70,9 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
         try:
             scenario = library.load(args.show)
         except KeyError:
-            print(f"drivetwin scenarios: no scenario {args.show!r} in {root}", file=sys.stderr)
+            close = close_scenario_ids(library, args.show)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            print(f"drivetwin scenarios: no scenario {args.show!r} in {root}{hint}", file=sys.stderr)
             return 1
         for key, value in scenario.summary().items():
             print(f"{key:>18}  {value}")
@@ -114,10 +122,12 @@ def _print_summary(summary: "Any", limit: int = 15) -> None:
         if len(misses):
             line += f"; deadline misses {int(misses.sum())} in {int((misses > 0).sum())} variants"
         print(line)
-    for message, group in errors.groupby("error", sort=True):
-        first = group["variant_id"].iloc[0]
-        more = f" (and {len(group) - 1} more)" if len(group) > 1 else ""
-        print(f"error in {first}{more}: {message}")
+    if len(errors):
+        from harness.report import grouped_errors
+
+        for cause, where, ids in grouped_errors(errors):
+            at = f", at {where}" if where else ""
+            print(f"{len(ids)} variant{'s' if len(ids) != 1 else ''}: {cause}{at} (first {min(ids)})")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -133,6 +143,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             address=args.address,
             executor="sequential" if args.sequential else None,
             resume=args.resume,
+            policy=args.policy,
         )
     except (ConfigError, RunError) as exc:
         print(f"drivetwin run: {exc}", file=sys.stderr)
@@ -152,30 +163,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _run_gate_config(run_dir: Path, config_path: str | None) -> tuple[Any, str]:
     """The gate thresholds: from ``--config`` when given, else from the run's manifest."""
-    import json
-
     from harness.config import load_suite, parse_suite
-    from harness.runner import MANIFEST
+    from harness.rundir import RunDirectory
 
     if config_path:
         suite = load_suite(config_path)
         return suite.gate, suite.name
-    manifest = run_dir / MANIFEST
-    if not manifest.exists():
+    run = RunDirectory(run_dir)
+    if not run.manifest.exists():
         return parse_suite({}).gate, ""
-    data = json.loads(manifest.read_text())
+    data = run.read_manifest()
     gate = data.get("config", {}).get("gate", {})
-    return parse_suite({"gate": gate}, str(manifest)).gate, data.get("suite", "")
+    return parse_suite({"gate": gate}, str(run.manifest)).gate, data.get("suite", "")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from harness.gate import compare
-    from harness.runner import RunError, read_run_summary
+    from harness.rundir import RunDirectory, RunError
 
     try:
-        base, cand = read_run_summary(args.base), read_run_summary(args.cand)
+        base, cand = RunDirectory(args.base).read_summary(), RunDirectory(args.cand).read_summary()
         gate_config, _ = _run_gate_config(Path(args.cand), args.config)
     except RunError as exc:
         print(f"drivetwin compare: {exc}", file=sys.stderr)
@@ -205,12 +214,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_gate(args: argparse.Namespace) -> int:
     from harness.gate import gate, write_junit
-    from harness.runner import RunError, read_run_summary
+    from harness.rundir import RunDirectory, RunError
 
     run_dir = Path(args.run)
     try:
-        summary = read_run_summary(run_dir)
-        baseline = read_run_summary(args.baseline) if args.baseline else None
+        summary = RunDirectory(run_dir).read_summary()
+        baseline = RunDirectory(args.baseline).read_summary() if args.baseline else None
         gate_config, suite = _run_gate_config(run_dir, args.config)
     except RunError as exc:
         print(f"drivetwin gate: {exc}", file=sys.stderr)
@@ -236,7 +245,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         default_picture_path,
         format_scores,
     )
-    from harness.runner import RunError
+    from harness.rundir import RunError
 
     out = Path(args.out) if args.out else default_picture_path(args.run, args.variant_id)
     fmt = out.suffix.lstrip(".").lower()
@@ -275,13 +284,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from harness.report import build_report
-    from harness.runner import RunError
+    from harness.rundir import RunError
 
     if args.worst < 0:
         print("drivetwin report: --worst must not be negative", file=sys.stderr)
         return 2
     try:
-        path = build_report(args.run, out=args.out, worst=args.worst, gif=args.gif)
+        path = build_report(
+            args.run, out=args.out, worst=args.worst, gif=args.gif, warn=lambda message: print(f"drivetwin report: {message}", file=sys.stderr)
+        )
     except RunError as exc:
         print(f"drivetwin report: {exc}", file=sys.stderr)
         return 2
@@ -322,6 +333,7 @@ def _cmd_serve_policy(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drivetwin", description="Test autonomous driving on a digital twin of real logs.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a suite: every scenario variant, scored, streamed to a run directory")
@@ -331,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequential", action="store_true", help="run in this process, one variant at a time (debugging)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/<suite>-<time>)")
+    p.add_argument("--policy", default=None, metavar="NAME", help="run this policy (a name or package.module:Name) instead of the suite's")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("compare", help="compare a candidate run with a baseline run, variant by variant")
@@ -390,7 +403,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """The installed drivetwin's version (the source tree's pyproject when it is not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("drivetwin")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        return str(tomllib.loads(pyproject.read_text())["project"]["version"]) if pyproject.exists() else "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from harness.executor import prepend_paths
+
+    prepend_paths([os.getcwd()])  # modules in the working directory import, as under every executor
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -2,8 +2,9 @@
 
 A suite says which scenarios to run (libraries or raw log files), with which egos, which policy,
 in which twin, under which mutations, scored by which evaluators, gated by which thresholds, with
-which seed and how many workers. Every table rejects unknown keys with a ``ConfigError`` naming
-the file and the key; values are checked where they are read.
+which seed and how many workers, with which plug-in modules loaded first. Every table rejects
+unknown keys with a ``ConfigError`` naming the file and the key; every config object checks its
+values in ``__post_init__``, so an invalid one cannot be built (the loader adds the file's name).
 
 Example (``configs/smoke.toml``)::
 
@@ -35,6 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scenarios.common import dataclass_from_mapping, plain
+
+
+#: The source of a config built in code (not loaded from a file).
+MEMORY = "<memory>"
+
 
 class ConfigError(ValueError):
     """A bad suite config: names the file, the key and the problem."""
@@ -47,14 +54,22 @@ class ConfigError(ValueError):
         return (type(self), (self.source, self.key, self.problem))
 
 
+def _invalid(key: str, problem: str) -> ConfigError:
+    """The error a ``__post_init__`` raises; the loader puts the file's name in (``_build``)."""
+    return ConfigError(MEMORY, key, problem)
+
+
+def _enum(cls: type[enum.Enum], value: Any, key: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in cls)
+        raise _invalid(key, f"must be one of {choices}, got {value!r}") from None
+
+
 class Egos(str, enum.Enum):
     LOGGED = "logged"
     VEHICLES = "vehicles"
-
-
-class ExecutorKind(str, enum.Enum):
-    RAY = "ray"
-    SEQUENTIAL = "sequential"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +94,12 @@ class ScenariosConfig:
     ids: tuple[str, ...] = ()
     limit: int = 0
 
-    def check(self, src: str) -> None:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "egos", _enum(Egos, self.egos, "scenarios.egos"))
         if not self.sources:
-            raise ConfigError(src, "scenarios.sources", "must name at least one library or log file")
+            raise _invalid("scenarios.sources", "must name at least one library or log file")
         if self.window_s < 0 or self.min_ego_duration_s < 0 or self.limit < 0:
-            raise ConfigError(src, "scenarios", "window_s, min_ego_duration_s and limit must not be negative")
+            raise _invalid("scenarios", "window_s, min_ego_duration_s and limit must not be negative")
 
 
 #: What a remote planner's command runs on a deadline miss (``harness.remote.client.FALLBACKS``).
@@ -111,35 +127,33 @@ class PolicyConfig:
     realtime_factor: float = 0.0
     fallback: str = "previous"
 
-    def __post_init__(self) -> None:
-        if isinstance(self.address, list):
-            object.__setattr__(self, "address", tuple(self.address))
-
     @property
     def remote(self) -> bool:
         """Whether the policy is a planner in another process (``address`` or ``command``)."""
         return bool(self.address or self.command)
 
-    def check(self, src: str) -> None:
+    def __post_init__(self) -> None:
+        if isinstance(self.address, list):
+            object.__setattr__(self, "address", tuple(self.address))
         if not self.name and not self.remote:
-            raise ConfigError(src, "policy.name", "must not be empty")
+            raise _invalid("policy.name", "must not be empty")
         addresses = (self.address,) if isinstance(self.address, str) else self.address
         if not isinstance(addresses, tuple) or not all(isinstance(a, str) for a in addresses):
-            raise ConfigError(src, "policy.address", f"must be \"host:port\" or a list of them, got {self.address!r}")
+            raise _invalid("policy.address", f"must be \"host:port\" or a list of them, got {self.address!r}")
         for a in addresses if self.address else ():
             host, _, port = a.rpartition(":")
             if not (host and port.isdigit()):
-                raise ConfigError(src, "policy.address", f"{a!r} is not \"host:port\"")
+                raise _invalid("policy.address", f"{a!r} is not \"host:port\"")
         if self.address and self.command:
-            raise ConfigError(src, "policy.command", "give address or command, not both")
+            raise _invalid("policy.command", "give address or command, not both")
         if self.command and "{port}" not in self.command:
-            raise ConfigError(src, "policy.command", f"must contain {{port}} (the port drivetwin picks), got {self.command!r}")
+            raise _invalid("policy.command", f"must contain {{port}} (the port drivetwin picks), got {self.command!r}")
         if self.remote and self.options:
-            raise ConfigError(src, "policy.options", "not used with address or command: give them to the planner (drivetwin serve-policy NAME --options JSON)")
+            raise _invalid("policy.options", "not used with address or command: give them to the planner (drivetwin serve-policy NAME --options JSON)")
         if not (math.isfinite(self.realtime_factor) and self.realtime_factor >= 0):
-            raise ConfigError(src, "policy.realtime_factor", f"must be 0 (lock-step) or positive, got {self.realtime_factor}")
+            raise _invalid("policy.realtime_factor", f"must be 0 (lock-step) or positive, got {self.realtime_factor}")
         if self.fallback not in POLICY_FALLBACKS:
-            raise ConfigError(src, "policy.fallback", f"must be one of {', '.join(map(repr, POLICY_FALLBACKS))}, got {self.fallback!r}")
+            raise _invalid("policy.fallback", f"must be one of {', '.join(map(repr, POLICY_FALLBACKS))}, got {self.fallback!r}")
 
 
 #: Keys of a ``[[mutations]]`` table that the harness reads; the rest is a ``MutationPlan`` table.
@@ -168,7 +182,12 @@ class MutationConfig:
     rounds: int = 4
     objective: str = "closed_loop_score"
 
-    def plan(self, source: str = "<memory>") -> Any:
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise _invalid("mutations.rounds", f"must be at least 1, got {self.rounds}")
+        self.plan()
+
+    def plan(self, source: str = MEMORY) -> Any:
         """The validated ``MutationPlan``; ``ConfigError`` names the file and the key."""
         from scenarios.mutations import MutationError, MutationPlan
 
@@ -187,13 +206,8 @@ class MutationConfig:
         chain = self.table.get("chain") or [self.table]
         return "+".join(str(item.get("operator", "?")) for item in chain) + f"#{index}"
 
-    def variants_per_round(self, source: str = "<memory>") -> int:
+    def variants_per_round(self, source: str = MEMORY) -> int:
         return int(self.plan(source).variants)
-
-    def check(self, src: str) -> None:
-        if self.rounds < 1:
-            raise ConfigError(src, "mutations.rounds", f"must be at least 1, got {self.rounds}")
-        self.plan(src)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,15 +234,15 @@ class GateConfig:
     confidence: float = 0.95
     max_new_failures: int = 0
 
-    def check(self, src: str) -> None:
+    def __post_init__(self) -> None:
         if self.max_new_failures < 0:
-            raise ConfigError(src, "gate.max_new_failures", f"must not be negative, got {self.max_new_failures}")
+            raise _invalid("gate.max_new_failures", f"must not be negative, got {self.max_new_failures}")
         for f in dataclasses.fields(self):
             if f.name == "max_new_failures":
                 continue
             value = getattr(self, f.name)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-                raise ConfigError(src, f"gate.{f.name}", f"must be in [0, 1], got {value}")
+                raise _invalid(f"gate.{f.name}", f"must be in [0, 1], got {value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +252,8 @@ class RunConfig:
     Attributes:
         seed: the root of every random choice in the run.
         workers: parallel workers (0: one per core).
-        executor: "ray" (default) or "sequential" (debugging).
+        executor: a name in ``harness.executor.EXECUTORS``: "ray" (default), "sequential"
+            (debugging), or one a plug-in registers.
         address: a Ray cluster to join ("" starts a local one).
         timeout_s: the longest one variant may run [s].
         retries: how often a variant whose worker died is tried again.
@@ -249,7 +264,7 @@ class RunConfig:
 
     seed: int = 0
     workers: int = 0
-    executor: ExecutorKind = ExecutorKind.RAY
+    executor: str = "ray"
     address: str = ""
     timeout_s: float = 300.0
     retries: int = 1
@@ -257,19 +272,30 @@ class RunConfig:
     save_steps: bool = False
     include_original: bool = True
 
-    def check(self, src: str) -> None:
+    def __post_init__(self) -> None:
+        from harness.executor import EXECUTORS
+
+        if self.executor not in EXECUTORS:
+            raise _invalid("run.executor", f"unknown executor {self.executor!r}; known: {EXECUTORS.names()}")
         if self.workers < 0 or self.retries < 0 or self.chunk_size < 0:
-            raise ConfigError(src, "run", "workers, retries and chunk_size must not be negative")
+            raise _invalid("run", "workers, retries and chunk_size must not be negative")
         if not self.timeout_s > 0:
-            raise ConfigError(src, "run.timeout_s", f"must be positive, got {self.timeout_s}")
+            raise _invalid("run.timeout_s", f"must be positive, got {self.timeout_s}")
 
 
 @dataclass(frozen=True, slots=True)
 class SuiteConfig:
-    """A whole suite. ``env`` and ``evaluators`` are checked by the twin's and the evaluators' own configs."""
+    """A whole suite. ``env`` and ``evaluators`` are checked by the twin's and the evaluators' own configs.
+
+    Attributes:
+        plugins: modules imported (on the driver and on every worker) before anything else is
+            read, so that the metrics, operators, policies, dynamics models, importers and
+            executors they register can be named by the suite.
+    """
 
     name: str
     description: str = ""
+    plugins: tuple[str, ...] = ()
     scenarios: ScenariosConfig = ScenariosConfig()
     policy: PolicyConfig = PolicyConfig()
     env: Mapping[str, Any] = field(default_factory=dict)
@@ -277,22 +303,17 @@ class SuiteConfig:
     evaluators: Mapping[str, Any] = field(default_factory=dict)
     gate: GateConfig = GateConfig()
     run: RunConfig = RunConfig()
-    source: str = "<memory>"
+    source: str = MEMORY
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(self.source, "suite.name", f"must be a non-empty string, got {self.name!r}")
+        bad = [p for p in self.plugins if not (isinstance(p, str) and p)]
+        if bad:
+            raise ConfigError(self.source, "suite.plugins", f"must be module names, got {bad[0]!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (enums as their values), for the run manifest."""
-
-        def plain(value: Any) -> Any:
-            if isinstance(value, enum.Enum):
-                return value.value
-            if dataclasses.is_dataclass(value):
-                return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-            if isinstance(value, Mapping):
-                return {k: plain(v) for k, v in value.items()}
-            if isinstance(value, (list, tuple)):
-                return [plain(v) for v in value]
-            return value
-
         return plain(self)
 
     def replace(self, **changes: Any) -> SuiteConfig:
@@ -300,6 +321,7 @@ class SuiteConfig:
 
 
 _SECTIONS = {"suite", "scenarios", "policy", "env", "mutations", "evaluators", "gate", "run"}
+_SUITE_KEYS = ("description", "name", "plugins")
 
 
 def _coerce(value: Any, hint: Any, src: str, key: str) -> Any:
@@ -307,10 +329,9 @@ def _coerce(value: Any, hint: Any, src: str, key: str) -> Any:
     origin = typing.get_origin(hint)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         try:
-            return hint(value)
-        except ValueError:
-            choices = ", ".join(repr(m.value) for m in hint)
-            raise ConfigError(src, key, f"must be one of {choices}, got {value!r}") from None
+            return _enum(hint, value, key)
+        except ConfigError as exc:
+            raise ConfigError(src, exc.key, exc.problem) from None
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(src, key, f"must be true or false, got {value!r}")
@@ -340,21 +361,17 @@ def _coerce(value: Any, hint: Any, src: str, key: str) -> Any:
 
 
 def _build(cls: type, table: Any, src: str, prefix: str) -> Any:
+    """``cls`` from a TOML table: values type-checked, unknown keys and invalid values named with ``src``."""
     if not isinstance(table, dict):
         raise ConfigError(src, prefix, f"must be a table, got {table!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
-    unknown = sorted(set(table) - names)
-    if unknown:
-        raise ConfigError(src, f"{prefix}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(names))})")
-    kwargs = {name: _coerce(value, hints[name], src, f"{prefix}.{name}") for name, value in table.items()}
+    typed = {k: _coerce(v, hints[k], src, f"{prefix}.{k}") if k in hints and k != "source" else v for k, v in table.items()}
     try:
-        obj = cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(src, prefix, str(exc)) from None
-    if hasattr(obj, "check"):
-        obj.check(src)
-    return obj
+        return dataclass_from_mapping(cls, typed, src, ConfigError, prefix=prefix, skip=frozenset({"source"}))
+    except ConfigError as exc:
+        if exc.source != MEMORY:
+            raise
+        raise ConfigError(src, exc.key, exc.problem) from None
 
 
 def _policy(table: Any, src: str) -> PolicyConfig:
@@ -364,15 +381,23 @@ def _policy(table: Any, src: str) -> PolicyConfig:
     return policy
 
 
-def parse_suite(data: Mapping[str, Any], source: str = "<memory>") -> SuiteConfig:
-    """A ``SuiteConfig`` from already-parsed TOML data."""
+def parse_suite(data: Mapping[str, Any], source: str = MEMORY) -> SuiteConfig:
+    """A ``SuiteConfig`` from already-parsed TOML data.
+
+    The ``[suite] plugins`` (and installed ``drivetwin.plugins`` entry points) are imported first,
+    so every later table may name what they register.
+    """
+    from harness.plugins import load_plugins
+
     unknown = sorted(set(data) - _SECTIONS)
     if unknown:
         raise ConfigError(source, unknown[0], f"unknown section (known: {', '.join(sorted(_SECTIONS))})")
     suite = data.get("suite", {})
-    if not isinstance(suite, dict) or set(suite) - {"name", "description"}:
-        bad = sorted(set(suite) - {"name", "description"}) if isinstance(suite, dict) else ["suite"]
-        raise ConfigError(source, f"suite.{bad[0]}", "unknown key (known: description, name)")
+    if not isinstance(suite, dict) or set(suite) - set(_SUITE_KEYS):
+        bad = sorted(set(suite) - set(_SUITE_KEYS)) if isinstance(suite, dict) else ["suite"]
+        raise ConfigError(source, f"suite.{bad[0]}", f"unknown key (known: {', '.join(_SUITE_KEYS)})")
+    plugins = _coerce(suite.get("plugins", []), tuple[str, ...], source, "suite.plugins")
+    load_plugins(plugins, source)
     name = _coerce(suite.get("name", Path(source).stem), str, source, "suite.name")
     mutations = data.get("mutations", [])
     if not isinstance(mutations, list):
@@ -387,6 +412,7 @@ def parse_suite(data: Mapping[str, Any], source: str = "<memory>") -> SuiteConfi
     return SuiteConfig(
         name=name,
         description=_coerce(suite.get("description", ""), str, source, "suite.description"),
+        plugins=plugins,
         scenarios=_build(ScenariosConfig, data.get("scenarios", {}), source, "scenarios"),
         policy=_policy(data.get("policy", {}), source),
         env=_coerce(data.get("env", {}), Mapping, source, "env"),

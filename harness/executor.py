@@ -6,6 +6,10 @@ One interface, two implementations with the same behaviour and the same tests:
 - ``RayExecutor``: one Ray actor per worker, each keeping its worker (and so its pybullet
   world) between tasks; tasks go in chunks so Ray's overhead stays small against the work.
 
+``make_executor(name, ...)`` picks one from the ``EXECUTORS`` registry (a plug-in may add more).
+Both put the same ``paths`` (the runner passes the driver's working directory) at the front of
+``sys.path`` before they build a worker, so a module imports under either or under neither.
+
 A worker is built once per process by a picklable ``factory()`` and has a method
 ``run(task) -> value``. Every task yields exactly one ``TaskResult``: ok with the value, or an
 error with its message (the task raised, timed out, or its worker process died more often than
@@ -19,6 +23,7 @@ import contextlib
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -26,6 +31,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from scenarios.common import Registry
 
 
 class Worker(Protocol):
@@ -52,6 +59,8 @@ class TaskResult:
         attempts: how many times the task was started.
         elapsed_s: wall time of the successful (or last) attempt inside the worker [s].
         worker: which worker ran it ("pid:<n>").
+        traceback: the formatted traceback when the task raised ("" otherwise: ok, a timeout, a
+            worker that died).
     """
 
     index: int
@@ -61,6 +70,7 @@ class TaskResult:
     attempts: int = 1
     elapsed_s: float = 0.0
     worker: str = ""
+    traceback: str = ""
 
 
 @contextlib.contextmanager
@@ -96,7 +106,7 @@ def run_one(worker: Worker, index: int, task: Any, timeout_s: float, attempts: i
         where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
         return TaskResult(
             index, False, error=f"{type(exc).__name__}: {exc}{where}", attempts=attempts,
-            elapsed_s=time.perf_counter() - start, worker=name,
+            elapsed_s=time.perf_counter() - start, worker=name, traceback="".join(traceback.format_exception(exc)),
         )
     return TaskResult(index, True, value=value, attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name)
 
@@ -104,9 +114,10 @@ def run_one(worker: Worker, index: int, task: Any, timeout_s: float, attempts: i
 class Executor(abc.ABC):
     """Runs ``tasks`` with workers made by ``factory``; yields results as they finish (any order)."""
 
-    def __init__(self, *, timeout_s: float = 300.0, retries: int = 1) -> None:
+    def __init__(self, *, timeout_s: float = 300.0, retries: int = 1, paths: Sequence[str] = ()) -> None:
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
+        self.paths = tuple(str(p) for p in paths)
 
     @property
     @abc.abstractmethod
@@ -140,8 +151,8 @@ class SequentialExecutor(Executor):
     def num_workers(self) -> int:
         return 1
 
-    def __init__(self, *, timeout_s: float = 300.0, retries: int = 1) -> None:
-        super().__init__(timeout_s=timeout_s, retries=retries)
+    def __init__(self, *, timeout_s: float = 300.0, retries: int = 1, paths: Sequence[str] = ()) -> None:
+        super().__init__(timeout_s=timeout_s, retries=retries, paths=paths)
         self._factory: WorkerFactory | None = None
         self._worker: Worker | None = None
 
@@ -152,6 +163,7 @@ class SequentialExecutor(Executor):
         return self._worker
 
     def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
+        prepend_paths(self.paths)
         worker = self._worker_for(factory)
         for index, task in enumerate(tasks):
             yield run_one(worker, index, task, self.timeout_s)
@@ -163,7 +175,8 @@ class SequentialExecutor(Executor):
 class _ActorBody:
     """What each Ray actor holds: one worker, built on first use, kept between chunks."""
 
-    def __init__(self, factory: WorkerFactory, timeout_s: float) -> None:
+    def __init__(self, factory: WorkerFactory, timeout_s: float, paths: Sequence[str] = ()) -> None:
+        prepend_paths(paths)
         self._factory = factory
         self._timeout_s = timeout_s
         self._worker: Worker | None = None
@@ -198,7 +211,8 @@ def init_ray(address: str = "", num_cpus: int | None = None, **options: Any) -> 
     if address:
         ray.init(address=address, log_to_driver=False, configure_logging=False, **options)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
+        # "local": always a new Ray of this process's own, never a cluster someone else started on the machine
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
 
 
 class RayExecutor(Executor):
@@ -211,15 +225,24 @@ class RayExecutor(Executor):
         timeout_s: per task, enforced inside the actor; a chunk that overruns its tasks'
             total by a grace period has its actor killed and its tasks retried one by one.
         retries: how often a task whose actor died is started again before it is an error.
+        paths: directories each actor puts at the front of its ``sys.path`` before it builds its
+            worker (the driver's working directory, so modules import as they do in the driver).
     """
 
     #: Extra wall time [s] a chunk gets beyond its tasks' timeouts before its actor is killed.
     KILL_GRACE_S = 30.0
 
     def __init__(
-        self, workers: int = 0, *, address: str = "", chunk_size: int = 0, timeout_s: float = 300.0, retries: int = 1
+        self,
+        workers: int = 0,
+        *,
+        address: str = "",
+        chunk_size: int = 0,
+        timeout_s: float = 300.0,
+        retries: int = 1,
+        paths: Sequence[str] = (),
     ) -> None:
-        super().__init__(timeout_s=timeout_s, retries=retries)
+        super().__init__(timeout_s=timeout_s, retries=retries, paths=paths)
         self.address = address
         self.chunk_size = int(chunk_size)
         self._requested = int(workers)
@@ -257,7 +280,7 @@ class RayExecutor(Executor):
             self._pool_factory = factory
         cls = self._actor_class()
         while len(self._pool) < self.num_workers:
-            actor = cls.remote(factory, self.timeout_s)
+            actor = cls.remote(factory, self.timeout_s, self.paths)
             actor.warm.remote()
             self._pool.append(actor)
 
@@ -293,7 +316,7 @@ class RayExecutor(Executor):
         running: dict[Any, tuple[Any, list[tuple[int, Any, int]], float]] = {}
 
         def replace(dead: Any) -> Any:
-            fresh = cls.remote(factory, self.timeout_s)
+            fresh = cls.remote(factory, self.timeout_s, self.paths)
             self._pool[self._pool.index(dead)] = fresh
             return fresh
 
@@ -347,10 +370,33 @@ def _cause(exc: BaseException) -> str:
     return (errors[-1] if errors else type(exc).__name__)[:300]
 
 
+class UnknownExecutor(ValueError, LookupError):
+    """No executor is registered under the name asked for."""
+
+
+#: Executors by name: ``factory(workers, **options) -> Executor``. A plug-in adds its own with
+#: ``@EXECUTORS.decorator("name")``; ``[run] executor = "name"`` selects it.
+EXECUTORS: Registry[Callable[..., Executor]] = Registry("executor", lambda name, message: UnknownExecutor(message))
+
+
+@EXECUTORS.decorator("sequential")
+def _sequential(workers: int = 0, *, timeout_s: float = 300.0, retries: int = 1, paths: Sequence[str] = (), **_ray_only: Any) -> Executor:
+    """One worker in this process (``workers``, ``address`` and ``chunk_size`` do not apply)."""
+    return SequentialExecutor(timeout_s=timeout_s, retries=retries, paths=paths)
+
+
+@EXECUTORS.decorator("ray")
+def _ray(workers: int = 0, **options: Any) -> Executor:
+    return RayExecutor(workers, **options)
+
+
 def make_executor(kind: str, workers: int = 0, **options: Any) -> Executor:
-    """``"ray"`` or ``"sequential"``."""
-    if kind == "sequential":
-        return SequentialExecutor(timeout_s=options.get("timeout_s", 300.0), retries=options.get("retries", 1))
-    if kind == "ray":
-        return RayExecutor(workers, **options)
-    raise ValueError(f"unknown executor {kind!r}; known: 'ray', 'sequential'")
+    """The executor registered as ``kind`` ("ray", "sequential", or a plug-in's) with ``workers``."""
+    return EXECUTORS.get(kind)(workers, **options)
+
+
+def prepend_paths(paths: Sequence[str]) -> None:
+    """Put ``paths`` at the front of ``sys.path`` (in order), each once."""
+    for path in reversed(list(paths)):
+        if path not in sys.path:
+            sys.path.insert(0, path)

@@ -7,7 +7,7 @@ variant's scenario with ``VariantWorker.build_scenario``, drives it with the run
 the task's seed in a twin made from the run's ``[env]`` table, scores it, and compares the fresh
 summary row with the stored one column by column (exact equality, NaN equal to NaN). Columns
 that describe how the run went rather than what the driving was (``run_id``, ``attempts``,
-``worker_s``) are not compared.
+``worker_s``, ``traceback``) are not compared.
 
 Usage::
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,13 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.runner import (
-    IMPORTED_LIBRARY,
-    MANIFEST,
-    RunError,
-    read_run_summary,
-    read_tasks,
-)
+from harness.rundir import REPLAYS_DIR, RunDirectory, RunError
+from harness.config import ConfigError
+from harness.plugins import load_plugins
 from harness.worker import (
     VariantFailed,
     VariantTask,
@@ -45,10 +40,11 @@ from harness.worker import (
     failure_summary,
 )
 
-#: Summary columns that say how the run went, not what the driving was: never compared.
-RUN_ONLY_COLUMNS = ("run_id", "attempts", "worker_s", "planner_latency_p50_ms", "planner_latency_p99_ms", "planner_latency_max_ms")
-#: Where ``drivetwin replay`` writes pictures by default, under the run directory.
-REPLAYS_DIR = "replays"
+#: Summary columns that say how the run went, not what the driving was: never compared (a
+#: traceback names the files of the machine that ran it; the error message itself is compared).
+RUN_ONLY_COLUMNS = (
+    "run_id", "attempts", "worker_s", "traceback", "planner_latency_p50_ms", "planner_latency_p99_ms", "planner_latency_max_ms",
+)  # fmt: skip
 #: The scores ``drivetwin replay`` prints.
 KEY_COLUMNS = (
     "status", "termination", "closed_loop_score", "driving_score", "collisions", "at_fault_collisions",
@@ -124,13 +120,10 @@ class ReplayResult:
 
 def load_manifest(run_dir: str | Path) -> dict[str, Any]:
     """The run's ``manifest.json``; ``ReplayError`` when it is missing or unreadable."""
-    path = Path(run_dir) / MANIFEST
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ReplayError(f"{run_dir}: not a run directory (no {MANIFEST})") from None
-    except json.JSONDecodeError as exc:
-        raise ReplayError(f"{path}: not valid JSON: {exc}") from None
+        return RunDirectory(run_dir).read_manifest()
+    except RunError as exc:
+        raise ReplayError(str(exc)) from None
 
 
 def check_policy_importable(name: str, where: str) -> None:
@@ -216,11 +209,17 @@ class Replayer:
     """
 
     def __init__(self, run_dir: str | Path) -> None:
-        self.run_dir = Path(run_dir)
+        self.directory = RunDirectory(run_dir)
+        self.run_dir = self.directory.path
         self.manifest = load_manifest(self.run_dir)
         config = self.manifest.get("config") or {}
         policy = config.get("policy") or {}
         self.policy_name = str(policy.get("name", "expert"))
+        plugins = tuple(config.get("plugins") or ())
+        try:
+            load_plugins(plugins, f"run {self.run_dir}")
+        except ConfigError as exc:
+            raise ReplayError(f"{exc}; install it or put it on PYTHONPATH to replay this run") from None
         remote = _remote_options(config, self.run_dir)
         if remote is None:
             check_policy_importable(self.policy_name, f"run {self.run_dir}")
@@ -230,9 +229,10 @@ class Replayer:
             dict(policy.get("options") or {}),
             dict(config.get("evaluators") or {}),
             remote=remote,
+            plugins=plugins,
         )
         try:
-            self.tasks = read_tasks(self.run_dir)
+            self.tasks = self.directory.read_tasks()
         except RunError as exc:
             raise ReplayError(str(exc)) from None
         self._stored: dict[str, dict[str, Any]] | None = None
@@ -246,8 +246,8 @@ class Replayer:
             raise ReplayError(f"run {self.run_dir} has no variant {variant_id!r} ({len(self.tasks)} variants in its tasks.jsonl){hint}")
         library = Path(task.library)
         if not library.exists():
-            moved = self.run_dir / IMPORTED_LIBRARY
-            if library.name == IMPORTED_LIBRARY and moved.exists():
+            moved = self.directory.library
+            if library.name == moved.name and moved.exists():
                 return VariantTask(**{**task.to_dict(), "library": str(moved.resolve())})
             raise ReplayError(f"run {self.run_dir}: variant {variant_id!r}: its scenario library {task.library} is gone")
         return task
@@ -256,7 +256,7 @@ class Replayer:
         """The run's summary row of the variant (the last one, for an unfinished run's parts)."""
         if self._stored is None:
             try:
-                table = read_run_summary(self.run_dir)
+                table = self.directory.read_summary()
             except RunError:
                 table = None
             self._stored = {} if table is None else {str(r["variant_id"]): r for r in table.to_dict("records")}
@@ -303,7 +303,7 @@ def replay_variant(run_dir: str | Path, variant_id: str) -> ReplayResult:
 
 def default_picture_path(run_dir: str | Path, variant_id: str, fmt: str = "png") -> Path:
     """``<run>/replays/<variant_id>.<fmt>``."""
-    return Path(run_dir) / REPLAYS_DIR / f"{variant_id}.{fmt}"
+    return RunDirectory(run_dir).replays / f"{variant_id}.{fmt}"
 
 
 def format_scores(row: Mapping[str, Any]) -> str:

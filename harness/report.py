@@ -17,17 +17,14 @@ import html
 import json
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness.runner import read_run_summary
-
-#: The report's default file name, in the run directory.
-REPORT_FILE = "report.html"
+from harness.rundir import REPORT_FILE, RunDirectory
 #: Score columns whose distributions the report shows.
 SCORE_COLUMNS = ("closed_loop_score", "driving_score")
 #: Columns shown for each of the worst variants.
@@ -162,14 +159,60 @@ def error_groups(summary: pd.DataFrame) -> list[tuple[str, list[str]]]:
     errors = summary[summary["status"] != "ok"]
     groups: dict[str, list[str]] = {}
     for row in errors.to_dict("records"):
-        error = row.get("error")
-        message = "(no message)" if error is None or (isinstance(error, float) and np.isnan(error)) else str(error)
-        for key, token in (("variant_id", "<variant>"), ("scenario_id", "<scenario>")):
-            ident = row.get(key)
-            if isinstance(ident, str) and ident:
-                message = message.replace(ident, token)
-        groups.setdefault(message, []).append(str(row["variant_id"]))
+        groups.setdefault(_token_message(row), []).append(str(row["variant_id"]))
     return sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+
+
+_FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+)')
+_CHAINED = ("\nThe above exception was the direct cause", "\nDuring handling of the above exception")
+
+
+def error_origin(traceback_text: str | None) -> tuple[str, str]:
+    """(the root cause's "Type: message" line, "file.py:line" where it was raised) of a traceback.
+
+    Chained exceptions print the root cause first: that block is the one read. ("", "") when
+    ``traceback_text`` is empty or not a traceback.
+    """
+    if not traceback_text or not isinstance(traceback_text, str):
+        return "", ""
+    first = traceback_text
+    for marker in _CHAINED:
+        first = first.split(marker, 1)[0]
+    lines = first.rstrip().splitlines()
+    frames = [(i, m) for i, line in enumerate(lines) if (m := _FRAME.match(line))]
+    if not frames:
+        return "", ""
+    i, frame = frames[-1]
+    rest = [line for line in lines[i + 1 :] if not line.startswith(" ") and line.strip()]
+    cause = rest[0].strip() if rest else ""
+    return cause, f"{Path(frame['file']).name}:{frame['line']}"
+
+
+def grouped_errors(summary: pd.DataFrame) -> list[tuple[str, str, list[str]]]:
+    """Failed variants grouped by what failed, most frequent first: (cause, location, variant ids).
+
+    Rows with a traceback group by its root cause and where it was raised (a policy that raises
+    the same error at different steps is one group); others by their message, with their own
+    variant and scenario ids replaced (as ``error_groups`` does).
+    """
+    errors = summary[summary["status"] != "ok"]
+    groups: dict[tuple[str, str], list[str]] = {}
+    for row in errors.to_dict("records"):
+        cause, where = error_origin(row.get("traceback"))
+        if not cause:
+            cause, where = _token_message(row), ""
+        groups.setdefault((cause, where), []).append(str(row["variant_id"]))
+    return sorted(((c, w, ids) for (c, w), ids in groups.items()), key=lambda g: (-len(g[2]), g[0], g[1]))
+
+
+def _token_message(row: Mapping[str, Any]) -> str:
+    error = row.get("error")
+    message = "(no message)" if error is None or (isinstance(error, float) and np.isnan(error)) else str(error)
+    for key, token in (("variant_id", "<variant>"), ("scenario_id", "<scenario>")):
+        ident = row.get(key)
+        if isinstance(ident, str) and ident:
+            message = message.replace(ident, token)
+    return message
 
 
 def worst_variants(summary: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -251,7 +294,7 @@ def _errors_section(summary: pd.DataFrame, run_dir: Path) -> str:
     return "".join(out)
 
 
-def _worst_section(summary: pd.DataFrame, run_dir: Path, n: int, gif: bool) -> str:
+def _worst_section(summary: pd.DataFrame, run_dir: Path, n: int, gif: bool, warn: Callable[[str], None]) -> str:
     worst = worst_variants(summary, n)
     if worst.empty:
         return '<p class="muted">No variant ran to the end, so there is nothing to rank.</p>'
@@ -263,17 +306,20 @@ def _worst_section(summary: pd.DataFrame, run_dir: Path, n: int, gif: bool) -> s
         replayer = Replayer(run_dir)
     except ReplayError as exc:
         setup_error = str(exc)
+        warn(f"no pictures of the {len(worst)} worst variants: {setup_error}")
     cards = []
     try:
         for rank, row in enumerate(worst.to_dict("records"), start=1):
-            cards.append(_worst_card(rank, row, run_dir, replayer, setup_error, gif))
+            cards.append(_worst_card(rank, row, run_dir, replayer, setup_error, gif, warn))
     finally:
         if replayer is not None:
             replayer.close()
     return "".join(cards)
 
 
-def _worst_card(rank: int, row: Mapping[str, Any], run_dir: Path, replayer: Any, setup_error: str, gif: bool) -> str:
+def _worst_card(
+    rank: int, row: Mapping[str, Any], run_dir: Path, replayer: Any, setup_error: str, gif: bool, warn: Callable[[str], None]
+) -> str:
     vid = str(row["variant_id"])
     cells = [(c, _num(row[c]) if not isinstance(row[c], str) else row[c]) for c in WORST_COLUMNS if c in row]
     scores = "".join(f"<tr><th>{_e(c)}</th><td>{_e(v)}</td></tr>" for c, v in cells)
@@ -299,6 +345,7 @@ def _worst_card(rank: int, row: Mapping[str, Any], run_dir: Path, replayer: Any,
             if gif:
                 picture += _img(result.picture(fmt="gif"), "gif", f"animation of {vid}")
         except Exception as exc:  # noqa: BLE001 - one variant's picture must not sink the report
+            warn(f"no picture of {vid}: replay failed: {type(exc).__name__}: {exc}")
             status = f'<p class="bad">Replay failed: {_e(type(exc).__name__)}: {_e(exc)}</p>'
     return (
         f'<div class="card"><h3>#{rank} {_e(vid)}</h3><p class="muted">{meta_html}</p>'
@@ -310,7 +357,14 @@ def _worst_card(rank: int, row: Mapping[str, Any], run_dir: Path, replayer: Any,
 # --- the page --------------------------------------------------------------------------------
 
 
-def build_report(run_dir: str | Path, *, out: str | Path | None = None, worst: int = 5, gif: bool = False) -> Path:
+def build_report(
+    run_dir: str | Path,
+    *,
+    out: str | Path | None = None,
+    worst: int = 5,
+    gif: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> Path:
     """Write the run's HTML report (default ``<run>/report.html``) and return its path.
 
     Args:
@@ -318,14 +372,17 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None, worst: i
         out: where to write the page.
         worst: how many of the lowest-scoring variants to replay and picture.
         gif: also embed an animated GIF of each of the worst variants.
+        warn: called with each problem the page shows that the caller should hear of too (the
+            run's policy or plug-ins cannot be imported here, so there are no pictures).
 
     Raises:
         harness.runner.RunError: ``run_dir`` is not a run directory.
     """
     from harness.replay import ReplayError, load_manifest
 
-    run_dir = Path(run_dir).resolve()
-    summary = read_run_summary(run_dir)
+    directory = RunDirectory(Path(run_dir).resolve())
+    run_dir = directory.path
+    summary = directory.read_summary()
     try:
         manifest = load_manifest(run_dir)
     except ReplayError:
@@ -336,7 +393,7 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None, worst: i
         ("Summary", _summary_section(summary)),
         ("Score distributions", _histogram_section(summary)),
         ("Errors", _errors_section(summary, run_dir)),
-        (f"The {worst} worst variants (lowest closed-loop score)", _worst_section(summary, run_dir, worst, gif)),
+        (f"The {worst} worst variants (lowest closed-loop score)", _worst_section(summary, run_dir, worst, gif, warn or (lambda message: None))),
     ]
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     body = "".join(f'<h2 id="{re.sub(r"[^a-z]+", "-", name.lower())}">{_e(name)}</h2>{content}' for name, content in sections)
@@ -347,7 +404,7 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None, worst: i
         f'<p class="muted">Made by <code>drivetwin report</code> at {_e(stamp)} UTC. Each command above re-runs its variant exactly and draws it.</p>'
         "</body></html>\n"
     )
-    path = Path(out) if out else run_dir / REPORT_FILE
+    path = Path(out) if out else directory.report
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
@@ -355,4 +412,6 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None, worst: i
     return path
 
 
-__all__ = ["REPORT_FILE", "build_report", "error_groups", "group_stats", "replay_command", "worst_variants"]
+__all__ = [
+    "REPORT_FILE", "build_report", "error_groups", "error_origin", "group_stats", "grouped_errors", "replay_command", "worst_variants",
+]  # fmt: skip

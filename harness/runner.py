@@ -1,15 +1,8 @@
 """Run a suite: resolve its scenarios, make its variants, run them in parallel, stream the results.
 
-Layout of a run directory (``runs/<run-id>/`` or ``--out``)::
-
-    manifest.json      the resolved config, package versions, seeds, counts, timings, host
-    tasks.jsonl        every variant: id, base scenario, library, mutation spec, seed (replay reads it)
-    parts/             results as they arrive: summary/, metrics/, series/ part files (a valid
-                       partial dataset if the run stops; ``--resume`` finishes what is missing)
-    summary.parquet    one row per variant, sorted by variant id (written when the run ends)
-    metrics.parquet    one row per (variant, metric)
-    series.parquet     per-step series (``save_steps``)
-    library/           raw log files named as sources, imported once
+The run directory (``runs/<run-id>/`` or ``--out``) is a ``harness.rundir.RunDirectory``:
+manifest, tasks, streamed parts (a valid partial dataset if the run stops; ``--resume`` finishes
+what is missing) and, when the run ends, the summary, metrics and series tables.
 
 Determinism: every variant's seed comes from the run seed, its scenario and its sweep; results
 are sorted by variant id; so a run's tables are identical whatever the number of workers.
@@ -39,8 +32,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.config import ConfigError, SuiteConfig
-from harness.executor import Executor, make_executor
+from harness.config import ConfigError, PolicyConfig, SuiteConfig
+from harness.executor import Executor, make_executor, prepend_paths
+from harness.rundir import MANIFEST, RESULT_FILES, RunDirectory, RunError
 from harness.worker import (
     STATUS_ERROR,
     VariantOutcome,
@@ -50,18 +44,13 @@ from harness.worker import (
     task_identity,
 )
 
-MANIFEST = "manifest.json"
-TASKS = "tasks.jsonl"
-PARTS = "parts"
-IMPORTED_LIBRARY = "library"
-RESULT_FILES = {"summary": "summary.parquet", "metrics": "metrics.parquet", "series": "series.parquet"}
 #: The longest [s] finished results wait in memory before they are written.
 FLUSH_EVERY_S = 2.0
 _PACKAGES = ("drivetwin", "numpy", "pybullet", "gymnasium", "ray", "pandas", "pyarrow", "shapely")
 
 
-class RunError(RuntimeError):
-    """A run cannot start or resume: names the run directory and the problem."""
+class PolicyCheckError(RunError):
+    """The suite's policy cannot be imported, constructed or reset: the run stops before it starts."""
 
 
 @dataclass(slots=True)
@@ -112,7 +101,7 @@ def resolve_sources(config: SuiteConfig, run_dir: Path) -> list[str]:
         else:
             raise ConfigError(config.source, "scenarios.sources", f"{source!r}: no such library or log file")
     if raw:
-        target = run_dir / IMPORTED_LIBRARY
+        target = RunDirectory(run_dir).library
         library = ScenarioLibrary.create(target, exist_ok=True)
         options = {
             "egos": config.scenarios.egos.value,
@@ -217,40 +206,9 @@ def _package_versions() -> dict[str, str]:
     return versions
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def read_tasks(run_dir: Path) -> dict[str, VariantTask]:
+def read_tasks(run_dir: str | Path) -> dict[str, VariantTask]:
     """The run's variants by id (from ``tasks.jsonl``)."""
-    path = Path(run_dir) / TASKS
-    if not path.exists():
-        raise RunError(f"{run_dir}: not a run directory (no {TASKS})")
-    tasks = {}
-    with open(path) as fh:
-        for line in fh:
-            if line.strip():
-                task = VariantTask(**json.loads(line))
-                tasks[task.variant_id] = task
-    return tasks
-
-
-def _append_tasks(run_dir: Path, tasks: Sequence[VariantTask]) -> None:
-    with open(run_dir / TASKS, "a") as fh:
-        for task in tasks:
-            fh.write(json.dumps(task.to_dict(), sort_keys=True) + "\n")
-
-
-def _stored_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Summary rows already in the run's parts, by variant id (the last row of a variant wins)."""
-    from evaluators.report import read_table
-
-    parts = Path(run_dir) / PARTS
-    if not parts.exists():
-        return {}
-    return {row["variant_id"]: row for row in read_table(parts, "summary").to_pylist()}
+    return RunDirectory(run_dir).read_tasks()
 
 
 def _worker_factory(config: SuiteConfig, run_dir: Path | None = None) -> Callable[[], VariantWorker]:
@@ -261,7 +219,8 @@ def _worker_factory(config: SuiteConfig, run_dir: Path | None = None) -> Callabl
         dict(config.policy.options),
         dict(config.evaluators),
         config.run.save_steps,
-        remote_options(config, run_dir),
+        remote=remote_options(config, run_dir),
+        plugins=config.plugins,
     )
 
 
@@ -288,10 +247,10 @@ def remote_options(config: SuiteConfig, run_dir: Path | None) -> dict[str, Any] 
     }
 
 
-def _error_outcome(task: VariantTask, message: str) -> VariantOutcome:
+def _error_outcome(task: VariantTask, message: str, traceback: str = "") -> VariantOutcome:
     from evaluators import error_summary
 
-    summary = error_summary(task.variant_id, task.scenario_id, "", message)
+    summary = error_summary(task.variant_id, task.scenario_id, "", message, traceback=traceback or None)
     summary.update(task_identity(task))
     return VariantOutcome(summary)
 
@@ -355,7 +314,7 @@ def _execute(
     last_flush = time.monotonic()
     for result in executor.map(factory, tasks):
         task = tasks[result.index]
-        outcome = result.value if result.ok else _error_outcome(task, result.error)
+        outcome = result.value if result.ok else _error_outcome(task, result.error, result.traceback)
         outcome.summary["attempts"] = result.attempts
         outcome.summary["worker_s"] = result.elapsed_s
         writer.add_rows(outcome.summary, outcome.metrics, outcome.series)
@@ -428,12 +387,15 @@ def run_suite(
     executor: str | None = None,
     resume: bool = False,
     progress: bool | None = None,
+    policy: str | None = None,
 ) -> RunResult:
     """Run every variant of ``config``; results stream to ``out`` (default ``runs/<suite>-<time>``).
 
     Args:
         out: the run directory.
         workers, address, executor: override the suite's ``[run]`` table.
+        policy: run this policy (a registered name or ``package.module:Name``, no options)
+            instead of the suite's; the manifest records it as ``policy_override``.
         resume: ``out`` holds an interrupted run of the same suite: run only what is missing.
         progress: True: a progress bar; False: silent; None (default): a bar on a terminal,
             else a plain progress line every 10% (for CI logs).
@@ -441,6 +403,8 @@ def run_suite(
     from evaluators.report import ReportWriter
 
     started = time.time()
+    if policy:
+        config = config.replace(policy=PolicyConfig(name=policy))
     run_cfg = config.run
     overrides = {
         k: v for k, v in (("workers", workers), ("address", address), ("executor", executor)) if v is not None
@@ -448,26 +412,30 @@ def run_suite(
     if overrides:
         run_cfg = dataclasses.replace(run_cfg, **{k: (type(getattr(run_cfg, k))(v)) for k, v in overrides.items()})
         config = config.replace(run=run_cfg)
-    run_dir = Path(out) if out else default_run_dir(config)
-    manifest_path = run_dir / MANIFEST
+    rd = RunDirectory(out if out else default_run_dir(config))
+    run_dir = rd.path
     if resume:
-        if not manifest_path.exists():
+        if not rd.manifest.exists():
             raise RunError(f"{run_dir}: nothing to resume (no {MANIFEST})")
-        previous = json.loads(manifest_path.read_text())
+        previous = rd.read_manifest()
         if _config_key(previous.get("config", {})) != _config_key(config.to_dict()):
             raise RunError(f"{run_dir}: the suite changed since this run started; resume needs the same config")
-    elif manifest_path.exists():
+    elif rd.manifest.exists():
         raise RunError(f"{run_dir}: a run is already there (use --resume to finish it, or another --out)")
     run_dir.mkdir(parents=True, exist_ok=True)
     run_id = run_dir.name
 
     libraries = resolve_sources(config, run_dir)
+    paths = (os.getcwd(),)  # the same modules import here and under every executor
+    prepend_paths(paths)
     exe = make_executor(
-        run_cfg.executor.value,
+        run_cfg.executor,
         run_cfg.workers,
-        **({"address": run_cfg.address, "chunk_size": run_cfg.chunk_size} if run_cfg.executor.value == "ray" else {}),
+        address=run_cfg.address,
+        chunk_size=run_cfg.chunk_size,
         timeout_s=run_cfg.timeout_s,
         retries=run_cfg.retries,
+        paths=paths,
     )
     factory = _worker_factory(config, run_dir)
     try:
@@ -476,15 +444,17 @@ def run_suite(
         if not scenarios:
             raise RunError(f"{config.source}: the suite selects no scenarios from {list(config.scenarios.sources)}")
         tasks, rejected = make_tasks(config, scenarios)
+        (root, first_id) = scenarios[0]
+        _check_policy(config, factory, tasks[0] if tasks else VariantTask(first_id, first_id, root, "", _seed(run_cfg.seed, first_id)))
     except BaseException:
         exe.close()
         raise
-    stored = _stored_rows(run_dir) if resume else {}
+    stored = rd.stored_rows() if resume else {}
     done = set(stored)
     if not resume:
-        (run_dir / TASKS).write_text("")
-    known = set(read_tasks(run_dir)) if resume else set()
-    _append_tasks(run_dir, [t for t in tasks if t.variant_id not in known])
+        rd.tasks.write_text("")
+    known = set(rd.read_tasks()) if resume else set()
+    rd.append_tasks([t for t in tasks if t.variant_id not in known])
 
     manifest = {
         "run_id": run_id,
@@ -492,7 +462,7 @@ def run_suite(
         "config": config.to_dict(),
         "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seed": run_cfg.seed,
-        "executor": run_cfg.executor.value,
+        "executor": run_cfg.executor,
         "workers": exe.num_workers,
         "address": run_cfg.address,
         "host": {"hostname": socket.gethostname(), "platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count()},
@@ -501,20 +471,21 @@ def run_suite(
         "num_scenarios": len(scenarios),
         "status": "running",
         "command": " ".join(sys.argv),
+        "policy_override": policy or None,
     }
-    _write_json(manifest_path, manifest)
+    rd.write_manifest(manifest)
 
     pending = [t for t in tasks if t.variant_id not in done]
     adaptive_budget = sum(m.rounds * m.variants_per_round(config.source) for m in config.mutations if m.adaptive) * len(scenarios)
     bar = _Progress(len(pending) + adaptive_budget, sys.stderr.isatty() if progress is None else progress, quiet=progress is False)
     ran = 0
     try:
-        with ReportWriter(run_dir / PARTS, run_id, flush_every=max(1, min(16, len(pending) // 20 or 1))) as writer:
+        with ReportWriter(rd.parts, run_id, flush_every=max(1, min(16, len(pending) // 20 or 1))) as writer:
             for _ in _execute(exe, factory, pending, writer, bar):
                 ran += 1
 
             def run_batch(batch: list[VariantTask]) -> list[tuple[VariantTask, VariantOutcome]]:
-                _append_tasks(run_dir, batch)
+                rd.append_tasks(batch)
                 results = list(_execute(exe, factory, batch, writer, bar))
                 writer.flush()
                 return results
@@ -537,8 +508,26 @@ def run_suite(
         rejected=dict(sorted(rejected.items())),
         num_rejected=int(sum(rejected.values())),
     )
-    _write_json(manifest_path, manifest)
+    rd.write_manifest(manifest)
     return RunResult(run_dir, summary, len(summary), errors, len(done), dict(rejected), wall, manifest)
+
+
+def _check_policy(config: SuiteConfig, factory: Callable[[], VariantWorker], task: VariantTask) -> None:
+    """Import, construct and reset the suite's policy on ``task`` (the first variant) here, before any variant runs.
+
+    Raises:
+        PolicyCheckError: with the cause's traceback (so ``drivetwin run`` exits 2 at once
+            instead of running every variant to the same failure).
+    """
+    from harness.worker import PolicyUnusable
+
+    worker = factory()
+    try:
+        worker.preflight(task)
+    except PolicyUnusable as exc:
+        raise PolicyCheckError(f"{config.source}: policy.name: {exc}; no variant ran.\n{exc.traceback.rstrip()}") from None
+    finally:
+        worker.close()
 
 
 def _config_key(config: dict[str, Any]) -> str:
@@ -551,26 +540,27 @@ def _config_key(config: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True)
 
 
-def consolidate(run_dir: Path) -> pd.DataFrame:
+def consolidate(run_dir: str | Path) -> pd.DataFrame:
     """Write ``summary.parquet`` and friends from the parts, sorted by variant id; return the summary.
 
     The last row of a variant wins (a resumed run may hold an earlier error row for it).
     """
     from evaluators.report import read_table
 
-    parts = Path(run_dir) / PARTS
+    rd = RunDirectory(run_dir)
     summary_df = pd.DataFrame()
-    for table, filename in RESULT_FILES.items():
-        data = read_table(parts, table)
+    for table in RESULT_FILES:
+        data = read_table(rd.parts, table)
         if table == "series" and data.num_rows == 0:
             continue
         keys = ["variant_id", "step"] if table == "series" else (["variant_id", "metric"] if table == "metrics" else ["variant_id"])
         frame = data.to_pandas()
         frame = frame.drop_duplicates(subset=keys, keep="last").sort_values(keys, kind="stable").reset_index(drop=True)
         out = pa.Table.from_pandas(frame, schema=data.schema, preserve_index=False)
-        tmp = Path(run_dir) / (filename + ".tmp")
+        target = rd.table(table)
+        tmp = target.with_name(target.name + ".tmp")
         pq.write_table(out, tmp)
-        os.replace(tmp, Path(run_dir) / filename)
+        os.replace(tmp, target)
         if table == "summary":
             summary_df = frame
     return summary_df
@@ -578,12 +568,4 @@ def consolidate(run_dir: Path) -> pd.DataFrame:
 
 def read_run_summary(run_dir: str | Path) -> pd.DataFrame:
     """A run's summary table (the consolidated file, or the parts of an unfinished run)."""
-    from evaluators.report import read_table
-
-    run_dir = Path(run_dir)
-    final = run_dir / RESULT_FILES["summary"]
-    if final.exists():
-        return pd.read_parquet(final)
-    if (run_dir / PARTS).exists():
-        return read_table(run_dir / PARTS, "summary").to_pandas()
-    raise RunError(f"{run_dir}: not a run directory (no {RESULT_FILES['summary']} and no {PARTS}/)")
+    return RunDirectory(run_dir).read_summary()

@@ -67,12 +67,46 @@ class Episode:
 
 
 class VariantFailed(RuntimeError):
-    """A variant failed at some stage; carries what was built before the failure."""
+    """A variant failed at some stage; carries what was built before the failure and the traceback."""
 
-    def __init__(self, message: str, scenario: Any = None, rollout: Any = None) -> None:
+    def __init__(self, message: str, scenario: Any = None, rollout: Any = None, traceback: str = "") -> None:
         super().__init__(message)
         self.scenario = scenario
         self.rollout = rollout
+        self.traceback = traceback
+
+
+class PolicyUnusable(RuntimeError):
+    """The suite's policy cannot be imported, constructed with its options, or reset (``preflight``).
+
+    Attributes:
+        stage: "construct" (import and constructor) or "reset".
+        traceback: the formatted traceback of the cause.
+    """
+
+    def __init__(self, message: str, stage: str, traceback: str) -> None:
+        super().__init__(message)
+        self.stage, self.traceback = stage, traceback
+
+
+class _ResetProbe:
+    """Wraps a policy for ``VariantWorker.preflight``: reset passes through, the first ``act`` stops the episode."""
+
+    class Stop(Exception):
+        """Raised by ``act``: the probe has seen what it needed."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.name = getattr(policy, "name", type(policy).__name__)
+        self.called = self.done = False
+
+    def reset(self, scenario_info: Any) -> None:
+        self.called = True
+        self.policy.reset(scenario_info)
+        self.done = True
+
+    def act(self, observation: Any) -> Any:
+        raise self.Stop()
 
 
 def task_identity(task: VariantTask) -> dict[str, Any]:
@@ -92,6 +126,8 @@ class VariantWorker:
         remote: ``harness.remote.RemotePolicy`` arguments when the policy is a planner in another
             process (``address``/``addresses``/``command``, ...), plus ``retries``: how often an
             episode whose planner was lost is run again on a restarted planner.
+        plugins: the suite's plug-in modules, imported (with the installed entry points) before
+            the twin, the policy or the evaluators are made.
     """
 
     def __init__(
@@ -102,8 +138,11 @@ class VariantWorker:
         evaluator_config: Mapping[str, Any] | None = None,
         save_steps: bool = False,
         remote: Mapping[str, Any] | None = None,
+        plugins: tuple[str, ...] = (),
     ) -> None:
         self.env_config = dict(env_config)
+        self.plugins = tuple(plugins)
+        self._plugins_loaded = False
         self.policy_name = policy
         self.policy_options = dict(policy_options or {})
         self.evaluator_config = dict(evaluator_config or {})
@@ -119,9 +158,17 @@ class VariantWorker:
         from evaluators import EvaluatorConfig
         from sim.env import DriveTwinEnv
 
+        self._load_plugins()
         if self._env is None:
             self._env = DriveTwinEnv(config=sim.EnvConfig.from_mapping(self.env_config, "suite [env]"))
             self._eval_config = EvaluatorConfig.from_mapping(self.evaluator_config, "suite [evaluators]")
+
+    def _load_plugins(self) -> None:
+        if not self._plugins_loaded:
+            from harness.plugins import load_plugins
+
+            load_plugins(self.plugins, "suite [suite] plugins")
+            self._plugins_loaded = True
 
     def library(self, root: str) -> Any:
         from scenarios.library import ScenarioLibrary
@@ -149,6 +196,7 @@ class VariantWorker:
         if self._policy is None:
             from sim.policies import make_policy
 
+            self._load_plugins()
             self._policy = make_policy(self.policy_name, **self.policy_options)
         return self._policy
 
@@ -215,8 +263,48 @@ class VariantWorker:
             timings["eval_s"] = time.perf_counter() - start
         except Exception as exc:  # noqa: BLE001 - wrapped with its stage, the cause kept
             message = f"{stage}: {''.join(traceback.format_exception_only(exc)).strip()}"
-            raise VariantFailed(message, scenario, record) from exc
+            raise VariantFailed(message, scenario, record, "".join(traceback.format_exception(exc))) from exc
         return Episode(scenario, record, evaluation)
+
+    def preflight(self, task: VariantTask) -> None:
+        """Make the policy (import, constructor with its options) and reset it on ``task``'s scenario.
+
+        A suite calls this once, before any variant runs, so that a policy that cannot work stops
+        the run instead of failing every variant. A scenario or twin that fails here is not the
+        policy's fault: it is left to the variant's own error row.
+
+        Raises:
+            PolicyUnusable: the policy could not be made or reset; with the traceback.
+        """
+        from sim.runner import rollout
+
+        if self.remote is not None:  # a planner in another process: its client reports its own failures
+            return
+        try:
+            self._setup()
+            scenario = self.build_scenario(task)
+        except Exception:  # noqa: BLE001 - reported by the variant itself
+            return
+        try:
+            policy = self.policy()
+        except Exception as exc:  # noqa: BLE001
+            options = f" with options {self.policy_options}" if self.policy_options else ""
+            raise PolicyUnusable(
+                f"policy {self.policy_name!r} cannot be made{options}: {type(exc).__name__}: {exc}",
+                "construct", "".join(traceback.format_exception(exc)),
+            ) from exc  # fmt: skip
+        probe = _ResetProbe(policy)
+        try:
+            rollout(self._env, probe, scenario, seed=task.seed)
+        except Exception as exc:  # noqa: BLE001 - the probe's Stop, a failed reset, or the twin's own failure
+            if probe.called and not probe.done:
+                cause = exc.__cause__ or exc
+                raise PolicyUnusable(
+                    f"policy {self.policy_name!r} failed to reset on scenario {task.scenario_id}: {type(cause).__name__}: {cause}",
+                    "reset", "".join(traceback.format_exception(cause)),
+                ) from cause  # fmt: skip
+        finally:
+            self._policy = None  # the variants get a policy that has not seen this episode
 
     def run(self, task: VariantTask) -> VariantOutcome:
         """One variant's outcome: its rows, or an error row with the failed stage and message."""
@@ -240,7 +328,7 @@ def failure_summary(task: VariantTask, failure: VariantFailed) -> dict[str, Any]
     from evaluators import error_summary
 
     ego_id = failure.scenario.ego_id if failure.scenario is not None else ""
-    summary = error_summary(task.variant_id, task.scenario_id, ego_id, str(failure))
+    summary = error_summary(task.variant_id, task.scenario_id, ego_id, str(failure), traceback=failure.traceback or None)
     summary.update(task_identity(task))
     return summary
 
