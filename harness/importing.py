@@ -161,7 +161,18 @@ def import_files(
     def flush() -> None:
         if not batch:
             return
-        fresh = set(library.append(s for _, scenes in batch for s in scenes).added)
+        try:
+            fresh = set(library.append(s for _, scenes in batch for s in scenes).added)
+        except Exception as exc:  # noqa: BLE001 - appends are all or nothing: store the files one by one
+            files = batch[:]
+            batch.clear()
+            if len(files) == 1:
+                emit(FileOutcome(files[0][0], FAILED, error=_not_stored(files[0][0], library_root, exc)))
+                return
+            for item in files:
+                batch.append(item)
+                flush()
+            return
         for path, scenes in batch:
             ids = set(s.id for s in scenes) & fresh
             fresh -= ids  # an id in two files is new for the first only
@@ -184,10 +195,16 @@ def import_files(
                 added = len(library.append(counted).added)
             except _StreamError as exc:  # failed part-way: nothing of it was kept
                 emit(FileOutcome(path, FAILED, error=exc.message))
+            except Exception as exc:  # noqa: BLE001 - could not be stored; the other files still are
+                emit(FileOutcome(path, FAILED, error=_not_stored(path, library_root, exc)))
             else:
                 emit(FileOutcome(path, IMPORTED, counted.count, added))
     flush()
     return tuple(outcomes)
+
+
+def _not_stored(path: Path, library_root: str | Path, exc: Exception) -> str:
+    return f"{path}: not stored in {library_root}: {type(exc).__name__}: {str(exc)[:300]}"
 
 
 class _StreamError(Exception):

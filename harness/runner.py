@@ -111,7 +111,10 @@ def resolve_sources(config: SuiteConfig, run_dir: Path) -> list[str]:
         files = list(iter_sources([str(p) for p in raw]))
         for outcome in load_many(files, **options):
             if outcome.ok:
-                library.append(outcome.scenarios)
+                try:
+                    library.append(outcome.scenarios)
+                except Exception as exc:  # noqa: BLE001 - one file's scenarios not stored; the others are
+                    print(f"drivetwin: skipped {outcome.path}: not stored: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
             else:
                 print(f"drivetwin: skipped {outcome.error}", file=sys.stderr)
         libraries.append(str(target.resolve()))

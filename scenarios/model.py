@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +23,122 @@ from scenarios.errors import ScenarioError
 
 #: Lane width [m] assumed where a source gives centerlines without boundaries.
 DEFAULT_LANE_WIDTH = 3.6
+
+# --- bounds every scenario obeys -------------------------------------------------------------
+# The one place for them: ``Scenario.validate`` checks every scenario against them, and the
+# importers check the values they read against them (through ``check_*`` below) where they can
+# still name the file's own field, and before they allocate arrays sized by the file.
+
+#: Most time steps in one scenario (2.8 h at 10 Hz; the longest real logs are minutes).
+MAX_STEPS = 100_000
+#: Most agent x step cells in one scenario's tracks (each cell is about 50 bytes of arrays).
+MAX_TRACK_CELLS = 5_000_000
+#: Longest agent, lane, feature, signal or log id [characters].
+MAX_ID_LENGTH = 256
+#: Longest scenario id [characters]: a log id plus window and ego suffixes.
+MAX_SCENARIO_ID_LENGTH = 4 * MAX_ID_LENGTH
+#: Largest |t_us| [us] (about 3,170 years from the epoch; int64 holds 292,000 years).
+MAX_ABS_TIME_US = 10**17
+#: Longest gap between consecutive timestamps [us] (logs sample at 2-50 Hz).
+MAX_STEP_US = 60_000_000
+#: Largest |x|, |y|, |z| [m] of any point: no metric frame of a road on Earth reaches 20,000 km.
+MAX_COORDINATE_M = 2e7
+#: Largest |yaw| [rad] (unwrapped headings of 160 turns; beyond that the value is corrupt).
+MAX_ABS_YAW_RAD = 1000.0
+#: Fastest a road user moves [m/s] (360 km/h), logged or implied by consecutive positions.
+MAX_SPEED_MPS = 100.0
+#: Position jitter [m] allowed on top of ``MAX_SPEED_MPS`` x the time between two samples, so that
+#: label noise at high sampling rates is not read as speed.
+POSITION_JITTER_M = 2.0
+#: Largest box length, width or height [m] (CommonRoad's static road boundaries can be long).
+MAX_SIZE_M = 1000.0
+#: Largest speed limit [m/s]; a limit is positive or NaN (unknown).
+MAX_SPEED_LIMIT_MPS = MAX_SPEED_MPS
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages about huge values."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(str(value))} characters)"
+
+
+def check_text(value: object, source: object, field: str, max_length: int = MAX_ID_LENGTH) -> str:
+    """``value`` as a str of at most ``max_length`` characters that UTF-8 can encode.
+
+    Raises ``ScenarioError`` naming ``source`` and ``field`` for a longer text (checked before
+    anything is built from it) or one holding lone surrogates (``"\\ud800"`` from a JSON escape),
+    which no Parquet file can store.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > max_length:
+        raise ScenarioError(source, field, f"{len(text)} characters, more than {max_length}: {_short(text)}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ScenarioError(source, field, f"not valid Unicode ({exc.reason} at character {exc.start}): {_short(text)}") from None
+    return text
+
+
+def check_ids(values: Iterable[object], source: object, field: str) -> list[str]:
+    """Every id of ``values`` through ``check_text``, without building an array of them first."""
+    return [check_text(v, source, field) for v in values]
+
+
+def check_grid(source: object, field: str, num_agents: int, num_steps: int) -> None:
+    """Refuse track arrays of ``num_agents`` x ``num_steps`` beyond ``MAX_STEPS``/``MAX_TRACK_CELLS``,
+    before they are allocated."""
+    if num_steps > MAX_STEPS:
+        raise ScenarioError(source, field, f"{num_steps} time steps, more than a scenario may have ({MAX_STEPS})")
+    if num_agents * num_steps > MAX_TRACK_CELLS:
+        raise ScenarioError(
+            source,
+            field,
+            f"{num_agents} agents x {num_steps} steps = {num_agents * num_steps} track cells, more than a scenario "
+            f"may have ({MAX_TRACK_CELLS}); cut the log into shorter files",
+        )
+
+
+def check_times(values: Any, source: object, field: str, us_per_unit: float = 1.0) -> None:
+    """Refuse timestamps (a number or an array, in units of ``us_per_unit`` microseconds: 1000 for
+    ms, 0.001 for ns) that are not finite or lie beyond ``MAX_ABS_TIME_US``, before they are
+    converted to int64 microseconds (where they would wrap)."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise ScenarioError(source, field, f"not a number of the int64 range: {_short(values)}") from None
+    bad = ~(np.abs(array) * us_per_unit <= MAX_ABS_TIME_US)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0]) if array.ndim else ()
+        value = array[where] if where else array
+        at = f" (at index {where[0]})" if where else ""
+        limit = MAX_ABS_TIME_US / us_per_unit
+        raise ScenarioError(source, field, f"{float(value)!r}{at} is not a time within +-{limit:.3g} (int64 microseconds)")
+
+
+def check_speed_limit(value: float, source: object, field: str) -> float:
+    """A speed limit [m/s]: NaN (unknown) or in (0, ``MAX_SPEED_LIMIT_MPS``]."""
+    value = float(value)
+    if not math.isnan(value) and not 0.0 < value <= MAX_SPEED_LIMIT_MPS:
+        raise ScenarioError(source, field, f"speed limit {value!r} m/s is not in (0, {MAX_SPEED_LIMIT_MPS:g}]")
+    return value
+
+
+def _first_beyond(array: np.ndarray, limit: float, mask: np.ndarray | None = None) -> tuple[int, ...] | None:
+    """Index of the first element of ``array`` (where ``mask``) whose magnitude exceeds ``limit``."""
+    bad = np.abs(array) > limit
+    if mask is not None:
+        bad &= mask
+    if not bad.any():
+        return None
+    return tuple(int(i) for i in np.argwhere(bad)[0])
+
+
+def check_points(points: np.ndarray, source: object, field: str) -> None:
+    """Every coordinate of ``points`` [m] within ``MAX_COORDINATE_M``."""
+    where = _first_beyond(np.asarray(points, dtype=np.float64), MAX_COORDINATE_M)
+    if where is not None:
+        value = float(np.asarray(points)[where])
+        raise ScenarioError(source, field, f"coordinate {value!r} m (point {where[0]}) is beyond +-{MAX_COORDINATE_M:g} m")
 
 
 class AgentType(enum.IntEnum):
@@ -83,8 +201,18 @@ def make_scenario_id(
 
 
 def safe_id_part(text: object) -> str:
-    """``text`` with every run of characters outside ``[A-Za-z0-9._-]`` replaced by ``_``."""
-    return _ID_UNSAFE.sub("_", str(text))
+    """``text`` with every run of characters outside ``[A-Za-z0-9._-]`` replaced by ``_``, and then,
+    when anything was replaced, ``_`` and 8 hex digits of a hash of ``text`` itself.
+
+    The suffix keeps ids apart that differ only in their unsafe characters ("?" and "!" would
+    both be "_"), so two source logs never share a scenario id; safe text is kept as it is.
+    """
+    text = str(text)
+    safe = _ID_UNSAFE.sub("_", text)
+    if safe == text:
+        return safe
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    return f"{safe}_{digest}"
 
 
 def window_suffix(start_step: int) -> str:
@@ -223,7 +351,11 @@ class Tracks:
     def __post_init__(self) -> None:
         src = "tracks"
         set_ = object.__setattr__
-        set_(self, "agent_ids", _frozen_array([str(a) for a in np.asarray(self.agent_ids).ravel()], np.str_, "agent_ids", src))
+        ids = [str(a) for a in (self.agent_ids.ravel() if isinstance(self.agent_ids, np.ndarray) else self.agent_ids)]
+        long = [len(a) for a in ids if len(a) > MAX_ID_LENGTH]
+        if long:  # before the (N, longest) character array is allocated
+            raise ScenarioError(src, "agent_ids", f"an agent id of {long[0]} characters, more than {MAX_ID_LENGTH}")
+        set_(self, "agent_ids", _frozen_array(ids, np.str_, "agent_ids", src))
         set_(self, "agent_types", _frozen_array(self.agent_types, np.int8, "agent_types", src))
         for name in self.SIZE_FIELDS:
             set_(self, name, _frozen_array(getattr(self, name), np.float64, name, src))
@@ -286,6 +418,8 @@ class Tracks:
         known = np.isin(self.agent_types, [t.value for t in AgentType])
         if not known.all():
             raise ScenarioError(source, "agent_types", f"unknown agent type codes {np.unique(self.agent_types[~known]).tolist()}")
+        limits = {"x": (MAX_COORDINATE_M, "m"), "y": (MAX_COORDINATE_M, "m"), "z": (MAX_COORDINATE_M, "m"),
+                  "yaw": (MAX_ABS_YAW_RAD, "rad"), "vx": (MAX_SPEED_MPS, "m/s"), "vy": (MAX_SPEED_MPS, "m/s")}  # fmt: skip
         for name in self.STATE_FIELDS:
             array = getattr(self, name)
             if array.shape != self.valid.shape:
@@ -296,14 +430,63 @@ class Tracks:
                 raise ScenarioError(
                     source, name, f"NaN or infinite value where valid (agent {self.agent_ids[agent]!r}, step {step})"
                 )
+            limit, unit = limits[name]
+            where = _first_beyond(array, limit, self.valid)
+            if where is not None:
+                agent, step = where
+                problem = f"{float(array[agent, step])!r} {unit} is beyond +-{limit:g} {unit} (agent {str(self.agent_ids[agent])!r}, step {step})"
+                raise ScenarioError(source, name, problem)
         for name in self.SIZE_FIELDS:
             array = getattr(self, name)
             bad = ~np.isfinite(array) | (array < 0)
             if bad.any():
                 raise ScenarioError(source, name, f"negative, NaN or infinite size for agent {self.agent_ids[np.argmax(bad)]!r}")
+            if (array > MAX_SIZE_M).any():
+                row = int(np.argmax(array > MAX_SIZE_M))
+                problem = f"{float(array[row])!r} m for agent {str(self.agent_ids[row])!r} is larger than any road user ({MAX_SIZE_M:g} m)"
+                raise ScenarioError(source, name, problem)
         empty = ~self.valid.any(axis=1)
         if empty.any():
             raise ScenarioError(source, "valid", f"empty tracks (never valid): {self.agent_ids[empty][:5].tolist()}")
+        speed = np.where(self.valid, np.hypot(self.vx, self.vy), 0.0)
+        if (speed > MAX_SPEED_MPS).any():
+            agent, step = np.argwhere(speed > MAX_SPEED_MPS)[0]
+            problem = (
+                f"logged speed {speed[agent, step]:.6g} m/s is faster than any road user ({MAX_SPEED_MPS:g} m/s) "
+                f"(agent {str(self.agent_ids[agent])!r}, step {step})"
+            )
+            raise ScenarioError(source, "vx, vy", problem)
+        ids = self.agent_ids.tolist()
+        try:
+            "".join(ids).encode("utf-8")  # lengths were checked on construction
+        except UnicodeEncodeError:
+            for agent_id in ids:
+                check_text(agent_id, source, "agent_ids")
+
+    def check_motion(self, source: str, t_us: np.ndarray) -> None:
+        """Refuse a jump between consecutive valid samples of a track (invalid steps between them
+        allowed) faster than ``MAX_SPEED_MPS`` plus ``POSITION_JITTER_M``: teleporting boxes."""
+        if self.num_steps < 2:
+            return
+        steps = np.arange(self.num_steps)
+        last = np.where(self.valid, steps, -1)
+        np.maximum.accumulate(last, axis=1, out=last)
+        previous = np.concatenate([np.full((self.num_agents, 1), -1), last[:, :-1]], axis=1)
+        pairs = self.valid & (previous >= 0)
+        if not pairs.any():
+            return
+        agents, now = np.nonzero(pairs)
+        before = previous[agents, now]
+        distance = np.hypot(self.x[agents, now] - self.x[agents, before], self.y[agents, now] - self.y[agents, before])
+        seconds = (t_us[now] - t_us[before]) / 1e6
+        bad = distance > MAX_SPEED_MPS * seconds + POSITION_JITTER_M
+        if bad.any():
+            k = int(np.argmax(bad))
+            problem = (
+                f"agent {str(self.agent_ids[agents[k]])!r} moves {distance[k]:.6g} m in {seconds[k]:.6g} s from step {before[k]} "
+                f"to step {now[k]}: faster than any road user ({MAX_SPEED_MPS:g} m/s + {POSITION_JITTER_M:g} m of jitter)"
+            )
+            raise ScenarioError(source, "x, y", problem)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -453,6 +636,46 @@ class RoadMap:
             if len(set(ids)) != len(ids):
                 dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
                 raise ScenarioError(source, what, f"duplicate ids: {dup}")
+        if self._within_bounds():
+            return
+        # something is out of bounds: find it, to name it
+        for lane in self.lanes:
+            where = f"lanes[{_short(lane.id)}]"
+            check_text(lane.id, source, f"{where}.id")
+            check_text(lane.lane_type, source, f"{where}.lane_type")
+            for name in ("centerline", "left_boundary", "right_boundary"):
+                if getattr(lane, name) is not None:
+                    check_points(getattr(lane, name), source, f"{where}.{name}")
+            check_speed_limit(lane.speed_limit, source, f"{where}.speed_limit")
+            for name in ("predecessors", "successors", "left_neighbors", "right_neighbors"):
+                check_ids(getattr(lane, name), source, f"{where}.{name}")
+        for feature in self.features:
+            where = f"features[{_short(feature.id)}]"
+            check_text(feature.id, source, f"{where}.id")
+            check_text(feature.subtype, source, f"{where}.subtype")
+            check_points(feature.points, source, f"{where}.points")
+            check_ids(feature.lane_ids, source, f"{where}.lane_ids")
+
+    def _within_bounds(self) -> bool:
+        """Every point, speed limit and text of the map within the bounds, checked at once (fast)."""
+        lanes, features = self.lanes, self.features
+        points = [p for lane in lanes for p in (lane.centerline, lane.left_boundary, lane.right_boundary) if p is not None]
+        points += [f.points for f in features]
+        if points and not np.abs(np.concatenate(points)).max() <= MAX_COORDINATE_M:
+            return False
+        limits = np.array([lane.speed_limit for lane in lanes], dtype=np.float64)
+        if not (np.isnan(limits) | ((limits > 0) & (limits <= MAX_SPEED_LIMIT_MPS))).all():
+            return False
+        texts = [t for lane in lanes for t in (lane.id, lane.lane_type, *lane.predecessors, *lane.successors,
+                                                *lane.left_neighbors, *lane.right_neighbors)]  # fmt: skip
+        texts += [t for f in features for t in (f.id, f.subtype, *f.lane_ids)]
+        if any(len(t) > MAX_ID_LENGTH for t in texts):
+            return False
+        try:
+            "".join(texts).encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -474,7 +697,11 @@ class Signals:
     def __post_init__(self) -> None:
         src = "signals"
         set_ = object.__setattr__
-        set_(self, "lane_ids", _frozen_array([str(v) for v in np.asarray(self.lane_ids).ravel()], np.str_, "lane_ids", src))
+        ids = [str(v) for v in (self.lane_ids.ravel() if isinstance(self.lane_ids, np.ndarray) else self.lane_ids)]
+        long = [len(v) for v in ids if len(v) > MAX_ID_LENGTH]
+        if long:
+            raise ScenarioError(src, "lane_ids", f"a lane id of {long[0]} characters, more than {MAX_ID_LENGTH}")
+        set_(self, "lane_ids", _frozen_array(ids, np.str_, "lane_ids", src))
         set_(self, "states", _frozen_array(self.states, np.int8, "states", src))
         stop = np.asarray(self.stop_points, dtype=np.float64).reshape(-1, 3) if np.size(self.stop_points) else np.zeros((0, 3))
         set_(self, "stop_points", _frozen_array(stop, np.float64, "stop_points", src))
@@ -495,6 +722,8 @@ class Signals:
             raise ScenarioError(source, "signals.states", f"shape {self.states.shape} does not match ({s}, {num_steps})")
         if self.stop_points.shape != (s, 3) or not np.isfinite(self.stop_points).all():
             raise ScenarioError(source, "signals.stop_points", "must be (S, 3) and finite")
+        check_points(self.stop_points, source, "signals.stop_points")
+        check_ids(self.lane_ids.tolist(), source, "signals.lane_ids")
         known = np.isin(self.states, [v.value for v in SignalState])
         if not known.all():
             raise ScenarioError(source, "signals.states", f"unknown signal state codes {np.unique(self.states[~known]).tolist()}")
@@ -539,7 +768,8 @@ class Scenario:
     @property
     def source(self) -> str:
         """What an error message names: the source file and the scenario id."""
-        return f"{self.provenance.source_file} (scenario {self.id})"
+        scenario_id = self.id if len(self.id) <= 120 else f"{self.id[:120]}..."
+        return f"{self.provenance.source_file} (scenario {scenario_id})"
 
     @property
     def num_agents(self) -> int:
@@ -596,15 +826,30 @@ class Scenario:
     def validate(self) -> None:
         """Raise ``ScenarioError`` on anything that would make the scenario meaningless."""
         src = self.source
+        check_text(self.id, src, "id", MAX_SCENARIO_ID_LENGTH)
+        for name in ("dataset", "source_file", "source_log_id", "frame", "notes"):
+            check_text(getattr(self.provenance, name), src, f"provenance.{name}", max_length=1 << 20)
+        for tag in self.tags:
+            check_text(tag, src, "tags")
         t = self.t_us
         if t.ndim != 1 or t.size == 0:
             raise ScenarioError(src, "t_us", f"must be a non-empty 1-D array, got shape {t.shape}")
+        if t.size > MAX_STEPS:
+            raise ScenarioError(src, "t_us", f"{t.size} time steps, more than a scenario may have ({MAX_STEPS})")
+        if np.abs(t).max() > MAX_ABS_TIME_US:
+            step = int(np.argmax(np.abs(t) > MAX_ABS_TIME_US))
+            raise ScenarioError(src, "t_us", f"{t[step]} us at step {step} is beyond +-{MAX_ABS_TIME_US:.0e} us")
         if t.size > 1 and not (np.diff(t) > 0).all():
             step = int(np.argmax(np.diff(t) <= 0)) + 1
             raise ScenarioError(src, "t_us", f"timestamps are not strictly increasing (step {step}: {t[step - 1]} -> {t[step]})")
+        if t.size > 1 and np.diff(t).max() > MAX_STEP_US:
+            step = int(np.argmax(np.diff(t) > MAX_STEP_US)) + 1
+            problem = f"{(t[step] - t[step - 1]) / 1e6:g} s between steps {step - 1} and {step}, more than {MAX_STEP_US / 1e6:g} s"
+            raise ScenarioError(src, "t_us", problem)
         self.tracks.validate(src)
         if self.tracks.num_steps != t.size:
             raise ScenarioError(src, "tracks", f"{self.tracks.num_steps} steps but t_us has {t.size}")
+        self.tracks.check_motion(src, t)
         if not 0 <= self.ego_index < self.tracks.num_agents:
             raise ScenarioError(src, "ego_index", f"{self.ego_index} is not a track row (0..{self.tracks.num_agents - 1})")
         if not self.tracks.valid[self.ego_index].any():

@@ -62,7 +62,9 @@ def load(
         format: an importer's name, to skip detection.
 
     Raises:
-        ScenarioError: naming the file, the field and the problem.
+        ScenarioError: naming the file, the field and the problem. Whatever else goes wrong while
+            the file is read (a bug an input found) is a ScenarioError too, naming the file and the
+            original exception's type, chained to it (``__cause__``).
     """
     return list(iter_load(path, egos=egos, window_s=window_s, min_ego_duration_s=min_ego_duration_s, format=format))
 
@@ -82,6 +84,34 @@ def iter_load(
     """``load``, one scenario at a time: a Waymo shard of hundreds of scenarios is decoded as it is
     consumed, so memory stays bounded by one log. Options and errors as ``load``'s (an error
     may come after some scenarios have been yielded)."""
+    try:
+        yield from _iter_load(path, egos, window_s, min_ego_duration_s, format)
+    except ScenarioError as exc:
+        if str(path) in exc.source or _is_file(exc.source):  # names this file, or the map beside it
+            raise
+        # raised on a part of the file (a track, a lane) that does not know the file's name
+        raise ScenarioError(path, exc.field, f"{exc.source}: {exc.problem}") from None
+    except Exception as exc:  # noqa: BLE001 - one file's failure, whatever it is, is that file's error
+        raise unexpected_error(path, exc) from exc
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        return False
+
+
+def unexpected_error(path: str | Path, exc: BaseException) -> ScenarioError:
+    """The ``ScenarioError`` for an exception no importer anticipated, naming the file and its type."""
+    error = ScenarioError(path, "", f"unexpected {type(exc).__name__} while reading the file: {str(exc)[:300]}")
+    error.unexpected = type(exc).__name__  # type: ignore[attr-defined]
+    return error
+
+
+def _iter_load(
+    path: str | Path, egos: Egos, window_s: float | None, min_ego_duration_s: float, format: str | None
+) -> Iterator[Scenario]:
     if egos not in ("logged", "vehicles"):
         raise ScenarioError(path, "egos", f"must be 'logged' or 'vehicles', got {egos!r}")
     if window_s is not None and not window_s > 0:
@@ -115,12 +145,15 @@ class ImportOutcome:
 
 
 def load_many(paths: Iterable[str | Path], **options: object) -> Iterator[ImportOutcome]:
-    """``load`` each path in turn; a bad file yields an outcome with its error, never stops the batch."""
+    """``load`` each path in turn; a bad file yields an outcome with its error, never stops the batch
+    (whatever the exception: see ``load``)."""
     for path in paths:
         try:
             yield ImportOutcome(Path(path), load(path, **options))  # type: ignore[arg-type]
         except ScenarioError as exc:
             yield ImportOutcome(Path(path), [], exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. a bad option; still this file's error
+            yield ImportOutcome(Path(path), [], unexpected_error(path, exc))
 
 
 def _steps_for(scene: Scenario, seconds: float) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from scenarios.errors import ScenarioError
@@ -34,6 +35,11 @@ from scenarios.model import (
     RoadMap,
     Scenario,
     Tracks,
+    MAX_COORDINATE_M,
+    MAX_ID_LENGTH,
+    check_grid,
+    check_text,
+    check_times,
     make_scenario_id,
 )
 
@@ -160,7 +166,7 @@ def read_av2(path: str | Path, map_path: str | Path | None = None) -> list[Scena
     """
     parquet_path = _scenario_file(Path(path))
     table = _read_table(parquet_path)
-    log_id = _single_value(table, COL_SCENARIO_ID, parquet_path)
+    log_id = check_text(_single_value(table, COL_SCENARIO_ID, parquet_path), parquet_path, COL_SCENARIO_ID)
     map_file = Path(map_path) if map_path is not None else _map_beside(parquet_path, str(log_id))
     track = _read_tracks(table, parquet_path)
     lanes, features, map_notes, ground = _read_map(map_file)
@@ -180,6 +186,7 @@ def read_av2(path: str | Path, map_path: str | Path | None = None) -> list[Scena
         valid=track.valid,
     )
     city = _single_value(table, COL_CITY, parquet_path) if COL_CITY in table.column_names else "unknown city"
+    city = check_text(city, parquet_path, COL_CITY)
     notes = [
         "AV2 gives no box sizes: per-type defaults [m] (length x width x height) "
         + ", ".join(f"{k} {l:g}x{w:g}x{h:g}" for k, (l, w, h) in DEFAULT_SIZES.items()),
@@ -260,8 +267,14 @@ def _read_table(path: Path) -> pa.Table:
 
 
 def _column(table: pa.Table, name: str, dtype: Any, path: Path) -> np.ndarray:
+    column = table.column(name)
+    if dtype is np.str_ and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) and len(column):
+        # numpy stores every string at the longest one's length: check it before converting
+        longest = pc.max(pc.utf8_length(column)).as_py() or 0
+        if longest > MAX_ID_LENGTH:
+            raise ScenarioError(path, name, f"a value of {longest} characters, more than {MAX_ID_LENGTH}")
     try:
-        return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=dtype)
+        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise ScenarioError(path, name, f"cannot be read as {np.dtype(dtype).name}: {exc}") from None
 
@@ -279,6 +292,7 @@ def _nanoseconds(value: Any, name: str, path: Path) -> int:
     """A timestamp column's value [ns] as an exact int (the files store it as float64)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
         raise ScenarioError(path, name, f"not a finite timestamp in ns: {value!r}")
+    check_times(value, path, name, us_per_unit=1e-3)
     return int(value)
 
 
@@ -308,6 +322,9 @@ def _read_tracks(table: pa.Table, path: Path) -> _TrackArrays:
     num_steps = _single_value(table, COL_NUM_TIMESTAMPS, path)
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ScenarioError(path, COL_NUM_TIMESTAMPS, f"must be a positive integer, got {num_steps!r}")
+    if num_steps > table.num_rows:  # the AV track has a row at every timestep
+        problem = f"{num_steps} timestamps, more than the file's {table.num_rows} rows (AV2 logs the AV at every step)"
+        raise ScenarioError(path, COL_NUM_TIMESTAMPS, problem)
     start_ns = _nanoseconds(_single_value(table, COL_START, path), COL_START, path)
     end_ns = _nanoseconds(_single_value(table, COL_END, path), COL_END, path)
     expected_ns = (num_steps - 1) * STEP_US * 1000
@@ -324,18 +341,24 @@ def _read_tracks(table: pa.Table, path: Path) -> _TrackArrays:
     steps = _column(table, COL_TIMESTEP, np.float64, path)
     if not (np.isfinite(steps) & (steps == np.round(steps))).all():
         raise ScenarioError(path, COL_TIMESTEP, "timesteps must be integers")
-    steps = steps.astype(np.int64)
-    bad = (steps < 0) | (steps >= num_steps)
+    bad = (steps < 0) | (steps >= num_steps)  # checked as floats: 1e300 would not survive the cast
     if bad.any():
-        raise ScenarioError(path, COL_TIMESTEP, f"timestep {steps[bad][0]} outside [0, {num_steps}) (num_timestamps)")
+        raise ScenarioError(path, COL_TIMESTEP, f"timestep {steps[bad][0]:.6g} outside [0, {num_steps}) (num_timestamps)")
+    steps = steps.astype(np.int64)
     states = {name: _column(table, name, np.float64, path) for name in STATE_COLUMNS}
     for name, values in states.items():
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.argmax(bad))
             raise ScenarioError(
-                path, name, f"NaN or infinite value for track {track_ids[row]!r} at timestep {steps[row]} (observed)"
+                path, name, f"NaN or infinite value for track {str(track_ids[row])!r} at timestep {steps[row]} (observed)"
             )
+    for name in (COL_X, COL_Y):  # before the nearest-ground search squares them
+        far = np.abs(states[name]) > MAX_COORDINATE_M
+        if far.any():
+            row = int(np.argmax(far))
+            problem = f"{states[name][row]:.6g} m for track {str(track_ids[row])!r} at timestep {steps[row]} is beyond +-{MAX_COORDINATE_M:g} m"
+            raise ScenarioError(path, name, problem)
 
     unknown = sorted(set(np.unique(words).tolist()) - set(AGENT_TYPES) - DROPPED_TYPES)
     if unknown:
@@ -353,7 +376,7 @@ def _read_tracks(table: pa.Table, path: Path) -> _TrackArrays:
     if changed.any():
         row = int(np.argmax(changed))
         change = f"{agent_words[row_agent[row]]!r} -> {words[row]!r}"
-        raise ScenarioError(path, COL_OBJECT_TYPE, f"track {track_ids[row]!r} changes type ({change})")
+        raise ScenarioError(path, COL_OBJECT_TYPE, f"track {str(track_ids[row])!r} changes type ({change})")
     if EGO_TRACK_ID not in set(ids.tolist()):
         raise ScenarioError(path, COL_TRACK_ID, f"no {EGO_TRACK_ID!r} track (AV2's ego vehicle)")
 
@@ -367,6 +390,7 @@ def _read_tracks(table: pa.Table, path: Path) -> _TrackArrays:
     new_index = np.full(ids.size, -1)
     new_index[keep] = np.arange(int(keep.sum()))
     n = int(keep.sum())
+    check_grid(path, COL_NUM_TIMESTAMPS, n, num_steps)
     valid = np.zeros((n, num_steps), bool)
     kept_rows = keep[row_agent]
     agent_of_row = new_index[row_agent[kept_rows]]

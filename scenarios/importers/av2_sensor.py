@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.feather as feather
 
 from scenarios.errors import ScenarioError
 from scenarios.importers import av2
 from scenarios.importers.base import register
-from scenarios.model import AgentType, Provenance, RoadMap, Scenario, Tracks, make_scenario_id
+from scenarios.model import MAX_ID_LENGTH, AgentType, Provenance, RoadMap, Scenario, Tracks, make_scenario_id
 
 DATASET = "av2_sensor"
 EGO_TRACK_ID = "AV"
@@ -238,8 +239,9 @@ def _read(path: Path, columns: tuple[str, ...]) -> pa.Table:
         raise ScenarioError(path, missing[0], f"missing column (the file has {', '.join(columns)})")
     try:
         table = feather.read_table(path, columns=list(columns))
+        table.validate(full=True)  # feather has no checksums: damaged offsets or text show here
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise ScenarioError(path, "", f"cannot read the feather data (truncated or corrupt?): {exc}") from None
+        raise ScenarioError(path, "", f"cannot read the feather data (truncated or corrupt?): {str(exc)[:300]}") from None
     if table.num_rows == 0:
         raise ScenarioError(path, columns[0], "no rows")
     for name in columns:
@@ -274,7 +276,11 @@ def _str_column(table: pa.Table, name: str, path: Path) -> np.ndarray:
     column = table.column(name)
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_dictionary(column.type)):
         raise ScenarioError(path, name, f"must be text, got {column.type}")
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.str_)
+    text = column.cast(pa.string()) if pa.types.is_dictionary(column.type) else column
+    longest = (pc.max(pc.utf8_length(text)).as_py() or 0) if len(text) else 0
+    if longest > MAX_ID_LENGTH:  # numpy would store every value at the longest one's length
+        raise ScenarioError(path, name, f"a value of {longest} characters, more than {MAX_ID_LENGTH}")
+    return np.asarray(text.to_numpy(zero_copy_only=False), dtype=np.str_)
 
 
 def _rotations(qw: np.ndarray, qx: np.ndarray, qy: np.ndarray, qz: np.ndarray, path: Path) -> np.ndarray:

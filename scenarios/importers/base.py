@@ -19,7 +19,7 @@ import numpy as np
 
 from scenarios.common import Registry
 from scenarios.errors import ScenarioError
-from scenarios.model import AgentType, Tracks
+from scenarios.model import AgentType, Tracks, check_points
 
 #: Bytes read from the start of a file to recognise its format.
 SNIFF_BYTES = 4096
@@ -91,7 +91,7 @@ def detect(path: str | Path) -> Importer:
         try:
             if importer.sniff(path, head):
                 return importer
-        except OSError:
+        except Exception:  # noqa: BLE001 - a sniffer that cannot make sense of the bytes: not its format
             continue
     if path.is_file() and path.stat().st_size == 0:
         raise ScenarioError(path, "", "the file is empty")
@@ -139,7 +139,8 @@ def pick_ego(tracks: Tracks) -> int:
     steps = tracks.valid[vehicles].sum(axis=1)
     x = np.where(tracks.valid[vehicles], tracks.x[vehicles], np.nan)
     y = np.where(tracks.valid[vehicles], tracks.y[vehicles], np.nan)
-    travel = np.nan_to_num(np.nansum(np.hypot(np.diff(x, axis=1), np.diff(y, axis=1)), axis=1))
+    with np.errstate(over="ignore", invalid="ignore"):  # absurd positions are refused by the model later
+        travel = np.nan_to_num(np.nansum(np.hypot(np.diff(x, axis=1), np.diff(y, axis=1)), axis=1))
     moving = travel > 1.0
     if moving.any():
         keep = np.flatnonzero(moving)
@@ -184,10 +185,11 @@ def points_xyz(points: Any, path: Path, field: str) -> np.ndarray:
         raise ScenarioError(path, field, "must be a non-empty list of points")
     try:
         array = np.array([[p["x"], p["y"], p.get("z", 0.0)] for p in points], dtype=np.float64)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ScenarioError(path, field, f"points must be objects with numeric x, y (and z): {exc!r}") from None
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
+        raise ScenarioError(path, field, f"points must be objects with numeric x, y (and z): {exc!r}"[:300]) from None
     if not np.isfinite(array).all():
         raise ScenarioError(path, field, "points contain NaN or infinite values")
+    check_points(array, path, field)
     return array
 
 
@@ -217,14 +219,27 @@ def parse_xml(path: Path, root_tag: str, what: str = "file") -> ET.Element:
     return root
 
 
+#: JSON integers with more digits than this are read as floats (int64 holds 18 full digits).
+JSON_INT_DIGITS = 18
+
+
+def _json_int(text: str) -> int | float:
+    """A JSON integer: an int when int64 can hold it, else a float (``inf`` for thousands of digits),
+    which every numeric check then refuses with its field (and no 5000-digit int is ever built)."""
+    return int(text) if len(text.lstrip("-")) <= JSON_INT_DIGITS else float(text)
+
+
 def read_json_object(path: Path, what: str = "file") -> dict[str, Any]:
-    """A JSON file whose top level must be an object; ``ScenarioError`` on anything else."""
+    """A JSON file whose top level must be an object; ``ScenarioError`` on anything else.
+
+    Integers beyond int64 are read as floats (see ``_json_int``).
+    """
     try:
         with open(path, "rb") as fh:
-            data = json.loads(fh.read())
+            data = json.loads(fh.read(), parse_int=_json_int)
     except OSError as exc:
         raise ScenarioError(path, "", f"cannot read the {what}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise ScenarioError(path, "", f"not valid JSON (truncated?): {exc}") from None
     except RecursionError:
         raise ScenarioError(path, "", "JSON nested too deeply") from None

@@ -53,14 +53,17 @@ from scenarios.model import (
     Signals,
     SignalState,
     Tracks,
+    MAX_STEP_US,
+    MAX_STEPS,
+    MAX_SPEED_LIMIT_MPS,
+    check_grid,
+    check_text,
     make_scenario_id,
 )
 
 DATASET = "commonroad"
 ROOT_TAG = "commonRoad"
 SUPPORTED_VERSIONS = ("2018b", "2020a")
-#: A scenario longer than this many steps is refused as corrupt (100 h at 10 Hz).
-MAX_STEPS = 3_600_000
 
 #: Box height [m] per CommonRoad obstacle type (lower case): CommonRoad gives length and width
 #: only. Typical values: a passenger car, an ambulance or police van, a lorry, a city bus, a
@@ -102,6 +105,8 @@ MAX_SPEED_SIGNS: dict[str, frozenset[str]] = {
 #: A sign value's unit -> m/s. CommonRoad writes speeds in m/s (SI); a value that names its
 #: unit ("50 km/h", "65 mph") is converted.
 SPEED_UNITS: dict[str, float] = {"": 1.0, "m/s": 1.0, "mps": 1.0, "km/h": 1 / 3.6, "kmh": 1 / 3.6, "kph": 1 / 3.6, "mph": 0.44704}
+#: A time step as CommonRoad writes it: an integer of at most 18 digits (int64).
+_STEP = re.compile(r"[-+]?[0-9]{1,18}")
 _SPEED = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z/]*)\s*$")
 
 #: Traffic light colours -> ``SignalState``. Red-yellow (about to turn green) still means stop.
@@ -230,10 +235,9 @@ class _Reader:
         values = []
         for part in parts:
             text = (part.text or "").strip()
-            try:
-                values.append(int(text))
-            except ValueError:
-                raise self.fail(f"{field}/{part.tag}", f"not an integer time step: {text!r}") from None
+            if not _STEP.fullmatch(text):  # also keeps int() from a 5000-digit number
+                raise self.fail(f"{field}/{part.tag}", f"not an integer time step: {text[:60]!r}")
+            values.append(int(text))
         value = values[0] if len(values) == 1 else (values[0] + values[1]) // 2
         if value < 0:
             raise self.fail(field, f"negative time step {value}")
@@ -276,7 +280,7 @@ class _Reader:
             raise self.fail("commonRoadVersion", "missing on <commonRoad>")
         if version not in SUPPORTED_VERSIONS:
             raise self.fail("commonRoadVersion", f"unsupported format {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
-        benchmark_id = (self.root.get("benchmarkID") or "").strip()
+        benchmark_id = check_text((self.root.get("benchmarkID") or "").strip(), self.path, "benchmarkID")
         if not benchmark_id:
             raise self.fail("benchmarkID", "missing on <commonRoad>")
         text = self.root.get("timeStepSize")
@@ -286,8 +290,8 @@ class _Reader:
             dt_s = float(text)
         except ValueError:
             raise self.fail("timeStepSize", f"not a number: {text!r}") from None
-        if not (math.isfinite(dt_s) and dt_s > 0):
-            raise self.fail("timeStepSize", f"must be a positive number of seconds, got {text!r}")
+        if not (math.isfinite(dt_s) and 0 < dt_s <= MAX_STEP_US / 1e6):
+            raise self.fail("timeStepSize", f"must be a positive number of seconds up to {MAX_STEP_US / 1e6:g}, got {text[:60]!r}")
         dt_us = int(round(dt_s * 1e6))
         if dt_us <= 0:
             raise self.fail("timeStepSize", f"{text} s is shorter than a microsecond")
@@ -308,21 +312,25 @@ class _Reader:
         found: list[_Obstacle] = []
         if version == "2018b":
             for elem in self.root.findall("obstacle"):
-                oid = elem.get("id", "?")
+                oid = self.id_of(elem, "obstacle")
                 role = (elem.findtext("role") or "").strip()
                 if role not in ("static", "dynamic"):
                     raise self.fail(f"obstacle[@id={oid}]/role", f"must be 'static' or 'dynamic', got {role!r}")
                 found.append(self.obstacle(elem, f"obstacle[@id={oid}]", static=role == "static"))
         else:
             for elem in self.root.findall("staticObstacle"):
-                found.append(self.obstacle(elem, f"staticObstacle[@id={elem.get('id', '?')}]", static=True))
+                found.append(self.obstacle(elem, f"staticObstacle[@id={self.id_of(elem, 'staticObstacle')}]", static=True))
             for elem in self.root.findall("dynamicObstacle"):
-                found.append(self.obstacle(elem, f"dynamicObstacle[@id={elem.get('id', '?')}]", static=False))
+                found.append(self.obstacle(elem, f"dynamicObstacle[@id={self.id_of(elem, 'dynamicObstacle')}]", static=False))
         ids = [o.id for o in found]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise self.fail("obstacle id", f"duplicate obstacle ids {duplicates[:5]}")
         return found
+
+    def id_of(self, elem: ET.Element, tag: str) -> str:
+        """An element's ``id`` attribute ("?" when it has none), refused when too long or not text."""
+        return check_text((elem.get("id") or "?").strip(), self.path, f"{tag}/@id")
 
     def obstacle(self, elem: ET.Element, field: str, *, static: bool) -> _Obstacle:
         oid = (elem.get("id") or "").strip()
@@ -390,6 +398,7 @@ class _Reader:
         if last + 1 > MAX_STEPS:
             raise self.fail("time", f"time step {last} is beyond {MAX_STEPS - 1}; a corrupt file?")
         n, t = len(obstacles), last + 1
+        check_grid(self.path, "time", n, t)
         arrays = {name: np.zeros((n, t)) for name in ("x", "y", "z", "yaw", "vx", "vy")}
         valid = np.zeros((n, t), dtype=bool)
         types = np.zeros(n, dtype=np.int8)
@@ -431,7 +440,7 @@ class _Reader:
     def lanelets(self) -> list[_Lanelet]:
         out = []
         for elem in self.root.findall("lanelet"):
-            lid = (elem.get("id") or "").strip()
+            lid = check_text((elem.get("id") or "").strip(), self.path, "lanelet/@id")  # before it is in a field name
             field = f"lanelet[@id={lid or '?'}]"
             if not lid:
                 raise self.fail(field, "has no id attribute")
@@ -440,6 +449,8 @@ class _Reader:
             speed = math.nan
             if elem.find("speedLimit") is not None:
                 speed = self.number(elem.find("speedLimit"), f"{field}/speedLimit")
+                if not 0 < speed <= MAX_SPEED_LIMIT_MPS:
+                    raise self.fail(f"{field}/speedLimit", f"{speed!r} m/s is not a speed limit in (0, {MAX_SPEED_LIMIT_MPS:g}]")
             stop_line = None
             stop = elem.find("stopLine")
             if stop is not None:
@@ -498,8 +509,8 @@ class _Reader:
         if match is None or unit not in SPEED_UNITS:
             raise self.fail(field, f"not a speed: {text!r} (a number in m/s, or with km/h or mph)")
         value = float(match.group(1)) * SPEED_UNITS[unit]
-        if not value > 0:
-            raise self.fail(field, f"speed limit must be positive, got {text!r}")
+        if not 0 < value <= MAX_SPEED_LIMIT_MPS:
+            raise self.fail(field, f"speed limit must be in (0, {MAX_SPEED_LIMIT_MPS:g}] m/s, got {text[:60]!r}")
         return value
 
     def road_map(self, lanelets: list[_Lanelet], sign_speeds: dict[str, float]) -> RoadMap:
@@ -582,8 +593,8 @@ class _Reader:
         for k, element in enumerate(cycle.findall("cycleElement")):
             where = f"{field}/cycle/cycleElement[{k + 1}]"
             duration = self.number(element.find("duration"), f"{where}/duration")
-            if duration <= 0 or duration != int(duration):
-                raise self.fail(f"{where}/duration", f"must be a positive whole number of steps, got {duration}")
+            if not 0 < duration <= MAX_STEPS or duration != int(duration):
+                raise self.fail(f"{where}/duration", f"must be a whole number of steps in [1, {MAX_STEPS}], got {duration:g}")
             colour = (element.findtext("color") or "").strip().lower().replace("_", "")
             if colour not in LIGHT_STATES:
                 raise self.fail(f"{where}/color", f"unknown colour {colour!r}; known: {sorted(LIGHT_STATES)}")
@@ -596,6 +607,7 @@ class _Reader:
         if not active:
             return np.full(num_steps, SignalState.UNKNOWN, dtype=np.int8)
         starts = np.cumsum([0, *durations])
+        offset %= int(starts[-1])  # exact in Python ints: a huge offset is one within the cycle
         phase = (np.arange(num_steps) - offset) % starts[-1]
         index = np.searchsorted(starts, phase, side="right") - 1
         return np.array(states, dtype=np.int8)[index]
@@ -666,4 +678,5 @@ def _velocity_from_positions(t_s: np.ndarray, x: np.ndarray, y: np.ndarray) -> t
     """Velocity [m/s] by differences of positions [m] over the times ``t_s`` [s] of the states."""
     if len(t_s) < 2:
         return np.zeros(len(t_s)), np.zeros(len(t_s))
-    return np.gradient(x, t_s), np.gradient(y, t_s)
+    with np.errstate(over="ignore", invalid="ignore"):  # absurd positions are refused by the model
+        return np.gradient(x, t_s), np.gradient(y, t_s)

@@ -39,6 +39,7 @@ is read once per file.
 from __future__ import annotations
 
 import math
+import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ from scenarios.importers.base import (
     pick_ego,
     register,
 )
-from scenarios.importers.projection import LocalUtm
+from scenarios.importers.projection import MAX_LATITUDE_DEG, MAX_LONGITUDE_DEG, LocalUtm
 from scenarios.model import (
     AgentType,
     FeatureKind,
@@ -67,6 +68,11 @@ from scenarios.model import (
     Signals,
     SignalState,
     Tracks,
+    MAX_ABS_TIME_US,
+    MAX_ID_LENGTH,
+    MAX_SPEED_LIMIT_MPS,
+    check_grid,
+    check_speed_limit,
     make_scenario_id,
 )
 
@@ -95,6 +101,8 @@ VEHICLE_FILE = re.compile(r"^vehicle_tracks_(\d+)$")
 PEDESTRIAN_FILE = re.compile(r"^pedestrian_tracks_(\d+)$")
 TRACKFILES_DIR = "recorded_trackfiles"
 MAPS_DIR = "maps"
+#: Largest ``case_id`` (whole numbers are exact in the float the files write them as).
+MAX_CASE_ID = 2**53
 #: Prefix that keeps pedestrian ids apart from the (numeric) vehicle ids.
 PEDESTRIAN_ID_PREFIX = "P"
 #: Origin [deg] of the dataset's map frame.
@@ -286,12 +294,22 @@ def _default_map(path: Path, location: str) -> Path:
 
 
 def _map_up(path: Path, location: str, levels: int, layout: str) -> Path:
-    """``maps/<location>.osm`` in the folder ``levels`` above the one holding ``path``."""
-    parents = path.resolve().parents
-    expected = parents[levels] / MAPS_DIR / f"{location}.osm" if len(parents) > levels else Path(MAPS_DIR) / f"{location}.osm"
-    if not expected.is_file():
-        raise ScenarioError(path, "map", f"no Lanelet2 map at {expected} (the dataset keeps {layout}; or pass map_path=)")
-    return expected
+    """``maps/<location>.osm`` in the folder ``levels`` above the one holding ``path``.
+
+    ``path`` is taken as the user gave it (made absolute, ``..`` collapsed, symlinks not followed):
+    a track file linked into a dataset's layout finds that dataset's map. Only when there is none
+    is the link's target's layout tried.
+    """
+    candidates = []
+    for absolute in (Path(os.path.abspath(path)), path.resolve()):
+        parents = absolute.parents
+        if len(parents) > levels:
+            candidates.append(parents[levels] / MAPS_DIR / f"{location}.osm")
+    for expected in candidates:
+        if expected.is_file():
+            return expected
+    expected = candidates[0] if candidates else Path(MAPS_DIR) / f"{location}.osm"
+    raise ScenarioError(path, "map", f"no Lanelet2 map at {expected} (the dataset keeps {layout}; or pass map_path=)")
 
 
 # ---- tracks ---------------------------------------------------------------------------------
@@ -322,9 +340,13 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
             after = f" (the row after case {_case_name(frame[COL_CASE_ID].iat[row - 1])}'s)" if column == COL_CASE_ID and row else ""
             raise ScenarioError(path, column, f"empty at line {row + 2}{after}")
         frame[column] = frame[column].astype(str).str.strip()
+        lengths = frame[column].str.len().to_numpy()
+        if (lengths > MAX_ID_LENGTH).any():  # before any array of them is built
+            row = int(np.argmax(lengths > MAX_ID_LENGTH))
+            raise ScenarioError(path, column, f"{lengths[row]} characters, more than {MAX_ID_LENGTH} (line {row + 2})")
     if cases:
         values = pd.to_numeric(frame[COL_CASE_ID], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~np.isfinite(values) | (values != np.round(values)) | (values < 0)
+        bad = ~np.isfinite(values) | (values != np.round(values)) | (values < 0) | (values > MAX_CASE_ID)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise ScenarioError(
@@ -355,6 +377,10 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         raise ScenarioError(
             path, COL_TIMESTAMP, f"not a whole non-negative number of milliseconds at line {row + 2} ({_where(frame, row)})"
         )
+    if (ts * 1000 > MAX_ABS_TIME_US).any():  # x 1000 to microseconds would wrap int64
+        row = int(np.argmax(ts * 1000 > MAX_ABS_TIME_US))
+        problem = f"{ts[row]:.6g} ms at line {row + 2} ({_where(frame, row)}) is beyond {MAX_ABS_TIME_US / 1000:.0e} ms"
+        raise ScenarioError(path, COL_TIMESTAMP, problem)
     for column in (COL_LENGTH, COL_WIDTH):
         if column in frame.columns and ((frame[column] <= 0) & vehicle_rows).any():
             row = int(np.flatnonzero(((frame[column] <= 0) & vehicle_rows).to_numpy())[0])
@@ -401,6 +427,8 @@ def _check_time_order(frame: pd.DataFrame, path: Path) -> None:
 def _tracks(parts: list[tuple[pd.DataFrame, bool]], path: Path, where: str = "") -> tuple[np.ndarray, Tracks]:
     """The time grid [ms] (every recorded timestamp) and the merged tracks."""
     t_ms = np.unique(np.concatenate([frame[COL_TIMESTAMP].to_numpy(dtype=np.int64) for frame, _ in parts]))
+    num_tracks = sum(frame[COL_TRACK_ID].nunique() for frame, _ in parts)
+    check_grid(path, f"{where}: {COL_TRACK_ID}, {COL_TIMESTAMP}" if where else f"{COL_TRACK_ID}, {COL_TIMESTAMP}", num_tracks, len(t_ms))
     ids, types, sizes = [], [], []
     state = {name: [] for name in ("x", "y", "yaw", "vx", "vy", "valid")}
     for frame, pedestrians in parts:
@@ -495,6 +523,9 @@ def _read_map(map_path: Path) -> tuple[RoadMap, list[tuple[str, list[float]]]]:
                 raise fail(f"node[@id={nid}]/@{name}", f"missing or not a number: {node.get(name)!r}") from None
             if not math.isfinite(value):
                 raise fail(f"node[@id={nid}]/@{name}", f"not a finite number: {node.get(name)!r}")
+            limit = MAX_LATITUDE_DEG if name == "lat" else MAX_LONGITUDE_DEG
+            if abs(value) > limit:
+                raise fail(f"node[@id={nid}]/@{name}", f"{value!r} is not a {'latitude' if name == 'lat' else 'longitude'} in [-{limit:g}, {limit:g}] degrees")
             out.append(value)
     x, y = LocalUtm(*MAP_ORIGIN).forward(np.array(lats), np.array(lons))
     points = {nid: (float(px), float(py)) for nid, px, py in zip(node_ids, x, y)}
@@ -546,6 +577,7 @@ def _read_map(map_path: Path) -> tuple[RoadMap, list[tuple[str, list[float]]]]:
         else:
             found = [speeds[r] for r in regulatory if r in speeds]
             limit = min(found) if found else math.nan
+            check_speed_limit(limit, map_path, f"relation[@id={rid}]/member[@role=regulatory_element]")
         bounds[rid] = (left_b, right_b)
         lane_meta[rid] = (LANE_TYPES.get(subtype, "driving"), limit)
         for ref in regulatory:
@@ -627,8 +659,11 @@ def _speed(text: str, map_path: Path, field: str) -> float:
     match = _SPEED.match(text)
     unit = match.group(2).lower() if match else ""
     if match is None or unit not in SPEED_UNITS or not float(match.group(1)) > 0:
-        raise ScenarioError(map_path, field, f"not a speed limit: {text!r} (a number in km/h, or with km/h, mph or mps)")
-    return float(match.group(1)) * SPEED_UNITS[unit]
+        raise ScenarioError(map_path, field, f"not a speed limit: {text[:60]!r} (a number in km/h, or with km/h, mph or mps)")
+    speed = float(match.group(1)) * SPEED_UNITS[unit]
+    if not speed <= MAX_SPEED_LIMIT_MPS:
+        raise ScenarioError(map_path, field, f"{text[:60]!r} is {speed:.6g} m/s, faster than a speed limit can be ({MAX_SPEED_LIMIT_MPS:g} m/s)")
+    return speed
 
 
 def _sign_speed(sign: str) -> float | None:

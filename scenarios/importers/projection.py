@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: Largest |latitude| and |longitude| [deg] there are: a coordinate beyond is a corrupt value,
+#: not a place (the series would still return finite metres for latitude 95).
+MAX_LATITUDE_DEG = 90.0
+MAX_LONGITUDE_DEG = 180.0
 #: Scale on the central meridian of every UTM zone.
 UTM_SCALE = 0.9996
 #: False easting of every UTM zone [m].

@@ -74,6 +74,12 @@ from scenarios.model import (
     Signals,
     SignalState,
     Tracks,
+    MAX_ABS_TIME_US,
+    MAX_SPEED_LIMIT_MPS,
+    MAX_STEP_US,
+    MAX_STEPS,
+    check_grid,
+    check_text,
     make_scenario_id,
     safe_id_part,
 )
@@ -95,8 +101,8 @@ MAX_FILE_BYTES = 1 << 30
 MAX_FIELD_ELEMENTS = 10_000_000
 #: Opcodes a scenario description never needs: extension registry, persistent ids, out-of-band buffers.
 _REFUSED_OPCODES = frozenset({"EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID", "NEXT_BUFFER", "READONLY_BUFFER"})
-#: Largest |timestamp| [s] accepted (int64 microseconds hold about 9e12 s).
-_MAX_TIME_S = 1e11
+#: Largest |timestamp| [s] accepted (the model's bound; int64 microseconds hold about 9e12 s).
+_MAX_TIME_S = MAX_ABS_TIME_US / 1e6
 #: Top-level keys of a scenario description; one of them must be in a file's first bytes.
 _SNIFF_KEYS = (b"metadata", b"tracks", b"map_features", b"dynamic_map_states")
 
@@ -457,7 +463,7 @@ class _Converter:
             return str(int(value))
         if not isinstance(value, str):
             self.fail(field, f"must be a string or an integer, got {type(value).__name__}")
-        return str(value) or None
+        return check_text(value, self.path, field) or None
 
     def floats(self, value: Any, field: str) -> np.ndarray:
         """``value`` as float64; nested lists may expand to at most ``MAX_FIELD_ELEMENTS`` numbers."""
@@ -519,6 +525,8 @@ class _Converter:
             seconds = self.floats(ts, "metadata.ts")
             if seconds.ndim != 1 or seconds.size == 0:
                 self.fail("metadata.ts", f"must be a non-empty 1-D array of seconds, got shape {seconds.shape}")
+            if seconds.size > MAX_STEPS:
+                self.fail("metadata.ts", f"{seconds.size} time steps, more than a scenario may have ({MAX_STEPS})")
             if not (np.abs(seconds) < _MAX_TIME_S).all():
                 self.fail("metadata.ts", f"contains NaN, infinite or out-of-range (> {_MAX_TIME_S:.0e} s) values")
             t_us = np.rint(seconds * 1e6).astype(np.int64)
@@ -536,7 +544,7 @@ class _Converter:
                 dt_s, steps = float(rate), length
             except (TypeError, ValueError):
                 self.fail("metadata.sample_rate", f"{rate!r} / length {length!r} are not numbers")
-            if not (0 < dt_s < 3600 and 0 < steps < 10_000_000):
+            if not (0 < dt_s <= MAX_STEP_US / 1e6 and 0 < steps <= MAX_STEPS):
                 self.fail("metadata.sample_rate", f"must be positive with a positive length, got {rate!r}, {length!r}")
             t_us = np.rint(np.arange(steps) * dt_s * 1e6).astype(np.int64)
             self.notes.append(f"no metadata.ts: time is step x {dt_s} s")
@@ -565,6 +573,7 @@ class _Converter:
         if sdc is None:
             self.fail("metadata.sdc_id", "missing (the ego's track id)")
         ids = [self.text(k, "tracks") or "" for k in raw_tracks]
+        check_grid(self.path, "tracks", len(ids), num_steps)
         if str(sdc) not in ids:
             self.fail("metadata.sdc_id", f"{sdc!r} is not among the {len(ids)} tracks")
         rows: dict[str, list[Any]] = {name: [] for name in _TRACK_FIELDS}
@@ -759,9 +768,13 @@ class _Converter:
             if item.get(key) is not None:
                 try:
                     value = float(item[key]) * factor
-                except (TypeError, ValueError):
-                    self.fail(f"{where}.{key}", f"not a number: {item[key]!r}")
-                return value if np.isfinite(value) and value > 0 else float("nan")
+                except (TypeError, ValueError, OverflowError):
+                    self.fail(f"{where}.{key}", f"not a number: {item[key]!r}"[:300])
+                if value == 0:
+                    return float("nan")  # Waymo's "no limit known"
+                if not 0 < value <= MAX_SPEED_LIMIT_MPS:
+                    self.fail(f"{where}.{key}", f"{item[key]!r} is not a speed limit in (0, {MAX_SPEED_LIMIT_MPS:g}] m/s")
+                return value
         return float("nan")
 
     def polygon(self, value: Any, field: str) -> np.ndarray | None:

@@ -28,6 +28,8 @@ from scenarios.model import (
     Signals,
     SignalState,
     Tracks,
+    check_grid,
+    check_text,
     make_scenario_id,
 )
 
@@ -147,7 +149,7 @@ def read_waymo_json(path: str | Path) -> list[Scenario]:
     num_steps = tracks.num_steps
     lanes, features, map_notes = _read_roads(data[KEY_ROADS], path)
     signals = _read_signals(data[KEY_TL_STATES], num_steps, path)
-    log_id = str(data[KEY_SCENARIO_ID])
+    log_id = _identifier(data[KEY_SCENARIO_ID], path, KEY_SCENARIO_ID)
     notes = [
         *track_notes,
         "invalid steps (the file's -10000 sentinel) are masked by 'valid'",
@@ -201,6 +203,7 @@ def _read_objects(objects: list[Any], sdc: int, path: Path) -> tuple[Tracks, int
             num_steps = len(valid)
             if num_steps == 0:
                 raise ScenarioError(path, f"{where}.valid", "no time steps")
+            check_grid(path, f"{where}.valid", len(objects), num_steps)
         for key in ("valid", "position", "heading", "velocity"):
             if not isinstance(obj[key], list) or len(obj[key]) != num_steps:
                 got = len(obj[key]) if isinstance(obj[key], list) else type(obj[key]).__name__
@@ -281,7 +284,15 @@ def _read_object(obj: dict[str, Any], valid: np.ndarray, where: str, path: Path)
         ("vy", velocity[:, 1]),
     ):
         grid[name][steps] = values
-    return {"id": str(obj["id"]), "type": int(agent_type(str(obj["type"]))), **size, **grid, "valid": valid}
+    kind = agent_type(check_text(obj["type"], path, f"{where}.type"))
+    return {"id": _identifier(obj["id"], path, f"{where}.id"), "type": int(kind), **size, **grid, "valid": valid}
+
+
+def _identifier(value: Any, path: Path, field: str) -> str:
+    """An id as the file gives it: a string or an integer (never a float, a list or ``inf``)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ScenarioError(path, field, f"an id must be a string or an integer, got {type(value).__name__} {value!r}"[:300])
+    return check_text(value, path, field)
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,8 +315,8 @@ def _read_roads(roads: Any, path: Path) -> tuple[list[Lane], list[MapFeature], l
         for key in ROAD_KEYS:
             if key not in road:
                 raise ScenarioError(path, f"{where}.{key}", "missing key")
-        kind = str(road["type"]).lower()
-        road_id = str(road["id"])
+        kind = check_text(road["type"], path, f"{where}.type").lower()
+        road_id = _identifier(road["id"], path, f"{where}.id")
         element = road.get("map_element_id")
         element = element if isinstance(element, int) and not isinstance(element, bool) else None
         points = points_xyz(road["geometry"], path, f"{where}.geometry")
@@ -360,6 +371,7 @@ def _read_signals(tl_states: Any, num_steps: int, path: Path) -> Signals:
     states = np.full((len(tl_states), num_steps), SignalState.UNKNOWN, np.int8)
     stop_points = np.zeros((len(tl_states), 3))
     for row, (lane_id, entry) in enumerate(tl_states.items()):
+        lane_id = check_text(lane_id, path, KEY_TL_STATES)
         where = f"{KEY_TL_STATES}.{lane_id}"
         if not isinstance(entry, dict):
             raise ScenarioError(path, where, f"must be an object, got {type(entry).__name__}")
@@ -386,6 +398,6 @@ def _read_signals(tl_states: Any, num_steps: int, path: Path) -> Signals:
             raise ScenarioError(path, f"{where}.x", f"stop point must be numbers: {exc!r}") from None
         if not np.isfinite(point).all():
             raise ScenarioError(path, f"{where}.x", "stop point contains NaN or infinite values")
-        lane_ids.append(str(lane_id))
+        lane_ids.append(lane_id)
         stop_points[row] = point
     return Signals(np.array(lane_ids, np.str_), states, stop_points)

@@ -313,10 +313,12 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 
 def _write_options(schema: pa.Schema, key: str | None) -> dict[str, Any]:
-    """zstd; float columns byte-stream-split and never dictionary-encoded; statistics on the key only."""
+    """zstd; float columns byte-stream-split and never dictionary-encoded; statistics on the key only;
+    a CRC-32 per page, which readers verify (a flipped bit is an error naming the file, not changed data)."""
     floats = [f.name for f in schema if pa.types.is_floating(f.type.value_type if pa.types.is_list(f.type) else f.type)]
     options: dict[str, Any] = {
         "compression": "zstd",
+        "write_page_checksum": True,
         "use_byte_stream_split": floats,
         "use_dictionary": [n for n in schema.names if n not in floats],
     }

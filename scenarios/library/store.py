@@ -165,6 +165,22 @@ def _is_part(name: str) -> bool:
     return name.startswith("part-") and name.endswith(PART_SUFFIX)
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) across processes."""
+    with open(path, "a+b") as fh:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: not guarded across processes
+            yield
+            return
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -228,19 +244,34 @@ class ScenarioLibrary:
             if not exist_ok:
                 raise ScenarioError(root, "", "a scenario library already exists here")
             return cls(root, **options)
-        if root.exists() and any(root.iterdir()):
-            raise ScenarioError(root, "", "the directory is not empty and is not a scenario library")
-        for table in TABLES:
-            (root / table).mkdir(parents=True, exist_ok=True)
-        info = {
-            "format": FORMAT_NAME,
-            "schema_version": SCHEMA_VERSION,
-            "tables": list(TABLES),
-            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        tmp = root / f".{MARKER_FILE}{TMP_SUFFIX}"
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-        os.replace(tmp, root / MARKER_FILE)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ScenarioError(root, "", f"cannot make the library directory: {exc.strerror or exc}") from None
+        # Several processes may create the same library at once (parallel imports): the first to
+        # take the lock makes it, the others find its marker and open it.
+        with _locked(root / LOCK_FILE):
+            if (root / MARKER_FILE).exists():
+                if not exist_ok:
+                    raise ScenarioError(root, "", "a scenario library already exists here")
+                return cls(root, **options)
+            if any(name != LOCK_FILE for name in os.listdir(root)):
+                raise ScenarioError(root, "", "the directory is not empty and is not a scenario library")
+            for table in TABLES:
+                (root / table).mkdir(exist_ok=True)
+            info = {
+                "format": FORMAT_NAME,
+                "schema_version": SCHEMA_VERSION,
+                "tables": list(TABLES),
+                "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            tmp = root / f".{MARKER_FILE}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+            try:
+                tmp.write_text(json.dumps(info, indent=2) + "\n")
+                os.replace(tmp, root / MARKER_FILE)  # atomic: a reader sees no marker or a whole one
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
         return cls(root, **options)
 
     def refresh(self) -> None:
@@ -272,7 +303,7 @@ class ScenarioLibrary:
     @staticmethod
     def _read_index_part(path: Path) -> tuple[pa.Table, frozenset[str]]:
         try:
-            with pq.ParquetFile(path) as handle:
+            with pq.ParquetFile(path, page_checksum_verification=True) as handle:
                 schema = handle.schema_arrow
                 check_schema(schema, SCENARIOS_TABLE, path)
                 present = set(schema.names)
@@ -406,7 +437,7 @@ class ScenarioLibrary:
 
         def open_() -> pq.ParquetFile:
             try:
-                handle = pq.ParquetFile(path)
+                handle = pq.ParquetFile(path, page_checksum_verification=True)
             except FileNotFoundError:
                 raise ScenarioError(path, "", "part file is missing") from None
             except (OSError, pa.ArrowException) as exc:
@@ -494,20 +525,8 @@ class ScenarioLibrary:
 
     # -- writing --
 
-    @contextlib.contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        path = self.root / LOCK_FILE
-        with open(path, "a+b") as fh:
-            try:
-                import fcntl
-            except ImportError:  # not POSIX: appends are not guarded across processes
-                yield
-                return
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    def _write_lock(self) -> contextlib.AbstractContextManager[None]:
+        return _locked(self.root / LOCK_FILE)
 
     def _remove_uncommitted(self) -> None:
         """Delete temp files and data parts no index row references (left by a crash; under the lock)."""
@@ -575,17 +594,19 @@ class ScenarioLibrary:
             stored = self._stored_locations()
             pending: dict[str, dict[str, tuple[str, int]]] = {t: {} for t in DATA_TABLES}
             index_parts: list[pa.Table] = []
-            seen: set[str] = set()
+            seen: dict[str, tuple[str, str]] = {}  # id -> (dataset, source log id) in this append
             chunk: list[Scenario] = []
             rows = 0
             try:
                 for scenario in scenarios:
                     if not isinstance(scenario, Scenario):
                         raise TypeError(f"append takes Scenario objects, got {type(scenario).__name__}")
+                    source = (scenario.provenance.dataset, scenario.provenance.source_log_id)
                     if scenario.id in self._row_of or scenario.id in seen:
+                        self._check_same_source(scenario, seen.get(scenario.id))
                         skipped.append(scenario.id)
                         continue
-                    seen.add(scenario.id)
+                    seen[scenario.id] = source
                     size = int(scenario.tracks.valid.sum())
                     if chunk and (len(chunk) >= scenarios_per_part or rows + size > track_rows_per_part):
                         index_parts.append(self._write_data_part(chunk, dedup, stored, pending, counts, files))
@@ -614,6 +635,22 @@ class ScenarioLibrary:
             bytes_written=sum(f.stat().st_size for f in files),
             **counts,
         )
+
+    def _check_same_source(self, scenario: Scenario, earlier: tuple[str, str] | None) -> None:
+        """An id met again must be the same log's (a re-import): another log's is refused, never dropped."""
+        if earlier is None:
+            row = self._index.slice(self._row_of[scenario.id], 1).select([DATASET, SOURCE_LOG_ID, SOURCE_FILE]).to_pylist()[0]
+            earlier, where = (row[DATASET], row[SOURCE_LOG_ID]), f"stored from {row[SOURCE_FILE]}"
+        else:
+            where = "earlier in this append"
+        mine = (scenario.provenance.dataset, scenario.provenance.source_log_id)
+        if mine != earlier:
+            raise ScenarioError(
+                scenario.provenance.source_file,
+                SCENARIO_ID,
+                f"scenario id {scenario.id!r} of {mine[0]} log {mine[1]!r} is already the id of {earlier[0]} log "
+                f"{earlier[1]!r} ({where}); nothing of this append is stored",
+            )
 
     def _write_data_part(
         self,

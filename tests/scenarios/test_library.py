@@ -75,7 +75,8 @@ def rich_scenario(scenario_id: str = "rich", *, ego: int = 0, shift: float = 0.0
         length=[4.5, 5.1, 0.5, 1.8, 0.0],
         width=[1.9, 2.0, 0.5, 0.6, 0.0],
         height=[1.5, 1.7, 1.8, 1.6, 0.0],
-        x=rng.normal(size=(n, t)) * 1e3 + shift,
+        # full-precision floats, ~1 km apart, each track a plausible random walk (no teleporting boxes)
+        x=rng.normal(size=(n, 1)) * 1e3 + np.cumsum(rng.normal(size=(n, t)), axis=1) + shift,
         y=rng.normal(size=(n, t)) * 1e-9,
         z=rng.normal(size=(n, t)),
         yaw=rng.uniform(-np.pi, np.pi, (n, t)),
