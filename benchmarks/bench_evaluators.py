@@ -10,6 +10,9 @@ directory (91 steps, about 80 agents), or, when ``scenarios.load`` cannot read i
   the first, e.g. the variants a worker runs), wall-clock median and 90th percentile, and the
   process's CPU time per run (less sensitive to other load on the machine);
 - cold: the first rollout of a map, building its geometry (drivable-area union, lane tree) too;
+- the log baseline (verdicts against the log, on by default): scoring the scenario's own log the
+  first time, the cached lookup every later rollout of it pays, and a warm evaluation with
+  ``judge_against_log = false`` for comparison;
 - per evaluator: the median share of each evaluator, on a fresh context (the first to need a
   shared quantity, such as the collision events, pays for it).
 """
@@ -29,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import evaluators
 import scenarios
+from evaluators.against_log import LogBaseline, clear_log_cache
 from evaluators.context import Context, MapGeometry, clear_map_cache
 from scenarios.synthetic import AgentSpec, scene, straight_road
 from scenarios.rollout import Rollout
@@ -91,6 +95,19 @@ def main() -> None:
           f"(building the map geometry alone: {statistics.median(geometry):.2f} ms)")  # fmt: skip
 
     config = evaluators.EvaluatorConfig()
+    absolute = config.replace(judge_against_log=False)
+
+    def score_log() -> None:
+        clear_log_cache()
+        LogBaseline.of(s, config)
+
+    first = time_ms(score_log, max(3, args.repeats // 20))
+    lookup = time_ms(lambda: LogBaseline.of(s, config), args.repeats)
+    plain = time_ms(lambda: evaluators.evaluate(rollout, s, absolute), args.repeats)
+    print(f"log baseline: scoring the log {statistics.median(first):.2f} ms once per scenario, "
+          f"cached lookup {statistics.median(lookup):.3f} ms; warm evaluation without judging against "
+          f"the log {statistics.median(plain):.2f} ms")  # fmt: skip
+
     shares: dict[str, list[float]] = {}
     for _ in range(max(10, args.repeats // 4)):
         ctx = Context(rollout, s, config)

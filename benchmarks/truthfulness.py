@@ -3,8 +3,11 @@
 Usage: python benchmarks/truthfulness.py [--config configs/real_data.toml] [--executor ray|sequential]
 
 Runs the suite (the ``expert`` policy through the twin) with the logged egos and again with
-every vehicle as the ego, then prints per dataset the share of scenarios each metric flags.
-A real human drive replayed should not be a crash: at-fault collisions must be 0.
+every vehicle as the ego, each twice: with absolute verdicts (``judge_against_log = false``) and
+judged against the log (the default). It prints per dataset how many scenarios each metric flags,
+as "absolute > judged", and the log's own flags (what the logged trajectory itself does, over the
+same time) that explain the difference. A real human drive replayed should not be a crash:
+at-fault collisions must be 0.
 """
 
 from __future__ import annotations
@@ -36,14 +39,34 @@ FLAGS = {
 }
 
 
-def flag_table(summary: pd.DataFrame) -> pd.DataFrame:
-    ok = summary[summary["status"] == "ok"]
+#: the log's own flags, from the judged run's log columns: flag name -> (column, failing test)
+LOG_FLAGS = {
+    "log_off_road": ("log_drivable_area_max_distance_m", lambda v: v > 0.3),
+    "log_ttc": ("log_min_ttc_s", lambda v: v <= 0.95),
+    "log_overspeed": ("log_max_overspeed_mps", lambda v: v > 0),
+    "log_uncomfortable": ("log_comfortable", lambda v: v == False),  # noqa: E712
+    "log_overlaps": ("log_overlaps", lambda v: v > 0),
+}
+
+
+def _count(group: pd.DataFrame, column: str, failing) -> int | None:
+    values = group[column].dropna()
+    return int(failing(values).sum()) if len(values) else None
+
+
+def flag_table(absolute: pd.DataFrame, judged: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: scenarios flagged by each metric, "absolute > judged", then the log's own flags."""
+    a_ok, j_ok = absolute[absolute["status"] == "ok"], judged[judged["status"] == "ok"]
     rows = []
-    for dataset, group in ok.groupby("dataset", sort=True):
+    for dataset, group in j_ok.groupby("dataset", sort=True):
+        before = a_ok[a_ok["dataset"] == dataset]
         row = {"dataset": dataset, "n": len(group)}
         for name, (column, failing) in FLAGS.items():
-            values = group[column].dropna()
-            row[name] = f"{int(failing(values).sum())}" if len(values) else "-"
+            b, a = _count(before, column, failing), _count(group, column, failing)
+            row[name] = "-" if a is None else (f"{b}>{a}" if b != a else f"{a}")
+        for name, (column, failing) in LOG_FLAGS.items():
+            n = _count(group, column, failing)
+            row[name] = "-" if n is None else str(n)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -56,11 +79,17 @@ def main() -> None:
     base = load_suite(args.config)
     with tempfile.TemporaryDirectory() as tmp:
         for egos in ("logged", "vehicles"):
-            config = base.replace(scenarios=dataclasses.replace(base.scenarios, egos=Egos(egos)))
-            result = run_suite(config, out=Path(tmp) / egos, executor=args.executor, progress=False)
-            s = result.summary
-            print(f"\negos = {egos!r}: {len(s)} scenarios, {result.num_errors} errors, {result.wall_s:.0f} s")
-            print(flag_table(s).to_string(index=False))
+            runs = {}
+            for judged in (False, True):
+                evaluators = {**dict(base.evaluators), "judge_against_log": judged}
+                config = base.replace(scenarios=dataclasses.replace(base.scenarios, egos=Egos(egos)), evaluators=evaluators)
+                runs[judged] = run_suite(config, out=Path(tmp) / f"{egos}-{judged}", executor=args.executor, progress=False)
+            result, s = runs[True], runs[True].summary
+            print(f"\negos = {egos!r}: {len(s)} scenarios, {result.num_errors} errors, {result.wall_s:.0f} s judged "
+                  f"({runs[False].wall_s:.0f} s absolute); flags as absolute > judged against the log")  # fmt: skip
+            print(flag_table(runs[False].summary, s).to_string(index=False))
+            print(f"closed-loop score: mean {runs[False].summary['closed_loop_score'].mean():.3f} > {s['closed_loop_score'].mean():.3f}, "
+                  f"below 0.99: {int((runs[False].summary['closed_loop_score'] < 0.99).sum())} > {int((s['closed_loop_score'] < 0.99).sum())}")
             terminations = s[s["status"] == "ok"].groupby(["dataset", "termination"]).size()
             print("terminations: " + ", ".join(f"{d}/{t} {n}" for (d, t), n in terminations.items()))
             errors = s[s["status"] != "ok"]

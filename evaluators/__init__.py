@@ -2,8 +2,10 @@
 
 ``evaluate(rollout, scenario)`` gives one variant's summary row; ``evaluate_metrics`` the tidy
 rows; ``evaluate_all`` both and the per-step series. Evaluators are registered by name in
-``evaluators.base``; thresholds, weights and penalties live in ``EvaluatorConfig``; the Parquet
-report schemas and writer are in ``evaluators.report``.
+``evaluators.base``; ``EvaluatorConfig`` holds the shared settings and each metric's own table;
+verdicts are judged against the scenario's own log (``evaluators.against_log``); a summary row's
+failures by cause and severity are read with ``evaluators.verdicts``; the Parquet report schemas
+and writer are in ``evaluators.report``.
 """
 
 # Import order is registration order: the order of evaluation and of the summary's columns.

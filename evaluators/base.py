@@ -9,55 +9,20 @@ depends on ran, calls the hook and checks that what came back is exactly what wa
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from evaluators.config import EvaluatorConfig
+from evaluators.config import SETTINGS, EvaluatorConfig
 from evaluators.context import Context
 from evaluators.errors import EvaluatorError
+from evaluators.metric import UNITS, MetricSpec, MetricValue
+from scenarios.common import Registry
 from scenarios.model import Scenario
 from scenarios.rollout import Rollout
 
-#: Units a metric may declare: SI, plus "1" (a ratio or score in [0, 1]), "bool" and "count".
-UNITS = frozenset({"m", "s", "m/s", "m/s2", "m/s3", "rad/s", "rad/s2", "1/m", "1", "bool", "count"})
-
-
-@dataclass(frozen=True, slots=True)
-class MetricSpec:
-    """A metric an evaluator produces.
-
-    Attributes:
-        name: unique over all evaluators; also the summary table's column name.
-        unit: one of ``UNITS``.
-        description: what it measures, in a line.
-        threshold: the pass rule in words ("<= 0.3 m"), "" when the metric has none.
-    """
-
-    name: str
-    unit: str
-    description: str
-    threshold: str = ""
-
-    def __post_init__(self) -> None:
-        if self.unit not in UNITS:
-            raise ValueError(f"metric {self.name!r}: unit {self.unit!r} is not one of {sorted(UNITS)}")
-
-
-@dataclass(frozen=True, slots=True)
-class MetricValue:
-    """One metric's value for one rollout.
-
-    Attributes:
-        name: the metric's name.  value: float (a bool is 1.0 or 0.0; NaN when undefined).
-        unit: the declared unit.  passed: whether it meets its threshold; None when it has none.
-    """
-
-    name: str
-    value: float
-    unit: str
-    passed: bool | None = None
+__all__ = ["REGISTRY", "UNITS", "Evaluator", "MetricSpec", "MetricValue", "get", "metric_specs", "register", "registered", "select"]
 
 
 class Evaluator(abc.ABC):
@@ -67,11 +32,14 @@ class Evaluator(abc.ABC):
         name: the registry name (set by ``register``).
         metrics: the metrics ``_compute`` returns, in order.
         requires: names of evaluators whose metrics ``_compute`` reads from ``ctx.results``.
+        settings_type: the frozen dataclass of this evaluator's own settings, the
+            ``[evaluators.<name>]`` table (None: it has none); it validates in ``__post_init__``.
     """
 
     name: ClassVar[str] = ""
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     requires: ClassVar[tuple[str, ...]] = ()
+    settings_type: ClassVar[type | None] = None
 
     def __init__(self, config: EvaluatorConfig | None = None) -> None:
         self.config = config or EvaluatorConfig()
@@ -112,6 +80,10 @@ class Evaluator(abc.ABC):
             ctx.results[v.name] = v
         return values
 
+    def settings(self, ctx: Context) -> Any:
+        """This evaluator's settings in the config of ``ctx``."""
+        return ctx.config.of(self.name)
+
     @abc.abstractmethod
     def _compute(self, ctx: Context) -> list[MetricValue]:
         """The metrics, in the order of ``metrics``; build each with ``self.value``."""
@@ -124,23 +96,31 @@ class Evaluator(abc.ABC):
         raise KeyError(f"{self.name}: undeclared metric {name!r}")
 
 
-_REGISTRY: dict[str, type[Evaluator]] = {}
+#: Every evaluator class by name, in registration order (the order of evaluation and of columns).
+REGISTRY: Registry[type[Evaluator]] = Registry(
+    "evaluator", lambda name, _: EvaluatorError("evaluators", name, f"no evaluator of that name; registered: {REGISTRY.names()}")
+)
 
 
 def register(name: str) -> Callable[[type[Evaluator]], type[Evaluator]]:
     """Class decorator: register an evaluator under ``name``; a duplicate name or metric is an error."""
 
     def decorate(cls: type[Evaluator]) -> type[Evaluator]:
-        if name in _REGISTRY:
+        if name in REGISTRY:
             raise ValueError(f"evaluator {name!r} is already registered")
         if not (isinstance(cls, type) and issubclass(cls, Evaluator)):
             raise TypeError(f"evaluator {name!r} must subclass evaluators.base.Evaluator")
-        taken = {spec.name: other for other, c in _REGISTRY.items() for spec in c.metrics}
+        taken = {spec.name: other for other, c in REGISTRY.items() for spec in c.metrics}
         for spec in cls.metrics:
             if spec.name in taken:
                 raise ValueError(f"evaluator {name!r}: metric {spec.name!r} is already produced by {taken[spec.name]!r}")
+        settings = cls.settings_type
+        if settings is not None and not (dataclasses.is_dataclass(settings) and isinstance(settings, type)):
+            raise TypeError(f"evaluator {name!r}: settings_type must be a dataclass")
         cls.name = name
-        _REGISTRY[name] = cls
+        REGISTRY.add(name, cls)
+        if settings is not None:
+            SETTINGS.add(name, settings)
         return cls
 
     return decorate
@@ -148,20 +128,17 @@ def register(name: str) -> Callable[[type[Evaluator]], type[Evaluator]]:
 
 def registered() -> dict[str, type[Evaluator]]:
     """Every registered evaluator class by name, in registration order."""
-    return dict(_REGISTRY)
+    return REGISTRY.as_dict()
 
 
 def get(name: str) -> type[Evaluator]:
     """The evaluator class registered as ``name``; ``EvaluatorError`` when none is."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise EvaluatorError("evaluators", name, f"no evaluator of that name; registered: {sorted(_REGISTRY)}") from None
+    return REGISTRY.get(name)
 
 
 def select(names: Iterable[str] = ()) -> list[type[Evaluator]]:
     """The evaluators named (all when empty) plus what they require, dependencies first."""
-    key = (tuple(names), tuple(_REGISTRY.items()))
+    key = (tuple(names), tuple(REGISTRY.items()))
     hit = _SELECTED.get(key)
     if hit is None:
         hit = _SELECTED[key] = _select(key[0])
@@ -172,7 +149,7 @@ _SELECTED: dict[tuple[tuple[str, ...], tuple[tuple[str, type[Evaluator]], ...]],
 
 
 def _select(names: tuple[str, ...]) -> list[type[Evaluator]]:
-    wanted = list(names) or list(_REGISTRY)
+    wanted = list(names) or list(REGISTRY)
     out: list[type[Evaluator]] = []
 
     def add(name: str, chain: tuple[str, ...]) -> None:

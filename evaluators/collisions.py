@@ -18,14 +18,37 @@ default size). The classification uses the geometry at the collision step:
   at fault;
 - else ACTIVE_LATERAL: at fault only while the ego straddles lanes or is off the lane map
   (its four corners are not within one lane or lanes connected to it).
+
+Judged against the log (``[evaluators] judge_against_log``), a collision is excused only when the
+logged boxes of the ego and that agent themselves overlap within the rollout's time (a duplicate
+track, a box of default size: label noise no driver could avoid); it is then left out of every
+count here and of the TTC, counted in ``excused_collisions`` and named in the row's reason. Any
+other collision, at fault or not, counts exactly as without judging.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from evaluators.base import Evaluator, MetricSpec, MetricValue, register
+from evaluators.config import check_fields
 from evaluators.context import AgentClass, CollisionType, Context
 
 _CLASSES = (("vehicle", AgentClass.VEHICLE), ("vru", AgentClass.VRU), ("object", AgentClass.OBJECT))
+
+
+@dataclass(frozen=True, slots=True)
+class CollisionSettings:
+    """``[evaluators.collisions]``: at-fault collisions tolerated per class; the class score is
+    max(0, 1 - n / (max + 1)) (nuPlan: 0 vehicles, 0 VRUs, 1 object)."""
+
+    max_at_fault_vru: int = 0
+    max_at_fault_vehicle: int = 0
+    max_at_fault_object: int = 1
+
+    def __post_init__(self) -> None:
+        names = ("max_at_fault_vru", "max_at_fault_vehicle", "max_at_fault_object")
+        check_fields(self, "[evaluators.collisions]", nonneg=names, integer=names)
 
 
 def nuplan_collision_score(at_fault: dict[str, int], limits: dict[str, int]) -> float:
@@ -40,6 +63,7 @@ def nuplan_collision_score(at_fault: dict[str, int], limits: dict[str, int]) -> 
 class Collisions(Evaluator):
     """Counts of collisions and at-fault collisions per class, and nuPlan's collision multiplier."""
 
+    settings_type = CollisionSettings
     metrics = (
         MetricSpec("collisions", "count", "agents the ego touched (engine contact or box overlap)", "== 0"),
         *(MetricSpec(f"collisions_{c}", "count", f"{c} agents the ego touched") for c, _ in _CLASSES),
@@ -50,18 +74,29 @@ class Collisions(Evaluator):
         MetricSpec("no_at_fault_collisions", "1", "nuPlan multiplier: 0 for a vehicle or VRU, 0.5 per object", "== 1"),
         MetricSpec("first_collision_s", "s", "time of the first collision since the start, NaN when none"),
         MetricSpec("initial_overlaps", "count", "agents already overlapping the ego when first seen (not collisions)"),
+        MetricSpec("excused_collisions", "count", "collisions left out because the logged boxes themselves overlap (null unless judged against the log)"),
+        MetricSpec("log_overlaps", "count", "agents whose logged box overlaps the logged ego's within the rollout's time (null unless judged against the log)"),
     )
 
     def _compute(self, ctx: Context) -> list[MetricValue]:
         ev = ctx.collision_events
-        cfg = ctx.config
-        n = int(ev.agent.size)
-        n_fault = int(ev.at_fault.sum())
-        per = {c: int((ev.agent_class == k).sum()) for c, k in _CLASSES}
-        fault = {c: int((ev.at_fault & (ev.agent_class == k)).sum()) for c, k in _CLASSES}
+        cfg = self.settings(ctx)
+        counted = ~ev.excused
+        n = int(counted.sum())
+        at_fault = ev.at_fault & counted
+        n_fault = int(at_fault.sum())
+        per = {c: int((counted & (ev.agent_class == k)).sum()) for c, k in _CLASSES}
+        fault = {c: int((at_fault & (ev.agent_class == k)).sum()) for c, k in _CLASSES}
         limits = {"vehicle": cfg.max_at_fault_vehicle, "vru": cfg.max_at_fault_vru, "object": cfg.max_at_fault_object}
         score = nuplan_collision_score(fault, limits)
-        first = float(ctx.t_s[ev.step.min()]) if n else float("nan")
+        first = float(ctx.t_s[ev.step[counted].min()]) if n else float("nan")
+        log = ctx.log
+        if log is not None and log.overlapping:
+            ids = ctx.rollout.agent_ids
+            hit = sorted(str(ids[a]) for a in ev.agent[ev.excused])
+            listed = ", ".join(sorted(log.overlapping))
+            excuse = f"; collisions with {', '.join(hit)} excused" if hit else ""
+            ctx.note("collisions", f"logged boxes of the ego and {listed} overlap in the log itself{excuse}")
         return [
             self.value("collisions", n, n == 0),
             *(self.value(f"collisions_{c}", per[c]) for c, _ in _CLASSES),
@@ -72,6 +107,8 @@ class Collisions(Evaluator):
             self.value("no_at_fault_collisions", score, score == 1.0),
             self.value("first_collision_s", first),
             self.value("initial_overlaps", int(ev.initial_overlaps.size)),
+            self.value("excused_collisions", float("nan") if log is None else int(ev.excused.sum())),
+            self.value("log_overlaps", float("nan") if log is None else len(log.overlapping)),
         ]
 
 
@@ -89,8 +126,11 @@ def collision_table(ctx: Context) -> list[dict[str, object]]:
             "at_fault": bool(f),
             "engine": bool(en),
             "geometry": bool(g),
+            "excused": bool(x),
         }
-        for a, s, k, c, f, en, g in zip(ev.agent, ev.step, ev.kind, ev.agent_class, ev.at_fault, ev.engine, ev.geometry)
+        for a, s, k, c, f, en, g, x in zip(
+            ev.agent, ev.step, ev.kind, ev.agent_class, ev.at_fault, ev.engine, ev.geometry, ev.excused
+        )
     ]
 
 

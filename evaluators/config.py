@@ -1,27 +1,124 @@
-"""Thresholds, weights and penalties of every metric: one frozen config with the standard defaults.
+"""The evaluators' configuration: shared scene settings, and each metric's own settings table.
+
+``[evaluators]`` holds what every metric shares (which evaluators run, whether verdicts are judged
+against the log, the collision-classification geometry that collisions and TTC both use); each
+evaluator's own thresholds live in its own table, ``[evaluators.<name>]``, validated by the
+frozen settings dataclass it declares (``Evaluator.settings_type``)::
+
+    [evaluators]
+    judge_against_log = true
+    [evaluators.ttc]
+    horizon_s = 3.0
+    [evaluators.drivable_area]
+    max_distance_m = 0.3
 
 The defaults are nuPlan's closed-loop metric parameters, CARLA's infraction penalties and
-Waymax's kinematic-feasibility bounds, so that a score here means what it means there.
+Waymax's kinematic-feasibility bounds, so that a score here means what it means there. A plug-in
+metric declares its settings the same way and gets its table validated with the file and key
+named. The flat keys of earlier versions (``ttc_horizon_s = 3.0`` in ``[evaluators]``) are
+rejected with the table and key they moved to.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from evaluators.errors import EvaluatorError
+from scenarios.common import Registry, dataclass_from_mapping
+
+#: Each evaluator's settings dataclass by evaluator name (filled by ``evaluators.base.register``).
+SETTINGS: Registry[type] = Registry("evaluator settings table")
+
+#: Where the flat ``[evaluators]`` keys of earlier versions went: old key -> (table, key).
+MOVED = {
+    "max_at_fault_vru": ("collisions", "max_at_fault_vru"),
+    "max_at_fault_vehicle": ("collisions", "max_at_fault_vehicle"),
+    "max_at_fault_object": ("collisions", "max_at_fault_object"),
+    "max_offroad_m": ("drivable_area", "max_distance_m"),
+    "direction_window_s": ("driving_direction", "window_s"),
+    "direction_compliant_m": ("driving_direction", "compliant_m"),
+    "direction_violation_m": ("driving_direction", "violation_m"),
+    "min_progress_m": ("progress", "floor_m"),
+    "making_progress_ratio": ("progress", "making_progress_ratio"),
+    "ttc_step_s": ("ttc", "step_s"),
+    "ttc_horizon_s": ("ttc", "horizon_s"),
+    "min_ttc_s": ("ttc", "bound_s"),
+    "ttc_ego_stopped_mps": ("ttc", "ego_stopped_mps"),
+    "max_overspeed_mps": ("speed_limit", "max_overspeed_mps"),
+    "min_lon_accel_mps2": ("comfort", "min_lon_accel_mps2"),
+    "max_lon_accel_mps2": ("comfort", "max_lon_accel_mps2"),
+    "max_abs_lat_accel_mps2": ("comfort", "max_abs_lat_accel_mps2"),
+    "max_abs_yaw_rate_radps": ("comfort", "max_abs_yaw_rate_radps"),
+    "max_abs_yaw_accel_radps2": ("comfort", "max_abs_yaw_accel_radps2"),
+    "max_abs_lon_jerk_mps3": ("comfort", "max_abs_lon_jerk_mps3"),
+    "max_abs_jerk_mps3": ("comfort", "max_abs_jerk_mps3"),
+    "accel_window": ("comfort", "accel_window"),
+    "jerk_window": ("comfort", "jerk_window"),
+    "yaw_window": ("comfort", "yaw_window"),
+    "max_abs_accel_mps2": ("kinematics", "max_abs_accel_mps2"),
+    "max_abs_curvature_1pm": ("kinematics", "max_abs_curvature_1pm"),
+    "kinematics_min_speed_mps": ("kinematics", "min_speed_mps"),
+    "red_light_lateral_m": ("red_light", "lateral_m"),
+    "weight_progress": ("closed_loop_score", "weight_progress"),
+    "weight_ttc": ("closed_loop_score", "weight_ttc"),
+    "weight_speed_limit": ("closed_loop_score", "weight_speed_limit"),
+    "weight_comfort": ("closed_loop_score", "weight_comfort"),
+    "penalty_pedestrian": ("driving_score", "penalty_pedestrian"),
+    "penalty_vehicle": ("driving_score", "penalty_vehicle"),
+    "penalty_object": ("driving_score", "penalty_object"),
+    "penalty_red_light": ("driving_score", "penalty_red_light"),
+}
+
+
+def check_fields(
+    obj: Any,
+    source: str,
+    *,
+    nonneg: Iterable[str] = (),
+    positive: Iterable[str] = (),
+    integer: Iterable[str] = (),
+    unit_interval: Iterable[str] = (),
+    flags: Iterable[str] = (),
+) -> None:
+    """Validate a settings dataclass: every field a finite number (``flags`` booleans), with the
+    sign, integrality and [0, 1] rules named; ``EvaluatorError(source, field, problem)`` else."""
+    flags = set(flags)
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.name in flags:
+            if not isinstance(value, bool):
+                raise EvaluatorError(source, f.name, f"must be true or false, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise EvaluatorError(source, f.name, f"must be a finite number, got {value!r}")
+    for name in nonneg:
+        if getattr(obj, name) < 0:
+            raise EvaluatorError(source, name, f"must be >= 0, got {getattr(obj, name)!r}")
+    for name in positive:
+        if not getattr(obj, name) > 0:
+            raise EvaluatorError(source, name, f"must be > 0, got {getattr(obj, name)!r}")
+    for name in integer:
+        if int(getattr(obj, name)) != getattr(obj, name):
+            raise EvaluatorError(source, name, f"must be an integer, got {getattr(obj, name)!r}")
+    for name in unit_interval:
+        if not 0.0 <= getattr(obj, name) <= 1.0:
+            raise EvaluatorError(source, name, f"must be in [0, 1], got {getattr(obj, name)!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class EvaluatorConfig:
-    """Every threshold, weight and penalty the evaluators use (SI units).
+    """What every metric shares, and each evaluator's own settings (SI units).
 
     Attributes:
         evaluators: names of the evaluators to run; empty means all registered. The inputs of a
             selected composite score are added automatically.
+        judge_against_log: judge a metric the logged trajectory itself fails (label noise: a
+            box past a lane edge, a TTC under bound, overspeed, overlapping logged boxes)
+            relative to the log for that scenario (see ``evaluators.against_log``); False gives
+            absolute verdicts.
         stopped_speed_mps: at or below this speed an agent or the ego is stopped, for the
             collision classification [m/s] (nuPlan 0.05).
         collision_min_overlap_m: boxes overlap when they interpenetrate by more than this [m];
@@ -32,149 +129,102 @@ class EvaluatorConfig:
             centre; "ahead" and "behind" are judged from it (nuPlan's vehicle: 1.461 m of 5.176 m).
         agent_ahead_deg, agent_behind_deg: an agent is ahead below, behind above this angle
             between the ego's heading and the direction to it [deg] (nuPlan 30 and 150).
-        max_at_fault_vru, max_at_fault_vehicle, max_at_fault_object: at-fault collisions tolerated
-            per class; the class score is max(0, 1 - n / (max + 1)) (nuPlan 0, 0, 1).
-        max_offroad_m: largest distance of an ego corner outside the drivable area [m] (0.3).
-        direction_window_s: window of the wrong-way progress sum [s] (1.0).
-        direction_compliant_m, direction_violation_m: wrong-way progress below the first scores 1,
-            below the second 0.5, else 0 [m] (2, 6).
-        min_progress_m: floor of both progresses in the progress ratio [m] (2).
-        making_progress_ratio: least progress ratio that counts as making progress (0.2).
-        ttc_step_s, ttc_horizon_s: projection step and horizon of the time to collision [s] (0.1, 3).
-        min_ttc_s: the TTC is within bound when it never drops to this or below [s] (0.95).
-        ttc_ego_stopped_mps: no TTC is computed while the ego is this slow [m/s] (nuPlan 5e-3).
-        max_overspeed_mps: overspeed that, held for the whole rollout, makes the speed-limit
-            compliance 0 [m/s] (2.23).
-        min_lon_accel_mps2, max_lon_accel_mps2: longitudinal acceleration bounds [m/s2] (-4.05, 2.40).
-        max_abs_lat_accel_mps2: [m/s2] (4.89).  max_abs_yaw_rate_radps: [rad/s] (0.95).
-        max_abs_yaw_accel_radps2: [rad/s2] (1.93).  max_abs_lon_jerk_mps3: [m/s3] (4.13).
-        max_abs_jerk_mps3: [m/s3] (8.37).
-        accel_window, jerk_window, yaw_window: Savitzky-Golay window lengths [samples] for the
-            acceleration (from velocity), the jerks (from acceleration) and the yaw rate and yaw
-            acceleration (from heading) (9, 15, 5: nuPlan's, the 8-sample acceleration smoothing
-            made odd).
-        max_abs_accel_mps2: inverse-bicycle acceleration bound [m/s2] (Waymax 10.4).
-        max_abs_curvature_1pm: inverse-bicycle curvature bound [1/m] (Waymax 0.3).
-        kinematics_min_speed_mps: below this speed no curvature is inferred [m/s] (Waymax 0.6).
-        red_light_lateral_m: the ego passes a signal's stop point when its tail crosses the stop line
-            within this lateral distance of it [m] (2.0, about half a lane either side).
-        weight_progress, weight_ttc, weight_speed_limit, weight_comfort: weights of the closed-loop
-            score's weighted mean (5, 5, 4, 2).
-        penalty_pedestrian: driving-score factor per collision with a pedestrian or cyclist (0.5).
-        penalty_vehicle: per collision with a vehicle (0.6).
-        penalty_object: per collision with a static object or other obstacle (0.65).
-        penalty_red_light: per red light run (0.7).
+        tables: (evaluator name, settings) pairs given explicitly; every other evaluator uses
+            its settings' defaults. Read them with ``of(name)``.
     """
 
     evaluators: tuple[str, ...] = ()
+    judge_against_log: bool = True
     stopped_speed_mps: float = 0.05
     collision_min_overlap_m: float = 0.0
     front_edge_tolerance_m: float = 0.1
     rear_axle_offset_ratio: float = 1.461 / 5.176
     agent_ahead_deg: float = 30.0
     agent_behind_deg: float = 150.0
-    max_at_fault_vru: int = 0
-    max_at_fault_vehicle: int = 0
-    max_at_fault_object: int = 1
-    max_offroad_m: float = 0.3
-    direction_window_s: float = 1.0
-    direction_compliant_m: float = 2.0
-    direction_violation_m: float = 6.0
-    min_progress_m: float = 2.0
-    making_progress_ratio: float = 0.2
-    ttc_step_s: float = 0.1
-    ttc_horizon_s: float = 3.0
-    min_ttc_s: float = 0.95
-    ttc_ego_stopped_mps: float = 5e-3
-    max_overspeed_mps: float = 2.23
-    min_lon_accel_mps2: float = -4.05
-    max_lon_accel_mps2: float = 2.40
-    max_abs_lat_accel_mps2: float = 4.89
-    max_abs_yaw_rate_radps: float = 0.95
-    max_abs_yaw_accel_radps2: float = 1.93
-    max_abs_lon_jerk_mps3: float = 4.13
-    max_abs_jerk_mps3: float = 8.37
-    accel_window: int = 9
-    jerk_window: int = 15
-    yaw_window: int = 5
-    max_abs_accel_mps2: float = 10.4
-    max_abs_curvature_1pm: float = 0.3
-    kinematics_min_speed_mps: float = 0.6
-    red_light_lateral_m: float = 2.0
-    weight_progress: float = 5.0
-    weight_ttc: float = 5.0
-    weight_speed_limit: float = 4.0
-    weight_comfort: float = 2.0
-    penalty_pedestrian: float = 0.5
-    penalty_vehicle: float = 0.6
-    penalty_object: float = 0.65
-    penalty_red_light: float = 0.7
+    tables: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "evaluators", tuple(str(e) for e in self.evaluators))
-        src = "EvaluatorConfig"
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "evaluators":
-                continue
+        src = "[evaluators]"
+        set_ = object.__setattr__
+        set_(self, "evaluators", tuple(str(e) for e in self.evaluators))
+        tables = self.tables.items() if isinstance(self.tables, Mapping) else self.tables
+        set_(self, "tables", tuple(sorted((str(k), v) for k, v in tables)))
+        shared = [f.name for f in dataclasses.fields(self) if f.name not in ("evaluators", "tables", "judge_against_log")]
+        if not isinstance(self.judge_against_log, bool):
+            raise EvaluatorError(src, "judge_against_log", f"must be true or false, got {self.judge_against_log!r}")
+        for name in shared:
+            value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise EvaluatorError(src, f.name, f"must be a finite number, got {value!r}")
-        nonneg = (
-            "stopped_speed_mps", "collision_min_overlap_m", "front_edge_tolerance_m", "max_offroad_m",
-            "min_progress_m", "making_progress_ratio", "min_ttc_s", "ttc_ego_stopped_mps",
-            "max_at_fault_vru", "max_at_fault_vehicle", "max_at_fault_object", "kinematics_min_speed_mps",
-            "weight_progress", "weight_ttc", "weight_speed_limit", "weight_comfort",
-        )  # fmt: skip
-        positive = (
-            "direction_window_s", "direction_compliant_m", "ttc_step_s", "ttc_horizon_s", "max_overspeed_mps",
-            "max_lon_accel_mps2", "max_abs_lat_accel_mps2", "max_abs_yaw_rate_radps", "max_abs_yaw_accel_radps2",
-            "max_abs_lon_jerk_mps3", "max_abs_jerk_mps3", "max_abs_accel_mps2", "max_abs_curvature_1pm",
-            "red_light_lateral_m",
-        )  # fmt: skip
-        for name in nonneg:
+                raise EvaluatorError(src, name, f"must be a finite number, got {value!r}")
+        for name in ("stopped_speed_mps", "collision_min_overlap_m", "front_edge_tolerance_m"):
             if getattr(self, name) < 0:
                 raise EvaluatorError(src, name, f"must be >= 0, got {getattr(self, name)!r}")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise EvaluatorError(src, name, f"must be > 0, got {getattr(self, name)!r}")
-        for name in ("max_at_fault_vru", "max_at_fault_vehicle", "max_at_fault_object", "accel_window", "jerk_window", "yaw_window"):
-            if int(getattr(self, name)) != getattr(self, name):
-                raise EvaluatorError(src, name, f"must be an integer, got {getattr(self, name)!r}")
-        for name in ("accel_window", "jerk_window", "yaw_window"):
-            w = getattr(self, name)
-            if w < 3 or w % 2 == 0:
-                raise EvaluatorError(src, name, f"must be an odd window of at least 3 samples, got {w}")
-        for name in ("penalty_pedestrian", "penalty_vehicle", "penalty_object", "penalty_red_light"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise EvaluatorError(src, name, f"must be in [0, 1], got {getattr(self, name)!r}")
         if not 0.0 <= self.rear_axle_offset_ratio < 0.5:
             raise EvaluatorError(src, "rear_axle_offset_ratio", f"must be in [0, 0.5), got {self.rear_axle_offset_ratio!r}")
         if not 0.0 < self.agent_ahead_deg < self.agent_behind_deg < 180.0:
             raise EvaluatorError(src, "agent_behind_deg", "need 0 < agent_ahead_deg < agent_behind_deg < 180")
-        if not self.direction_violation_m > self.direction_compliant_m:
-            raise EvaluatorError(src, "direction_violation_m", "must be larger than direction_compliant_m")
-        if not self.min_lon_accel_mps2 < 0:
-            raise EvaluatorError(src, "min_lon_accel_mps2", f"must be negative, got {self.min_lon_accel_mps2!r}")
-        if self.ttc_step_s > self.ttc_horizon_s:
-            raise EvaluatorError(src, "ttc_step_s", "must not exceed ttc_horizon_s")
-        if self.weight_progress + self.weight_ttc + self.weight_speed_limit + self.weight_comfort <= 0:
-            raise EvaluatorError(src, "weight_progress", "the closed-loop weights must not all be 0")
+        for name, settings in self.tables:
+            kind = SETTINGS.get(name) if name in SETTINGS else None
+            if kind is None:
+                raise EvaluatorError(src, name, f"no evaluator of that name has a settings table; known: {SETTINGS.names()}")
+            if not isinstance(settings, kind):
+                raise EvaluatorError(src, name, f"must be a {kind.__name__}, got {type(settings).__name__}")
+
+    def of(self, name: str) -> Any:
+        """The settings of evaluator ``name``: its table, or its settings' defaults (None without any)."""
+        for key, settings in self.tables:
+            if key == name:
+                return settings
+        return SETTINGS.get(name)() if name in SETTINGS else None
+
+    def with_settings(self, name: str, **changes: Any) -> EvaluatorConfig:
+        """A copy whose ``[evaluators.<name>]`` table has ``changes`` (validated)."""
+        current = self.of(name)
+        if current is None:
+            raise EvaluatorError("[evaluators]", name, f"no evaluator of that name has a settings table; known: {SETTINGS.names()}")
+        try:
+            updated = dataclasses.replace(current, **changes)
+        except TypeError as exc:
+            raise EvaluatorError(f"[evaluators.{name}]", name, str(exc)) from None
+        return dataclasses.replace(self, tables=(*((k, v) for k, v in self.tables if k != name), (name, updated)))
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "evaluator config") -> EvaluatorConfig:
-        """A config from a parsed TOML table; an unknown key is an error naming the key and ``source``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise EvaluatorError(source, unknown[0], f"unknown evaluator setting; known: {sorted(known)}")
-        values = dict(values)
-        if "evaluators" in values:
-            names = values["evaluators"]
+        """A config from a parsed ``[evaluators]`` table and its sub-tables.
+
+        Errors name ``source`` and the key relative to ``[evaluators]`` ("ttc.horizon_s"): an
+        unknown key or table, a flat key that moved to a table, a value out of range.
+        """
+        if not isinstance(values, Mapping):
+            raise EvaluatorError(source, "", f"must be a table, got {type(values).__name__}")
+        shared = {f.name for f in dataclasses.fields(cls)} - {"tables"}
+        kwargs: dict[str, Any] = {}
+        tables: list[tuple[str, Any]] = []
+        for key, value in values.items():
+            if key in shared:
+                kwargs[key] = value
+            elif key in MOVED:
+                table, new = MOVED[key]
+                raise EvaluatorError(source, key, f"moved: set it as {new} in the [evaluators.{table}] table")
+            elif isinstance(value, Mapping):
+                if key not in SETTINGS:
+                    raise EvaluatorError(source, key, f"no evaluator of that name has a settings table; known: {SETTINGS.names()}")
+
+                try:
+                    tables.append((key, dataclass_from_mapping(SETTINGS.get(key), value, source, EvaluatorError, prefix=key)))
+                except EvaluatorError as exc:  # unknown keys come named "ttc.x", __post_init__'s "x"
+                    field = exc.field if exc.field == key or exc.field.startswith(f"{key}.") else f"{key}.{exc.field}"
+                    raise EvaluatorError(source, field, exc.problem) from None
+            else:
+                known = sorted(shared | set(SETTINGS.names()))
+                raise EvaluatorError(source, key, f"unknown evaluator setting or table; known: {known}")
+        if "evaluators" in kwargs:
+            names = kwargs["evaluators"]
             if isinstance(names, str) or not all(isinstance(n, str) for n in names):
                 raise EvaluatorError(source, "evaluators", "must be a list of evaluator names")
-            values["evaluators"] = tuple(names)
+            kwargs["evaluators"] = tuple(names)
         try:
-            return cls(**values)
+            return cls(**kwargs, tables=tuple(tables))
         except EvaluatorError as exc:
             raise EvaluatorError(source, exc.field, exc.problem) from None
 

@@ -15,19 +15,17 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import shapely
 
 from evaluators.config import EvaluatorConfig
 from evaluators.errors import EvaluatorError
-from evaluators.geometry import Segments, box_corners, box_overlap_depth, wrap_angle
+from evaluators.geometry import Segments, box_corners, box_overlap_depth
+from evaluators.metric import MetricValue
 from scenarios.model import AgentType, FeatureKind, RoadMap, Scenario
 from scenarios.rollout import Rollout
-
-if TYPE_CHECKING:
-    from evaluators.base import MetricValue
 
 
 class AgentClass(enum.IntEnum):
@@ -266,6 +264,8 @@ class CollisionEvents:
         collided: (N, S) True from each agent's first contact step on, and while an initially
             overlapping agent still overlaps.
         initial_overlaps: agent rows touching the ego the first time both are valid.
+        excused: (E,) the logged boxes of the ego and this agent themselves overlap (within the
+            rollout's time; only when judging against the log): label noise, not the planner's.
     """
 
     agent: np.ndarray
@@ -277,6 +277,7 @@ class CollisionEvents:
     geometry: np.ndarray
     collided: np.ndarray
     initial_overlaps: np.ndarray
+    excused: np.ndarray
 
 
 class Context:
@@ -286,14 +287,17 @@ class Context:
         rollout: the episode to score.
         scenario: the (variant) scenario it ran: map, agent types, the logged ego (the expert).
         config: thresholds.
+        log: what the logged trajectory of the scenario itself did over the rollout's time
+            (``evaluators.against_log.LogSpan``), when verdicts are judged against the log.
 
     Raises:
         EvaluatorError: when the rollout does not fit the scenario or holds NaN where valid.
     """
 
-    def __init__(self, rollout: Rollout, scenario: Scenario, config: EvaluatorConfig) -> None:
+    def __init__(self, rollout: Rollout, scenario: Scenario, config: EvaluatorConfig, log: Any = None) -> None:
         _validate(rollout, scenario)
         self.rollout = rollout
+        self.log = log
         self.scenario = scenario
         self.config = config
         self.num_steps = rollout.num_steps
@@ -315,6 +319,12 @@ class Context:
         self.results: dict[str, MetricValue] = {}
         #: Per-step series the metrics computed, (S,) each, NaN where undefined.
         self.series: dict[str, np.ndarray] = {}
+        #: Why verdicts were judged against the log: (evaluator, reason) in evaluation order.
+        self.notes: list[tuple[str, str]] = []
+
+    def note(self, evaluator: str, reason: str) -> None:
+        """Record that ``evaluator`` judged against the log, and why ("log itself 0.36 m off-road")."""
+        self.notes.append((evaluator, reason))
 
     @property
     def source(self) -> str:
@@ -442,6 +452,8 @@ class Context:
         collided = np.zeros((self.num_agents, self.num_steps), dtype=bool)
         if agent.size:
             collided[agent] = np.arange(self.num_steps)[None, :] >= step[:, None]
+        overlapping = self.log.overlapping if self.log is not None else frozenset()
+        excused = np.array([str(r.agent_ids[a]) in overlapping for a in agent], dtype=bool)
         return CollisionEvents(
             agent=agent,
             step=step,
@@ -452,6 +464,7 @@ class Context:
             geometry=geometric[agent].any(axis=1),
             collided=collided | initial[:, None] & touching,
             initial_overlaps=np.flatnonzero(initial),
+            excused=excused,
         )
 
     # --- lanes and the drivable area ------------------------------------------------------
@@ -692,5 +705,4 @@ __all__ = [
     "clear_map_cache",
     "step_weights",
     "valid_runs",
-    "wrap_angle",
 ]

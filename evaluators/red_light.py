@@ -3,16 +3,19 @@
 Each signal controls one lane and has a stop point on it; its stop line is the line through the
 stop point across the lane's direction there. The ego passes a signal when a point near its tail
 (0.8 x half its length behind the centre, as CARLA's test uses) crosses that line between two
-valid steps, moving along the lane's direction, within ``red_light_lateral_m`` of the stop point.
+valid steps, moving along the lane's direction, within ``lateral_m`` of the stop point.
 It runs the light when the signal's state at the crossing step is STOP (red). Signals whose lane
 is not a vehicle lane of the map cannot be oriented and are skipped. Each signal counts once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from evaluators.base import Evaluator, MetricSpec, MetricValue, register
+from evaluators.config import check_fields
 from evaluators.context import Context
 from scenarios.model import SignalState
 
@@ -41,15 +44,27 @@ def signal_crossings(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     lat = -rel[..., 0] * d[:, None, 1] + rel[..., 1] * d[:, None, 0]
     along = (ctx.ego_heading @ d.T).T > 0  # (K, S)
     both = ctx.ego_valid[:-1] & ctx.ego_valid[1:]
-    cross = (lon[:, :-1] < 0) & (lon[:, 1:] >= 0) & both & along[:, 1:] & (np.abs(lat[:, 1:]) <= ctx.config.red_light_lateral_m)
+    cross = (lon[:, :-1] < 0) & (lon[:, 1:] >= 0) & both & along[:, 1:] & (np.abs(lat[:, 1:]) <= ctx.config.of("red_light").lateral_m)
     k, t = np.nonzero(cross)
     return rows[k], t + 1
+
+
+@dataclass(frozen=True, slots=True)
+class RedLightSettings:
+    """``[evaluators.red_light]``: the ego passes a signal's stop point when its tail crosses the
+    stop line within ``lateral_m`` of it [m] (2.0, about half a lane either side)."""
+
+    lateral_m: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_fields(self, "[evaluators.red_light]", positive=("lateral_m",))
 
 
 @register("red_light")
 class RedLight(Evaluator):
     """Red lights run and signal stop lines passed."""
 
+    settings_type = RedLightSettings
     metrics = (
         MetricSpec("red_light_violations", "count", "signals whose stop line the ego crossed on red", "== 0"),
         MetricSpec("signals_passed", "count", "signal stop lines the ego crossed, whatever their state"),

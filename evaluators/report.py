@@ -36,12 +36,13 @@ from evaluators.summary import (
     IDENTITY_COLUMNS,
     SERIES_UNITS,
     STATUS_ERROR,
+    VERDICT_COLUMNS,
     Evaluation,
     error_summary,
 )
 
 #: Version of the three table schemas; bump on any incompatible change.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Parquet key-value metadata keys.
 META_TABLE = "drivetwin.table"
@@ -167,6 +168,7 @@ def summary_schema() -> pa.Schema:
     fields = [_field(name, *_IDENTITY_TYPES[name]) for name in (RUN_ID, *IDENTITY_COLUMNS, *RUN_COLUMNS, *PLANNER_COLUMNS)]
     for spec in metric_specs():
         fields.append(_field(spec.name, _UNIT_TYPES.get(spec.unit, pa.float64()), spec.unit, spec.description))
+    fields += [_field(name, pa.string(), "", "why verdicts were judged against the log") for name in VERDICT_COLUMNS]
     return _with_metadata(fields, SUMMARY)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import shapely
 
+from evaluators.against_log import LogBaseline, rollout_duration
 from evaluators.base import MetricSpec, MetricValue, metric_specs, select
 from evaluators.comfort import ego_dynamics
 from evaluators.config import EvaluatorConfig
@@ -38,6 +39,10 @@ IDENTITY_COLUMNS = (
     "error",
     "traceback",
 )
+
+#: Summary columns after the metric columns: why verdicts were judged against the log (text,
+#: "evaluator: reason; ...", null when no metric was).
+VERDICT_COLUMNS = ("against_log",)
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -108,6 +113,7 @@ def error_summary(
     row.update(identity)
     row.update(variant_id=str(variant_id), scenario_id=str(scenario_id), ego_id=str(ego_id), status=STATUS_ERROR, error=str(message))
     row.update({spec.name: None for spec in metric_specs()})
+    row.update({name: None for name in VERDICT_COLUMNS})
     return row
 
 
@@ -119,6 +125,7 @@ def evaluate_all(
     variant_id: str | None = None,
     scenario_id: str | None = None,
     series: bool = False,
+    log: Scenario | None = None,
 ) -> Evaluation:
     """Summary row, tidy rows and (when ``series``) per-step series of one rollout.
 
@@ -129,12 +136,18 @@ def evaluate_all(
         variant_id: defaults to ``rollout.scenario_id``.
         scenario_id: the base scenario's id; defaults to ``scenario.id``.
         series: also compute the per-step series.
+        log: the scenario whose recorded trajectory verdicts are judged against (with
+            ``config.judge_against_log``): a variant's unmutated source, so that a mutation (a
+            lead braking into the logged ego) is never taken for the log's own defect. Default:
+            ``scenario`` itself.
 
     Raises:
         EvaluatorError: the rollout does not fit the scenario, or holds NaN where valid.
     """
     config = config or EvaluatorConfig()
     ctx = Context(rollout, scenario, config)
+    if config.judge_against_log:
+        ctx.log = LogBaseline.of(log if log is not None else scenario, config).over(rollout_duration(ctx))
     values: list[MetricValue] = []
     for cls in select(config.evaluators):
         values.extend(cls(config).evaluate(rollout, scenario, ctx))
@@ -142,6 +155,7 @@ def evaluate_all(
     summary = {**ident, "status": STATUS_OK, "error": None, "traceback": None}
     summary.update({spec.name: None for spec in metric_specs()})
     summary.update({v.name: _column_value(v) for v in values})
+    summary["against_log"] = "; ".join(f"{name}: {reason}" for name, reason in ctx.notes) or None
     keys = {k: ident[k] for k in ("variant_id", "scenario_id", "ego_id")}
     metrics = [
         {**keys, "metric": v.name, "value": v.value, "unit": v.unit, "passed": v.passed}
@@ -158,6 +172,7 @@ def evaluate(
     variant_id: str | None = None,
     scenario_id: str | None = None,
     on_error: Literal["raise", "row"] = "raise",
+    log: Scenario | None = None,
 ) -> dict[str, Any]:
     """One variant's summary row: identity columns, status, error, one column per metric.
 
@@ -167,7 +182,7 @@ def evaluate(
     if on_error not in ("raise", "row"):
         raise EvaluatorError("evaluate", "on_error", f"must be 'raise' or 'row', got {on_error!r}")
     try:
-        return evaluate_all(rollout, scenario, config, variant_id=variant_id, scenario_id=scenario_id).summary
+        return evaluate_all(rollout, scenario, config, variant_id=variant_id, scenario_id=scenario_id, log=log).summary
     except Exception as exc:
         if on_error == "raise":
             raise
@@ -190,9 +205,10 @@ def evaluate_metrics(
     *,
     variant_id: str | None = None,
     scenario_id: str | None = None,
+    log: Scenario | None = None,
 ) -> list[dict[str, Any]]:
     """The tidy rows of one rollout: variant_id, scenario_id, ego_id, metric, value, unit, passed."""
-    return evaluate_all(rollout, scenario, config, variant_id=variant_id, scenario_id=scenario_id).metrics
+    return evaluate_all(rollout, scenario, config, variant_id=variant_id, scenario_id=scenario_id, log=log).metrics
 
 
 def step_series(ctx: Context) -> dict[str, np.ndarray]:

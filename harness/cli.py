@@ -109,8 +109,11 @@ def _print_summary(summary: "Any", limit: int = 15) -> None:
         print("mean " + ", ".join(f"{c} {v:.3f}" for c, v in means.items()) + f"; median min_ttc_s {ok['min_ttc_s'].astype(float).median():.2f}")
         print(f"at-fault collisions in {int((ok['at_fault_collisions'].fillna(0) > 0).sum())} variants, "
               f"any collision in {int((ok['collisions'].fillna(0) > 0).sum())}")
-        worst = ok.sort_values(["closed_loop_score", "variant_id"]).head(min(limit, 5))
-        show = [c for c in ("variant_id", "closed_loop_score", "driving_score", "at_fault_collisions", "progress_ratio") if c in worst]
+        from evaluators.verdicts import causes, rank
+
+        worst = rank(ok).head(min(limit, 5))  # by severity: at-fault collisions first, then the score
+        worst = worst.assign(causes=[", ".join(causes(row)) or "-" for row in worst.to_dict("records")])
+        show = [c for c in ("variant_id", "closed_loop_score", "driving_score", "at_fault_collisions", "progress_ratio", "causes") if c in worst]
         with pd.option_context("display.width", 160, "display.max_colwidth", 70):
             print("worst:")
             print(worst[show].to_string(index=False))
@@ -131,7 +134,7 @@ def _print_summary(summary: "Any", limit: int = 15) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.config import ConfigError, load_suite
+    from harness.config import ConfigError, GateConfig, load_suite
     from harness.runner import RunError, run_suite
 
     try:
@@ -158,6 +161,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if rejected:
         print(f"{rejected} implausible or inapplicable variants rejected before simulation: {result.rejected}")
     print(f"run {result.run_dir} in {result.wall_s:.1f} s")
+    if config.gate != GateConfig():  # the suite has a [gate] section: its verdict ends the output
+        from harness.gate import gate
+
+        verdict = gate(result.summary, config.gate, run_id=Path(result.run_dir).name, suite=config.name)
+        _print_gate(verdict, config.gate, 5)
+        print("verdict: " + ("PASS" if verdict.passed else "FAIL") + f" (drivetwin gate {result.run_dir} --junit junit.xml)")
     return 1 if result.num_errors else 0
 
 
@@ -225,17 +234,27 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         print(f"drivetwin gate: {exc}", file=sys.stderr)
         return 2
     result = gate(summary, gate_config, baseline, run_id=run_dir.name, suite=suite)
-    for check in result.checks:
-        print(f"{'PASS' if check.passed else 'FAIL'}  {check.name}: {check.message}")
-    failing = result.variants[~result.variants["passed"]]
-    for _, row in failing.head(args.limit).iterrows():
-        why = row["error"] if row["status"] != "ok" else f"closed-loop score {row['closed_loop_score']:.3f}, at-fault collisions {row['at_fault_collisions']}"
-        print(f"      variant {row['variant_id']}: {why}")
+    _print_gate(result, gate_config, args.limit)
     if args.junit:
-        path = write_junit(result, gate_config, args.junit)
+        path = write_junit(result, gate_config, args.junit, run_dir=run_dir)
         print(f"JUnit XML: {path}")
     print("verdict: " + ("PASS" if result.passed else "FAIL"))
     return 0 if result.passed else 1
+
+
+def _print_gate(result: Any, gate_config: Any, limit: int) -> None:
+    """Each gate check, then the variants that fail their own verdict and why (at most ``limit``)."""
+    from evaluators.verdicts import rank
+    from harness.gate import variant_failures
+
+    for check in result.checks:
+        print(f"{'PASS' if check.passed else 'FAIL'}  {check.name}: {check.message}")
+    reasons = variant_failures(result.variants, gate_config)
+    failing = rank(result.variants[~result.variants["passed"]])
+    for vid in failing["variant_id"].head(limit):
+        print(f"      variant {vid}: {'; '.join(reasons[vid])}")
+    if len(failing) > limit:
+        print(f"      ... and {len(failing) - limit} more")
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -291,7 +310,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 2
     try:
         path = build_report(
-            args.run, out=args.out, worst=args.worst, gif=args.gif, warn=lambda message: print(f"drivetwin report: {message}", file=sys.stderr)
+            args.run, out=args.out, worst=args.worst, gif=args.gif, baseline=args.baseline,
+            warn=lambda message: print(f"drivetwin report: {message}", file=sys.stderr),
         )
     except RunError as exc:
         print(f"drivetwin report: {exc}", file=sys.stderr)
@@ -390,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="a self-contained HTML report of a run, with pictures of the worst variants")
     p.add_argument("run", metavar="RUN", help="the run directory")
     p.add_argument("--out", default=None, metavar="FILE", help="the HTML file (default <run>/report.html)")
-    p.add_argument("--worst", type=int, default=5, metavar="N", help="replay and draw the N lowest-scoring variants")
+    p.add_argument("--baseline", default=None, metavar="RUN", help="a baseline run: the verdict compares with it, the page shows what changed")
+    p.add_argument("--worst", type=int, default=5, metavar="N", help="replay and draw the N worst variants (by severity: at-fault collisions first)")
     p.add_argument("--gif", action="store_true", help="also embed an animation of each of the worst variants")
     p.set_defaults(func=_cmd_report)
 

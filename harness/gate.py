@@ -1,8 +1,10 @@
 """Compare a run with a baseline and gate CI on the result: a verdict, an exit code, JUnit XML.
 
 Scores: a variant whose run failed (status "error") counts as a closed-loop score of 0 in every
-mean: a crash is the worst driving there is. A variant *passes* when it ran, has no at-fault
-collision and its closed-loop score reaches ``min_variant_score``.
+mean: a crash is the worst driving there is. A variant *passes* when it does not fail its own
+verdict (``evaluators.verdicts.verdict_failures``): it ran, has no at-fault collision, stayed on
+the drivable area, ran no red light, kept the lane's direction, made progress (each judged
+against the log), and its closed-loop score reaches ``min_variant_score``.
 
 Against a baseline, variants are paired by id (the same scenario, mutation and seed): the mean
 score change has a percentile bootstrap confidence interval, and a regression is *significant*
@@ -36,12 +38,18 @@ def variant_scores(summary: pd.DataFrame, column: str = SCORE) -> pd.Series:
     return pd.Series(scores.to_numpy(float), index=summary["variant_id"].to_numpy())
 
 
+def variant_failures(summary: pd.DataFrame, gate: GateConfig) -> pd.Series:
+    """Why each variant fails its own verdict, by id: a list of messages, empty when it passes."""
+    from evaluators.verdicts import verdict_failures
+
+    floor = gate.min_variant_score if gate.min_variant_score > 0 else None
+    reasons = [verdict_failures(row, floor) for row in summary.to_dict("records")]
+    return pd.Series(reasons, index=summary["variant_id"].to_numpy(), dtype=object)
+
+
 def variant_passes(summary: pd.DataFrame, gate: GateConfig) -> pd.Series:
-    """Whether each variant passes on its own (ran, no at-fault collision, score high enough)."""
-    ok = summary["status"] == "ok"
-    no_fault = pd.to_numeric(summary["at_fault_collisions"], errors="coerce").fillna(0) == 0
-    score_ok = pd.to_numeric(summary[SCORE], errors="coerce").fillna(0.0) >= gate.min_variant_score
-    return pd.Series((ok & no_fault & score_ok).to_numpy(bool), index=summary["variant_id"].to_numpy())
+    """Whether each variant passes its own verdict (see ``variant_failures``)."""
+    return variant_failures(summary, gate).map(lambda reasons: not reasons).astype(bool)
 
 
 def bootstrap_mean(values: np.ndarray, confidence: float, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
@@ -184,7 +192,7 @@ def gate(summary: pd.DataFrame, config: GateConfig, baseline: pd.DataFrame | Non
     ]
     if config.min_variant_score > 0:
         failing = int((~passes).sum())
-        checks.append(Check("variants_below_min_score", float(failing), 0.0, failing == 0, f"{failing} variants below {config.min_variant_score} or failing"))
+        checks.append(Check("variants_below_min_score", float(failing), 0.0, failing == 0, f"{failing} variants below {config.min_variant_score} or failing their own verdict"))
     comparison = None
     if baseline is not None:
         comparison = compare(baseline, summary, config)
@@ -212,15 +220,19 @@ def gate(summary: pd.DataFrame, config: GateConfig, baseline: pd.DataFrame | Non
 
 
 def _failure_reason(row: pd.Series, config: GateConfig) -> str:
-    reasons = []
-    if row.get("at_fault_collisions") and float(row["at_fault_collisions"]) > 0:
-        reasons.append(f"{int(row['at_fault_collisions'])} at-fault collision(s)")
-    score = row.get(SCORE)
-    if score is not None and not pd.isna(score) and float(score) < config.min_variant_score:
-        reasons.append(f"closed-loop score {float(score):.3f} below {config.min_variant_score}")
+    from evaluators.verdicts import verdict_failures
+
+    reasons = [r for r in verdict_failures(row.to_dict(), config.min_variant_score or None) if not r.startswith("error")]
     if row.get("newly_failing"):
         reasons.append("regressed: passed in the baseline")
     return "; ".join(reasons) or "failed"
+
+
+def _replay_command(variant_id: str, run_dir: str | Path | None) -> str:
+    import shlex
+
+    where = f" --run {shlex.quote(str(run_dir))}" if run_dir is not None else " --run <run directory>"
+    return f"drivetwin replay {shlex.quote(variant_id)}{where}"
 
 
 def _finite(value: Any) -> float | None:
@@ -232,22 +244,34 @@ def _finite(value: Any) -> float | None:
     return number if np.isfinite(number) else None
 
 
-def write_junit(result: GateResult, config: GateConfig, path: str | Path) -> Path:
-    """JUnit XML: a test case per variant (classname = its scenario) plus one per gate check."""
+def write_junit(result: GateResult, config: GateConfig, path: str | Path, run_dir: str | Path | None = None) -> Path:
+    """JUnit XML: a test case per variant (classname = its scenario) plus one per gate check.
+
+    A variant's case fails when the variant fails its own verdict or newly fails against the
+    baseline; the failure's message names the cause(s) and its text holds the command that
+    replays the variant (with ``run_dir``, the run directory).
+    """
+    from evaluators.verdicts import causes
+
     variants = result.variants
     cases = []
     for _, row in variants.sort_values("variant_id").iterrows():
         case = ET.Element("testcase", classname=str(row["scenario_id"]), name=str(row["variant_id"]))
         seconds = row.get("worker_s")
         case.set("time", f"{float(seconds):.3f}" if seconds is not None and not pd.isna(seconds) else "0")
+        replay = f"replay: {_replay_command(str(row['variant_id']), run_dir)}"
         if row["status"] != "ok":
-            err = ET.SubElement(case, "error", message=str(row["error"])[:500], type="variant_error")
-            err.text = str(row["error"])
+            err = ET.SubElement(case, "error", message=f"{str(row['error'])[:500]}; {replay}", type="variant_error")
+            err.text = f"{row['error']}\n{replay}"
         elif not row["passed"] or row.get("newly_failing", False):
             reason = _failure_reason(row, config)
-            ET.SubElement(case, "failure", message=reason, type="driving").text = reason
+            found = causes(row.to_dict())
+            ET.SubElement(case, "failure", message=f"{reason}; {replay}", type=found[0] if found else "score").text = f"{reason}\n{replay}"
         scores = {k: row.get(k) for k in (SCORE, "driving_score", "collisions", "at_fault_collisions", "progress_ratio", "min_ttc_s")}
-        ET.SubElement(case, "system-out").text = json.dumps({k: _finite(v) for k, v in scores.items()})
+        out = json.dumps({k: _finite(v) for k, v in scores.items()})
+        if isinstance(row.get("against_log"), str):
+            out += f"\njudged against the log: {row['against_log']}"
+        ET.SubElement(case, "system-out").text = out
         cases.append(case)
     for check in result.checks:
         case = ET.Element("testcase", classname="drivetwin.gate", name=check.name, time="0")

@@ -61,11 +61,13 @@ class Moment:
 
     Attributes:
         step: index into the rollout's steps.
-        kind: "collision" (the first one), "min_ttc" (the lowest time to collision) or "last".
+        kind: "collision" (the first one), "off_road" (furthest off the drivable area, when the
+            verdict is off-road), "min_ttc" (the lowest time to collision) or "last".
         t_s: time since the start [s].
         agent: the rollout row of the agent the ego collided with (-1: none).
         ttc_s: the time to collision at that step [s] (NaN when not computed).
         markers: collisions and off-road excursions over the whole episode.
+        offroad_m: the largest corner distance off the drivable area at that step [m] ("off_road").
     """
 
     step: int
@@ -74,12 +76,15 @@ class Moment:
     agent: int = -1
     ttc_s: float = float("nan")
     markers: tuple[Marker, ...] = field(default_factory=tuple)
+    offroad_m: float = float("nan")
 
     def describe(self, rollout: Rollout) -> str:
         """A short phrase: what happened at this moment."""
         when = f"t = {self.t_s:.1f} s"
         if self.kind == "collision":
             return f"boxes at {when}: first collision, with agent {rollout.agent_ids[self.agent]}"
+        if self.kind == "off_road":
+            return f"boxes at {when}: furthest off the drivable area, {self.offroad_m:.2f} m"
         if self.kind == "min_ttc":
             return f"boxes at {when}: lowest time to collision, {self.ttc_s:.2f} s"
         if not rollout.termination:
@@ -87,12 +92,15 @@ class Moment:
         return f"boxes at {when}: last step ({rollout.termination})"
 
 
-def key_moment(scenario: Scenario, rollout: Rollout, eval_config: Any = None) -> Moment:
+def key_moment(scenario: Scenario, rollout: Rollout, eval_config: Any = None, summary: Mapping[str, Any] | None = None) -> Moment:
     """The worst moment of an episode and its collision/off-road markers, as the evaluators define them.
 
     Uses the evaluators' collision events, projected TTC and corner off-road distances (with
-    ``eval_config``, default thresholds when None); falls back to the last step when the
-    rollout cannot be evaluated (e.g. an episode cut short by a failing policy).
+    ``eval_config``, default thresholds when None). The first collision is the moment; else, when
+    the variant's ``summary`` row says it left the drivable area (judged against the log: beyond
+    the log's own distance plus its margin where the log itself is off), the step furthest off;
+    else the lowest TTC. Falls back to the last step when the rollout cannot be evaluated (e.g.
+    an episode cut short by a failing policy).
     """
     last = rollout.num_steps - 1
     t_s = (np.asarray(rollout.t_us, np.int64) - int(rollout.t_us[0])) / 1e6
@@ -119,7 +127,12 @@ def key_moment(scenario: Scenario, rollout: Rollout, eval_config: Any = None) ->
         fault = "at fault" if c["at_fault"] else "not at fault"
         markers.append(Marker("collision", c["step"], x, y, f"{c['type']}, {fault}"))
     worst = np.where(np.isfinite(offroad), offroad, -np.inf).max(axis=1)
-    beyond = np.flatnonzero(worst > config.max_offroad_m)
+    area = config.of("drivable_area")
+    limit = area.max_distance_m
+    log_m = _number((summary or {}).get("log_drivable_area_max_distance_m"))
+    if log_m > limit:  # the log itself is off the road: the verdict's limit is relative to it
+        limit = log_m + area.log_margin_m
+    beyond = np.flatnonzero(worst > limit)
     if beyond.size:
         k = int(beyond[0])
         corner = int(np.nanargmax(offroad[k]))
@@ -135,11 +148,23 @@ def key_moment(scenario: Scenario, rollout: Rollout, eval_config: Any = None) ->
         row = int(np.flatnonzero(rollout.agent_ids == first["agent_id"])[0])
         k = int(first["step"])
         return Moment(k, "collision", float(t_s[k]), row, float(ttc[k]), tuple(markers))
+    off_road = _number((summary or {}).get("drivable_area_compliance")) < 1
+    if off_road and np.isfinite(worst).any() and worst.max() > 0:
+        k = int(np.argmax(worst))
+        return Moment(k, "off_road", float(t_s[k]), -1, float(ttc[k]), tuple(markers), float(worst[k]))
     finite = np.isfinite(ttc)
     if finite.any():
         k = int(np.flatnonzero(finite)[np.argmin(ttc[finite])])
         return Moment(k, "min_ttc", float(t_s[k]), -1, float(ttc[k]), tuple(markers))
     return Moment(last, "last", float(t_s[last]), -1, float("nan"), tuple(markers))
+
+
+def _number(value: Any) -> float:
+    """A summary cell as a float (NaN when missing or not a number)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _contact_point(rollout: Rollout, ego: int, other: int, step: int) -> tuple[float, float]:
@@ -321,7 +346,7 @@ def bird_eye_figure(
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    moment = moment or key_moment(scenario, rollout, eval_config)
+    moment = moment or key_moment(scenario, rollout, eval_config, summary)
     driven, logged = _ego_paths(scenario, rollout)
     box = _with_aspect(view_box(np.vstack([driven, logged]) if len(logged) else driven), 0.45, 1.4)
     aspect = (box[3] - box[2]) / (box[1] - box[0])

@@ -1,9 +1,14 @@
 """``drivetwin report``: one self-contained HTML page about a run.
 
-The page holds the run's identity (suite, run id, dates, policy, counts, wall time, packages),
-a summary table (overall, per dataset, per mutation sweep), histograms of the closed-loop and
-driving scores, the errors grouped by message, and the worst variants, each with a bird's-eye
-picture and the command that replays it. The run stores no trajectories, so the worst variants
+The page opens with the verdict: the gate's checks (the suite's ``[gate]``), the failures by
+cause (``evaluators.verdicts``: at-fault collisions, other collisions, off-road, red lights, ...,
+each with its variants linked), and, given a baseline run, what changed variant by variant
+(newly failing, newly passing, the largest score changes and the mean change with its paired
+bootstrap interval). Then the worst variants ranked by severity (at-fault collisions first, then
+other collisions, off-road, red lights, then the score), each with what set its score, the
+moment drawn, a bird's-eye picture and the command that replays it; a summary table (overall,
+per dataset, per mutation sweep), histograms of the scores, the errors grouped by message, every
+failing variant, and the run's identity. The run stores no trajectories, so the worst variants
 are replayed (``harness.replay``) to draw them; the page says whether each replay matched the
 stored row. No external assets: pictures are inline base64 PNG (or GIF), the CSS is inline, and
 every string from the run is escaped.
@@ -29,7 +34,7 @@ from harness.rundir import REPORT_FILE, RunDirectory
 SCORE_COLUMNS = ("closed_loop_score", "driving_score")
 #: Columns shown for each of the worst variants.
 WORST_COLUMNS = (
-    "closed_loop_score", "driving_score", "termination", "collisions", "at_fault_collisions", "first_collision_s",
+    "closed_loop_score", "driving_score", "termination", "collisions", "at_fault_collisions", "excused_collisions", "first_collision_s",
     "min_ttc_s", "min_distance_m", "progress_ratio", "drivable_area_max_distance_m", "driving_direction_compliance",
     "speed_limit_compliance", "comfortable", "ade_m", "fde_m",
 )  # fmt: skip
@@ -46,6 +51,9 @@ code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}pre{ba
 .card{border:1px solid #ddd;border-radius:6px;padding:12px;margin:14px 0}.muted{color:#777}
 .ok{color:#1a7f37}.bad{color:#b42318}img{max-width:100%;height:auto;display:block;margin:8px 0}
 .cmd{background:#0d1117;color:#e6edf3;padding:6px 10px;border-radius:4px;display:block;overflow-x:auto;white-space:pre}
+.verdict{font-size:1.3em;font-weight:600;padding:6px 12px;border-radius:4px;display:inline-block}
+.verdict.ok{background:#e6f4ea}.verdict.bad{background:#fdecea}.cause{font-weight:600;color:#b42318}
+a{color:#0b5cad}
 """
 
 
@@ -216,13 +224,28 @@ def _token_message(row: Mapping[str, Any]) -> str:
 
 
 def worst_variants(summary: pd.DataFrame, n: int) -> pd.DataFrame:
-    """The ``n`` ok variants with the lowest closed-loop score (ties by id; missing scores last)."""
-    ok = _ok(summary).copy()
+    """The ``n`` worst ok variants by severity (``evaluators.verdicts.rank``): at-fault collisions,
+    other collisions, off-road, red lights, then the lowest closed-loop score (ties by id)."""
+    from evaluators.verdicts import rank
+
+    ok = _ok(summary)
     if ok.empty or n <= 0:
         return ok.iloc[:0]
-    ok["_score"] = pd.to_numeric(ok["closed_loop_score"], errors="coerce")
-    ok = ok.sort_values(["_score", "variant_id"], na_position="last", kind="stable")
-    return ok.drop(columns="_score").head(n)
+    return rank(ok).head(n)
+
+
+def _anchor(variant_id: str) -> str:
+    """The page anchor of a variant's row in "Every failing variant"."""
+    return "v-" + re.sub(r"[^A-Za-z0-9_-]+", "-", str(variant_id))
+
+
+def _link(variant_id: str) -> str:
+    return f'<a href="#{_anchor(variant_id)}"><code>{_e(variant_id)}</code></a>'
+
+
+def _links(ids: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(_link(v) for v in ids[:limit])
+    return shown + (f" … and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 # --- sections --------------------------------------------------------------------------------
@@ -294,6 +317,113 @@ def _errors_section(summary: pd.DataFrame, run_dir: Path) -> str:
     return "".join(out)
 
 
+def _gate_section(result: Any) -> str:
+    """The gate's verdict and each of its checks."""
+    verdict = "PASS" if result.passed else "FAIL"
+    rows = "".join(
+        f'<tr><td class="{"ok" if c.passed else "bad"}">{"PASS" if c.passed else "FAIL"}</td><td><code>{_e(c.name)}</code></td>'
+        f'<td class="num">{_e(_num(c.value, 4))}</td><td class="num">{_e(_num(c.bound, 4))}</td><td>{_e(c.message)}</td></tr>'
+        for c in result.checks
+    )
+    failing = int((~result.variants["passed"]).sum()) if len(result.variants) else 0
+    return (
+        f'<p><span class="verdict {"ok" if result.passed else "bad"}">{verdict}</span> '
+        f'<span class="muted">{failing} of {len(result.variants)} variants fail their own verdict</span></p>'
+        "<table><thead><tr><th></th><th>check</th><th>value</th><th>bound</th><th>what was measured</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def _causes_section(summary: pd.DataFrame) -> str:
+    """How many variants fail by each cause, with the variants (linked), most severe cause first."""
+    from evaluators.verdicts import VERDICT_CAUSES, failures_by_cause
+
+    table = failures_by_cause(summary)
+    if table.empty:
+        return '<p class="ok">No variant failed any check.</p>'
+    rows = "".join(
+        f'<tr><td class="cause">{_e(r.cause)}</td><td class="num">{r.count}</td><td>{"yes" if r.cause in VERDICT_CAUSES else "no"}</td>'
+        f'<td class="muted">{_e(r.meaning)}</td><td>{_links(r.variants)}</td></tr>'
+        for r in table.itertuples()
+    )
+    return (
+        "<table><thead><tr><th>cause</th><th>variants</th><th>fails the variant</th><th>meaning</th><th>variants (worst first)</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+        '<p class="muted">Each verdict is judged against the log: a flag the logged trajectory itself raised (a box past the '
+        "lane edge, tailgating, overlapping logged boxes) is no failure unless the planner did worse by the stated margin. "
+        "A variant can have several causes; causes marked \"no\" lower its score but do not fail it on their own.</p>"
+    )
+
+
+def _changes_section(comparison: Any, summary: pd.DataFrame, limit: int = 10) -> str:
+    """Against the baseline: the mean change with its paired bootstrap interval, the variants
+    that newly fail and newly pass, and the largest score changes."""
+    from evaluators.verdicts import causes
+
+    c = comparison
+    by_id = {str(r["variant_id"]): r for r in summary.to_dict("records")}
+    table = c.table.set_index("variant_id")
+    head = (
+        f"<p>{c.paired} variants paired by id. Mean closed-loop score {_num(c.mean_baseline)} → {_num(c.mean_candidate)}: "
+        f'change <b class="{"bad" if c.delta_hi < 0 else "ok" if c.delta_lo > 0 else ""}">{c.delta:+.3f}</b>, '
+        f"{c.confidence:.0%} paired bootstrap interval [{c.delta_lo:+.3f}, {c.delta_hi:+.3f}]"
+        + (f"; {len(c.missing)} baseline variants missing, {len(c.added)} new" if c.missing or c.added else "")
+        + ".</p>"
+    )
+
+    def rows(ids: Sequence[str]) -> str:
+        out = []
+        for v in ids[:limit]:
+            r = table.loc[v]
+            why = ", ".join(causes(by_id[v])) if v in by_id else ""
+            out.append(
+                f"<tr><td>{_link(v)}</td><td class=\"num\">{_num(r['closed_loop_score_baseline'])}</td>"
+                f"<td class=\"num\">{_num(r['closed_loop_score_candidate'])}</td><td class=\"num\">{_num(r['closed_loop_score_delta'])}</td>"
+                f"<td>{_e(why or '–')}</td></tr>"
+            )
+        more = f'<tr><td colspan="5" class="muted">… and {len(ids) - limit} more</td></tr>' if len(ids) > limit else ""
+        return "".join(out) + more
+
+    header = "<thead><tr><th>variant</th><th>baseline score</th><th>candidate score</th><th>change</th><th>candidate's causes</th></tr></thead>"
+    parts = [head]
+    for title, ids in (("Newly failing", c.newly_failing), ("Newly passing", c.newly_passing)):
+        parts.append(f"<h3>{title}: {len(ids)}</h3>" + (f"<table>{header}<tbody>{rows(ids)}</tbody></table>" if ids else ""))
+    deltas = table["closed_loop_score_delta"].astype("Float64").dropna()
+    largest = deltas.abs().sort_values(ascending=False, kind="stable").index.tolist()
+    largest = [v for v in largest if deltas[v] != 0]
+    parts.append(f"<h3>Largest score changes: {len(largest)} variants changed</h3>")
+    if largest:
+        parts.append(f"<table>{header}<tbody>{rows(largest)}</tbody></table>")
+    return "".join(parts)
+
+
+def _failing_section(summary: pd.DataFrame, run_dir: Path, gate_config: Any) -> str:
+    """Every variant with a cause, worst first: its causes, what set its score, why it was judged
+    against the log, and its replay command (the anchors the cause table links to)."""
+    from evaluators.verdicts import causes, rank, score_drivers, verdict_failures
+
+    rows = []
+    for row in rank(summary).to_dict("records"):
+        found = causes(row)
+        if not found:
+            continue
+        vid = str(row["variant_id"])
+        own = verdict_failures(row, gate_config.min_variant_score or None)
+        rows.append(
+            f'<tr id="{_anchor(vid)}"><td><code>{_e(vid)}</code></td><td class="cause">{_e(", ".join(found))}</td>'
+            f'<td class="num">{_num(row.get("closed_loop_score"))}</td><td>{_e("; ".join(own) or "–")}</td>'
+            f'<td>{_e("; ".join(score_drivers(row)) or "–")}</td><td class="muted">{_e(row.get("against_log") or "")}</td>'
+            f'<td><code>{_e(replay_command(vid, run_dir))}</code></td></tr>'
+        )
+    if not rows:
+        return '<p class="ok">No variant failed any check.</p>'
+    return (
+        "<table><thead><tr><th>variant</th><th>causes</th><th>closed-loop score</th><th>fails its verdict</th>"
+        "<th>what set the score</th><th>judged against the log</th><th>replay</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
 def _worst_section(summary: pd.DataFrame, run_dir: Path, n: int, gif: bool, warn: Callable[[str], None]) -> str:
     worst = worst_variants(summary, n)
     if worst.empty:
@@ -328,6 +458,15 @@ def _worst_card(
     if row.get("mutation"):
         meta += [("mutation", row.get("mutation")), ("parameters", params)]
     meta_html = " · ".join(f"{_e(k)} <code>{_e(v)}</code>" for k, v in meta if v is not None and v == v)
+    from evaluators.verdicts import causes, score_drivers
+
+    found = causes(row)
+    why = (
+        f'<p><span class="cause">{_e(", ".join(found) or "no failure")}</span> · score set by '
+        f'<code>{_e("; ".join(score_drivers(row)) or "nothing: a perfect score")}</code></p>'
+    )
+    if row.get("against_log"):
+        why += f'<p class="muted">judged against the log: {_e(row["against_log"])}</p>'
     picture, status = "", ""
     if replayer is None:
         status = f'<p class="bad">Not replayed: {_e(setup_error)}</p>'
@@ -341,6 +480,11 @@ def _worst_card(
             else:
                 diffs = "; ".join(str(m) for m in result.mismatches[:8])
                 status = f'<p class="bad">The replay differs from the stored row in {len(result.mismatches)} columns: {_e(diffs)}</p>'
+            if result.rollout is not None and result.scenario is not None:
+                from harness.plots import key_moment
+
+                moment = key_moment(result.scenario, result.rollout, result.eval_config, result.row)
+                status += f"<p>The moment drawn: {_e(moment.describe(result.rollout))}.</p>"
             picture = _img(result.picture(fmt="png", width_in=7.5, dpi=80, colors=128), "png", f"bird's-eye view of {vid}")
             if gif:
                 picture += _img(result.picture(fmt="gif"), "gif", f"animation of {vid}")
@@ -348,7 +492,7 @@ def _worst_card(
             warn(f"no picture of {vid}: replay failed: {type(exc).__name__}: {exc}")
             status = f'<p class="bad">Replay failed: {_e(type(exc).__name__)}: {_e(exc)}</p>'
     return (
-        f'<div class="card"><h3>#{rank} {_e(vid)}</h3><p class="muted">{meta_html}</p>'
+        f'<div class="card"><h3>#{rank} {_e(vid)}</h3><p class="muted">{meta_html}</p>{why}'
         f'<code class="cmd">{_e(replay_command(vid, run_dir))}</code>{status}{picture}'
         f"<table>{scores}</table></div>"
     )
@@ -357,12 +501,22 @@ def _worst_card(
 # --- the page --------------------------------------------------------------------------------
 
 
+def run_gate_config(manifest: Mapping[str, Any]) -> Any:
+    """The gate thresholds a run was made with (its manifest's suite config; defaults without)."""
+    from harness.config import parse_suite
+
+    gate = (manifest.get("config") or {}).get("gate") or {}
+    return parse_suite({"gate": gate}, "the run's manifest").gate
+
+
 def build_report(
     run_dir: str | Path,
     *,
     out: str | Path | None = None,
     worst: int = 5,
     gif: bool = False,
+    baseline: str | Path | None = None,
+    gate_config: Any = None,
     warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the run's HTML report (default ``<run>/report.html``) and return its path.
@@ -370,37 +524,55 @@ def build_report(
     Args:
         run_dir: the run directory.
         out: where to write the page.
-        worst: how many of the lowest-scoring variants to replay and picture.
+        worst: how many of the worst variants (by severity) to replay and picture.
         gif: also embed an animated GIF of each of the worst variants.
+        baseline: a baseline run directory: the gate compares with it and the page shows what
+            changed variant by variant.
+        gate_config: the gate's thresholds (default: the run's own, from its manifest).
         warn: called with each problem the page shows that the caller should hear of too (the
             run's policy or plug-ins cannot be imported here, so there are no pictures).
 
     Raises:
-        harness.runner.RunError: ``run_dir`` is not a run directory.
+        harness.runner.RunError: ``run_dir`` or ``baseline`` is not a run directory.
     """
+    from harness.gate import gate
     from harness.replay import ReplayError, load_manifest
 
     directory = RunDirectory(Path(run_dir).resolve())
     run_dir = directory.path
     summary = directory.read_summary()
+    base = RunDirectory(Path(baseline).resolve()).read_summary() if baseline is not None else None
     try:
         manifest = load_manifest(run_dir)
     except ReplayError:
         manifest = {}
+    gate_config = gate_config if gate_config is not None else run_gate_config(manifest)
+    verdict = gate(summary, gate_config, base, run_id=manifest.get("run_id", run_dir.name), suite=manifest.get("suite", ""))
     title = f"drivetwin report — {manifest.get('suite', '')} — {manifest.get('run_id', run_dir.name)}"
-    sections = [
-        ("Run", _identity_section(manifest, summary, run_dir)),
+    policy = ((manifest.get("config") or {}).get("policy") or {}).get("name", "")
+    lead = (
+        f'<p class="muted">policy <code>{_e(policy)}</code> · {len(summary)} variants · run <code>{_e(run_dir)}</code>'
+        + (f" · baseline <code>{_e(Path(baseline).resolve())}</code>" if baseline is not None else "")
+        + "</p>"
+    )
+    sections = [("Verdict", _gate_section(verdict)), ("Failures by cause", _causes_section(summary))]
+    if verdict.comparison is not None:
+        sections.append(("Changes against the baseline", _changes_section(verdict.comparison, summary)))
+    sections += [
+        (f"The {worst} worst variants (by severity: at-fault collisions, other collisions, off-road, red lights, then score)",
+         _worst_section(summary, run_dir, worst, gif, warn or (lambda message: None))),
         ("Summary", _summary_section(summary)),
         ("Score distributions", _histogram_section(summary)),
         ("Errors", _errors_section(summary, run_dir)),
-        (f"The {worst} worst variants (lowest closed-loop score)", _worst_section(summary, run_dir, worst, gif, warn or (lambda message: None))),
-    ]
+        ("Every failing variant", _failing_section(summary, run_dir, gate_config)),
+        ("Run", _identity_section(manifest, summary, run_dir)),
+    ]  # fmt: skip
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     body = "".join(f'<h2 id="{re.sub(r"[^a-z]+", "-", name.lower())}">{_e(name)}</h2>{content}' for name, content in sections)
     page = (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head><body>'
-        f"<h1>{_e(title)}</h1>{body}"
+        f"<h1>{_e(title)}</h1>{lead}{body}"
         f'<p class="muted">Made by <code>drivetwin report</code> at {_e(stamp)} UTC. Each command above re-runs its variant exactly and draws it.</p>'
         "</body></html>\n"
     )
@@ -413,5 +585,6 @@ def build_report(
 
 
 __all__ = [
-    "REPORT_FILE", "build_report", "error_groups", "error_origin", "group_stats", "grouped_errors", "replay_command", "worst_variants",
+    "REPORT_FILE", "build_report", "error_groups", "error_origin", "group_stats", "grouped_errors", "replay_command",
+    "run_gate_config", "worst_variants",
 ]  # fmt: skip

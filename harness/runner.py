@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import metadata
@@ -261,25 +261,33 @@ def _error_outcome(task: VariantTask, message: str, traceback: str = "") -> Vari
 class _Progress:
     """Progress with ETA and a live failure count: a bar on a terminal; elsewhere (CI logs) a
     plain line at every 10% of the variants (at most one per ``MIN_GAP_S``), at least every
-    ``LOG_EVERY_S``, and at the end."""
+    ``LOG_EVERY_S``, and at the end. Failures are errors and driving failures: variants that fail
+    their own verdict (``evaluators.verdicts.verdict_failures``, with the gate's
+    ``min_variant_score``)."""
 
     LOG_EVERY_S = 30.0
     MIN_GAP_S = 5.0
 
-    def __init__(self, total: int, interactive: bool, quiet: bool = False) -> None:
+    def __init__(self, total: int, interactive: bool, quiet: bool = False, min_variant_score: float = 0.0) -> None:
         from tqdm import tqdm
 
-        self.total, self.done, self.failures = total, 0, 0
+        self.total, self.done, self.failures, self.errors = total, 0, 0, 0
+        self.min_variant_score = min_variant_score or None
         self.interactive, self.quiet = interactive, quiet
         self.started = self.last_log = time.monotonic()
         self.next_share = 0.1
         self.bar = tqdm(total=total, unit="variant", disable=not interactive or quiet, file=sys.stderr, dynamic_ncols=True)
 
-    def update(self, ok: bool) -> None:
+    def update(self, summary: Mapping[str, Any]) -> None:
+        """Count one finished variant from its summary row."""
+        from evaluators.verdicts import verdict_failures
+
         self.done += 1
-        if not ok:
+        if summary.get("status") == STATUS_ERROR:
+            self.errors += 1
+        if verdict_failures(summary, self.min_variant_score):
             self.failures += 1
-            self.bar.set_postfix(failures=self.failures, refresh=False)
+            self.bar.set_postfix(failing=self.failures, errors=self.errors, refresh=False)
         self.bar.update(1)
         if self.interactive or self.quiet or not self.total:
             return
@@ -289,7 +297,8 @@ class _Progress:
             elapsed = now - self.started
             eta = elapsed / self.done * (self.total - self.done)
             print(
-                f"drivetwin: {self.done}/{self.total} variants, {self.failures} failed, "
+                f"drivetwin: {self.done}/{self.total} variants, {self.failures} failing "
+                f"({self.errors} errors, {self.failures - self.errors} driving), "
                 f"{elapsed:.0f} s elapsed, ETA {eta:.0f} s",
                 file=sys.stderr,
                 flush=True,
@@ -321,7 +330,7 @@ def _execute(
         outcome.summary["attempts"] = result.attempts
         outcome.summary["worker_s"] = result.elapsed_s
         writer.add_rows(outcome.summary, outcome.metrics, outcome.series)
-        progress.update(outcome.summary.get("status") != STATUS_ERROR)
+        progress.update(outcome.summary)
         if time.monotonic() - last_flush > FLUSH_EVERY_S:
             writer.flush()
             last_flush = time.monotonic()
@@ -480,7 +489,10 @@ def run_suite(
 
     pending = [t for t in tasks if t.variant_id not in done]
     adaptive_budget = sum(m.rounds * m.variants_per_round(config.source) for m in config.mutations if m.adaptive) * len(scenarios)
-    bar = _Progress(len(pending) + adaptive_budget, sys.stderr.isatty() if progress is None else progress, quiet=progress is False)
+    bar = _Progress(
+        len(pending) + adaptive_budget, sys.stderr.isatty() if progress is None else progress, quiet=progress is False,
+        min_variant_score=config.gate.min_variant_score,
+    )
     ran = 0
     try:
         with ReportWriter(rd.parts, run_id, flush_every=max(1, min(16, len(pending) // 20 or 1))) as writer:

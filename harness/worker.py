@@ -257,8 +257,9 @@ class VariantWorker:
             timings["sim_s"] = time.perf_counter() - start
             stage = "evaluation"
             start = time.perf_counter()
+            log = self.library(task.library).load(task.scenario_id) if task.spec_json else scenario  # judged against its source's log
             evaluation = evaluate_all(
-                record, scenario, self._eval_config, variant_id=task.variant_id, scenario_id=task.scenario_id, series=self.save_steps
+                record, scenario, self._eval_config, variant_id=task.variant_id, scenario_id=task.scenario_id, series=self.save_steps, log=log
             )
             timings["eval_s"] = time.perf_counter() - start
         except Exception as exc:  # noqa: BLE001 - wrapped with its stage, the cause kept

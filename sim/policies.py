@@ -8,8 +8,10 @@ ground truth; ``context["dt_s"]`` works too.
 Baselines:
 
 - ``expert``: the logged ego's next K positions as a ``trajectory`` action (through the env's
-  tracker; with ``continuous`` actions the same tracker runs inside the policy). The sanity
-  reference: it reproduces the log. It does not anticipate the ego's latency.
+  tracker; with ``continuous`` actions the tracker steers and, when the logged speeds describe
+  the logged motion, the log's own acceleration plus a gentle correction of the speed and
+  along-track errors sets the acceleration). The sanity reference: it reproduces the log. It does
+  not anticipate the ego's latency.
 - ``idm``: follows its route (pure pursuit on the observed route points) at the speed limit and
   brakes with IDM for the nearest observed road user in its corridor; needs ``state`` observations.
 - ``constant_velocity``: no acceleration and no steering (``trajectory``: straight ahead at the
@@ -153,16 +155,70 @@ class ExpertPolicy(_Baseline):
 
     supports = (ActionType.CONTINUOUS, ActionType.TRAJECTORY)
 
+    #: With continuous actions the speed and along-track errors decay as a critically damped
+    #: second-order system of this natural frequency [rad/s] (about 2 s to settle).
+    TRACKING_OMEGA = 1.0
+    #: The logged speeds describe the logged motion when, over every window of this length [s],
+    #: their integral matches the logged path's length within this share of it plus
+    #: ``VELOCITY_MATCH_M`` [m].
+    VELOCITY_MATCH_WINDOW_S = 1.0
+    VELOCITY_MATCH_RATIO = 0.1
+    VELOCITY_MATCH_M = 0.5
+
+    def reset(self, context: PolicyContext) -> None:
+        super().reset(context)
+        self._feed_forward: bool | None = None
+
     def act(self, observation: Any) -> Any:
         view = self.view
         log = view.logged_ego
         k = view.step_index
-        idx = np.minimum(np.arange(k + 1, k + 1 + self.k_points), len(log) - 1)
+        # the ego's last logged step: the plan holds its last position after it. Past it the logged
+        # ego drives on at its last speed and heading (waypoints clamped to the last position would
+        # make the tracker brake to a stop in the episode's last steps)
+        moved = np.flatnonzero(np.any(log[:, :2] != log[-1, :2], axis=1))
+        last = int(moved[-1]) + 1 if moved.size else len(log) - 1
+        want = np.arange(k, k + 1 + self.k_points)  # the logged ego now and at the next K steps
+        idx = np.minimum(want, last)
+        beyond = np.maximum(want - last, 0) * self.dt * log[last, 3]
         ego = view.ego
         c, s = math.cos(ego.yaw), math.sin(ego.yaw)
-        dx, dy = log[idx, 0] - ego.x, log[idx, 1] - ego.y
-        waypoints = np.column_stack([dx * c + dy * s, -dx * s + dy * c])  # the ego frame, per step: the fast form
-        return self._from_trajectory(waypoints, ego.speed)
+        dx = log[idx, 0] + beyond * math.cos(log[last, 2]) - ego.x
+        dy = log[idx, 1] + beyond * math.sin(log[last, 2]) - ego.y
+        points = np.column_stack([dx * c + dy * s, -dx * s + dy * c])  # the ego frame, per step: the fast form
+        waypoints = points[1:]
+        if self._feed_forward is None:
+            self._feed_forward = self._velocities_match_positions(log[: last + 1])
+        if self.action_type is not ActionType.CONTINUOUS or not self._feed_forward:
+            return self._from_trajectory(waypoints, ego.speed)
+        # acceleration: the log's own (fed forward, so the drive is as smooth as the log's) plus a
+        # gentle correction of the speed error and of the along-track lag behind the logged ego
+        _, steer = self.tracker.command(waypoints, ego.speed, self.params, self.dt)
+        w = self.TRACKING_OMEGA
+        v_now, v_next = float(log[idx[0], 3]), float(log[idx[1], 3])
+        accel = (v_next - v_now) / self.dt + 2 * w * (v_now - ego.speed) + w * w * float(points[0, 0])
+        return encode_continuous(accel, steer, self.params)
+
+    def _velocities_match_positions(self, log: np.ndarray) -> bool:
+        """Whether, over every second of the log, the logged speeds integrate to the logged path
+        and the path runs along the logged heading: else (a parked car's box jumping while its
+        velocity says 0, speeds that disagree with the positions, a heading turned round) the
+        positions alone are tracked."""
+        if len(log) < 2:
+            return True
+        step = np.diff(log[:, :2], axis=0)
+        length = np.hypot(step[:, 0], step[:, 1])
+        along = step[:, 0] * np.cos(log[:-1, 2]) + step[:, 1] * np.sin(log[:-1, 2])
+        travelled = log[:-1, 3] * self.dt  # signed: reversing counts backwards
+        w = min(len(step), max(1, round(self.VELOCITY_MATCH_WINDOW_S / self.dt)))
+
+        def window(x: np.ndarray) -> np.ndarray:
+            c = np.r_[0.0, np.cumsum(x)]
+            return c[w:] - c[:-w]
+
+        path = window(length)
+        tolerance = self.VELOCITY_MATCH_RATIO * path + self.VELOCITY_MATCH_M
+        return bool(np.all(np.abs(window(travelled) - path) <= tolerance) and np.all(np.abs(window(along) - path) <= tolerance))
 
 
 @register_policy("constant_velocity")

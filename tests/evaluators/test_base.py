@@ -13,7 +13,8 @@ from evaluators import (
     evaluate,
     evaluate_all,
 )
-from evaluators.base import _REGISTRY, Evaluator, get, metric_specs, register, select
+from evaluators.base import REGISTRY, Evaluator, get, metric_specs, register, select
+from evaluators.config import SETTINGS
 from evaluators.context import Context
 from evaluators.report import REQUIRED_SUMMARY_COLUMNS
 from scenarios.synthetic import AgentSpec, scene
@@ -29,10 +30,11 @@ def two_cars():
 @pytest.fixture
 def scratch_registry():
     """Register test evaluators and remove them afterwards."""
-    before = dict(_REGISTRY)
+    before = set(REGISTRY)
     yield
-    _REGISTRY.clear()
-    _REGISTRY.update(before)
+    for name in set(REGISTRY) - before:
+        REGISTRY.remove(name)
+        SETTINGS.remove(name)
 
 
 def test_every_builtin_is_registered_with_units():
@@ -102,26 +104,69 @@ def test_requirements_run_on_demand(two_cars):
 
 def test_config_defaults_and_validation(tmp_path):
     cfg = EvaluatorConfig()
-    assert (cfg.max_offroad_m, cfg.min_ttc_s, cfg.max_overspeed_mps) == (0.3, 0.95, 2.23)
-    assert (cfg.weight_progress, cfg.weight_ttc, cfg.weight_speed_limit, cfg.weight_comfort) == (5, 5, 4, 2)
-    assert (cfg.penalty_pedestrian, cfg.penalty_vehicle, cfg.penalty_object, cfg.penalty_red_light) == (0.5, 0.6, 0.65, 0.7)
-    with pytest.raises(EvaluatorError, match="min_ttc_s"):
-        EvaluatorConfig(min_ttc_s=-1.0)
+    assert (cfg.of("drivable_area").max_distance_m, cfg.of("ttc").bound_s, cfg.of("speed_limit").max_overspeed_mps) == (0.3, 0.95, 2.23)
+    w = cfg.of("closed_loop_score")
+    assert (w.weight_progress, w.weight_ttc, w.weight_speed_limit, w.weight_comfort) == (5, 5, 4, 2)
+    p = cfg.of("driving_score")
+    assert (p.penalty_pedestrian, p.penalty_vehicle, p.penalty_object, p.penalty_red_light) == (0.5, 0.6, 0.65, 0.7)
+    assert cfg.judge_against_log is True
+    with pytest.raises(EvaluatorError, match="bound_s"):
+        cfg.with_settings("ttc", bound_s=-1.0)
     with pytest.raises(EvaluatorError, match="odd window"):
-        EvaluatorConfig(jerk_window=14)
+        cfg.with_settings("comfort", jerk_window=14)
     with pytest.raises(EvaluatorError) as err:
-        EvaluatorConfig.from_mapping({"max_offroad_m": 0.5, "max_offraod_m": 1.0}, "suite.toml")
-    assert err.value.field == "max_offraod_m" and "suite.toml" in str(err.value)
-    assert EvaluatorConfig.from_mapping({"max_offroad_m": 0.5, "evaluators": ["ttc"]}).evaluators == ("ttc",)
-    with pytest.raises(EvaluatorError, match="penalty_vehicle"):
-        EvaluatorConfig.from_mapping({"penalty_vehicle": 2.0}, "suite.toml")
+        EvaluatorConfig.from_mapping({"drivable_area": {"max_distance_m": 0.5, "max_distnce_m": 1.0}}, "suite.toml")
+    assert err.value.field == "drivable_area.max_distnce_m" and "suite.toml" in str(err.value)
+    loaded = EvaluatorConfig.from_mapping({"drivable_area": {"max_distance_m": 0.5}, "evaluators": ["ttc"]})
+    assert loaded.evaluators == ("ttc",) and loaded.of("drivable_area").max_distance_m == 0.5
+    assert loaded.of("ttc").horizon_s == 3.0  # a table not given keeps its defaults
+    with pytest.raises(EvaluatorError) as err:
+        EvaluatorConfig.from_mapping({"driving_score": {"penalty_vehicle": 2.0}}, "suite.toml")
+    assert err.value.field == "driving_score.penalty_vehicle" and "[0, 1]" in err.value.problem
+    with pytest.raises(EvaluatorError) as err:  # a flat key of earlier versions says where it went
+        EvaluatorConfig.from_mapping({"ttc_horizon_s": 4.0}, "suite.toml")
+    assert err.value.field == "ttc_horizon_s" and "horizon_s in the [evaluators.ttc] table" in err.value.problem
+    with pytest.raises(EvaluatorError, match="no evaluator of that name"):
+        EvaluatorConfig.from_mapping({"tcc": {"horizon_s": 4.0}}, "suite.toml")
+    with pytest.raises(EvaluatorError, match="judge_against_log"):
+        EvaluatorConfig.from_mapping({"judge_against_log": "yes"}, "suite.toml")
+
+
+def test_a_plugin_metric_has_its_own_validated_table(two_cars, scratch_registry):
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True, slots=True)
+    class GapSettings:
+        min_gap_m: float = 2.0
+
+        def __post_init__(self):
+            if self.min_gap_m <= 0:
+                raise EvaluatorError("[evaluators.gap]", "min_gap_m", "must be > 0")
+
+    @register("gap")
+    class Gap(Evaluator):
+        settings_type = GapSettings
+        metrics = (MetricSpec("gap_ok", "bool", "the ego keeps its gap"),)
+
+        def _compute(self, ctx):
+            return [self.value("gap_ok", ctx.results["min_distance_m"].value >= self.settings(ctx).min_gap_m)]
+
+        requires = ("ttc",)
+
+    s, r = two_cars  # 25.5 m apart all along
+    assert evaluate(r, s, EvaluatorConfig.from_mapping({"gap": {"min_gap_m": 30.0}}))["gap_ok"] is False
+    assert evaluate(r, s)["gap_ok"] is True
+    with pytest.raises(EvaluatorError) as err:
+        EvaluatorConfig.from_mapping({"gap": {"min_gap_m": -1.0}}, "my_suite.toml")
+    assert err.value.field == "gap.min_gap_m" and "my_suite.toml" in str(err.value)
 
 
 def test_thresholds_are_config_values():
     s = scene([AgentSpec("ego", 0.0, y=-1.75 - 0.5 + 0.95, speed=10.0)])
     r = Rollout.from_log(s)
-    assert evaluate(r, s)["drivable_area_compliance"] == 0.0
-    assert evaluate(r, s, EvaluatorConfig(max_offroad_m=0.6))["drivable_area_compliance"] == 1.0
+    absolute = EvaluatorConfig(judge_against_log=False)
+    assert evaluate(r, s, absolute)["drivable_area_compliance"] == 0.0
+    assert evaluate(r, s, absolute.with_settings("drivable_area", max_distance_m=0.6))["drivable_area_compliance"] == 1.0
 
 
 @pytest.mark.parametrize(

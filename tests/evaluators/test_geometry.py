@@ -43,21 +43,38 @@ def test_overlap_sign_and_distance_agree_with_shapely():
     assert (-depth[depth < 0] <= dist[depth < 0] + 1e-9).all()  # the separation is a lower bound
 
 
-def test_first_overlap_time_equals_testing_every_step():
+def test_first_overlap_time_equals_nuplans_loop():
+    """nuPlan projects at np.arange(step, horizon, step) and tests shapely intersects (touching counts)."""
     rng = np.random.default_rng(3)
     n = 5000
     a, b = random_boxes(rng, n), random_boxes(rng, n)
     va, vb = rng.uniform(-15, 15, (2, n)), rng.uniform(-15, 15, (2, n))
-    taus = 0.1 * np.arange(1, 31)
-    depth = box_overlap_depth(
-        a[0][:, None] + va[0][:, None] * taus, a[1][:, None] + va[1][:, None] * taus, a[2][:, None], a[3][:, None], a[4][:, None],
-        b[0][:, None] + vb[0][:, None] * taus, b[1][:, None] + vb[1][:, None] * taus, b[2][:, None], b[3][:, None], b[4][:, None],
-    )  # fmt: skip
-    hit = depth > 0
+    taus = np.arange(0.1, 3.0, 0.1)
+    assert len(taus) == 29 and taus[-1] == pytest.approx(2.9)
+    ca = box_corners(a[0][:, None] + va[0][:, None] * taus, a[1][:, None] + va[1][:, None] * taus, a[2][:, None], a[3][:, None], a[4][:, None])
+    cb = box_corners(b[0][:, None] + vb[0][:, None] * taus, b[1][:, None] + vb[1][:, None] * taus, b[2][:, None], b[3][:, None], b[4][:, None])
+    hit = shapely.intersects(shapely.polygons(ca), shapely.polygons(cb))
     loop = np.where(hit.any(axis=1), taus[np.argmax(hit, axis=1)], np.inf)
     fast = first_overlap_time(*a[:5], va[0], va[1], *b[:5], vb[0], vb[1], 0.1, 3.0)
     np.testing.assert_allclose(fast, loop)
     assert np.isfinite(loop).sum() > 100  # the test covers many projected collisions
+
+
+def test_touching_on_a_step_is_contact_and_the_horizon_is_not_projected():
+    """Aligned 4.5 x 2 m boxes, the lead's rear bumper ``gap`` m ahead, closing at 10 m/s."""
+
+    def ttc(gap: float) -> float:
+        return float(first_overlap_time(0.0, 0.0, 0.0, 4.5, 2.0, 10.0, 0.0, 4.5 + gap, 0.0, 0.0, 4.5, 2.0, 0.0, 0.0, 0.1, 3.0))
+
+    assert ttc(9.0) == pytest.approx(0.9)  # they touch exactly at 0.9 s: contact (not 1.0 s)
+    assert ttc(8.95) == pytest.approx(0.9)
+    assert ttc(9.05) == pytest.approx(1.0)
+    assert ttc(29.0) == pytest.approx(2.9)  # nuPlan's last projection step
+    assert ttc(29.5) == np.inf and ttc(30.0) == np.inf  # the 3 s horizon itself is not projected
+    # what the boxes' shapes say: at 0.9 s a 9 m gap is closed, the boxes share their edge
+    a = shapely.polygons(box_corners(9.0, 0.0, 0.0, 4.5, 2.0))
+    b = shapely.polygons(box_corners(4.5 + 9.0, 0.0, 0.0, 4.5, 2.0))
+    assert shapely.intersects(a, b) and shapely.area(shapely.intersection(a, b)) == 0.0
 
 
 def test_savgol_matches_scipy():

@@ -12,13 +12,15 @@ from scenarios import AgentType, FeatureKind, MapFeature, RoadMap, Signals, Sign
 from scenarios.synthetic import AgentSpec, scene, straight_road
 from scenarios.rollout import Rollout
 
-CFG = EvaluatorConfig()
+#: The scenes test each metric's own definition: absolute verdicts (a log replay judged against
+#: its own log would excuse everything it does; tests/evaluators/test_against_log.py covers that).
+CFG = EvaluatorConfig(judge_against_log=False)
 LANE_WIDTH = 3.5  # straight_road's default
 HALF_WIDTH = 1.9 / 2  # AgentSpec's default car width / 2
 
 
 def row_of(s, rollout=None):
-    return evaluate(rollout or Rollout.from_log(s), s)
+    return evaluate(rollout or Rollout.from_log(s), s, CFG)
 
 
 # --- collisions ----------------------------------------------------------------------------
@@ -126,18 +128,19 @@ def lead_brakes_ttc():
 
 
 def closed_form_ttc(t: float) -> float:
-    """First k x 0.1 s (k = 1..30) at which the constant-velocity projections overlap."""
+    """First k x 0.1 s (k = 1..29, nuPlan's steps before the 3 s horizon) at which the
+    constant-velocity projections overlap."""
     gap = LEAD_GAP + (SPEED * t + 0.5 * BRAKE * t**2) - SPEED * t  # = 25 - 2.5 t^2
     closing = -BRAKE * t
     if closing <= 0:
         return math.inf
     k = math.floor(gap / (closing * 0.1)) + 1  # overlap needs k * 0.1 * closing > gap
-    return k * 0.1 if k <= 30 else math.inf
+    return k * 0.1 if k <= 29 else math.inf
 
 
 def test_lead_brakes_ttc():
     s = lead_brakes_ttc()
-    ev = evaluate_all(Rollout.from_log(s), s, series=True)
+    ev = evaluate_all(Rollout.from_log(s), s, CFG, series=True)
     t = np.arange(31) * 0.1
     expected = np.array([closed_form_ttc(x) for x in t])
     # the smallest TTC is at 3 s: gap 2.5 m closing at 15 m/s, so the boxes overlap at the 2nd step (0.2 s)
@@ -149,6 +152,18 @@ def test_lead_brakes_ttc():
     np.testing.assert_allclose(ev.series["ttc_s"][clear], expected[clear])
     assert ev.summary["collisions"] == 0
     assert ev.summary["min_distance_m"] == pytest.approx(2.5)
+
+
+def lead_nine_metres_ahead_closing_at_ten():
+    """The ego at 20 m/s, 9 m (bumper to bumper) behind a lead at 10 m/s."""
+    return scene([AgentSpec("ego", 0.0, speed=20.0), AgentSpec("lead", 9.0 + 4.5, speed=10.0)], num_steps=3)
+
+
+def test_lead_nine_metres_ahead_closing_at_ten():
+    ev = evaluate_all(Rollout.from_log(lead_nine_metres_ahead_closing_at_ten()), lead_nine_metres_ahead_closing_at_ten(), CFG, series=True)
+    # the boxes touch exactly at the 0.9 s projection step: nuPlan counts touching as contact
+    np.testing.assert_allclose(ev.series["ttc_s"], [0.9, 0.8, 0.7])
+    assert ev.summary["min_ttc_s"] == pytest.approx(0.7) and ev.summary["collisions"] == 0
 
 
 def test_ttc_ignores_agents_behind_and_a_stopped_ego():

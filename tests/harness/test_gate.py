@@ -136,3 +136,79 @@ def test_compare_cli(runs, tmp_path, capsys):
 
 def test_gate_on_a_missing_run_is_a_usage_error(tmp_path, capsys):
     assert main(["gate", str(tmp_path / "nope")]) == 2
+
+
+AT_FAULT, CLOSE_CALL, NEAR_EDGE = IDS[3], IDS[4], IDS[5]  # constant velocity on 387, 388, 389
+
+
+def test_junit_fails_a_variant_on_its_own_verdict_naming_the_cause_and_the_replay(runs, tmp_path):
+    """Constant velocity rear-ends on 387 (at 3.2 s); 388's TTC under bound lowers its score
+    (0.6875) without failing it; on 389 it is 0.31 m off the drivable area, where its log is
+    0.30 m off: within the log's own distance plus 0.2 m, no failure of the planner's."""
+    main(["gate", str(runs["cand"]), "--baseline", str(runs["base"]), "--junit", str(tmp_path / "cand.xml")])
+    suite = ET.parse(tmp_path / "cand.xml").getroot().find("testsuite")
+    failures = {c.get("name"): c.find("failure") for c in suite.findall("testcase") if c.get("classname") != "drivetwin.gate"}
+    failed = {name: f for name, f in failures.items() if f is not None}
+    assert set(failed) == {AT_FAULT}
+    failure = failed[AT_FAULT]
+    assert failure.get("type") == "at_fault_collision"
+    assert failure.get("message").startswith("1 at-fault collision, the first at 3.2 s; regressed: passed in the baseline")
+    assert failure.get("message").endswith(f"; replay: drivetwin replay {AT_FAULT} --run {runs['cand']}")
+    assert f"replay: drivetwin replay {AT_FAULT} --run {runs['cand']}" in failure.text
+    near_edge = [c for c in suite.findall("testcase") if c.get("name") == NEAR_EDGE][0]
+    assert "judged against the log: drivable_area: log itself 0.30 m off-road; planner 0.31 m passes" in near_edge.find("system-out").text
+
+
+def test_report_with_a_baseline_ranks_collisions_first_and_shows_what_changed(runs, tmp_path):
+    from harness.report import build_report
+
+    page = build_report(runs["cand"], out=tmp_path / "report.html", worst=2, baseline=runs["base"]).read_text()
+    assert '<span class="verdict bad">FAIL</span>' in page
+    assert "<code>at_fault_collision_rate</code>" in page and "<code>newly_failing_variants</code>" in page
+    # failures by cause, each variant linked to its row in "Every failing variant"
+    for cause, variant in (("at_fault_collision", AT_FAULT), ("ttc", CLOSE_CALL)):
+        anchor = "v-" + variant.replace(".", "-")
+        assert f'<td class="cause">{cause}</td>' in page and f'href="#{anchor}"' in page and f'id="{anchor}"' in page
+    assert '<td class="cause">off_road</td>' not in page  # 389's 0.31 m is its log's own 0.30 m
+    assert "Newly failing: 1" in page and "Newly passing: 0" in page
+    assert "95% paired bootstrap interval [" in page
+    # the worst variants by severity: the collision first, then the lowest score
+    assert page.index(f"<h3>#1 {AT_FAULT}</h3>") < page.index(f"<h3>#2 {CLOSE_CALL}</h3>")
+    assert "score set by <code>no_at_fault_collisions 0</code>" in page
+    assert "score set by <code>ttc_within_bound 0.00 (-0.31)</code>" in page  # weight 5 of 16
+    assert "The moment drawn: boxes at t = 3.2 s: first collision" in page
+    assert page.index("Failures by cause") < page.index("The 2 worst variants") < page.index("Score distributions")
+
+
+def test_an_off_road_variant_is_drawn_at_its_furthest_step():
+    """The ego drives with its right corners 0.5 m past the road edge all along: that is its
+    moment (every step ties; the first), not its lowest TTC."""
+    from evaluators import EvaluatorConfig, evaluate
+    from harness.plots import key_moment
+    from scenarios.rollout import Rollout
+    from scenarios.synthetic import AgentSpec, scene
+
+    s = scene([AgentSpec("ego", 0.0, y=-1.75 - 0.5 + 0.95, speed=10.0), AgentSpec("lead", 60.0, speed=5.0)])
+    r = Rollout.from_log(s)
+    row = evaluate(r, s, EvaluatorConfig(judge_against_log=False))
+    moment = key_moment(s, r, None, row)
+    assert moment.kind == "off_road" and moment.offroad_m == pytest.approx(0.5) and moment.step == 0
+    assert moment.describe(r) == "boxes at t = 0.0 s: furthest off the drivable area, 0.50 m"
+    assert any(m.kind == "off-road" for m in moment.markers)
+    judged = evaluate(r, s)  # against its own log it is not off-road: the lowest TTC is the moment
+    assert key_moment(s, r, None, judged).kind == "min_ttc"
+
+
+def test_run_with_a_gate_prints_the_verdict_and_counts_driving_failures(tmp_path, capsys):
+    suite = tmp_path / "cv.toml"
+    suite.write_text(
+        "[suite]\nname = 'cv'\n[scenarios]\nsources = ['sample']\n"
+        f"ids = {[AT_FAULT, CLOSE_CALL, NEAR_EDGE]!r}\n"
+        "[policy]\nname = 'constant_velocity'\n[gate]\nmax_at_fault_collision_rate = 0.0\n[run]\nseed = 3\n"
+    )
+    assert main(["run", str(suite), "--sequential", "--out", str(tmp_path / "run")]) == 0  # no errors
+    captured = capsys.readouterr()
+    assert "drivetwin: 3/3 variants, 1 failing (0 errors, 1 driving)" in captured.err
+    assert "FAIL  at_fault_collision_rate: 1 of 3 variants with an at-fault collision" in captured.out
+    assert f"variant {AT_FAULT}: 1 at-fault collision, the first at 3.2 s" in captured.out
+    assert captured.out.rstrip().splitlines()[-1].startswith("verdict: FAIL")

@@ -1,0 +1,174 @@
+"""What a summary row's verdict is: its failures by cause, their severity, what set its score.
+
+Reports, JUnit and the run's output read the summary table through these, so that every tool
+names a variant's failure the same way. Every rule reads the row's judged columns (see
+``evaluators.against_log``): a flag the log itself raised is not a failure here.
+
+Causes, most severe first (``CAUSES``): an error, an at-fault collision, another collision,
+leaving the drivable area, running a red light, driving the wrong way, making no progress, a TTC
+under bound, speeding, discomfort. A variant *fails its own verdict* (``verdict_failures``) on an
+error, an at-fault collision, leaving the drivable area, a red light, the wrong way, no progress,
+or a closed-loop score under a minimum: the failures a CI gate should name; a TTC under bound,
+speeding and discomfort lower the score and count in ``failures_by_cause`` but do not fail a
+variant by themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from evaluators.config import EvaluatorConfig
+
+#: cause -> what it means, in order of severity.
+CAUSES = {
+    "error": "the variant did not run to the end (policy, scenario or evaluation error)",
+    "at_fault_collision": "a collision the ego caused (nuPlan's rules)",
+    "collision": "a collision the ego did not cause",
+    "off_road": "left the drivable area (beyond the log, where the log itself is off)",
+    "red_light": "ran a red light",
+    "wrong_way": "drove against the lane's direction",
+    "no_progress": "made less than 20% of the expert's progress",
+    "ttc": "time to collision under bound (beyond the log's)",
+    "overspeed": "over the speed limit (beyond the log's)",
+    "uncomfortable": "outside nuPlan's comfort bounds (beyond the log's)",
+}
+
+#: Causes that fail a variant's own verdict (JUnit, the run's failure count).
+VERDICT_CAUSES = ("error", "at_fault_collision", "off_road", "red_light", "wrong_way", "no_progress")
+
+#: The closed-loop score's multipliers and its weighted terms (see ``evaluators.scores``).
+MULTIPLIERS = ("no_at_fault_collisions", "drivable_area_compliance", "making_progress", "driving_direction_compliance")
+WEIGHTED = {"progress_ratio": "weight_progress", "ttc_within_bound": "weight_ttc", "speed_limit_compliance": "weight_speed_limit",
+            "comfortable": "weight_comfort"}  # fmt: skip
+
+
+def _num(row: Mapping[str, Any], name: str) -> float:
+    """The row's value of ``name`` as a float; NaN when missing or null (bools are 1/0)."""
+    value = row.get(name)
+    if value is None or value is pd.NA:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def causes(row: Mapping[str, Any]) -> list[str]:
+    """Every cause (``CAUSES``) of one summary row, most severe first; [] for a clean variant."""
+    if row.get("status") not in (None, "ok"):
+        return ["error"]
+    out = []
+    if _num(row, "at_fault_collisions") > 0:
+        out.append("at_fault_collision")
+    if _num(row, "collisions") > _num(row, "at_fault_collisions"):  # one the ego did not cause
+        out.append("collision")
+    if _num(row, "drivable_area_compliance") < 1:
+        out.append("off_road")
+    if _num(row, "red_light_violations") > 0:
+        out.append("red_light")
+    if _num(row, "driving_direction_compliance") < 1:
+        out.append("wrong_way")
+    if _num(row, "making_progress") == 0:
+        out.append("no_progress")
+    if _num(row, "ttc_within_bound") == 0:
+        out.append("ttc")
+    if _num(row, "speed_limit_compliance") < 1:
+        out.append("overspeed")
+    if _num(row, "comfortable") == 0:
+        out.append("uncomfortable")
+    return out
+
+
+def severity_key(row: Mapping[str, Any]) -> tuple:
+    """Sort key, worst first: errors, at-fault collisions, other collisions, off-road, red light,
+    then the closed-loop score (lowest first)."""
+    found = set(causes(row))
+    score = _num(row, "closed_loop_score")
+    return (
+        "error" not in found,
+        "at_fault_collision" not in found,
+        "collision" not in found,
+        "off_road" not in found,
+        "red_light" not in found,
+        0.0 if math.isnan(score) else score,
+        str(row.get("variant_id", "")),
+    )
+
+
+def rank(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary's rows ordered by ``severity_key``, worst first."""
+    if summary.empty:
+        return summary
+    keys = [severity_key(row) for row in summary.to_dict("records")]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return summary.iloc[order]
+
+
+def score_drivers(row: Mapping[str, Any], config: EvaluatorConfig | None = None) -> list[str]:
+    """The metric(s) that set the row's closed-loop score, as "name value" texts.
+
+    A multiplier below 1 sets it (an at-fault collision, off-road, no progress, the wrong way);
+    without one, the weighted terms that cost the most, each with the score it cost.
+    """
+    if row.get("status") not in (None, "ok"):
+        return []
+    low = [f"{name} {_num(row, name):g}" for name in MULTIPLIERS if _num(row, name) < 1]
+    if low:
+        return low
+    weights = (config or EvaluatorConfig()).of("closed_loop_score")
+    total = sum(getattr(weights, w) for w in WEIGHTED.values())
+    costs = []
+    for name, weight in WEIGHTED.items():
+        value = _num(row, name)
+        if value < 1:
+            costs.append((getattr(weights, weight) * (1 - value) / total, name, value))
+    return [f"{name} {value:.2f} (-{cost:.2f})" for cost, name, value in sorted(costs, reverse=True)]
+
+
+def verdict_failures(row: Mapping[str, Any], min_variant_score: float | None = None) -> list[str]:
+    """Why a variant fails its own verdict, one message per cause (``VERDICT_CAUSES``, and a
+    closed-loop score under ``min_variant_score``); [] when it passes."""
+    found = causes(row)
+    out = []
+    for cause in found:
+        if cause not in VERDICT_CAUSES:
+            continue
+        if cause == "error":
+            out.append(f"error: {row.get('error') or 'unknown'}")
+        elif cause == "at_fault_collision":
+            n = int(_num(row, "at_fault_collisions"))
+            out.append(f"{n} at-fault collision{'s' if n > 1 else ''}, the first at {_num(row, 'first_collision_s'):.1f} s")
+        elif cause == "off_road":
+            text = f"{_num(row, 'drivable_area_max_distance_m'):.2f} m off the drivable area"
+            judged = "drivable_area:" in str(row.get("against_log") or "")  # the log itself is off
+            log = _num(row, "log_drivable_area_max_distance_m")
+            out.append(text + (f", beyond the log's own {log:.2f} m" if judged else ""))
+        elif cause == "red_light":
+            out.append(f"{int(_num(row, 'red_light_violations'))} red light(s) run")
+        elif cause == "wrong_way":
+            out.append(f"{_num(row, 'wrong_way_max_m'):.1f} m against the lane's direction")
+        elif cause == "no_progress":
+            out.append(f"progress ratio {_num(row, 'progress_ratio'):.2f} (no progress)")
+    score = _num(row, "closed_loop_score")
+    if min_variant_score is not None and "error" not in found and score < min_variant_score:
+        out.append(f"closed-loop score {score:.3f} under min_variant_score {min_variant_score:g}")
+    return out
+
+
+def failures_by_cause(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per cause with at least one variant: cause, what it means, count, variant ids
+    (worst first), in order of severity."""
+    ranked = rank(summary)
+    found: dict[str, list[str]] = {c: [] for c in CAUSES}
+    for row in ranked.to_dict("records"):
+        for cause in causes(row):
+            found[cause].append(str(row["variant_id"]))
+    rows = [{"cause": c, "meaning": CAUSES[c], "count": len(ids), "variants": ids} for c, ids in found.items() if ids]
+    return pd.DataFrame(rows, columns=["cause", "meaning", "count", "variants"])
+
+
+__all__ = ["CAUSES", "VERDICT_CAUSES", "causes", "failures_by_cause", "rank", "score_drivers", "severity_key", "verdict_failures"]
