@@ -20,6 +20,7 @@ from harness.sources import SAMPLE_NAME, resolve_library
 def _cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from harness.executor import ClusterUnreachable
     from harness.importing import import_files, scan, summary_line
     from scenarios import ScenarioError
     from scenarios.library import ScenarioLibrary
@@ -45,6 +46,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
         except ScenarioError as exc:
             print(f"drivetwin import: {exc}", file=sys.stderr)
             return 1
+        except ClusterUnreachable as exc:  # an --address that does not answer as a Ray cluster
+            print(f"drivetwin import: {exc}", file=sys.stderr)
+            return 2
     print(summary_line(outcomes, skipped, args.out, len(ScenarioLibrary(args.out))))
     return 0 if all(o.ok for o in outcomes) else 1
 

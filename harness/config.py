@@ -98,8 +98,12 @@ class ScenariosConfig:
         object.__setattr__(self, "egos", _enum(Egos, self.egos, "scenarios.egos"))
         if not self.sources:
             raise _invalid("scenarios.sources", "must name at least one library or log file")
-        if self.window_s < 0 or self.min_ego_duration_s < 0 or self.limit < 0:
-            raise _invalid("scenarios", "window_s, min_ego_duration_s and limit must not be negative")
+        for key in ("window_s", "min_ego_duration_s"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value >= 0):
+                raise _invalid(f"scenarios.{key}", f"must be a finite number of seconds >= 0, got {value}")
+        if self.limit < 0:
+            raise _invalid("scenarios.limit", f"must not be negative (0: all), got {self.limit}")
 
 
 #: What a remote planner's command runs on a deadline miss (``harness.remote.client.FALLBACKS``).
@@ -160,6 +164,22 @@ class PolicyConfig:
 HARNESS_MUTATION_KEYS = ("name", "rounds", "objective")
 #: Samplers that learn from scores (run in rounds, each proposing ``variants``).
 ADAPTIVE_SAMPLERS = ("cem",)
+#: Upper bounds a suite may ask for: variants per scenario of one sweep (per round for "cem"),
+#: rounds of an adaptive sweep, workers of a run. Beyond them a typo would allocate gigabytes
+#: (or start a million actors) before anything runs.
+MAX_VARIANTS = 100_000
+MAX_ROUNDS = 1_000
+MAX_WORKERS = 1_024
+
+
+def objective_columns() -> list[str]:
+    """The numeric summary columns an adaptive sweep may drive down (registered metrics included)."""
+    import pyarrow as pa
+
+    from evaluators.report import summary_schema
+
+    numeric = (pa.types.is_floating, pa.types.is_integer, pa.types.is_boolean)
+    return [f.name for f in summary_schema() if any(check(f.type) for check in numeric)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +203,18 @@ class MutationConfig:
     objective: str = "closed_loop_score"
 
     def __post_init__(self) -> None:
-        if self.rounds < 1:
-            raise _invalid("mutations.rounds", f"must be at least 1, got {self.rounds}")
-        self.plan()
+        if not 1 <= self.rounds <= MAX_ROUNDS:
+            raise _invalid("mutations.rounds", f"must be an integer in [1, {MAX_ROUNDS}], got {self.rounds}")
+        variants = self.plan().variants
+        if variants > MAX_VARIANTS:
+            raise _invalid("mutations.variants", f"must be an integer in [1, {MAX_VARIANTS}] (per scenario), got {variants}")
+        if self.adaptive:
+            columns = objective_columns()
+            if self.objective not in columns:
+                raise _invalid(
+                    "mutations.objective",
+                    f"{self.objective!r} is no numeric summary column; known: {', '.join(columns)}",
+                )
 
     def plan(self, source: str = MEMORY) -> Any:
         """The validated ``MutationPlan``; ``ConfigError`` names the file and the key."""
@@ -245,13 +274,31 @@ class GateConfig:
                 raise _invalid(f"gate.{f.name}", f"must be in [0, 1], got {value}")
 
 
+def _is_ray_address(address: str) -> bool:
+    if address == "auto":
+        return True
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    return bool(host) and port.isdigit()
+
+
+def check_suite_name(name: object, source: str = MEMORY) -> None:
+    """A suite's name is a plain file name: its runs go to ``runs/<name>-<time>`` and nowhere else."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(source, "suite.name", f"must be a non-empty string, got {name!r}")
+    if any(c in name for c in "/\\\0") or name.startswith(".") or Path(name).name != name:
+        raise ConfigError(
+            source, "suite.name",
+            f"must be a plain file name (no path separators, not starting with '.'): runs go to runs/<name>-<time>; got {name!r}",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class RunConfig:
     """How to run.
 
     Attributes:
         seed: the root of every random choice in the run.
-        workers: parallel workers (0: one per core).
+        workers: parallel workers (0: one per core; at most ``MAX_WORKERS``).
         executor: a name in ``harness.executor.EXECUTORS``: "ray" (default), "sequential"
             (debugging), or one a plug-in registers.
         address: a Ray cluster to join ("" starts a local one).
@@ -260,6 +307,10 @@ class RunConfig:
         chunk_size: variants per task (0: chosen from the number of variants and workers).
         save_steps: also write the per-step dataset.
         include_original: run each scenario unmutated too.
+        max_variants_per_worker: replace a worker after it ran this many variants (0: never),
+            e.g. for a policy that leaks memory. Results do not change.
+        max_worker_memory_mb: replace a Ray worker whose resident memory exceeds this after a
+            chunk [MB] (0: no ceiling). The sequential executor cannot: it has one process.
     """
 
     seed: int = 0
@@ -271,14 +322,24 @@ class RunConfig:
     chunk_size: int = 0
     save_steps: bool = False
     include_original: bool = True
+    max_variants_per_worker: int = 0
+    max_worker_memory_mb: float = 0.0
 
     def __post_init__(self) -> None:
         from harness.executor import EXECUTORS
 
         if self.executor not in EXECUTORS:
             raise _invalid("run.executor", f"unknown executor {self.executor!r}; known: {EXECUTORS.names()}")
-        if self.workers < 0 or self.retries < 0 or self.chunk_size < 0:
-            raise _invalid("run", "workers, retries and chunk_size must not be negative")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise _invalid("run.workers", f"must be an integer in [0, {MAX_WORKERS}] (0: one per core), got {self.workers}")
+        if self.retries < 0 or self.chunk_size < 0:
+            raise _invalid("run", "retries and chunk_size must not be negative")
+        if self.max_variants_per_worker < 0:
+            raise _invalid("run.max_variants_per_worker", f"must be 0 (never) or a positive integer, got {self.max_variants_per_worker}")
+        if not (math.isfinite(self.max_worker_memory_mb) and self.max_worker_memory_mb >= 0):
+            raise _invalid("run.max_worker_memory_mb", f"must be 0 (no ceiling) or a positive number of MB, got {self.max_worker_memory_mb}")
+        if self.address and not _is_ray_address(self.address):
+            raise _invalid("run.address", f"must be \"host:port\", \"ray://host:port\" or \"auto\", got {self.address!r}")
         if not self.timeout_s > 0:
             raise _invalid("run.timeout_s", f"must be positive, got {self.timeout_s}")
 
@@ -306,8 +367,7 @@ class SuiteConfig:
     source: str = MEMORY
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(self.source, "suite.name", f"must be a non-empty string, got {self.name!r}")
+        check_suite_name(self.name, self.source)
         bad = [p for p in self.plugins if not (isinstance(p, str) and p)]
         if bad:
             raise ConfigError(self.source, "suite.plugins", f"must be module names, got {bad[0]!r}")

@@ -23,6 +23,8 @@ import contextlib
 import math
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -61,6 +63,7 @@ class TaskResult:
         worker: which worker ran it ("pid:<n>").
         traceback: the formatted traceback when the task raised ("" otherwise: ok, a timeout, a
             worker that died).
+        rss_mb: the worker process's resident memory after the task [MB] (0.0: not measured).
     """
 
     index: int
@@ -71,6 +74,16 @@ class TaskResult:
     elapsed_s: float = 0.0
     worker: str = ""
     traceback: str = ""
+    rss_mb: float = 0.0
+
+
+def resident_mb() -> float:
+    """This process's resident memory [MB] (0.0 where ``/proc`` is missing)."""
+    try:
+        pages = int(open("/proc/self/statm").read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 @contextlib.contextmanager
@@ -100,24 +113,40 @@ def run_one(worker: Worker, index: int, task: Any, timeout_s: float, attempts: i
         with _deadline(timeout_s):
             value = worker.run(task)
     except TaskTimeout as exc:
-        return TaskResult(index, False, error=str(exc), attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name)
+        return TaskResult(index, False, error=str(exc), attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name, rss_mb=resident_mb())
     except Exception as exc:  # noqa: BLE001 - a task's failure is data, not a crash of the run
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
         return TaskResult(
             index, False, error=f"{type(exc).__name__}: {exc}{where}", attempts=attempts,
             elapsed_s=time.perf_counter() - start, worker=name, traceback="".join(traceback.format_exception(exc)),
+            rss_mb=resident_mb(),
         )
-    return TaskResult(index, True, value=value, attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name)
+    return TaskResult(index, True, value=value, attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name, rss_mb=resident_mb())
 
 
 class Executor(abc.ABC):
-    """Runs ``tasks`` with workers made by ``factory``; yields results as they finish (any order)."""
+    """Runs ``tasks`` with workers made by ``factory``; yields results as they finish (any order).
 
-    def __init__(self, *, timeout_s: float = 300.0, retries: int = 1, paths: Sequence[str] = ()) -> None:
+    Workers are recycled (a fresh one replaces it) after ``max_variants_per_worker`` tasks, and
+    on executors with a process per worker when its resident memory passes
+    ``max_worker_memory_mb`` [MB] (0: never); a task's result does not depend on its worker.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 300.0,
+        retries: int = 1,
+        paths: Sequence[str] = (),
+        max_variants_per_worker: int = 0,
+        max_worker_memory_mb: float = 0.0,
+    ) -> None:
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
         self.paths = tuple(str(p) for p in paths)
+        self.max_variants_per_worker = int(max_variants_per_worker)
+        self.max_worker_memory_mb = float(max_worker_memory_mb)
 
     @property
     @abc.abstractmethod
@@ -151,25 +180,36 @@ class SequentialExecutor(Executor):
     def num_workers(self) -> int:
         return 1
 
-    def __init__(self, *, timeout_s: float = 300.0, retries: int = 1, paths: Sequence[str] = ()) -> None:
-        super().__init__(timeout_s=timeout_s, retries=retries, paths=paths)
+    def __init__(self, *, timeout_s: float = 300.0, retries: int = 1, paths: Sequence[str] = (), max_variants_per_worker: int = 0) -> None:
+        super().__init__(timeout_s=timeout_s, retries=retries, paths=paths, max_variants_per_worker=max_variants_per_worker)
         self._factory: WorkerFactory | None = None
         self._worker: Worker | None = None
+        self._ran = 0
 
     def _worker_for(self, factory: WorkerFactory) -> Worker:
         """One worker per factory, kept across ``map`` calls until ``close``."""
         if self._factory is not factory or self._worker is None:
-            self._factory, self._worker = factory, factory()
+            self._factory, self._worker, self._ran = factory, factory(), 0
         return self._worker
 
     def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
         prepend_paths(self.paths)
-        worker = self._worker_for(factory)
         for index, task in enumerate(tasks):
-            yield run_one(worker, index, task, self.timeout_s)
+            result = run_one(self._worker_for(factory), index, task, self.timeout_s)
+            self._ran += 1
+            if self.max_variants_per_worker and self._ran >= self.max_variants_per_worker:
+                self._retire()  # the next task gets a fresh worker (the memory ceiling needs a process of its own)
+            yield result
+
+    def _retire(self) -> None:
+        closer = getattr(self._worker, "close", None)
+        if callable(closer):
+            closer()
+        self._worker = None
 
     def close(self) -> None:
-        self._factory = self._worker = None
+        self._retire()
+        self._factory = None
 
 
 class _ActorBody:
@@ -202,17 +242,70 @@ class _ActorBody:
         return [run_one(worker, index, task, self._timeout_s, attempts) for index, task, attempts in items]
 
 
+#: How long [s] a cluster's address may take to accept a connection before the run gives up.
+CONNECT_TIMEOUT_S = 10.0
+#: How long [s] a trial ``ray.init`` in a child process may take to join it (something that accepts
+#: connections but is no Ray cluster makes ``ray.init`` retry for ever).
+JOIN_TIMEOUT_S = 60.0
+
+
+class ClusterUnreachable(ConnectionError):
+    """A Ray cluster's address does not answer within ``CONNECT_TIMEOUT_S``."""
+
+
+def _probe(address: str, timeout_s: float) -> None:
+    """Open (and close) a TCP connection to ``host:port`` (or ``ray://host:port``); ``ClusterUnreachable`` if it fails."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not (host and port.isdigit()):
+        return  # "auto" and the like: Ray resolves them itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterUnreachable(f"cannot reach a Ray cluster at {address!r} within {timeout_s:g} s ({exc}); is it running, and is the port open?") from None
+    join = "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False); ray.shutdown()"
+    try:
+        done = subprocess.run([sys.executable, "-c", join, address], capture_output=True, text=True, timeout=JOIN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ClusterUnreachable(f"{address!r} accepts connections but did not answer as a Ray cluster within {JOIN_TIMEOUT_S:g} s") from None
+    if done.returncode != 0:
+        last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or [f"exit status {done.returncode}"]
+        raise ClusterUnreachable(f"cannot join a Ray cluster at {address!r}: {last[0][:300]}")
+
+
+#: The watchdog of the local Ray this process started (``harness.lifetime``).
+_WATCHDOG: list[Any] = []
+
+
 def init_ray(address: str = "", num_cpus: int | None = None, **options: Any) -> None:
-    """Start (or join, with ``address``) Ray once per process, quietly; ``options`` go to ``ray.init``."""
+    """Start (or join, with ``address``) Ray once per process, quietly; ``options`` go to ``ray.init``.
+
+    Without ``address`` it always starts a new local Ray of this process's own (``address="local"``),
+    never joining a cluster that ``RAY_ADDRESS`` or ``/tmp/ray/ray_current_cluster`` points at,
+    and ties its lifetime to this process (``harness.lifetime``: if this process is killed, a
+    watchdog ends the Ray processes it started). With ``address``, the address must answer within
+    ``CONNECT_TIMEOUT_S`` (``ClusterUnreachable`` otherwise, instead of hanging).
+    """
     import ray
 
+    if address:
+        _probe(address, CONNECT_TIMEOUT_S)
     if ray.is_initialized():
         return
     if address:
         ray.init(address=address, log_to_driver=False, configure_logging=False, **options)
-    else:
-        # "local": always a new Ray of this process's own, never a cluster someone else started on the machine
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
+        return
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
+    from harness.lifetime import watch
+
+    _WATCHDOG[:] = [watch(ray_session())]
+
+
+def ray_session() -> str:
+    """The name of the Ray session this process is connected to ("" when none)."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)  # noqa: SLF001 - the public API does not expose it
+    return str(getattr(node, "session_name", "") or "") if ray.is_initialized() else ""
 
 
 class RayExecutor(Executor):
@@ -241,13 +334,19 @@ class RayExecutor(Executor):
         timeout_s: float = 300.0,
         retries: int = 1,
         paths: Sequence[str] = (),
+        max_variants_per_worker: int = 0,
+        max_worker_memory_mb: float = 0.0,
     ) -> None:
-        super().__init__(timeout_s=timeout_s, retries=retries, paths=paths)
+        super().__init__(
+            timeout_s=timeout_s, retries=retries, paths=paths,
+            max_variants_per_worker=max_variants_per_worker, max_worker_memory_mb=max_worker_memory_mb,
+        )
         self.address = address
         self.chunk_size = int(chunk_size)
         self._requested = int(workers)
         self._pool: list[Any] = []
         self._pool_factory: WorkerFactory | None = None
+        self._ran: dict[int, int] = {}  # tasks run by each actor (by id of its handle)
 
     @property
     def num_workers(self) -> int:
@@ -259,9 +358,8 @@ class RayExecutor(Executor):
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def _chunk(self, n: int) -> int:
-        if self.chunk_size > 0:
-            return self.chunk_size
-        return max(1, min(8, n // (4 * self.num_workers)))
+        size = self.chunk_size if self.chunk_size > 0 else max(1, min(8, n // (4 * self.num_workers)))
+        return min(size, self.max_variants_per_worker) if self.max_variants_per_worker else size
 
     def _actor_class(self) -> Any:
         import ray
@@ -299,6 +397,7 @@ class RayExecutor(Executor):
                 ray.kill(actor)
         self._pool = []
         self._pool_factory = None
+        self._ran = {}
 
     def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
         import ray
@@ -334,7 +433,7 @@ class RayExecutor(Executor):
                         idle.append(replace(actor))
                         yield from self._requeue(queue, chunk, f"worker died ({_cause(exc)})")
                         continue
-                    idle.append(actor)
+                    idle.append(self._recycled(actor, results, replace))
                     yield from results
                 now = time.monotonic()
                 for ref, (actor, chunk, started) in list(running.items()):
@@ -350,6 +449,20 @@ class RayExecutor(Executor):
                 for actor, _chunk, _started in running.values():
                     ray.kill(actor)
                     replace(actor)
+
+    def _recycled(self, actor: Any, results: list[TaskResult], replace: Callable[[Any], Any]) -> Any:
+        """``actor``, or a fresh one in its place once it ran ``max_variants_per_worker`` tasks or passed
+        ``max_worker_memory_mb``."""
+        import ray
+
+        ran = self._ran.pop(id(actor), 0) + len(results)
+        over_count = self.max_variants_per_worker and ran >= self.max_variants_per_worker
+        over_memory = self.max_worker_memory_mb and max((r.rss_mb for r in results), default=0.0) > self.max_worker_memory_mb
+        if not (over_count or over_memory):
+            self._ran[id(actor)] = ran
+            return actor
+        ray.kill(actor)
+        return replace(actor)
 
     def _requeue(self, queue: deque, chunk: list[tuple[int, Any, int]], reason: str) -> Iterator[TaskResult]:
         """After a lost chunk: split it into single tasks; a single task that was lost counts an attempt."""
@@ -380,9 +493,11 @@ EXECUTORS: Registry[Callable[..., Executor]] = Registry("executor", lambda name,
 
 
 @EXECUTORS.decorator("sequential")
-def _sequential(workers: int = 0, *, timeout_s: float = 300.0, retries: int = 1, paths: Sequence[str] = (), **_ray_only: Any) -> Executor:
-    """One worker in this process (``workers``, ``address`` and ``chunk_size`` do not apply)."""
-    return SequentialExecutor(timeout_s=timeout_s, retries=retries, paths=paths)
+def _sequential(
+    workers: int = 0, *, timeout_s: float = 300.0, retries: int = 1, paths: Sequence[str] = (), max_variants_per_worker: int = 0, **_ray_only: Any
+) -> Executor:
+    """One worker in this process (``workers``, ``address``, ``chunk_size`` and ``max_worker_memory_mb`` do not apply)."""
+    return SequentialExecutor(timeout_s=timeout_s, retries=retries, paths=paths, max_variants_per_worker=max_variants_per_worker)
 
 
 @EXECUTORS.decorator("ray")

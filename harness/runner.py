@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.config import ConfigError, PolicyConfig, SuiteConfig
-from harness.executor import Executor, make_executor, prepend_paths
+from harness.executor import ClusterUnreachable, Executor, make_executor, prepend_paths
 from harness.rundir import MANIFEST, RESULT_FILES, RunDirectory, RunError
 from harness.worker import (
     STATUS_ERROR,
@@ -430,8 +430,9 @@ def run_suite(
         if not rd.manifest.exists():
             raise RunError(f"{run_dir}: nothing to resume (no {MANIFEST})")
         previous = rd.read_manifest()
-        if _config_key(previous.get("config", {})) != _config_key(config.to_dict()):
-            raise RunError(f"{run_dir}: the suite changed since this run started; resume needs the same config")
+        changed = _config_changes(previous.get("config", {}), config.to_dict())
+        if changed:
+            raise RunError(f"{run_dir}: the suite changed since this run started ({'; '.join(changed)}); resume needs the same config")
     elif rd.manifest.exists():
         raise RunError(f"{run_dir}: a run is already there (use --resume to finish it, or another --out)")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -448,10 +449,14 @@ def run_suite(
         timeout_s=run_cfg.timeout_s,
         retries=run_cfg.retries,
         paths=paths,
+        **{k: v for k in ("max_variants_per_worker", "max_worker_memory_mb") if (v := getattr(run_cfg, k))},
     )
     factory = _worker_factory(config, run_dir)
     try:
-        exe.start(factory)  # workers start while the variants are made
+        try:
+            exe.start(factory)  # workers start while the variants are made
+        except ClusterUnreachable as exc:
+            raise ConfigError(config.source, "run.address", str(exc)) from None
         scenarios = select_scenarios(config, libraries)
         if not scenarios:
             raise RunError(f"{config.source}: the suite selects no scenarios from {list(config.scenarios.sources)}")
@@ -545,14 +550,45 @@ def _check_policy(config: SuiteConfig, factory: Callable[[], VariantWorker], tas
         worker.close()
 
 
+#: ``[run]`` keys that say how a run is executed, not what it computes: a resume may change them.
+EXECUTION_KEYS = ("workers", "executor", "address", "chunk_size", "timeout_s", "retries", "max_variants_per_worker", "max_worker_memory_mb")
+
+
 def _config_key(config: dict[str, Any]) -> str:
     """What must not change between a run and its resume (everything but how it is executed)."""
     config = json.loads(json.dumps(config, default=str))
     run = config.get("run", {})
-    for key in ("workers", "executor", "address", "chunk_size", "timeout_s", "retries"):
+    for key in EXECUTION_KEYS:
         run.pop(key, None)
     config.pop("source", None)
     return json.dumps(config, sort_keys=True)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"run.seed": 2, "mutations[0].rounds": 4, ...}`` from nested plain data."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in items:
+        name = f"{prefix}{key}" if str(key).startswith("[") or not prefix else f"{prefix}.{key}"
+        flat.update(_flatten(item, name) if item not in ({}, []) else {name: item})
+    return flat
+
+
+def _config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between two configs (``EXECUTION_KEYS`` aside): "run.seed: 2 -> 3"."""
+    old, new = (_flatten(json.loads(_config_key(c))) for c in (before, after))
+    missing = object()
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, missing), new.get(key, missing)
+        if a != b:
+            changes.append(f"{key}: {'(unset)' if a is missing else json.dumps(a)} -> {'(unset)' if b is missing else json.dumps(b)}")
+    return changes
 
 
 def consolidate(run_dir: str | Path) -> pd.DataFrame:

@@ -224,6 +224,15 @@ class SearchSpace:
 _DIMENSION_KEYS = ("uniform", "normal", "choice", "grid")
 
 
+def _numbers(arg: Any, count: int, form: str) -> list[float]:
+    """``arg`` as a list of ``count`` numbers, or ValueError naming the expected ``form``."""
+    if not isinstance(arg, (list, tuple)) or len(arg) != count:
+        raise ValueError(f"expected {form}, {count} numbers")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in arg):
+        raise ValueError(f"expected {form}, numbers only")
+    return [float(v) for v in arg]
+
+
 def parse_dimension(value: Any, where: str, field: str) -> Dimension | Any:
     """A dimension from a config value, or the value itself when it is a constant.
 
@@ -243,16 +252,16 @@ def parse_dimension(value: Any, where: str, field: str) -> Dimension | Any:
     unit = str(value.get("unit", "" if kind == "choice" else "-"))
     try:
         if kind == "uniform":
-            low, high = arg
-            return Uniform(float(low), float(high), unit)
+            low, high = _numbers(arg, 2, "[low, high]")
+            return Uniform(low, high, unit)
         if kind == "normal":
             if isinstance(arg, Mapping):
                 extra = sorted(set(arg) - {"mean", "std", "low", "high"})
                 if extra:
                     raise ValueError(f"unknown key {extra[0]!r}")
                 return TruncNormal(float(arg["mean"]), float(arg["std"]), float(arg["low"]), float(arg["high"]), unit)
-            mean, std, low, high = arg
-            return TruncNormal(float(mean), float(std), float(low), float(high), unit)
+            mean, std, low, high = _numbers(arg, 4, "[mean, std, low, high] or {mean, std, low, high}")
+            return TruncNormal(mean, std, low, high, unit)
         if kind == "choice":
             return Choice(tuple(arg), unit)
         if isinstance(arg, Mapping):

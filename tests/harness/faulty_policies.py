@@ -69,3 +69,58 @@ class SlowReset:
 
     def act(self, observation):
         return self.expert.act(observation)
+
+
+#: Resets this process has started (``HeldReset`` counts them; a driver's pre-check is one).
+_RESETS = [0]
+
+
+class HeldReset:
+    """The expert; every reset after the first ``hold_after`` (in this process) waits for ``release`` to exist.
+
+    A test interrupts a run at a known point with it, however fast the machine is: it waits for
+    the first results, signals the run while it is held, and creates ``release`` before resuming.
+    """
+
+    def __init__(self, hold_after: int, release: str) -> None:
+        self.hold_after, self.release = int(hold_after), release
+        self.expert = make_policy("expert")
+
+    def reset(self, scenario_info) -> None:
+        _RESETS[0] += 1
+        while _RESETS[0] > self.hold_after and not os.path.exists(self.release):
+            time.sleep(0.02)
+        self.expert.reset(scenario_info)
+
+    def act(self, observation):
+        return self.expert.act(observation)
+
+
+#: What ``Leaks`` holds on to: never freed while its process lives.
+_LEAKED: list[bytes] = []
+
+
+class Leaks:
+    """The expert, leaking ``mb`` [MB] per episode (resident: the bytes are written) in its process.
+
+    With ``log``, each reset appends ``"<pid>\\n"`` to that file and each construction to
+    ``<log>.init``, so a test can count the episodes each worker process ran and the policy
+    instances made.
+    """
+
+    def __init__(self, mb: float = 8.0, log: str = "") -> None:
+        self.mb, self.log = float(mb), log
+        self.expert = make_policy("expert")
+        if log:
+            with open(log + ".init", "a") as f:
+                f.write(f"{os.getpid()}\n")
+
+    def reset(self, scenario_info) -> None:
+        _LEAKED.append(b"\x01" * int(self.mb * 1e6))
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(f"{os.getpid()}\n")
+        self.expert.reset(scenario_info)
+
+    def act(self, observation):
+        return self.expert.act(observation)

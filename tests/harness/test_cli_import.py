@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,18 @@ def test_a_folder_in_the_interaction_layout_imports_without_failing_on_pedestria
     pedestrians = next(fixture.rglob("pedestrian_tracks_000.csv"))
     assert main(["import", str(pedestrians), "--out", str(out), "--quiet"]) == 1
     assert "vehicle_tracks file of the same number" in capsys.readouterr().out
+
+
+def test_import_with_an_unreachable_address_is_a_usage_error(tmp_path, capsys):
+    """``--address`` of a closed port: exit 2 with the address named, no traceback, nothing written."""
+    import socket
+
+    from harness.cli import main
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    source = Path(__file__).resolve().parents[1] / "fixtures" / "commonroad"
+    code = main(["import", str(source), "--out", str(tmp_path / "lib"), "--workers", "2", "--address", f"127.0.0.1:{port}", "--quiet"])
+    assert code == 2
+    assert f"127.0.0.1:{port}" in capsys.readouterr().err

@@ -48,17 +48,21 @@ def test_suite_runs_on_a_two_node_cluster(tmp_path):
 
 
 def test_interrupt_leaves_a_valid_partial_dataset_and_resume_finishes_it(tmp_path):
+    # Event-based, not timed: the policy holds every reset after the pre-check's and three
+    # variants' until a release file exists, so the interrupt lands after exactly three results
+    # however slow the machine is.
+    release = tmp_path / "release"
     suite = tmp_path / "slow.toml"
     suite.write_text(
         textwrap.dedent(
-            """
+            f"""
             [suite]
             name = "slow"
             [scenarios]
             sources = ["sample"]
             [policy]
-            name = "faulty_policies:SlowReset"
-            options = { delay_s = 0.3 }
+            name = "faulty_policies:HeldReset"
+            options = {{ hold_after = 4, release = {str(release)!r} }}
             [run]
             seed = 2
             executor = "sequential"
@@ -70,20 +74,23 @@ def test_interrupt_leaves_a_valid_partial_dataset_and_resume_finishes_it(tmp_pat
     command = [sys.executable, "-m", "harness.cli", "run", str(suite), "--out", str(out)]
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     parts = out / "parts" / "summary"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(parts.glob("*.parquet"))) < 3:
+    while len(list(parts.glob("*.parquet"))) < 3:  # one part per variant (18 variants: flush_every 1)
+        if child.poll() is not None:
+            raise AssertionError(f"the run ended before three results: {child.stderr.read()[-2000:]}")
         time.sleep(0.05)
-    child.send_signal(signal.SIGINT)
-    _, stderr = child.communicate(timeout=60)
+    child.send_signal(signal.SIGINT)  # the run is held in the fourth variant's reset
+    _, stderr = child.communicate(timeout=600)
     assert child.returncode == 130, stderr[-2000:]
     assert "--resume" in stderr
 
-    partial = pd.read_parquet(parts)  # a valid dataset, whatever moment the interrupt came
-    assert 3 <= len(partial) < 18 and partial["variant_id"].is_unique
+    partial = pd.read_parquet(parts)  # a valid dataset
+    assert len(partial) == 3 and partial["variant_id"].is_unique
     assert not (out / "summary.parquet").exists()
 
-    resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    release.touch()
+    resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     summary = pd.read_parquet(out / "summary.parquet")
     assert len(summary) == 18 and (summary["status"] == "ok").all()
     assert set(partial["variant_id"]) <= set(summary["variant_id"])
+    assert len(list(parts.glob("*.parquet"))) == 18  # the resume ran only the 15 missing
