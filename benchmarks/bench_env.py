@@ -1,6 +1,6 @@
 """Env steps per second on the real Waymo JSON scenario with the most agents (single process).
 
-Usage: python benchmarks/bench_env.py [--runs 5] [--steps 3000] [--data ../shared/data]
+Usage: python benchmarks/bench_env.py [--runs 5] [--steps 3000] [--data ../shared/data] [--only-ids]
 
 What is timed: ``gymnasium.make("drivetwin/Replay-v0", ...)`` with log-replay agents, the
 kinematic bicycle, continuous zero actions (the ego coasts), terminations off so that every
@@ -13,6 +13,14 @@ Configurations: ``state`` observations; ``state`` + ``lidar`` with 1024 beams; `
 - pybullet's raw cost of one step's engine work: ``resetBasePositionAndOrientation`` for every
   agent box + ``performCollisionDetection`` + ``getContactPoints``, and the ratio of the env's
   step time to it (the distance to the engine's limit).
+
+Every registered env id (``sim.ENV_IDS``) is timed the same way on ``state`` observations,
+beside highway-env's ``highway-fast-v0`` (random discrete actions, resets included) in the same
+run when highway-env is installed, the multi-agent env's agent-steps/s with every vehicle
+controlled (``sim.multi``, the rest reactive), and ``Reactive-v0``'s ratio to highway-fast-v0
+(the target is >= 40x);
+without highway-env the ratio is taken to ``Replay-v0`` and says so. ``--only-ids`` prints
+only that table.
 
 Wall-clock figures depend on what else runs on the machine, so CPU-time figures
 (``time.process_time``) are printed beside them, with the load average.
@@ -35,6 +43,7 @@ import numpy as np  # noqa: E402
 
 import scenarios  # noqa: E402
 import sim  # noqa: E402,F401  (registers the env ids)
+from sim.multi import MultiAgentTwinEnv  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -56,9 +65,10 @@ def busiest_waymo(data: Path) -> scenarios.Scenario:
     return max(found, key=lambda s: (s.num_agents, s.id))
 
 
-def run(env: gymnasium.Env, steps: int) -> tuple[float, float, int]:
-    """(wall s, cpu s, resets) for ``steps`` steps with resets at episode ends."""
-    action = np.zeros(2, np.float32)
+def run(env: gymnasium.Env, steps: int, action: Any = None) -> tuple[float, float, int]:
+    """(wall s, cpu s, resets) for ``steps`` steps of ``action`` (default zeros (2,)) with resets at episode ends."""
+    if action is None:
+        action = np.zeros(2, np.float32)
     env.reset(seed=0)
     resets = 0
     wall, cpu = time.perf_counter(), time.process_time()
@@ -70,16 +80,84 @@ def run(env: gymnasium.Env, steps: int) -> tuple[float, float, int]:
     return time.perf_counter() - wall, time.process_time() - cpu, resets
 
 
+def highway_fast(steps: int) -> tuple[float, float] | None:
+    """(steps/s wall, steps/s cpu) of highway-env's ``highway-fast-v0``, None without highway-env."""
+    try:
+        import highway_env
+    except ImportError:
+        return None
+    gymnasium.register_envs(highway_env)
+    env = gymnasium.make("highway-fast-v0")
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    env.close()
+    return steps / wall, steps / cpu
+
+
+def env_ids(scenario: scenarios.Scenario, runs: int, steps: int) -> None:
+    """Steps/s of every registered env id (``state`` observations) and of ``highway-fast-v0``."""
+    print("every env id (state observations, zero actions, KEEP_LANE for Discrete-v0, resets included):")
+    cpu_of: dict[str, float] = {}
+    for env_id in sim.ENV_IDS:
+        env = gymnasium.make(env_id, scenario=scenario, config={**COMMON, **CONFIGS["state"]})
+        action = 0 if env_id.endswith("Discrete-v0") else np.zeros(env.action_space.shape, np.float32)
+        walls, cpus = [], []
+        for _ in range(runs):
+            wall, cpu, _ = run(env, steps, action)
+            walls.append(steps / wall)
+            cpus.append(steps / cpu)
+        env.close()
+        cpu_of[env_id] = statistics.median(cpus)
+        print(f"  {env_id:26s} {statistics.median(walls):8.0f} steps/s wall  {cpu_of[env_id]:8.0f} steps/s cpu")
+    multi_walls, multi_cpus, controlled = [], [], 0
+    for _ in range(runs):
+        env = MultiAgentTwinEnv(scenario, {**COMMON, **CONFIGS["state"], "agents_mode": "reactive"}, controlled="vehicles")
+        controlled = len(env.possible_agents)
+        zero = np.zeros(2, np.float32)
+        agent_steps = 0
+        env.reset(seed=0)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(max(steps // 10, 30)):
+            if not env.agents:
+                env.reset()
+            env.step({a: zero for a in env.agents})
+            agent_steps += len(env.agents) or controlled
+        multi_walls.append(agent_steps / (time.perf_counter() - wall))
+        multi_cpus.append(agent_steps / (time.process_time() - cpu))
+        env.close()
+    print(f"  {'MultiAgentTwinEnv':26s} {statistics.median(multi_walls):8.0f} agent-steps/s wall  "
+          f"{statistics.median(multi_cpus):8.0f} agent-steps/s cpu  ({controlled} vehicles controlled, the rest reactive)")
+    hw = [highway_fast(max(steps // 20, 50)) for _ in range(runs)]
+    reactive = cpu_of["drivetwin/Reactive-v0"]
+    if hw[0] is None:
+        print(f"  highway-env not installed: Reactive-v0 / Replay-v0 = {reactive / cpu_of['drivetwin/Replay-v0']:.2f} (cpu)")
+        return
+    hw_wall, hw_cpu = statistics.median(h[0] for h in hw), statistics.median(h[1] for h in hw)
+    print(f"  {'highway-fast-v0':26s} {hw_wall:8.1f} steps/s wall  {hw_cpu:8.1f} steps/s cpu")
+    print(f"  Reactive-v0 / highway-fast-v0 = {reactive / hw_cpu:.1f}x (cpu; target >= 40x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3000, help="steps per run for `state` (a third for the others)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--only-ids", action="store_true", help="only the table of every env id")
     args = parser.parse_args()
 
     scenario = busiest_waymo(args.data)
     print(f"scenario {scenario.id}: {scenario.num_agents} agents, {scenario.num_steps} steps at {scenario.dt_us / 1e6:g} s")
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.runs} runs each, medians\n")
+    env_ids(scenario, args.runs, args.steps)
+    if args.only_ids:
+        return
+    print()
 
     results: dict[str, tuple[float, float]] = {}
     for name, extra in CONFIGS.items():

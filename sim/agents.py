@@ -17,17 +17,37 @@ leader:
 ego or another agent, reactive or not) ahead along the agent's path within a corridor of the two
 boxes' half widths; when two agents are each other's leader (crossing paths), the one nearer
 the conflict goes first. A reactive agent exists from its first to its last logged step.
+
+Traffic rules (``TrafficRules``, built from the scenario by ``traffic_rules``) add standing
+obstacles, each braked for with IDM (``STOP_IDM``, dv = v) and combined with the leader by the
+smaller acceleration:
+
+- signals: a vehicle or cyclist whose logged path passes its lane's stop point stops there while
+  the signal is red (or yellow and it can stop at ``B_COMF``), and goes on green;
+- stop signs: it stops at the controlled lane's point nearest the sign, then proceeds;
+- conflicts: two reactive agents (not two pedestrians) whose logged paths cross at more than
+  ``CONFLICT_ANGLE_RAD``: first come, first served. The one arriving later yields short of the
+  conflict zone (the other's half width around the crossing) when it would otherwise enter it
+  less than ``CONFLICT_BUFFER_S`` after the first has left it, and keeps yielding until the first
+  has left it (or stands still outside it).
+
+With nothing in the way and the logged drivers obeying the same rules, the agents replay the log.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+import shapely
 
 from scenarios.common import wrap_angle
-from scenarios.model import Scenario
+from scenarios.model import AgentType, FeatureKind, Scenario, SignalState
 from sim.control import IDMParams, idm_acceleration
+
+if TYPE_CHECKING:
+    from sim.plan import Plan
 
 #: IDM parameters: max acceleration, comfortable and max braking [m/s2], jam distance [m], time headway [s].
 #: The short headway is the logged drivers' (with IDM's textbook 1 s, reactive agents around the
@@ -38,6 +58,21 @@ AGENT_IDM = IDMParams(a_max=A_MAX, b_comf=B_COMF, s0=S0, headway=T_HEADWAY)
 KP, KD = 2.25, 3.0
 #: Leader search: lookahead length [m], sample spacing [m], extra corridor half width [m].
 LOOKAHEAD_M, LOOKAHEAD_STEP_M, CORRIDOR_MARGIN_M = 40.0, 2.0, 0.3
+#: IDM towards a stop line or a conflict zone (a standing obstacle): stop 0.5 m short of it.
+STOP_IDM = IDMParams(a_max=A_MAX, b_comf=B_COMF, s0=0.5, headway=T_HEADWAY)
+#: A stop point governs a path passing within this distance [m] heading within this angle [rad]
+#: of its lane's direction.
+STOP_MATCH_M, STOP_MATCH_RAD = 1.5, np.pi / 4
+#: Stop signs: a vehicle has stopped at one when slower than this [m/s] within this distance [m].
+STOP_SIGN_SPEED, STOP_SIGN_NEAR_M = 0.5, 3.0
+#: Conflicts: paths crossing at more than this angle [rad]; the later arrival yields when it
+#: would enter the conflict zone less than ``CONFLICT_BUFFER_S`` [s] after the first has left it;
+#: only conflicts entered within ``CONFLICT_HORIZON_S`` [s] count; speeds below ``CONFLICT_MIN_SPEED``
+#: [m/s] count as it.
+CONFLICT_ANGLE_RAD, CONFLICT_BUFFER_S, CONFLICT_HORIZON_S, CONFLICT_MIN_SPEED = np.pi / 6, 1.0, 8.0, 0.5
+#: Signal states that stop traffic, and the one that stops it when it can stop comfortably.
+_RED = (int(SignalState.STOP), int(SignalState.FLASHING_STOP))
+_YELLOW = int(SignalState.CAUTION)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -120,42 +155,74 @@ class PathBank:
         self.start = np.array(start, np.int64)
         self.count = np.array(count, np.int64)
         self.length = np.array([g[-1] - g[0] for g in gs]) if gs else np.zeros(0)
+        self._tables()
 
     def at(self, rows: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(xy (..., 2), yaw, direction of travel) of path ``rows`` at arc lengths ``s`` (any broadcastable shape).
 
         Beyond a path's end it goes on straight along its last segment.
         """
+        x, y, yaw, travel = self.sample(rows, s)
+        return np.stack([x, y], axis=-1), yaw, travel
+
+    def sample(self, rows: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``at`` with x and y apart: (x, y, yaw, travel), each of the broadcast shape [m, m, rad, rad].
+
+        One ``searchsorted`` over all paths, then gathers from per-segment tables built once
+        (``_tables``).
+        """
         rows = np.asarray(rows)
         s = np.asarray(s, dtype=np.float64)
-        rows_b = np.broadcast_to(rows, np.broadcast_shapes(rows.shape, s.shape))
-        s_b = np.broadcast_to(s, rows_b.shape)
-        start = self.start[rows_b]
-        last = start + self.count[rows_b] - 1
-        k = np.searchsorted(self.gs, s_b + rows_b * self.OFFSET, side="right") - 1
-        k = np.clip(k, start, np.maximum(last - 1, start))
-        k1 = np.minimum(k + 1, last)
+        if rows.shape != s.shape:
+            shape = np.broadcast_shapes(rows.shape, s.shape)
+            rows = np.ascontiguousarray(np.broadcast_to(rows, shape))
+            s = np.broadcast_to(s, shape)
+        g = s + rows * self.OFFSET
+        k = np.searchsorted(self.gs, g, side="right") - 1
+        k = np.minimum(np.maximum(k, self._lo.take(rows)), self._hi.take(rows))
+        single = self._single.take(k)
+        w = np.where(single, 0.0, (g - self.gs.take(k)) / self._span.take(k))
+        x = self._x.take(k) + w * self._dx.take(k)
+        y = self._y.take(k) + w * self._dy.take(k)
+        yaw = self.yaw.take(k) + np.minimum(np.maximum(w, 0.0), 1.0) * self._dyaw.take(k)  # np.clip, without its overhead
+        travel = np.where(single, yaw, self._travel.take(k))
+        return x, y, yaw, travel
+
+    def _tables(self) -> None:
+        """Per point k: the segment to the next point of its path (k1 = k + 1, or k at a path's end)."""
+        last = self.start + self.count - 1
+        self._lo = self.start
+        self._hi = np.maximum(last - 1, self.start)
+        k = np.arange(len(self.gs))
+        row_last = np.repeat(last, self.count) if len(self.count) else np.zeros(0, np.int64)
+        k1 = np.minimum(k + 1, row_last)
         span = self.gs[k1] - self.gs[k]
-        single = span <= 0
-        span = np.where(single, 1.0, span)
-        w = (s_b + rows_b * self.OFFSET - self.gs[k]) / span
-        w_pos = np.where(single, 0.0, w)
+        self._single = span <= 0
+        self._span = np.where(self._single, 1.0, span)
         d = self.xy[k1] - self.xy[k]
-        xy = self.xy[k] + w_pos[..., None] * d
-        yaw = self.yaw[k] + np.clip(w_pos, 0.0, 1.0) * (self.yaw[k1] - self.yaw[k])
-        travel = np.where(single, yaw, np.arctan2(d[..., 1], d[..., 0]))
-        return xy, yaw, travel
+        self._x, self._y = self.xy[:, 0].copy(), self.xy[:, 1].copy()
+        self._dx, self._dy = d[:, 0].copy(), d[:, 1].copy()
+        self._dyaw = self.yaw[k1] - self.yaw[k]
+        self._travel = np.arctan2(d[:, 1], d[:, 0])
 
 
 class ReactiveAgents:
     """IDM along logged paths for the rows in ``rows`` (see the module docstring)."""
 
     def __init__(self, log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, dt_s: float) -> None:
+        """Args:
+            log: every agent's log at the env steps; ``rows`` the reactive ones' track rows.
+            length, width: (N,) every agent's box [m]; ``dt_s`` the env step [s].
+
+        Without ``rules`` (set by ``from_plan``, or assign a ``TrafficRules``) no signal, stop
+        sign or conflict applies.
+        """
         self.rows = np.asarray(rows, np.int64)
         self.dt = dt_s
         self.length, self.width = length, width
         n, s_steps = log.valid.shape
         paths = []
+        self._logged: list[np.ndarray] = []
         self.s_log = np.zeros((len(self.rows), s_steps))
         self.v_log = np.zeros((len(self.rows), s_steps))
         self.first = np.zeros(len(self.rows), np.int64)
@@ -178,6 +245,7 @@ class ReactiveAgents:
             kept = np.array(keep)
             path_pts = pts[kept]
             path_yaw = log.yaw[row, steps][kept]
+            self._logged.append(path_pts)
             if len(path_pts) >= 2:  # go on straight for the lookahead beyond the logged end
                 d = path_pts[-1] - path_pts[-2]
                 u = d / max(np.hypot(*d), 1e-9)
@@ -202,6 +270,26 @@ class ReactiveAgents:
         self.v = np.zeros(len(self.rows))
         self.alive = np.zeros(len(self.rows), bool)
         self._ahead = np.arange(LOOKAHEAD_STEP_M, LOOKAHEAD_M + 1e-9, LOOKAHEAD_STEP_M)
+        self._offsets = np.concatenate([[0.0], self._ahead])
+        self._all = np.arange(len(self.rows))
+        self._local = np.full(int(n) + 1, -1, np.int64)  # track row -> index into ``rows`` (-1: not reactive)
+        self._local[self.rows] = self._all
+        self._samples: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.rules = TrafficRules()
+        self._served = np.zeros(0, bool)  # stop signs an agent has stopped at
+        self._yielder = np.zeros(0, np.int64)  # per conflict: -1 nobody, 0 agent i yields, 1 agent j
+        self._grid = np.ascontiguousarray(np.broadcast_to(self._all[:, None], (len(self.rows), len(self._offsets))))
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> ReactiveAgents:
+        """The reactive agents of ``plan`` with the scenario's traffic rules (``traffic_rules``)."""
+        agents = cls(plan.log, plan.reactive_rows, plan.sizes[:, 0], plan.sizes[:, 1], plan.dt_s)
+        agents.rules = traffic_rules(plan, agents)
+        return agents
+
+    def logged_path(self, j: int) -> np.ndarray:
+        """(P, 2) agent ``j``'s logged path (points at least 0.2 m apart, local frame) [m]."""
+        return self._logged[j]
 
     def present(self, k: int) -> np.ndarray:
         """(R,) bool: which reactive agents exist at step ``k``."""
@@ -209,6 +297,8 @@ class ReactiveAgents:
 
     def reset(self, k: int) -> None:
         self.alive[:] = False
+        self._served = np.zeros(len(self.rules.stop_agent), bool)
+        self._yielder = np.full(len(self.rules.conflict_i), -1, np.int64)
         self._spawn(k)
 
     def _spawn(self, k: int) -> None:
@@ -216,11 +306,21 @@ class ReactiveAgents:
         self.s[new] = self.s_log[new, k]
         self.v[new] = self.v_log[new, k]
         self.alive = self.present(k)
+        self._samples = None
+
+    def _path_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every agent's path at its position and at the lookahead samples ahead of it, (R, 1 + M)
+        x, y, yaw and direction of travel; computed once per step (the state and the leader search
+        share it)."""
+        if self._samples is None:
+            self._samples = self.bank.sample(self._grid, self.s[:, None] + self._offsets[None, :])
+        return self._samples
 
     def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(x, y, yaw, vx, vy) of every reactive agent now (R,) [m, m, rad, m/s, m/s]."""
-        xy, yaw, travel = self.bank.at(np.arange(len(self.rows)), self.s)
-        return xy[:, 0], xy[:, 1], yaw, self.v * np.cos(travel), self.v * np.sin(travel)
+        x, y, yaw, travel = self._path_samples()
+        travel = travel[:, 0]
+        return x[:, 0], y[:, 0], yaw[:, 0], self.v * np.cos(travel), self.v * np.sin(travel)
 
     def step(self, k: int, bodies: dict[str, np.ndarray]) -> None:
         """Advance from step ``k`` to ``k + 1``.
@@ -235,58 +335,307 @@ class ReactiveAgents:
         idx = np.flatnonzero(alive)
         if idx.size:
             a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - self.v[idx])
-            gap, dv = self._leaders(idx, bodies)
+            # an agent standing still whose log does not pull it forward stays where it is whatever
+            # leads it (its acceleration is at most a_track <= 0 and its speed cannot go below 0):
+            # only the others look for leaders, and those of them that stand at another's leader
+            # (for the crossing rule)
+            moving = (self.v[idx] > 0) | (a_track > 0)
+            if moving.all():
+                gap, dv = self._leaders(idx, bodies)
+            else:
+                still = idx[~moving]
+                a_track, idx = a_track[moving], idx[moving]
+                gap, dv, lead = self._find_leaders(idx, bodies)
+                follower = np.flatnonzero(lead >= 0)
+                local = self._local[lead[follower]]
+                standing = np.isin(local, still)
+                led = np.zeros(0, np.int64)
+                if standing.any():  # a standing leader can lead its follower back only when the follower is ahead of it
+                    f, j = idx[follower[standing]], local[standing]
+                    sx, sy, _, shead = self._path_samples()
+                    lon = (sx[f, 0] - sx[j, 0]) * np.cos(shead[j, 0]) + (sy[f, 0] - sy[j, 0]) * np.sin(shead[j, 0])
+                    led = np.unique(j[lon > 0])
+                if led.size:  # the crossing rule among the moving agents and the standing ones they follow
+                    g2, d2, l2 = self._find_leaders(led, bodies)
+                    both = np.concatenate([idx, led])
+                    order = np.argsort(both, kind="stable")
+                    g_all, d_all = np.concatenate([gap, g2])[order], np.concatenate([dv, d2])[order]
+                    self._crossing_rule(both[order], g_all, d_all, np.concatenate([lead, l2])[order])
+                    back = np.empty_like(order)
+                    back[order] = np.arange(len(order))
+                    gap, dv = g_all[back[: len(idx)]], d_all[back[: len(idx)]]
+                else:
+                    self._crossing_rule(idx, gap, dv, lead)
             v = self.v[idx]
             has = np.isfinite(gap)
             a_idm = idm_acceleration(v, gap, dv, AGENT_IDM, self.v0[idx])
-            a[idx] = np.clip(np.where(has, np.minimum(a_track, a_idm), a_track), -B_MAX, A_MAX)
+            a_new = np.where(has, np.minimum(a_track, a_idm), a_track)
+            stop = self._stop_gaps(k)[idx]
+            held = np.isfinite(stop)
+            if held.any():
+                a_stop = idm_acceleration(v[held], stop[held], v[held], STOP_IDM, self.v0[idx][held])
+                a_new[held] = np.minimum(a_new[held], a_stop)
+            a[idx] = np.minimum(np.maximum(a_new, -B_MAX), A_MAX)
         v_new = np.maximum(self.v + a * self.dt, 0.0)
         self.s = np.where(alive, self.s + 0.5 * (self.v + v_new) * self.dt, self.s)
         self.v = np.where(alive, v_new, self.v)
         self._spawn(k + 1)
 
+    def _stop_gaps(self, k: int) -> np.ndarray:
+        """(R,) distance [m] from each agent's front to where it must stop at step ``k`` (inf: nowhere)."""
+        rules = self.rules
+        out = np.full(len(self.rows), np.inf)
+        if len(rules.stop_agent):
+            j = rules.stop_agent
+            gap = rules.stop_s - self.s[j] - 0.5 * self.length[self.rows[j]]
+            v = self.v[j]
+            sign = rules.stop_signal < 0
+            state = np.where(sign, 0, rules.signal_states[np.maximum(rules.stop_signal, 0), k] if rules.signal_states.size
+                             else 0)
+            red = np.isin(state, _RED) | ((state == _YELLOW) & (gap >= v * v / (2 * B_COMF)))
+            self._served |= sign & (gap < STOP_SIGN_NEAR_M) & (v < STOP_SIGN_SPEED)
+            hold = self.alive[j] & (gap > 0) & np.where(sign, ~self._served, red)
+            np.minimum.at(out, j[hold], gap[hold])
+        if len(rules.conflict_i):
+            self._conflicts(out)
+        return out
+
+    def _conflicts(self, out: np.ndarray) -> None:
+        """First come, first served at crossings: the yielding agents' gaps to the conflict zone into ``out``.
+
+        Per conflict, row 0 is agent i and row 1 agent j; ``_yielder`` holds the row of the one
+        yielding (-1: nobody).
+        """
+        pair, lo, hi = self._conflict_tables()
+        y = self._yielder
+        s, v_raw = self.s[pair], self.v[pair]
+        enter = lo - s  # front to the zone's near edge [m]
+        v = np.maximum(v_raw, CONFLICT_MIN_SPEED)
+        t_in = np.maximum(enter, 0.0) / v
+        soon = t_in.min(axis=0) < CONFLICT_HORIZON_S
+        held = y >= 0
+        if not ((soon & self.alive[pair].all(axis=0)).any() or held.any()):
+            return
+        leave = hi - s  # rear past its far edge [m]
+        t_out = leave / v
+        ar = np.arange(pair.shape[1])
+        active = self.alive[pair].all(axis=0) & (leave > 0).all(axis=0)
+        # release: the pair is over, the one with the right of way has left the zone or stands
+        # still outside it, or the yielding one is in the zone already
+        yy = np.maximum(y, 0)
+        first = 1 - yy
+        first_gone = (leave[first, ar] <= 0) | ((v_raw[first, ar] < STOP_SIGN_SPEED) & (enter[first, ar] > 0))
+        y[held & (~active | first_gone | (enter[yy, ar] <= 0))] = -1
+        # decide: the later arrival yields when it would enter before the first has left (+ buffer)
+        later = ((t_in[0] < t_in[1]) | ((t_in[0] == t_in[1]) & (pair[0] < pair[1]))).astype(np.int64)
+        new = (y < 0) & active & soon & (enter[later, ar] > 0) & (t_in[later, ar] < t_out[1 - later, ar] + CONFLICT_BUFFER_S)
+        y[new] = later[new]
+        held = y >= 0
+        if held.any():
+            np.minimum.at(out, pair[y[held], ar[held]], enter[y[held], ar[held]])
+
+    def _conflict_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(2, C) the agents of each conflict, the arc lengths where their fronts reach its zone
+        and where their rears leave it [m] (for the current ``rules``)."""
+        rules = self.rules
+        if getattr(self, "_tables_of", None) is not rules:
+            pair = np.stack([rules.conflict_i, rules.conflict_j])
+            length, width = self.length[self.rows[pair]], self.width[self.rows[pair]]
+            half = 0.5 * width[::-1] + 0.5 * length  # the other's half width + one's own half length
+            at = np.stack([rules.conflict_si, rules.conflict_sj])
+            self._ctables = (pair, at - half, at + half)
+            self._tables_of = rules
+        return self._ctables
+
     def _leaders(self, idx: np.ndarray, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(gap [m], closing speed [m/s]) to each agent's leader; gap inf without one."""
+        """(gap [m], closing speed [m/s]) to each agent's leader after the crossing rule; gap inf without one."""
+        gap, dv, lead = self._find_leaders(idx, bodies)
+        self._crossing_rule(idx, gap, dv, lead)
+        return gap, dv
+
+    def _find_leaders(self, idx: np.ndarray, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gap [m], closing speed [m/s], the leader's track row) of agents ``idx`` (ascending);
+        gap inf and row -1 without one."""
         rows = self.rows[idx]
-        xy, _, travel = self.bank.at(idx, self.s[idx])
+        sx, sy, _, shead = self._path_samples()
         bx, by = bodies["x"], bodies["y"]
+        blen, bwid = bodies["length"], bodies["width"]
+        # a body farther than the largest half diagonal + the agent's half width + the margin from
+        # the box of the agent's lookahead samples cannot be in its corridor: only the pairs left
+        # are examined
+        ax, ay = sx[idx, 1:], sy[idx, 1:]
+        x_lo, x_hi, y_lo, y_hi = ax.min(axis=1), ax.max(axis=1), ay.min(axis=1), ay.max(axis=1)
+        reach = 0.5 * float(np.hypot(blen, bwid).max()) + 0.5 * self.width[rows] + CORRIDOR_MARGIN_M
+        box = (np.abs(bx - (0.5 * (x_lo + x_hi))[:, None]) < (0.5 * (x_hi - x_lo) + reach)[:, None]) & (
+            np.abs(by - (0.5 * (y_lo + y_hi))[:, None]) < (0.5 * (y_hi - y_lo) + reach)[:, None])
+        pi, pj = np.nonzero(box)
         # candidates: within the lookahead, ahead of the agent's direction of travel, not itself
-        dx = bx[None, :] - xy[:, 0:1]
-        dy = by[None, :] - xy[:, 1:2]
-        c, sn = np.cos(travel)[:, None], np.sin(travel)[:, None]
-        lon = dx * c + dy * sn
-        near = (lon > 0) & (dx * dx + dy * dy < (LOOKAHEAD_M + 5.0) ** 2) & (bodies["row"][None, :] != rows[:, None])
-        gap = np.full(len(idx), np.inf)
-        dv = np.zeros(len(idx))
-        lead = np.full(len(idx), -1)
-        pi, pj = np.nonzero(near)
+        ai = idx[pi]
+        travel = shead[ai, 0]
+        dx, dy = bx[pj] - sx[ai, 0], by[pj] - sy[ai, 0]
+        lon = dx * np.cos(travel) + dy * np.sin(travel)
+        near = (lon > 0) & (dx * dx + dy * dy < (LOOKAHEAD_M + 5.0) ** 2) & (bodies["row"][pj] != rows[pi])
+        pi, pj, ai = pi[near], pj[near], ai[near]
+        n = len(idx)
+        gap = np.full(n, np.inf)
+        dv = np.zeros(n)
+        lead = np.full(n, -1)
         if pi.size:
-            s_ahead = self.s[idx][pi][:, None] + self._ahead[None, :]
-            pts, _, head = self.bank.at(idx[pi][:, None], s_ahead)  # (P, M, 2)
-            ex = bx[pj][:, None] - pts[..., 0]
-            ey = by[pj][:, None] - pts[..., 1]
+            ex = bx[pj][:, None] - sx[ai, 1:]  # (P, M)
+            ey = by[pj][:, None] - sy[ai, 1:]
             d2 = ex * ex + ey * ey
             m = np.argmin(d2, axis=1)
             ar = np.arange(len(pi))
-            theta = bodies["yaw"][pj] - head[ar, m]
+            head = shead[ai, 1 + m]
+            theta = bodies["yaw"][pj] - head
             cth, sth = np.abs(np.cos(theta)), np.abs(np.sin(theta))
-            lj, wj = bodies["length"][pj], bodies["width"][pj]
+            lj, wj = blen[pj], bwid[pj]
             half_lat = 0.5 * (lj * sth + wj * cth)
             half_lon = 0.5 * (lj * cth + wj * sth)
             inside = np.sqrt(d2[ar, m]) < 0.5 * self.width[rows[pi]] + half_lat + CORRIDOR_MARGIN_M
-            g = self._ahead[m] - 0.5 * self.length[rows[pi]] - half_lon
-            vj = bodies["vx"][pj] * np.cos(head[ar, m]) + bodies["vy"][pj] * np.sin(head[ar, m])
-            for q in np.flatnonzero(inside):
-                i = pi[q]
-                if g[q] < gap[i]:
-                    gap[i] = g[q]
-                    dv[i] = self.v[idx[i]] - vj[q]
-                    lead[i] = bodies["row"][pj[q]]
-        # crossing paths: two agents leading each other -> the one nearer the conflict goes first
-        pos = {int(r): i for i, r in enumerate(rows)}
-        for i in range(len(idx)):
-            j = pos.get(int(lead[i]), -1)
-            if j > i and lead[j] == rows[i]:
-                go = i if (gap[i], i) > (gap[j], j) else j
+            q = np.flatnonzero(inside)
+            if q.size:
+                g = self._ahead[m[q]] - 0.5 * self.length[rows[pi[q]]] - half_lon[q]
+                # per agent the nearest candidate (the first in candidate order among equals)
+                order = np.lexsort((q, g, pi[q]))
+                qi = pi[q][order]
+                first = np.ones(len(order), bool)
+                first[1:] = qi[1:] != qi[:-1]
+                best = q[order[first]]
+                i = pi[best]
+                head_b = head[best]
+                vj = bodies["vx"][pj[best]] * np.cos(head_b) + bodies["vy"][pj[best]] * np.sin(head_b)
+                gap[i] = g[order[first]]
+                dv[i] = self.v[idx[i]] - vj
+                lead[i] = bodies["row"][pj[best]]
+        return gap, dv, lead
+
+    def _crossing_rule(self, idx: np.ndarray, gap: np.ndarray, dv: np.ndarray, lead: np.ndarray) -> None:
+        """Crossing paths: of two agents (in ``idx``, ascending) leading each other, the one nearer
+        the conflict goes first (its ``gap`` becomes inf, ``dv`` 0; in place)."""
+        n = len(idx)
+        rows = self.rows[idx]
+        led = np.flatnonzero(lead >= 0)
+        if led.size:
+            pos = np.full(len(self.rows), -1)
+            pos[idx] = np.arange(n)
+            local = self._local[lead[led]]
+            j = np.where(local >= 0, pos[local], -1)
+            mutual = (j > led) & (lead[np.maximum(j, 0)] == rows[led])
+            if mutual.any():
+                i, j = led[mutual], j[mutual]
+                i_goes = (gap[i] > gap[j]) | ((gap[i] == gap[j]) & (i > j))
+                go = np.where(i_goes, i, j)
                 gap[go], dv[go] = np.inf, 0.0
-        return gap, dv
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TrafficRules:
+    """The standing obstacles of reactive agents (indices into ``ReactiveAgents.rows``).
+
+    Attributes:
+        stop_agent: (K,) which agent a stop point governs; ``stop_s`` (K,) its arc length on the
+            agent's path [m]; ``stop_signal`` (K,) the signal's index, -1 for a stop sign.
+        signal_states: (G, S) ``SignalState`` codes of every signal at the env steps.
+        conflict_i, conflict_j: (C,) the two agents of a crossing; ``conflict_si``, ``conflict_sj``
+            the crossing's arc length on each one's path [m].
+    """
+
+    stop_agent: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    stop_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    stop_signal: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    signal_states: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int8))
+    conflict_i: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    conflict_j: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    conflict_si: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    conflict_sj: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def _stop_points(scenario: Scenario, origin: np.ndarray) -> list[tuple[np.ndarray, float | None, int]]:
+    """(point (2,) local [m], lane heading [rad] or None, signal index or -1 for a stop sign) of
+    every signal's stop point and every stop sign's controlled lane."""
+    lanes = {lane.id: lane.centerline[:, :2] - origin for lane in scenario.road_map.lanes}
+
+    def heading_at(lane_id: str, point: np.ndarray) -> tuple[np.ndarray, float | None]:
+        line = lanes.get(lane_id)
+        if line is None or len(line) < 2:
+            return point, None
+        i = int(np.argmin(np.hypot(*(line - point).T)))
+        a, b = line[max(i - 1, 0)], line[min(i + 1, len(line) - 1)]
+        return line[i], float(np.arctan2(b[1] - a[1], b[0] - a[0]))
+
+    out: list[tuple[np.ndarray, float | None, int]] = []
+    sig = scenario.signals
+    for g in range(sig.num_signals):
+        point = sig.stop_points[g, :2] - origin
+        out.append((point, heading_at(str(sig.lane_ids[g]), point)[1], g))
+    for f in scenario.road_map.of_kind(FeatureKind.STOP_SIGN):
+        sign = f.points[0, :2] - origin
+        for lane_id in f.lane_ids:
+            if lane_id in lanes:
+                point, heading = heading_at(lane_id, sign)
+                out.append((point, heading, -1))
+    return out
+
+
+def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
+    """The stop points and conflicts of ``agents`` in ``plan``'s scenario (see the module docstring)."""
+    scenario = plan.scenario
+    types = scenario.tracks.agent_types[agents.rows]
+    lines = [shapely.LineString(agents.logged_path(j)) if len(agents.logged_path(j)) >= 2 else None
+             for j in range(len(agents.rows))]
+    # stop points on the paths of vehicles and cyclists
+    stop_agent, stop_s, stop_signal = [], [], []
+    obeys = np.isin(types, [int(AgentType.VEHICLE), int(AgentType.CYCLIST)])
+    for point, heading, g in _stop_points(scenario, plan.origin):
+        p = shapely.Point(point)
+        for j in np.flatnonzero(obeys):
+            line = lines[j]
+            if line is None or line.distance(p) >= STOP_MATCH_M:
+                continue
+            s = float(line.project(p))
+            if s <= 0.0 or s >= line.length:
+                continue
+            _, _, _, travel = agents.bank.sample(np.array([j]), np.array([s]))
+            if heading is not None and abs(wrap_angle(float(travel[0]) - heading)) >= STOP_MATCH_RAD:
+                continue
+            stop_agent.append(j)
+            stop_s.append(s)
+            stop_signal.append(g)
+    sig = scenario.signals
+    if sig.num_signals:
+        step = np.clip(np.searchsorted(scenario.t_us, plan.log.t_us, side="right") - 1, 0, len(scenario.t_us) - 1)
+        states = np.asarray(sig.states)[:, step]
+    else:
+        states = np.zeros((0, plan.log.num_steps), np.int8)
+    # crossings of two reactive agents' logged paths (not two pedestrians')
+    ci, cj, csi, csj = [], [], [], []
+    have = [j for j, line in enumerate(lines) if line is not None]
+    if len(have) > 1:
+        geoms = np.array([lines[j] for j in have], dtype=object)
+        tree = shapely.STRtree(geoms)
+        left, right = tree.query(geoms, predicate="intersects")
+        walker = types != int(AgentType.VEHICLE)
+        for a, b in zip(left.tolist(), right.tolist()):
+            i, j = have[a], have[b]
+            if i >= j or (walker[i] and walker[j]):
+                continue
+            meet = shapely.intersection(lines[i], lines[j])
+            points = [g for g in shapely.get_parts(meet) if g.geom_type == "Point"]
+            found = []
+            for pt in points:
+                si, sj = float(lines[i].project(pt)), float(lines[j].project(pt))
+                _, _, _, ti = agents.bank.sample(np.array([i]), np.array([si]))
+                _, _, _, tj = agents.bank.sample(np.array([j]), np.array([sj]))
+                if abs(np.sin(wrap_angle(float(ti[0]) - float(tj[0])))) > np.sin(CONFLICT_ANGLE_RAD):
+                    found.append((si, sj))
+            if found:
+                si, sj = min(found)
+                ci.append(i)
+                cj.append(j)
+                csi.append(si)
+                csj.append(sj)
+    return TrafficRules(
+        np.array(stop_agent, np.int64), np.array(stop_s), np.array(stop_signal, np.int64), states,
+        np.array(ci, np.int64), np.array(cj, np.int64), np.array(csi), np.array(csj),
+    )

@@ -165,8 +165,7 @@ class DriveTwinEnv(gymnasium.Env):
             world.set_types(plan.types)
             self._loaded = plan
             self._reactive = (
-                ReactiveAgents(plan.log, plan.reactive_rows, plan.sizes[:, 0], plan.sizes[:, 1], plan.dt_s)
-                if plan.reactive_rows.size else None
+ReactiveAgents.from_plan(plan) if plan.reactive_rows.size else None
             )
             ego_half = 0.5 * math.hypot(plan.params.length, plan.params.width)
             self._sync_reach2 = (self.sensors.sync_radius + plan.half_diag + ego_half) ** 2
@@ -391,15 +390,14 @@ class DriveTwinEnv(gymnasium.Env):
         """Everything a reactive agent can follow: the present agents and the ego."""
         plan, ego, state = self.plan, self.ego, self._state
         rows = np.flatnonzero(self._present)
-        sub = state[:, rows]
+        n = len(rows)
+        b = np.empty((7, n + 1))
+        b[:5, :n] = state[:, rows]
+        b[:5, n] = ego.x, ego.y, ego.yaw, ego.vx, ego.vy
+        b[5:, :n] = plan.sizes[rows, :2].T
+        b[5:, n] = plan.params.length, plan.params.width
         return {
-            "x": np.append(sub[0], ego.x),
-            "y": np.append(sub[1], ego.y),
-            "yaw": np.append(sub[2], ego.yaw),
-            "vx": np.append(sub[3], ego.vx),
-            "vy": np.append(sub[4], ego.vy),
-            "length": np.append(plan.sizes[rows, 0], plan.params.length),
-            "width": np.append(plan.sizes[rows, 1], plan.params.width),
+            "x": b[0], "y": b[1], "yaw": b[2], "vx": b[3], "vy": b[4], "length": b[5], "width": b[6],
             "row": np.append(rows, plan.ego_row),
         }
 
