@@ -24,6 +24,7 @@ from scenarios.importers.base import (
     points_xyz,
     read_json_object,
     register,
+    require_object,
     resample_polyline,
 )
 from scenarios.model import (
@@ -548,9 +549,5 @@ def _read_map(path: Path) -> tuple[list[Lane], list[MapFeature], list[str], np.n
 
 
 def _get(item: Any, key: str, path: Path, where: str) -> Any:
-    if not isinstance(item, dict):
-        raise ScenarioError(path, where, f"must be an object, got {type(item).__name__}")
-    if key not in item:
-        raise ScenarioError(path, f"{where}.{key}", "missing key")
-    return item[key]
+    return require_object(item, (key,), path, where)[key]
 

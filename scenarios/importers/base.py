@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,6 +227,16 @@ def _json_int(text: str) -> int | float:
     """A JSON integer: an int when int64 can hold it, else a float (``inf`` for thousands of digits),
     which every numeric check then refuses with its field (and no 5000-digit int is ever built)."""
     return int(text) if len(text.lstrip("-")) <= JSON_INT_DIGITS else float(text)
+
+
+def require_object(item: Any, keys: Iterable[str], path: Path, where: str) -> dict[str, Any]:
+    """``item`` as a JSON object holding every one of ``keys``; else a ScenarioError at ``where``."""
+    if not isinstance(item, dict):
+        raise ScenarioError(path, where, f"must be an object, got {type(item).__name__}")
+    for key in keys:
+        if key not in item:
+            raise ScenarioError(path, f"{where}.{key}", "missing key")
+    return item
 
 
 def read_json_object(path: Path, what: str = "file") -> dict[str, Any]:

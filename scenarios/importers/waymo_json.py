@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from scenarios.errors import ScenarioError
-from scenarios.importers.base import agent_type, points_xyz, read_json_object, register
+from scenarios.importers.base import agent_type, points_xyz, read_json_object, register, require_object
 from scenarios.model import (
     FeatureKind,
     Lane,
@@ -47,6 +47,7 @@ KEY_SDC = "sdc_track_index"
 KEY_SCENARIO_ID = "scenario_id"
 OBJECT_KEYS = ("position", "heading", "velocity", "valid", "width", "length", "height", "type", "id")
 ROAD_KEYS = ("geometry", "type", "id")
+SIGNAL_KEYS = ("state", "x", "y", "z", "time_index")
 
 #: Waymo lane types (GPUDrive ``map_element_id``, Waymax ``MapElementIds``) -> ``Lane.lane_type``.
 LANE_TYPES = {0: "undefined", 1: "freeway", 2: "surface_street", 3: "bike"}
@@ -191,11 +192,7 @@ def _read_objects(objects: list[Any], sdc: int, path: Path) -> tuple[Tracks, int
     rows: list[dict[str, Any]] = []
     for i, obj in enumerate(objects):
         where = f"{KEY_OBJECTS}[{i}]"
-        if not isinstance(obj, dict):
-            raise ScenarioError(path, where, f"must be an object, got {type(obj).__name__}")
-        for key in OBJECT_KEYS:
-            if key not in obj:
-                raise ScenarioError(path, f"{where}.{key}", "missing key")
+        require_object(obj, OBJECT_KEYS, path, where)
         valid = obj["valid"]
         if not isinstance(valid, list) or not all(isinstance(v, (bool, int)) for v in valid):
             raise ScenarioError(path, f"{where}.valid", "must be a list of booleans")
@@ -310,11 +307,7 @@ def _read_roads(roads: Any, path: Path) -> tuple[list[Lane], list[MapFeature], l
     degenerate = 0
     for i, road in enumerate(roads):
         where = f"{KEY_ROADS}[{i}]"
-        if not isinstance(road, dict):
-            raise ScenarioError(path, where, f"must be an object, got {type(road).__name__}")
-        for key in ROAD_KEYS:
-            if key not in road:
-                raise ScenarioError(path, f"{where}.{key}", "missing key")
+        require_object(road, ROAD_KEYS, path, where)
         kind = check_text(road["type"], path, f"{where}.type").lower()
         road_id = _identifier(road["id"], path, f"{where}.id")
         element = road.get("map_element_id")
@@ -373,11 +366,8 @@ def _read_signals(tl_states: Any, num_steps: int, path: Path) -> Signals:
     for row, (lane_id, entry) in enumerate(tl_states.items()):
         lane_id = check_text(lane_id, path, KEY_TL_STATES)
         where = f"{KEY_TL_STATES}.{lane_id}"
-        if not isinstance(entry, dict):
-            raise ScenarioError(path, where, f"must be an object, got {type(entry).__name__}")
-        for key in ("state", "x", "y", "z", "time_index"):
-            if key not in entry:
-                raise ScenarioError(path, f"{where}.{key}", "missing key")
+        require_object(entry, SIGNAL_KEYS, path, where)
+        for key in SIGNAL_KEYS:
             if not isinstance(entry[key], list):
                 raise ScenarioError(path, f"{where}.{key}", f"must be a list, got {type(entry[key]).__name__}")
         count = len(entry["state"])
