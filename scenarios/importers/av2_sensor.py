@@ -31,7 +31,7 @@ import pyarrow.feather as feather
 from scenarios.errors import ScenarioError
 from scenarios.importers import av2
 from scenarios.importers.base import register
-from scenarios.model import MAX_ID_LENGTH, AgentType, Provenance, RoadMap, Scenario, Tracks, make_scenario_id
+from scenarios.model import MAX_ID_LENGTH, AgentType, Provenance, RoadMap, Scenario, Tracks, check_grid, make_scenario_id
 
 DATASET = "av2_sensor"
 EGO_TRACK_ID = "AV"
@@ -42,7 +42,6 @@ MAP_GLOB = "map/log_map_archive_*.json"
 #: The AV2 sensor vehicle (a Ford Fusion Hybrid) [m], for logs without an EGO_VEHICLE box.
 DEFAULT_EGO_SIZE = (4.877, 2.0, 1.473)
 #: Most (tracks x frames) cells a log may need: bounds what a damaged file can make us allocate.
-MAX_GRID_CELLS = 20_000_000
 #: A pose may be interpolated across at most this gap [ns]; the pose stream runs at ~200 Hz.
 MAX_POSE_GAP_NS = 100_000_000
 
@@ -123,9 +122,7 @@ def read_av2_sensor(path: str | Path) -> list[Scenario]:
     agent_of_row = rank[agent_of_row]
     ids = ids[order]
     n, num_steps = len(ids) + 1, len(frames)
-    if n * num_steps > MAX_GRID_CELLS:
-        problem = f"{n - 1} tracks x {num_steps} frames is more than a log may hold ({MAX_GRID_CELLS} cells)"
-        raise ScenarioError(annotations_path, COL_TRACK, problem)
+    check_grid(annotations_path, COL_TRACK, n, num_steps)  # the model's limits, before allocating
     row_category = categories[keep]
     track_category = row_category[first[order]]
     changed = row_category != track_category[agent_of_row]
@@ -314,7 +311,6 @@ def _poses_at(frames: np.ndarray, poses: pa.Table, path: Path) -> dict[str, np.n
         problem = f"no ego pose at or around annotation time {frames[int(np.argmax(outside))]} ns (poses {t[0]}..{t[-1]})"
         raise ScenarioError(path, COL_T, problem)
     lo = np.where(exact, hi, hi - 1)
-    hi = np.where(exact, hi, hi)
     gap = t[hi] - t[lo]
     if (gap > MAX_POSE_GAP_NS).any():
         k = int(np.argmax(gap > MAX_POSE_GAP_NS))

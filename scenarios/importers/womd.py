@@ -40,6 +40,8 @@ from scenarios.model import (
     Signals,
     SignalState,
     Tracks,
+    check_grid,
+    check_times,
     make_scenario_id,
 )
 
@@ -150,8 +152,7 @@ def _scenario(buf: bytes, path: Path, where: str) -> Scenario:
         raise ScenarioError(path, f"{where}: scenario_id", "missing or empty")
     source = f"{where}, scenario {log_id}"
     seconds = pw.repeated_doubles(buf, top, SC_TIMESTAMPS, "Scenario", "timestamps_seconds")
-    if not np.isfinite(seconds).all():
-        raise ScenarioError(path, f"{source}: timestamps_seconds", "NaN or infinite timestamps")
+    check_times(seconds, path, f"{source}: timestamps_seconds", us_per_unit=1e6)  # finite, within int64 microseconds
     t_us = np.round(seconds * 1e6).astype(np.int64)
     num_steps = len(t_us)
     track_ranges = pw.messages(top, SC_TRACKS, "Scenario", "tracks")
@@ -246,6 +247,7 @@ def _tracks(
     n = len(ranges)
     if n == 0:
         raise ScenarioError(path, f"{source}: tracks", "no tracks (the scenario has no road users)")
+    check_grid(path, f"{source}: tracks", n, num_steps)  # before allocating (N, T) arrays
     ids = np.empty(n, dtype=object)
     types = np.zeros(n, np.int8)
     names = [name for name, _, _ in _STATE_FIELDS]
