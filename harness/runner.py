@@ -682,8 +682,3 @@ def consolidate(run_dir: str | Path) -> pd.DataFrame:
         if table == "summary":
             summary_df = frame
     return summary_df
-
-
-def read_run_summary(run_dir: str | Path) -> pd.DataFrame:
-    """A run's summary table (the consolidated file, or the parts of an unfinished run)."""
-    return RunDirectory(run_dir).read_summary()

@@ -220,14 +220,18 @@ class VariantWorker:
 
     def build_scenario(self, task: VariantTask | ShippedTask) -> Any:
         """The variant's scenario: the base scenario, mutated as its spec says."""
+        return self._build(task)[0]
+
+    def _build(self, task: VariantTask | ShippedTask) -> tuple[Any, Any]:
+        """(the variant's scenario, its unmutated base), the base loaded once."""
         base = self.base_scenario(task)
         if isinstance(task, ShippedTask):
             task = task.task
         if not task.spec_json:
-            return base
+            return base, base
         from scenarios.mutations import reproduce
 
-        return reproduce(base, task.spec_json)
+        return reproduce(base, task.spec_json), base
 
     def policy(self) -> Any:
         """The policy, made once per worker (``reset`` starts each episode)."""
@@ -293,7 +297,7 @@ class VariantWorker:
             start = time.perf_counter()
             self._setup()
             stage = "scenario"
-            scenario = self.build_scenario(shipped)
+            scenario, log = self._build(shipped)  # a variant is judged against its source's log
             timings["build_s"] = time.perf_counter() - start
             stage = "rollout"
             start = time.perf_counter()
@@ -301,7 +305,6 @@ class VariantWorker:
             timings["sim_s"] = time.perf_counter() - start
             stage = "evaluation"
             start = time.perf_counter()
-            log = self.base_scenario(shipped) if task.spec_json else scenario  # judged against its source's log (shipped or read)
             evaluation = evaluate_all(
                 record, scenario, self._eval_config, variant_id=task.variant_id, scenario_id=task.scenario_id, series=self.save_steps, log=log
             )
