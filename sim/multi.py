@@ -26,7 +26,6 @@ Deterministic: same seed and actions, same results.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -145,11 +144,9 @@ class MultiAgentTwinEnv(ParallelEnv):
         return [ego] + [ids.index(a) for a in controlled if ids.index(a) != ego]
 
     # ------------------------------------------------------------------ PettingZoo API
-    @functools.lru_cache(maxsize=None)
     def observation_space(self, agent: str) -> gymnasium.Space:
         return self._obs_space
 
-    @functools.lru_cache(maxsize=None)
     def action_space(self, agent: str) -> gymnasium.Space:
         return self._act_space
 

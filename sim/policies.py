@@ -167,17 +167,19 @@ class ExpertPolicy(_Baseline):
 
     def reset(self, context: PolicyContext) -> None:
         super().reset(context)
-        self._feed_forward: bool | None = None
+        log = self.view.logged_ego
+        # the ego's last logged step: the plan holds its last position after it. Past it the logged
+        # ego drives on at its last speed and heading (waypoints clamped to the last position would
+        # make the tracker brake to a stop in the episode's last steps)
+        moved = np.flatnonzero(np.any(log[:, :2] != log[-1, :2], axis=1))
+        self._last = int(moved[-1]) + 1 if moved.size else len(log) - 1
+        self._feed_forward = self._velocities_match_positions(log[: self._last + 1])
 
     def act(self, observation: Any) -> Any:
         view = self.view
         log = view.logged_ego
         k = view.step_index
-        # the ego's last logged step: the plan holds its last position after it. Past it the logged
-        # ego drives on at its last speed and heading (waypoints clamped to the last position would
-        # make the tracker brake to a stop in the episode's last steps)
-        moved = np.flatnonzero(np.any(log[:, :2] != log[-1, :2], axis=1))
-        last = int(moved[-1]) + 1 if moved.size else len(log) - 1
+        last = self._last
         want = np.arange(k, k + 1 + self.k_points)  # the logged ego now and at the next K steps
         idx = np.minimum(want, last)
         beyond = np.maximum(want - last, 0) * self.dt * log[last, 3]
@@ -187,8 +189,6 @@ class ExpertPolicy(_Baseline):
         dy = log[idx, 1] + beyond * math.sin(log[last, 2]) - ego.y
         points = np.column_stack([dx * c + dy * s, -dx * s + dy * c])  # the ego frame, per step: the fast form
         waypoints = points[1:]
-        if self._feed_forward is None:
-            self._feed_forward = self._velocities_match_positions(log[: last + 1])
         if self.action_type is not ActionType.CONTINUOUS or not self._feed_forward:
             return self._from_trajectory(waypoints, ego.speed)
         # acceleration: the log's own (fed forward, so the drive is as smooth as the log's) plus a
