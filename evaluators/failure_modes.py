@@ -1,0 +1,122 @@
+"""Distinct failure modes: at-fault collisions counted once per way and place they happen.
+
+A search finds the same failure many times over: variants a little apart in their parameters in
+which the ego hits the same agent at the same moment. Two variants fail the same way at the same
+place, one *failure mode*, when they are of the same scenario, their first at-fault collision is
+with the same agent, and those collisions are within ``MODE_TIME_S`` of each other and the ego
+within ``MODE_DISTANCE_M`` of where it was (the summary's ``first_at_fault_agent``,
+``first_at_fault_collision_s``, ``first_at_fault_x_m``, ``first_at_fault_y_m``). Modes are the
+connected groups of that relation (a chain of close collisions is one mode). Each mode names one
+variant to replay: its most severe (``evaluators.verdicts.severity_key``: lowest score, then id).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evaluators.verdicts import severity_key
+
+#: Collisions of one scenario with one agent closer than this in time [s] are one failure mode.
+MODE_TIME_S = 1.0
+#: ... and closer than this [m] in the ego's position.
+MODE_DISTANCE_M = 2.0
+
+#: Columns of the ``failure_modes`` table.
+MODE_COLUMNS = ("mode", "scenario_id", "agent_id", "t_s", "x_m", "y_m", "count", "variant_id", "mutation", "closed_loop_score", "variants")
+
+#: Summary columns a failure mode is found from.
+NEEDED = ("status", "scenario_id", "variant_id", "at_fault_collisions", "first_at_fault_agent",
+          "first_at_fault_collision_s", "first_at_fault_x_m", "first_at_fault_y_m")  # fmt: skip
+
+
+def _groups(t: np.ndarray, xy: np.ndarray, time_s: float, distance_m: float) -> np.ndarray:
+    """Label (n,) of the connected groups of points within ``time_s`` and ``distance_m`` of another."""
+    n = len(t)
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = int(parent[i])
+        return i
+
+    close = (np.abs(t[:, None] - t[None, :]) <= time_s) & (np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1)) <= distance_m)
+    for i, j in zip(*np.nonzero(np.triu(close, 1))):
+        a, b = find(int(i)), find(int(j))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return np.array([find(i) for i in range(n)])
+
+
+def at_fault_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``summary`` with an at-fault collision whose agent, time and place are known."""
+    missing = [c for c in NEEDED if c not in summary.columns]
+    if missing or summary.empty:
+        return summary.iloc[0:0]
+    rows = summary[(summary["status"] == "ok") & (pd.to_numeric(summary["at_fault_collisions"], errors="coerce").fillna(0) > 0)]
+    rows = rows[rows["first_at_fault_agent"].notna()]
+    numeric = rows[["first_at_fault_collision_s", "first_at_fault_x_m", "first_at_fault_y_m"]].apply(pd.to_numeric, errors="coerce")
+    return rows[numeric.notna().all(axis=1)]
+
+
+def failure_modes(summary: pd.DataFrame, *, time_s: float = MODE_TIME_S, distance_m: float = MODE_DISTANCE_M) -> pd.DataFrame:
+    """The distinct at-fault failure modes of a summary table, most severe first.
+
+    Args:
+        summary: a run's summary (rows of any status; only ok rows with an at-fault collision
+            count; a table without the ``first_at_fault_*`` columns has no modes).
+        time_s, distance_m: how close two collisions with one agent are to be one mode.
+
+    Returns:
+        One row per mode (``MODE_COLUMNS``): a number from 1, the scenario, the agent, the
+        representative variant's collision time [s] and ego position [m], how many variants
+        fail this way, the representative ``variant_id`` (replay it to see the failure), its
+        sweep (``mutation``, when the summary has one) and score, and every variant id.
+    """
+    if not (time_s >= 0 and distance_m >= 0):
+        raise ValueError(f"time_s and distance_m must be >= 0, got {time_s}, {distance_m}")
+    rows = at_fault_rows(summary)
+    found: list[dict[str, Any]] = []
+    if rows.empty:
+        return pd.DataFrame(found, columns=list(MODE_COLUMNS))
+    for (scenario_id, agent_id), group in rows.groupby(["scenario_id", "first_at_fault_agent"], sort=True):
+        t = group["first_at_fault_collision_s"].to_numpy(float)
+        xy = group[["first_at_fault_x_m", "first_at_fault_y_m"]].to_numpy(float)
+        labels = _groups(t, xy, time_s, distance_m)
+        records = group.to_dict("records")
+        for label in np.unique(labels):
+            members = sorted((records[i] for i in np.flatnonzero(labels == label)), key=severity_key)
+            best = members[0]
+            score = best.get("closed_loop_score")
+            found.append(
+                {
+                    "scenario_id": str(scenario_id),
+                    "agent_id": str(agent_id),
+                    "t_s": float(best["first_at_fault_collision_s"]),
+                    "x_m": float(best["first_at_fault_x_m"]),
+                    "y_m": float(best["first_at_fault_y_m"]),
+                    "count": len(members),
+                    "variant_id": str(best["variant_id"]),
+                    "mutation": best.get("mutation") if isinstance(best.get("mutation"), str) else None,
+                    "closed_loop_score": float(score) if score is not None and not pd.isna(score) else math.nan,
+                    "variants": sorted(str(r["variant_id"]) for r in members),
+                    "_key": severity_key(best),
+                }
+            )
+    found.sort(key=lambda mode: mode["_key"])
+    for i, mode in enumerate(found, 1):
+        mode.pop("_key")
+        mode["mode"] = i
+    return pd.DataFrame(found, columns=list(MODE_COLUMNS))
+
+
+def count_failure_modes(summary: pd.DataFrame, **options: float) -> int:
+    """How many distinct at-fault failure modes ``summary`` holds (``failure_modes``)."""
+    return len(failure_modes(summary, **options))
+
+
+__all__ = ["MODE_COLUMNS", "MODE_DISTANCE_M", "MODE_TIME_S", "at_fault_rows", "count_failure_modes", "failure_modes"]
