@@ -37,6 +37,7 @@ from scenarios.mutations.base import (
 from scenarios.mutations.plan import MutationPlan
 from scenarios.mutations.plausibility import DEFAULT_LIMITS, Limits, check_plausible
 from scenarios.mutations.samplers import (
+    REJECTED,
     SAMPLERS,
     CrossEntropySampler,
     GridSampler,
@@ -72,6 +73,7 @@ from scenarios.mutations.variants import (
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "REJECTED",
     "SAMPLERS",
     "Choice",
     "CrossEntropySampler",
