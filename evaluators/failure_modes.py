@@ -13,6 +13,7 @@ variant to replay: its most severe (``evaluators.verdicts.severity_key``: lowest
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,43 @@ def _groups(t: np.ndarray, xy: np.ndarray, time_s: float, distance_m: float) -> 
         if a != b:
             parent[max(a, b)] = min(a, b)
     return np.array([find(i) for i in range(n)])
+
+
+def collision_of(row: Mapping[str, Any]) -> tuple[str, str, float, float, float] | None:
+    """(scenario, agent, t [s], x [m], y [m]) of a summary row's first at-fault collision; None without one."""
+    try:
+        faults = float(row.get("at_fault_collisions") or 0)
+        where = [float(row[c]) for c in ("first_at_fault_collision_s", "first_at_fault_x_m", "first_at_fault_y_m")]
+    except (KeyError, TypeError, ValueError):
+        return None
+    agent = row.get("first_at_fault_agent")
+    if row.get("status") != "ok" or not faults > 0 or not isinstance(agent, str) or not all(map(math.isfinite, where)):
+        return None
+    return (str(row.get("scenario_id")), agent, *where)
+
+
+class ModeIndex:
+    """The failure modes seen so far, to tell a new one from one more variant of a known one
+    (the same rule as ``failure_modes``: same scenario and agent, within ``time_s`` and ``distance_m``)."""
+
+    def __init__(self, time_s: float = MODE_TIME_S, distance_m: float = MODE_DISTANCE_M) -> None:
+        self.time_s, self.distance_m = time_s, distance_m
+        self._seen: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._seen.values())
+
+    def add(self, row: Mapping[str, Any]) -> bool | None:
+        """Record the row's at-fault collision: True when it is close to no collision seen yet
+        (a new mode), False when it is; None when the row has no at-fault collision."""
+        hit = collision_of(row)
+        if hit is None:
+            return None
+        scenario, agent, t, x, y = hit
+        seen = self._seen.setdefault((scenario, agent), [])
+        new = not any(abs(t - t0) <= self.time_s and math.hypot(x - x0, y - y0) <= self.distance_m for t0, x0, y0 in seen)
+        seen.append((t, x, y))
+        return new
 
 
 def at_fault_rows(summary: pd.DataFrame) -> pd.DataFrame:
@@ -119,4 +157,4 @@ def count_failure_modes(summary: pd.DataFrame, **options: float) -> int:
     return len(failure_modes(summary, **options))
 
 
-__all__ = ["MODE_COLUMNS", "MODE_DISTANCE_M", "MODE_TIME_S", "at_fault_rows", "count_failure_modes", "failure_modes"]
+__all__ = ["MODE_COLUMNS", "MODE_DISTANCE_M", "MODE_TIME_S", "ModeIndex", "at_fault_rows", "collision_of", "count_failure_modes", "failure_modes"]

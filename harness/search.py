@@ -10,7 +10,15 @@ point back with its *search score* (``search_score``, lower = worse for the plan
   at-fault collision always counts as worse than any variant without one, whatever its score;
 - a proposal rejected before simulation (implausible or inapplicable: no lead to brake, an
   overlap at the start) gets ``REJECTED_SCORE``, worse than any simulated one: the sampler
-  learns where the feasible region is instead of proposing there again.
+  learns where the feasible region is instead of proposing there again;
+- distinct failures count, not repeats: an at-fault collision that is one more variant of a
+  failure mode found before (``evaluators.failure_modes.ModeIndex``: same scenario and agent,
+  within 1 s and 2 m, in an earlier round or earlier in this one) scores as a collision not at
+  fault would, still better than a clean run but worse than a new mode, so the sampler keeps
+  moving towards failures it has not found yet instead of re-finding one;
+- a scenario on which ``GIVE_UP_ROUNDS`` rounds in a row had every proposal rejected (the
+  operator does not apply to it at any parameters tried: no conflict point, no lane beside) gets
+  no more proposals of that sweep.
 
 Objective in a suite: ``objective = "closed_loop_score"`` or a weighted sum,
 ``objective = { closed_loop_score = 1.0, min_ttc_s = 0.1 }``.
@@ -35,6 +43,10 @@ SEVERITY_CLASSES = 32
 #: The search score of a proposal rejected before simulation (``scenarios.mutations.REJECTED``,
 #: +inf): worse than any simulated variant's; the sampler never takes it for an elite.
 REJECTED_SCORE = math.inf
+#: A scenario whose proposals were all rejected this many rounds in a row leaves the sweep.
+GIVE_UP_ROUNDS = 2
+#: The severity class a repeat of a known failure mode scores in: a collision not at fault's.
+REPEAT_CLASS = 0b11011
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +108,20 @@ def severity_class(row: Mapping[str, Any]) -> int:
     return sum(int(bool(absent)) << (4 - i) for i, absent in enumerate(flags))
 
 
-def search_score(row: Mapping[str, Any] | None, objective: Objective) -> float:
+def search_score(row: Mapping[str, Any] | None, objective: Objective, repeat: bool = False) -> float:
     """The score an adaptive sampler minimises for one proposal (lower = worse for the planner).
 
     ``severity_class`` plus the objective squashed monotonically into [0, 1) (x / (1 + |x|)
     mapped from (-1, 1)); a NaN objective (an error row) is the worst of its class. ``None`` (a
-    proposal rejected before simulation) gives ``REJECTED_SCORE``.
+    proposal rejected before simulation) gives ``REJECTED_SCORE``. With ``repeat`` (the row's
+    at-fault collision is a failure mode found before) the class is at best ``REPEAT_CLASS``.
     """
     if row is None:
         return REJECTED_SCORE
     x = objective.value(row)
     squashed = 0.999999 if math.isnan(x) else min(0.5 + 0.5 * x / (1.0 + abs(x)), 0.999999)
-    return severity_class(row) + squashed
+    severity = severity_class(row)
+    return (max(severity, REPEAT_CLASS) if repeat else severity) + squashed
 
 
 def adaptive_rounds(
@@ -131,6 +145,7 @@ def adaptive_rounds(
     Returns:
         The number of proposals that were simulated (or read back from ``stored``).
     """
+    from evaluators.failure_modes import ModeIndex
     from harness.runner import _seed, _sweep, _variant_task
     from harness.worker import STATUS_REJECTED
     from scenarios.library import ScenarioLibrary
@@ -149,10 +164,14 @@ def adaptive_rounds(
             if shipper is not None:
                 shipper.add(root, scenario_id, scenario)
             states[scenario_id] = (root, scenario, plan.make_sampler())
+        modes = ModeIndex()
+        barren: Counter[str] = Counter()  # rounds in a row with every proposal rejected, per scenario
         for round_ in range(mutation.rounds):
             batch: list[VariantTask] = []
             entries_of: dict[str, list[tuple[dict[str, Any], VariantTask]]] = {}
             for scenario_id, (root, scenario, sampler) in states.items():
+                if barren[scenario_id] >= GIVE_UP_ROUNDS:
+                    continue
                 points = sampler.propose(plan.variants)
                 seeds = variant_seeds(_seed(plan.seed, scenario_id, round_), len(points))
                 entries = [(point, _variant_task(scenario, root, plan, point, seed, name)) for point, seed in zip(points, seeds)]
@@ -164,13 +183,17 @@ def adaptive_rounds(
                 rows[task.variant_id] = None if rejected_here else outcome.summary
             for scenario_id, entries in entries_of.items():
                 sampler = states[scenario_id][2]
-                points = [point for point, _ in entries]
-                # a task that never came back (none should) counts as rejected: never as a failure found
-                scores = [search_score(rows.get(task.variant_id), objective) for _, task in entries]
-                count += sum(1 for _, task in entries if rows.get(task.variant_id) is not None)
+                points, scores = [], []
+                for point, task in entries:  # in proposal order: the first variant of a new mode is the new one
+                    row = rows.get(task.variant_id)  # None: rejected (or, none should, never came back)
+                    points.append(point)
+                    scores.append(search_score(row, objective, repeat=row is not None and modes.add(row) is False))
+                simulated = sum(1 for _, task in entries if rows.get(task.variant_id) is not None)
+                barren[scenario_id] = 0 if simulated else barren[scenario_id] + 1
+                count += simulated
                 if points:
                     sampler.update(points, scores)
     return count
 
 
-__all__ = ["REJECTED_SCORE", "SEVERITY_CLASSES", "Objective", "adaptive_rounds", "search_score", "severity_class"]
+__all__ = ["GIVE_UP_ROUNDS", "REJECTED_SCORE", "REPEAT_CLASS", "SEVERITY_CLASSES", "Objective", "adaptive_rounds", "search_score", "severity_class"]
