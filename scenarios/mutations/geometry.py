@@ -413,9 +413,10 @@ def conflicts(scenario: Scenario) -> list[Conflict]:
     one. Its path, extended straight by ``AGENT_EXTENSION_M``, comes within
     ``CONFLICT_MAX_GAP_M`` of the ego's logged path (``ONCOMING_MAX_GAP_M`` for one driving the
     other way) over a stretch of the ego's path that the ego reaches at least
-    ``MIN_CONFLICT_TIME_S`` after the start. The point is the start of that stretch nearest the
-    least distance (within ``CONFLICT_SPACING_M``: a crossing's point, a merge's start); for an
-    oncoming road user, where the log has the two pass each other (else the least distance). A
+    ``MIN_CONFLICT_TIME_S`` after the start. The point is where the paths are nearest on that
+    stretch (a crossing's point); for a merge, the first point within ``CONFLICT_SPACING_M`` of
+    that distance (where it joins); for an oncoming road user, where the log has the two pass
+    each other (else the nearest). A
     vehicle already in the ego's lane driving its way (a lead or a follower) is not a conflict.
     The list is sorted by ``mismatch_s`` (the road user whose log nearly stages the conflict
     comes first), then gap, then id. Empty when the ego travels less than ``MIN_EGO_TRAVEL_M``.
@@ -464,23 +465,24 @@ def conflicts(scenario: Scenario) -> list[Conflict]:
         a_idx, a_s = arrival_s(pa, tracks, row, t)
         run = np.arange(first, end)
         ta = np.where(sa[j_near[run]] <= pa.length, time_at(sa[j_near[run]], a_s, t[a_idx]), np.nan)
-        if oncoming[first] and np.isfinite(ta).any():
-            i = int(run[np.nanargmin(np.abs(ta - te[run]))])
-        else:
-            i = int(run[np.argmax(d_near[run] <= d_near[run].min() + CONFLICT_SPACING_M)])
-        j = int(j_near[i])
+        i = int(run[np.argmin(d_near[run])])
         a = float(angle[i])
         if kind_type == AgentType.PEDESTRIAN:
             kind = "pedestrian"
         elif abs(a) > np.radians(150.0):
             kind = "oncoming"
+            if np.isfinite(ta).any():
+                i = int(run[np.nanargmin(np.abs(ta - te[run]))])
         elif abs(a) < np.radians(30.0):
             start_offset = abs(float(pe.project(px[:1], py[:1])[1][0]))
             if start_offset <= MERGE_MIN_START_OFFSET_M:
                 continue  # in the ego's lane already: a lead or a follower, not a conflict
             kind = "merge"
+            i = int(run[np.argmax(d_near[run] <= d_near[run].min() + CONFLICT_SPACING_M)])
         else:
             kind = "crossing"
+        j = int(j_near[i])
+        a = float(angle[i])
         t_agent = float(ta[i - first])
         out.append(
             Conflict(
@@ -493,7 +495,7 @@ def conflicts(scenario: Scenario) -> list[Conflict]:
 
 
 def lane_half_width(scenario: Scenario, x: float, y: float, heading: float, max_dist: float = 3.0) -> float:
-    """Half the width [m] of the car lane nearest ``(x, y)`` running within 45 deg of ``heading``.
+    """Half the width [m] of the car lane nearest ``(x, y)`` running within 45 deg of ``heading`` (either way).
 
     From the lane's boundaries where the map has them, else ``DEFAULT_LANE_WIDTH``; the default
     too when no lane is within ``max_dist`` [m].
@@ -508,7 +510,8 @@ def lane_half_width(scenario: Scenario, x: float, y: float, heading: float, max_
         u = np.clip(((x - ax) * dx + (y - ay) * dy) / seg2, 0.0, 1.0)
         d = np.hypot(x - ax - u * dx, y - ay - u * dy)
         k = int(np.argmin(d))
-        if d[k] >= best or abs(wrap_angle(np.arctan2(dy[k], dx[k]) - heading)) > np.pi / 4:
+        across = abs(wrap_angle(np.arctan2(dy[k], dx[k]) - heading))
+        if d[k] >= best or np.pi / 4 < across < 3 * np.pi / 4:
             continue
         best = float(d[k])
         width = DEFAULT_LANE_WIDTH
