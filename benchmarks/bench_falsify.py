@@ -11,9 +11,10 @@ For each policy:
 
 - **adaptive**: ``harness.search.adaptive_rounds``, the suite's cross-entropy sweeps as
   ``drivetwin run`` runs them (rejections fed back, severity first, the sweep's objective);
-- **random**: the same spaces sampled uniformly (``RandomSampler``), per scenario and sweep
-  until it has simulated as many variants as the adaptive search did there (its rejected
-  proposals cost it nothing: the budget is simulations).
+- **random**: the same spaces sampled uniformly (``RandomSampler``), in the same rounds of
+  ``variants`` proposals per scenario and sweep, until it has simulated as many variants in all
+  as the adaptive search did (the budget is simulations; rejected proposals cost their
+  mutation's and checks' CPU time, as they do the adaptive search's).
 
 Every variant runs in this process (mutation, plausibility, the twin, the evaluators), so the
 process's CPU time is the cost. Printed per method: variants simulated, CPU seconds, distinct
@@ -122,9 +123,9 @@ def run_adaptive(config: Any, scenarios: list[tuple[str, str]]) -> tuple[Runner,
     return runner, cpu
 
 
-def run_random(config: Any, scenarios: list[tuple[str, str]], budget: Counter[tuple[str, str]]) -> tuple[Runner, float]:
-    """Uniform proposals per scenario and sweep until ``budget`` of them were simulated there
-    (at most 20 x the adaptive search's proposals)."""
+def run_random(config: Any, scenarios: list[tuple[str, str]], budget: int) -> tuple[Runner, float]:
+    """Uniform proposals, in the adaptive search's rounds (``variants`` per scenario and sweep each),
+    until ``budget`` variants were simulated in all (or 20 x the adaptive search's rounds ran)."""
     from harness.runner import _seed, _sweep, _variant_task
     from scenarios.library import ScenarioLibrary
     from scenarios.mutations import RandomSampler, variant_seeds
@@ -132,20 +133,23 @@ def run_random(config: Any, scenarios: list[tuple[str, str]], budget: Counter[tu
     runner = Runner(config)
     started = time.process_time()
     libraries: dict[str, Any] = {}
-    for i, mutation in enumerate(config.mutations):
-        name, plan = _sweep(config, i)
-        cap = 20 * mutation.rounds * plan.variants
+    sweeps = [(_sweep(config, i), m) for i, m in enumerate(config.mutations)]
+    states = {}
+    for (name, plan), _ in sweeps:
         for root, scenario_id in scenarios:
             scenario = libraries.setdefault(root, ScenarioLibrary(root)).load(scenario_id)
-            sampler = RandomSampler(plan.space, _seed(plan.seed, scenario_id, "random"))
-            want, proposed, round_ = budget[(scenario_id, name)], 0, 0
-            while runner.simulated[(scenario_id, name)] < want and proposed < cap:
-                n = min(plan.variants, want - runner.simulated[(scenario_id, name)])
-                points = sampler.propose(n)
-                seeds = variant_seeds(_seed(plan.seed, scenario_id, "random", round_), len(points))
-                runner([_variant_task(scenario, root, plan, p, s, name) for p, s in zip(points, seeds)])
-                proposed += len(points)
-                round_ += 1
+            states[(name, scenario_id)] = (root, scenario, plan, RandomSampler(plan.space, _seed(plan.seed, scenario_id, "random")))
+    most_rounds = 20 * max(m.rounds for m in config.mutations)
+    for round_ in range(most_rounds):
+        for (name, scenario_id), (root, scenario, plan, sampler) in states.items():
+            points = sampler.propose(plan.variants)
+            seeds = variant_seeds(_seed(plan.seed, scenario_id, "random", round_), len(points))
+            for p, seed in zip(points, seeds):
+                if len(runner.rows) >= budget:
+                    break
+                runner([_variant_task(scenario, root, plan, p, seed, name)])
+        if len(runner.rows) >= budget:
+            break
     cpu = time.process_time() - started
     runner.close()
     return runner, cpu
@@ -188,7 +192,7 @@ def main() -> None:
             results = {}
             adaptive, cpu_a = run_adaptive(config, chosen)
             results["adaptive"] = (adaptive, cpu_a)
-            results["random"] = run_random(config, chosen, adaptive.simulated)
+            results["random"] = run_random(config, chosen, len(adaptive.rows))
             print(f"\npolicy {policy}:")
             print(f"  {'method':<9} {'simulated':>9} {'rejected':>8} {'CPU s':>7} {'at-fault variants':>17} {'modes':>5} {'modes/CPU-min':>13} {'scenarios hit':>13}")
             rates = {}

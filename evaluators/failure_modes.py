@@ -5,9 +5,13 @@ which the ego hits the same agent at the same moment. Two variants fail the same
 place, one *failure mode*, when they are of the same scenario, their first at-fault collision is
 with the same agent, and those collisions are within ``MODE_TIME_S`` of each other and the ego
 within ``MODE_DISTANCE_M`` of where it was (the summary's ``first_at_fault_agent``,
-``first_at_fault_collision_s``, ``first_at_fault_x_m``, ``first_at_fault_y_m``). Modes are the
-connected groups of that relation (a chain of close collisions is one mode). Each mode names one
-variant to replay: its most severe (``evaluators.verdicts.severity_key``: lowest score, then id).
+``first_at_fault_collision_s``, ``first_at_fault_x_m``, ``first_at_fault_y_m``).
+
+Each mode names one variant to replay, and every variant of the mode fails within 1 s and 2 m
+of that one: the variants are taken most severe first (``evaluators.verdicts.severity_key``:
+lowest score, then id); each joins the first mode whose replayable variant it is that close to,
+or else starts a mode of its own (a chain of collisions each 1.5 m from the next is not one
+place, so it is not one mode).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from evaluators.verdicts import severity_key
@@ -34,25 +37,6 @@ NEEDED = ("status", "scenario_id", "variant_id", "at_fault_collisions", "first_a
           "first_at_fault_collision_s", "first_at_fault_x_m", "first_at_fault_y_m")  # fmt: skip
 
 
-def _groups(t: np.ndarray, xy: np.ndarray, time_s: float, distance_m: float) -> np.ndarray:
-    """Label (n,) of the connected groups of points within ``time_s`` and ``distance_m`` of another."""
-    n = len(t)
-    parent = np.arange(n)
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = int(parent[i])
-        return i
-
-    close = (np.abs(t[:, None] - t[None, :]) <= time_s) & (np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1)) <= distance_m)
-    for i, j in zip(*np.nonzero(np.triu(close, 1))):
-        a, b = find(int(i)), find(int(j))
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    return np.array([find(i) for i in range(n)])
-
-
 def collision_of(row: Mapping[str, Any]) -> tuple[str, str, float, float, float] | None:
     """(scenario, agent, t [s], x [m], y [m]) of a summary row's first at-fault collision; None without one."""
     try:
@@ -68,7 +52,8 @@ def collision_of(row: Mapping[str, Any]) -> tuple[str, str, float, float, float]
 
 class ModeIndex:
     """The failure modes seen so far, to tell a new one from one more variant of a known one
-    (the same rule as ``failure_modes``: same scenario and agent, within ``time_s`` and ``distance_m``)."""
+    (the rule of ``failure_modes``: same scenario and agent, within ``time_s`` and
+    ``distance_m`` of a mode's first variant, here in the order they are added)."""
 
     def __init__(self, time_s: float = MODE_TIME_S, distance_m: float = MODE_DISTANCE_M) -> None:
         self.time_s, self.distance_m = time_s, distance_m
@@ -85,9 +70,10 @@ class ModeIndex:
             return None
         scenario, agent, t, x, y = hit
         seen = self._seen.setdefault((scenario, agent), [])
-        new = not any(abs(t - t0) <= self.time_s and math.hypot(x - x0, y - y0) <= self.distance_m for t0, x0, y0 in seen)
+        if any(abs(t - t0) <= self.time_s and math.hypot(x - x0, y - y0) <= self.distance_m for t0, x0, y0 in seen):
+            return False
         seen.append((t, x, y))
-        return new
+        return True
 
 
 def at_fault_rows(summary: pd.DataFrame) -> pd.DataFrame:
@@ -122,12 +108,19 @@ def failure_modes(summary: pd.DataFrame, *, time_s: float = MODE_TIME_S, distanc
     if rows.empty:
         return pd.DataFrame(found, columns=list(MODE_COLUMNS))
     for (scenario_id, agent_id), group in rows.groupby(["scenario_id", "first_at_fault_agent"], sort=True):
-        t = group["first_at_fault_collision_s"].to_numpy(float)
-        xy = group[["first_at_fault_x_m", "first_at_fault_y_m"]].to_numpy(float)
-        labels = _groups(t, xy, time_s, distance_m)
-        records = group.to_dict("records")
-        for label in np.unique(labels):
-            members = sorted((records[i] for i in np.flatnonzero(labels == label)), key=severity_key)
+        groups: list[list[dict[str, Any]]] = []
+        for record in sorted(group.to_dict("records"), key=severity_key):
+            t, x, y = (float(record[c]) for c in ("first_at_fault_collision_s", "first_at_fault_x_m", "first_at_fault_y_m"))
+            for members in groups:
+                head = members[0]
+                if abs(t - float(head["first_at_fault_collision_s"])) <= time_s and math.hypot(
+                    x - float(head["first_at_fault_x_m"]), y - float(head["first_at_fault_y_m"])
+                ) <= distance_m:
+                    members.append(record)
+                    break
+            else:
+                groups.append([record])
+        for members in groups:
             best = members[0]
             score = best.get("closed_loop_score")
             found.append(

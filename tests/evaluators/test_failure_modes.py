@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from evaluators import EvaluatorConfig, evaluate
-from evaluators.failure_modes import MODE_COLUMNS, count_failure_modes, failure_modes
+from evaluators.failure_modes import MODE_COLUMNS, ModeIndex, count_failure_modes, failure_modes
 from scenarios.rollout import Rollout
 from scenarios.synthetic import AgentSpec, scene
 
@@ -49,7 +49,8 @@ def test_failures_at_the_same_place_with_the_same_agent_are_one_mode():
         [
             _row("s1~a", t=3.0, x=10.0),
             _row("s1~b", t=3.8, x=11.5),  # 0.8 s and 1.5 m from s1~a: the same mode
-            _row("s1~c", t=4.6, x=12.9),  # 0.8 s and 1.4 m from s1~b (1.6 s from s1~a): chained into it
+            _row("s1~c", t=2.2, x=8.8),  # 0.8 s and 1.2 m from s1~a: the same mode
+            _row("s1~i", t=4.6, x=12.9),  # 0.8 s and 1.4 m from s1~b, but 1.6 s and 2.9 m from s1~a: another
             _row("s1~d", t=7.0, x=10.0),  # 2.4 s later: another mode
             _row("s1~e", t=3.0, x=10.0, y=2.5),  # 2.5 m to the side: another mode
             _row("s1~f", agent="b", t=3.0, x=10.0),  # another agent: another mode
@@ -60,13 +61,22 @@ def test_failures_at_the_same_place_with_the_same_agent_are_one_mode():
     )
     modes = failure_modes(summary)
     assert list(modes.columns) == list(MODE_COLUMNS)
-    assert len(modes) == 5 and count_failure_modes(summary) == 5
+    assert len(modes) == 6 and count_failure_modes(summary) == 6
     first = modes[modes["variants"].map(len) == 3].iloc[0]
     assert first["variants"] == ["s1~a", "s1~b", "s1~c"] and first["count"] == 3
     assert first["variant_id"] == "s1~a"  # all score 0: the lowest id
-    assert sorted(modes["variant_id"]) == ["s1~a", "s1~d", "s1~e", "s1~f", "s2~a"]
-    assert list(modes["mode"]) == [1, 2, 3, 4, 5]
-    assert failure_modes(summary, time_s=10.0, distance_m=10.0)["count"].tolist() == [5, 1, 1]  # per scenario and agent
+    assert sorted(modes["variant_id"]) == ["s1~a", "s1~d", "s1~e", "s1~f", "s1~i", "s2~a"]
+    assert list(modes["mode"]) == [1, 2, 3, 4, 5, 6]
+    assert failure_modes(summary, time_s=10.0, distance_m=10.0)["count"].tolist() == [6, 1, 1]  # per scenario and agent
+
+
+def test_the_search_tells_a_new_mode_from_a_repeat_by_the_same_rule():
+    index = ModeIndex()
+    assert index.add(_row("s1~a", t=3.0, x=10.0)) is True
+    assert index.add(_row("s1~b", t=3.8, x=11.5)) is False  # within 1 s and 2 m of s1~a
+    assert index.add(_row("s1~c", t=4.6, x=12.9)) is True  # 1.6 s from s1~a, the mode's first
+    assert index.add(_row("s1~d", agent="b")) is True and index.add(_row("s2~a", scenario="s2")) is True
+    assert index.add(_row("s1~g", faults=0)) is None and len(index) == 4
 
 
 def test_a_mode_is_represented_by_its_most_severe_variant():
