@@ -13,12 +13,13 @@ point back with its *search score* (``search_score``, lower = worse for the plan
   learns where the feasible region is instead of proposing there again;
 - distinct failures count, not repeats: an at-fault collision that is one more variant of a
   failure mode found before (``evaluators.failure_modes.ModeIndex``: same scenario and agent,
-  within 1 s and 2 m, in an earlier round or earlier in this one) scores as a collision not at
-  fault would, still better than a clean run but worse than a new mode, so the sampler keeps
-  moving towards failures it has not found yet instead of re-finding one;
-- a scenario on which ``GIVE_UP_ROUNDS`` rounds in a row had every proposal rejected (the
-  operator does not apply to it at any parameters tried: no conflict point, no lane beside) gets
-  no more proposals of that sweep.
+  within 1 s and 2 m, in an earlier round or earlier in this one) scores ``REPEAT_CLASS``, worse
+  than any clean run (but better than a rejection): the elite is then the new modes and the near
+  misses, so the sampler moves on towards failures it has not found yet instead of re-finding one;
+- a scenario whose first (uniform) round was rejected whole for one and the same reason (the
+  operator does not apply to the scene: no conflict point, no signal, no lane beside), or on
+  which ``GIVE_UP_ROUNDS`` rounds in a row had every proposal rejected, gets no more proposals of
+  that sweep.
 
 Objective in a suite: ``objective = "closed_loop_score"`` or a weighted sum,
 ``objective = { closed_loop_score = 1.0, min_ttc_s = 0.1 }``.
@@ -45,8 +46,8 @@ SEVERITY_CLASSES = 32
 REJECTED_SCORE = math.inf
 #: A scenario whose proposals were all rejected this many rounds in a row leaves the sweep.
 GIVE_UP_ROUNDS = 2
-#: The severity class a repeat of a known failure mode scores in: a collision not at fault's.
-REPEAT_CLASS = 0b11011
+#: The severity class a repeat of a known failure mode scores in: past every clean run's.
+REPEAT_CLASS = SEVERITY_CLASSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +115,13 @@ def search_score(row: Mapping[str, Any] | None, objective: Objective, repeat: bo
     ``severity_class`` plus the objective squashed monotonically into [0, 1) (x / (1 + |x|)
     mapped from (-1, 1)); a NaN objective (an error row) is the worst of its class. ``None`` (a
     proposal rejected before simulation) gives ``REJECTED_SCORE``. With ``repeat`` (the row's
-    at-fault collision is a failure mode found before) the class is at best ``REPEAT_CLASS``.
+    at-fault collision is a failure mode found before) the class is ``REPEAT_CLASS``.
     """
     if row is None:
         return REJECTED_SCORE
     x = objective.value(row)
     squashed = 0.999999 if math.isnan(x) else min(0.5 + 0.5 * x / (1.0 + abs(x)), 0.999999)
-    severity = severity_class(row)
-    return (max(severity, REPEAT_CLASS) if repeat else severity) + squashed
+    return (REPEAT_CLASS if repeat else severity_class(row)) + squashed
 
 
 def adaptive_rounds(
@@ -178,9 +178,12 @@ def adaptive_rounds(
                 batch.extend(task for _, task in entries)
                 entries_of[scenario_id] = entries
             rows: dict[str, Mapping[str, Any] | None] = {vid: row for vid, row in stored.items()}
+            reasons: dict[str, str] = {}
             for task, outcome in run([t for t in batch if t.variant_id not in stored]):
                 rejected_here = outcome.summary.get("status") == STATUS_REJECTED
                 rows[task.variant_id] = None if rejected_here else outcome.summary
+                if rejected_here:
+                    reasons[task.variant_id] = str(outcome.summary.get("error"))
             for scenario_id, entries in entries_of.items():
                 sampler = states[scenario_id][2]
                 points, scores = [], []
@@ -190,6 +193,8 @@ def adaptive_rounds(
                     scores.append(search_score(row, objective, repeat=row is not None and modes.add(row) is False))
                 simulated = sum(1 for _, task in entries if rows.get(task.variant_id) is not None)
                 barren[scenario_id] = 0 if simulated else barren[scenario_id] + 1
+                if round_ == 0 and not simulated and len({reasons.get(task.variant_id) for _, task in entries}) == 1:
+                    barren[scenario_id] = GIVE_UP_ROUNDS  # one reason all over the space: not for this scene
                 count += simulated
                 if points:
                     sampler.update(points, scores)

@@ -80,6 +80,8 @@ def test_an_at_fault_collision_scores_worse_than_any_variant_without_one():
     far, near = row(min_ttc_s=80.0), row(min_ttc_s=-3.0)
     ttc = Objective((("min_ttc_s", 1.0),))
     assert search_score(near, ttc) < search_score(far, ttc) < 32
+    # a repeat of a known failure mode: worse than any clean run, better than a rejection
+    assert search_score(stalled, progress) < search_score(row(progress_ratio=1.0), progress) < search_score(crash, progress, repeat=True) < REJECTED_SCORE
 
 
 def sample_root() -> str:
