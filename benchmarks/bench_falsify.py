@@ -211,10 +211,11 @@ def main() -> None:
             ratio = rates["adaptive"] / rates["random"] if rates["random"] > 0 else float("inf")
             print(f"  distinct at-fault failure modes per CPU-minute, adaptive / random: {ratio:.2f} (target >= 3)")
             eligible = {sid for sid, ok in near.items() if ok}
-            covered = len(eligible & found_in["adaptive"])
-            share = covered / len(eligible) if eligible else float("nan")
-            print(f"  scenarios with a road user within {NEAR_PATH_M:g} m of the ego's path where the adaptive search found an "
-                  f"at-fault failure of {policy}: {covered}/{len(eligible)} = {share:.2f} (target >= 0.5)")  # fmt: skip
+            for method in results:
+                covered = len(eligible & found_in[method])
+                share = covered / len(eligible) if eligible else float("nan")
+                print(f"  scenarios with a road user within {NEAR_PATH_M:g} m of the ego's path where the {method} search found an "
+                      f"at-fault failure of {policy}: {covered}/{len(eligible)} = {share:.2f} (target >= 0.5)")  # fmt: skip
 
 
 if __name__ == "__main__":
