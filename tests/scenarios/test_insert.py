@@ -191,3 +191,22 @@ def test_inserted_ids_never_collide_with_log_ids_and_variants_reproduce():
     assert len(set(ids)) == len(ids) == 4 and set(inserted_agents(v)) == {"inserted-lead-2", "inserted-lead-3"}
     again = m.reproduce(s, m.spec_of(v))
     assert np.array_equal(again.tracks.x, v.tracks.x) and again.id == v.id
+
+
+def test_every_staged_manoeuvre_replays_in_a_reactive_world():
+    """lead_brake's lead and cut_in's cutter are marked as the adversary's and the inserted actors are:
+    with every other agent reactive, the staged ones still replay their tracks."""
+    from sim.config import EnvConfig
+    from sim.plan import compile_plan
+
+    s = scene([AgentSpec("ego", 0.0, speed=15.0), AgentSpec("lead", 30.0, speed=15.0), AgentSpec("side", 20.0, y=3.5, speed=15.0)])
+    for chain, staged in (
+        ([("lead_brake", {"onset_s": 1.0})], "lead"),
+        ([("cut_in", {"source": "neighbour", "side": "left", "gap_m": 10.0, "rel_speed": 0.0})], "side"),
+        ([("insert_lead_brake", {"gap_m": 5.0})], "inserted-lead"),
+    ):
+        v = m.mutate(s, chain)
+        assert staged in v.conditions.replay_agents
+        plan = compile_plan(v, EnvConfig(agents_mode="reactive"))
+        reactive = {str(v.tracks.agent_ids[r]) for r in plan.reactive_rows}
+        assert staged not in reactive and reactive, chain

@@ -15,7 +15,7 @@ import numpy as np
 
 from scenarios.model import AgentType, FeatureKind, Scenario, SignalState
 from scenarios.mutations.base import NotApplicable, Param, register, tag
-from scenarios.mutations.edit import TrackEditor
+from scenarios.mutations.edit import TrackEditor, mark_replayed
 from scenarios.mutations.geometry import (
     MIN_CONFLICT_TIME_S,
     Path,
@@ -28,7 +28,6 @@ from scenarios.mutations.geometry import (
     times_s,
     wrap_angle,
 )
-from scenarios.mutations.operators.adversary import mark_replayed
 from scenarios.mutations.operators.interactions import _follow, cut_in
 
 #: Ids of inserted road users start with this.
