@@ -213,21 +213,54 @@ def overlapping_rows(tracks: Tracks, rows: np.ndarray) -> np.ndarray:
     return np.asarray(bad, dtype=np.int64)
 
 
+#: A track's path and its logged speeds integrated over time may differ by this much [m], or by
+#: ``SPEED_PATH_RATIO`` of the path, before its velocities count as contradicting its positions.
+SPEED_PATH_TOLERANCE_M = 2.0
+SPEED_PATH_RATIO = 0.5
+
+
+def inconsistent_rows(tracks: Tracks, t_us: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Those of ``rows`` whose logged velocities contradict their positions: the distance the
+    boxes travel and the logged speed integrated over the same steps differ by more than
+    ``SPEED_PATH_TOLERANCE_M`` and ``SPEED_PATH_RATIO`` of it (a tracker that reports 0 m/s for a
+    box that drives 9 m forth and back, as some Argoverse 2 tracks do). A planner given such a
+    log as its ego is told to stand still where the log moves: no verdict on it would be fair."""
+    dt_s = np.diff(t_us.astype(np.float64)) / 1e6
+    valid = tracks.valid[rows]
+    both = valid[:, 1:] & valid[:, :-1]
+    moved = np.hypot(np.diff(tracks.x[rows], axis=1), np.diff(tracks.y[rows], axis=1))
+    speed = np.hypot(tracks.vx[rows], tracks.vy[rows])
+    logged = 0.5 * (speed[:, 1:] + speed[:, :-1]) * dt_s
+    path = np.where(both, moved, 0.0).sum(axis=1)
+    integral = np.where(both, logged, 0.0).sum(axis=1)
+    bad = np.abs(path - integral) > np.maximum(SPEED_PATH_TOLERANCE_M, SPEED_PATH_RATIO * path)
+    return np.asarray(rows[bad], dtype=np.int64)
+
+
 def _vehicle_egos(scene: Scenario, min_ego_s: float) -> list[Scenario]:
     """One scenario per vehicle observed long enough, except those whose logged box overlaps
-    another road user's (named in each scenario's provenance notes)."""
+    another road user's and those whose logged speeds contradict their positions (each named in
+    every scenario's provenance notes)."""
     min_steps = _steps_for(scene, min_ego_s)
     tracks = scene.tracks
     rows = np.flatnonzero((tracks.agent_types == AgentType.VEHICLE) & (tracks.valid.sum(axis=1) >= min_steps))
     overlapping = overlapping_rows(tracks, rows)
-    keep = np.setdiff1d(rows, overlapping)
+    inconsistent = np.setdiff1d(inconsistent_rows(tracks, scene.t_us, rows), overlapping)
+    keep = np.setdiff1d(rows, np.concatenate([overlapping, inconsistent]))
     provenance = scene.provenance
+    notes = [provenance.notes] if provenance.notes else []
     if overlapping.size:
-        note = (
+        notes.append(
             f"not used as egos: vehicles {tracks.agent_ids[overlapping].tolist()}, whose logged boxes overlap another "
             "road user's (duplicate tracks or label noise)"
         )
-        provenance = dataclasses.replace(provenance, notes="\n".join(n for n in (provenance.notes, note) if n))
+    if inconsistent.size:
+        notes.append(
+            f"not used as egos: vehicles {tracks.agent_ids[inconsistent].tolist()}, whose logged speeds contradict "
+            "their positions (the boxes move where the log says they stand, or the reverse)"
+        )
+    if len(notes) > (1 if provenance.notes else 0):
+        provenance = dataclasses.replace(provenance, notes="\n".join(notes))
     return [
         scene.replace(ego_index=int(row), id=scene.id + ego_suffix(tracks.agent_ids[row]), provenance=provenance) for row in keep
     ]
