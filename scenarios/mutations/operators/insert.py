@@ -366,7 +366,7 @@ def insert_pedestrian(
     offset_s: float,
     speed: float,
     side: str,
-    ) -> Scenario:
+) -> Scenario:
     """A new pedestrian stepping out into the ego's path, on a crosswalk or from the road edge.
 
     On a crosswalk (``where`` "crosswalk", or "auto" where the ego's logged path crosses one at
