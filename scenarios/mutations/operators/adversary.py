@@ -10,13 +10,11 @@ when the logged ego's does, plus ``offset_s``. It replays that track whatever th
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from scenarios.model import AgentType, Scenario
 from scenarios.mutations.base import NotApplicable, Param, register, tag
-from scenarios.mutations.edit import TrackEditor
+from scenarios.mutations.edit import TrackEditor, mark_replayed
 from scenarios.mutations.geometry import (
     CONFLICT_KINDS,
     Conflict,
@@ -233,11 +231,3 @@ def _lateral(scenario: Scenario, c: Conflict, path: Path, lateral_m: float, tt: 
     d = d_max * ((3 * w_in**2 - 2 * w_in**3) - (3 * w_out**2 - 2 * w_out**3))
     dd = d_max * (6 * w_in * (1 - w_in) - 6 * w_out * (1 - w_out)) / LATERAL_RAMP_S
     return d, dd
-
-
-def mark_replayed(scenario: Scenario, agent_id: str) -> Scenario:
-    """``scenario`` with ``agent_id`` in ``conditions.replay_agents`` (and out of ``reactive_agents``)."""
-    cond = scenario.conditions
-    replay = tuple(dict.fromkeys((*cond.replay_agents, agent_id)))
-    reactive = tuple(a for a in cond.reactive_agents if a != agent_id)
-    return scenario.replace(conditions=dataclasses.replace(cond, replay_agents=replay, reactive_agents=reactive))

@@ -15,7 +15,7 @@ import numpy as np
 
 from scenarios.model import AgentType, FeatureKind, Scenario, SignalState
 from scenarios.mutations.base import NotApplicable, Param, register, tag
-from scenarios.mutations.edit import TrackEditor
+from scenarios.mutations.edit import TrackEditor, mark_replayed
 from scenarios.mutations.geometry import (
     MIN_CONFLICT_TIME_S,
     Path,
@@ -28,7 +28,6 @@ from scenarios.mutations.geometry import (
     times_s,
     wrap_angle,
 )
-from scenarios.mutations.operators.adversary import mark_replayed
 from scenarios.mutations.operators.interactions import _follow, cut_in
 
 #: Ids of inserted road users start with this.
@@ -47,7 +46,7 @@ LANE_CHAIN_M = 80.0
 CROSSING_MAX_GAP_M = 2.0
 #: A pedestrian starts this far [m] beyond the crosswalk's end or the road edge (on the kerb).
 KERB_M = 1.0
-#: A pedestrian's manoeuvre starts when it comes this close [m] to the ego's side (its half width beyond).
+#: A crossing road user's manoeuvre starts when it comes this close [m] to the ego's side.
 CORRIDOR_MARGIN_M = 0.5
 
 
@@ -251,7 +250,8 @@ def insert_red_light_runner(
     vehicle drives the lane at ``speed`` [m/s], appears ``lead_in_s`` before reaching the ego's
     path (at step 0 when that is earlier) and reaches it at the logged ego's time +
     ``offset_s``, passing its stop point while the signal shows red (else not applicable
-    [not_red]); after the crossing it follows the lane with the intelligent driver model.
+    [not_red]); after the crossing it follows the lane with the intelligent driver model. Its
+    planned moment is entering the ego's corridor (``CORRIDOR_MARGIN_M`` from the ego's side).
     """
     signals = scenario.signals
     if signals is None or signals.num_signals == 0:
@@ -305,7 +305,10 @@ def insert_red_light_runner(
     s = np.concatenate([s_pre, s_post])
     v = np.concatenate([np.full(s_pre.shape, speed), v_post])
     state = moving_along(lp, s, v)
-    return _insert(scenario, "insert_red_light_runner", "red_light_runner", int(AgentType.VEHICLE), box, first, state, k_c)
+    # its planned moment: entering the ego's corridor (the ego's half width, its half length, a margin)
+    corridor = scenario.tracks.width[scenario.ego_index] / 2 + box[0] / 2 + CORRIDOR_MARGIN_M
+    planned = int(np.searchsorted(t, t_c - corridor / speed - 1e-9))
+    return _insert(scenario, "insert_red_light_runner", "red_light_runner", int(AgentType.VEHICLE), box, first, state, planned)
 
 
 def _inside(polygon: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -363,13 +366,14 @@ def insert_pedestrian(
     offset_s: float,
     speed: float,
     side: str,
-    ) -> Scenario:
+) -> Scenario:
     """A new pedestrian stepping out into the ego's path, on a crosswalk or from the road edge.
 
     On a crosswalk (``where`` "crosswalk", or "auto" where the ego's logged path crosses one at
     least ``MIN_CONFLICT_TIME_S`` after the start): it walks along the crosswalk's long axis
     from ``KERB_M`` beyond its end on ``side`` of the ego (auto: random) and reaches the ego's
-    path at the logged ego's time there + ``offset_s``. From the road edge: at the point of the
+    path (where the crosswalk's centre projects on it) at the logged ego's time there
+    + ``offset_s``. From the road edge: at the point of the
     ego's path the ego reaches at ``conflict_s``, it walks square to the path from ``KERB_M``
     beyond the road edge (the map's road edges, else the lane's edge + ``KERB_M``). It walks at
     ``speed`` [m/s] to as far beyond the path as it started, then stands; it appears when it
@@ -387,9 +391,13 @@ def insert_pedestrian(
     if where in ("auto", "crosswalk"):
         for cw in scenario.road_map.crosswalks:
             inside = _inside(cw.points, ex, ey) & late
-            if inside.any():
-                i = int(np.argmax(inside))
-                crossings.append((float(te[i]), cw, i))
+            if inside.any():  # where the crosswalk's centre projects on the ego's first passage through it
+                enter = int(np.argmax(inside))
+                leave = enter + (int(np.argmax(~inside[enter:])) if not inside[enter:].all() else int(inside.size - enter))
+                centre = cw.points[:, :2].mean(axis=0)
+                s_c = float(path_e.project(centre[:1], centre[1:], (se[enter] - 1.0, se[leave - 1] + 1.0))[0][0])
+                s_c = float(np.clip(s_c, se[enter], se[leave - 1]))
+                crossings.append((float(time_at(s_c, e_s, t[e_idx])[0]), cw, s_c))
         crossings.sort(key=lambda c: (c[0], c[1].id))
         if where == "crosswalk" and not crossings:
             raise NotApplicable(scenario.source, "no_crosswalk", "the ego's logged path crosses no crosswalk")
@@ -397,15 +405,16 @@ def insert_pedestrian(
         raise NotApplicable(scenario.source, "conflict_index", f"crosswalk {crosswalk} asked, the ego crosses {len(crossings)}")
     pick_left = {"left": True, "right": False}.get(side, bool(rng.integers(2)))
     if crossings:
-        t_ego, cw, i = crossings[crosswalk]
+        t_ego, cw, s_c = crossings[crosswalk]
+        cx, cy, _, ch, _ = path_e.at(s_c)
         pts = cw.points[:, :2]
         centre = pts.mean(axis=0)
         _, _, vt = np.linalg.svd(pts - centre)
         axis = vt[0]
-        normal_left = np.array([-np.sin(eh[i]), np.cos(eh[i])])
+        normal_left = np.array([-np.sin(ch), np.cos(ch)])
         if axis @ normal_left < 0:
             axis = -axis  # points to the ego's left
-        conflict_xy = np.array([ex[i], ey[i]])
+        conflict_xy = np.array([float(cx), float(cy)])
         along = (pts - conflict_xy) @ axis
         out_dir = axis if pick_left else -axis
         start_d = (along.max() if pick_left else -along.min()) + KERB_M
