@@ -16,8 +16,9 @@ point back with its *search score* (``search_score``, lower = worse for the plan
   within 1 s and 2 m, in an earlier round or earlier in this one) scores ``REPEAT_CLASS``, worse
   than any clean run (but better than a rejection): the elite is then the new modes and the near
   misses, so the sampler moves on towards failures it has not found yet instead of re-finding one;
-- a scenario whose first (uniform) round was rejected whole for one and the same reason (the
-  operator does not apply to the scene: no conflict point, no signal, no lane beside), or on
+- a scenario whose first (uniform) round of at least ``GIVE_UP_MIN_PROPOSALS`` was rejected
+  whole for one and the same reason (the operator does not apply to the scene: no conflict
+  point, no signal, no lane beside; fewer proposals are too few to tell), or on
   which ``GIVE_UP_ROUNDS`` rounds in a row had every proposal rejected, gets no more proposals of
   that sweep.
 
@@ -46,6 +47,8 @@ SEVERITY_CLASSES = 32
 REJECTED_SCORE = math.inf
 #: A scenario whose proposals were all rejected this many rounds in a row leaves the sweep.
 GIVE_UP_ROUNDS = 2
+#: ... and one whose first round of at least this many proposals was all rejected for one reason.
+GIVE_UP_MIN_PROPOSALS = 8
 #: The severity class a repeat of a known failure mode scores in: past every clean run's.
 REPEAT_CLASS = SEVERITY_CLASSES
 
@@ -193,7 +196,8 @@ def adaptive_rounds(
                     scores.append(search_score(row, objective, repeat=row is not None and modes.add(row) is False))
                 simulated = sum(1 for _, task in entries if rows.get(task.variant_id) is not None)
                 barren[scenario_id] = 0 if simulated else barren[scenario_id] + 1
-                if round_ == 0 and not simulated and len({reasons.get(task.variant_id) for _, task in entries}) == 1:
+                one_reason = len({reasons.get(task.variant_id) for _, task in entries}) == 1
+                if round_ == 0 and not simulated and len(entries) >= GIVE_UP_MIN_PROPOSALS and one_reason:
                     barren[scenario_id] = GIVE_UP_ROUNDS  # one reason all over the space: not for this scene
                 count += simulated
                 if points:
@@ -201,4 +205,4 @@ def adaptive_rounds(
     return count
 
 
-__all__ = ["GIVE_UP_ROUNDS", "REJECTED_SCORE", "REPEAT_CLASS", "SEVERITY_CLASSES", "Objective", "adaptive_rounds", "search_score", "severity_class"]
+__all__ = ["GIVE_UP_MIN_PROPOSALS", "GIVE_UP_ROUNDS", "REJECTED_SCORE", "REPEAT_CLASS", "SEVERITY_CLASSES", "Objective", "adaptive_rounds", "search_score", "severity_class"]
