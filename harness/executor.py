@@ -14,12 +14,17 @@ A worker is built once per process by a picklable ``factory()`` and has a method
 ``run(task) -> value``. Every task yields exactly one ``TaskResult``: ok with the value, or an
 error with its message (the task raised, timed out, or its worker process died more often than
 ``retries`` allows). One bad task never loses the results of the others.
+
+Tasks may come from any iterable, a generator included: an executor draws them only as workers
+free up (the Ray executor a chunk per idle worker), so a caller that plans tasks lazily keeps
+a bounded number of them in memory, however many there are.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import itertools
 import math
 import os
 import signal
@@ -31,7 +36,7 @@ import time
 import traceback
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -106,24 +111,40 @@ def _deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def run_one(worker: Worker, index: int, task: Any, timeout_s: float, attempts: int = 1) -> TaskResult:
-    """Run one task on ``worker``, turning any exception into an error result."""
+def run_one(worker: Worker, index: int, task: Any, timeout_s: float, attempts: int = 1, measure_rss: bool = True) -> TaskResult:
+    """Run one task on ``worker``, turning any exception into an error result (``rss_mb`` only
+    with ``measure_rss``: reading ``/proc`` costs tens of µs, more than a trivial task)."""
     start = time.perf_counter()
-    name = f"pid:{os.getpid()}"
+    name = _WORKER_NAME[0] if _WORKER_NAME[1] == os.getpid() else _worker_name()
     try:
         with _deadline(timeout_s):
             value = worker.run(task)
     except TaskTimeout as exc:
-        return TaskResult(index, False, error=str(exc), attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name, rss_mb=resident_mb())
+        return TaskResult(
+            index, False, error=str(exc), attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name,
+            rss_mb=resident_mb() if measure_rss else 0.0,
+        )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - a task's failure is data, not a crash of the run
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
         return TaskResult(
             index, False, error=f"{type(exc).__name__}: {exc}{where}", attempts=attempts,
             elapsed_s=time.perf_counter() - start, worker=name, traceback="".join(traceback.format_exception(exc)),
-            rss_mb=resident_mb(),
+            rss_mb=resident_mb() if measure_rss else 0.0,
         )
-    return TaskResult(index, True, value=value, attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name, rss_mb=resident_mb())
+    return TaskResult(
+        index, True, value=value, attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name,
+        rss_mb=resident_mb() if measure_rss else 0.0,
+    )  # fmt: skip
+
+
+#: ("pid:<n>", n) of this process (a forked child names itself anew).
+_WORKER_NAME: list[Any] = ["", 0]
+
+
+def _worker_name() -> str:
+    _WORKER_NAME[:] = [f"pid:{os.getpid()}", os.getpid()]
+    return _WORKER_NAME[0]
 
 
 class Executor(abc.ABC):
@@ -154,8 +175,14 @@ class Executor(abc.ABC):
     def num_workers(self) -> int: ...
 
     @abc.abstractmethod
-    def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
-        """Yield exactly one ``TaskResult`` per task, in completion order."""
+    def map(self, factory: WorkerFactory, tasks: Iterable[Any], total: int | None = None) -> Iterator[TaskResult]:
+        """Yield exactly one ``TaskResult`` per task, in completion order.
+
+        ``tasks`` is drawn lazily, only as workers free up, so at most a bounded number of tasks
+        (about a chunk per worker) is in flight at any time; a result's ``index`` is its task's
+        position in ``tasks``. ``total``: how many tasks there are, when ``tasks`` has no
+        ``len`` (a hint for chunk sizes only).
+        """
 
     def start(self, factory: WorkerFactory) -> None:
         """Begin starting the workers in the background (optional: ``map`` starts them anyway)."""
@@ -198,10 +225,10 @@ class SequentialExecutor(Executor):
             self._factory, self._worker, self._ran = factory, factory(), 0
         return self._worker
 
-    def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
+    def map(self, factory: WorkerFactory, tasks: Iterable[Any], total: int | None = None) -> Iterator[TaskResult]:
         prepend_paths(self.paths)
         for index, task in enumerate(tasks):
-            result = run_one(self._worker_for(factory), index, task, self.timeout_s)
+            result = run_one(self._worker_for(factory), index, task, self.timeout_s, measure_rss=False)
             self._ran += 1
             if self.max_variants_per_worker and self._ran >= self.max_variants_per_worker:
                 self._retire()  # the next task gets a fresh worker (the memory ceiling needs a process of its own)
@@ -447,17 +474,31 @@ class RayExecutor(Executor):
         self._up.clear()
         self._ran = {}
 
-    def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
+    def map(self, factory: WorkerFactory, tasks: Iterable[Any], total: int | None = None) -> Iterator[TaskResult]:
         import ray
         from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
 
-        if not tasks:
+        n = len(tasks) if isinstance(tasks, Sized) else total
+        if n == 0:
             return
         self.start(factory)
-        size = self._chunk(len(tasks))
-        queue: deque[list[tuple[int, Any, int]]] = deque(
-            [(i, tasks[i], 1) for i in range(start, min(start + size, len(tasks)))] for start in range(0, len(tasks), size)
-        )
+        size = self._chunk(n if n is not None else 8 * 4 * self.num_workers)
+        source = enumerate(tasks)
+        # chunks lost with their actor, split into single tasks, go first; then fresh ones, drawn
+        # from ``tasks`` only when an actor is free for them
+        queue: deque[list[tuple[int, Any, int]]] = deque()
+        exhausted = False
+
+        def next_chunk() -> list[tuple[int, Any, int]] | None:
+            nonlocal exhausted
+            if queue:
+                return queue.popleft()
+            if exhausted:
+                return None
+            chunk = [(index, task, 1) for index, task in itertools.islice(source, size)]
+            exhausted = len(chunk) < size
+            return chunk or None
+
         # A chunk goes only to an actor that is up (its warm-up answered), one chunk at a time, so
         # a chunk's clock starts when it starts to run: an actor still waiting for a CPU (or for
         # the autoscaler's node) holds no work and times nothing out.
@@ -473,10 +514,12 @@ class RayExecutor(Executor):
             return fresh
 
         try:
-            while queue or running:
+            while queue or running or not exhausted:
                 self._check_warm()
-                for actor in [a for a in self._pool if a in self._up and a not in busy][: len(queue)]:
-                    chunk = queue.popleft()
+                for actor in [a for a in self._pool if a in self._up and a not in busy]:
+                    chunk = next_chunk()
+                    if chunk is None:
+                        break
                     busy.add(actor)
                     running[actor.run_chunk.remote(chunk)] = (actor, chunk, time.monotonic())
                 ready, _ = ray.wait(list(running) + list(self._warming.values()), num_returns=1, timeout=1.0)
