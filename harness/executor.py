@@ -92,23 +92,44 @@ def resident_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
+#: The timeout [s] of the task running now (what ``_expire`` reports).
+_ALARM_S = [0.0]
+
+
+def _expire(signum: int, frame: Any) -> None:
+    raise TaskTimeout(f"timeout after {_ALARM_S[0]:g} s")
+
+
+@contextlib.contextmanager
+def _alarm_handler() -> Iterator[None]:
+    """Keep the SIGALRM handler of ``_deadline`` installed for a whole loop of tasks (installing
+    it costs more than a trivial task); the previous handler comes back after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _expire)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
 @contextlib.contextmanager
 def _deadline(seconds: float) -> Iterator[None]:
     """Raise ``TaskTimeout`` in this thread after ``seconds``; only on the main thread (no-op elsewhere)."""
     if not (math.isfinite(seconds) and seconds > 0) or threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def expire(signum: int, frame: Any) -> None:
-        raise TaskTimeout(f"timeout after {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
+    installed = signal.getsignal(signal.SIGALRM) is _expire
+    previous = None if installed else signal.signal(signal.SIGALRM, _expire)
+    _ALARM_S[0] = seconds
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        if not installed:
+            signal.signal(signal.SIGALRM, previous)
 
 
 def run_one(worker: Worker, index: int, task: Any, timeout_s: float, attempts: int = 1, measure_rss: bool = True) -> TaskResult:
@@ -227,12 +248,13 @@ class SequentialExecutor(Executor):
 
     def map(self, factory: WorkerFactory, tasks: Iterable[Any], total: int | None = None) -> Iterator[TaskResult]:
         prepend_paths(self.paths)
-        for index, task in enumerate(tasks):
-            result = run_one(self._worker_for(factory), index, task, self.timeout_s, measure_rss=False)
-            self._ran += 1
-            if self.max_variants_per_worker and self._ran >= self.max_variants_per_worker:
-                self._retire()  # the next task gets a fresh worker (the memory ceiling needs a process of its own)
-            yield result
+        with _alarm_handler():  # installed once for the loop; between tasks no alarm is armed
+            for index, task in enumerate(tasks):
+                result = run_one(self._worker_for(factory), index, task, self.timeout_s, measure_rss=False)
+                self._ran += 1
+                if self.max_variants_per_worker and self._ran >= self.max_variants_per_worker:
+                    self._retire()  # the next task gets a fresh worker (the memory ceiling needs a process of its own)
+                yield result
 
     def _retire(self) -> None:
         closer = getattr(self._worker, "close", None)
@@ -272,7 +294,8 @@ class _ActorBody:
 
     def run_chunk(self, items: list[tuple[int, Any, int]]) -> list[TaskResult]:
         worker = self._ensure()
-        return [run_one(worker, index, task, self._timeout_s, attempts) for index, task, attempts in items]
+        with _alarm_handler():
+            return [run_one(worker, index, task, self._timeout_s, attempts) for index, task, attempts in items]
 
 
 #: How long [s] a cluster's address may take to accept a connection before the run gives up.

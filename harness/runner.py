@@ -254,23 +254,37 @@ class _Sweep:
     seeded from the plan, not the scenario, so every scenario gets the same points), their
     canonical chains and parameter JSON."""
 
-    __slots__ = ("name", "plan", "chains", "params")
+    __slots__ = ("name", "plan", "chains", "params", "chain_json")
 
     def __init__(self, name: str, plan: Any) -> None:
+        from scenarios.mutations import VariantSpec
         from scenarios.mutations.base import get
 
         self.name, self.plan = name, plan
         points = plan.make_sampler().propose(plan.variants)
         self.chains = [tuple((str(n), get(str(n)).canonical(p)) for n, p in plan.space.chain(point)) for point in points]
         self.params = [params_json(chain) for chain in self.chains]
+        canonical = {"sort_keys": True, "separators": (",", ":"), "allow_nan": False}
+        self.chain_json = [json.dumps(VariantSpec("", "", chain, 0).to_dict()["chain"], **canonical) for chain in self.chains]
 
     def tasks(self, scenario: Any, root: str) -> Iterator[VariantTask]:
-        """The sweep's variants of ``scenario`` (in ``root``), seeded from the plan and the scenario."""
+        """The sweep's variants of ``scenario`` (in ``root``), seeded from the plan and the scenario.
+
+        Each spec's canonical JSON is ``VariantSpec.to_json()`` put together from its parts (the
+        chain's JSON is the same for every scenario): the first variant of each scenario is
+        checked against ``to_json`` itself, and on any difference every one is made by it.
+        """
         from scenarios.mutations import VariantSpec, variant_seeds
+        from scenarios.mutations.variants import SPEC_VERSION
 
         seeds = variant_seeds(_seed(self.plan.seed, scenario.id), len(self.chains))
-        for chain, params, seed in zip(self.chains, self.params, seeds):
-            spec_json = VariantSpec(scenario.id, scenario.ego_id, chain, seed).to_json()
+        head = f',"ego_id":{json.dumps(scenario.ego_id)},"scenario_id":{json.dumps(scenario.id)},"seed":'
+        fast = True
+        for i, (chain, params, seed) in enumerate(zip(self.chains, self.params, seeds)):
+            spec_json = f'{{"chain":{self.chain_json[i]}{head}{seed},"version":{SPEC_VERSION}}}' if fast else ""
+            if i == 0 or not fast:
+                exact = VariantSpec(scenario.id, scenario.ego_id, chain, seed).to_json()
+                fast, spec_json = fast and exact == spec_json, exact
             vid = f"{scenario.id}~{hashlib.sha1(spec_json.encode()).hexdigest()[:12]}"  # scenarios.mutations.variant_id
             yield VariantTask(vid, scenario.id, root, spec_json, seed, self.name, params)
 
@@ -768,7 +782,7 @@ class RowCounts:
 
 
 #: Rows of a table sorted in memory at a time by ``consolidate`` (one key range of it).
-CONSOLIDATE_ROWS = 250_000
+CONSOLIDATE_ROWS = 32_768
 _KEYS = {"summary": ["variant_id"], "metrics": ["variant_id", "metric"], "series": ["variant_id", "step"]}
 
 
