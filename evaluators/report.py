@@ -359,23 +359,46 @@ def read_table(directory: str | Path, table: str = SUMMARY) -> pa.Table:
     return pq.read_table(path, schema=_schema(table))
 
 
+def part_files(directory: str | Path, table: str = SUMMARY) -> list[Path]:
+    """The part files of one table of a report, in name order."""
+    if table not in TABLES:
+        raise EvaluatorError(directory, "table", f"unknown table {table!r}; known: {TABLES}")
+    path = Path(directory) / table
+    return sorted(path.glob("*.parquet")) if path.is_dir() else []
+
+
 def scan_table(
     directory: str | Path, table: str = SUMMARY, *, columns: Sequence[str] | None = None,
     mutations: Sequence[str] | None = None, batch_rows: int = 65536,
 ) -> Iterator[pa.RecordBatch]:
-    """One table of a report, batch by batch (``pyarrow.dataset``: never the whole table in
-    memory); only ``columns`` when given, only the rows of the sweeps ``mutations`` when given."""
-    import pyarrow.dataset as ds
+    """One table of a report, batch by batch, one part file after another (never the whole
+    table in memory, and no read-ahead of many files at once); only ``columns`` when given,
+    only the rows of the sweeps ``mutations`` when given. Each batch has the table's schema (a
+    column a part lacks, e.g. a plug-in's metric, is null), or ``columns`` of it."""
+    import pyarrow.compute as pc
 
-    if table not in TABLES:
-        raise EvaluatorError(directory, "table", f"unknown table {table!r}; known: {TABLES}")
-    path = Path(directory) / table
-    files = sorted(str(p) for p in path.glob("*.parquet")) if path.is_dir() else []
-    if not files:
-        return
-    dataset = ds.dataset(files, schema=_schema(table), format="parquet")
-    where = ds.field(MUTATION).isin(list(mutations)) if mutations is not None else None
-    yield from dataset.to_batches(columns=list(columns) if columns is not None else None, filter=where, batch_size=batch_rows)
+    schema = _schema(table)
+    wanted = list(columns) if columns is not None else schema.names
+    read = wanted if mutations is None or MUTATION in wanted else [*wanted, MUTATION]
+    for path in part_files(directory, table):
+        part = pq.ParquetFile(path)
+        present = [c for c in read if c in part.schema_arrow.names]
+        for batch in part.iter_batches(batch_size=batch_rows, columns=present, use_threads=False):
+            if mutations is not None:
+                batch = batch.filter(pc.is_in(batch.column(MUTATION), value_set=pa.array(list(mutations), pa.string())))
+            if batch.num_rows:
+                yield from conform(pa.Table.from_batches([batch]), schema, wanted).to_batches()
+
+
+def conform(data: pa.Table, schema: pa.Schema, names: Sequence[str] | None = None) -> pa.Table:
+    """``data`` with exactly the columns ``names`` (default: all) of ``schema``, in its order and
+    types; a column ``data`` lacks is null."""
+    fields = [schema.field(n) for n in (names if names is not None else schema.names)]
+    arrays = [
+        data.column(f.name).cast(f.type) if f.name in data.column_names else pa.nulls(data.num_rows, f.type)
+        for f in fields
+    ]  # fmt: skip
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=schema.metadata))
 
 
 def read_summary(directory: str | Path) -> pd.DataFrame:

@@ -782,7 +782,7 @@ class RowCounts:
 
 
 #: Rows of a table sorted in memory at a time by ``consolidate`` (one key range of it).
-CONSOLIDATE_ROWS = 32_768
+CONSOLIDATE_ROWS = 16_384
 _KEYS = {"summary": ["variant_id"], "metrics": ["variant_id", "metric"], "series": ["variant_id", "step"]}
 
 
@@ -790,31 +790,44 @@ def consolidate(run_dir: str | Path, max_rows: int = CONSOLIDATE_ROWS) -> RowCou
     """Write ``summary.parquet`` and friends from the parts, sorted by variant id, batch by batch.
 
     Never the whole table in memory: the rows are split into ranges of variant ids of about
-    ``max_rows`` rows each (bounds from a sample of the ``variant_id`` column); each range is read
-    with a filter, sorted, and appended to the file by a ``ParquetWriter``. The last row of a
-    variant wins (a resumed run may hold an earlier error row for it). Returns the summary's
-    counts.
+    ``max_rows`` rows each (bounds from a sample of the ``variant_id`` column); for each range
+    the parts whose id statistics overlap it are read one by one (parts hold variants in plan
+    order, so few do), its rows sorted and appended to the file by a ``ParquetWriter``. The last
+    row of a variant wins (a resumed run may hold an earlier error row for it). Returns the
+    summary's counts.
     """
-    from evaluators.report import _schema
+    from evaluators.report import _schema, conform, part_files
 
     rd = RunDirectory(run_dir)
     counts = RowCounts(0, 0)
     for table in RESULT_FILES:
-        dataset = _parts_dataset(rd, table)
-        rows = _num_rows(dataset)
+        files = [(path, *_id_range(path)) for path in part_files(rd.parts, table)]
+        rows = sum(n for _, n, _, _ in files)
         if table == "series" and rows == 0:
             continue
-        keys = _KEYS[table]
+        keys, schema = _KEYS[table], _schema(table)
         target = rd.table(table)
         tmp = target.with_name(target.name + ".tmp")
         written = errors = 0
-        schema = _schema(table)
         with pq.ParquetWriter(tmp, schema) as out:
-            for where in _key_ranges(dataset, rows, max_rows):
-                part = dataset.to_table(filter=where) if dataset is not None else schema.empty_table()
+            for lower, upper in _key_ranges([p for p, *_ in files], rows, max_rows):
+                pieces = []
+                for path, _, low, high in files:
+                    if (upper is not None and low is not None and low >= upper) or (lower is not None and high is not None and high < lower):
+                        continue  # the part's ids are all outside the range
+                    data = pq.ParquetFile(path).read(use_threads=False)  # (not the datasets API: its readers hold more memory)
+                    ids = data.column("variant_id")
+                    mask = None
+                    if lower is not None:
+                        mask = pa.compute.greater_equal(ids, lower)
+                    if upper is not None:
+                        below = pa.compute.less(ids, upper)
+                        mask = below if mask is None else pa.compute.and_(mask, below)
+                    pieces.append(conform(data if mask is None else data.filter(mask), schema))
+                part = pa.concat_tables(pieces) if pieces else schema.empty_table()
                 part = _last_per_key(part, keys).sort_by([(k, "ascending") for k in keys])
                 if part.num_rows:
-                    out.write_table(part.cast(schema))
+                    out.write_table(part)
                 written += part.num_rows
                 if table == "summary":
                     errors += int(pa.compute.sum(pa.compute.equal(part.column("status"), STATUS_ERROR)).as_py() or 0)
@@ -822,6 +835,21 @@ def consolidate(run_dir: str | Path, max_rows: int = CONSOLIDATE_ROWS) -> RowCou
         if table == "summary":
             counts = RowCounts(written, errors)
     return counts
+
+
+def _id_range(path: Path) -> tuple[int, str | None, str | None]:
+    """(rows, least and greatest variant id) of a part file, from its footer (None: no statistics)."""
+    meta = pq.read_metadata(path)
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    column = names.index("variant_id") if "variant_id" in names else -1
+    lows, highs = [], []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(column).statistics if column >= 0 else None
+        if stats is None or not stats.has_min_max:
+            return meta.num_rows, None, None
+        lows.append(stats.min)
+        highs.append(stats.max)
+    return meta.num_rows, (min(lows) if lows else None), (max(highs) if highs else None)
 
 
 def count_rows(run_dir: str | Path) -> RowCounts:
@@ -842,46 +870,22 @@ def count_rows(run_dir: str | Path) -> RowCounts:
     return RowCounts(len(last), int(errors[last].sum()))
 
 
-def _parts_dataset(rd: RunDirectory, table: str) -> Any:
-    """The parts of ``table`` as a ``pyarrow.dataset`` (None when there are none)."""
-    import pyarrow.dataset as ds
-
-    from evaluators.report import _schema
-
-    files = sorted(str(p) for p in (rd.parts / table).glob("*.parquet")) if (rd.parts / table).is_dir() else []
-    return ds.dataset(files, schema=_schema(table), format="parquet") if files else None
-
-
-def _num_rows(dataset: Any) -> int:
-    """Rows of a dataset, from its files' footers."""
-    return 0 if dataset is None else sum(f.metadata.num_rows for f in (frag for frag in dataset.get_fragments()))
-
-
-def _key_ranges(dataset: Any, rows: int, max_rows: int) -> Iterator[Any]:
-    """Filters that split ``dataset`` into ranges of ``variant_id`` of about ``max_rows`` rows
-    (one filter, None, for a table that fits), bounds from every k-th id."""
-    import pyarrow.dataset as ds
-
-    if dataset is None or rows <= max_rows:
-        yield None
-        return
-    step = max(1, rows // (64 * (rows // max_rows + 1)))
-    sample: list[str] = []
-    offset = 0
-    for batch in dataset.to_batches(columns=["variant_id"]):
-        ids = batch.column("variant_id")
-        first = (-offset) % step
-        sample.extend(ids.slice(first).to_pylist()[::step] if first < len(ids) else [])
-        offset += len(ids)
-    sample.sort()
+def _key_ranges(files: Sequence[Path], rows: int, max_rows: int) -> list[tuple[str | None, str | None]]:
+    """[lower, upper) ranges of ``variant_id`` (None: unbounded) that split the parts' ``rows``
+    into about ``max_rows`` each; one unbounded range for a table that fits. Bounds come from
+    every k-th id, read a part at a time."""
+    if rows <= max_rows:
+        return [(None, None)]
     ranges = rows // max_rows + 1
+    step = max(1, rows // (64 * ranges))
+    sample: list[str] = []
+    for path in files:
+        ids = pq.ParquetFile(path).read(columns=["variant_id"], use_threads=False).column("variant_id")
+        sample.extend(ids.take(np.arange(0, len(ids), step)).to_pylist())
+    sample.sort()
     bounds = sorted({sample[len(sample) * i // ranges] for i in range(1, ranges)})
-    field_ = ds.field("variant_id")
-    lower = None
-    for bound in bounds:
-        yield (field_ < bound) if lower is None else ((field_ >= lower) & (field_ < bound))
-        lower = bound
-    yield (field_ >= lower) if lower is not None else None
+    edges: list[str | None] = [None, *bounds, None]
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def _last_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
