@@ -103,13 +103,8 @@ class TaskLog:
         self.written = 0
         if truncate or not self.path.exists():
             self.path.write_text("")
+        _drop_cut_line(self.path)
         self._fh: IO[str] | None = open(self.path, "a", buffering=self.BUFFER_BYTES)
-        size = self.path.stat().st_size
-        if size:
-            with open(self.path, "rb") as fh:
-                fh.seek(size - 1)
-                if fh.read(1) != b"\n":
-                    self._fh.write("\n")  # after a line cut short (a run killed mid-write)
 
     def add(self, task: VariantTask) -> None:
         """Append ``task``'s line (buffered)."""
@@ -135,6 +130,23 @@ class TaskLog:
 
 _TASK_FIELDS = tuple(sorted(VariantTask.__slots__))
 _KEY_PREFIXES = tuple(("{" if i == 0 else ", ") + json.dumps(name) + ": " for i, name in enumerate(_TASK_FIELDS))
+
+
+def _drop_cut_line(path: Path) -> None:
+    """Truncate ``path`` after its last newline (a last line cut short goes)."""
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            fh.seek(start)
+            newline = fh.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        if end != size:
+            fh.truncate(end)
 
 
 def task_line(task: VariantTask) -> str:

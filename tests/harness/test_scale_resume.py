@@ -128,3 +128,19 @@ def test_id_set_holds_digests_compactly():
     assert len(known) == 5000 and known.nbytes == 5000 * 16
     assert all(i in known for i in ids[::97]) and "scenario-1~nope" not in known and 3 not in known
     assert "x" not in IdSet()
+
+
+def test_a_tasks_file_cut_mid_line_reads_and_appends_cleanly(tmp_path):
+    """A run killed mid-write leaves a last line cut short: reading skips it, appending drops it."""
+    from harness.rundir import TaskLog
+
+    rd = RunDirectory(tmp_path)
+    tasks = [VariantTask(f"s~{i:012x}", "s", "/lib", '{"chain":[]}', i, "m", "{}") for i in range(3)]
+    rd.tasks.write_text(task_line(tasks[0]) + task_line(tasks[1])[:25])
+    assert [t.variant_id for t in rd.iter_tasks()] == [tasks[0].variant_id]
+    with TaskLog(rd.tasks) as log:
+        log.add(tasks[1])
+        log.add(tasks[2])
+    assert [t.variant_id for t in rd.iter_tasks()] == [t.variant_id for t in tasks]
+    assert rd.find_task(tasks[2].variant_id) == tasks[2] and rd.find_task("s~nope") is None
+    assert "s~" + "0" * 12 in rd.task_ids() and len(rd.task_ids()) == 3
