@@ -54,6 +54,11 @@ class TaskTimeout(Exception):
     """A task ran longer than the executor's ``timeout_s``."""
 
 
+class WorkerStartupError(RuntimeError):
+    """Workers did not finish building (their twin, plug-ins) within the start-up timeout, again
+    and again: their construction hangs, so no task can run."""
+
+
 @dataclass(frozen=True, slots=True)
 class TaskResult:
     """What became of one task.
@@ -281,6 +286,10 @@ class _ActorBody:
             self._worker = self._factory()
         return self._worker
 
+    def ping(self) -> int:
+        """Answers as soon as the actor runs (it has its CPU): the start of its start-up clock."""
+        return os.getpid()
+
     def warm(self) -> int:
         """Build the worker now (and let it warm up: ``worker.warm()`` when it has one)."""
         worker = self._ensure()
@@ -378,12 +387,17 @@ class RayExecutor(Executor):
             clock of a chunk starts when its actor is up (its warm-up answered), never at
             submission: an actor still waiting for a CPU times nothing out.
         retries: how often a task whose actor died is started again before it is an error.
+        startup_timeout_s: how long [s] an actor may take to build its worker (``warm``),
+            counted from when it runs (has its CPU); one that overruns is killed and replaced,
+            and after ``retries + 1`` such hangs ``map`` raises ``WorkerStartupError``.
         paths: directories each actor puts at the front of its ``sys.path`` before it builds its
             worker (the driver's working directory, so modules import as they do in the driver).
     """
 
     #: Extra wall time [s] a chunk gets beyond its tasks' timeouts before its actor is killed.
     KILL_GRACE_S = 30.0
+    #: Default start-up timeout [s] (``startup_timeout_s``).
+    STARTUP_TIMEOUT_S = 600.0
 
     def __init__(
         self,
@@ -396,11 +410,16 @@ class RayExecutor(Executor):
         paths: Sequence[str] = (),
         max_variants_per_worker: int = 0,
         max_worker_memory_mb: float = 0.0,
+        startup_timeout_s: float = 0.0,
     ) -> None:
         super().__init__(
             timeout_s=timeout_s, retries=retries, paths=paths,
             max_variants_per_worker=max_variants_per_worker, max_worker_memory_mb=max_worker_memory_mb,
         )
+        self.startup_timeout_s = float(startup_timeout_s) or self.STARTUP_TIMEOUT_S
+        self._pings: dict[Any, Any] = {}  # actor -> its ping() ref, until that answers
+        self._placed: dict[Any, float] = {}  # actor -> when it ran (ping answered), while it warms
+        self._startup_hangs = 0
         self.address = address
         self.chunk_size = int(chunk_size)
         self._requested = int(workers)
@@ -455,21 +474,44 @@ class RayExecutor(Executor):
     def _new_actor(self, factory: WorkerFactory) -> Any:
         """An actor, warming up; it takes chunks once ``warm`` has answered (``_check_warm``)."""
         actor = self._actor_class().remote(factory, self.timeout_s, self.paths)
+        self._pings[actor] = actor.ping.remote()
         self._warming[actor] = actor.warm.remote()
         return actor
 
     def _check_warm(self) -> None:
-        """Note the actors whose warm-up answered (or failed: a dead actor's chunk fails on its own)."""
+        """Note the actors whose warm-up answered (or failed: a dead actor's chunk fails on its own);
+        replace one whose warm-up overran ``startup_timeout_s`` since it ran (``WorkerStartupError``
+        once that happened more than ``retries`` times)."""
         import ray
 
         if not self._warming:
             return
+        now = time.monotonic()
+        if self._pings:
+            refs = {ref: actor for actor, ref in self._pings.items()}
+            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+            for ref in ready:
+                self._placed[refs[ref]] = now
+                del self._pings[refs[ref]]
         refs = {ref: actor for actor, ref in self._warming.items()}
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
         for ref in ready:
             actor = refs[ref]
             del self._warming[actor]
+            self._placed.pop(actor, None)
             self._up.add(actor)
+        for actor, placed in list(self._placed.items()):
+            if now - placed > self.startup_timeout_s and actor in self._warming:
+                self._startup_hangs += 1
+                ray.kill(actor)
+                self._pool[self._pool.index(actor)] = self._new_actor(self._pool_factory)
+                self._warming.pop(actor, None)
+                self._placed.pop(actor, None)
+                if self._startup_hangs > self.retries:
+                    raise WorkerStartupError(
+                        f"a worker did not finish starting (building its twin and plug-ins) within {self.startup_timeout_s:g} s, "
+                        f"{self._startup_hangs} times; its construction hangs, so no variant can run"
+                    )
 
     def share(self, value: bytes) -> Any:
         """``value`` put once in Ray's object store: workers on any node fetch it (``fetch``)."""
@@ -494,6 +536,8 @@ class RayExecutor(Executor):
         self._pool = []
         self._pool_factory = None
         self._warming.clear()
+        self._pings.clear()
+        self._placed.clear()
         self._up.clear()
         self._ran = {}
 
@@ -532,6 +576,8 @@ class RayExecutor(Executor):
             fresh = self._new_actor(factory)
             self._pool[self._pool.index(dead)] = fresh
             self._warming.pop(dead, None)
+            self._pings.pop(dead, None)
+            self._placed.pop(dead, None)
             self._up.discard(dead)
             busy.discard(dead)
             return fresh

@@ -40,7 +40,7 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.parquet as pq
 
 from harness.config import ConfigError, PolicyConfig, SuiteConfig
-from harness.executor import ClusterUnreachable, Executor, make_executor, prepend_paths
+from harness.executor import ClusterUnreachable, Executor, WorkerStartupError, make_executor, prepend_paths
 from harness.rundir import MANIFEST, RESULT_FILES, IdSet, RunDirectory, RunError, TaskLog
 from harness.worker import (
     STATUS_ERROR,
@@ -692,6 +692,8 @@ def run_suite(
                 writer.flush()
 
             _adaptive_rounds(config, scenarios, run_batch, rejected, stored, shipper)
+    except WorkerStartupError as exc:
+        raise RunError(f"{config.source}: {exc}") from None
     finally:
         tasklog.close()
         bar.close()

@@ -25,6 +25,27 @@ class _Sleeper:
         return task
 
 
+class _HangsOnStart:
+    """A worker whose warm-up (building its twin) never ends."""
+
+    def warm(self) -> None:
+        time.sleep(3600)
+
+    def run(self, task: float) -> float:
+        return task
+
+
+def test_a_worker_whose_construction_hangs_is_a_clear_error(ray_local):
+    from harness.executor import WorkerStartupError
+
+    executor = RayExecutor(1, timeout_s=5.0, chunk_size=1, retries=1, startup_timeout_s=1.0)
+    try:
+        with pytest.raises(WorkerStartupError, match=r"did not finish starting \(building its twin and plug-ins\) within 1 s, 2 times"):
+            list(executor.map(_HangsOnStart, [0.1, 0.2]))
+    finally:
+        executor.close()
+
+
 def test_more_workers_than_cpus_warns_and_uses_the_cpus(ray_local):
     with pytest.warns(RuntimeWarning, match="64 workers asked for but the Ray cluster has 2 CPUs; using 2"):
         executor = RayExecutor(64, timeout_s=2.0, chunk_size=1)
