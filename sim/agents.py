@@ -18,6 +18,16 @@ ego or another agent, reactive or not) ahead along the agent's path within a cor
 boxes' half widths; when two agents are each other's leader (crossing paths), the one nearer
 the conflict goes first. A reactive agent exists from its first to its last logged step.
 
+The log is the reference: an agent and a body interact (leader, conflict) only when one of them
+is off its log (farther than ``ON_LOG_M`` from its logged position) or their logged boxes come
+within ``2 ON_LOG_M`` of each other (``logged_close_pairs``: the log itself collides or nearly
+does); a pedestrian interacts only with the ego and with bodies off their logs. An agent that
+nothing holds back and that is on its log replays it exactly (its logged arc length and speed,
+whatever its logged speed says of its positions); once held back it follows the law above and
+replays again when back within ``SNAP_M`` and ``SNAP_SPEED`` of its log. So with the ego on its
+log the agents are the log, and they depart from it only where the ego (or what the ego moved)
+departs from its own.
+
 Traffic rules (``TrafficRules``, built from the scenario by ``traffic_rules``) add standing
 obstacles, each braked for with IDM (``STOP_IDM``, dv = v) and combined with the leader by the
 smaller acceleration:
@@ -70,6 +80,11 @@ STOP_SIGN_SPEED, STOP_SIGN_NEAR_M = 0.5, 3.0
 #: only conflicts entered within ``CONFLICT_HORIZON_S`` [s] count; speeds below ``CONFLICT_MIN_SPEED``
 #: [m/s] count as it.
 CONFLICT_ANGLE_RAD, CONFLICT_BUFFER_S, CONFLICT_HORIZON_S, CONFLICT_MIN_SPEED = np.pi / 6, 1.0, 8.0, 0.5
+#: An agent or body farther than this [m] from its logged position is off its log. A pair both on
+#: their logs whose logged boxes stay more than twice this apart does not interact (it replays the log).
+ON_LOG_M = 0.3
+#: An agent tracking its log back within this distance [m] and speed [m/s] of it replays it again.
+SNAP_M, SNAP_SPEED = 0.05, 0.2
 #: Signal states that stop traffic, and the one that stops it when it can stop comfortably.
 _RED = (int(SignalState.STOP), int(SignalState.FLASHING_STOP))
 _YELLOW = int(SignalState.CAUTION)
@@ -209,10 +224,12 @@ class PathBank:
 class ReactiveAgents:
     """IDM along logged paths for the rows in ``rows`` (see the module docstring)."""
 
-    def __init__(self, log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, dt_s: float) -> None:
+    def __init__(self, log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, dt_s: float,
+                 types: np.ndarray | None = None, ego_row: int = -1) -> None:
         """Args:
             log: every agent's log at the env steps; ``rows`` the reactive ones' track rows.
             length, width: (N,) every agent's box [m]; ``dt_s`` the env step [s].
+            types: (N,) every agent's ``AgentType`` (None: all vehicles); ``ego_row`` the ego's row.
 
         Without ``rules`` (set by ``from_plan``, or assign a ``TrafficRules``) no signal, stop
         sign or conflict applies.
@@ -220,7 +237,11 @@ class ReactiveAgents:
         self.rows = np.asarray(rows, np.int64)
         self.dt = dt_s
         self.length, self.width = length, width
+        self.log = log
         n, s_steps = log.valid.shape
+        self.types = np.zeros(n, np.int8) if types is None else np.asarray(types)
+        self.ego_row = int(ego_row)
+        self._walker = self.types[self.rows] == int(AgentType.PEDESTRIAN)
         paths = []
         self._logged: list[np.ndarray] = []
         self.s_log = np.zeros((len(self.rows), s_steps))
@@ -231,17 +252,13 @@ class ReactiveAgents:
             steps = np.flatnonzero(log.valid[row])
             pts = np.column_stack([log.x[row, steps], log.y[row, steps]])
             seg = np.hypot(*np.diff(pts, axis=0).T) if len(pts) > 1 else np.zeros(0)
-            # keep points at least 0.2 m apart; dropped points take the last kept point's arc length
+            # keep points at least 0.2 m apart; a dropped point lies on its kept neighbours' segment at the
+            # share of their raw arc length it has covered
+            raw = np.concatenate([[0.0], np.cumsum(seg)])
             keep = [0]
-            acc = 0.0
-            s_at = np.zeros(len(steps))
-            s_kept = 0.0
             for i in range(1, len(pts)):
-                acc += seg[i - 1]
-                if acc - s_kept >= 0.2:
+                if raw[i] - raw[keep[-1]] >= 0.2:
                     keep.append(i)
-                    s_kept = acc
-                s_at[i] = s_kept
             kept = np.array(keep)
             path_pts = pts[kept]
             path_yaw = log.yaw[row, steps][kept]
@@ -255,8 +272,7 @@ class ReactiveAgents:
             # arc length of the kept points, recomputed as PathBank will
             kseg = np.hypot(*np.diff(pts[kept], axis=0).T) if len(kept) > 1 else np.zeros(0)
             ks = np.concatenate([[0.0], np.cumsum(kseg)])
-            idx = np.searchsorted(kept, np.arange(len(steps)), side="right") - 1
-            s_full = ks[idx]
+            s_full = np.interp(raw, raw[kept], ks) + np.maximum(raw - raw[kept[-1]], 0.0)
             s_row = np.interp(np.arange(s_steps), steps, s_full)
             v_row = np.interp(np.arange(s_steps), steps, np.hypot(log.vx[row, steps], log.vy[row, steps]))
             self.s_log[j], self.v_log[j] = s_row, v_row
@@ -269,6 +285,7 @@ class ReactiveAgents:
         self.s = np.zeros(len(self.rows))
         self.v = np.zeros(len(self.rows))
         self.alive = np.zeros(len(self.rows), bool)
+        self.replaying = np.zeros(len(self.rows), bool)  # on its log, nothing holding it back: replays it
         self._ahead = np.arange(LOOKAHEAD_STEP_M, LOOKAHEAD_M + 1e-9, LOOKAHEAD_STEP_M)
         self._offsets = np.concatenate([[0.0], self._ahead])
         self._all = np.arange(len(self.rows))
@@ -279,11 +296,16 @@ class ReactiveAgents:
         self._served = np.zeros(0, bool)  # stop signs an agent has stopped at
         self._yielder = np.zeros(0, np.int64)  # per conflict: -1 nobody, 0 agent i yields, 1 agent j
         self._grid = np.ascontiguousarray(np.broadcast_to(self._all[:, None], (len(self.rows), len(self._offsets))))
+        self._close = logged_close_pairs(log, self.rows, length, width, 2 * ON_LOG_M)
+        self._keys = int(n) + 1  # pair key: row_a * _keys + row_b
+        self._agent_off = np.zeros(len(self.rows), bool)  # per agent: off its log at this step
+        self._body_off = np.zeros(0, bool)  # per body of this step: off its log
 
     @classmethod
     def from_plan(cls, plan: Plan) -> ReactiveAgents:
         """The reactive agents of ``plan`` with the scenario's traffic rules (``traffic_rules``)."""
-        agents = cls(plan.log, plan.reactive_rows, plan.sizes[:, 0], plan.sizes[:, 1], plan.dt_s)
+        agents = cls(plan.log, plan.reactive_rows, plan.sizes[:, 0], plan.sizes[:, 1], plan.dt_s,
+                     plan.scenario.tracks.agent_types, plan.ego_row)
         agents.rules = traffic_rules(plan, agents)
         return agents
 
@@ -305,6 +327,7 @@ class ReactiveAgents:
         new = self.present(k) & ~self.alive
         self.s[new] = self.s_log[new, k]
         self.v[new] = self.v_log[new, k]
+        self.replaying[new] = True
         self.alive = self.present(k)
         self._samples = None
 
@@ -332,8 +355,10 @@ class ReactiveAgents:
             return
         alive = self.alive
         a = np.zeros(len(self.rows))
+        bound = np.zeros(len(self.rows), bool)  # held back by a leader, a stop or a conflict
         idx = np.flatnonzero(alive)
         if idx.size:
+            self._mark_off_log(k, bodies)
             a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - self.v[idx])
             # an agent standing still whose log does not pull it forward stays where it is whatever
             # leads it (its acceleration is at most a_track <= 0 and its speed cannot go below 0):
@@ -376,10 +401,49 @@ class ReactiveAgents:
                 a_stop = idm_acceleration(v[held], stop[held], v[held], STOP_IDM, self.v0[idx][held])
                 a_new[held] = np.minimum(a_new[held], a_stop)
             a[idx] = np.minimum(np.maximum(a_new, -B_MAX), A_MAX)
+            bound[idx] = a_new < a_track
         v_new = np.maximum(self.v + a * self.dt, 0.0)
-        self.s = np.where(alive, self.s + 0.5 * (self.v + v_new) * self.dt, self.s)
+        s_new = self.s + 0.5 * (self.v + v_new) * self.dt
+        if k + 1 < self.s_log.shape[1]:
+            # free agents on their logs replay them; one tracking back that has reached its log replays it again
+            s_next, v_next = self.s_log[:, k + 1], self.v_log[:, k + 1]
+            back = ~self.replaying & (np.abs(s_new - s_next) < SNAP_M) & (np.abs(v_new - v_next) < SNAP_SPEED)
+            self.replaying = (self.replaying | back) & ~bound
+            s_new = np.where(self.replaying, s_next, s_new)
+            v_new = np.where(self.replaying, v_next, v_new)
+        self.s = np.where(alive, s_new, self.s)
         self.v = np.where(alive, v_new, self.v)
         self._spawn(k + 1)
+
+    def _mark_off_log(self, k: int, bodies: dict[str, np.ndarray]) -> None:
+        """Which agents and which bodies are farther than ``ON_LOG_M`` from their logged positions at step ``k``."""
+        log = self.log
+        sx, sy, _, _ = self._path_samples()
+        r = self.rows
+        self._agent_off = ~log.valid[r, k] | (np.hypot(sx[:, 0] - log.x[r, k], sy[:, 0] - log.y[r, k]) > ON_LOG_M)
+        b = bodies["row"]
+        known = b >= 0
+        rb = np.where(known, b, 0)
+        self._body_off = ~known | ~log.valid[rb, k] | (np.hypot(bodies["x"] - log.x[rb, k], bodies["y"] - log.y[rb, k]) > ON_LOG_M)
+
+    def _interacting(self, agents: np.ndarray, body_rows: np.ndarray, body_off: np.ndarray) -> np.ndarray:
+        """(P,) bool: whether agent ``agents`` (indices into ``rows``) and a body (its track row, off its
+        log or not) interact: one of them is off its log, or their logged boxes come close
+        (``logged_close_pairs``). Two road users both on their logs and apart in the log replay it.
+        A pedestrian interacts only with the ego and with bodies off their logs (it walks past what
+        the log has it walk past, crowds and objects included)."""
+        walker = self._walker[agents]
+        if walker.any():
+            return np.where(walker, body_off | (body_rows == self.ego_row), self._interacting_vehicle(agents, body_rows, body_off))
+        return self._interacting_vehicle(agents, body_rows, body_off)
+
+    def _interacting_vehicle(self, agents: np.ndarray, body_rows: np.ndarray, body_off: np.ndarray) -> np.ndarray:
+        out = self._agent_off[agents] | body_off
+        if self._close.size and not out.all():
+            key = self.rows[agents] * self._keys + body_rows
+            at = np.minimum(np.searchsorted(self._close, key), len(self._close) - 1)
+            out |= self._close[at] == key
+        return out
 
     def _stop_gaps(self, k: int) -> np.ndarray:
         """(R,) distance [m] from each agent's front to where it must stop at step ``k`` (inf: nowhere)."""
@@ -428,7 +492,8 @@ class ReactiveAgents:
         y[held & (~active | first_gone | (enter[yy, ar] <= 0))] = -1
         # decide: the later arrival yields when it would enter before the first has left (+ buffer)
         later = ((t_in[0] < t_in[1]) | ((t_in[0] == t_in[1]) & (pair[0] < pair[1]))).astype(np.int64)
-        new = (y < 0) & active & soon & (enter[later, ar] > 0) & (t_in[later, ar] < t_out[1 - later, ar] + CONFLICT_BUFFER_S)
+        meet = self._agent_off[pair[0]] | self._agent_off[pair[1]] | self._conflict_close
+        new = (y < 0) & active & soon & meet & (enter[later, ar] > 0) & (t_in[later, ar] < t_out[1 - later, ar] + CONFLICT_BUFFER_S)
         y[new] = later[new]
         held = y >= 0
         if held.any():
@@ -445,6 +510,8 @@ class ReactiveAgents:
             at = np.stack([rules.conflict_si, rules.conflict_sj])
             self._ctables = (pair, at - half, at + half)
             self._tables_of = rules
+            key = self.rows[pair[0]] * self._keys + self.rows[pair[1]]
+            self._conflict_close = np.isin(key, self._close)
         return self._ctables
 
     def _leaders(self, idx: np.ndarray, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -476,6 +543,9 @@ class ReactiveAgents:
         lon = dx * np.cos(travel) + dy * np.sin(travel)
         near = (lon > 0) & (dx * dx + dy * dy < (LOOKAHEAD_M + 5.0) ** 2) & (bodies["row"][pj] != rows[pi])
         pi, pj, ai = pi[near], pj[near], ai[near]
+        if pi.size and len(self._body_off) == len(bx):
+            meet = self._interacting(ai, bodies["row"][pj], self._body_off[pj])
+            pi, pj, ai = pi[meet], pj[meet], ai[meet]
         n = len(idx)
         gap = np.full(n, np.inf)
         dv = np.zeros(n)
@@ -551,6 +621,43 @@ class TrafficRules:
     conflict_sj: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
+def logged_close_pairs(log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, margin: float) -> np.ndarray:
+    """Sorted keys ``a * (N + 1) + b`` (both orders) of the pairs (a in ``rows``, b any track row)
+    whose logged boxes, each grown by ``margin`` / 2 [m] on every side, overlap at some step.
+
+    Boxes are oriented rectangles (separating axis test) of ``length``, ``width`` (N,) [m].
+    """
+    n, s_steps = log.valid.shape
+    rows = np.asarray(rows, np.int64)
+    hl, hw = 0.5 * (length + margin), 0.5 * (width + margin)
+    radius = np.hypot(hl, hw)
+    keys: list[np.ndarray] = []
+    for k in range(s_steps):
+        a_rows = rows[log.valid[rows, k]]
+        b_rows = np.flatnonzero(log.valid[:, k])
+        if not a_rows.size or len(b_rows) < 2:
+            continue
+        dx = log.x[b_rows, k][None, :] - log.x[a_rows, k][:, None]
+        dy = log.y[b_rows, k][None, :] - log.y[a_rows, k][:, None]
+        near = dx * dx + dy * dy < (radius[a_rows][:, None] + radius[b_rows][None, :]) ** 2
+        near &= a_rows[:, None] != b_rows[None, :]
+        i, j = np.nonzero(near)
+        if not i.size:
+            continue
+        a, b = a_rows[i], b_rows[j]
+        ddx, ddy = dx[i, j], dy[i, j]
+        ya, yb = log.yaw[a, k], log.yaw[b, k]
+        apart = np.zeros(len(a), bool)
+        for axis_yaw in (ya, ya + 0.5 * np.pi, yb, yb + 0.5 * np.pi):
+            ux, uy = np.cos(axis_yaw), np.sin(axis_yaw)
+            ext_a = hl[a] * np.abs(np.cos(ya - axis_yaw)) + hw[a] * np.abs(np.sin(ya - axis_yaw))
+            ext_b = hl[b] * np.abs(np.cos(yb - axis_yaw)) + hw[b] * np.abs(np.sin(yb - axis_yaw))
+            apart |= np.abs(ddx * ux + ddy * uy) > ext_a + ext_b
+        a, b = a[~apart], b[~apart]
+        keys += [a * (n + 1) + b, b * (n + 1) + a]
+    return np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+
+
 def _stop_points(scenario: Scenario, origin: np.ndarray) -> list[tuple[np.ndarray, float | None, int]]:
     """(point (2,) local [m], lane heading [rad] or None, signal index or -1 for a stop sign) of
     every signal's stop point and every stop sign's controlled lane."""
@@ -615,7 +722,7 @@ def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
         geoms = np.array([lines[j] for j in have], dtype=object)
         tree = shapely.STRtree(geoms)
         left, right = tree.query(geoms, predicate="intersects")
-        walker = types != int(AgentType.VEHICLE)
+        walker = types == int(AgentType.PEDESTRIAN)
         for a, b in zip(left.tolist(), right.tolist()):
             i, j = have[a], have[b]
             if i >= j or (walker[i] and walker[j]):

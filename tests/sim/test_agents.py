@@ -153,7 +153,7 @@ def test_path_tables_equal_plain_interpolation() -> None:
 
 def test_reactive_agents_reproduce_real_logs_with_the_ego_on_its_log(make_env, scenes, data_dir) -> None:
     """With the expert ego (its own log), the reactive agents' mean displacement from their logs
-    stays below 0.5 m on every real log."""
+    stays below 0.1 m on every real log (they replay it where nothing holds them back)."""
     import scenarios
 
     ran = 0
@@ -164,7 +164,71 @@ def test_reactive_agents_reproduce_real_logs_with_the_ego_on_its_log(make_env, s
         rows = [r for r in range(s.num_agents) if r != s.ego_index]
         v = rec.valid[rows] & s.tracks.valid[rows, :n]
         err = np.hypot(rec.x[rows] - s.tracks.x[rows, :n], rec.y[rows] - s.tracks.y[rows, :n])[v]
-        assert err.mean() < 0.5, (s.id, err.mean())
+        assert err.mean() < 0.1, (s.id, err.mean())
         ran += 1
     if not ran:
         pytest.skip("no Waymo JSON logs in the data directory")
+
+
+def box_overlaps(x: np.ndarray, y: np.ndarray, yaw: np.ndarray, length: np.ndarray, width: np.ndarray,
+                 valid: np.ndarray, skip: int) -> set[tuple[int, int]]:
+    """The pairs of rows (row ``skip`` left out) whose oriented boxes overlap at some step."""
+    import shapely
+
+    pairs: set[tuple[int, int]] = set()
+    c, s = np.cos(yaw), np.sin(yaw)
+    for k in range(x.shape[1]):
+        rows = np.flatnonzero(valid[:, k] & (np.arange(len(x)) != skip))
+        hl, hw = 0.5 * length[rows], 0.5 * width[rows]
+        cx, cy, ck, sk = x[rows, k], y[rows, k], c[rows, k], s[rows, k]
+        corners = np.stack([np.stack([cx + ck * a * hl - sk * b * hw, cy + sk * a * hl + ck * b * hw], -1)
+                            for a, b in ((1, 1), (1, -1), (-1, -1), (-1, 1))], axis=1)
+        polys = shapely.polygons(corners)
+        i, j = shapely.STRtree(polys).query(polys, predicate="intersects")
+        pairs |= {(int(rows[a]), int(rows[b])) for a, b in zip(i, j) if a < b}
+    return pairs
+
+
+@pytest.mark.parametrize("name", ["scenarionet/sd_nuscenes_v1.0-mini_scene-0061.pkl",
+                                  "argoverse2/scenario_0a1e6f0a-1817-4a98-b02e-db8c9327d151.parquet"])
+def test_reactive_agents_collide_only_where_the_log_does(make_env, scenes, data_dir, name) -> None:
+    """Real logs where the agents used to collide with the expert ego on its log: a pedestrian
+    stopping for good behind an object it walks past, one spawning into it; a parked car's
+    jitter against an object 2 cm ahead of it. Now no pair overlaps that the log does not have,
+    and the agents stay within 0.1 m of their logs on average."""
+    path = data_dir / name
+    if not path.exists():
+        pytest.skip(f"{name} not in the data directory")
+    s = scenes.load_real(path)[0]
+    rec = rollout(make_env(s, agents_mode="reactive", action="trajectory", terminate_on_collision=False), "expert", seed=0)
+    n, tr = rec.num_steps, s.tracks
+    sim = box_overlaps(rec.x, rec.y, rec.yaw, tr.length, tr.width, rec.valid, s.ego_index)
+    logged = box_overlaps(tr.x[:, :n], tr.y[:, :n], tr.yaw[:, :n], tr.length, tr.width, tr.valid[:, :n], s.ego_index)
+    assert sim - logged == set()
+    rows = [r for r in range(s.num_agents) if r != s.ego_index]
+    v = rec.valid[rows] & tr.valid[rows, :n]
+    err = np.hypot(rec.x[rows] - tr.x[rows, :n], rec.y[rows] - tr.y[rows, :n])[v]
+    assert err.mean() < 0.1, err.mean()
+
+
+def test_a_pedestrian_walks_past_an_object_its_log_walks_past(make_env) -> None:
+    """``pedestrian_past_object``: a pedestrian at 1.4 m/s logged to pass 0.1 m beside a standing
+    0.5 m object (both reactive, the object inside the pedestrian's corridor): it replays its log
+    (it used to stop 2 m short of the object for good)."""
+    ped = AgentSpec("ped", x=0.0, y=10.0, speed=1.4, length=0.5, width=0.5, agent_type=AgentType.PEDESTRIAN)
+    cone = AgentSpec("cone", x=8.0, y=10.6, length=0.5, width=0.5, agent_type=AgentType.OTHER)
+    s = scene([AgentSpec("ego", x=-40.0, y=-3.5), ped, cone], num_steps=101, scenario_id="pedestrian_past_object")
+    rec = rollout(make_env(s, agents_mode="reactive"), "constant_velocity", seed=0)
+    assert np.abs(rec.x[1] - s.tracks.x[1, : rec.num_steps]).max() < 1e-9
+    assert rec.x[1, -1] > 8.0 + 1.0  # walked past it
+
+
+def test_a_free_agent_replays_a_track_whose_speeds_disagree_with_its_positions(make_env) -> None:
+    """``jumping_track``: positions moving at 10 m/s but logged speeds of 2 m/s (a track that
+    switched objects): with nothing in its way the agent is its log, bit for bit."""
+    s = scene([AgentSpec("ego", x=-40.0, y=3.5), AgentSpec("car", x=0.0, speed=10.0)], num_steps=61, scenario_id="jumping_track")
+    vx = np.array(s.tracks.vx)
+    vx[1] = 2.0
+    s = s.replace(tracks=s.tracks.replace(vx=vx))
+    rec = rollout(make_env(s, agents_mode="reactive"), "constant_velocity", seed=0)
+    assert np.abs(rec.x[1] - s.tracks.x[1, : rec.num_steps]).max() < 1e-9
