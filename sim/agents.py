@@ -35,11 +35,15 @@ smaller acceleration:
 - signals: a vehicle or cyclist whose logged path passes its lane's stop point stops there while
   the signal is red (or yellow and it can stop at ``B_COMF``), and goes on green;
 - stop signs: it stops at the controlled lane's point nearest the sign, then proceeds;
-- conflicts: two reactive agents (not two pedestrians) whose logged paths cross at more than
-  ``CONFLICT_ANGLE_RAD``: first come, first served. The one arriving later yields short of the
-  conflict zone (the other's half width around the crossing) when it would otherwise enter it
-  less than ``CONFLICT_BUFFER_S`` after the first has left it, and keeps yielding until the first
-  has left it (or stands still outside it).
+- conflicts: a reactive agent and another road user (reactive, or passive: the ego, a replayed
+  or action-driven agent; not two pedestrians) whose logged paths cross at more than
+  ``CONFLICT_ANGLE_RAD`` (a passive one's path goes on straight past its log's end). The right of
+  way comes from the map: an approach that a stop sign or a signal not showing green controls
+  within ``RIGHT_OF_WAY_M`` before the crossing yields to one that none controls; between equals,
+  first come, first served. The one without it yields short of the conflict zone (the other's
+  half width around the crossing) when the two would be in it less than ``CONFLICT_BUFFER_S``
+  apart, and keeps yielding until the other has left it (or stands still outside it). A passive
+  road user never yields: a reactive agent with the right of way keeps it.
 
 With nothing in the way and the logged drivers obeying the same rules, the agents replay the log.
 """
@@ -85,6 +89,11 @@ CONFLICT_ANGLE_RAD, CONFLICT_BUFFER_S, CONFLICT_HORIZON_S, CONFLICT_MIN_SPEED = 
 ON_LOG_M = 0.3
 #: An agent tracking its log back within this distance [m] and speed [m/s] of it replays it again.
 SNAP_M, SNAP_SPEED = 0.05, 0.2
+#: Right of way: a stop sign or signal this far [m] or less before a conflict controls its
+#: approach; a passive road user farther than ``PASSIVE_PATH_M`` [m] from its logged path is not on it.
+#: The logged path of a passive road user that moved at least ``PASSIVE_EXTEND_MIN_M`` [m] goes on
+#: straight for ``LOOKAHEAD_M`` past its end.
+RIGHT_OF_WAY_M, PASSIVE_PATH_M, PASSIVE_EXTEND_MIN_M = 30.0, 2.0, 5.0
 #: Signal states that stop traffic, and the one that stops it when it can stop comfortably.
 _RED = (int(SignalState.STOP), int(SignalState.FLASHING_STOP))
 _YELLOW = int(SignalState.CAUTION)
@@ -255,11 +264,7 @@ class ReactiveAgents:
             # keep points at least 0.2 m apart; a dropped point lies on its kept neighbours' segment at the
             # share of their raw arc length it has covered
             raw = np.concatenate([[0.0], np.cumsum(seg)])
-            keep = [0]
-            for i in range(1, len(pts)):
-                if raw[i] - raw[keep[-1]] >= 0.2:
-                    keep.append(i)
-            kept = np.array(keep)
+            kept = decimated_path(pts[:, 0], pts[:, 1])
             path_pts = pts[kept]
             path_yaw = log.yaw[row, steps][kept]
             self._logged.append(path_pts)
@@ -359,6 +364,8 @@ class ReactiveAgents:
         idx = np.flatnonzero(alive)
         if idx.size:
             self._mark_off_log(k, bodies)
+            if self.rules.passive_rows.size and len(self.rules.conflict_i):
+                self._passive_state(bodies)
             a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - self.v[idx])
             # an agent standing still whose log does not pull it forward stays where it is whatever
             # leads it (its acceleration is at most a_track <= 0 and its speed cannot go below 0):
@@ -461,43 +468,89 @@ class ReactiveAgents:
             hold = self.alive[j] & (gap > 0) & np.where(sign, ~self._served, red)
             np.minimum.at(out, j[hold], gap[hold])
         if len(rules.conflict_i):
-            self._conflicts(out)
+            self._conflicts(out, k)
         return out
 
-    def _conflicts(self, out: np.ndarray) -> None:
-        """First come, first served at crossings: the yielding agents' gaps to the conflict zone into ``out``.
+    def _conflicts(self, out: np.ndarray, k: int) -> None:
+        """Right of way at crossings: the yielding agents' gaps to the conflict zone into ``out``.
 
-        Per conflict, row 0 is agent i and row 1 agent j; ``_yielder`` holds the row of the one
-        yielding (-1: nobody).
+        Per conflict, row 0 is participant i and row 1 participant j; ``_yielder`` holds the row of
+        the one yielding (-1: nobody). The side whose approach a stop sign or a signal not showing
+        green controls yields to the other; between equals, the later arrival yields. A passive
+        participant (the ego, a replayed or driven agent) never yields: the reactive one does when
+        the passive one has the right of way.
         """
         pair, lo, hi = self._conflict_tables()
         y = self._yielder
-        s, v_raw = self.s[pair], self.v[pair]
+        if self.rules.passive_rows.size:
+            s_all, v_all = np.concatenate([self.s, self._passive_s]), np.concatenate([self.v, self._passive_v])
+            alive_all = np.concatenate([self.alive, self._passive_alive])
+            off_all = np.concatenate([self._agent_off, self._passive_off])
+        else:
+            s_all, v_all, alive_all, off_all = self.s, self.v, self.alive, self._agent_off
+        s, v_raw = s_all[pair], v_all[pair]
         enter = lo - s  # front to the zone's near edge [m]
         v = np.maximum(v_raw, CONFLICT_MIN_SPEED)
         t_in = np.maximum(enter, 0.0) / v
         soon = t_in.min(axis=0) < CONFLICT_HORIZON_S
         held = y >= 0
-        if not ((soon & self.alive[pair].all(axis=0)).any() or held.any()):
+        both = alive_all[pair].all(axis=0)
+        if not ((soon & both).any() or held.any()):
             return
         leave = hi - s  # rear past its far edge [m]
         t_out = leave / v
         ar = np.arange(pair.shape[1])
-        active = self.alive[pair].all(axis=0) & (leave > 0).all(axis=0)
+        active = both & (leave > 0).all(axis=0)
         # release: the pair is over, the one with the right of way has left the zone or stands
         # still outside it, or the yielding one is in the zone already
         yy = np.maximum(y, 0)
         first = 1 - yy
         first_gone = (leave[first, ar] <= 0) | ((v_raw[first, ar] < STOP_SIGN_SPEED) & (enter[first, ar] > 0))
         y[held & (~active | first_gone | (enter[yy, ar] <= 0))] = -1
-        # decide: the later arrival yields when it would enter before the first has left (+ buffer)
+        # decide: the one without the right of way yields when the two would be in the zone within
+        # the buffer of each other
         later = ((t_in[0] < t_in[1]) | ((t_in[0] == t_in[1]) & (pair[0] < pair[1]))).astype(np.int64)
-        meet = self._agent_off[pair[0]] | self._agent_off[pair[1]] | self._conflict_close
-        new = (y < 0) & active & soon & meet & (enter[later, ar] > 0) & (t_in[later, ar] < t_out[1 - later, ar] + CONFLICT_BUFFER_S)
-        y[new] = later[new]
+        rank = self._right_of_way(k)
+        side = np.where(rank[0] != rank[1], (rank[0] > rank[1]).astype(np.int64), later)
+        other = 1 - side
+        meet = off_all[pair[0]] | off_all[pair[1]] | self._conflict_close
+        overlap = (t_in[side, ar] < t_out[other, ar] + CONFLICT_BUFFER_S) & (
+            t_in[other, ar] < t_out[side, ar] + CONFLICT_BUFFER_S)
+        new = (y < 0) & active & soon & meet & (pair[side, ar] < len(self.rows)) & (enter[side, ar] > 0) & overlap
+        y[new] = side[new]
         held = y >= 0
         if held.any():
             np.minimum.at(out, pair[y[held], ar[held]], enter[y[held], ar[held]])
+
+    def _right_of_way(self, k: int) -> np.ndarray:
+        """(2, C) int: each side's right of way at step ``k`` (0: a stop sign, or a signal not
+        showing green, controls its approach; 1: otherwise)."""
+        rules = self.rules
+        rank = (~rules.conflict_sign).astype(np.int64)
+        g = rules.conflict_signal
+        lit = g >= 0
+        if lit.any() and rules.signal_states.size:
+            state = rules.signal_states[g[lit], min(k, rules.signal_states.shape[1] - 1)]
+            rank[lit] = np.where(np.isin(state, (*_RED, _YELLOW)), 0, rank[lit])
+        return rank
+
+    def _passive_state(self, bodies: dict[str, np.ndarray]) -> None:
+        """Where the passive road users are along their logged paths now: arc length [m], speed
+        [m/s], present and on it (within ``PASSIVE_PATH_M``), off their logs."""
+        rules = self.rules
+        q = rules.passive_rows
+        pos = np.full(len(self._local), -1, np.int64)
+        known = bodies["row"] >= 0
+        pos[bodies["row"][known]] = np.flatnonzero(known)
+        b = pos[q]
+        present = b >= 0
+        bi = np.maximum(b, 0)
+        pts = shapely.points(bodies["x"][bi], bodies["y"][bi])
+        self._passive_s = shapely.line_locate_point(rules.passive_lines, pts)
+        near = shapely.distance(rules.passive_lines, pts) < PASSIVE_PATH_M
+        self._passive_v = np.hypot(bodies["vx"][bi], bodies["vy"][bi])
+        self._passive_alive = present & near
+        self._passive_off = self._body_off[bi] | ~present
 
     def _conflict_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(2, C) the agents of each conflict, the arc lengths where their fronts reach its zone
@@ -505,12 +558,13 @@ class ReactiveAgents:
         rules = self.rules
         if getattr(self, "_tables_of", None) is not rules:
             pair = np.stack([rules.conflict_i, rules.conflict_j])
-            length, width = self.length[self.rows[pair]], self.width[self.rows[pair]]
+            rows = np.concatenate([self.rows, rules.passive_rows])[pair]
+            length, width = self.length[rows], self.width[rows]
             half = 0.5 * width[::-1] + 0.5 * length  # the other's half width + one's own half length
             at = np.stack([rules.conflict_si, rules.conflict_sj])
             self._ctables = (pair, at - half, at + half)
             self._tables_of = rules
-            key = self.rows[pair[0]] * self._keys + self.rows[pair[1]]
+            key = rows[0] * self._keys + rows[1]
             self._conflict_close = np.isin(key, self._close)
         return self._ctables
 
@@ -607,8 +661,13 @@ class TrafficRules:
         stop_agent: (K,) which agent a stop point governs; ``stop_s`` (K,) its arc length on the
             agent's path [m]; ``stop_signal`` (K,) the signal's index, -1 for a stop sign.
         signal_states: (G, S) ``SignalState`` codes of every signal at the env steps.
-        conflict_i, conflict_j: (C,) the two agents of a crossing; ``conflict_si``, ``conflict_sj``
-            the crossing's arc length on each one's path [m].
+        conflict_i, conflict_j: (C,) the two participants of a crossing (``conflict_i`` a reactive
+            agent; ``conflict_j`` one too, or ``R + q`` for passive road user q); ``conflict_si``,
+            ``conflict_sj`` the crossing's arc length on each one's path [m].
+        passive_rows: (Q,) the track rows of the passive road users (the ego, replayed and driven
+            agents); ``passive_lines`` (Q,) their logged paths (shapely, local frame).
+        conflict_sign: (2, C) whether a stop sign controls side i (row 0) or j's approach;
+            ``conflict_signal`` (2, C) the signal controlling it, -1 for none.
     """
 
     stop_agent: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -619,6 +678,10 @@ class TrafficRules:
     conflict_j: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     conflict_si: np.ndarray = field(default_factory=lambda: np.zeros(0))
     conflict_sj: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    passive_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    passive_lines: np.ndarray = field(default_factory=lambda: np.zeros(0, object))
+    conflict_sign: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), bool))
+    conflict_signal: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), np.int64))
 
 
 def logged_close_pairs(log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, margin: float) -> np.ndarray:
@@ -685,13 +748,62 @@ def _stop_points(scenario: Scenario, origin: np.ndarray) -> list[tuple[np.ndarra
     return out
 
 
+def decimated_path(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(K,) indices of the points (x, y) (P,) [m] kept for a path: the first, then each one at least
+    0.2 m of raw arc length after the last kept one."""
+    seg = np.hypot(np.diff(x), np.diff(y))
+    raw = np.concatenate([[0.0], np.cumsum(seg)])
+    keep = [0]
+    for i in range(1, len(x)):
+        if raw[i] - raw[keep[-1]] >= 0.2:
+            keep.append(i)
+    return np.array(keep)
+
+
+def _line_travel(line: shapely.LineString, s: float) -> float:
+    """Direction of travel [rad] of ``line`` at arc length ``s`` [m] (of the segment there)."""
+    a = line.interpolate(max(min(s, line.length) - 0.1, 0.0))
+    b = line.interpolate(min(max(s, 0.0) + 0.1, line.length))
+    return float(np.arctan2(b.y - a.y, b.x - a.x))
+
+
 def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
-    """The stop points and conflicts of ``agents`` in ``plan``'s scenario (see the module docstring)."""
+    """The stop points and conflicts of ``agents`` in ``plan``'s scenario (see the module docstring).
+
+    Conflicts pair two reactive agents, or a reactive agent and a passive road user (the ego or an
+    agent that replays or is driven by actions: every other row with a logged path).
+    """
     scenario = plan.scenario
-    types = scenario.tracks.agent_types[agents.rows]
+    all_types = scenario.tracks.agent_types
+    r = len(agents.rows)
+    log = plan.log
+    passive = []
+    passive_lines = []
+    for row in np.setdiff1d(np.flatnonzero(log.valid.any(axis=1)), agents.rows):
+        steps = np.flatnonzero(log.valid[row])
+        kept = steps[decimated_path(log.x[row, steps], log.y[row, steps])]
+        if len(kept) >= 2:
+            pts = np.column_stack([log.x[row, kept], log.y[row, kept]])
+            line = shapely.LineString(pts)
+            if line.length >= PASSIVE_EXTEND_MIN_M:  # a moving road user may go on straight past its log's end
+                d = pts[-1] - pts[-2]
+                line = shapely.LineString(np.vstack([pts, pts[-1] + d / np.hypot(*d) * LOOKAHEAD_M]))
+            passive.append(int(row))
+            passive_lines.append(line)
+    passive_rows = np.array(passive, np.int64)
+    rows_ext = np.concatenate([agents.rows, passive_rows])
+    types = all_types[rows_ext]
     lines = [shapely.LineString(agents.logged_path(j)) if len(agents.logged_path(j)) >= 2 else None
-             for j in range(len(agents.rows))]
-    # stop points on the paths of vehicles and cyclists
+             for j in range(r)] + passive_lines
+
+    def travel_at(j: int, s: float) -> float:
+        if j < r:
+            return float(agents.bank.sample(np.array([j]), np.array([s]))[3][0])
+        return _line_travel(lines[j], s)
+
+    # stop points on the paths of vehicles and cyclists: (s, signal or -1) per participant; those
+    # ahead of a reactive agent's start hold it, all of them give the approach's right of way
+    controls: list[list[tuple[float, int]]] = [[] for _ in rows_ext]
     stop_agent, stop_s, stop_signal = [], [], []
     obeys = np.isin(types, [int(AgentType.VEHICLE), int(AgentType.CYCLIST)])
     for point, heading, g in _stop_points(scenario, plan.origin):
@@ -701,21 +813,22 @@ def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
             if line is None or line.distance(p) >= STOP_MATCH_M:
                 continue
             s = float(line.project(p))
-            if s <= 0.0 or s >= line.length:
+            if s >= line.length:
                 continue
-            _, _, _, travel = agents.bank.sample(np.array([j]), np.array([s]))
-            if heading is not None and abs(wrap_angle(float(travel[0]) - heading)) >= STOP_MATCH_RAD:
+            if heading is not None and abs(wrap_angle(travel_at(int(j), s) - heading)) >= STOP_MATCH_RAD:
                 continue
-            stop_agent.append(j)
-            stop_s.append(s)
-            stop_signal.append(g)
+            controls[j].append((s, g))
+            if s > 0.0 and j < r:
+                stop_agent.append(j)
+                stop_s.append(s)
+                stop_signal.append(g)
     sig = scenario.signals
     if sig.num_signals:
         step = np.clip(np.searchsorted(scenario.t_us, plan.log.t_us, side="right") - 1, 0, len(scenario.t_us) - 1)
         states = np.asarray(sig.states)[:, step]
     else:
         states = np.zeros((0, plan.log.num_steps), np.int8)
-    # crossings of two reactive agents' logged paths (not two pedestrians')
+    # crossings of two logged paths, at least one a reactive agent's (not two pedestrians')
     ci, cj, csi, csj = [], [], [], []
     have = [j for j, line in enumerate(lines) if line is not None]
     if len(have) > 1:
@@ -725,16 +838,14 @@ def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
         walker = types == int(AgentType.PEDESTRIAN)
         for a, b in zip(left.tolist(), right.tolist()):
             i, j = have[a], have[b]
-            if i >= j or (walker[i] and walker[j]):
+            if i >= j or i >= r or (walker[i] and walker[j]):
                 continue
             meet = shapely.intersection(lines[i], lines[j])
             points = [g for g in shapely.get_parts(meet) if g.geom_type == "Point"]
             found = []
             for pt in points:
                 si, sj = float(lines[i].project(pt)), float(lines[j].project(pt))
-                _, _, _, ti = agents.bank.sample(np.array([i]), np.array([si]))
-                _, _, _, tj = agents.bank.sample(np.array([j]), np.array([sj]))
-                if abs(np.sin(wrap_angle(float(ti[0]) - float(tj[0])))) > np.sin(CONFLICT_ANGLE_RAD):
+                if abs(np.sin(wrap_angle(travel_at(i, si) - travel_at(j, sj)))) > np.sin(CONFLICT_ANGLE_RAD):
                     found.append((si, sj))
             if found:
                 si, sj = min(found)
@@ -742,7 +853,19 @@ def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
                 cj.append(j)
                 csi.append(si)
                 csj.append(sj)
+    # right of way: per conflict and side, the stop sign or signal controlling the approach
+    sign = np.zeros((2, len(ci)), bool)
+    signal = np.full((2, len(ci)), -1, np.int64)
+    for c, sides in enumerate(zip(zip(ci, csi), zip(cj, csj))):
+        for side, (j, s_conf) in enumerate(sides):
+            for s, g in controls[j]:
+                if s <= s_conf and s_conf - s < RIGHT_OF_WAY_M:
+                    if g < 0:
+                        sign[side, c] = True
+                    else:
+                        signal[side, c] = g
     return TrafficRules(
         np.array(stop_agent, np.int64), np.array(stop_s), np.array(stop_signal, np.int64), states,
         np.array(ci, np.int64), np.array(cj, np.int64), np.array(csi), np.array(csj),
+        passive_rows, np.array(passive_lines, dtype=object), sign, signal,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scenarios.model import AgentType, FeatureKind, MapFeature, RoadMap, Signals, SignalState
+from scenarios.model import AgentType, Conditions, FeatureKind, Lane, MapFeature, RoadMap, Signals, SignalState
 from scenarios.synthetic import AgentSpec, scene, straight_road
 from sim.agents import PathBank, ReactiveAgents
 from sim.config import EnvConfig
@@ -232,3 +232,49 @@ def test_a_free_agent_replays_a_track_whose_speeds_disagree_with_its_positions(m
     s = s.replace(tracks=s.tracks.replace(vx=vx))
     rec = rollout(make_env(s, agents_mode="reactive"), "constant_velocity", seed=0)
     assert np.abs(rec.x[1] - s.tracks.x[1, : rec.num_steps]).max() < 1e-9
+
+
+def crossroads(stop_sign: bool) -> RoadMap:
+    """Lanes 0 and 1 along +x, and lane ``cross`` northbound along x = 20 m (vertices 1 m apart),
+    with a stop sign at (21.5, -17) controlling ``cross`` when ``stop_sign``."""
+    road = straight_road()
+    ys = np.linspace(-60.0, 60.0, 121)
+    cross = Lane("cross", np.column_stack([np.full_like(ys, 20.0), ys]), speed_limit=20.0)
+    sign = (MapFeature("stop", FeatureKind.STOP_SIGN, [[21.5, -17.0, 0.0]], lane_ids=("cross",)),) if stop_sign else ()
+    return RoadMap((*road.lanes, cross), (*road.features, *sign))
+
+
+def test_a_vehicle_yields_to_the_ego_that_left_its_log_and_arrives_first(make_env) -> None:
+    """``yield_to_ego``: the ego's log brakes to a stop 33 m short of the crossing at (20, 0), but
+    the ego keeps its 10 m/s and reaches it at 4.7 s; car b, logged to cross at 5.1 s, yields to
+    it (first come; the ego's path goes on straight past its log's end) and crosses after it."""
+    ego = AgentSpec("ego", x=-30.0, speed=10.0, accel=-3.0)
+    b = AgentSpec("b", x=20.0, y=-54.0, speed=10.0, yaw=np.pi / 2)
+    s = scene([ego, b], num_steps=101, road=crossroads(stop_sign=False), scenario_id="yield_to_ego")
+    rec = rollout(make_env(s, agents_mode="reactive", terminate_on_collision=False, terminate_on_goal=False),
+                  "constant_velocity", seed=0)
+    assert rec.termination == "log_end" and rec.x[0, -1] > 60.0  # the ego went through the crossing
+    passing = np.abs(rec.x[0] - 20.0) < HALF_LEN + 0.95  # the ego's box covers b's path
+    assert passing.any() and (rec.y[1] + HALF_LEN)[passing].max() < -0.95  # b's front stays out of the ego's lane
+    assert rec.y[1, -1] > 10.0  # and b crosses afterwards
+
+
+@pytest.mark.parametrize("replayed", [True, False])
+def test_a_vehicle_at_a_stop_sign_yields_to_one_with_the_right_of_way(make_env, replayed: bool) -> None:
+    """``stop_sign_right_of_way``: car b on the stop-controlled lane ``cross`` (past its sign at
+    8 m/s) reaches the crossing at 1.6 s, first; car c on the through lane at 2.2 s, logged to hit
+    it. By the map c has the right of way: b yields and crosses after it, whether c replays its
+    log or reacts (then it keeps its log: first come would have it yield)."""
+    b = AgentSpec("b", x=20.0, y=-16.0, speed=8.0, yaw=np.pi / 2)
+    c = AgentSpec("c", x=-5.0, speed=10.0)
+    s = scene([AgentSpec("ego", x=-40.0, y=3.5), b, c], num_steps=81, road=crossroads(stop_sign=True),
+              scenario_id="stop_sign_right_of_way")
+    if replayed:
+        s = s.replace(conditions=Conditions(replay_agents=("c",)))
+    replay = rollout(make_env(s), "constant_velocity", seed=0)
+    assert box_gap(replay, 1, 2).min() < -1.0  # logged, they collide
+    rec = rollout(make_env(s, agents_mode="reactive"), "constant_velocity", seed=0)
+    assert np.abs(rec.x[2] - s.tracks.x[2, : rec.num_steps]).max() < 1e-6  # c keeps its log
+    passing = np.abs(rec.x[2] - 20.0) < HALF_LEN + 0.95
+    assert passing.any() and (rec.y[1] + HALF_LEN)[passing].max() < -0.95
+    assert rec.y[1, -1] > 5.0
