@@ -15,13 +15,13 @@ leader:
 
 ``v0`` is the agent's highest logged speed (at least 1 m/s). A leader is the nearest body (the
 ego or another agent, reactive or not) ahead along the agent's path within a corridor of the two
-boxes' half widths; when two agents are each other's leader (crossing paths), the one nearer
+boxes' half widths (``sim.control.corridor_leaders``, the search the baselines use, with the
+gap measured along the path and the leader's box oriented on it); when two agents are each other's leader (crossing paths), the one nearer
 the conflict goes first. A reactive agent exists from its first to its last logged step.
 
 The log is the reference: an agent and a body interact (leader, conflict) only when one of them
-is off its log (farther than ``ON_LOG_M`` from its logged position) or their logged boxes come
-within ``2 ON_LOG_M`` of each other (``logged_close_pairs``: the log itself collides or nearly
-does); a pedestrian interacts only with the ego and with bodies off their logs. An agent that
+is off its log (farther than ``ON_LOG_M`` from its logged position) or their logged boxes
+overlap at some step (``logged_close_pairs``: the log itself collides); a pedestrian interacts only with the ego and with bodies off their logs. An agent that
 nothing holds back and that is on its log replays it exactly (its logged arc length and speed,
 whatever its logged speed says of its positions); once held back it follows the law above and
 replays again when back within ``SNAP_M`` and ``SNAP_SPEED`` of its log. So with the ego on its
@@ -58,7 +58,7 @@ import shapely
 
 from scenarios.common import wrap_angle
 from scenarios.model import AgentType, FeatureKind, Scenario, SignalState
-from sim.control import IDMParams, idm_acceleration
+from sim.control import IDMParams, corridor_leaders, idm_acceleration, project_to_paths
 
 if TYPE_CHECKING:
     from sim.plan import Plan
@@ -85,7 +85,7 @@ STOP_SIGN_SPEED, STOP_SIGN_NEAR_M = 0.5, 3.0
 #: [m/s] count as it.
 CONFLICT_ANGLE_RAD, CONFLICT_BUFFER_S, CONFLICT_HORIZON_S, CONFLICT_MIN_SPEED = np.pi / 6, 1.0, 8.0, 0.5
 #: An agent or body farther than this [m] from its logged position is off its log. A pair both on
-#: their logs whose logged boxes stay more than twice this apart does not interact (it replays the log).
+#: their logs whose logged boxes do not overlap does not interact (it replays the log).
 ON_LOG_M = 0.3
 #: An agent tracking its log back within this distance [m] and speed [m/s] of it replays it again.
 SNAP_M, SNAP_SPEED = 0.05, 0.2
@@ -301,7 +301,7 @@ class ReactiveAgents:
         self._served = np.zeros(0, bool)  # stop signs an agent has stopped at
         self._yielder = np.zeros(0, np.int64)  # per conflict: -1 nobody, 0 agent i yields, 1 agent j
         self._grid = np.ascontiguousarray(np.broadcast_to(self._all[:, None], (len(self.rows), len(self._offsets))))
-        self._close = logged_close_pairs(log, self.rows, length, width, 2 * ON_LOG_M)
+        self._close = logged_close_pairs(log, self.rows, length, width, 0.0)
         self._keys = int(n) + 1  # pair key: row_a * _keys + row_b
         self._agent_off = np.zeros(len(self.rows), bool)  # per agent: off its log at this step
         self._body_off = np.zeros(0, bool)  # per body of this step: off its log
@@ -334,6 +334,7 @@ class ReactiveAgents:
         self.v[new] = self.v_log[new, k]
         self.replaying[new] = True
         self.alive = self.present(k)
+        self._k = k
         self._samples = None
 
     def _path_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -345,10 +346,16 @@ class ReactiveAgents:
         return self._samples
 
     def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(x, y, yaw, vx, vy) of every reactive agent now (R,) [m, m, rad, m/s, m/s]."""
+        """(x, y, yaw, vx, vy) of every reactive agent now (R,) [m, m, rad, m/s, m/s]: on its path, or
+        the log's own state where it replays it."""
         x, y, yaw, travel = self._path_samples()
         travel = travel[:, 0]
-        return x[:, 0], y[:, 0], yaw[:, 0], self.v * np.cos(travel), self.v * np.sin(travel)
+        out = (x[:, 0], y[:, 0], yaw[:, 0], self.v * np.cos(travel), self.v * np.sin(travel))
+        log, k = self.log, self._k
+        rep = self.replaying & self.alive & log.valid[self.rows, k]
+        if not rep.any():
+            return out
+        return tuple(np.where(rep, logged[self.rows, k], a) for a, logged in zip(out, (log.x, log.y, log.yaw, log.vx, log.vy)))
 
     def step(self, k: int, bodies: dict[str, np.ndarray]) -> None:
         """Advance from step ``k`` to ``k + 1``.
@@ -423,15 +430,19 @@ class ReactiveAgents:
         self._spawn(k + 1)
 
     def _mark_off_log(self, k: int, bodies: dict[str, np.ndarray]) -> None:
-        """Which agents and which bodies are farther than ``ON_LOG_M`` from their logged positions at step ``k``."""
+        """Which agents and which bodies are farther than ``ON_LOG_M`` from their logged positions at
+        step ``k`` (a reactive agent along its path, between logged samples too; another body by its
+        position, off its log where it has none)."""
         log = self.log
-        sx, sy, _, _ = self._path_samples()
-        r = self.rows
-        self._agent_off = ~log.valid[r, k] | (np.hypot(sx[:, 0] - log.x[r, k], sy[:, 0] - log.y[r, k]) > ON_LOG_M)
+        self._agent_off = np.abs(self.s - self.s_log[:, k]) > ON_LOG_M
         b = bodies["row"]
         known = b >= 0
         rb = np.where(known, b, 0)
-        self._body_off = ~known | ~log.valid[rb, k] | (np.hypot(bodies["x"] - log.x[rb, k], bodies["y"] - log.y[rb, k]) > ON_LOG_M)
+        off = ~known | ~log.valid[rb, k] | (np.hypot(bodies["x"] - log.x[rb, k], bodies["y"] - log.y[rb, k]) > ON_LOG_M)
+        local = np.where(known, self._local[rb], -1)
+        mine = local >= 0
+        off[mine] = self._agent_off[local[mine]]
+        self._body_off = off
 
     def _interacting(self, agents: np.ndarray, body_rows: np.ndarray, body_off: np.ndarray) -> np.ndarray:
         """(P,) bool: whether agent ``agents`` (indices into ``rows``) and a body (its track row, off its
@@ -605,33 +616,25 @@ class ReactiveAgents:
         dv = np.zeros(n)
         lead = np.full(n, -1)
         if pi.size:
-            ex = bx[pj][:, None] - sx[ai, 1:]  # (P, M)
-            ey = by[pj][:, None] - sy[ai, 1:]
-            d2 = ex * ex + ey * ey
-            m = np.argmin(d2, axis=1)
-            ar = np.arange(len(pi))
-            head = shead[ai, 1 + m]
+            # the corridor: the agent's path from its centre over the lookahead samples
+            px, py = sx[ai], sy[ai]
+            lateral, m, w = project_to_paths(bx[pj], by[pj], px[:, :-1], py[:, :-1], np.diff(px, axis=1), np.diff(py, axis=1))
+            ahead = self._offsets[m] + w * LOOKAHEAD_STEP_M  # arc length from the agent's centre [m]
+            head = shead[ai, m]
             theta = bodies["yaw"][pj] - head
             cth, sth = np.abs(np.cos(theta)), np.abs(np.sin(theta))
             lj, wj = blen[pj], bwid[pj]
             half_lat = 0.5 * (lj * sth + wj * cth)
             half_lon = 0.5 * (lj * cth + wj * sth)
-            inside = np.sqrt(d2[ar, m]) < 0.5 * self.width[rows[pi]] + half_lat + CORRIDOR_MARGIN_M
-            q = np.flatnonzero(inside)
-            if q.size:
-                g = self._ahead[m[q]] - 0.5 * self.length[rows[pi[q]]] - half_lon[q]
-                # per agent the nearest candidate (the first in candidate order among equals)
-                order = np.lexsort((q, g, pi[q]))
-                qi = pi[q][order]
-                first = np.ones(len(order), bool)
-                first[1:] = qi[1:] != qi[:-1]
-                best = q[order[first]]
-                i = pi[best]
-                head_b = head[best]
-                vj = bodies["vx"][pj[best]] * np.cos(head_b) + bodies["vy"][pj[best]] * np.sin(head_b)
-                gap[i] = g[order[first]]
+            best, g = corridor_leaders(ahead, lateral, half_lon, half_lat, pi, self.length[rows[pi]], self.width[rows[pi]],
+                                       CORRIDOR_MARGIN_M, n)
+            i = np.flatnonzero(best >= 0)
+            if i.size:
+                q = best[i]
+                vj = bodies["vx"][pj[q]] * np.cos(head[q]) + bodies["vy"][pj[q]] * np.sin(head[q])
+                gap[i] = g[i]
                 dv[i] = self.v[idx[i]] - vj
-                lead[i] = bodies["row"][pj[best]]
+                lead[i] = bodies["row"][pj[q]]
         return gap, dv, lead
 
     def _crossing_rule(self, idx: np.ndarray, gap: np.ndarray, dv: np.ndarray, lead: np.ndarray) -> None:
