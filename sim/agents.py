@@ -303,6 +303,7 @@ class ReactiveAgents:
         self._grid = np.ascontiguousarray(np.broadcast_to(self._all[:, None], (len(self.rows), len(self._offsets))))
         self._close = logged_close_pairs(log, self.rows, length, width, 0.0)
         self._keys = int(n) + 1  # pair key: row_a * _keys + row_b
+        self._has_close = np.isin(self.rows, self._close // self._keys)  # per agent: its log overlaps another's
         self._agent_off = np.zeros(len(self.rows), bool)  # per agent: off its log at this step
         self._body_off = np.zeros(0, bool)  # per body of this step: off its log
 
@@ -600,6 +601,8 @@ class ReactiveAgents:
         reach = 0.5 * float(np.hypot(blen, bwid).max()) + 0.5 * self.width[rows] + CORRIDOR_MARGIN_M
         box = (np.abs(bx - (0.5 * (x_lo + x_hi))[:, None]) < (0.5 * (x_hi - x_lo) + reach)[:, None]) & (
             np.abs(by - (0.5 * (y_lo + y_hi))[:, None]) < (0.5 * (y_hi - y_lo) + reach)[:, None])
+        if len(self._body_off) == len(bx):  # two on their logs interact only if their logs overlap
+            box &= (self._agent_off[idx] | self._has_close[idx])[:, None] | self._body_off[None, :]
         pi, pj = np.nonzero(box)
         # candidates: within the lookahead, ahead of the agent's direction of travel, not itself
         ai = idx[pi]
