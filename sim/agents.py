@@ -13,20 +13,21 @@ leader:
     a_idm   = A_MAX * (1 - (v / v0)^4 - (s* / gap)^2),  s* = S0 + v T + v dv / (2 sqrt(A_MAX B))
     a       = a_track without a leader, min(a_track, a_idm) with one, clipped to [-B_MAX, A_MAX]
 
-``v0`` is the agent's highest logged speed (at least 1 m/s). A leader is the nearest body (the
-ego or another agent, reactive or not) ahead along the agent's path within a corridor of the two
-boxes' half widths (``sim.control.corridor_leaders``, the search the baselines use, with the
-gap measured along the path and the leader's box oriented on it); when two agents are each other's leader (crossing paths), the one nearer
-the conflict goes first. A reactive agent exists from its first to its last logged step.
+``v0`` is the agent's highest logged speed (at least 1 m/s). A leader is the nearest body (the ego
+or another agent, reactive or not) ahead along the agent's path within a corridor of the two
+boxes' half widths (``sim.control.corridor_leaders``, the search the baselines use, with the gap
+measured along the path and the leader's box oriented on it); when two agents are each other's
+leader (crossing paths), the one nearer the conflict goes first. A reactive agent exists from its
+first to its last logged step.
 
-The log is the reference: an agent and a body interact (leader, conflict) only when one of them
-is off its log (farther than ``ON_LOG_M`` from its logged position) or their logged boxes
-overlap at some step (``logged_close_pairs``: the log itself collides); a pedestrian interacts only with the ego and with bodies off their logs. An agent that
-nothing holds back and that is on its log replays it exactly (its logged arc length and speed,
-whatever its logged speed says of its positions); once held back it follows the law above and
-replays again when back within ``SNAP_M`` and ``SNAP_SPEED`` of its log. So with the ego on its
-log the agents are the log, and they depart from it only where the ego (or what the ego moved)
-departs from its own.
+The log is the reference: an agent and a body interact (leader, conflict) only when one of them is
+off its log (farther than ``ON_LOG_M`` from its logged position) or their logged boxes overlap at
+some step (``logged_close_pairs``: the log itself collides); a pedestrian interacts only with the
+ego and with bodies off their logs. An agent that nothing holds back and that is on its log
+replays it exactly (the log's own state where it has one, whatever its logged speed says of its
+positions); once held back it follows the law above and replays again when back within ``SNAP_M``
+and ``SNAP_SPEED`` of its log. So with the ego on its log the agents are the log, and they depart
+from it only where the ego (or what the ego moved) departs from its own.
 
 Traffic rules (``TrafficRules``, built from the scenario by ``traffic_rules``) add standing
 obstacles, each braked for with IDM (``STOP_IDM``, dv = v) and combined with the leader by the
@@ -447,7 +448,7 @@ class ReactiveAgents:
 
     def _interacting(self, agents: np.ndarray, body_rows: np.ndarray, body_off: np.ndarray) -> np.ndarray:
         """(P,) bool: whether agent ``agents`` (indices into ``rows``) and a body (its track row, off its
-        log or not) interact: one of them is off its log, or their logged boxes come close
+        log or not) interact: one of them is off its log, or their logged boxes overlap
         (``logged_close_pairs``). Two road users both on their logs and apart in the log replay it.
         A pedestrian interacts only with the ego and with bodies off their logs (it walks past what
         the log has it walk past, crowds and objects included)."""
