@@ -522,15 +522,16 @@ class ReactiveAgents:
         y[held & (~active | first_gone | (enter[yy, ar] <= 0))] = -1
         # decide: the one without the right of way yields when the two would be in the zone within
         # the buffer of each other
-        later = ((t_in[0] < t_in[1]) | ((t_in[0] == t_in[1]) & (pair[0] < pair[1]))).astype(np.int64)
-        rank = self._right_of_way(k)
-        side = np.where(rank[0] != rank[1], (rank[0] > rank[1]).astype(np.int64), later)
-        other = 1 - side
-        meet = off_all[pair[0]] | off_all[pair[1]] | self._conflict_close
-        overlap = (t_in[side, ar] < t_out[other, ar] + CONFLICT_BUFFER_S) & (
-            t_in[other, ar] < t_out[side, ar] + CONFLICT_BUFFER_S)
-        new = (y < 0) & active & soon & meet & (pair[side, ar] < len(self.rows)) & (enter[side, ar] > 0) & overlap
-        y[new] = side[new]
+        open_ = (y < 0) & active & soon & (off_all[pair[0]] | off_all[pair[1]] | self._conflict_close)
+        if open_.any():
+            later = ((t_in[0] < t_in[1]) | ((t_in[0] == t_in[1]) & (pair[0] < pair[1]))).astype(np.int64)
+            rank = self._right_of_way(k)
+            side = np.where(rank[0] != rank[1], (rank[0] > rank[1]).astype(np.int64), later)
+            other = 1 - side
+            overlap = (t_in[side, ar] < t_out[other, ar] + CONFLICT_BUFFER_S) & (
+                t_in[other, ar] < t_out[side, ar] + CONFLICT_BUFFER_S)
+            new = open_ & (pair[side, ar] < len(self.rows)) & (enter[side, ar] > 0) & overlap
+            y[new] = side[new]
         held = y >= 0
         if held.any():
             np.minimum.at(out, pair[y[held], ar[held]], enter[y[held], ar[held]])
