@@ -5,9 +5,10 @@ Usage: python benchmarks/bench_scale.py [--sizes 10000,100000,1000000] [--limit 
 - Driver cost: ``run_suite`` on the bundled sample (18 scenarios) with one ``road_friction``
   sweep sized to N planned variants, sequential executor, and the simulation replaced by a
   no-op worker (it returns an "ok" row with every metric null), so that only the harness is
-  timed: planning, mutation and plausibility, tasks.jsonl, dispatch, the Parquet parts and the
-  consolidation. Each N runs in a fresh process; printed: µs per variant (wall / N) and peak RSS
-  (``ru_maxrss``) against the same process before the run.
+  timed: lazy planning, tasks.jsonl (appended as planned), dispatch, the Parquet parts and the
+  consolidation (streamed, timed on its own too). Each N runs in a fresh process; printed: µs per
+  variant (wall / N, and the process's CPU time / N, which a loaded machine inflates less), peak
+  RSS (``ru_maxrss``) against the same process before the run, and the load average.
 - Speedup: ``benchmarks/bench_runner.py``'s bare-process and Ray measures, 1 and 2 workers, on
   the regression suite's variants (or the first ``--limit``).
 - Capacity: variants/hour and virtual km/day per core from the in-process run of those variants
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -32,16 +34,20 @@ TARGET_KM_PER_DAY = 16e6
 
 
 class NoopWorker:
-    """A worker that simulates nothing: the variant's row, status "ok", metrics null."""
+    """A worker that simulates nothing: the variant's row, status "ok", metrics null (the row of
+    nulls made once; a real worker makes its row in its own process, not on the driver)."""
+
+    def __init__(self) -> None:
+        from evaluators import error_summary
+
+        self.template = error_summary("", "", "", "")
+        self.template.update(status="ok", error=None)
 
     def run(self, task):
-        from evaluators import error_summary
         from harness.worker import VariantOutcome, task_identity
 
         task = getattr(task, "task", task)
-        row = error_summary(task.variant_id, task.scenario_id, "", "", **task_identity(task))
-        row.update(status="ok", error=None)
-        return VariantOutcome(row)
+        return VariantOutcome({**self.template, "variant_id": task.variant_id, "scenario_id": task.scenario_id, **task_identity(task)})
 
     def preflight(self, task) -> None:
         pass
@@ -67,14 +73,25 @@ def driver_cost(n: int) -> dict:
     )
     runner._worker_factory = lambda config, run_dir=None: NoopWorker  # noqa: SLF001 - the simulation, replaced
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    with tempfile.TemporaryDirectory() as tmp:
+    consolidated = {}
+    consolidate = runner.consolidate
+
+    def timed(run_dir, *args, **kwargs):
         start = time.perf_counter()
+        out = consolidate(run_dir, *args, **kwargs)
+        consolidated["s"] = time.perf_counter() - start
+        return out
+
+    runner.consolidate = timed
+    with tempfile.TemporaryDirectory() as tmp:
+        start, cpu = time.perf_counter(), time.process_time()
         result = runner.run_suite(config, out=Path(tmp) / "run", progress=False)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     planned = result.num_variants + int(sum(result.rejected.values()))
     return {"planned": planned, "rows": result.num_variants, "wall_s": wall, "us_per_variant": wall / planned * 1e6,
-            "rss_before_mb": rss0, "rss_peak_mb": rss1}
+            "cpu_us_per_variant": cpu / planned * 1e6, "consolidate_s": consolidated.get("s", 0.0),
+            "rss_before_mb": rss0, "rss_peak_mb": rss1, "load": os.getloadavg()[0]}
 
 
 def speedup_and_capacity(limit: int) -> None:
@@ -122,7 +139,8 @@ def main() -> None:
     if args.one:
         print(json.dumps(driver_cost(args.one)))
         return
-    print(f"{'planned':>9} {'rows':>9} {'wall s':>8} {'us/variant':>11} {'peak RSS MB':>12} {'RSS before MB':>14}")
+    print(f"{'planned':>9} {'rows':>9} {'wall s':>8} {'us/variant':>11} {'cpu us/var':>11} {'consol. s':>10} "
+          f"{'peak RSS MB':>12} {'RSS before MB':>14} {'load':>5}")
     peaks = []
     for n in (int(s) for s in args.sizes.split(",") if s.strip()):
         done = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True)
@@ -131,7 +149,8 @@ def main() -> None:
             continue
         r = json.loads(done.stdout.strip().splitlines()[-1])
         peaks.append(r["rss_peak_mb"])
-        print(f"{r['planned']:>9} {r['rows']:>9} {r['wall_s']:>8.1f} {r['us_per_variant']:>11.0f} {r['rss_peak_mb']:>12.0f} {r['rss_before_mb']:>14.0f}", flush=True)
+        print(f"{r['planned']:>9} {r['rows']:>9} {r['wall_s']:>8.1f} {r['us_per_variant']:>11.0f} {r['cpu_us_per_variant']:>11.0f} "
+              f"{r['consolidate_s']:>10.1f} {r['rss_peak_mb']:>12.0f} {r['rss_before_mb']:>14.0f} {r['load']:>5.1f}", flush=True)
     if len(peaks) > 1:
         print(f"peak RSS growth from the smallest to the largest size: {peaks[-1] - peaks[0]:.0f} MB (target < 200 MB); "
               "target <= 200 us/variant")

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -215,9 +215,14 @@ def _schema(table: str) -> pa.Schema:
 def _to_table(rows: list[Mapping[str, Any]], schema: pa.Schema, source: str) -> pa.Table:
     names = set(schema.names)
     for row in rows:
-        extra = set(row) - names
-        if extra:
+        if not row.keys() <= names:
+            extra = set(row) - names
             raise EvaluatorError(source, min(extra), f"not a column of the {schema.metadata[META_TABLE.encode()].decode()} table")
+    try:  # all rows at once in Arrow's C++ converter (missing keys are nulls)
+        struct = pa.array(rows, type=pa.struct(list(schema)))
+        return pa.Table.from_arrays(struct.flatten(), schema=schema)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        pass  # a value Arrow does not convert itself (e.g. a numeric string): column by column below
     columns = {}
     for f in schema:
         values = [row.get(f.name) for row in rows]
@@ -257,6 +262,8 @@ class ReportWriter:
 
     Rows are buffered and written as one part file per table every ``flush_every`` variants (1:
     after each variant, so a crash loses nothing already added), at ``flush()`` and at ``close()``.
+    ``on_flush`` is called before each flush writes (the runner puts its task log on disk
+    first, so that every stored result has its task).
 
     Args:
         directory: the report directory (created when missing).
@@ -266,7 +273,10 @@ class ReportWriter:
         flush_every: variants per part file.
     """
 
-    def __init__(self, directory: str | Path, run_id: str, *, writer_id: str | None = None, flush_every: int = 1) -> None:
+    def __init__(
+        self, directory: str | Path, run_id: str, *, writer_id: str | None = None, flush_every: int = 1,
+        on_flush: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
         if flush_every < 1:
             raise EvaluatorError(directory, "flush_every", f"must be >= 1, got {flush_every}")
         self.directory = Path(directory)
@@ -276,7 +286,10 @@ class ReportWriter:
         self._buffers: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
         self._pending = 0
         self._seq = 0
+        self.on_flush = on_flush
         self.parts: list[Path] = []
+        self.rows = 0  # summary rows written (flushed)
+        self.error_rows = 0  # of which status "error"
 
     def add(self, evaluation: Evaluation) -> None:
         """Add one variant's evaluation (its summary row, tidy rows and series if any)."""
@@ -310,6 +323,11 @@ class ReportWriter:
         """Write what is buffered, one part file per table; returns the new parts."""
         if not self._pending:
             return []
+        if self.on_flush is not None:
+            self.on_flush()
+        summary = self._buffers[SUMMARY]
+        self.rows += len(summary)
+        self.error_rows += sum(row.get(STATUS) == STATUS_ERROR for row in summary)
         name = f"part-{_SAFE.sub('_', self.run_id)}-{self.writer_id}-{self._seq:06d}"
         new = []
         for table in TABLES:
@@ -340,6 +358,48 @@ def read_table(directory: str | Path, table: str = SUMMARY) -> pa.Table:
     if not path.is_dir() or not any(path.glob("*.parquet")):
         return _schema(table).empty_table()
     return pq.read_table(path, schema=_schema(table))
+
+
+def part_files(directory: str | Path, table: str = SUMMARY) -> list[Path]:
+    """The part files of one table of a report, in name order."""
+    if table not in TABLES:
+        raise EvaluatorError(directory, "table", f"unknown table {table!r}; known: {TABLES}")
+    path = Path(directory) / table
+    return sorted(path.glob("*.parquet")) if path.is_dir() else []
+
+
+def scan_table(
+    directory: str | Path, table: str = SUMMARY, *, columns: Sequence[str] | None = None,
+    mutations: Sequence[str] | None = None, batch_rows: int = 65536,
+) -> Iterator[pa.RecordBatch]:
+    """One table of a report, batch by batch, one part file after another (never the whole
+    table in memory, and no read-ahead of many files at once); only ``columns`` when given,
+    only the rows of the sweeps ``mutations`` when given. Each batch has the table's schema (a
+    column a part lacks, e.g. a plug-in's metric, is null), or ``columns`` of it."""
+    import pyarrow.compute as pc
+
+    schema = _schema(table)
+    wanted = list(columns) if columns is not None else schema.names
+    read = wanted if mutations is None or MUTATION in wanted else [*wanted, MUTATION]
+    for path in part_files(directory, table):
+        part = pq.ParquetFile(path)
+        present = [c for c in read if c in part.schema_arrow.names]
+        for batch in part.iter_batches(batch_size=batch_rows, columns=present, use_threads=False):
+            if mutations is not None:
+                batch = batch.filter(pc.is_in(batch.column(MUTATION), value_set=pa.array(list(mutations), pa.string())))
+            if batch.num_rows:
+                yield from conform(pa.Table.from_batches([batch]), schema, wanted).to_batches()
+
+
+def conform(data: pa.Table, schema: pa.Schema, names: Sequence[str] | None = None) -> pa.Table:
+    """``data`` with exactly the columns ``names`` (default: all) of ``schema``, in its order and
+    types; a column ``data`` lacks is null."""
+    fields = [schema.field(n) for n in (names if names is not None else schema.names)]
+    arrays = [
+        data.column(f.name).cast(f.type) if f.name in data.column_names else pa.nulls(data.num_rows, f.type)
+        for f in fields
+    ]  # fmt: skip
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=schema.metadata))
 
 
 def read_summary(directory: str | Path) -> pd.DataFrame:

@@ -14,12 +14,17 @@ A worker is built once per process by a picklable ``factory()`` and has a method
 ``run(task) -> value``. Every task yields exactly one ``TaskResult``: ok with the value, or an
 error with its message (the task raised, timed out, or its worker process died more often than
 ``retries`` allows). One bad task never loses the results of the others.
+
+Tasks may come from any iterable, a generator included: an executor draws them only as workers
+free up (the Ray executor a chunk per idle worker), so a caller that plans tasks lazily keeps
+a bounded number of them in memory, however many there are.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import itertools
 import math
 import os
 import signal
@@ -31,7 +36,7 @@ import time
 import traceback
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,6 +52,11 @@ WorkerFactory = Callable[[], Worker]
 
 class TaskTimeout(Exception):
     """A task ran longer than the executor's ``timeout_s``."""
+
+
+class WorkerStartupError(RuntimeError):
+    """Workers did not finish building (their twin, plug-ins) within the start-up timeout, again
+    and again: their construction hangs, so no task can run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,43 +97,80 @@ def resident_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
+#: The timeout [s] of the task running now (what ``_expire`` reports).
+_ALARM_S = [0.0]
+
+
+def _expire(signum: int, frame: Any) -> None:
+    raise TaskTimeout(f"timeout after {_ALARM_S[0]:g} s")
+
+
+@contextlib.contextmanager
+def _alarm_handler() -> Iterator[None]:
+    """Keep the SIGALRM handler of ``_deadline`` installed for a whole loop of tasks (installing
+    it costs more than a trivial task); the previous handler comes back after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _expire)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
 @contextlib.contextmanager
 def _deadline(seconds: float) -> Iterator[None]:
     """Raise ``TaskTimeout`` in this thread after ``seconds``; only on the main thread (no-op elsewhere)."""
     if not (math.isfinite(seconds) and seconds > 0) or threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def expire(signum: int, frame: Any) -> None:
-        raise TaskTimeout(f"timeout after {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
+    installed = signal.getsignal(signal.SIGALRM) is _expire
+    previous = None if installed else signal.signal(signal.SIGALRM, _expire)
+    _ALARM_S[0] = seconds
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        if not installed:
+            signal.signal(signal.SIGALRM, previous)
 
 
-def run_one(worker: Worker, index: int, task: Any, timeout_s: float, attempts: int = 1) -> TaskResult:
-    """Run one task on ``worker``, turning any exception into an error result."""
+def run_one(worker: Worker, index: int, task: Any, timeout_s: float, attempts: int = 1, measure_rss: bool = True) -> TaskResult:
+    """Run one task on ``worker``, turning any exception into an error result (``rss_mb`` only
+    with ``measure_rss``: reading ``/proc`` costs tens of µs, more than a trivial task)."""
     start = time.perf_counter()
-    name = f"pid:{os.getpid()}"
+    name = _WORKER_NAME[0] if _WORKER_NAME[1] == os.getpid() else _worker_name()
     try:
         with _deadline(timeout_s):
             value = worker.run(task)
     except TaskTimeout as exc:
-        return TaskResult(index, False, error=str(exc), attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name, rss_mb=resident_mb())
+        return TaskResult(
+            index, False, error=str(exc), attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name,
+            rss_mb=resident_mb() if measure_rss else 0.0,
+        )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - a task's failure is data, not a crash of the run
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
         return TaskResult(
             index, False, error=f"{type(exc).__name__}: {exc}{where}", attempts=attempts,
             elapsed_s=time.perf_counter() - start, worker=name, traceback="".join(traceback.format_exception(exc)),
-            rss_mb=resident_mb(),
+            rss_mb=resident_mb() if measure_rss else 0.0,
         )
-    return TaskResult(index, True, value=value, attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name, rss_mb=resident_mb())
+    return TaskResult(
+        index, True, value=value, attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name,
+        rss_mb=resident_mb() if measure_rss else 0.0,
+    )  # fmt: skip
+
+
+#: ("pid:<n>", n) of this process (a forked child names itself anew).
+_WORKER_NAME: list[Any] = ["", 0]
+
+
+def _worker_name() -> str:
+    _WORKER_NAME[:] = [f"pid:{os.getpid()}", os.getpid()]
+    return _WORKER_NAME[0]
 
 
 class Executor(abc.ABC):
@@ -154,8 +201,14 @@ class Executor(abc.ABC):
     def num_workers(self) -> int: ...
 
     @abc.abstractmethod
-    def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
-        """Yield exactly one ``TaskResult`` per task, in completion order."""
+    def map(self, factory: WorkerFactory, tasks: Iterable[Any], total: int | None = None) -> Iterator[TaskResult]:
+        """Yield exactly one ``TaskResult`` per task, in completion order.
+
+        ``tasks`` is drawn lazily, only as workers free up, so at most a bounded number of tasks
+        (about a chunk per worker) is in flight at any time; a result's ``index`` is its task's
+        position in ``tasks``. ``total``: how many tasks there are, when ``tasks`` has no
+        ``len`` (a hint for chunk sizes only).
+        """
 
     def start(self, factory: WorkerFactory) -> None:
         """Begin starting the workers in the background (optional: ``map`` starts them anyway)."""
@@ -198,14 +251,15 @@ class SequentialExecutor(Executor):
             self._factory, self._worker, self._ran = factory, factory(), 0
         return self._worker
 
-    def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
+    def map(self, factory: WorkerFactory, tasks: Iterable[Any], total: int | None = None) -> Iterator[TaskResult]:
         prepend_paths(self.paths)
-        for index, task in enumerate(tasks):
-            result = run_one(self._worker_for(factory), index, task, self.timeout_s)
-            self._ran += 1
-            if self.max_variants_per_worker and self._ran >= self.max_variants_per_worker:
-                self._retire()  # the next task gets a fresh worker (the memory ceiling needs a process of its own)
-            yield result
+        with _alarm_handler():  # installed once for the loop; between tasks no alarm is armed
+            for index, task in enumerate(tasks):
+                result = run_one(self._worker_for(factory), index, task, self.timeout_s, measure_rss=False)
+                self._ran += 1
+                if self.max_variants_per_worker and self._ran >= self.max_variants_per_worker:
+                    self._retire()  # the next task gets a fresh worker (the memory ceiling needs a process of its own)
+                yield result
 
     def _retire(self) -> None:
         closer = getattr(self._worker, "close", None)
@@ -232,6 +286,10 @@ class _ActorBody:
             self._worker = self._factory()
         return self._worker
 
+    def ping(self) -> int:
+        """Answers as soon as the actor runs (it has its CPU): the start of its start-up clock."""
+        return os.getpid()
+
     def warm(self) -> int:
         """Build the worker now (and let it warm up: ``worker.warm()`` when it has one)."""
         worker = self._ensure()
@@ -245,7 +303,8 @@ class _ActorBody:
 
     def run_chunk(self, items: list[tuple[int, Any, int]]) -> list[TaskResult]:
         worker = self._ensure()
-        return [run_one(worker, index, task, self._timeout_s, attempts) for index, task, attempts in items]
+        with _alarm_handler():
+            return [run_one(worker, index, task, self._timeout_s, attempts) for index, task, attempts in items]
 
 
 #: How long [s] a cluster's address may take to accept a connection before the run gives up.
@@ -328,12 +387,17 @@ class RayExecutor(Executor):
             clock of a chunk starts when its actor is up (its warm-up answered), never at
             submission: an actor still waiting for a CPU times nothing out.
         retries: how often a task whose actor died is started again before it is an error.
+        startup_timeout_s: how long [s] an actor may take to build its worker (``warm``),
+            counted from when it runs (has its CPU); one that overruns is killed and replaced,
+            and after ``retries + 1`` such hangs ``map`` raises ``WorkerStartupError``.
         paths: directories each actor puts at the front of its ``sys.path`` before it builds its
             worker (the driver's working directory, so modules import as they do in the driver).
     """
 
     #: Extra wall time [s] a chunk gets beyond its tasks' timeouts before its actor is killed.
     KILL_GRACE_S = 30.0
+    #: Default start-up timeout [s] (``startup_timeout_s``).
+    STARTUP_TIMEOUT_S = 600.0
 
     def __init__(
         self,
@@ -346,11 +410,16 @@ class RayExecutor(Executor):
         paths: Sequence[str] = (),
         max_variants_per_worker: int = 0,
         max_worker_memory_mb: float = 0.0,
+        startup_timeout_s: float = 0.0,
     ) -> None:
         super().__init__(
             timeout_s=timeout_s, retries=retries, paths=paths,
             max_variants_per_worker=max_variants_per_worker, max_worker_memory_mb=max_worker_memory_mb,
         )
+        self.startup_timeout_s = float(startup_timeout_s) or self.STARTUP_TIMEOUT_S
+        self._pings: dict[Any, Any] = {}  # actor -> its ping() ref, until that answers
+        self._placed: dict[Any, float] = {}  # actor -> when it ran (ping answered), while it warms
+        self._startup_hangs = 0
         self.address = address
         self.chunk_size = int(chunk_size)
         self._requested = int(workers)
@@ -405,21 +474,44 @@ class RayExecutor(Executor):
     def _new_actor(self, factory: WorkerFactory) -> Any:
         """An actor, warming up; it takes chunks once ``warm`` has answered (``_check_warm``)."""
         actor = self._actor_class().remote(factory, self.timeout_s, self.paths)
+        self._pings[actor] = actor.ping.remote()
         self._warming[actor] = actor.warm.remote()
         return actor
 
     def _check_warm(self) -> None:
-        """Note the actors whose warm-up answered (or failed: a dead actor's chunk fails on its own)."""
+        """Note the actors whose warm-up answered (or failed: a dead actor's chunk fails on its own);
+        replace one whose warm-up overran ``startup_timeout_s`` since it ran (``WorkerStartupError``
+        once that happened more than ``retries`` times)."""
         import ray
 
         if not self._warming:
             return
+        now = time.monotonic()
+        if self._pings:
+            refs = {ref: actor for actor, ref in self._pings.items()}
+            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+            for ref in ready:
+                self._placed[refs[ref]] = now
+                del self._pings[refs[ref]]
         refs = {ref: actor for actor, ref in self._warming.items()}
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
         for ref in ready:
             actor = refs[ref]
             del self._warming[actor]
+            self._placed.pop(actor, None)
             self._up.add(actor)
+        for actor, placed in list(self._placed.items()):
+            if now - placed > self.startup_timeout_s and actor in self._warming:
+                self._startup_hangs += 1
+                ray.kill(actor)
+                self._pool[self._pool.index(actor)] = self._new_actor(self._pool_factory)
+                self._warming.pop(actor, None)
+                self._placed.pop(actor, None)
+                if self._startup_hangs > self.retries:
+                    raise WorkerStartupError(
+                        f"a worker did not finish starting (building its twin and plug-ins) within {self.startup_timeout_s:g} s, "
+                        f"{self._startup_hangs} times; its construction hangs, so no variant can run"
+                    )
 
     def share(self, value: bytes) -> Any:
         """``value`` put once in Ray's object store: workers on any node fetch it (``fetch``)."""
@@ -444,20 +536,36 @@ class RayExecutor(Executor):
         self._pool = []
         self._pool_factory = None
         self._warming.clear()
+        self._pings.clear()
+        self._placed.clear()
         self._up.clear()
         self._ran = {}
 
-    def map(self, factory: WorkerFactory, tasks: Sequence[Any]) -> Iterator[TaskResult]:
+    def map(self, factory: WorkerFactory, tasks: Iterable[Any], total: int | None = None) -> Iterator[TaskResult]:
         import ray
         from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
 
-        if not tasks:
+        n = len(tasks) if isinstance(tasks, Sized) else total
+        if n == 0:
             return
         self.start(factory)
-        size = self._chunk(len(tasks))
-        queue: deque[list[tuple[int, Any, int]]] = deque(
-            [(i, tasks[i], 1) for i in range(start, min(start + size, len(tasks)))] for start in range(0, len(tasks), size)
-        )
+        size = self._chunk(n if n is not None else 8 * 4 * self.num_workers)
+        source = enumerate(tasks)
+        # chunks lost with their actor, split into single tasks, go first; then fresh ones, drawn
+        # from ``tasks`` only when an actor is free for them
+        queue: deque[list[tuple[int, Any, int]]] = deque()
+        exhausted = False
+
+        def next_chunk() -> list[tuple[int, Any, int]] | None:
+            nonlocal exhausted
+            if queue:
+                return queue.popleft()
+            if exhausted:
+                return None
+            chunk = [(index, task, 1) for index, task in itertools.islice(source, size)]
+            exhausted = len(chunk) < size
+            return chunk or None
+
         # A chunk goes only to an actor that is up (its warm-up answered), one chunk at a time, so
         # a chunk's clock starts when it starts to run: an actor still waiting for a CPU (or for
         # the autoscaler's node) holds no work and times nothing out.
@@ -468,15 +576,19 @@ class RayExecutor(Executor):
             fresh = self._new_actor(factory)
             self._pool[self._pool.index(dead)] = fresh
             self._warming.pop(dead, None)
+            self._pings.pop(dead, None)
+            self._placed.pop(dead, None)
             self._up.discard(dead)
             busy.discard(dead)
             return fresh
 
         try:
-            while queue or running:
+            while queue or running or not exhausted:
                 self._check_warm()
-                for actor in [a for a in self._pool if a in self._up and a not in busy][: len(queue)]:
-                    chunk = queue.popleft()
+                for actor in [a for a in self._pool if a in self._up and a not in busy]:
+                    chunk = next_chunk()
+                    if chunk is None:
+                        break
                     busy.add(actor)
                     running[actor.run_chunk.remote(chunk)] = (actor, chunk, time.monotonic())
                 ready, _ = ray.wait(list(running) + list(self._warming.values()), num_returns=1, timeout=1.0)

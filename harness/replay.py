@@ -231,19 +231,21 @@ class Replayer:
             remote=remote,
             plugins=plugins,
         )
-        try:
-            self.tasks = self.directory.read_tasks()
-        except RunError as exc:
-            raise ReplayError(str(exc)) from None
-        self._stored: dict[str, dict[str, Any]] | None = None
+        if not self.directory.tasks.exists():
+            raise ReplayError(str(RunError(f"{self.run_dir}: not a run directory (no {self.directory.tasks.name})")))
+        self._stored: dict[str, dict[str, Any] | None] = {}
 
     def task(self, variant_id: str) -> VariantTask:
-        """The variant's task; ``ReplayError`` naming the run (and close ids) when it has none."""
-        task = self.tasks.get(variant_id)
+        """The variant's task (``tasks.jsonl`` read line by line, never whole); ``ReplayError``
+        naming the run (and close ids) when it has none."""
+        try:
+            task = self.directory.find_task(variant_id)
+        except RunError as exc:
+            raise ReplayError(str(exc)) from None
         if task is None:
-            close = difflib.get_close_matches(variant_id, list(self.tasks), n=3)
+            count, close = self._close_ids(variant_id)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ReplayError(f"run {self.run_dir} has no variant {variant_id!r} ({len(self.tasks)} variants in its tasks.jsonl){hint}")
+            raise ReplayError(f"run {self.run_dir} has no variant {variant_id!r} ({count} variants in its tasks.jsonl){hint}")
         library = Path(task.library)
         if not library.exists():
             moved = self.directory.library
@@ -252,15 +254,43 @@ class Replayer:
             raise ReplayError(f"run {self.run_dir}: variant {variant_id!r}: its scenario library {task.library} is gone")
         return task
 
+    def _close_ids(self, variant_id: str) -> tuple[int, list[str]]:
+        """(variants in tasks.jsonl, up to three ids close to ``variant_id``), streamed: the
+        candidates are the ids of the closest base scenarios, not every variant of the run."""
+        scenario = variant_id.partition("~")[0]
+        count, scenarios = 0, set()
+        for task in self.directory.iter_tasks():
+            count += 1
+            scenarios.add(task.scenario_id)
+        near = set(difflib.get_close_matches(scenario, list(scenarios), n=3)) | ({scenario} & scenarios)
+        candidates = [t.variant_id for t in self.directory.iter_tasks() if t.scenario_id in near]
+        return count, difflib.get_close_matches(variant_id, candidates, n=3)
+
     def stored_row(self, variant_id: str) -> dict[str, Any] | None:
-        """The run's summary row of the variant (the last one, for an unfinished run's parts)."""
-        if self._stored is None:
-            try:
-                table = self.directory.read_summary()
-            except RunError:
-                table = None
-            self._stored = {} if table is None else {str(r["variant_id"]): r for r in table.to_dict("records")}
-        return self._stored.get(variant_id)
+        """The run's summary row of the variant (the last one, for an unfinished run's parts),
+        read with a filter on its id (never the whole table)."""
+        if variant_id not in self._stored:
+            self._stored[variant_id] = self._read_row(variant_id)
+        return self._stored[variant_id]
+
+    def _read_row(self, variant_id: str) -> dict[str, Any] | None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from evaluators.report import scan_table
+
+        if self.directory.summary.exists():
+            table = pq.read_table(self.directory.summary, filters=[("variant_id", "==", variant_id)])
+        elif self.directory.parts.exists():
+            import pyarrow.compute as pc
+
+            batches = [b.filter(pc.equal(b.column("variant_id"), variant_id)) for b in scan_table(self.directory.parts, "summary")]
+            table = pa.Table.from_batches([b for b in batches if b.num_rows]) if any(b.num_rows for b in batches) else None
+        else:
+            table = None
+        if table is None or table.num_rows == 0:
+            return None
+        return table.to_pandas().to_dict("records")[-1]
 
     def replay(self, variant_id: str) -> ReplayResult:
         """Run the variant again, exactly as ``VariantWorker.run`` did, and compare its summary row."""

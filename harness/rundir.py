@@ -3,7 +3,8 @@
 The runner writes a run through it; replay, report, compare and gate read it. Layout::
 
     manifest.json      the resolved config, package versions, seeds, counts, timings, host
-    tasks.jsonl        every variant: id, base scenario, library, mutation spec, seed (replay reads it)
+    tasks.jsonl        every variant: id, base scenario, library, mutation spec, seed (replay reads it),
+                       one line per variant, appended as variants are planned (``TaskLog``)
     parts/             results as they arrive: summary/, metrics/, series/ part files
     summary.parquet    one row per variant, sorted by variant id (written when the run ends)
     metrics.parquet    one row per (variant, metric)
@@ -15,12 +16,14 @@ The runner writes a run through it; replay, report, compare and gate read it. La
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 from harness.worker import VariantTask
@@ -36,6 +39,133 @@ RESULT_FILES = {"summary": "summary.parquet", "metrics": "metrics.parquet", "ser
 
 class RunError(RuntimeError):
     """A run cannot start, resume or be read: names the run directory and the problem."""
+
+
+class IdSet:
+    """A compact set of variant ids: 16-byte BLAKE2b digests in a sorted numpy array.
+
+    A million ids take 16 MB (a ``set`` of the strings takes over 100 MB); two ids share a digest
+    with a probability of about 1e-27 for a million of them. Membership is a binary search.
+    """
+
+    __slots__ = ("_digests",)
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        digests = np.fromiter((id_digest(i) for i in ids), dtype="S16")
+        self._digests = np.unique(digests)
+
+    @classmethod
+    def from_batches(cls, batches: Iterable[Iterable[str]]) -> IdSet:
+        """The set of the ids in ``batches`` (each batch digested and merged in turn)."""
+        out = cls()
+        parts = [out._digests]
+        for batch in batches:
+            parts.append(np.unique(np.fromiter((id_digest(i) for i in batch), dtype="S16")))
+            if len(parts) > 16:
+                parts = [np.unique(np.concatenate(parts))]
+        out._digests = np.unique(np.concatenate(parts))
+        return out
+
+    def __contains__(self, variant_id: object) -> bool:
+        if not isinstance(variant_id, str) or not len(self._digests):
+            return False
+        key = np.bytes_(id_digest(variant_id))
+        i = int(np.searchsorted(self._digests, key))
+        return i < len(self._digests) and self._digests[i] == key
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held [bytes]."""
+        return int(self._digests.nbytes)
+
+
+def id_digest(variant_id: str) -> bytes:
+    """The 16-byte digest by which ``IdSet`` knows a variant id."""
+    return hashlib.blake2b(variant_id.encode(), digest_size=16).digest()
+
+
+class TaskLog:
+    """``tasks.jsonl`` written as variants are planned: one JSON line per task, appended.
+
+    Lines are buffered; ``flush`` (the runner calls it before every flush of the result parts)
+    puts them on disk, so every variant with a stored result has its line. A run killed
+    outright may leave a last line cut short: ``RunDirectory.iter_tasks`` skips it and
+    ``TaskLog`` starts its first line on a fresh one.
+    """
+
+    BUFFER_BYTES = 1 << 20
+
+    def __init__(self, path: str | os.PathLike[str], *, truncate: bool = False) -> None:
+        self.path = Path(path)
+        self.written = 0
+        if truncate or not self.path.exists():
+            self.path.write_text("")
+        _drop_cut_line(self.path)
+        self._fh: IO[str] | None = open(self.path, "a", buffering=self.BUFFER_BYTES)
+
+    def add(self, task: VariantTask) -> None:
+        """Append ``task``'s line (buffered)."""
+        assert self._fh is not None, "TaskLog closed"
+        self._fh.write(task_line(task))
+        self.written += 1
+
+    def flush(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> TaskLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_TASK_FIELDS = tuple(sorted(VariantTask.__slots__))
+_KEY_PREFIXES = tuple(("{" if i == 0 else ", ") + json.dumps(name) + ": " for i, name in enumerate(_TASK_FIELDS))
+
+
+def _drop_cut_line(path: Path) -> None:
+    """Truncate ``path`` after its last newline (a last line cut short goes)."""
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            fh.seek(start)
+            newline = fh.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        if end != size:
+            fh.truncate(end)
+
+
+def task_line(task: VariantTask) -> str:
+    """The ``tasks.jsonl`` line of ``task``: ``json.dumps(task.to_dict(), sort_keys=True)`` and a
+    newline, its text and int fields encoded by ``json``'s own C string encoder (without the
+    generic encoder's cost per call)."""
+    parts = []
+    for prefix, name in zip(_KEY_PREFIXES, _TASK_FIELDS):
+        value = getattr(task, name)
+        if type(value) is str:
+            parts.append(prefix + _encode_str(value))
+        elif type(value) is int:
+            parts.append(prefix + int.__repr__(value))
+        else:
+            return json.dumps(task.to_dict(), sort_keys=True) + "\n"
+    return "".join(parts) + "}\n"
+
+
+_encode_str = json.encoder.encode_basestring_ascii
 
 
 class RunDirectory:
@@ -111,21 +241,52 @@ class RunDirectory:
     # --- the tasks ----------------------------------------------------------------------------
 
     def read_tasks(self) -> dict[str, VariantTask]:
-        """The run's variants by id (from ``tasks.jsonl``)."""
+        """The run's variants by id (from ``tasks.jsonl``); all in memory: for small runs and
+        tests (``iter_tasks`` and ``find_task`` stream)."""
+        return {task.variant_id: task for task in self.iter_tasks()}
+
+    def iter_tasks(self) -> Iterator[VariantTask]:
+        """The run's variants in the order they were planned, read line by line (a line cut
+        short by a run killed mid-write is skipped)."""
         if not self.tasks.exists():
             raise RunError(f"{self.path}: not a run directory (no {TASKS})")
-        tasks = {}
+        with open(self.tasks) as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield VariantTask(**json.loads(line))
+                except (json.JSONDecodeError, TypeError) as exc:
+                    if line.endswith("\n"):
+                        raise RunError(f"{self.tasks}: line {number}: not a task ({exc})") from None
+                    # the last line, cut short: its variant never ran (it is planned again on resume)
+
+    def task_ids(self) -> IdSet:
+        """The ids of every variant in ``tasks.jsonl`` (streamed, held compactly)."""
+        return IdSet.from_batches(_batched((t.variant_id for t in self.iter_tasks()), 65536))
+
+    def find_task(self, variant_id: str) -> VariantTask | None:
+        """The task of ``variant_id`` (streamed from ``tasks.jsonl``; None when it is not there)."""
+        needle = json.dumps(variant_id)
+        for line in self._lines():
+            if needle in line:
+                task = VariantTask(**json.loads(line))
+                if task.variant_id == variant_id:
+                    return task
+        return None
+
+    def _lines(self) -> Iterator[str]:
+        if not self.tasks.exists():
+            raise RunError(f"{self.path}: not a run directory (no {TASKS})")
         with open(self.tasks) as fh:
             for line in fh:
-                if line.strip():
-                    task = VariantTask(**json.loads(line))
-                    tasks[task.variant_id] = task
-        return tasks
+                if line.endswith("\n") and line.strip():
+                    yield line
 
     def append_tasks(self, tasks: Sequence[VariantTask]) -> None:
-        with open(self.tasks, "a") as fh:
+        with TaskLog(self.tasks) as log:
             for task in tasks:
-                fh.write(json.dumps(task.to_dict(), sort_keys=True) + "\n")
+                log.add(task)
 
     # --- the results --------------------------------------------------------------------------
 
@@ -139,13 +300,23 @@ class RunDirectory:
             return read_table(self.parts, "summary").to_pandas()
         raise RunError(f"{self.path}: not a run directory (no {RESULT_FILES['summary']} and no {PARTS}/)")
 
-    def stored_rows(self) -> dict[str, dict[str, Any]]:
-        """Summary rows already in the parts, by variant id (the last row of a variant wins)."""
-        from evaluators.report import read_table
+    def stored_rows(self, mutations: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Summary rows already in the parts, by variant id (the last row of a variant wins);
+        with ``mutations``, only the rows of those sweeps (read with a filter, never all rows)."""
+        from evaluators.report import scan_table
 
-        if not self.parts.exists():
+        if mutations is not None and not mutations:
             return {}
-        return {row["variant_id"]: row for row in read_table(self.parts, "summary").to_pylist()}
+        rows: dict[str, dict[str, Any]] = {}
+        for batch in scan_table(self.parts, "summary", mutations=mutations):
+            rows.update((row["variant_id"], row) for row in batch.to_pylist())
+        return rows
+
+    def finished_ids(self) -> IdSet:
+        """The ids of the variants with a row in the parts (the ``variant_id`` column only, streamed)."""
+        from evaluators.report import scan_table
+
+        return IdSet.from_batches(b.column("variant_id").to_pylist() for b in scan_table(self.parts, "summary", columns=["variant_id"]))
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -157,6 +328,17 @@ class RunDirectory:
         return f"RunDirectory({str(self.path)!r})"
 
 
+def _batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 __all__ = [
-    "IMPORTED_LIBRARY", "MANIFEST", "PARTS", "REPLAYS_DIR", "REPORT_FILE", "RESULT_FILES", "RunDirectory", "RunError", "TASKS",
+    "IdSet", "TaskLog", "IMPORTED_LIBRARY", "MANIFEST", "PARTS", "REPLAYS_DIR", "REPORT_FILE", "RESULT_FILES", "RunDirectory", "RunError", "TASKS",
 ]  # fmt: skip

@@ -4,6 +4,12 @@ The run directory (``runs/<run-id>/`` or ``--out``) is a ``harness.rundir.RunDir
 manifest, tasks, streamed parts (a valid partial dataset if the run stops; ``--resume`` finishes
 what is missing) and, when the run ends, the summary, metrics and series tables.
 
+The driver streams: variants are planned lazily (``plan_variants``, a generator over scenarios x
+sweeps x samples), each written to ``tasks.jsonl`` as it is planned and drawn by the executor only
+as workers free up; results are written as they arrive and consolidated batch by batch. What the
+driver keeps per variant is only what a resume needs: the finished ids, as 16-byte digests
+(``harness.rundir.IdSet``).
+
 Determinism: every variant's seed comes from the run seed, its scenario and its sweep; results
 are sorted by variant id; so a run's tables are identical whatever the number of workers.
 """
@@ -20,7 +26,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import metadata
@@ -30,11 +36,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.parquet as pq
 
 from harness.config import ConfigError, PolicyConfig, SuiteConfig
-from harness.executor import ClusterUnreachable, Executor, make_executor, prepend_paths
-from harness.rundir import MANIFEST, RESULT_FILES, RunDirectory, RunError
+from harness.executor import ClusterUnreachable, Executor, WorkerStartupError, make_executor, prepend_paths
+from harness.rundir import MANIFEST, RESULT_FILES, IdSet, RunDirectory, RunError, TaskLog
 from harness.search import adaptive_rounds
 from harness.worker import (
     STATUS_ERROR,
@@ -50,6 +57,8 @@ from harness.worker import (
 
 #: The longest [s] finished results wait in memory before they are written.
 FLUSH_EVERY_S = 2.0
+#: The most variants in one part file (a small run writes a part per variant).
+PART_ROWS = 2048
 _PACKAGES = ("drivetwin", "numpy", "pybullet", "gymnasium", "ray", "pandas", "pyarrow", "shapely")
 
 
@@ -59,16 +68,35 @@ class PolicyCheckError(RunError):
 
 @dataclass(slots=True)
 class RunResult:
-    """What ``run_suite`` did."""
+    """What ``run_suite`` did: counts, and the summary table read on first use (``summary``).
+
+    Attributes:
+        run_dir: the run directory.
+        num_variants: variants with a result row (rejected ones have none).
+        num_errors: of which status "error".
+        num_skipped: variants a resume found finished and did not run again.
+        rejected: rejected variants by "sweep:reason".
+        wall_s: the run's wall time [s].
+        manifest: what ``manifest.json`` holds.
+    """
 
     run_dir: Path
-    summary: pd.DataFrame
     num_variants: int
     num_errors: int
     num_skipped: int
     rejected: dict[str, int]
     wall_s: float
     manifest: dict[str, Any] = field(default_factory=dict)
+    _summary: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """The summary table, one row per variant sorted by id (read from the run directory on
+        first use: a run of a million variants never needs it in memory)."""
+        if self._summary is None:
+            rd = RunDirectory(self.run_dir)
+            self._summary = pq.read_table(rd.summary).to_pandas() if rd.summary.exists() else rd.read_summary()
+        return self._summary
 
 
 def _seed(*parts: object) -> int:
@@ -176,29 +204,41 @@ class ScenarioShipper:
     cache it by. With an executor that shares nothing (sequential) tasks go as they are.
     """
 
+    #: Handles kept for the scenarios shared last (variants are planned scenario by scenario;
+    #: a task in flight holds its own handle, so Ray frees a scenario once its tasks are done).
+    KEEP = 256
+
     def __init__(self, executor: Executor) -> None:
+        from collections import OrderedDict
+
         self.executor = executor
         self.enabled = True
-        self.handles: dict[tuple[str, str], tuple[str, Any]] = {}
+        self.handles: OrderedDict[tuple[str, str], tuple[str, Any]] = OrderedDict()
+        self.shipped = 0  # scenarios put in the object store
         self._libraries: dict[str, Any] = {}
 
     def add(self, root: str, scenario_id: str, scenario: Any) -> None:
         """Share ``scenario`` (already read by the caller) unless it is shared already."""
-        if not self.enabled or (root, scenario_id) in self.handles:
+        key = (root, scenario_id)
+        if not self.enabled or key in self.handles:
+            if key in self.handles:
+                self.handles.move_to_end(key)
             return
         digest, data = ship_scenario(scenario)
         handle = self.executor.share(data)
         if handle is None:
             self.enabled = False
             return
-        self.handles[(root, scenario_id)] = (digest, handle)
+        self.handles[key] = (digest, handle)
+        self.shipped += 1
+        while len(self.handles) > self.KEEP:
+            self.handles.popitem(last=False)
 
-    def ship(self, tasks: Sequence[VariantTask]) -> Sequence[VariantTask | ShippedTask]:
-        """``tasks`` with their base scenarios attached (a scenario the driver cannot read goes
-        unshipped: its worker reports the error in the variant's row)."""
+    def ship(self, tasks: Iterable[VariantTask]) -> Iterator[VariantTask | ShippedTask]:
+        """``tasks`` with their base scenarios attached, one by one (a scenario the driver cannot
+        read goes unshipped: its worker reports the error in the variant's row)."""
         from scenarios.library import ScenarioLibrary
 
-        out: list[VariantTask | ShippedTask] = []
         for task in tasks:
             key = (task.library, task.scenario_id)
             if self.enabled and key not in self.handles:
@@ -207,42 +247,93 @@ class ScenarioShipper:
                     self.add(*key, library.load(task.scenario_id))
                 except Exception:  # noqa: BLE001 - the worker meets the same error and reports it
                     pass
-            if not self.enabled:
-                return tasks
-            shared = self.handles.get(key)
-            out.append(ShippedTask(task, *shared) if shared else task)
-        return out
+            shared = self.handles.get(key) if self.enabled else None
+            yield ShippedTask(task, *shared) if shared else task
 
 
-def make_tasks(
+class _Sweep:
+    """One non-adaptive sweep, prepared once for every scenario: its points (the sampler is
+    seeded from the plan, not the scenario, so every scenario gets the same points), their
+    canonical chains and parameter JSON."""
+
+    __slots__ = ("name", "plan", "chains", "params", "chain_json")
+
+    def __init__(self, name: str, plan: Any) -> None:
+        from scenarios.mutations import VariantSpec
+        from scenarios.mutations.base import get
+
+        self.name, self.plan = name, plan
+        points = plan.make_sampler().propose(plan.variants)
+        self.chains = [tuple((str(n), get(str(n)).canonical(p)) for n, p in plan.space.chain(point)) for point in points]
+        self.params = [params_json(chain) for chain in self.chains]
+        canonical = {"sort_keys": True, "separators": (",", ":"), "allow_nan": False}
+        self.chain_json = [json.dumps(VariantSpec("", "", chain, 0).to_dict()["chain"], **canonical) for chain in self.chains]
+
+    def tasks(self, scenario: Any, root: str) -> Iterator[VariantTask]:
+        """The sweep's variants of ``scenario`` (in ``root``), seeded from the plan and the scenario.
+
+        Each spec's canonical JSON is ``VariantSpec.to_json()`` put together from its parts (the
+        chain's JSON is the same for every scenario): the first variant of each scenario is
+        checked against ``to_json`` itself, and on any difference every one is made by it.
+        """
+        from scenarios.mutations import VariantSpec, variant_seeds
+        from scenarios.mutations.variants import SPEC_VERSION
+
+        seeds = variant_seeds(_seed(self.plan.seed, scenario.id), len(self.chains))
+        head = f',"ego_id":{json.dumps(scenario.ego_id)},"scenario_id":{json.dumps(scenario.id)},"seed":'
+        fast = True
+        for i, (chain, params, seed) in enumerate(zip(self.chains, self.params, seeds)):
+            spec_json = f'{{"chain":{self.chain_json[i]}{head}{seed},"version":{SPEC_VERSION}}}' if fast else ""
+            if i == 0 or not fast:
+                exact = VariantSpec(scenario.id, scenario.ego_id, chain, seed).to_json()
+                fast, spec_json = fast and exact == spec_json, exact
+            vid = f"{scenario.id}~{hashlib.sha1(spec_json.encode()).hexdigest()[:12]}"  # scenarios.mutations.variant_id
+            yield VariantTask(vid, scenario.id, root, spec_json, seed, self.name, params)
+
+
+def plan_variants(
     config: SuiteConfig, scenarios: Sequence[tuple[str, str]], shipper: ScenarioShipper | None = None
-) -> tuple[list[VariantTask], Counter[str]]:
-    """Every non-adaptive variant of the suite, and a counter for the rejected ones by reason.
+) -> Iterator[VariantTask]:
+    """Every non-adaptive variant of the suite, lazily: scenario by scenario, sweep by sweep,
+    sample by sample (always in this order, so a resume plans them again in the same order).
 
     Mutations are applied and checked for plausibility on the workers: an implausible or
     inapplicable one comes back as a "rejected" row, counted, never simulated (``_execute``).
-    Each scenario read goes to ``shipper`` too (so it is read once).
+    A base scenario is read when its first mutated variant is planned and goes to ``shipper``
+    then (so it is read once).
     """
     from scenarios.library import ScenarioLibrary
-    from scenarios.mutations import variant_seeds
 
-    tasks: list[VariantTask] = []
-    rejected: Counter[str] = Counter()
-    sweeps = [_sweep(config, i) for i, m in enumerate(config.mutations) if not m.adaptive]
+    sweeps = [_Sweep(*_sweep(config, i)) for i, m in enumerate(config.mutations) if not m.adaptive]
     libraries: dict[str, Any] = {}
     for root, scenario_id in scenarios:
         if config.run.include_original:
-            tasks.append(VariantTask(scenario_id, scenario_id, root, "", _seed(config.run.seed, scenario_id)))
+            yield VariantTask(scenario_id, scenario_id, root, "", _seed(config.run.seed, scenario_id))
         if not sweeps:
             continue
         scenario = libraries.setdefault(root, ScenarioLibrary(root)).load(scenario_id)
         if shipper is not None:
             shipper.add(root, scenario_id, scenario)
-        for name, plan in sweeps:
-            points = plan.make_sampler().propose(plan.variants)
-            for point, seed in zip(points, variant_seeds(_seed(plan.seed, scenario_id), len(points))):
-                tasks.append(_variant_task(scenario, root, plan, point, seed, name))
-    return tasks, rejected
+        for sweep in sweeps:
+            yield from sweep.tasks(scenario, root)
+
+
+def count_planned(config: SuiteConfig, scenarios: Sequence[tuple[str, str]]) -> int:
+    """How many variants ``plan_variants`` plans (without planning them)."""
+    per_scenario = int(config.run.include_original)
+    for i, mutation in enumerate(config.mutations):
+        if not mutation.adaptive:
+            _, plan = _sweep(config, i)
+            per_scenario += len(plan.make_sampler().propose(plan.variants))
+    return per_scenario * len(scenarios)
+
+
+def make_tasks(
+    config: SuiteConfig, scenarios: Sequence[tuple[str, str]], shipper: ScenarioShipper | None = None
+) -> tuple[list[VariantTask], Counter[str]]:
+    """Every non-adaptive variant of the suite as a list (``plan_variants``, all at once: for
+    small suites and benchmarks), and an empty counter for the rejected ones."""
+    return list(plan_variants(config, scenarios, shipper)), Counter()
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -364,21 +455,30 @@ class _Progress:
 def _execute(
     executor: Executor,
     factory: Callable[[], VariantWorker],
-    tasks: Sequence[VariantTask],
+    tasks: Iterable[VariantTask],
     writer: Any,
     progress: _Progress,
     shipper: ScenarioShipper | None = None,
     rejected: Counter[str] | None = None,
+    total: int | None = None,
 ) -> Iterator[tuple[VariantTask, VariantOutcome]]:
-    """Run ``tasks``; write and yield each outcome as it arrives (a rejected variant is counted
-    in ``rejected`` by "sweep:reason" and written nowhere).
+    """Run ``tasks`` (drawn lazily, as the executor's workers free up); write and yield each
+    outcome as it arrives (a rejected variant is counted in ``rejected`` by "sweep:reason" and
+    written nowhere). Only the tasks in flight are held here.
 
     The writer flushes every few variants, and at least every ``FLUSH_EVERY_S``: a run killed
     outright loses at most that much finished work (an interrupt loses none: it flushes on exit).
     """
+    in_flight: dict[int, VariantTask] = {}
+
+    def feed() -> Iterator[VariantTask]:
+        for index, task in enumerate(tasks):
+            in_flight[index] = task
+            yield task
+
     last_flush = time.monotonic()
-    for result in executor.map(factory, shipper.ship(tasks) if shipper is not None else tasks):
-        task = tasks[result.index]
+    for result in executor.map(factory, shipper.ship(feed()) if shipper is not None else feed(), total=total):
+        task = in_flight.pop(result.index)
         outcome = result.value if result.ok else _error_outcome(task, result.error, result.traceback)
         if outcome.summary.get("status") == STATUS_REJECTED:
             if rejected is not None:
@@ -406,6 +506,7 @@ def run_suite(
     resume: bool = False,
     progress: bool | None = None,
     policy: str | None = None,
+    consolidate_tables: bool = True,
 ) -> RunResult:
     """Run every variant of ``config``; results stream to ``out`` (default ``runs/<suite>-<time>``).
 
@@ -417,6 +518,9 @@ def run_suite(
         resume: ``out`` holds an interrupted run of the same suite: run only what is missing.
         progress: True: a progress bar; False: silent; None (default): a bar on a terminal,
             else a plain progress line every 10% (for CI logs).
+        consolidate_tables: when the run ends, also write summary.parquet and friends, sorted
+            by variant id (``consolidate``, batch by batch); False leaves the partitioned
+            dataset under ``parts/`` only (every reader takes it as it is).
     """
     from evaluators.report import ReportWriter
 
@@ -467,7 +571,7 @@ def run_suite(
         scenarios = select_scenarios(config, libraries)
         if not scenarios:
             raise RunError(f"{config.source}: the suite selects no scenarios from {list(config.scenarios.sources)}")
-        tasks, rejected = make_tasks(config, scenarios, shipper)
+        rejected: Counter[str] = Counter()
         (root, first_id) = scenarios[0]
         # on the first base scenario: a mutated first variant may be rejected (on the worker), and
         # a rejected scenario would leave the policy unchecked
@@ -475,12 +579,13 @@ def run_suite(
     except BaseException:
         exe.close()
         raise
-    stored = rd.stored_rows() if resume else {}
-    done = set(stored)
-    if not resume:
-        rd.tasks.write_text("")
-    known = set(rd.read_tasks()) if resume else set()
-    rd.append_tasks([t for t in tasks if t.variant_id not in known])
+    # What a resume needs, and only that: the ids finished (digests, 16 bytes each) and planned
+    # (so that tasks.jsonl gets each variant once); the rows of adaptive sweeps (their scores
+    # steer the next rounds).
+    done = rd.finished_ids() if resume else IdSet()
+    known = rd.task_ids() if resume else IdSet()
+    adaptive = [m.label(i) for i, m in enumerate(config.mutations) if m.adaptive]
+    stored = rd.stored_rows(mutations=adaptive) if resume and adaptive else {}
 
     manifest = {
         "run_id": run_id,
@@ -501,45 +606,57 @@ def run_suite(
     }
     rd.write_manifest(manifest)
 
-    pending = [t for t in tasks if t.variant_id not in done]
+    planned = count_planned(config, scenarios)
     adaptive_budget = sum(m.rounds * m.variants_per_round(config.source) for m in config.mutations if m.adaptive) * len(scenarios)
+    to_run = max(0, planned + adaptive_budget - len(done))
     bar = _Progress(
-        len(pending) + adaptive_budget, sys.stderr.isatty() if progress is None else progress, quiet=progress is False,
+        to_run, sys.stderr.isatty() if progress is None else progress, quiet=progress is False,
         min_variant_score=config.gate.min_variant_score,
     )
-    ran = 0
+    tasklog = TaskLog(rd.tasks, truncate=not resume)
+
+    def logged(tasks: Iterable[VariantTask]) -> Iterator[VariantTask]:
+        """``tasks`` each written to tasks.jsonl (once per run) and passed on unless finished."""
+        for task in tasks:
+            if task.variant_id not in known:
+                tasklog.add(task)
+            if task.variant_id not in done:
+                yield task
+
+    flush_every = max(1, min(PART_ROWS, to_run // 20 or 1))
     try:
-        with ReportWriter(rd.parts, run_id, flush_every=max(1, min(16, len(pending) // 20 or 1))) as writer:
-            for _ in _execute(exe, factory, pending, writer, bar, shipper, rejected):
-                ran += 1
+        with ReportWriter(rd.parts, run_id, flush_every=flush_every, on_flush=tasklog.flush) as writer:
+            for _ in _execute(exe, factory, logged(plan_variants(config, scenarios, shipper)), writer, bar, shipper, rejected, total=planned):
+                pass
 
-            def run_batch(batch: list[VariantTask]) -> list[tuple[VariantTask, VariantOutcome]]:
-                rd.append_tasks(batch)
-                results = list(_execute(exe, factory, batch, writer, bar, shipper, rejected))
+            def run_batch(batch: list[VariantTask]) -> Iterator[tuple[VariantTask, VariantOutcome]]:
+                yield from _execute(exe, factory, logged(batch), writer, bar, shipper, rejected, total=len(batch))
                 writer.flush()
-                return results
 
-            ran += adaptive_rounds(config, scenarios, run_batch, rejected, stored, shipper)
+            adaptive_rounds(config, scenarios, run_batch, rejected, stored, shipper)
+    except WorkerStartupError as exc:
+        raise RunError(f"{config.source}: {exc}") from None
     finally:
+        tasklog.close()
         bar.close()
         exe.close()
 
-    summary = consolidate(run_dir)
+    counts = consolidate(run_dir) if consolidate_tables else count_rows(run_dir)
     wall = time.time() - started
-    errors = int((summary["status"] == STATUS_ERROR).sum()) if len(summary) else 0
     manifest.update(
         status="complete",
         finished_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         wall_s=round(wall, 3),
-        num_variants=int(len(summary)),
-        num_errors=errors,
+        num_variants=counts.rows,
+        num_errors=counts.errors,
         num_resumed=len(done),
-        scenarios_shipped=len(shipper.handles),  # base scenarios sent through the object store
+        scenarios_shipped=shipper.shipped,  # base scenarios sent through the object store
         rejected=dict(sorted(rejected.items())),
         num_rejected=int(sum(rejected.values())),
+        consolidated=consolidate_tables,
     )
     rd.write_manifest(manifest)
-    return RunResult(run_dir, summary, len(summary), errors, len(done), dict(rejected), wall, manifest)
+    return RunResult(run_dir, counts.rows, counts.errors, len(done), dict(rejected), wall, manifest)
 
 
 def _check_policy(config: SuiteConfig, factory: Callable[[], VariantWorker], task: VariantTask) -> None:
@@ -601,27 +718,127 @@ def _config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return changes
 
 
-def consolidate(run_dir: str | Path) -> pd.DataFrame:
-    """Write ``summary.parquet`` and friends from the parts, sorted by variant id; return the summary.
+@dataclass(frozen=True, slots=True)
+class RowCounts:
+    """Rows of a run's summary table, and of those the ones with status "error"."""
 
-    The last row of a variant wins (a resumed run may hold an earlier error row for it).
+    rows: int
+    errors: int
+
+
+#: Rows of a table sorted in memory at a time by ``consolidate`` (one key range of it).
+CONSOLIDATE_ROWS = 16_384
+_KEYS = {"summary": ["variant_id"], "metrics": ["variant_id", "metric"], "series": ["variant_id", "step"]}
+
+
+def consolidate(run_dir: str | Path, max_rows: int = CONSOLIDATE_ROWS) -> RowCounts:
+    """Write ``summary.parquet`` and friends from the parts, sorted by variant id, batch by batch.
+
+    Never the whole table in memory: the rows are split into ranges of variant ids of about
+    ``max_rows`` rows each (bounds from a sample of the ``variant_id`` column); for each range
+    the parts whose id statistics overlap it are read one by one (parts hold variants in plan
+    order, so few do), its rows sorted and appended to the file by a ``ParquetWriter``. The last
+    row of a variant wins (a resumed run may hold an earlier error row for it). Returns the
+    summary's counts.
     """
-    from evaluators.report import read_table
+    from evaluators.report import _schema, conform, part_files
 
     rd = RunDirectory(run_dir)
-    summary_df = pd.DataFrame()
+    counts = RowCounts(0, 0)
     for table in RESULT_FILES:
-        data = read_table(rd.parts, table)
-        if table == "series" and data.num_rows == 0:
+        files = [(path, *_id_range(path)) for path in part_files(rd.parts, table)]
+        rows = sum(n for _, n, _, _ in files)
+        if table == "series" and rows == 0:
             continue
-        keys = ["variant_id", "step"] if table == "series" else (["variant_id", "metric"] if table == "metrics" else ["variant_id"])
-        frame = data.to_pandas()
-        frame = frame.drop_duplicates(subset=keys, keep="last").sort_values(keys, kind="stable").reset_index(drop=True)
-        out = pa.Table.from_pandas(frame, schema=data.schema, preserve_index=False)
+        keys, schema = _KEYS[table], _schema(table)
         target = rd.table(table)
         tmp = target.with_name(target.name + ".tmp")
-        pq.write_table(out, tmp)
+        written = errors = 0
+        with pq.ParquetWriter(tmp, schema) as out:
+            for lower, upper in _key_ranges([p for p, *_ in files], rows, max_rows):
+                pieces = []
+                for path, _, low, high in files:
+                    if (upper is not None and low is not None and low >= upper) or (lower is not None and high is not None and high < lower):
+                        continue  # the part's ids are all outside the range
+                    data = pq.ParquetFile(path).read(use_threads=False)  # (not the datasets API: its readers hold more memory)
+                    ids = data.column("variant_id")
+                    mask = None
+                    if lower is not None:
+                        mask = pa.compute.greater_equal(ids, lower)
+                    if upper is not None:
+                        below = pa.compute.less(ids, upper)
+                        mask = below if mask is None else pa.compute.and_(mask, below)
+                    pieces.append(conform(data if mask is None else data.filter(mask), schema))
+                part = pa.concat_tables(pieces) if pieces else schema.empty_table()
+                part = _last_per_key(part, keys).sort_by([(k, "ascending") for k in keys])
+                if part.num_rows:
+                    out.write_table(part)
+                written += part.num_rows
+                if table == "summary":
+                    errors += int(pa.compute.sum(pa.compute.equal(part.column("status"), STATUS_ERROR)).as_py() or 0)
         os.replace(tmp, target)
         if table == "summary":
-            summary_df = frame
-    return summary_df
+            counts = RowCounts(written, errors)
+    return counts
+
+
+def _id_range(path: Path) -> tuple[int, str | None, str | None]:
+    """(rows, least and greatest variant id) of a part file, from its footer (None: no statistics)."""
+    meta = pq.read_metadata(path)
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    column = names.index("variant_id") if "variant_id" in names else -1
+    lows, highs = [], []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(column).statistics if column >= 0 else None
+        if stats is None or not stats.has_min_max:
+            return meta.num_rows, None, None
+        lows.append(stats.min)
+        highs.append(stats.max)
+    return meta.num_rows, (min(lows) if lows else None), (max(highs) if highs else None)
+
+
+def count_rows(run_dir: str | Path) -> RowCounts:
+    """The summary's counts, from the parts (the ``variant_id`` and ``status`` columns, batch by
+    batch; a variant with rows in two parts counts once, with its last row's status)."""
+    from evaluators.report import scan_table
+
+    from harness.rundir import id_digest
+
+    digests, failed = [], []
+    for batch in scan_table(RunDirectory(run_dir).parts, "summary", columns=["variant_id", "status"]):
+        digests.append(np.fromiter((id_digest(v) for v in batch.column("variant_id").to_pylist()), dtype="S16"))
+        failed.append(pa.compute.equal(batch.column("status"), STATUS_ERROR).fill_null(False).to_numpy(zero_copy_only=False))
+    if not digests:
+        return RowCounts(0, 0)
+    ids, errors = np.concatenate(digests)[::-1], np.concatenate(failed)[::-1]
+    _, last = np.unique(ids, return_index=True)  # the first in reverse: each variant's last row
+    return RowCounts(len(last), int(errors[last].sum()))
+
+
+def _key_ranges(files: Sequence[Path], rows: int, max_rows: int) -> list[tuple[str | None, str | None]]:
+    """[lower, upper) ranges of ``variant_id`` (None: unbounded) that split the parts' ``rows``
+    into about ``max_rows`` each; one unbounded range for a table that fits. Bounds come from
+    every k-th id, read a part at a time."""
+    if rows <= max_rows:
+        return [(None, None)]
+    ranges = rows // max_rows + 1
+    step = max(1, rows // (64 * ranges))
+    sample: list[str] = []
+    for path in files:
+        ids = pq.ParquetFile(path).read(columns=["variant_id"], use_threads=False).column("variant_id")
+        sample.extend(ids.take(np.arange(0, len(ids), step)).to_pylist())
+    sample.sort()
+    bounds = sorted({sample[len(sample) * i // ranges] for i in range(1, ranges)})
+    edges: list[str | None] = [None, *bounds, None]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _last_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
+    """``table`` with only the last row of each key (in the order read)."""
+    if table.num_rows == 0:
+        return table
+    rows = table.append_column("__row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    last = rows.group_by(keys, use_threads=False).aggregate([("__row", "max")])
+    if last.num_rows == table.num_rows:
+        return table
+    return table.take(np.sort(last.column("__row_max").to_numpy()))

@@ -25,6 +25,27 @@ class _Sleeper:
         return task
 
 
+class _HangsOnStart:
+    """A worker whose warm-up (building its twin) never ends."""
+
+    def warm(self) -> None:
+        time.sleep(3600)
+
+    def run(self, task: float) -> float:
+        return task
+
+
+def test_a_worker_whose_construction_hangs_is_a_clear_error(ray_local):
+    from harness.executor import WorkerStartupError
+
+    executor = RayExecutor(1, timeout_s=5.0, chunk_size=1, retries=1, startup_timeout_s=1.0)
+    try:
+        with pytest.raises(WorkerStartupError, match=r"did not finish starting \(building its twin and plug-ins\) within 1 s, 2 times"):
+            list(executor.map(_HangsOnStart, [0.1, 0.2]))
+    finally:
+        executor.close()
+
+
 def test_more_workers_than_cpus_warns_and_uses_the_cpus(ray_local):
     with pytest.warns(RuntimeWarning, match="64 workers asked for but the Ray cluster has 2 CPUs; using 2"):
         executor = RayExecutor(64, timeout_s=2.0, chunk_size=1)
@@ -105,9 +126,9 @@ def test_a_uri_library_reads_like_its_directory():
 
 
 def test_workers_that_cannot_open_the_library_get_scenarios_through_the_object_store(tmp_path):
-    """Two-node cluster; the library is renamed away once the driver has read it (before any
-    variant runs), so workers can only have their scenarios from the object store; the results
-    equal the sequential run's on the library in place."""
+    """Two-node cluster whose worker processes cannot open the library (any attempt raises, as on
+    a node without the driver's disk; the driver reads it lazily, as it plans), so workers can
+    only have their scenarios from the object store; the results equal the sequential run's."""
     script = textwrap.dedent(
         f"""
         import json, shutil
@@ -116,13 +137,13 @@ def test_workers_that_cannot_open_the_library_get_scenarios_through_the_object_s
         import ray
         from ray.cluster_utils import Cluster
         from harness.config import parse_suite
-        from harness.executor import EXECUTORS, RayExecutor
+        from harness.executor import EXECUTORS, RayExecutor, _ActorBody
         from harness.runner import run_suite
         from harness.worker import ShippedTask
-        from scenarios.library import sample_path
+        from scenarios.library import ScenarioLibrary, sample_path
 
         tmp = Path({str(tmp_path)!r})
-        lib, hidden = tmp / "lib", tmp / "lib-hidden"
+        lib = tmp / "lib"
         shutil.copytree(sample_path(), lib)
         cfg = parse_suite({{"suite": {{"name": "ship"}}, "scenarios": {{"sources": [str(lib)], "ids": {IDS!r}}},
                             "mutations": [{{"name": "lead_brake", "operator": "lead_brake", "variants": 2,
@@ -131,14 +152,49 @@ def test_workers_that_cannot_open_the_library_get_scenarios_through_the_object_s
         sequential = run_suite(cfg, out=tmp / "seq", executor="sequential", progress=False)
 
         seen = {{}}
+        root = str(lib.resolve())
+
+        def blind():
+            # this process cannot open the library (as on a node without the driver's disk)
+            from scenarios.library import store
+
+            original = store.ScenarioLibrary.__init__
+
+            def refuse(self, path, *args, **kwargs):
+                if str(path).startswith(root):
+                    raise FileNotFoundError(f"{{path}}: no such directory on this node")
+                original(self, path, *args, **kwargs)
+
+            store.ScenarioLibrary.__init__ = refuse
+
+        class BlindBody(_ActorBody):
+            def __init__(self, *args):
+                blind()
+                super().__init__(*args)
+
+            def probe(self):
+                try:
+                    ScenarioLibrary(root)
+                    return "opened"
+                except FileNotFoundError:
+                    return "refused"
 
         class HidingExecutor(RayExecutor):
-            def map(self, factory, tasks):
-                if lib.exists():
-                    lib.rename(hidden)
-                seen["shipped"] = seen.get("shipped", 0) + sum(isinstance(t, ShippedTask) for t in tasks)
-                seen["lib_exists"] = lib.exists()
-                yield from super().map(factory, tasks)
+            # actors blind to the library; counts the tasks that carry their scenario
+
+            def _actor_class(self):
+                return ray.remote(num_cpus=1, max_restarts=0)(BlindBody)
+
+            def map(self, factory, tasks, total=None):
+                def counted():  # tasks are drawn lazily: count them as they go
+                    for task in tasks:
+                        seen["shipped"] = seen.get("shipped", 0) + isinstance(task, ShippedTask)
+                        yield task
+                if "probe" not in seen:  # a CPU-less actor of the same body, asked to open the library
+                    prober = ray.remote(num_cpus=0)(BlindBody).remote(factory, 1.0)
+                    seen["probe"] = ray.get(prober.probe.remote(), timeout=120)
+                    ray.kill(prober)
+                yield from super().map(factory, counted(), total)
 
         EXECUTORS.decorator("hiding")(lambda workers=0, **options: HidingExecutor(workers, **options))
         cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "include_dashboard": False}})
@@ -152,7 +208,7 @@ def test_workers_that_cannot_open_the_library_get_scenarios_through_the_object_s
         pd.testing.assert_frame_equal(m1, m0)
         alive = len([n for n in ray.nodes() if n["Alive"]])
         print(json.dumps({{"variants": shipped.num_variants, "errors": shipped.num_errors, "nodes": alive,
-                          "shipped": seen["shipped"], "lib_exists": seen["lib_exists"],
+                          "shipped": seen["shipped"], "probe": seen["probe"],
                           "manifest_shipped": shipped.manifest["scenarios_shipped"],
                           "seq_variants": sequential.num_variants, "rejected": sum(shipped.rejected.values()),
                           "seq_rejected": sum(sequential.rejected.values())}}))
@@ -160,11 +216,11 @@ def test_workers_that_cannot_open_the_library_get_scenarios_through_the_object_s
         cluster.shutdown()
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=500)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     line = done.stdout.strip().splitlines()[-1]
     # 3 originals + 6 lead_brake variants, all 9 shipped; 5 are rejected (no lead car) on the workers
-    expected = ('"variants": 4, "errors": 0, "nodes": 2, "shipped": 9, "lib_exists": false, "manifest_shipped": 3, '
+    expected = ('"variants": 4, "errors": 0, "nodes": 2, "shipped": 9, "probe": "refused", "manifest_shipped": 3, '
                 '"seq_variants": 4, "rejected": 5, "seq_rejected": 5')
     assert expected in line, line
 
