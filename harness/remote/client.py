@@ -2,7 +2,9 @@
 
 It is a policy like the baselines (``reset(context)``, ``act(observation)``), so the env, the
 rollout loop and the runner drive it unchanged. Lock-step by default: each ``act`` waits for the
-planner's reply to this step, so a run is as deterministic as the planner. With
+planner's reply to this step, so a run is as deterministic as the planner. Lock-step messages go
+on one ``Session`` call (``SessionStream``), opened at the first reset and kept for the episodes
+after it; a planner without that rpc is driven with the unary ``Reset``/``Step``/``Close``. With
 ``realtime_factor`` > 0 the steps are paced to the wall clock (one step every
 ``dt / realtime_factor`` seconds) and a reply later than its step's end is a deadline miss: the
 twin executes the previous command (``fallback="previous"``) or brakes (``"brake"``).
@@ -15,6 +17,8 @@ variant fails with that message); an unreachable, dead or silent planner raises 
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -37,6 +41,76 @@ MAP_CACHE_SIZE = 8
 CHANNEL_OPTIONS = [("grpc.optimization_target", "latency")]
 #: gRPC codes that mean the planner is gone or hung, not that it answered badly.
 _LOST_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
+
+
+class SessionStream:
+    """One ``Session`` call: each ``ask`` writes a request and waits for its reply.
+
+    The call outlives episodes (Reset, Steps, Close, Reset, ...). A reply not there within the
+    ``ask``'s timeout has the call cancelled (by a watchdog thread that wakes a few times per
+    timeout, not once per step) and raises ``PlannerLost``, as a unary call past its deadline.
+    ``unimplemented`` is set when the planner has no ``Session`` rpc (its first reply says so).
+
+    Args:
+        stub: the ``PlannerStub`` of the planner's channel.
+        describe: names the planner in error messages (called only on an error).
+    """
+
+    def __init__(self, stub: Any, describe: Any) -> None:
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._call = stub.Session(iter(self._requests.get, None))
+        self._describe = describe
+        self._due = math.inf  # perf_counter time the pending reply is due by
+        self._timeout = 0.0
+        self._overdue = False
+        self._closed = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self.unimplemented = False
+        self.broken = False
+
+    def ask(self, request: Any, timeout: float, what: str) -> Any:
+        """The reply to ``request`` (a ``SessionRequest``); ``PlannerLost`` past ``timeout`` [s] or when the call breaks."""
+        if self.broken:
+            raise PlannerLost(f"{what}: the session with {self._describe()} was lost earlier")
+        if self._watchdog is None or timeout != self._timeout:
+            self._arm(timeout)
+        self._due = time.perf_counter() + timeout
+        self._requests.put(request)
+        try:
+            reply = next(self._call)
+        except StopIteration:
+            self.broken = True
+            raise PlannerLost(f"{what}: {self._describe()} ended the session call") from None
+        except grpc.RpcError as exc:
+            self.broken = True
+            code = exc.code() if hasattr(exc, "code") else None
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                self.unimplemented = True
+            if self._overdue:
+                raise PlannerLost(f"{what}: {self._describe()} did not reply within {timeout:g} s (hung)") from None
+            raise exc
+        finally:
+            self._due = math.inf
+        return reply
+
+    def _arm(self, timeout: float) -> None:
+        self._timeout = timeout
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, name="drivetwin-session-watchdog", daemon=True)
+            self._watchdog.start()
+
+    def _watch(self) -> None:
+        while not self._closed.wait(min(max(self._timeout / 8, 0.01), 1.0)):
+            if time.perf_counter() > self._due:
+                self._overdue = self.broken = True
+                self._call.cancel()
+                return
+
+    def close(self) -> None:
+        """End the call (the planner sees the end of its requests) and stop the watchdog."""
+        self._closed.set()
+        self._requests.put(None)
+        self._call.cancel()
 
 
 class RemotePolicy:
@@ -92,6 +166,8 @@ class RemotePolicy:
         self._previous: Any = None
         self._wall0 = 0.0
         self._maps: LRU = LRU(MAP_CACHE_SIZE)
+        self._stream: SessionStream | None = None
+        self._unary = False  # the planner has no Session rpc: unary calls only
 
     # --- connection ----------------------------------------------------------------------
     @property
@@ -132,6 +208,7 @@ class RemotePolicy:
             self._claim.claim()
         address = self.address
         if self._stub is None or self._channel_address != address:
+            self._drop_stream()
             if self._channel is not None:
                 self._channel.close()
             self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
@@ -140,11 +217,39 @@ class RemotePolicy:
 
     def restart(self) -> None:
         """After ``PlannerLost``: stop a planner process (the next reset starts a fresh one) and reconnect."""
+        self._drop_stream()
         if self._process is not None:
             self._process.stop()
         if self._channel is not None:
             self._channel.close()
         self._channel, self._stub, self._open_t_us = None, None, None
+        self._unary = False  # a restarted planner may be another build
+
+    def _drop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def _ask(self, kind: str, message: Any, unary: Any, timeout: float, what: str) -> Any:
+        """The reply to ``message`` on the session stream (``SessionRequest.<kind>``), or by the
+        unary ``unary`` rpc when the planner has no ``Session`` rpc."""
+        if not self._unary:
+            if self._stream is None or self._stream.broken:
+                self._drop_stream()
+                self._stream = SessionStream(self._stub, self._where)
+            try:
+                reply = self._stream.ask(pb.SessionRequest(**{kind: message}), timeout, what)
+            except grpc.RpcError as exc:
+                if not self._stream.unimplemented:
+                    raise self._lost_or_error(exc, what) from None
+                self._drop_stream()
+                self._unary = True
+            else:
+                if reply.WhichOneof("reply") != kind:
+                    self._drop_stream()
+                    raise RemoteError(f"{what}: the planner answered a {kind} with a {reply.WhichOneof('reply') or 'empty'} session reply")
+                return getattr(reply, kind)
+        return self._call(unary, message, timeout, what)
 
     def _call(self, method: Any, request: Any, timeout: float, what: str) -> Any:
         try:
@@ -171,7 +276,10 @@ class RemotePolicy:
         facts = protocol.episode_facts(scenario_info)
         init = protocol.scenario_init(facts, self.session, facts.seed, self._maps)
         what = f"Reset of {facts.scenario.id}"
-        reply = self._call(stub.Reset, init, self.step_timeout_s, what)
+        if self.realtime_factor > 0:
+            reply = self._call(stub.Reset, init, self.step_timeout_s, what)
+        else:
+            reply = self._ask("reset", init, stub.Reset, self.step_timeout_s, what)
         protocol.check_reply(reply, facts.t0_us, what)
         self._facts, self._open_t_us = facts, facts.t0_us
         self._latencies, self._misses, self._previous = [], 0, None
@@ -181,18 +289,34 @@ class RemotePolicy:
         facts = self._facts
         if facts is None:
             raise RuntimeError("RemotePolicy.act before reset")
-        msg = protocol.observation(facts, self.session, observation)
+        if self.realtime_factor > 0:
+            msg = protocol.observation(facts, self.session, observation)
+            self._open_t_us = msg.t_us
+            return self._act_realtime(msg, f"step {msg.step} (t_us={msg.t_us})")
+        request = pb.SessionRequest()
+        msg = protocol.observation(facts, self.session, observation, request.step)  # built in place: no copy
         what = f"step {msg.step} (t_us={msg.t_us})"
         self._open_t_us = msg.t_us
-        if self.realtime_factor > 0:
-            return self._act_realtime(msg, what)
         start = time.perf_counter()
-        reply = self._call(self._stub.Step, msg, self.step_timeout_s, what)
+        reply = self._step_lockstep(request, msg, what)
         self._latencies.append(time.perf_counter() - start)
         protocol.check_reply(reply, msg.t_us, what)
         action = protocol.decode_command(reply, facts.action_type, facts.action_space, what)
         self._previous = action
         return action
+
+    def _step_lockstep(self, request: Any, msg: Any, what: str) -> Any:
+        stream = self._stream
+        if stream is None or self._unary:
+            return self._ask("step", msg, self._stub.Step, self.step_timeout_s, what)
+        try:
+            reply = stream.ask(request, self.step_timeout_s, what)
+        except grpc.RpcError as exc:
+            raise self._lost_or_error(exc, what) from None
+        if reply.WhichOneof("reply") != "step":
+            self._drop_stream()
+            raise RemoteError(f"{what}: the planner answered a step with a {reply.WhichOneof('reply') or 'empty'} session reply")
+        return reply.step
 
     def _act_realtime(self, msg: Any, what: str) -> Any:
         facts = self._facts
@@ -230,9 +354,14 @@ class RemotePolicy:
         if self._open_t_us is None:
             return
         t_us, self._open_t_us = self._open_t_us, None
+        request = pb.CloseRequest(session=self.session, t_us=t_us)
+        timeout = min(self.step_timeout_s, 5.0)
         try:
-            stub.Close(pb.CloseRequest(session=self.session, t_us=t_us), timeout=min(self.step_timeout_s, 5.0))
-        except grpc.RpcError:
+            if self._stream is not None and not self._stream.broken and not self._unary:
+                self._ask("close", request, stub.Close, timeout, "Close")
+            else:
+                stub.Close(request, timeout=timeout)
+        except (grpc.RpcError, RemoteError):
             pass  # the episode is over either way; a dead planner shows at the next Reset
 
     def close(self) -> None:
