@@ -17,7 +17,6 @@ variant fails with that message); an unreachable, dead or silent planner raises 
 from __future__ import annotations
 
 import math
-import queue
 import threading
 import time
 import uuid
@@ -32,13 +31,15 @@ from harness.remote._proto import planner_pb2 as pb
 from harness.remote._proto import planner_pb2_grpc as pb_grpc
 from harness.remote.process import AddressClaim, PlannerProcess
 from harness.remote.protocol import PlannerLost, RemoteError
+from harness.remote.stream import open_session
 from scenarios.common import LRU
 
 FALLBACKS = ("previous", "brake")
 #: Scenarios whose map near the route is kept for the next episode.
 MAP_CACHE_SIZE = 8
 #: One step is a small request answered at once: tune the channel for latency.
-CHANNEL_OPTIONS = [("grpc.optimization_target", "latency")]
+#: No bandwidth probes (a ping per burst read) and no retry buffering of stream messages.
+CHANNEL_OPTIONS = [("grpc.optimization_target", "latency"), ("grpc.http2.bdp_probe", 0), ("grpc.enable_retries", 0)]
 #: gRPC codes that mean the planner is gone or hung, not that it answered badly.
 _LOST_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
 
@@ -52,13 +53,14 @@ class SessionStream:
     ``unimplemented`` is set when the planner has no ``Session`` rpc (its first reply says so).
 
     Args:
-        stub: the ``PlannerStub`` of the planner's channel.
+        channel: the planner's channel.
         describe: names the planner in error messages (called only on an error).
+        threaded: use grpcio's public stream API (``stream.ThreadedSessionCall``), not the
+            single-threaded call.
     """
 
-    def __init__(self, stub: Any, describe: Any) -> None:
-        self._requests: queue.SimpleQueue = queue.SimpleQueue()
-        self._call = stub.Session(iter(self._requests.get, None))
+    def __init__(self, channel: grpc.Channel, describe: Any, threaded: bool = False) -> None:
+        self._call = open_session(channel, threaded)
         self._describe = describe
         self._due = math.inf  # perf_counter time the pending reply is due by
         self._timeout = 0.0
@@ -69,29 +71,25 @@ class SessionStream:
         self.broken = False
 
     def ask(self, request: Any, timeout: float, what: str) -> Any:
-        """The reply to ``request`` (a ``SessionRequest``); ``PlannerLost`` past ``timeout`` [s] or when the call breaks."""
+        """The ``SessionReply`` to ``request`` (a ``SessionRequest``); ``PlannerLost`` past
+        ``timeout`` [s], ``grpc.RpcError`` when the call fails."""
         if self.broken:
             raise PlannerLost(f"{what}: the session with {self._describe()} was lost earlier")
         if self._watchdog is None or timeout != self._timeout:
             self._arm(timeout)
         self._due = time.perf_counter() + timeout
-        self._requests.put(request)
         try:
-            reply = next(self._call)
-        except StopIteration:
-            self.broken = True
-            raise PlannerLost(f"{what}: {self._describe()} ended the session call") from None
+            reply = self._call.exchange(request.SerializeToString())
         except grpc.RpcError as exc:
             self.broken = True
-            code = exc.code() if hasattr(exc, "code") else None
-            if code == grpc.StatusCode.UNIMPLEMENTED:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 self.unimplemented = True
             if self._overdue:
                 raise PlannerLost(f"{what}: {self._describe()} did not reply within {timeout:g} s (hung)") from None
-            raise exc
+            raise
         finally:
             self._due = math.inf
-        return reply
+        return pb.SessionReply.FromString(reply)
 
     def _arm(self, timeout: float) -> None:
         self._timeout = timeout
@@ -109,8 +107,7 @@ class SessionStream:
     def close(self) -> None:
         """End the call (the planner sees the end of its requests) and stop the watchdog."""
         self._closed.set()
-        self._requests.put(None)
-        self._call.cancel()
+        self._call.close()
 
 
 class RemotePolicy:
@@ -168,6 +165,8 @@ class RemotePolicy:
         self._maps: LRU = LRU(MAP_CACHE_SIZE)
         self._stream: SessionStream | None = None
         self._unary = False  # the planner has no Session rpc: unary calls only
+        #: Drive the Session call through grpcio's public stream API (threads), not on the caller's thread.
+        self.threaded_stream = False
 
     # --- connection ----------------------------------------------------------------------
     @property
@@ -236,7 +235,7 @@ class RemotePolicy:
         if not self._unary:
             if self._stream is None or self._stream.broken:
                 self._drop_stream()
-                self._stream = SessionStream(self._stub, self._where)
+                self._stream = SessionStream(self._channel, self._where, self.threaded_stream)
             try:
                 reply = self._stream.ask(pb.SessionRequest(**{kind: message}), timeout, what)
             except grpc.RpcError as exc:

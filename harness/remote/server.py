@@ -125,6 +125,8 @@ class PolicyServicer(pb_grpc.PlannerServicer):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a SessionRequest carries none of reset, step, close")
 
 
+#: No bandwidth probes (a ping per burst read): each step is one small message each way.
+SERVER_OPTIONS = [("grpc.so_reuseport", 0), ("grpc.optimization_target", "latency"), ("grpc.http2.bdp_probe", 0)]
 #: Most calls served at once. An open ``Session`` call holds one thread (threads start on demand),
 #: so this bounds the drivetwin workers one server can drive concurrently.
 MAX_CALLS = 256
@@ -132,7 +134,7 @@ MAX_CALLS = 256
 
 def make_server(servicer: pb_grpc.PlannerServicer, port: int = 0, host: str = "127.0.0.1", threads: int = MAX_CALLS) -> tuple[grpc.Server, int]:
     """A started gRPC server for ``servicer`` on ``host:port`` (0: a free port) and its port."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=[("grpc.so_reuseport", 0), ("grpc.optimization_target", "latency")])
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=SERVER_OPTIONS)
     pb_grpc.add_PlannerServicer_to_server(servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
