@@ -35,6 +35,9 @@ from harness.remote.stream import open_session
 from scenarios.common import LRU
 
 FALLBACKS = ("previous", "brake")
+#: How lock-step messages travel: on one Session call driven on the caller's thread, on one
+#: Session call through grpcio's public stream API, or one unary call each.
+SESSION_CALLS = ("inline", "threaded", "off")
 #: Scenarios whose map near the route is kept for the next episode.
 MAP_CACHE_SIZE = 8
 #: One step is a small request answered at once: tune the channel for latency.
@@ -123,6 +126,7 @@ class RemotePolicy:
         realtime_factor: 0 for lock-step; else wall-clock pacing (1.0: real time).
         fallback: on a deadline miss, "previous" (the last command; braking before the first) or "brake".
         step_timeout_s: lock-step: the longest wait for one reply before the planner counts as hung [s].
+        session_call: lock-step transport, one of ``SESSION_CALLS`` ("off": unary calls only).
         log_dir: where planner processes write their logs and address claims their locks.
         cwd: working directory of planner processes.
     """
@@ -137,6 +141,7 @@ class RemotePolicy:
         realtime_factor: float = 0.0,
         fallback: str = "previous",
         step_timeout_s: float = 60.0,
+        session_call: str = "inline",
         log_dir: str = "",
         cwd: str = "",
     ) -> None:
@@ -146,6 +151,8 @@ class RemotePolicy:
             raise ValueError(f"realtime_factor must be >= 0, got {realtime_factor}")
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+        if session_call not in SESSION_CALLS:
+            raise ValueError(f"session_call must be one of {SESSION_CALLS}, got {session_call!r}")
         self._address, self._claim = address, AddressClaim(addresses, log_dir) if addresses else None
         self._process = PlannerProcess(command, log_dir, cwd) if command else None
         self._name = name
@@ -164,9 +171,8 @@ class RemotePolicy:
         self._wall0 = 0.0
         self._maps: LRU = LRU(MAP_CACHE_SIZE)
         self._stream: SessionStream | None = None
-        self._unary = False  # the planner has no Session rpc: unary calls only
-        #: Drive the Session call through grpcio's public stream API (threads), not on the caller's thread.
-        self.threaded_stream = False
+        self.session_call = session_call
+        self._unary = session_call == "off"  # or the planner has no Session rpc: unary calls only
 
     # --- connection ----------------------------------------------------------------------
     @property
@@ -193,6 +199,14 @@ class RemotePolicy:
         if self._process is not None:
             return self._process.address
         return self._claim.address if self._claim is not None else self._address
+
+    @property
+    def transport(self) -> str:
+        """How the last lock-step messages travelled: "session" (one Session call), "unary"
+        (the planner has no Session rpc, or ``session_call="off"``), "" before any."""
+        if self._unary:
+            return "unary"
+        return "session" if self._stream is not None else ""
 
     def _where(self) -> str:
         where = f"planner {self.address or self._name}"
@@ -222,7 +236,7 @@ class RemotePolicy:
         if self._channel is not None:
             self._channel.close()
         self._channel, self._stub, self._open_t_us = None, None, None
-        self._unary = False  # a restarted planner may be another build
+        self._unary = self.session_call == "off"  # a restarted planner may be another build
 
     def _drop_stream(self) -> None:
         if self._stream is not None:
@@ -235,7 +249,7 @@ class RemotePolicy:
         if not self._unary:
             if self._stream is None or self._stream.broken:
                 self._drop_stream()
-                self._stream = SessionStream(self._channel, self._where, self.threaded_stream)
+                self._stream = SessionStream(self._channel, self._where, self.session_call == "threaded")
             try:
                 reply = self._stream.ask(pb.SessionRequest(**{kind: message}), timeout, what)
             except grpc.RpcError as exc:
