@@ -149,8 +149,8 @@ def main() -> int:
     print(f"scenario {scenario.id}: {scenario.num_agents} agents, {env.unwrapped.plan.log.num_steps} steps; policy {args.policy!r}; "
           f"{args.episodes} episodes of each; load average {load0:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"rollouts identical to in process over every transport: {same}; the policy's own act in process: median {np.median(act_ms):.3f} ms")
-    print(f"{"lock-step transport":40s} {'steps/s':>8s} {'x slower':>8s} {'(paired)':>8s} {'rt p50':>7s} {'rt p99':>7s} {'twin CPU':>8s} {'server':>7s} [us/step]")
-    print(f"{"in process":40s} {inp:8,.0f} {1:8.2f} {1:8.2f} {'':7s} {'':7s} {cpu['in'][0] / steps * 1e6:8.0f} {'':7s}")
+    print(f"{'lock-step transport':40s} {'steps/s':>8s} {'x slower':>8s} {'(paired)':>8s} {'rt p50':>7s} {'rt p99':>7s} {'twin CPU':>8s} {'server':>7s} [us/step]")
+    print(f"{'in process':40s} {inp:8,.0f} {1:8.2f} {1:8.2f} {'':7s} {'':7s} {cpu['in'][0] / steps * 1e6:8.0f} {'':7s}")
     for form in FORMS:
         rem = statistics.median(rates[form])
         paired = statistics.median(x / y for x, y in zip(rates["in"], rates[form]))
