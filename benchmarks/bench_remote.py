@@ -136,7 +136,7 @@ def main() -> int:
         for _ in range(n):
             protocol.decode_command(command, facts.action_type, facts.action_space, "")
         decode_us = (time.perf_counter() - t) / n * 1e6
-        transport = type(remotes["inline"]._stream._call).__name__ if remotes["inline"]._stream else "unary"
+        transport = remotes["inline"].transport
         for remote in remotes.values():
             remote.close()
     finally:
@@ -155,7 +155,7 @@ def main() -> int:
         rem = statistics.median(rates[form])
         paired = statistics.median(x / y for x, y in zip(rates["in"], rates[form]))
         ms = np.asarray(rtts[form]) * 1e3
-        label = {"inline": f"Session, caller's thread ({transport})", "threaded": "Session, grpcio stream API", "off": "unary Step per step"}[form]
+        label = {"inline": f"Session call, twin's thread ({transport})", "threaded": "Session call, grpcio stream API", "off": "unary Step per step"}[form]
         print(f"{label:40s} {rem:8,.0f} {inp / rem:8.2f} {paired:8.2f} {np.median(ms):7.3f} {np.percentile(ms, 99):7.3f} "
               f"{cpu[form][0] / steps * 1e6:8.0f} {cpu[form][1] / steps * 1e6:7.0f}")
     rem = statistics.median(rates["inline"])

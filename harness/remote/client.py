@@ -31,7 +31,7 @@ from harness.remote._proto import planner_pb2 as pb
 from harness.remote._proto import planner_pb2_grpc as pb_grpc
 from harness.remote.process import AddressClaim, PlannerProcess
 from harness.remote.protocol import PlannerLost, RemoteError
-from harness.remote.stream import open_session
+from harness.remote.stream import ThreadedSessionCall, open_session
 from scenarios.common import LRU
 
 FALLBACKS = ("previous", "brake")
@@ -64,6 +64,7 @@ class SessionStream:
 
     def __init__(self, channel: grpc.Channel, describe: Any, threaded: bool = False) -> None:
         self._call = open_session(channel, threaded)
+        self.threaded = isinstance(self._call, ThreadedSessionCall)
         self._describe = describe
         self._due = math.inf  # perf_counter time the pending reply is due by
         self._timeout = 0.0
@@ -202,11 +203,14 @@ class RemotePolicy:
 
     @property
     def transport(self) -> str:
-        """How the last lock-step messages travelled: "session" (one Session call), "unary"
-        (the planner has no Session rpc, or ``session_call="off"``), "" before any."""
+        """How the last lock-step messages travelled: "session" (one Session call on the twin's
+        thread), "session-threads" (one Session call through grpcio's stream API), "unary" (the
+        planner has no Session rpc, or ``session_call="off"``), "" before any."""
         if self._unary:
             return "unary"
-        return "session" if self._stream is not None else ""
+        if self._stream is None:
+            return ""
+        return "session-threads" if self._stream.threaded else "session"
 
     def _where(self) -> str:
         where = f"planner {self.address or self._name}"
