@@ -31,7 +31,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if not paths:
         print("drivetwin import: no importable files found in the given sources", file=sys.stderr)
         return 1
-    options = {"egos": args.egos, "window_s": args.window_s, "min_ego_duration_s": args.min_ego_s}
+    options = {
+        "egos": args.egos, "window_s": args.window_s, "min_ego_duration_s": args.min_ego_s,
+        "min_ego_travel_m": args.min_ego_travel_m,
+    }
     with tqdm(total=len(paths), unit="file", disable=args.quiet or None, file=sys.stderr) as bar:
 
         def report(outcome) -> None:
@@ -392,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--egos", choices=("logged", "vehicles"), default="logged", help="the logged ego, or every vehicle")
     p.add_argument("--window-s", type=float, default=None, metavar="S", help="cut long logs into S-second scenarios")
     p.add_argument("--min-ego-s", type=float, default=2.0, metavar="S", help="least time [s] an ego must be observed")
+    p.add_argument(
+        "--min-ego-travel-m", type=float, default=5.0, metavar="M",
+        help="with --egos vehicles: least distance [m] a vehicle must drive to be an ego (0 keeps parked cars)",
+    )
     p.add_argument("--workers", type=int, default=1, metavar="N", help="files read in parallel by N Ray workers (0: one per CPU)")
     p.add_argument("--address", default="", metavar="ADDR", help="read on this Ray cluster (sources on a path every node reads)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

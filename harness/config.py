@@ -81,6 +81,8 @@ class ScenariosConfig:
         egos: "logged" or "vehicles" (every vehicle of each log as its own ego).
         window_s: cut raw logs longer than this into windows [s]; 0 keeps them whole.
         min_ego_duration_s: least time an ego must be observed [s].
+        min_ego_travel_m: with ``egos = "vehicles"``, least distance a vehicle must get from
+            where it is first seen to be an ego [m] (5 m: parked cars are not egos; 0 keeps them).
         datasets, tags, ids: keep only these (empty: all).
         limit: at most this many scenarios, in id order (0: all).
     """
@@ -89,6 +91,7 @@ class ScenariosConfig:
     egos: Egos = Egos.LOGGED
     window_s: float = 0.0
     min_ego_duration_s: float = 2.0
+    min_ego_travel_m: float = 5.0
     datasets: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     ids: tuple[str, ...] = ()
@@ -102,6 +105,8 @@ class ScenariosConfig:
             value = getattr(self, key)
             if not (math.isfinite(value) and value >= 0):
                 raise _invalid(f"scenarios.{key}", f"must be a finite number of seconds >= 0, got {value}")
+        if not (math.isfinite(self.min_ego_travel_m) and 0 <= self.min_ego_travel_m < 1e6):
+            raise _invalid("scenarios.min_ego_travel_m", f"must be a distance in [0, 1e6) m, got {self.min_ego_travel_m}")
         if self.limit < 0:
             raise _invalid("scenarios.limit", f"must not be negative (0: all), got {self.limit}")
 

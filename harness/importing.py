@@ -138,7 +138,7 @@ def import_files(
     """Import ``paths`` into the library at ``library_root`` (created if missing).
 
     Args:
-        options: ``scenarios.load`` keyword arguments (egos, window_s, min_ego_duration_s).
+        options: ``scenarios.load`` keyword arguments (egos, window_s, min_ego_duration_s, min_ego_travel_m).
         workers: 1 reads in this process; more runs Ray tasks on that many CPUs (0: all that
             Ray sees); a cluster when ``address`` is given.
         on_outcome: called with each file's outcome once it is in the library (or failed), in

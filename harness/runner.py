@@ -113,6 +113,7 @@ def resolve_sources(config: SuiteConfig, run_dir: Path) -> list[str]:
             "egos": config.scenarios.egos.value,
             "window_s": config.scenarios.window_s or None,
             "min_ego_duration_s": config.scenarios.min_ego_duration_s,
+            "min_ego_travel_m": config.scenarios.min_ego_travel_m,
         }
         files = list(iter_sources([str(p) for p in raw]))
         for outcome in load_many(files, **options):

@@ -31,7 +31,8 @@ unless ``config.sim_dt_s`` says otherwise):
    bounding circles reach the ego's for the kinematic ego, the contacts of every physics
    substep for a model that steps the physics (``EgoDynamics.steps_physics``); off-road from
    rays cast down at the ego's four corners;
-5. reward, termination (collision, off-road, goal) and truncation (the log's end, ``max_steps``).
+5. reward, termination (collision, off-road where the logged ego stayed on the road, goal) and
+   truncation (the end of the ego's log, ``max_steps``).
 
 Reuse: the client lives as long as the env. With a kinematic ego the road and the agent boxes
 are kept across resets (rebuilt only for another map or other box sizes), since the engine is
@@ -177,7 +178,7 @@ ReactiveAgents.from_plan(plan) if plan.reactive_rows.size else None
         self.ego = self.dynamics.state
         self.k = 0
         self._fifo = deque(plan.prefill)
-        s_total = plan.num_steps
+        s_total = plan.ego_end  # a vehicle ego whose track ends before the log does ends there
         limit = s_total if cfg.max_steps is None else min(s_total, cfg.max_steps + 1)
         self._last_step = limit - 1
         self._truncate_reason = "log_end" if limit == s_total else "truncated"
@@ -201,6 +202,7 @@ ReactiveAgents.from_plan(plan) if plan.reactive_rows.size else None
         self._touching = {c.row for c in contacts}
         self._prev_present = self._present.copy()
         self._was_on_road = not offroad
+        self._log_off: np.ndarray | None = None  # where the logged ego left the road (``_log_off_road_near``)
         self._done = False
         self._publish()
         obs = self.sensors.observe(self._twin, self.np_random)
@@ -235,7 +237,7 @@ ReactiveAgents.from_plan(plan) if plan.reactive_rows.size else None
         self._s, self._lat = s, lat
         goal = plan.has_goal and s >= plan.goal_s - cfg.goal_tolerance_m
         collision = self._new_collisions(contacts)
-        left_road = offroad and self._was_on_road
+        left_road = offroad and self._was_on_road and not self._log_off_road_near(ego.x, ego.y)
         self._was_on_road = self._was_on_road or not offroad
         terms = reward_terms(cfg.reward, progress, collision, offroad, goal, ego)
         reward = float(sum(terms.values()))
@@ -373,6 +375,32 @@ ReactiveAgents.from_plan(plan) if plan.reactive_rows.size else None
         self.world.sync(state, present & (d2 < self._sync_reach2))
         candidates = np.flatnonzero(present & (d2 < self._contact_reach2))
         return self.world.contacts(candidates, ego_vel, state)
+
+    def _log_off_road_near(self, x: float, y: float) -> bool:
+        """Whether the logged ego itself had a corner off the road within one ego length of
+        (x, y) (local frame) [m]: leaving the road where the log did (a corner cut in a turn, a
+        parking lot the map does not cover) ends no episode; the evaluators judge it against the
+        log. The log's corners are ray-cast once, the first time an episode leaves the road."""
+        plan = self.plan
+        if self._log_off is None:
+            log = plan.ego_log[: plan.ego_end]
+            p = plan.params
+            c, s = np.cos(log[:, 2]), np.sin(log[:, 2])
+            fx, fy, lx, ly = 0.5 * p.length * c, 0.5 * p.length * s, -0.5 * p.width * s, 0.5 * p.width * c
+            corners = np.stack([
+                np.column_stack([log[:, 0] + sx * fx + sl * lx, log[:, 1] + sx * fy + sl * ly])
+                for sx, sl in ((1, 1), (1, -1), (-1, -1), (-1, 1))
+            ], axis=1)  # (S, 4, 2)
+            on = np.concatenate([
+                self.world.ground_under([tuple(q) for q in chunk])
+                for chunk in np.array_split(corners.reshape(-1, 2), max(1, len(corners) * 4 // 4096 + 1))
+            ]).reshape(-1, 4)
+            off = (4 - on.sum(axis=1)) >= self.config.offroad_min_corners
+            self._log_off = log[off, :2]
+        if not len(self._log_off):
+            return False
+        d2 = (self._log_off[:, 0] - x) ** 2 + (self._log_off[:, 1] - y) ** 2
+        return bool(d2.min() <= plan.params.length ** 2)
 
     def _corners_off(self) -> int:
         """How many of the ego's four corners are off the road (rays cast down)."""

@@ -53,6 +53,9 @@ class Plan:
         speed_limit: where the ego starts [m/s], NaN when the map has none.
         ego_row: the ego's track row; ``ego0`` its initial state; ``params`` its vehicle.
         ego_log: (S, 4) the logged ego's x, y, yaw, speed at every env step (gaps interpolated).
+        ego_end: the env steps the ego's log covers (its last valid step + 1): past it the log
+            shows nothing of the ego, nor of what the ego's sensors would have seen, so episodes
+            end there (``log_end``).
         sizes: (N, 3) length, width, height [m]; ``lw`` (2, N) length and width; ``half_diag``
             (N,) half diagonals [m]; ``types`` (N,) ``AgentType`` codes.
         reactive_rows: the rows that react (IDM); ``agents_mode`` "replay", "reactive" or "mixed".
@@ -78,6 +81,7 @@ class Plan:
     ego0: EgoState
     params: VehicleParams
     ego_log: np.ndarray
+    ego_end: int
     sizes: np.ndarray
     types: np.ndarray
     half_diag: np.ndarray
@@ -166,6 +170,7 @@ def compile_plan(scenario: Scenario, config: EnvConfig, geometry: RoadGeometry |
         ego0=ego0,
         params=params,
         ego_log=_frozen(ego_log),
+        ego_end=int(vs[-1]) + 1,
         sizes=_frozen(np.column_stack([tr.length, tr.width, tr.height])),
         types=_frozen(tr.agent_types.astype(np.int64)),
         half_diag=_frozen(0.5 * np.hypot(tr.length, tr.width)),

@@ -25,6 +25,10 @@ Egos = Literal["logged", "vehicles"]
 
 #: Shortest time [s] a vehicle must be observed to become an ego with ``egos="vehicles"``.
 DEFAULT_MIN_EGO_DURATION_S = 2.0
+#: With ``egos="vehicles"``, the least a vehicle must get from where it is first seen to be an
+#: ego [m] (``MIN_GOAL_PATH_M`` of the twin): a parked car has no drive to test a planner on, and
+#: the route the twin would give it is the twin's invention, not the log's.
+DEFAULT_MIN_EGO_TRAVEL_M = 5.0
 
 __all__ = [
     "Importer",
@@ -45,6 +49,7 @@ def load(
     egos: Egos = "logged",
     window_s: float | None = None,
     min_ego_duration_s: float = DEFAULT_MIN_EGO_DURATION_S,
+    min_ego_travel_m: float = DEFAULT_MIN_EGO_TRAVEL_M,
     format: str | None = None,
 ) -> list[Scenario]:
     """Read a real log file into scenarios.
@@ -54,11 +59,13 @@ def load(
             detected from the content unless ``format`` names it.
         egos: ``"logged"``: the recording vehicle is the ego (drone and roadside logs, which have
             none, take the vehicle observed longest; see ``pick_ego``). ``"vehicles"``: every
-            vehicle observed for at least ``min_ego_duration_s`` is the ego of its own scenario,
+            vehicle observed for at least ``min_ego_duration_s`` that gets at least
+            ``min_ego_travel_m`` from where it is first seen is the ego of its own scenario,
             whose id ends in ``.ego-<agent id>``.
         window_s: cut logs longer than this [s] into consecutive windows of this length, each a
             scenario whose id ends in ``.w<first step>``; a shorter tail is dropped.
         min_ego_duration_s: see ``egos`` [s]; also the least an ego must be seen in a window.
+        min_ego_travel_m: see ``egos`` [m] (0 keeps parked vehicles as egos).
         format: an importer's name, to skip detection.
 
     Raises:
@@ -66,7 +73,10 @@ def load(
             the file is read (a bug an input found) is a ScenarioError too, naming the file and the
             original exception's type, chained to it (``__cause__``).
     """
-    return list(iter_load(path, egos=egos, window_s=window_s, min_ego_duration_s=min_ego_duration_s, format=format))
+    return list(iter_load(
+        path, egos=egos, window_s=window_s, min_ego_duration_s=min_ego_duration_s, min_ego_travel_m=min_ego_travel_m,
+        format=format,
+    ))
 
 
 #: Formats whose files hold many logs, with a reader that yields them one at a time.
@@ -79,13 +89,14 @@ def iter_load(
     egos: Egos = "logged",
     window_s: float | None = None,
     min_ego_duration_s: float = DEFAULT_MIN_EGO_DURATION_S,
+    min_ego_travel_m: float = DEFAULT_MIN_EGO_TRAVEL_M,
     format: str | None = None,
 ) -> Iterator[Scenario]:
     """``load``, one scenario at a time: a Waymo shard of hundreds of scenarios is decoded as it is
     consumed, so memory stays bounded by one log. Options and errors as ``load``'s (an error
     may come after some scenarios have been yielded)."""
     try:
-        yield from _iter_load(path, egos, window_s, min_ego_duration_s, format)
+        yield from _iter_load(path, egos, window_s, min_ego_duration_s, min_ego_travel_m, format)
     except ScenarioError as exc:
         if str(path) in exc.source or _is_file(exc.source):  # names this file, or the map beside it
             raise
@@ -110,12 +121,15 @@ def unexpected_error(path: str | Path, exc: BaseException) -> ScenarioError:
 
 
 def _iter_load(
-    path: str | Path, egos: Egos, window_s: float | None, min_ego_duration_s: float, format: str | None
+    path: str | Path, egos: Egos, window_s: float | None, min_ego_duration_s: float, min_ego_travel_m: float,
+    format: str | None,
 ) -> Iterator[Scenario]:
     if egos not in ("logged", "vehicles"):
         raise ScenarioError(path, "egos", f"must be 'logged' or 'vehicles', got {egos!r}")
     if window_s is not None and not window_s > 0:
         raise ScenarioError(path, "window_s", f"must be positive, got {window_s}")
+    if not (isinstance(min_ego_travel_m, (int, float)) and 0 <= min_ego_travel_m < 1e6):
+        raise ScenarioError(path, "min_ego_travel_m", f"must be a distance in [0, 1e6) m, got {min_ego_travel_m!r}")
     path = Path(path)
     if format is None:
         importer = detect(path)
@@ -128,7 +142,7 @@ def _iter_load(
     for log in logs:
         scenes = _windows(log, window_s, min_ego_duration_s, importer.has_logged_ego) if window_s else [log]
         for scene in scenes:
-            yield from (_vehicle_egos(scene, min_ego_duration_s) if egos == "vehicles" else [scene])
+            yield from (_vehicle_egos(scene, min_ego_duration_s, min_ego_travel_m) if egos == "vehicles" else [scene])
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,21 +227,65 @@ def overlapping_rows(tracks: Tracks, rows: np.ndarray) -> np.ndarray:
     return np.asarray(bad, dtype=np.int64)
 
 
-def _vehicle_egos(scene: Scenario, min_ego_s: float) -> list[Scenario]:
-    """One scenario per vehicle observed long enough, except those whose logged box overlaps
-    another road user's (named in each scenario's provenance notes)."""
+#: A track's path and its logged speeds integrated over time may differ by this much [m], or by
+#: ``SPEED_PATH_RATIO`` of the path, before its velocities count as contradicting its positions.
+SPEED_PATH_TOLERANCE_M = 2.0
+SPEED_PATH_RATIO = 0.5
+
+
+def inconsistent_rows(tracks: Tracks, t_us: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Those of ``rows`` whose logged velocities contradict their positions: the distance the
+    boxes travel and the logged speed integrated over the same steps differ by more than
+    ``SPEED_PATH_TOLERANCE_M`` and ``SPEED_PATH_RATIO`` of it (a tracker that reports 0 m/s for a
+    box that drives 9 m forth and back, as some Argoverse 2 tracks do). A planner given such a
+    log as its ego is told to stand still where the log moves: no verdict on it would be fair."""
+    dt_s = np.diff(t_us.astype(np.float64)) / 1e6
+    valid = tracks.valid[rows]
+    both = valid[:, 1:] & valid[:, :-1]
+    moved = np.hypot(np.diff(tracks.x[rows], axis=1), np.diff(tracks.y[rows], axis=1))
+    speed = np.hypot(tracks.vx[rows], tracks.vy[rows])
+    logged = 0.5 * (speed[:, 1:] + speed[:, :-1]) * dt_s
+    path = np.where(both, moved, 0.0).sum(axis=1)
+    integral = np.where(both, logged, 0.0).sum(axis=1)
+    bad = np.abs(path - integral) > np.maximum(SPEED_PATH_TOLERANCE_M, SPEED_PATH_RATIO * path)
+    return np.asarray(rows[bad], dtype=np.int64)
+
+
+def travel_m(tracks: Tracks, rows: np.ndarray) -> np.ndarray:
+    """(len(rows),) how far each of ``rows`` gets from where it is first seen [m] (0 if never seen)."""
+    valid = tracks.valid[rows]
+    first = np.argmax(valid, axis=1)
+    x0 = tracks.x[rows, first][:, None]
+    y0 = tracks.y[rows, first][:, None]
+    far = np.where(valid, np.hypot(tracks.x[rows] - x0, tracks.y[rows] - y0), 0.0)
+    return far.max(axis=1, initial=0.0)
+
+
+def _vehicle_egos(scene: Scenario, min_ego_s: float, min_travel_m: float = DEFAULT_MIN_EGO_TRAVEL_M) -> list[Scenario]:
+    """One scenario per vehicle observed long enough that gets ``min_travel_m`` from where it is
+    first seen, except those whose logged box overlaps another road user's and those whose logged
+    speeds contradict their positions (each named in every scenario's provenance notes)."""
     min_steps = _steps_for(scene, min_ego_s)
     tracks = scene.tracks
     rows = np.flatnonzero((tracks.agent_types == AgentType.VEHICLE) & (tracks.valid.sum(axis=1) >= min_steps))
+    rows = rows[travel_m(tracks, rows) >= min_travel_m]
     overlapping = overlapping_rows(tracks, rows)
-    keep = np.setdiff1d(rows, overlapping)
+    inconsistent = np.setdiff1d(inconsistent_rows(tracks, scene.t_us, rows), overlapping)
+    keep = np.setdiff1d(rows, np.concatenate([overlapping, inconsistent]))
     provenance = scene.provenance
+    notes = [provenance.notes] if provenance.notes else []
     if overlapping.size:
-        note = (
+        notes.append(
             f"not used as egos: vehicles {tracks.agent_ids[overlapping].tolist()}, whose logged boxes overlap another "
             "road user's (duplicate tracks or label noise)"
         )
-        provenance = dataclasses.replace(provenance, notes="\n".join(n for n in (provenance.notes, note) if n))
+    if inconsistent.size:
+        notes.append(
+            f"not used as egos: vehicles {tracks.agent_ids[inconsistent].tolist()}, whose logged speeds contradict "
+            "their positions (the boxes move where the log says they stand, or the reverse)"
+        )
+    if len(notes) > (1 if provenance.notes else 0):
+        provenance = dataclasses.replace(provenance, notes="\n".join(notes))
     return [
         scene.replace(ego_index=int(row), id=scene.id + ego_suffix(tracks.agent_ids[row]), provenance=provenance) for row in keep
     ]

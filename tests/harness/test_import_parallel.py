@@ -72,7 +72,7 @@ def test_vehicle_egos_in_parallel(sources, tmp_path, ray_local):
     seen = []
     outcomes = import_files(paths, tmp_path / "lib", options, workers=2, on_outcome=seen.append)
     assert [o.status for o in outcomes] == [IMPORTED, IMPORTED] and list(outcomes) == seen
-    assert outcomes[0].scenarios == 57  # every WOMD vehicle seen for 2 s, less overlapping tracks
+    assert outcomes[0].scenarios == 30  # every WOMD vehicle seen for 2 s that drives 5 m, less overlapping tracks
     assert len(ScenarioLibrary(tmp_path / "lib")) == sum(o.added for o in outcomes) == sum(o.scenarios for o in outcomes)
 
 

@@ -27,7 +27,7 @@ ALL_DATASETS = {"av2", "av2_sensor", "commonroad", "scenarionet-nuscenes", "waym
     "egos, folders, expected, datasets",
     [
         ("logged", None, 8, ALL_DATASETS),
-        ("vehicles", VEHICLE_EGO_FOLDERS, 150, ALL_DATASETS - {"av2_sensor"}),
+        ("vehicles", VEHICLE_EGO_FOLDERS, 59, ALL_DATASETS - {"av2_sensor"}),
     ],
 )
 def test_the_expert_has_no_collision_on_any_real_log(tmp_path, data_dir, egos, folders, expected, datasets):

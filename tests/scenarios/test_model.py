@@ -111,3 +111,47 @@ def test_vehicle_egos_skip_tracks_that_overlap_another_in_the_log():
     egos = _vehicle_egos(s, 2.0)
     assert [e.ego_id for e in egos] == ["jam_a", "jam_b", "jam_c"]
     assert "vehicles ['car', 'ghost']" in egos[0].provenance.notes
+
+
+def test_vehicle_egos_skip_tracks_whose_speeds_contradict_their_positions():
+    """``frozen_speed``: a car whose boxes drive 20 m in 4 s while its logged velocity is 0 (a
+    tracker's 'static' flag on a moving box) is no ego; nor is one whose boxes stand while it logs
+    5 m/s; a car whose log agrees with itself (5 m/s, 20 m) is."""
+    import dataclasses
+
+    from scenarios.importers import _vehicle_egos, inconsistent_rows
+
+    s = scene(
+        [AgentSpec("good", 0.0, speed=5.0), AgentSpec("frozen", 0.0, y=7.0, speed=5.0), AgentSpec("stuck", 0.0, y=14.0, speed=5.0)],
+        num_steps=41,
+    )
+    t = s.tracks
+    vx, x = t.vx.copy(), t.x.copy()
+    vx[1] = 0.0  # "frozen": moves, logs standing
+    x[2] = x[2, 0]  # "stuck": stands, logs 5 m/s
+    s = s.replace(tracks=dataclasses.replace(t, vx=vx, x=x))
+    assert inconsistent_rows(s.tracks, s.t_us, np.arange(3)).tolist() == [1, 2]
+    egos = _vehicle_egos(s, 2.0, min_travel_m=0.0)  # "stuck" stands: kept as a parked car, then refused
+    assert [e.ego_id for e in egos] == ["good"]
+    assert "vehicles ['frozen', 'stuck']" in egos[0].provenance.notes and "contradict" in egos[0].provenance.notes
+
+
+def test_vehicle_egos_are_the_vehicles_that_drive():
+    """``parked``: a car that drives 20 m in 4 s is an ego; a parked one (its box jittering 3 cm)
+    and one that creeps 4 m are not, unless ``min_travel_m`` is 0 (or 3 m for the creeper)."""
+    import dataclasses
+
+    from scenarios.importers import _vehicle_egos, travel_m
+
+    s = scene(
+        [AgentSpec("driver", 0.0, speed=5.0), AgentSpec("parked", 0.0, y=7.0), AgentSpec("creeper", 0.0, y=14.0, speed=1.0)],
+        num_steps=41,
+    )
+    t = s.tracks
+    x = t.x.copy()
+    x[1] += 0.03 * np.sin(np.arange(41))  # label jitter, velocity 0
+    s = s.replace(tracks=dataclasses.replace(t, x=x))
+    assert travel_m(s.tracks, np.arange(3)) == pytest.approx([20.0, 0.03, 4.0], abs=0.001)
+    assert [e.ego_id for e in _vehicle_egos(s, 2.0)] == ["driver"]
+    assert [e.ego_id for e in _vehicle_egos(s, 2.0, min_travel_m=3.0)] == ["driver", "creeper"]
+    assert [e.ego_id for e in _vehicle_egos(s, 2.0, min_travel_m=0.0)] == ["driver", "parked", "creeper"]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import sim
 from scenarios.errors import ScenarioError
-from scenarios.model import Conditions, FeatureKind, MapFeature, RoadMap
+from scenarios.model import Conditions, FeatureKind, MapFeature, RoadMap, Scenario
 from scenarios.synthetic import AgentSpec, scene
 from sim.config import ActionType, ConfigError, EnvConfig, ObservationPart
 from sim.runner import rollout, rollouts_equal
@@ -373,3 +373,24 @@ def test_env_runs_on_every_real_format(make_env, scenes, data_dir) -> None:
         ran.append(s.provenance.dataset)
     if not ran:
         pytest.skip("no real log imports yet")
+
+
+def test_an_episode_ends_where_the_egos_log_does(make_env) -> None:
+    """``ego_track_ends``: a parked ego observed for steps 0-15 of 41 and a car that appears at
+    step 20 and drives through the ego's spot (contact from step 26 on, had the ego stayed): the
+    log shows nothing of the ego after step 15, so the episode ends there, untouched, at the
+    log's end."""
+
+    def parked_ego(valid_to: int | None, scenario_id: str) -> Scenario:
+        return scene(
+            [AgentSpec("ego", x=20.0, valid_to=valid_to), AgentSpec("passer", x=-10.0, speed=10.0, valid_from=20)],
+            num_steps=41,
+            scenario_id=scenario_id,
+        )
+
+    record = rollout(make_env(parked_ego(16, "ego_track_ends")), "expert", seed=0)
+    assert record.termination == "log_end"
+    assert record.num_steps == 16
+    assert not record.contact.any()
+    # the same scene with the ego observed all along: the passer drives into it
+    assert rollout(make_env(parked_ego(None, "ego_observed_all_along")), "expert", seed=0).termination == "collision"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import shapely
 from shapely.geometry import Polygon
 
-from scenarios.model import Conditions, FeatureKind, Lane, MapFeature, RoadMap
+from scenarios.model import Conditions, Scenario, FeatureKind, Lane, MapFeature, RoadMap
 from scenarios.synthetic import AgentSpec, scene, straight_road
 from sim.road import MEASURED_SHOULDER_M, Polyline, RoadGeometry, triangulate
 from sim.runner import rollout
@@ -58,14 +59,32 @@ def test_friction_from_conditions_reaches_the_road_body(make_env) -> None:
         assert world.ground_under([(0.0, 0.0), (0.0, -30.0)]) == [True, False]
 
 
+def _drifting_ego() -> Scenario:
+    """``ego_drifts_right``: the ego starts heading -0.2 rad at 10 m/s from the centre of lane 0,
+    while its log goes straight down the lane (so leaving the road is the policy's doing, not the log's)."""
+    drift = scene([AgentSpec("ego", x=0.0, speed=10.0, yaw=-0.2)], num_steps=31, scenario_id="ego_drifts_right")
+    tracks = drift.tracks
+    return drift.replace(tracks=dataclasses.replace(tracks, y=np.zeros_like(tracks.y)))
+
+
+def test_an_ego_leaving_the_road_where_its_log_did_is_not_ended(make_env) -> None:
+    """The log itself drifts off the road (the old ``ego_drifts_right``): its ego goes off-road at
+    step 5 as the log does, and drives on to the log's end (its goal); the evaluators judge it against the log."""
+    drift = scene([AgentSpec("ego", x=0.0, speed=10.0, yaw=-0.2)], num_steps=31, scenario_id="log_drifts_right")
+    record = rollout(make_env(drift), "constant_velocity", seed=0)
+    assert record.termination == "goal"
+    assert record.num_steps > 20
+    assert record.offroad.tolist()[:6] == [False] * 5 + [True]
+
+
 def test_offroad_detected_at_the_step_geometry_predicts(make_env) -> None:
-    """``ego_drifts_right``: heading -0.2 rad at 10 m/s from the centre of lane 0.
+    """``_drifting_ego``: heading -0.2 rad at 10 m/s from the centre of lane 0.
 
     Lane 0's right edge is y = -1.75, plus the 0.5 m shoulder: -2.25. The front-right corner is at
     y_c - L/2 sin(0.2) - W/2 cos(0.2) = y_c - 1.3781 and y_c = -0.19867 k, so it leaves the road
     at step 5 (corner at -2.371; at step 4 it is at -2.173).
     """
-    drift = scene([AgentSpec("ego", x=0.0, speed=10.0, yaw=-0.2)], num_steps=31, scenario_id="ego_drifts_right")
+    drift = _drifting_ego()
     env = make_env(drift)
     record = rollout(env, "constant_velocity", seed=0)
     assert record.termination == "offroad"
@@ -78,10 +97,10 @@ def test_offroad_detected_at_the_step_geometry_predicts(make_env) -> None:
 
 @pytest.mark.parametrize("dynamics", ["bicycle", "bullet"])
 def test_an_ego_crossing_a_road_edge_passes_through_its_wall(make_env, dynamics: str) -> None:
-    """``ego_drifts_right`` with the lidar on (its edge walls built, rays below their top): the walls
+    """``_drifting_ego`` with the lidar on (its edge walls built, rays below their top): the walls
     are for rays only. The ego drives through the right edge's wall touching nothing, and ends
     off-road at the step it does without walls (step 5 for the kinematic bicycle)."""
-    drift = scene([AgentSpec("ego", x=0.0, speed=10.0, yaw=-0.2)], num_steps=31, scenario_id="ego_drifts_right")
+    drift = _drifting_ego()
     plain = rollout(make_env(drift, dynamics=dynamics), "constant_velocity", seed=0)
     env = make_env(drift, dynamics=dynamics, observation=["state", "lidar"], lidar_height_m=0.15)
     world = env.unwrapped.world
