@@ -247,15 +247,16 @@ class RemotePolicy:
             self._stream.close()
             self._stream = None
 
-    def _ask(self, kind: str, message: Any, unary: Any, timeout: float, what: str) -> Any:
-        """The reply to ``message`` on the session stream (``SessionRequest.<kind>``), or by the
-        unary ``unary`` rpc when the planner has no ``Session`` rpc."""
+    def _ask(self, kind: str, message: Any, unary: Any, timeout: float, what: str, request: Any = None) -> Any:
+        """The reply to ``message`` on the session stream (``SessionRequest.<kind>``; ``request``
+        when it is already built around ``message``), or by the unary ``unary`` rpc when the
+        planner has no ``Session`` rpc."""
         if not self._unary:
             if self._stream is None or self._stream.broken:
                 self._drop_stream()
                 self._stream = SessionStream(self._channel, self._where, self.session_call == "threaded")
             try:
-                reply = self._stream.ask(pb.SessionRequest(**{kind: message}), timeout, what)
+                reply = self._stream.ask(request if request is not None else pb.SessionRequest(**{kind: message}), timeout, what)
             except grpc.RpcError as exc:
                 if not self._stream.unimplemented:
                     raise self._lost_or_error(exc, what) from None
@@ -315,25 +316,12 @@ class RemotePolicy:
         what = f"step {msg.step} (t_us={msg.t_us})"
         self._open_t_us = msg.t_us
         start = time.perf_counter()
-        reply = self._step_lockstep(request, msg, what)
+        reply = self._ask("step", msg, self._stub.Step, self.step_timeout_s, what, request)
         self._latencies.append(time.perf_counter() - start)
         protocol.check_reply(reply, msg.t_us, what)
         action = protocol.decode_command(reply, facts.action_type, facts.action_space, what)
         self._previous = action
         return action
-
-    def _step_lockstep(self, request: Any, msg: Any, what: str) -> Any:
-        stream = self._stream
-        if stream is None or self._unary:
-            return self._ask("step", msg, self._stub.Step, self.step_timeout_s, what)
-        try:
-            reply = stream.ask(request, self.step_timeout_s, what)
-        except grpc.RpcError as exc:
-            raise self._lost_or_error(exc, what) from None
-        if reply.WhichOneof("reply") != "step":
-            self._drop_stream()
-            raise RemoteError(f"{what}: the planner answered a step with a {reply.WhichOneof('reply') or 'empty'} session reply")
-        return reply.step
 
     def _act_realtime(self, msg: Any, what: str) -> Any:
         facts = self._facts
