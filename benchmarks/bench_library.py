@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         if any(src.bytes for src in sources):
             for src in sources:
                 try:
-                    variants += load(src.path, egos="vehicles")
+                    variants += load(src.path, egos="vehicles", min_ego_travel_m=0.0)
                 except ScenarioError as exc:
                     print(f"  {src.path.name}: {exc.problem}")
         else:

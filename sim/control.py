@@ -177,8 +177,9 @@ class TrajectoryTracker:
     position error shows up as a speed error and is corrected. ``a = (v_target - v) / TAU +
     K_I * integral(v_target - v)``, the integral clamped to +-2 m/s. Steering: pure pursuit from
     the rear axle (half a wheelbase behind the centre) with lookahead
-    ``clip(LOOKAHEAD_S * v, LOOKAHEAD_MIN_M, LOOKAHEAD_MAX_M)``; wheels straight when the
-    waypoints stand still. Waypoints behind the ego (first one at x < 0) mean reversing.
+    ``min(max(LOOKAHEAD_S * v, LOOKAHEAD_MIN_M, wheelbase), LOOKAHEAD_MAX_M)``; wheels straight
+    when the waypoints stand still. Waypoints behind the ego (first one at x < 0) mean reversing,
+    unless the caller says which way (``command(..., reverse=)``).
     """
 
     TAU = 0.25  # [s] speed error time constant
@@ -191,12 +192,20 @@ class TrajectoryTracker:
     def reset(self) -> None:
         self.integral = 0.0
 
-    def command(self, waypoints: np.ndarray, speed: float, params: VehicleParams, dt: float) -> tuple[float, float]:
-        """(accel [m/s2], steer [rad]) tracking ``waypoints`` (K, 2) from the current ``speed`` [m/s]."""
+    def command(
+        self, waypoints: np.ndarray, speed: float, params: VehicleParams, dt: float, reverse: bool | None = None
+    ) -> tuple[float, float]:
+        """(accel [m/s2], steer [rad]) tracking ``waypoints`` (K, 2) from the current ``speed`` [m/s].
+
+        ``reverse``: whether the waypoints are driven backwards, when the caller knows (the expert
+        does, from the log's signed speed); None infers it from the first waypoint, which an ego a
+        few centimetres ahead of a crawling trajectory puts behind it.
+        """
         wp = np.asarray(waypoints, dtype=np.float64)
         seg = np.diff(np.vstack([[0.0, 0.0], wp]), axis=0)
         seg_len = np.hypot(seg[:, 0], seg[:, 1])
-        forward = 1.0 if wp[0, 0] >= -1e-6 else -1.0
+        backwards = wp[0, 0] < -1e-6 if reverse is None else reverse
+        forward = -1.0 if backwards else 1.0
         # speed at the end of this step: mean of the first two segments' speeds
         v_end = forward * (seg_len[0] + (seg_len[1] if len(seg_len) > 1 else seg_len[0])) / (2 * dt)
         err = v_end - speed
@@ -205,7 +214,9 @@ class TrajectoryTracker:
         accel = min(max(accel, -params.max_decel), params.max_accel)
         if seg_len.sum() < 0.05 * len(seg_len) * dt:  # (nearly) standing: keep the wheels straight
             return accel, 0.0
-        look = min(max(self.LOOKAHEAD_S * abs(speed), self.LOOKAHEAD_MIN_M), self.LOOKAHEAD_MAX_M)
+        # at least a wheelbase from the rear axle, half one ahead of the centre: a bus's 2.5 m from
+        # its rear axle is a point beside its own middle, which asks for no steering in a turn
+        look = min(max(self.LOOKAHEAD_S * abs(speed), self.LOOKAHEAD_MIN_M, params.wheelbase), self.LOOKAHEAD_MAX_M)
         steer = pure_pursuit(wp, look, params.wheelbase)
         if forward < 0:
             steer = -steer

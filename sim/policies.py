@@ -193,7 +193,10 @@ class ExpertPolicy(_Baseline):
             return self._from_trajectory(waypoints, ego.speed)
         # acceleration: the log's own (fed forward, so the drive is as smooth as the log's) plus a
         # gentle correction of the speed error and of the along-track lag behind the logged ego
-        _, steer = self.tracker.command(waypoints, ego.speed, self.params, self.dt)
+        # forwards or backwards as the log drives there (an ego a little ahead of a crawling log
+        # has its next waypoint behind it, and is still driving forwards)
+        reverse = bool(log[idx[1], 3] < 0)
+        _, steer = self.tracker.command(waypoints, ego.speed, self.params, self.dt, reverse=reverse)
         w = self.TRACKING_OMEGA
         v_now, v_next = float(log[idx[0], 3]), float(log[idx[1], 3])
         accel = (v_next - v_now) / self.dt + 2 * w * (v_now - ego.speed) + w * w * float(points[0, 0])
