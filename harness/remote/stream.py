@@ -39,7 +39,7 @@ try:  # grpcio's Cython layer: the single-threaded call (grpc._channel does the 
 except (ImportError, AttributeError):  # pragma: no cover - another grpcio
     _HAVE_CYGRPC = False
 
-_START, _STATUS, _SEND, _RECV, _CLOSE = "start", "status", "send", "recv", "close"
+_START, _STATUS, _EXCHANGE, _CLOSE = "start", "status", "exchange", "close"
 
 
 class SessionCallError(grpc.RpcError):
@@ -97,25 +97,17 @@ class SessionCall:
         """Write one serialised ``SessionRequest``, return the serialised reply."""
         if self._done:
             raise self._failed()
-        self._call.operate((_cygrpc.SendMessageOperation(payload, 0),), _SEND)
-        self._call.operate((_cygrpc.ReceiveMessageOperation(0),), _RECV)
-        sent = received = False
-        reply: bytes | None = None
-        while not (sent and received):  # one send may be outstanding at a time: wait for both
+        # the send and the receive in one batch: one completion (one wake-up) per step
+        self._call.operate((_cygrpc.SendMessageOperation(payload, 0), _cygrpc.ReceiveMessageOperation(0)), _EXCHANGE)
+        while True:
             event = self._call.next_event()
-            if event.tag == _RECV:
-                received = True
-                reply = event.batch_operations[0].message() if event.success else None
+            if event.tag == _EXCHANGE:
+                reply = event.batch_operations[1].message() if event.success else None
                 if reply is None:
                     raise self._failed()
-            elif event.tag == _SEND:
-                sent = True
-                if not event.success:
-                    raise self._failed()
-            elif event.tag == _STATUS:
+                return reply
+            if event.tag == _STATUS:
                 self._take_status(event)
-        assert reply is not None
-        return reply
 
     def cancel(self) -> None:
         """Cancel the call (any thread): a pending ``exchange`` raises CANCELLED."""
