@@ -4,8 +4,9 @@ A lock-step step is one small message each way, so the cost of a step over gRPC 
 moving a message, and in grpcio's public stream API most of that is threads handing the message
 on: a thread that consumes the request iterator, a channel thread that polls for the reply, and
 the caller woken by it (three wake-ups per step). ``SessionCall`` does the exchange on the
-calling thread instead: it starts the call's operations itself and waits on the call's own
-completion queue, as grpcio does for its ``SingleThreadedUnaryStream`` calls. That needs
+calling thread instead: it starts a step's send and receive as one batch itself and waits on the
+call's own completion queue (one wake-up per step), as grpcio does for its
+``SingleThreadedUnaryStream`` calls. That needs
 grpcio's Cython layer (``grpc._cython.cygrpc``); where it is missing or changed, ``open_session``
 gives the public-API ``ThreadedSessionCall`` instead (same behaviour, slower).
 
