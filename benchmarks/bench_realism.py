@@ -22,8 +22,10 @@ disjoint) between the simulated values and the log's, pooled over the scenarios,
 the log's 1st-99th percentile range (two bins for the yes/no features). The summary is
 ``1 - sum(weight * distance)`` with the challenge's 2024 weights (kinematic 4 x 0.05, nearest
 object 0.1, collision 0.25, TTC 0.1, road edge 0.1, off-road 0.25). Also printed: the reactive
-agents' ADE against the log [m] (mean displacement over valid steps) and the agent-agent
-collisions the log does not have.
+agents' ADE against the log [m] (mean displacement over valid steps), the agent-agent
+collisions the log does not have, and the ego's closed-loop score (``evaluators.evaluate``, judged
+against the log, in an env with the default terminations as a suite runs it) with log-replay and with
+reactive agents.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import numpy as np  # noqa: E402
 import shapely  # noqa: E402
 
 import scenarios  # noqa: E402
+from evaluators import evaluate  # noqa: E402
 from scenarios.common import wrap_angle  # noqa: E402
 from scenarios.library import ScenarioLibrary  # noqa: E402
 from scenarios.model import Scenario  # noqa: E402
@@ -56,6 +59,8 @@ GROUPS = {"kinematic": ("speed", "accel", "yaw_rate", "yaw_accel"), "interactive
 BINARY = ("collision", "offroad")
 TTC_CAP_S = 5.0
 MODELS = ("log", "constant_velocity", "reactive")
+#: the summary's pass/fail columns named when a score is below 0.98
+CHECKS = ("at_fault_collisions", "making_progress", "ttc_within_bound", "comfortable", "kinematically_feasible")
 
 
 def scenes(data: Path, sample: int) -> list[Scenario]:
@@ -205,10 +210,13 @@ def main() -> None:
     print(f"{len(chosen)} scenarios: " + ", ".join(s.id for s in chosen))
     envs = {mode: DriveTwinEnv(config={"agents_mode": mode, "action": "trajectory", "terminate_on_collision": False,
                                        "terminate_on_offroad": False, "terminate_on_goal": False}) for mode in ("replay", "reactive")}
+    # scored as a suite runs them: the default terminations (collision, off-road, goal)
+    score_envs = {mode: DriveTwinEnv(config={"agents_mode": mode, "action": "trajectory"}) for mode in ("replay", "reactive")}
     plans = PlanCache(envs["replay"].config)
     log_values: dict[str, list] = {f: [] for f in FEATURES}
     sim_values = {(ego, m): {f: [] for f in FEATURES} for ego in egos for m in MODELS}
     ade = {ego: [] for ego in egos}
+    scores: dict[tuple[str, str], list[tuple[float, str]]] = {(ego, m): [] for ego in egos for m in ("log", "reactive")}
     new_pairs = {(ego, m): 0 for ego in egos for m in MODELS}
     for scenario in chosen:
         plan = plans.plan(scenario)
@@ -226,13 +234,17 @@ def main() -> None:
                 for f in FEATURES:
                     sim_values[(ego, m)][f].append(vals[f])
                 new_pairs[(ego, m)] += len(pairs - log_pairs)
+            for m, mode in (("log", "replay"), ("reactive", "reactive")):
+                row = evaluate(rollout(score_envs[mode], ego, scenario, seed=0), scenario)
+                failed = [k for k in CHECKS if row.get(k) is False or (k == "at_fault_collisions" and row.get(k))]
+                scores[(ego, m)].append((float(row["closed_loop_score"]), f"{scenario.id}" + (f" ({', '.join(failed)})" if failed else "")))
             rec = records["reactive"]
             steps = rec.num_steps
             rows = [r for r in range(scenario.num_agents) if r != scenario.ego_index]
             v = rec.valid[rows] & scenario.tracks.valid[rows, :steps]
             err = np.hypot(rec.x[rows] - scenario.tracks.x[rows, :steps], rec.y[rows] - scenario.tracks.y[rows, :steps])[v]
             ade[ego].append((err.sum(), err.size, scenario.id))
-    for env in envs.values():
+    for env in (*envs.values(), *score_envs.values()):
         env.close()
     log_all = {f: np.concatenate(v) for f, v in log_values.items()}
     print("\nJensen-Shannon distance to the log per feature (0 = the log's distribution), summary = 1 - weighted sum")
@@ -252,6 +264,12 @@ def main() -> None:
         total, count = sum(a[0] for a in ade[ego]), sum(a[1] for a in ade[ego])
         per = ", ".join(f"{sid} {s / max(c, 1):.3f}" for s, c, sid in ade[ego])
         print(f"  {ego:7s} {total / max(count, 1):.3f}   ({per})")
+    print("\nthe ego's closed-loop score (evaluators.evaluate) with the agents replaying their logs and reacting")
+    for ego in egos:
+        for m in ("log", "reactive"):
+            vals = scores[(ego, m)]
+            low = ", ".join(f"{sid} {v:.3f}" for v, sid in vals if v < 0.98)
+            print(f"  {ego:7s} {m:9s} mean {np.mean([v for v, _ in vals]):.3f}   below 0.98: {low or 'none'}")
     print(f"\n{time.perf_counter() - t0:.0f} s")
 
 

@@ -16,7 +16,8 @@ and config in the process), and a metric the log itself fails is judged *relativ
 - comfort: a bound the log breaks is widened to the log's extreme times 1 +
   ``[evaluators.comfort] log_margin_ratio`` (0.25);
 - collisions: a collision (at fault or not) is excused only when the logged boxes of the ego and
-  that agent themselves overlap; never otherwise.
+  that agent themselves overlap; never otherwise, and never for an agent the variant rewrote
+  (``rewritten_agents``: the adversary's collision is not the log's).
 
 Every comparison uses the log over the same time as the rollout (a rollout that ended at 3 s is
 compared with the log's first 3 s). The planner's own values stay in their columns, the log's sit
@@ -167,6 +168,27 @@ class LogBaseline:
         )
 
 
+def rewritten_agents(log: Scenario, scenario: Scenario) -> frozenset[str]:
+    """Ids of the agents of ``log`` whose track ``scenario`` (a variant of it) changed: valid steps,
+    positions or heading anywhere (a retimed adversary, a braking lead). A collision with one of
+    them is the mutation's, never the log's, so the log cannot excuse it."""
+    if scenario is log or scenario.tracks is log.tracks:
+        return frozenset()
+    lt, st = log.tracks, scenario.tracks
+    index = {a: i for i, a in enumerate(st.agent_ids.tolist())}
+    out = set()
+    for i, agent in enumerate(lt.agent_ids.tolist()):
+        j = index.get(agent)
+        if j is None or lt.valid.shape[1] != st.valid.shape[1]:
+            continue
+        valid = lt.valid[i]
+        if not np.array_equal(valid, st.valid[j]) or any(
+            not np.array_equal(getattr(lt, n)[i, valid], getattr(st, n)[j, valid]) for n in ("x", "y", "yaw")
+        ):
+            out.add(agent)
+    return frozenset(out)
+
+
 def rollout_duration(ctx: Context) -> float:
     """The rollout's span [s]: from the ego's first to its last valid step."""
     steps = ctx.ego_steps
@@ -193,4 +215,4 @@ def clear_log_cache() -> None:
         _CACHE.clear()
 
 
-__all__ = ["LogBaseline", "LogSpan", "clear_log_cache", "rollout_duration"]
+__all__ = ["LogBaseline", "LogSpan", "clear_log_cache", "rewritten_agents", "rollout_duration"]

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -14,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import shapely
 
-from evaluators.against_log import LogBaseline, rollout_duration
+from evaluators.against_log import LogBaseline, rewritten_agents, rollout_duration
 from evaluators.base import MetricSpec, MetricValue, metric_specs, select
 from evaluators.comfort import ego_dynamics
 from evaluators.config import EvaluatorConfig
@@ -148,6 +149,8 @@ def evaluate_all(
     ctx = Context(rollout, scenario, config)
     if config.judge_against_log:
         ctx.log = LogBaseline.of(log if log is not None else scenario, config).over(rollout_duration(ctx))
+        if log is not None and ctx.log.overlapping:  # the log excuses no collision with an agent the variant rewrote
+            ctx.log = dataclasses.replace(ctx.log, overlapping=ctx.log.overlapping - rewritten_agents(log, scenario))
     values: list[MetricValue] = []
     for cls in select(config.evaluators):
         values.extend(cls(config).evaluate(rollout, scenario, ctx))

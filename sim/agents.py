@@ -13,10 +13,21 @@ leader:
     a_idm   = A_MAX * (1 - (v / v0)^4 - (s* / gap)^2),  s* = S0 + v T + v dv / (2 sqrt(A_MAX B))
     a       = a_track without a leader, min(a_track, a_idm) with one, clipped to [-B_MAX, A_MAX]
 
-``v0`` is the agent's highest logged speed (at least 1 m/s). A leader is the nearest body (the
-ego or another agent, reactive or not) ahead along the agent's path within a corridor of the two
-boxes' half widths; when two agents are each other's leader (crossing paths), the one nearer
-the conflict goes first. A reactive agent exists from its first to its last logged step.
+``v0`` is the agent's highest logged speed (at least 1 m/s). A leader is the nearest body (the ego
+or another agent, reactive or not) ahead along the agent's path within a corridor of the two
+boxes' half widths (``sim.control.corridor_leaders``, the search the baselines use, with the gap
+measured along the path and the leader's box oriented on it); when two agents are each other's
+leader (crossing paths), the one nearer the conflict goes first. A reactive agent exists from its
+first to its last logged step.
+
+The log is the reference: an agent and a body interact (leader, conflict) only when one of them is
+off its log (farther than ``ON_LOG_M`` from its logged position) or their logged boxes overlap at
+some step (``logged_close_pairs``: the log itself collides); a pedestrian interacts only with the
+ego and with bodies off their logs. An agent that nothing holds back and that is on its log
+replays it exactly (the log's own state where it has one, whatever its logged speed says of its
+positions); once held back it follows the law above and replays again when back within ``SNAP_M``
+and ``SNAP_SPEED`` of its log. So with the ego on its log the agents are the log, and they depart
+from it only where the ego (or what the ego moved) departs from its own.
 
 Traffic rules (``TrafficRules``, built from the scenario by ``traffic_rules``) add standing
 obstacles, each braked for with IDM (``STOP_IDM``, dv = v) and combined with the leader by the
@@ -25,11 +36,15 @@ smaller acceleration:
 - signals: a vehicle or cyclist whose logged path passes its lane's stop point stops there while
   the signal is red (or yellow and it can stop at ``B_COMF``), and goes on green;
 - stop signs: it stops at the controlled lane's point nearest the sign, then proceeds;
-- conflicts: two reactive agents (not two pedestrians) whose logged paths cross at more than
-  ``CONFLICT_ANGLE_RAD``: first come, first served. The one arriving later yields short of the
-  conflict zone (the other's half width around the crossing) when it would otherwise enter it
-  less than ``CONFLICT_BUFFER_S`` after the first has left it, and keeps yielding until the first
-  has left it (or stands still outside it).
+- conflicts: a reactive agent and another road user (reactive, or passive: the ego, a replayed
+  or action-driven agent; not two pedestrians) whose logged paths cross at more than
+  ``CONFLICT_ANGLE_RAD`` (a passive one's path goes on straight past its log's end). The right of
+  way comes from the map: an approach that a stop sign or a signal not showing green controls
+  within ``RIGHT_OF_WAY_M`` before the crossing yields to one that none controls; between equals,
+  first come, first served. The one without it yields short of the conflict zone (the other's
+  half width around the crossing) when the two would be in it less than ``CONFLICT_BUFFER_S``
+  apart, and keeps yielding until the other has left it (or stands still outside it). A passive
+  road user never yields: a reactive agent with the right of way keeps it.
 
 With nothing in the way and the logged drivers obeying the same rules, the agents replay the log.
 """
@@ -44,7 +59,7 @@ import shapely
 
 from scenarios.common import wrap_angle
 from scenarios.model import AgentType, FeatureKind, Scenario, SignalState
-from sim.control import IDMParams, idm_acceleration
+from sim.control import IDMParams, corridor_leaders, idm_acceleration, project_to_paths
 
 if TYPE_CHECKING:
     from sim.plan import Plan
@@ -70,6 +85,16 @@ STOP_SIGN_SPEED, STOP_SIGN_NEAR_M = 0.5, 3.0
 #: only conflicts entered within ``CONFLICT_HORIZON_S`` [s] count; speeds below ``CONFLICT_MIN_SPEED``
 #: [m/s] count as it.
 CONFLICT_ANGLE_RAD, CONFLICT_BUFFER_S, CONFLICT_HORIZON_S, CONFLICT_MIN_SPEED = np.pi / 6, 1.0, 8.0, 0.5
+#: An agent or body farther than this [m] from its logged position is off its log. A pair both on
+#: their logs whose logged boxes do not overlap does not interact (it replays the log).
+ON_LOG_M = 0.3
+#: An agent tracking its log back within this distance [m] and speed [m/s] of it replays it again.
+SNAP_M, SNAP_SPEED = 0.05, 0.2
+#: Right of way: a stop sign or signal this far [m] or less before a conflict controls its
+#: approach; a passive road user farther than ``PASSIVE_PATH_M`` [m] from its logged path is not on it.
+#: The logged path of a passive road user that moved at least ``PASSIVE_EXTEND_MIN_M`` [m] goes on
+#: straight for ``LOOKAHEAD_M`` past its end.
+RIGHT_OF_WAY_M, PASSIVE_PATH_M, PASSIVE_EXTEND_MIN_M = 30.0, 2.0, 5.0
 #: Signal states that stop traffic, and the one that stops it when it can stop comfortably.
 _RED = (int(SignalState.STOP), int(SignalState.FLASHING_STOP))
 _YELLOW = int(SignalState.CAUTION)
@@ -209,10 +234,12 @@ class PathBank:
 class ReactiveAgents:
     """IDM along logged paths for the rows in ``rows`` (see the module docstring)."""
 
-    def __init__(self, log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, dt_s: float) -> None:
+    def __init__(self, log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, dt_s: float,
+                 types: np.ndarray | None = None, ego_row: int = -1) -> None:
         """Args:
             log: every agent's log at the env steps; ``rows`` the reactive ones' track rows.
             length, width: (N,) every agent's box [m]; ``dt_s`` the env step [s].
+            types: (N,) every agent's ``AgentType`` (None: all vehicles); ``ego_row`` the ego's row.
 
         Without ``rules`` (set by ``from_plan``, or assign a ``TrafficRules``) no signal, stop
         sign or conflict applies.
@@ -220,7 +247,11 @@ class ReactiveAgents:
         self.rows = np.asarray(rows, np.int64)
         self.dt = dt_s
         self.length, self.width = length, width
+        self.log = log
         n, s_steps = log.valid.shape
+        self.types = np.zeros(n, np.int8) if types is None else np.asarray(types)
+        self.ego_row = int(ego_row)
+        self._walker = self.types[self.rows] == int(AgentType.PEDESTRIAN)
         paths = []
         self._logged: list[np.ndarray] = []
         self.s_log = np.zeros((len(self.rows), s_steps))
@@ -231,18 +262,10 @@ class ReactiveAgents:
             steps = np.flatnonzero(log.valid[row])
             pts = np.column_stack([log.x[row, steps], log.y[row, steps]])
             seg = np.hypot(*np.diff(pts, axis=0).T) if len(pts) > 1 else np.zeros(0)
-            # keep points at least 0.2 m apart; dropped points take the last kept point's arc length
-            keep = [0]
-            acc = 0.0
-            s_at = np.zeros(len(steps))
-            s_kept = 0.0
-            for i in range(1, len(pts)):
-                acc += seg[i - 1]
-                if acc - s_kept >= 0.2:
-                    keep.append(i)
-                    s_kept = acc
-                s_at[i] = s_kept
-            kept = np.array(keep)
+            # keep points at least 0.2 m apart; a dropped point lies on its kept neighbours' segment at the
+            # share of their raw arc length it has covered
+            raw = np.concatenate([[0.0], np.cumsum(seg)])
+            kept = decimated_path(pts[:, 0], pts[:, 1])
             path_pts = pts[kept]
             path_yaw = log.yaw[row, steps][kept]
             self._logged.append(path_pts)
@@ -255,8 +278,7 @@ class ReactiveAgents:
             # arc length of the kept points, recomputed as PathBank will
             kseg = np.hypot(*np.diff(pts[kept], axis=0).T) if len(kept) > 1 else np.zeros(0)
             ks = np.concatenate([[0.0], np.cumsum(kseg)])
-            idx = np.searchsorted(kept, np.arange(len(steps)), side="right") - 1
-            s_full = ks[idx]
+            s_full = np.interp(raw, raw[kept], ks) + np.maximum(raw - raw[kept[-1]], 0.0)
             s_row = np.interp(np.arange(s_steps), steps, s_full)
             v_row = np.interp(np.arange(s_steps), steps, np.hypot(log.vx[row, steps], log.vy[row, steps]))
             self.s_log[j], self.v_log[j] = s_row, v_row
@@ -269,6 +291,7 @@ class ReactiveAgents:
         self.s = np.zeros(len(self.rows))
         self.v = np.zeros(len(self.rows))
         self.alive = np.zeros(len(self.rows), bool)
+        self.replaying = np.zeros(len(self.rows), bool)  # on its log, nothing holding it back: replays it
         self._ahead = np.arange(LOOKAHEAD_STEP_M, LOOKAHEAD_M + 1e-9, LOOKAHEAD_STEP_M)
         self._offsets = np.concatenate([[0.0], self._ahead])
         self._all = np.arange(len(self.rows))
@@ -279,11 +302,17 @@ class ReactiveAgents:
         self._served = np.zeros(0, bool)  # stop signs an agent has stopped at
         self._yielder = np.zeros(0, np.int64)  # per conflict: -1 nobody, 0 agent i yields, 1 agent j
         self._grid = np.ascontiguousarray(np.broadcast_to(self._all[:, None], (len(self.rows), len(self._offsets))))
+        self._close = logged_close_pairs(log, self.rows, length, width, 0.0)
+        self._keys = int(n) + 1  # pair key: row_a * _keys + row_b
+        self._has_close = np.isin(self.rows, self._close // self._keys)  # per agent: its log overlaps another's
+        self._agent_off = np.zeros(len(self.rows), bool)  # per agent: off its log at this step
+        self._body_off = np.zeros(0, bool)  # per body of this step: off its log
 
     @classmethod
     def from_plan(cls, plan: Plan) -> ReactiveAgents:
         """The reactive agents of ``plan`` with the scenario's traffic rules (``traffic_rules``)."""
-        agents = cls(plan.log, plan.reactive_rows, plan.sizes[:, 0], plan.sizes[:, 1], plan.dt_s)
+        agents = cls(plan.log, plan.reactive_rows, plan.sizes[:, 0], plan.sizes[:, 1], plan.dt_s,
+                     plan.scenario.tracks.agent_types, plan.ego_row)
         agents.rules = traffic_rules(plan, agents)
         return agents
 
@@ -305,7 +334,9 @@ class ReactiveAgents:
         new = self.present(k) & ~self.alive
         self.s[new] = self.s_log[new, k]
         self.v[new] = self.v_log[new, k]
+        self.replaying[new] = True
         self.alive = self.present(k)
+        self._k = k
         self._samples = None
 
     def _path_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -317,10 +348,16 @@ class ReactiveAgents:
         return self._samples
 
     def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(x, y, yaw, vx, vy) of every reactive agent now (R,) [m, m, rad, m/s, m/s]."""
+        """(x, y, yaw, vx, vy) of every reactive agent now (R,) [m, m, rad, m/s, m/s]: on its path, or
+        the log's own state where it replays it."""
         x, y, yaw, travel = self._path_samples()
         travel = travel[:, 0]
-        return x[:, 0], y[:, 0], yaw[:, 0], self.v * np.cos(travel), self.v * np.sin(travel)
+        out = (x[:, 0], y[:, 0], yaw[:, 0], self.v * np.cos(travel), self.v * np.sin(travel))
+        log, k = self.log, self._k
+        rep = self.replaying & self.alive & log.valid[self.rows, k]
+        if not rep.any():
+            return out
+        return tuple(np.where(rep, logged[self.rows, k], a) for a, logged in zip(out, (log.x, log.y, log.yaw, log.vx, log.vy)))
 
     def step(self, k: int, bodies: dict[str, np.ndarray]) -> None:
         """Advance from step ``k`` to ``k + 1``.
@@ -332,8 +369,12 @@ class ReactiveAgents:
             return
         alive = self.alive
         a = np.zeros(len(self.rows))
+        bound = np.zeros(len(self.rows), bool)  # held back by a leader, a stop or a conflict
         idx = np.flatnonzero(alive)
         if idx.size:
+            self._mark_off_log(k, bodies)
+            if self.rules.passive_rows.size and len(self.rules.conflict_i):
+                self._passive_state(bodies)
             a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - self.v[idx])
             # an agent standing still whose log does not pull it forward stays where it is whatever
             # leads it (its acceleration is at most a_track <= 0 and its speed cannot go below 0):
@@ -376,10 +417,53 @@ class ReactiveAgents:
                 a_stop = idm_acceleration(v[held], stop[held], v[held], STOP_IDM, self.v0[idx][held])
                 a_new[held] = np.minimum(a_new[held], a_stop)
             a[idx] = np.minimum(np.maximum(a_new, -B_MAX), A_MAX)
+            bound[idx] = a_new < a_track
         v_new = np.maximum(self.v + a * self.dt, 0.0)
-        self.s = np.where(alive, self.s + 0.5 * (self.v + v_new) * self.dt, self.s)
+        s_new = self.s + 0.5 * (self.v + v_new) * self.dt
+        if k + 1 < self.s_log.shape[1]:
+            # free agents on their logs replay them; one tracking back that has reached its log replays it again
+            s_next, v_next = self.s_log[:, k + 1], self.v_log[:, k + 1]
+            back = ~self.replaying & (np.abs(s_new - s_next) < SNAP_M) & (np.abs(v_new - v_next) < SNAP_SPEED)
+            self.replaying = (self.replaying | back) & ~bound
+            s_new = np.where(self.replaying, s_next, s_new)
+            v_new = np.where(self.replaying, v_next, v_new)
+        self.s = np.where(alive, s_new, self.s)
         self.v = np.where(alive, v_new, self.v)
         self._spawn(k + 1)
+
+    def _mark_off_log(self, k: int, bodies: dict[str, np.ndarray]) -> None:
+        """Which agents and which bodies are farther than ``ON_LOG_M`` from their logged positions at
+        step ``k`` (a reactive agent along its path, between logged samples too; another body by its
+        position, off its log where it has none)."""
+        log = self.log
+        self._agent_off = np.abs(self.s - self.s_log[:, k]) > ON_LOG_M
+        b = bodies["row"]
+        known = b >= 0
+        rb = np.where(known, b, 0)
+        off = ~known | ~log.valid[rb, k] | (np.hypot(bodies["x"] - log.x[rb, k], bodies["y"] - log.y[rb, k]) > ON_LOG_M)
+        local = np.where(known, self._local[rb], -1)
+        mine = local >= 0
+        off[mine] = self._agent_off[local[mine]]
+        self._body_off = off
+
+    def _interacting(self, agents: np.ndarray, body_rows: np.ndarray, body_off: np.ndarray) -> np.ndarray:
+        """(P,) bool: whether agent ``agents`` (indices into ``rows``) and a body (its track row, off its
+        log or not) interact: one of them is off its log, or their logged boxes overlap
+        (``logged_close_pairs``). Two road users both on their logs and apart in the log replay it.
+        A pedestrian interacts only with the ego and with bodies off their logs (it walks past what
+        the log has it walk past, crowds and objects included)."""
+        walker = self._walker[agents]
+        if walker.any():
+            return np.where(walker, body_off | (body_rows == self.ego_row), self._interacting_vehicle(agents, body_rows, body_off))
+        return self._interacting_vehicle(agents, body_rows, body_off)
+
+    def _interacting_vehicle(self, agents: np.ndarray, body_rows: np.ndarray, body_off: np.ndarray) -> np.ndarray:
+        out = self._agent_off[agents] | body_off
+        if self._close.size and not out.all():
+            key = self.rows[agents] * self._keys + body_rows
+            at = np.minimum(np.searchsorted(self._close, key), len(self._close) - 1)
+            out |= self._close[at] == key
+        return out
 
     def _stop_gaps(self, k: int) -> np.ndarray:
         """(R,) distance [m] from each agent's front to where it must stop at step ``k`` (inf: nowhere)."""
@@ -397,42 +481,90 @@ class ReactiveAgents:
             hold = self.alive[j] & (gap > 0) & np.where(sign, ~self._served, red)
             np.minimum.at(out, j[hold], gap[hold])
         if len(rules.conflict_i):
-            self._conflicts(out)
+            self._conflicts(out, k)
         return out
 
-    def _conflicts(self, out: np.ndarray) -> None:
-        """First come, first served at crossings: the yielding agents' gaps to the conflict zone into ``out``.
+    def _conflicts(self, out: np.ndarray, k: int) -> None:
+        """Right of way at crossings: the yielding agents' gaps to the conflict zone into ``out``.
 
-        Per conflict, row 0 is agent i and row 1 agent j; ``_yielder`` holds the row of the one
-        yielding (-1: nobody).
+        Per conflict, row 0 is participant i and row 1 participant j; ``_yielder`` holds the row of
+        the one yielding (-1: nobody). The side whose approach a stop sign or a signal not showing
+        green controls yields to the other; between equals, the later arrival yields. A passive
+        participant (the ego, a replayed or driven agent) never yields: the reactive one does when
+        the passive one has the right of way.
         """
         pair, lo, hi = self._conflict_tables()
         y = self._yielder
-        s, v_raw = self.s[pair], self.v[pair]
+        if self.rules.passive_rows.size:
+            s_all, v_all = np.concatenate([self.s, self._passive_s]), np.concatenate([self.v, self._passive_v])
+            alive_all = np.concatenate([self.alive, self._passive_alive])
+            off_all = np.concatenate([self._agent_off, self._passive_off])
+        else:
+            s_all, v_all, alive_all, off_all = self.s, self.v, self.alive, self._agent_off
+        s, v_raw = s_all[pair], v_all[pair]
         enter = lo - s  # front to the zone's near edge [m]
         v = np.maximum(v_raw, CONFLICT_MIN_SPEED)
         t_in = np.maximum(enter, 0.0) / v
         soon = t_in.min(axis=0) < CONFLICT_HORIZON_S
         held = y >= 0
-        if not ((soon & self.alive[pair].all(axis=0)).any() or held.any()):
+        both = alive_all[pair].all(axis=0)
+        if not ((soon & both).any() or held.any()):
             return
         leave = hi - s  # rear past its far edge [m]
         t_out = leave / v
         ar = np.arange(pair.shape[1])
-        active = self.alive[pair].all(axis=0) & (leave > 0).all(axis=0)
+        active = both & (leave > 0).all(axis=0)
         # release: the pair is over, the one with the right of way has left the zone or stands
         # still outside it, or the yielding one is in the zone already
         yy = np.maximum(y, 0)
         first = 1 - yy
         first_gone = (leave[first, ar] <= 0) | ((v_raw[first, ar] < STOP_SIGN_SPEED) & (enter[first, ar] > 0))
         y[held & (~active | first_gone | (enter[yy, ar] <= 0))] = -1
-        # decide: the later arrival yields when it would enter before the first has left (+ buffer)
-        later = ((t_in[0] < t_in[1]) | ((t_in[0] == t_in[1]) & (pair[0] < pair[1]))).astype(np.int64)
-        new = (y < 0) & active & soon & (enter[later, ar] > 0) & (t_in[later, ar] < t_out[1 - later, ar] + CONFLICT_BUFFER_S)
-        y[new] = later[new]
+        # decide: the one without the right of way yields when the two would be in the zone within
+        # the buffer of each other
+        open_ = (y < 0) & active & soon & (off_all[pair[0]] | off_all[pair[1]] | self._conflict_close)
+        if open_.any():
+            later = ((t_in[0] < t_in[1]) | ((t_in[0] == t_in[1]) & (pair[0] < pair[1]))).astype(np.int64)
+            rank = self._right_of_way(k)
+            side = np.where(rank[0] != rank[1], (rank[0] > rank[1]).astype(np.int64), later)
+            other = 1 - side
+            overlap = (t_in[side, ar] < t_out[other, ar] + CONFLICT_BUFFER_S) & (
+                t_in[other, ar] < t_out[side, ar] + CONFLICT_BUFFER_S)
+            new = open_ & (pair[side, ar] < len(self.rows)) & (enter[side, ar] > 0) & overlap
+            y[new] = side[new]
         held = y >= 0
         if held.any():
             np.minimum.at(out, pair[y[held], ar[held]], enter[y[held], ar[held]])
+
+    def _right_of_way(self, k: int) -> np.ndarray:
+        """(2, C) int: each side's right of way at step ``k`` (0: a stop sign, or a signal not
+        showing green, controls its approach; 1: otherwise)."""
+        rules = self.rules
+        rank = (~rules.conflict_sign).astype(np.int64)
+        g = rules.conflict_signal
+        lit = g >= 0
+        if lit.any() and rules.signal_states.size:
+            state = rules.signal_states[g[lit], min(k, rules.signal_states.shape[1] - 1)]
+            rank[lit] = np.where(np.isin(state, (*_RED, _YELLOW)), 0, rank[lit])
+        return rank
+
+    def _passive_state(self, bodies: dict[str, np.ndarray]) -> None:
+        """Where the passive road users are along their logged paths now: arc length [m], speed
+        [m/s], present and on it (within ``PASSIVE_PATH_M``), off their logs."""
+        rules = self.rules
+        q = rules.passive_rows
+        pos = np.full(len(self._local), -1, np.int64)
+        known = bodies["row"] >= 0
+        pos[bodies["row"][known]] = np.flatnonzero(known)
+        b = pos[q]
+        present = b >= 0
+        bi = np.maximum(b, 0)
+        pts = shapely.points(bodies["x"][bi], bodies["y"][bi])
+        self._passive_s = shapely.line_locate_point(rules.passive_lines, pts)
+        near = shapely.distance(rules.passive_lines, pts) < PASSIVE_PATH_M
+        self._passive_v = np.hypot(bodies["vx"][bi], bodies["vy"][bi])
+        self._passive_alive = present & near
+        self._passive_off = self._body_off[bi] | ~present
 
     def _conflict_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(2, C) the agents of each conflict, the arc lengths where their fronts reach its zone
@@ -440,11 +572,14 @@ class ReactiveAgents:
         rules = self.rules
         if getattr(self, "_tables_of", None) is not rules:
             pair = np.stack([rules.conflict_i, rules.conflict_j])
-            length, width = self.length[self.rows[pair]], self.width[self.rows[pair]]
+            rows = np.concatenate([self.rows, rules.passive_rows])[pair]
+            length, width = self.length[rows], self.width[rows]
             half = 0.5 * width[::-1] + 0.5 * length  # the other's half width + one's own half length
             at = np.stack([rules.conflict_si, rules.conflict_sj])
             self._ctables = (pair, at - half, at + half)
             self._tables_of = rules
+            key = rows[0] * self._keys + rows[1]
+            self._conflict_close = np.isin(key, self._close)
         return self._ctables
 
     def _leaders(self, idx: np.ndarray, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -468,6 +603,8 @@ class ReactiveAgents:
         reach = 0.5 * float(np.hypot(blen, bwid).max()) + 0.5 * self.width[rows] + CORRIDOR_MARGIN_M
         box = (np.abs(bx - (0.5 * (x_lo + x_hi))[:, None]) < (0.5 * (x_hi - x_lo) + reach)[:, None]) & (
             np.abs(by - (0.5 * (y_lo + y_hi))[:, None]) < (0.5 * (y_hi - y_lo) + reach)[:, None])
+        if len(self._body_off) == len(bx):  # two on their logs interact only if their logs overlap
+            box &= (self._agent_off[idx] | self._has_close[idx])[:, None] | self._body_off[None, :]
         pi, pj = np.nonzero(box)
         # candidates: within the lookahead, ahead of the agent's direction of travel, not itself
         ai = idx[pi]
@@ -476,38 +613,33 @@ class ReactiveAgents:
         lon = dx * np.cos(travel) + dy * np.sin(travel)
         near = (lon > 0) & (dx * dx + dy * dy < (LOOKAHEAD_M + 5.0) ** 2) & (bodies["row"][pj] != rows[pi])
         pi, pj, ai = pi[near], pj[near], ai[near]
+        if pi.size and len(self._body_off) == len(bx):
+            meet = self._interacting(ai, bodies["row"][pj], self._body_off[pj])
+            pi, pj, ai = pi[meet], pj[meet], ai[meet]
         n = len(idx)
         gap = np.full(n, np.inf)
         dv = np.zeros(n)
         lead = np.full(n, -1)
         if pi.size:
-            ex = bx[pj][:, None] - sx[ai, 1:]  # (P, M)
-            ey = by[pj][:, None] - sy[ai, 1:]
-            d2 = ex * ex + ey * ey
-            m = np.argmin(d2, axis=1)
-            ar = np.arange(len(pi))
-            head = shead[ai, 1 + m]
+            # the corridor: the agent's path from its centre over the lookahead samples
+            px, py = sx[ai], sy[ai]
+            lateral, m, w = project_to_paths(bx[pj], by[pj], px[:, :-1], py[:, :-1], np.diff(px, axis=1), np.diff(py, axis=1))
+            ahead = self._offsets[m] + w * LOOKAHEAD_STEP_M  # arc length from the agent's centre [m]
+            head = shead[ai, m]
             theta = bodies["yaw"][pj] - head
             cth, sth = np.abs(np.cos(theta)), np.abs(np.sin(theta))
             lj, wj = blen[pj], bwid[pj]
             half_lat = 0.5 * (lj * sth + wj * cth)
             half_lon = 0.5 * (lj * cth + wj * sth)
-            inside = np.sqrt(d2[ar, m]) < 0.5 * self.width[rows[pi]] + half_lat + CORRIDOR_MARGIN_M
-            q = np.flatnonzero(inside)
-            if q.size:
-                g = self._ahead[m[q]] - 0.5 * self.length[rows[pi[q]]] - half_lon[q]
-                # per agent the nearest candidate (the first in candidate order among equals)
-                order = np.lexsort((q, g, pi[q]))
-                qi = pi[q][order]
-                first = np.ones(len(order), bool)
-                first[1:] = qi[1:] != qi[:-1]
-                best = q[order[first]]
-                i = pi[best]
-                head_b = head[best]
-                vj = bodies["vx"][pj[best]] * np.cos(head_b) + bodies["vy"][pj[best]] * np.sin(head_b)
-                gap[i] = g[order[first]]
+            best, g = corridor_leaders(ahead, lateral, half_lon, half_lat, pi, self.length[rows[pi]], self.width[rows[pi]],
+                                       CORRIDOR_MARGIN_M, n)
+            i = np.flatnonzero(best >= 0)
+            if i.size:
+                q = best[i]
+                vj = bodies["vx"][pj[q]] * np.cos(head[q]) + bodies["vy"][pj[q]] * np.sin(head[q])
+                gap[i] = g[i]
                 dv[i] = self.v[idx[i]] - vj
-                lead[i] = bodies["row"][pj[best]]
+                lead[i] = bodies["row"][pj[q]]
         return gap, dv, lead
 
     def _crossing_rule(self, idx: np.ndarray, gap: np.ndarray, dv: np.ndarray, lead: np.ndarray) -> None:
@@ -537,8 +669,13 @@ class TrafficRules:
         stop_agent: (K,) which agent a stop point governs; ``stop_s`` (K,) its arc length on the
             agent's path [m]; ``stop_signal`` (K,) the signal's index, -1 for a stop sign.
         signal_states: (G, S) ``SignalState`` codes of every signal at the env steps.
-        conflict_i, conflict_j: (C,) the two agents of a crossing; ``conflict_si``, ``conflict_sj``
-            the crossing's arc length on each one's path [m].
+        conflict_i, conflict_j: (C,) the two participants of a crossing (``conflict_i`` a reactive
+            agent; ``conflict_j`` one too, or ``R + q`` for passive road user q); ``conflict_si``,
+            ``conflict_sj`` the crossing's arc length on each one's path [m].
+        passive_rows: (Q,) the track rows of the passive road users (the ego, replayed and driven
+            agents); ``passive_lines`` (Q,) their logged paths (shapely, local frame).
+        conflict_sign: (2, C) whether a stop sign controls side i (row 0) or j's approach;
+            ``conflict_signal`` (2, C) the signal controlling it, -1 for none.
     """
 
     stop_agent: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -549,6 +686,47 @@ class TrafficRules:
     conflict_j: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     conflict_si: np.ndarray = field(default_factory=lambda: np.zeros(0))
     conflict_sj: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    passive_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    passive_lines: np.ndarray = field(default_factory=lambda: np.zeros(0, object))
+    conflict_sign: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), bool))
+    conflict_signal: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), np.int64))
+
+
+def logged_close_pairs(log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, margin: float) -> np.ndarray:
+    """Sorted keys ``a * (N + 1) + b`` (both orders) of the pairs (a in ``rows``, b any track row)
+    whose logged boxes, each grown by ``margin`` / 2 [m] on every side, overlap at some step.
+
+    Boxes are oriented rectangles (separating axis test) of ``length``, ``width`` (N,) [m].
+    """
+    n, s_steps = log.valid.shape
+    rows = np.asarray(rows, np.int64)
+    hl, hw = 0.5 * (length + margin), 0.5 * (width + margin)
+    radius = np.hypot(hl, hw)
+    keys: list[np.ndarray] = []
+    for k in range(s_steps):
+        a_rows = rows[log.valid[rows, k]]
+        b_rows = np.flatnonzero(log.valid[:, k])
+        if not a_rows.size or len(b_rows) < 2:
+            continue
+        dx = log.x[b_rows, k][None, :] - log.x[a_rows, k][:, None]
+        dy = log.y[b_rows, k][None, :] - log.y[a_rows, k][:, None]
+        near = dx * dx + dy * dy < (radius[a_rows][:, None] + radius[b_rows][None, :]) ** 2
+        near &= a_rows[:, None] != b_rows[None, :]
+        i, j = np.nonzero(near)
+        if not i.size:
+            continue
+        a, b = a_rows[i], b_rows[j]
+        ddx, ddy = dx[i, j], dy[i, j]
+        ya, yb = log.yaw[a, k], log.yaw[b, k]
+        apart = np.zeros(len(a), bool)
+        for axis_yaw in (ya, ya + 0.5 * np.pi, yb, yb + 0.5 * np.pi):
+            ux, uy = np.cos(axis_yaw), np.sin(axis_yaw)
+            ext_a = hl[a] * np.abs(np.cos(ya - axis_yaw)) + hw[a] * np.abs(np.sin(ya - axis_yaw))
+            ext_b = hl[b] * np.abs(np.cos(yb - axis_yaw)) + hw[b] * np.abs(np.sin(yb - axis_yaw))
+            apart |= np.abs(ddx * ux + ddy * uy) > ext_a + ext_b
+        a, b = a[~apart], b[~apart]
+        keys += [a * (n + 1) + b, b * (n + 1) + a]
+    return np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
 
 
 def _stop_points(scenario: Scenario, origin: np.ndarray) -> list[tuple[np.ndarray, float | None, int]]:
@@ -578,13 +756,62 @@ def _stop_points(scenario: Scenario, origin: np.ndarray) -> list[tuple[np.ndarra
     return out
 
 
+def decimated_path(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(K,) indices of the points (x, y) (P,) [m] kept for a path: the first, then each one at least
+    0.2 m of raw arc length after the last kept one."""
+    seg = np.hypot(np.diff(x), np.diff(y))
+    raw = np.concatenate([[0.0], np.cumsum(seg)])
+    keep = [0]
+    for i in range(1, len(x)):
+        if raw[i] - raw[keep[-1]] >= 0.2:
+            keep.append(i)
+    return np.array(keep)
+
+
+def _line_travel(line: shapely.LineString, s: float) -> float:
+    """Direction of travel [rad] of ``line`` at arc length ``s`` [m] (of the segment there)."""
+    a = line.interpolate(max(min(s, line.length) - 0.1, 0.0))
+    b = line.interpolate(min(max(s, 0.0) + 0.1, line.length))
+    return float(np.arctan2(b.y - a.y, b.x - a.x))
+
+
 def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
-    """The stop points and conflicts of ``agents`` in ``plan``'s scenario (see the module docstring)."""
+    """The stop points and conflicts of ``agents`` in ``plan``'s scenario (see the module docstring).
+
+    Conflicts pair two reactive agents, or a reactive agent and a passive road user (the ego or an
+    agent that replays or is driven by actions: every other row with a logged path).
+    """
     scenario = plan.scenario
-    types = scenario.tracks.agent_types[agents.rows]
+    all_types = scenario.tracks.agent_types
+    r = len(agents.rows)
+    log = plan.log
+    passive = []
+    passive_lines = []
+    for row in np.setdiff1d(np.flatnonzero(log.valid.any(axis=1)), agents.rows):
+        steps = np.flatnonzero(log.valid[row])
+        kept = steps[decimated_path(log.x[row, steps], log.y[row, steps])]
+        if len(kept) >= 2:
+            pts = np.column_stack([log.x[row, kept], log.y[row, kept]])
+            line = shapely.LineString(pts)
+            if line.length >= PASSIVE_EXTEND_MIN_M:  # a moving road user may go on straight past its log's end
+                d = pts[-1] - pts[-2]
+                line = shapely.LineString(np.vstack([pts, pts[-1] + d / np.hypot(*d) * LOOKAHEAD_M]))
+            passive.append(int(row))
+            passive_lines.append(line)
+    passive_rows = np.array(passive, np.int64)
+    rows_ext = np.concatenate([agents.rows, passive_rows])
+    types = all_types[rows_ext]
     lines = [shapely.LineString(agents.logged_path(j)) if len(agents.logged_path(j)) >= 2 else None
-             for j in range(len(agents.rows))]
-    # stop points on the paths of vehicles and cyclists
+             for j in range(r)] + passive_lines
+
+    def travel_at(j: int, s: float) -> float:
+        if j < r:
+            return float(agents.bank.sample(np.array([j]), np.array([s]))[3][0])
+        return _line_travel(lines[j], s)
+
+    # stop points on the paths of vehicles and cyclists: (s, signal or -1) per participant; those
+    # ahead of a reactive agent's start hold it, all of them give the approach's right of way
+    controls: list[list[tuple[float, int]]] = [[] for _ in rows_ext]
     stop_agent, stop_s, stop_signal = [], [], []
     obeys = np.isin(types, [int(AgentType.VEHICLE), int(AgentType.CYCLIST)])
     for point, heading, g in _stop_points(scenario, plan.origin):
@@ -594,40 +821,39 @@ def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
             if line is None or line.distance(p) >= STOP_MATCH_M:
                 continue
             s = float(line.project(p))
-            if s <= 0.0 or s >= line.length:
+            if s >= line.length:
                 continue
-            _, _, _, travel = agents.bank.sample(np.array([j]), np.array([s]))
-            if heading is not None and abs(wrap_angle(float(travel[0]) - heading)) >= STOP_MATCH_RAD:
+            if heading is not None and abs(wrap_angle(travel_at(int(j), s) - heading)) >= STOP_MATCH_RAD:
                 continue
-            stop_agent.append(j)
-            stop_s.append(s)
-            stop_signal.append(g)
+            controls[j].append((s, g))
+            if s > 0.0 and j < r:
+                stop_agent.append(j)
+                stop_s.append(s)
+                stop_signal.append(g)
     sig = scenario.signals
     if sig.num_signals:
         step = np.clip(np.searchsorted(scenario.t_us, plan.log.t_us, side="right") - 1, 0, len(scenario.t_us) - 1)
         states = np.asarray(sig.states)[:, step]
     else:
         states = np.zeros((0, plan.log.num_steps), np.int8)
-    # crossings of two reactive agents' logged paths (not two pedestrians')
+    # crossings of two logged paths, at least one a reactive agent's (not two pedestrians')
     ci, cj, csi, csj = [], [], [], []
     have = [j for j, line in enumerate(lines) if line is not None]
     if len(have) > 1:
         geoms = np.array([lines[j] for j in have], dtype=object)
         tree = shapely.STRtree(geoms)
         left, right = tree.query(geoms, predicate="intersects")
-        walker = types != int(AgentType.VEHICLE)
+        walker = types == int(AgentType.PEDESTRIAN)
         for a, b in zip(left.tolist(), right.tolist()):
             i, j = have[a], have[b]
-            if i >= j or (walker[i] and walker[j]):
+            if i >= j or i >= r or (walker[i] and walker[j]):
                 continue
             meet = shapely.intersection(lines[i], lines[j])
             points = [g for g in shapely.get_parts(meet) if g.geom_type == "Point"]
             found = []
             for pt in points:
                 si, sj = float(lines[i].project(pt)), float(lines[j].project(pt))
-                _, _, _, ti = agents.bank.sample(np.array([i]), np.array([si]))
-                _, _, _, tj = agents.bank.sample(np.array([j]), np.array([sj]))
-                if abs(np.sin(wrap_angle(float(ti[0]) - float(tj[0])))) > np.sin(CONFLICT_ANGLE_RAD):
+                if abs(np.sin(wrap_angle(travel_at(i, si) - travel_at(j, sj)))) > np.sin(CONFLICT_ANGLE_RAD):
                     found.append((si, sj))
             if found:
                 si, sj = min(found)
@@ -635,7 +861,19 @@ def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
                 cj.append(j)
                 csi.append(si)
                 csj.append(sj)
+    # right of way: per conflict and side, the stop sign or signal controlling the approach
+    sign = np.zeros((2, len(ci)), bool)
+    signal = np.full((2, len(ci)), -1, np.int64)
+    for c, sides in enumerate(zip(zip(ci, csi), zip(cj, csj))):
+        for side, (j, s_conf) in enumerate(sides):
+            for s, g in controls[j]:
+                if s <= s_conf and s_conf - s < RIGHT_OF_WAY_M:
+                    if g < 0:
+                        sign[side, c] = True
+                    else:
+                        signal[side, c] = g
     return TrafficRules(
         np.array(stop_agent, np.int64), np.array(stop_s), np.array(stop_signal, np.int64), states,
         np.array(ci, np.int64), np.array(cj, np.int64), np.array(csi), np.array(csj),
+        passive_rows, np.array(passive_lines, dtype=object), sign, signal,
     )

@@ -1,6 +1,11 @@
 """The control laws every driver in the twin uses: IDM, the leader in a corridor, distance to a path,
 pure pursuit and the trajectory tracker.
 
+The leader search is ``corridor_leaders`` (vectorised over many followers' candidates): the
+reactive agents call it for all of them at once, the ``idm`` baseline and the discrete lane
+follower through ``corridor_leader`` (one follower in its own frame). Distances to corridors come
+from ``project_to_paths`` for both.
+
 One copy each, shared by the reactive agents (``sim.agents``), the discrete meta-actions
 (``sim.actions``) and the baselines (``sim.policies``). ``idm_acceleration`` takes floats (the ego) or numpy arrays (many agents) and
 applies the same operations in the same order to both; numpy's vector loops for powers of
@@ -70,6 +75,25 @@ def idm_acceleration(speed: F, gap: F, closing: F, params: IDMParams, v0: F | fl
     return params.a_max * ((1.0 - (v / v0) ** 4) - (np.maximum(s_star, 0.0) / np.maximum(gap, 0.1)) ** 2)
 
 
+def project_to_paths(
+    x: np.ndarray, y: np.ndarray, ax: np.ndarray, ay: np.ndarray, dx: np.ndarray, dy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points (x, y) (P,) [m] against polylines given by their segments: starts (ax, ay) and vectors
+    (dx, dy), (P, M) (point p's own path) or (1, M) (one path for all).
+
+    Returns:
+        (distance to the nearest segment [m], its index m, the fraction along it in [0, 1]), each (P,).
+    """
+    len2 = np.maximum(dx * dx + dy * dy, 1e-12)
+    px, py = x[:, None] - ax, y[:, None] - ay
+    t = np.clip((px * dx + py * dy) / len2, 0.0, 1.0)
+    ex, ey = px - t * dx, py - t * dy
+    d2 = ex * ex + ey * ey
+    m = np.argmin(d2, axis=1)
+    ar = np.arange(len(m))
+    return np.sqrt(d2[ar, m]), m, t[ar, m]
+
+
 def distance_to_path(x: np.ndarray, y: np.ndarray, path: np.ndarray, extend: float) -> np.ndarray:
     """Distance [m] of points (x, y) to a polyline (P, 2), its last segment extended by ``extend`` [m].
 
@@ -80,13 +104,53 @@ def distance_to_path(x: np.ndarray, y: np.ndarray, path: np.ndarray, extend: flo
         path = np.vstack([path, path[-1] + d / np.hypot(*d) * extend])
     elif len(path) == 1 or np.allclose(path, path[0]):
         path = np.vstack([path[:1], path[:1] + [extend, 0.0]])
-    a, b = path[:-1], path[1:]
-    d = b - a
-    len2 = np.maximum((d * d).sum(axis=1), 1e-12)
-    px, py = x[:, None] - a[None, :, 0], y[:, None] - a[None, :, 1]
-    t = np.clip((px * d[None, :, 0] + py * d[None, :, 1]) / len2[None, :], 0.0, 1.0)
-    ex, ey = px - t * d[None, :, 0], py - t * d[None, :, 1]
-    return np.sqrt((ex * ex + ey * ey).min(axis=1))
+    a, d = path[:-1], np.diff(path, axis=0)
+    return project_to_paths(x, y, a[None, :, 0], a[None, :, 1], d[None, :, 0], d[None, :, 1])[0]
+
+
+def corridor_leaders(
+    ahead: np.ndarray,
+    lateral: np.ndarray,
+    half_lon: np.ndarray,
+    half_lat: np.ndarray,
+    owner: np.ndarray,
+    own_length: np.ndarray | float,
+    own_width: np.ndarray | float,
+    margin: float,
+    num_owners: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The leader search every driver uses: per follower, the nearest candidate ahead whose box
+    reaches into the follower's corridor.
+
+    Candidate p (of follower ``owner[p]``) counts when ``ahead > 0`` and ``lateral`` is below its
+    half extent across the corridor plus the follower's half width plus ``margin`` [m]; its
+    bumper-to-bumper gap is ``ahead - half_lon - own_length / 2``. Among equal gaps the first
+    candidate wins.
+
+    Args:
+        ahead: (P,) how far the candidate's centre is ahead of its follower's along the corridor [m].
+        lateral: (P,) its centre's distance to the corridor [m].
+        half_lon, half_lat: (P,) its box's half extents along and across the corridor [m].
+        owner: (P,) int, its follower in ``[0, num_owners)``.
+        own_length, own_width: the followers' boxes [m], per candidate (P,) or one for all.
+
+    Returns:
+        (candidate index of each follower's leader, -1 without one; its gap [m], inf without one),
+        each (num_owners,).
+    """
+    inside = (ahead > 0) & (lateral < half_lat + 0.5 * own_width + margin)
+    lead = np.full(num_owners, -1, np.int64)
+    gap = np.full(num_owners, math.inf)
+    q = np.flatnonzero(inside)
+    if q.size:
+        g = ahead[q] - half_lon[q] - 0.5 * (own_length[q] if np.ndim(own_length) else own_length)
+        order = np.lexsort((q, g, owner[q]))
+        o = owner[q][order]
+        first = np.ones(len(order), bool)
+        first[1:] = o[1:] != o[:-1]
+        lead[o[first]] = q[order[first]]
+        gap[o[first]] = g[order[first]]
+    return lead, gap
 
 
 def corridor_leader(
@@ -100,11 +164,12 @@ def corridor_leader(
     margin: float,
     extend: float,
 ) -> tuple[int, float]:
-    """The leader: the nearest road user ahead whose box reaches into the ego's corridor.
+    """The leader of one driver (``corridor_leaders`` in its own frame).
 
     Everything is in the ego frame (x ahead, y left, the ego's centre at the origin). A road user
     at (x, y) is a candidate when ``x > 0`` and its distance to any of ``corridors`` (polylines
-    (P, 2), each extended by ``extend`` [m]) is below the two half widths plus ``margin`` [m].
+    (P, 2), each extended by ``extend`` [m]) is below the two half widths plus ``margin`` [m]; its
+    gap is ``x`` minus the two half lengths.
 
     Args:
         x, y: (M,) centres [m]; length, width: (M,) their boxes [m].
@@ -121,13 +186,11 @@ def corridor_leader(
     lateral = distance_to_path(xf, yf, corridors[0], extend)
     for corridor in corridors[1:]:
         lateral = np.minimum(lateral, distance_to_path(xf, yf, corridor, extend))
-    inside = lateral < 0.5 * width[fwd] + 0.5 * ego_width + margin
-    if not inside.any():
+    lead, gap = corridor_leaders(xf, lateral, 0.5 * length[fwd], 0.5 * width[fwd], np.zeros(len(fwd), np.int64),
+                                 ego_length, ego_width, margin, 1)
+    if lead[0] < 0:
         return -1, math.inf
-    rows = fwd[inside]
-    g = x[rows] - 0.5 * length[rows] - 0.5 * ego_length
-    i = int(np.argmin(g))
-    return int(rows[i]), float(g[i])
+    return int(fwd[lead[0]]), float(gap[0])
 
 
 def pure_pursuit(path: np.ndarray, lookahead: float, wheelbase: float) -> float:

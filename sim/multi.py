@@ -119,7 +119,8 @@ class MultiAgentTwinEnv(ParallelEnv):
         reactive_rows = np.setdiff1d(master.reactive_rows, self._rows)
         self._reactive = None
         if reactive_rows.size:
-            self._reactive = ReactiveAgents(master.log, reactive_rows, master.sizes[:, 0], master.sizes[:, 1], master.dt_s)
+            self._reactive = ReactiveAgents(master.log, reactive_rows, master.sizes[:, 0], master.sizes[:, 1], master.dt_s,
+                                            master.scenario.tracks.agent_types, master.ego_row)
             self._reactive.rules = traffic_rules(master, self._reactive)
         self._obs_space = observation_space(cfg)
         self._act_space = next(iter(self._drivers.values())).actions.space

@@ -18,6 +18,16 @@ Operators (parameters [unit]; ``get(name).params`` has the ranges and defaults):
   position_m [m], heading_rad [rad], dropout [-]. ``agents_mode``: mode. ``reactive_agents``:
   agents, fraction [-]. (These set ``scenario.conditions``, which the twin applies.)
 - ``ego_speed_offset``: delta [m/s].
+- ``adversary``: conflict [index], kind, agent, offset_s [s], aggressiveness [-], lateral_m [m]:
+  a logged road user retimed along its own path to meet the ego at a conflict point.
+- ``insert_lead_brake``: gap_m [m], rel_speed [m/s], spawn_s, brake_s [s], decel [m/s2].
+  ``insert_cut_in``: gap_m [m], rel_speed [m/s], onset_s, duration_s, lead_in_s [s], side.
+  ``insert_red_light_runner``: conflict [index], offset_s [s], speed [m/s], lead_in_s [s].
+  ``insert_pedestrian``: where, crosswalk [index], conflict_s, offset_s [s], speed [m/s], side.
+  (A new road user tagged ``inserted:<id>``.)
+
+Staged road users (lead_brake's lead, cut_in's cutter, the adversary, inserted actors) replay
+their tracks whatever the agents mode (``conditions.replay_agents``).
 """
 
 from scenarios.mutations import operators as _operators  # noqa: F401  (registers the built-in operators)

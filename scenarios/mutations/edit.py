@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -70,3 +71,11 @@ class TrackEditor:
         """The edited scenario (validated by construction), with ``tags`` added."""
         tracks = Tracks(**self.arrays)
         return self.base.replace(tracks=tracks, ego_index=tracks.index_of(self.ego_id), tags=(*self.base.tags, *tags))
+
+
+def mark_replayed(scenario: Scenario, agent_id: str) -> Scenario:
+    """``scenario`` with ``agent_id`` in ``conditions.replay_agents`` (and out of ``reactive_agents``)."""
+    cond = scenario.conditions
+    replay = tuple(dict.fromkeys((*cond.replay_agents, agent_id)))
+    reactive = tuple(a for a in cond.reactive_agents if a != agent_id)
+    return scenario.replace(conditions=dataclasses.replace(cond, replay_agents=replay, reactive_agents=reactive))

@@ -12,7 +12,7 @@ import numpy as np
 
 from scenarios.common import wrap_angle
 from scenarios.geometry import boxes_overlap  # noqa: F401  (re-exported: operators use it from here)
-from scenarios.model import AgentType, Scenario, Tracks
+from scenarios.model import DEFAULT_LANE_WIDTH, AgentType, Scenario, Tracks
 
 #: Length [m] a path is extended by, straight along its end headings, beyond what was logged.
 EXTENSION_M = 1000.0
@@ -324,3 +324,216 @@ def adjacent_lane_offsets(scenario: Scenario, x: float, y: float, heading: float
             out[side] = float(hits[np.argmin(np.abs(hits))])
     return out
 
+
+
+# ----------------------------------------------------------------------------- conflict points
+
+#: Paths are sampled every this many metres when their conflict points are searched [m].
+CONFLICT_SPACING_M = 0.5
+#: A crossing, merging or pedestrian conflict: the two paths pass within this [m] of each other.
+CONFLICT_MAX_GAP_M = 2.0
+#: An oncoming conflict: anti-parallel paths within this [m] (a lane apart; staged with a lateral move).
+ONCOMING_MAX_GAP_M = 5.0
+#: The ego must travel at least this far [m] in its log for it to reach a conflict point.
+MIN_EGO_TRAVEL_M = 2.0
+#: A road user must travel at least this far [m] in its log to have a path of its own.
+MIN_AGENT_TRAVEL_M = 1.0
+#: How far past its logged end [m] an agent's path may be extended straight to reach a conflict.
+AGENT_EXTENSION_M = {int(AgentType.VEHICLE): 25.0, int(AgentType.CYCLIST): 15.0, int(AgentType.PEDESTRIAN): 4.0}
+#: A path that starts farther than this [m] from the ego's and joins it, same direction, merges.
+MERGE_MIN_START_OFFSET_M = 2.5
+#: Conflict kinds, by the angle between the two paths at the point.
+CONFLICT_KINDS = ("crossing", "merge", "oncoming", "pedestrian")
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """Where another road user's logged path comes near the ego's, and when each gets there.
+
+    Attributes:
+        row: the road user's row in the scenario's tracks; ``agent_id`` its id.
+        kind: "crossing", "merge", "oncoming" or "pedestrian" (any angle, a pedestrian).
+        s_ego: arc length of the point along the ego's logged path [m].
+        s_agent: arc length along the road user's path from its first valid step [m] (beyond
+            its logged length: on the straight extension).
+        gap_m: distance between the two paths there [m].
+        x, y: the ego's path point [m].
+        angle: the road user's heading minus the ego's there, wrapped [rad].
+        t_ego_s: when the logged ego's centre reaches it [s from the start].
+        t_agent_s: when the road user's centre reaches it in the log [s], NaN on the extension.
+    """
+
+    row: int
+    agent_id: str
+    kind: str
+    s_ego: float
+    s_agent: float
+    gap_m: float
+    x: float
+    y: float
+    angle: float
+    t_ego_s: float
+    t_agent_s: float
+
+    @property
+    def mismatch_s(self) -> float:
+        """How far apart in time the log has the two at the point [s] (inf when the agent never gets there)."""
+        return abs(self.t_agent_s - self.t_ego_s) if np.isfinite(self.t_agent_s) else float("inf")
+
+
+def arrival_s(path: Path, tracks: Tracks, row: int, t_s: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(valid steps from ``start``, their arc lengths along ``path`` [m], never decreasing)."""
+    idx = np.flatnonzero(tracks.valid[row, start:]) + start
+    s = path.project(tracks.x[row, idx], tracks.y[row, idx], (-1.0, path.length + 1.0))[0]
+    return idx, np.maximum.accumulate(s)
+
+
+def time_at(s_query: np.ndarray | float, steps_s: np.ndarray, t_steps: np.ndarray) -> np.ndarray:
+    """When each arc length ``s_query`` [m] is first reached, between samples [s] (NaN: never)."""
+    q = np.atleast_1d(np.asarray(s_query, float))
+    k = np.searchsorted(steps_s, q, side="left")
+    out = np.full(q.shape, np.nan)
+    out[k == 0] = t_steps[0]
+    mid = (k > 0) & (k < len(steps_s))
+    km = k[mid]
+    s0, s1 = steps_s[km - 1], steps_s[km]
+    w = np.where(s1 > s0, (q[mid] - s0) / np.where(s1 > s0, s1 - s0, 1.0), 1.0)
+    out[mid] = t_steps[km - 1] + w * (t_steps[km] - t_steps[km - 1])
+    return out
+
+
+#: A conflict the ego reaches sooner than this [s] after the start leaves no time to stage it.
+MIN_CONFLICT_TIME_S = 1.0
+
+
+def conflicts(scenario: Scenario) -> list[Conflict]:
+    """The conflict points of every moving road user with the ego's logged path, nearest first.
+
+    Each road user (vehicle, cyclist, pedestrian; ``MIN_AGENT_TRAVEL_M`` travelled) has at most
+    one. Its path, extended straight by ``AGENT_EXTENSION_M``, comes within
+    ``CONFLICT_MAX_GAP_M`` of the ego's logged path (``ONCOMING_MAX_GAP_M`` for one driving the
+    other way) over a stretch of the ego's path that the ego reaches at least
+    ``MIN_CONFLICT_TIME_S`` after the start. The point is where the paths are nearest on that
+    stretch (a crossing's point); for a merge, the first point within ``CONFLICT_SPACING_M`` of
+    that distance (where it joins); for an oncoming road user, where the log has the two pass
+    each other (else the nearest). A
+    vehicle already in the ego's lane driving its way (a lead or a follower) is not a conflict.
+    The list is sorted by ``mismatch_s`` (the road user whose log nearly stages the conflict
+    comes first), then gap, then id. Empty when the ego travels less than ``MIN_EGO_TRAVEL_M``.
+    """
+    tracks = scenario.tracks
+    ego = scenario.ego_index
+    t = times_s(scenario)
+    if tracks.valid[ego].sum() < 2:
+        return []
+    pe = Path.of_agent(tracks, ego)
+    if pe.length < MIN_EGO_TRAVEL_M:
+        return []
+    e_idx, e_s = arrival_s(pe, tracks, ego, t)
+    se = np.arange(0.0, pe.length + 1e-9, CONFLICT_SPACING_M)
+    te = time_at(se, e_s, t[e_idx])
+    late = np.isfinite(te) & (te >= MIN_CONFLICT_TIME_S)
+    ex, ey, _, eh, _ = pe.at(se)
+    lo_x, hi_x, lo_y, hi_y = ex.min(), ex.max(), ey.min(), ey.max()
+    out: list[Conflict] = []
+    for row in range(tracks.num_agents):
+        kind_type = int(tracks.agent_types[row])
+        if row == ego or kind_type not in AGENT_EXTENSION_M or tracks.valid[row].sum() < 2:
+            continue
+        idx = np.flatnonzero(tracks.valid[row])
+        px, py = tracks.x[row, idx], tracks.y[row, idx]
+        if np.hypot(np.diff(px), np.diff(py)).sum() < MIN_AGENT_TRAVEL_M:
+            continue
+        reach = ONCOMING_MAX_GAP_M + AGENT_EXTENSION_M[kind_type]
+        if px.max() < lo_x - reach or px.min() > hi_x + reach or py.max() < lo_y - reach or py.min() > hi_y + reach:
+            continue
+        pa = Path.of_agent(tracks, row)
+        if pa.length < MIN_AGENT_TRAVEL_M:
+            continue
+        sa = np.arange(0.0, pa.length + AGENT_EXTENSION_M[kind_type] + 1e-9, CONFLICT_SPACING_M)
+        ax, ay, _, ah, _ = pa.at(sa)
+        dist = np.hypot(ex[:, None] - ax[None, :], ey[:, None] - ay[None, :])
+        j_near = np.argmin(dist, axis=1)
+        d_near = dist[np.arange(se.size), j_near]
+        angle = wrap_angle(ah[j_near] - eh)
+        oncoming = np.abs(angle) > np.radians(150.0)
+        close = late & (d_near <= np.where(oncoming, ONCOMING_MAX_GAP_M, CONFLICT_MAX_GAP_M))
+        if not close.any():
+            continue
+        first = int(np.argmax(close))
+        end = first + int(np.argmax(~close[first:])) if not close[first:].all() else se.size
+        a_idx, a_s = arrival_s(pa, tracks, row, t)
+        run = np.arange(first, end)
+        ta = np.where(sa[j_near[run]] <= pa.length, time_at(sa[j_near[run]], a_s, t[a_idx]), np.nan)
+        i = int(run[np.argmin(d_near[run])])
+        a = float(angle[i])
+        if kind_type == AgentType.PEDESTRIAN:
+            kind = "pedestrian"
+        elif abs(a) > np.radians(150.0):
+            kind = "oncoming"
+            if np.isfinite(ta).any():
+                i = int(run[np.nanargmin(np.abs(ta - te[run]))])
+        elif abs(a) < np.radians(30.0):
+            start_offset = abs(float(pe.project(px[:1], py[:1])[1][0]))
+            if start_offset <= MERGE_MIN_START_OFFSET_M:
+                continue  # in the ego's lane already: a lead or a follower, not a conflict
+            kind = "merge"
+            i = int(run[np.argmax(d_near[run] <= d_near[run].min() + CONFLICT_SPACING_M)])
+        else:
+            kind = "crossing"
+        j = int(j_near[i])
+        a = float(angle[i])
+        t_agent = float(ta[i - first])
+        out.append(
+            Conflict(
+                row, str(tracks.agent_ids[row]), kind, float(se[i]), float(sa[j]), float(d_near[i]),
+                float(ex[i]), float(ey[i]), a, float(te[i]), t_agent,
+            )
+        )
+    out.sort(key=lambda c: (c.mismatch_s, c.gap_m, c.agent_id))
+    return out
+
+
+def lane_half_width(scenario: Scenario, x: float, y: float, heading: float, max_dist: float = 3.0) -> float:
+    """Half the width [m] of the car lane nearest ``(x, y)`` running within 45 deg of ``heading`` (either way).
+
+    From the lane's boundaries where the map has them, else ``DEFAULT_LANE_WIDTH``; the default
+    too when no lane is within ``max_dist`` [m].
+    """
+    best, width = max_dist, DEFAULT_LANE_WIDTH
+    for lane in scenario.road_map.lanes:
+        c = lane.centerline
+        if lane.lane_type.lower() in NON_CAR_LANES or len(c) < 2:
+            continue
+        ax, ay, dx, dy = c[:-1, 0], c[:-1, 1], np.diff(c[:, 0]), np.diff(c[:, 1])
+        seg2 = np.where(dx * dx + dy * dy > 1e-12, dx * dx + dy * dy, 1.0)
+        u = np.clip(((x - ax) * dx + (y - ay) * dy) / seg2, 0.0, 1.0)
+        d = np.hypot(x - ax - u * dx, y - ay - u * dy)
+        k = int(np.argmin(d))
+        across = abs(wrap_angle(np.arctan2(dy[k], dx[k]) - heading))
+        if d[k] >= best or np.pi / 4 < across < 3 * np.pi / 4:
+            continue
+        best = float(d[k])
+        width = DEFAULT_LANE_WIDTH
+        if lane.left_boundary is not None and lane.right_boundary is not None:
+            fx, fy = ax[k] + u[k] * dx[k], ay[k] + u[k] * dy[k]
+            gaps = [polyline_distance(b, float(fx), float(fy)) for b in (lane.left_boundary, lane.right_boundary)]
+            if all(0.5 < g < 4.0 for g in gaps):
+                width = sum(gaps)
+    return width / 2
+
+
+def polyline_distance(points: np.ndarray, x: float, y: float) -> float:
+    """Distance [m] of ``(x, y)`` to the polyline through ``points`` (P, >=2) [m]."""
+    if len(points) == 1:
+        return float(np.hypot(points[0, 0] - x, points[0, 1] - y))
+    ax, ay, dx, dy = points[:-1, 0], points[:-1, 1], np.diff(points[:, 0]), np.diff(points[:, 1])
+    seg2 = np.where(dx * dx + dy * dy > 1e-12, dx * dx + dy * dy, 1.0)
+    u = np.clip(((x - ax) * dx + (y - ay) * dy) / seg2, 0.0, 1.0)
+    return float(np.min(np.hypot(x - ax - u * dx, y - ay - u * dy)))
+
+
+def curvature(path: Path, s: np.ndarray) -> np.ndarray:
+    """|d heading / d s| [1/m] at arc lengths ``s`` (the path's chord tangent, differenced over 2 m)."""
+    h = np.interp(s + TANGENT_CHORD_M, path.s, path.heading) - np.interp(s - TANGENT_CHORD_M, path.s, path.heading)
+    return np.abs(h) / (2 * TANGENT_CHORD_M)

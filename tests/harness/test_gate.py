@@ -175,7 +175,8 @@ def test_report_with_a_baseline_ranks_collisions_first_and_shows_what_changed(ru
     # the worst variants by severity: the collision first, then the lowest score
     assert page.index(f"<h3>#1 {AT_FAULT}</h3>") < page.index(f"<h3>#2 {CLOSE_CALL}</h3>")
     assert "score set by <code>no_at_fault_collisions 0</code>" in page
-    assert "score set by <code>ttc_within_bound 0.00 (-0.31)</code>" in page  # weight 5 of 16
+    # weight 5 of 16; then progress, the episode ending with its ego's log 3% short of the log's progress
+    assert "score set by <code>ttc_within_bound 0.00 (-0.31); progress_ratio 0.97 (-0.01)</code>" in page
     assert "The moment drawn: boxes at t = 3.2 s: first collision" in page
     assert page.index("Failures by cause") < page.index("The 2 worst variants") < page.index("Score distributions")
 

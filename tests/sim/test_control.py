@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from sim.agents import AGENT_IDM
-from sim.control import BASELINE_IDM, IDMParams, corridor_leader, distance_to_path, idm_acceleration, pure_pursuit
+from sim.control import (
+    BASELINE_IDM,
+    IDMParams,
+    corridor_leader,
+    corridor_leaders,
+    distance_to_path,
+    idm_acceleration,
+    pure_pursuit,
+)
 
 
 def test_idm_closed_form_values() -> None:
@@ -69,6 +77,70 @@ def test_corridor_leader_is_the_nearest_box_ahead_in_the_corridor() -> None:
     i, _ = corridor_leader(x, y, length, width, [left, corridor], 4.5, 1.9, 0.4, 150.0)
     assert i == 4
     assert corridor_leader(np.array([-1.0]), np.array([0.0]), np.ones(1), np.ones(1), [corridor], 4.5, 1.9, 0.4, 150.0) == (-1, math.inf)
+
+
+def former_corridor_leader(x, y, length, width, corridors, ego_length, ego_width, margin, extend):
+    """The baselines' leader search as it was before ``corridor_leaders`` (a copy, to compare bits)."""
+    fwd = np.flatnonzero(x > 0)
+    if not fwd.size:
+        return -1, math.inf
+    xf, yf = x[fwd], y[fwd]
+
+    def dist(path):
+        if len(path) >= 2 and np.hypot(*(path[-1] - path[-2])) > 1e-6:
+            d = path[-1] - path[-2]
+            path = np.vstack([path, path[-1] + d / np.hypot(*d) * extend])
+        a, b = path[:-1], path[1:]
+        d = b - a
+        len2 = np.maximum((d * d).sum(axis=1), 1e-12)
+        px, py = xf[:, None] - a[None, :, 0], yf[:, None] - a[None, :, 1]
+        t = np.clip((px * d[None, :, 0] + py * d[None, :, 1]) / len2[None, :], 0.0, 1.0)
+        ex, ey = px - t * d[None, :, 0], py - t * d[None, :, 1]
+        return np.sqrt((ex * ex + ey * ey).min(axis=1))
+
+    lateral = dist(corridors[0])
+    for corridor in corridors[1:]:
+        lateral = np.minimum(lateral, dist(corridor))
+    inside = lateral < 0.5 * width[fwd] + 0.5 * ego_width + margin
+    if not inside.any():
+        return -1, math.inf
+    rows = fwd[inside]
+    g = x[rows] - 0.5 * length[rows] - 0.5 * ego_length
+    i = int(np.argmin(g))
+    return int(rows[i]), float(g[i])
+
+
+def test_corridor_leader_reproduces_the_former_search_bit_for_bit() -> None:
+    """The baselines now search through ``corridor_leaders``: on random curved corridors (one or
+    two) and road users, the same leader and the same gap bits as before."""
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        m = int(rng.integers(1, 30))
+        x, y = rng.uniform(-20, 120, m), rng.uniform(-6, 6, m)
+        length, width = rng.uniform(0.5, 12, m), rng.uniform(0.5, 2.6, m)
+        corridors = []
+        for _ in range(int(rng.integers(1, 3))):
+            s = np.linspace(0.0, 100.0, int(rng.integers(2, 30)))
+            corridors.append(np.column_stack([s, rng.uniform(-0.02, 0.02) * s * s / 10 + rng.uniform(-4, 4)]))
+        args = (x, y, length, width, corridors, 4.5, 1.9, 0.4, 150.0)
+        assert corridor_leader(*args) == former_corridor_leader(*args)
+
+
+def test_corridor_leaders_finds_each_followers_nearest_candidate() -> None:
+    """Three followers (4 m long, 2 m wide), margin 0.3 m: follower 0 has two candidates inside
+    (gaps 8 - 1 - 2 = 5 m and 20 - 2 - 2 = 16 m), follower 1 one outside its corridor (1.2 m
+    half extent + 1 + 0.3 < 2.6 m aside) and one behind, follower 2 none."""
+    ahead = np.array([20.0, 8.0, 10.0, -3.0])
+    lateral = np.array([0.0, 1.0, 2.6, 0.0])
+    half_lon = np.array([2.0, 1.0, 2.0, 2.0])
+    half_lat = np.array([1.0, 0.5, 1.2, 1.0])
+    owner = np.array([0, 0, 1, 1])
+    lead, gap = corridor_leaders(ahead, lateral, half_lon, half_lat, owner, np.full(4, 4.0), np.full(4, 2.0), 0.3, 3)
+    assert lead.tolist() == [1, -1, -1]
+    assert gap[0] == 5.0 and np.isinf(gap[1:]).all()
+    # equal gaps: the first candidate wins
+    lead, _ = corridor_leaders(np.array([8.0, 8.0]), np.zeros(2), np.ones(2), np.ones(2), np.zeros(2, np.int64), 4.0, 2.0, 0.3, 1)
+    assert lead.tolist() == [0]
 
 
 def test_pure_pursuit_on_a_circle_steers_its_curvature() -> None:

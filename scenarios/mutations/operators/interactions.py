@@ -6,7 +6,7 @@ import numpy as np
 
 from scenarios.model import AgentType, Scenario
 from scenarios.mutations.base import MutationError, NotApplicable, Param, register, tag
-from scenarios.mutations.edit import TrackEditor
+from scenarios.mutations.edit import TrackEditor, mark_replayed
 from scenarios.mutations.geometry import (
     LEAD_MAX_HEADING_RAD,
     LEAD_MAX_LATERAL_M,
@@ -43,7 +43,7 @@ def lead_brake(scenario: Scenario, rng: np.random.Generator, *, decel: float, on
     The lead is the nearest vehicle ahead of the ego in its path at the onset step (see
     ``geometry.lead_of``). From that step on its track is rewritten: speed ``v0 - decel * t``
     until 0, positions along its logged path (extended straight past its end), and it stays
-    valid, standing, to the end of the scenario.
+    valid, standing, to the end of the scenario, and replays (``conditions.replay_agents``).
     """
     step = nearest_step(scenario, onset_s)
     row = resolve_agent(scenario, agent, step, rng)
@@ -64,7 +64,7 @@ def lead_brake(scenario: Scenario, rng: np.random.Generator, *, decel: float, on
     state["valid"] = np.ones_like(tau, bool)
     edit = TrackEditor(scenario)
     edit.set_state(row, slice(step, None), state)
-    return edit.scenario(tags=(tag("lead_brake", str(tracks.agent_ids[row])),))
+    return mark_replayed(edit.scenario(tags=(tag("lead_brake", str(tracks.agent_ids[row])),)), str(tracks.agent_ids[row]))
 
 
 def _hermite(ds: float, v0: float, v1: float, dur: float) -> tuple[float, float, float, float]:
@@ -183,7 +183,8 @@ def cut_in(
     state = _offset_state(path, s, sd, d, dd)
     state["valid"] = np.ones_like(tt, bool)
     edit.set_state(row, slice(first, None), state)
-    return edit.scenario(tags=(tag("cut_in", str(edit.arrays["agent_ids"][row])),))
+    cutter = str(edit.arrays["agent_ids"][row])
+    return mark_replayed(edit.scenario(tags=(tag("cut_in", cutter),)), cutter)
 
 
 #: Intelligent driver model of a cutter after insertion: max accel, comfortable decel [m/s2],
