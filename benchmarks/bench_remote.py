@@ -7,15 +7,17 @@ the ``expert`` on ``state`` observations, in the Waymo JSON scenario with the mo
 sample's busiest scenario when ../shared/data is absent), log-replay agents, the kinematic
 bicycle. In process: the policy is called directly. Remote: the same policy served by
 ``drivetwin serve-policy`` in its own process, driven lock-step by ``RemotePolicy`` over
-127.0.0.1. Printed:
+127.0.0.1, over each lock-step transport: the ``Session`` call driven on the twin's thread (the
+default), the same call through grpcio's public stream API, and one unary ``Step`` call per step
+(what a planner without ``Session`` gets). Printed, per transport:
 
-- env steps/s both ways (median over the episodes, run alternately) and their ratio (target: remote
-  within 3x of in process);
-- the per-step round trip of ``Step`` (median, p99, max), the in-process ``act`` time beside it,
-  and the client's own message cost (building the ``Observation`` and decoding the ``Command``);
-- the size of one ``Observation`` and one ``Command`` [bytes];
-- CPU time per env step in process against the twin's plus the server's with the planner
-  remote (/proc; Linux), which does not depend on the machine's load as wall time does.
+- env steps/s (median over the episodes, every form run in turn on each episode) and how many
+  times slower than in process (target: within 3x), also as the median of per-episode ratios;
+- the per-step round trip (median, p99 [ms]): the twin's wait for the reply;
+- CPU time per env step of the twin and of the server (/proc; Linux), which depends less on the
+  machine's load than wall time does;
+- the client's own message cost (building the ``Observation``, decoding the ``Command``) and the
+  messages' sizes [bytes].
 
 Wall-clock figures depend on what else runs on the machine: the load average is printed.
 """
@@ -43,6 +45,8 @@ from sim.runner import rollout, rollouts_equal  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
+#: The lock-step transports compared (``RemotePolicy(session_call=...)``); "inline" is the default.
+FORMS = ("inline", "threaded", "off")
 
 
 def busiest(data: Path) -> scenarios.Scenario:
@@ -96,59 +100,67 @@ def main() -> int:
         line = server.stdout.readline()
         address = re.search(r"on (\S+:\d+)", line).group(1)
         local = Timed(make_policy(args.policy))
-        remote = RemotePolicy(address)
-        rollout(env, local, scenario, seed=0)  # warm: plans, caches, the connection
-        rollout(env, remote, scenario, seed=0)
+        remotes = {form: RemotePolicy(address, session_call=form) for form in FORMS}
+        load0 = os.getloadavg()[0]
+        for policy in (local, *remotes.values()):  # warm: plans, caches, the connection
+            rollout(env, policy, scenario, seed=0)
         local.times.clear()
-        rtts: list[float] = []
-        in_rates, remote_rates, same = [], [], True
-        cpu = {"in": 0.0, "client": 0.0, "server": 0.0}
-        steps = 0
-        for i in range(args.episodes):  # interleaved episodes: both see the same machine load
+        rates: dict[str, list[float]] = {name: [] for name in ("in", *FORMS)}
+        cpu = {name: [0.0, 0.0] for name in ("in", *FORMS)}  # twin, server [s]
+        rtts: dict[str, list[float]] = {form: [] for form in FORMS}
+        same, steps = True, 0
+        for i in range(args.episodes):  # interleaved episodes: every form sees the same machine load
             t, c = time.perf_counter(), time.process_time()
             a = rollout(env, local, scenario, seed=i)
-            in_rates.append((a.num_steps - 1) / (time.perf_counter() - t))
-            cpu["in"] += time.process_time() - c
-            t, c, c_server = time.perf_counter(), time.process_time(), cpu_s(server.pid)
-            b = rollout(env, remote, scenario, seed=i)
-            remote_rates.append((b.num_steps - 1) / (time.perf_counter() - t))
-            cpu["client"] += time.process_time() - c
-            cpu["server"] += cpu_s(server.pid) - c_server
-            steps += b.num_steps - 1
-            rtts += remote._latencies
-            same = same and rollouts_equal(a, b)
+            rates["in"].append((a.num_steps - 1) / (time.perf_counter() - t))
+            cpu["in"][0] += time.process_time() - c
+            steps += a.num_steps - 1
+            for form, remote in remotes.items():
+                t, c, c_server = time.perf_counter(), time.process_time(), cpu_s(server.pid)
+                b = rollout(env, remote, scenario, seed=i)
+                rates[form].append((b.num_steps - 1) / (time.perf_counter() - t))
+                cpu[form][0] += time.process_time() - c
+                cpu[form][1] += cpu_s(server.pid) - c_server
+                rtts[form] += remote._latencies
+                same = same and rollouts_equal(a, b)
         # the client's own message cost per step
         obs, _ = env.reset(seed=0)
         facts = protocol.episode_facts(env.scenario_info())
         n = 2000
         t = time.perf_counter()
         for _ in range(n):
-            msg = protocol.observation(facts, remote.session, obs)
+            msg = protocol.observation(facts, "0" * 32, obs)
         build_us = (time.perf_counter() - t) / n * 1e6
         command = protocol.encode_action(np.zeros(2, np.float32), facts.action_type, msg.t_us)
         t = time.perf_counter()
         for _ in range(n):
             protocol.decode_command(command, facts.action_type, facts.action_space, "")
         decode_us = (time.perf_counter() - t) / n * 1e6
-        remote.close()
+        transport = remotes["inline"].transport
+        for remote in remotes.values():
+            remote.close()
     finally:
         server.terminate()
         server.wait(timeout=10)
         env.close()
 
-    ms = np.asarray(rtts) * 1e3
     act_ms = np.asarray(local.times) * 1e3
-    inp, rem = statistics.median(in_rates), statistics.median(remote_rates)
+    inp = statistics.median(rates["in"])
     print(f"scenario {scenario.id}: {scenario.num_agents} agents, {env.unwrapped.plan.log.num_steps} steps; policy {args.policy!r}; "
-          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print(f"env steps/s, state observations: in process {inp:,.0f}, remote {rem:,.0f}: remote at {rem / inp:.2f}x "
-          f"of in process ({inp / rem:.2f}x slower; target within 3x); rollouts identical: {same}")
-    print(f"Step round trip on loopback: median {np.median(ms):.3f} ms, p99 {np.percentile(ms, 99):.3f} ms, "
-          f"max {ms.max():.3f} ms over {ms.size} steps (the policy's own act in process: median {np.median(act_ms):.3f} ms)")
-    us = {k: v / steps * 1e6 for k, v in cpu.items()}
-    print(f"CPU per env step (load-independent): in process {us['in']:.0f} us; remote {us['client']:.0f} us in the twin + "
-          f"{us['server']:.0f} us in the server = {us['client'] + us['server']:.0f} us "
-          f"({(us['client'] + us['server']) / us['in']:.2f}x; the twin's own share {us['client'] / us['in']:.2f}x)")
+          f"{args.episodes} episodes of each; load average {load0:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"rollouts identical to in process over every transport: {same}; the policy's own act in process: median {np.median(act_ms):.3f} ms")
+    print(f"{'lock-step transport':40s} {'steps/s':>8s} {'x slower':>8s} {'(paired)':>8s} {'rt p50':>7s} {'rt p99':>7s} {'twin CPU':>8s} {'server':>7s} [us/step]")
+    print(f"{'in process':40s} {inp:8,.0f} {1:8.2f} {1:8.2f} {'':7s} {'':7s} {cpu['in'][0] / steps * 1e6:8.0f} {'':7s}")
+    for form in FORMS:
+        rem = statistics.median(rates[form])
+        paired = statistics.median(x / y for x, y in zip(rates["in"], rates[form]))
+        ms = np.asarray(rtts[form]) * 1e3
+        label = {"inline": f"Session call, twin's thread ({transport})", "threaded": "Session call, grpcio stream API", "off": "unary Step per step"}[form]
+        print(f"{label:40s} {rem:8,.0f} {inp / rem:8.2f} {paired:8.2f} {np.median(ms):7.3f} {np.percentile(ms, 99):7.3f} "
+              f"{cpu[form][0] / steps * 1e6:8.0f} {cpu[form][1] / steps * 1e6:7.0f}")
+    rem = statistics.median(rates["inline"])
+    print(f"remote (default transport) {rem:,.0f} steps/s against {inp:,.0f} in process: {inp / rem:.2f}x slower (target within 3x); "
+          f"round trip (ms) is the twin's wait for a reply, x slower (paired) the median of per-episode ratios")
     print(f"client message cost per step: Observation built in {build_us:.1f} us, Command decoded in {decode_us:.1f} us; "
           f"sizes {msg.ByteSize()} B and {command.ByteSize()} B")
     return 0

@@ -1,8 +1,12 @@
 // An example planner under test in C++: follows its route at the speed limit and brakes for the
 // nearest road user ahead in its corridor (IDM). It serves drivetwin's planner protocol v1
-// (proto/drivetwin/planner/v1/planner.proto) and answers continuous or trajectory actions.
+// (proto/drivetwin/planner/v1/planner.proto) and answers continuous or trajectory actions, on
+// the Session stream (the twin's lock-step path) and on the unary rpcs alike.
 //
-//   ./cpp_planner --port 50051
+//   ./cpp_planner --port 50051 [--unary-only]
+//
+// --unary-only answers Session UNIMPLEMENTED, as a planner written against the unary rpcs only:
+// the twin then sends one unary call per step.
 //
 // In a suite: [policy] command = "build/cpp_planner/cpp_planner --port {port}".
 
@@ -93,6 +97,8 @@ double IdmAccel(const Episode& e, const pl::Observation& obs, double s_ego) {
 
 class RouteFollower final : public pl::Planner::Service {
  public:
+  explicit RouteFollower(bool unary_only) : unary_only_(unary_only) {}
+
   grpc::Status Describe(grpc::ServerContext*, const pl::DescribeRequest*, pl::PlannerInfo* info) override {
     info->set_status(pl::STATUS_OK);
     info->set_name("cpp_route_follower");
@@ -199,7 +205,29 @@ class RouteFollower final : public pl::Planner::Service {
     return grpc::Status::OK;
   }
 
+  // Every message of the call answered in order by the unary handler of its kind.
+  grpc::Status Session(grpc::ServerContext* context,
+                       grpc::ServerReaderWriter<pl::SessionReply, pl::SessionRequest>* stream) override {
+    if (unary_only_) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "cpp_planner --unary-only");
+    std::printf("cpp_planner: Session call opened\n");
+    std::fflush(stdout);
+    pl::SessionRequest request;
+    while (stream->Read(&request)) {
+      pl::SessionReply reply;
+      switch (request.request_case()) {
+        case pl::SessionRequest::kReset: Reset(context, &request.reset(), reply.mutable_reset()); break;
+        case pl::SessionRequest::kStep: Step(context, &request.step(), reply.mutable_step()); break;
+        case pl::SessionRequest::kClose: Close(context, &request.close(), reply.mutable_close()); break;
+        default:
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a SessionRequest carries none of reset, step, close");
+      }
+      if (!stream->Write(reply)) break;
+    }
+    return grpc::Status::OK;
+  }
+
  private:
+  const bool unary_only_;
   std::mutex mu_;
   std::map<std::string, Episode> episodes_;
 };
@@ -208,11 +236,13 @@ class RouteFollower final : public pl::Planner::Service {
 
 int main(int argc, char** argv) {
   std::string host = "127.0.0.1", port = "50051";
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], "--port") == 0) port = argv[++i];
-    else if (std::strcmp(argv[i], "--host") == 0) host = argv[++i];
+  bool unary_only = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--unary-only") == 0) unary_only = true;
+    else if (i + 1 < argc && std::strcmp(argv[i], "--port") == 0) port = argv[++i];
+    else if (i + 1 < argc && std::strcmp(argv[i], "--host") == 0) host = argv[++i];
   }
-  RouteFollower service;
+  RouteFollower service(unary_only);
   grpc::ServerBuilder builder;
   int bound = 0;
   builder.AddListeningPort(host + ":" + port, grpc::InsecureServerCredentials(), &bound);

@@ -1,6 +1,8 @@
 """The controller under test in another process or language, over gRPC (planner protocol v1).
 
-- ``RemotePolicy``: the env-side client, a policy like the baselines (lock-step or real time).
+- ``RemotePolicy``: the env-side client, a policy like the baselines (lock-step or real time);
+  lock-step messages go on one ``Session`` stream call (``harness.remote.stream``), unary calls
+  for planners without it.
 - ``serve_policy`` / ``drivetwin serve-policy``: any Python policy served over the protocol.
 - ``PlannerProcess``: one planner process per worker, started on a free port.
 

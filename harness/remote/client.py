@@ -2,7 +2,9 @@
 
 It is a policy like the baselines (``reset(context)``, ``act(observation)``), so the env, the
 rollout loop and the runner drive it unchanged. Lock-step by default: each ``act`` waits for the
-planner's reply to this step, so a run is as deterministic as the planner. With
+planner's reply to this step, so a run is as deterministic as the planner. Lock-step messages go
+on one ``Session`` call (``SessionStream``), opened at the first reset and kept for the episodes
+after it; a planner without that rpc is driven with the unary ``Reset``/``Step``/``Close``. With
 ``realtime_factor`` > 0 the steps are paced to the wall clock (one step every
 ``dt / realtime_factor`` seconds) and a reply later than its step's end is a deadline miss: the
 twin executes the previous command (``fallback="previous"``) or brakes (``"brake"``).
@@ -15,6 +17,7 @@ variant fails with that message); an unreachable, dead or silent planner raises 
 from __future__ import annotations
 
 import math
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -28,15 +31,87 @@ from harness.remote._proto import planner_pb2 as pb
 from harness.remote._proto import planner_pb2_grpc as pb_grpc
 from harness.remote.process import AddressClaim, PlannerProcess
 from harness.remote.protocol import PlannerLost, RemoteError
+from harness.remote.stream import ThreadedSessionCall, open_session
 from scenarios.common import LRU
 
 FALLBACKS = ("previous", "brake")
+#: How lock-step messages travel: on one Session call driven on the caller's thread, on one
+#: Session call through grpcio's public stream API, or one unary call each.
+SESSION_CALLS = ("inline", "threaded", "off")
 #: Scenarios whose map near the route is kept for the next episode.
 MAP_CACHE_SIZE = 8
 #: One step is a small request answered at once: tune the channel for latency.
-CHANNEL_OPTIONS = [("grpc.optimization_target", "latency")]
+#: No bandwidth probes (a ping per burst read) and no retry buffering of stream messages.
+CHANNEL_OPTIONS = [("grpc.optimization_target", "latency"), ("grpc.http2.bdp_probe", 0), ("grpc.enable_retries", 0)]
 #: gRPC codes that mean the planner is gone or hung, not that it answered badly.
 _LOST_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
+
+
+class SessionStream:
+    """One ``Session`` call: each ``ask`` writes a request and waits for its reply.
+
+    The call outlives episodes (Reset, Steps, Close, Reset, ...). A reply not there within the
+    ``ask``'s timeout has the call cancelled (by a watchdog thread that wakes a few times per
+    timeout, not once per step) and raises ``PlannerLost``, as a unary call past its deadline.
+    ``unimplemented`` is set when the planner has no ``Session`` rpc (its first reply says so).
+
+    Args:
+        channel: the planner's channel.
+        describe: names the planner in error messages (called only on an error).
+        threaded: use grpcio's public stream API (``stream.ThreadedSessionCall``), not the
+            single-threaded call.
+    """
+
+    def __init__(self, channel: grpc.Channel, describe: Any, threaded: bool = False) -> None:
+        self._call = open_session(channel, threaded)
+        self.threaded = isinstance(self._call, ThreadedSessionCall)
+        self._describe = describe
+        self._due = math.inf  # perf_counter time the pending reply is due by
+        self._timeout = 0.0
+        self._overdue = False
+        self._closed = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self.unimplemented = False
+        self.broken = False
+
+    def ask(self, request: Any, timeout: float, what: str) -> Any:
+        """The ``SessionReply`` to ``request`` (a ``SessionRequest``); ``PlannerLost`` past
+        ``timeout`` [s], ``grpc.RpcError`` when the call fails."""
+        if self.broken:
+            raise PlannerLost(f"{what}: the session with {self._describe()} was lost earlier")
+        if self._watchdog is None or timeout != self._timeout:
+            self._arm(timeout)
+        self._due = time.perf_counter() + timeout
+        try:
+            reply = self._call.exchange(request.SerializeToString())
+        except grpc.RpcError as exc:
+            self.broken = True
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                self.unimplemented = True
+            if self._overdue:
+                raise PlannerLost(f"{what}: {self._describe()} did not reply within {timeout:g} s (hung)") from None
+            raise
+        finally:
+            self._due = math.inf
+        return pb.SessionReply.FromString(reply)
+
+    def _arm(self, timeout: float) -> None:
+        self._timeout = timeout
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, name="drivetwin-session-watchdog", daemon=True)
+            self._watchdog.start()
+
+    def _watch(self) -> None:
+        while not self._closed.wait(min(max(self._timeout / 8, 0.01), 1.0)):
+            if time.perf_counter() > self._due:
+                self._overdue = self.broken = True
+                self._call.cancel()
+                return
+
+    def close(self) -> None:
+        """End the call (the planner sees the end of its requests) and stop the watchdog."""
+        self._closed.set()
+        self._call.close()
 
 
 class RemotePolicy:
@@ -52,6 +127,7 @@ class RemotePolicy:
         realtime_factor: 0 for lock-step; else wall-clock pacing (1.0: real time).
         fallback: on a deadline miss, "previous" (the last command; braking before the first) or "brake".
         step_timeout_s: lock-step: the longest wait for one reply before the planner counts as hung [s].
+        session_call: lock-step transport, one of ``SESSION_CALLS`` ("off": unary calls only).
         log_dir: where planner processes write their logs and address claims their locks.
         cwd: working directory of planner processes.
     """
@@ -66,6 +142,7 @@ class RemotePolicy:
         realtime_factor: float = 0.0,
         fallback: str = "previous",
         step_timeout_s: float = 60.0,
+        session_call: str = "inline",
         log_dir: str = "",
         cwd: str = "",
     ) -> None:
@@ -75,6 +152,8 @@ class RemotePolicy:
             raise ValueError(f"realtime_factor must be >= 0, got {realtime_factor}")
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+        if session_call not in SESSION_CALLS:
+            raise ValueError(f"session_call must be one of {SESSION_CALLS}, got {session_call!r}")
         self._address, self._claim = address, AddressClaim(addresses, log_dir) if addresses else None
         self._process = PlannerProcess(command, log_dir, cwd) if command else None
         self._name = name
@@ -92,6 +171,9 @@ class RemotePolicy:
         self._previous: Any = None
         self._wall0 = 0.0
         self._maps: LRU = LRU(MAP_CACHE_SIZE)
+        self._stream: SessionStream | None = None
+        self.session_call = session_call
+        self._unary = session_call == "off"  # or the planner has no Session rpc: unary calls only
 
     # --- connection ----------------------------------------------------------------------
     @property
@@ -119,6 +201,17 @@ class RemotePolicy:
             return self._process.address
         return self._claim.address if self._claim is not None else self._address
 
+    @property
+    def transport(self) -> str:
+        """How the last lock-step messages travelled: "session" (one Session call on the twin's
+        thread), "session-threads" (one Session call through grpcio's stream API), "unary" (the
+        planner has no Session rpc, or ``session_call="off"``), "" before any."""
+        if self._unary:
+            return "unary"
+        if self._stream is None:
+            return ""
+        return "session-threads" if self._stream.threaded else "session"
+
     def _where(self) -> str:
         where = f"planner {self.address or self._name}"
         if self._process is not None:
@@ -132,6 +225,7 @@ class RemotePolicy:
             self._claim.claim()
         address = self.address
         if self._stub is None or self._channel_address != address:
+            self._drop_stream()
             if self._channel is not None:
                 self._channel.close()
             self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
@@ -140,11 +234,40 @@ class RemotePolicy:
 
     def restart(self) -> None:
         """After ``PlannerLost``: stop a planner process (the next reset starts a fresh one) and reconnect."""
+        self._drop_stream()
         if self._process is not None:
             self._process.stop()
         if self._channel is not None:
             self._channel.close()
         self._channel, self._stub, self._open_t_us = None, None, None
+        self._unary = self.session_call == "off"  # a restarted planner may be another build
+
+    def _drop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def _ask(self, kind: str, message: Any, unary: Any, timeout: float, what: str, request: Any = None) -> Any:
+        """The reply to ``message`` on the session stream (``SessionRequest.<kind>``; ``request``
+        when it is already built around ``message``), or by the unary ``unary`` rpc when the
+        planner has no ``Session`` rpc."""
+        if not self._unary:
+            if self._stream is None or self._stream.broken:
+                self._drop_stream()
+                self._stream = SessionStream(self._channel, self._where, self.session_call == "threaded")
+            try:
+                reply = self._stream.ask(request if request is not None else pb.SessionRequest(**{kind: message}), timeout, what)
+            except grpc.RpcError as exc:
+                if not self._stream.unimplemented:
+                    raise self._lost_or_error(exc, what) from None
+                self._drop_stream()
+                self._unary = True
+            else:
+                if reply.WhichOneof("reply") != kind:
+                    self._drop_stream()
+                    raise RemoteError(f"{what}: the planner answered a {kind} with a {reply.WhichOneof('reply') or 'empty'} session reply")
+                return getattr(reply, kind)
+        return self._call(unary, message, timeout, what)
 
     def _call(self, method: Any, request: Any, timeout: float, what: str) -> Any:
         try:
@@ -171,7 +294,10 @@ class RemotePolicy:
         facts = protocol.episode_facts(scenario_info)
         init = protocol.scenario_init(facts, self.session, facts.seed, self._maps)
         what = f"Reset of {facts.scenario.id}"
-        reply = self._call(stub.Reset, init, self.step_timeout_s, what)
+        if self.realtime_factor > 0:
+            reply = self._call(stub.Reset, init, self.step_timeout_s, what)
+        else:
+            reply = self._ask("reset", init, stub.Reset, self.step_timeout_s, what)
         protocol.check_reply(reply, facts.t0_us, what)
         self._facts, self._open_t_us = facts, facts.t0_us
         self._latencies, self._misses, self._previous = [], 0, None
@@ -181,13 +307,16 @@ class RemotePolicy:
         facts = self._facts
         if facts is None:
             raise RuntimeError("RemotePolicy.act before reset")
-        msg = protocol.observation(facts, self.session, observation)
+        if self.realtime_factor > 0:
+            msg = protocol.observation(facts, self.session, observation)
+            self._open_t_us = msg.t_us
+            return self._act_realtime(msg, f"step {msg.step} (t_us={msg.t_us})")
+        request = pb.SessionRequest()
+        msg = protocol.observation(facts, self.session, observation, request.step)  # built in place: no copy
         what = f"step {msg.step} (t_us={msg.t_us})"
         self._open_t_us = msg.t_us
-        if self.realtime_factor > 0:
-            return self._act_realtime(msg, what)
         start = time.perf_counter()
-        reply = self._call(self._stub.Step, msg, self.step_timeout_s, what)
+        reply = self._ask("step", msg, self._stub.Step, self.step_timeout_s, what, request)
         self._latencies.append(time.perf_counter() - start)
         protocol.check_reply(reply, msg.t_us, what)
         action = protocol.decode_command(reply, facts.action_type, facts.action_space, what)
@@ -230,9 +359,14 @@ class RemotePolicy:
         if self._open_t_us is None:
             return
         t_us, self._open_t_us = self._open_t_us, None
+        request = pb.CloseRequest(session=self.session, t_us=t_us)
+        timeout = min(self.step_timeout_s, 5.0)
         try:
-            stub.Close(pb.CloseRequest(session=self.session, t_us=t_us), timeout=min(self.step_timeout_s, 5.0))
-        except grpc.RpcError:
+            if self._stream is not None and not self._stream.broken and not self._unary:
+                self._ask("close", request, stub.Close, timeout, "Close")
+            else:
+                stub.Close(request, timeout=timeout)
+        except (grpc.RpcError, RemoteError):
             pass  # the episode is over either way; a dead planner shows at the next Reset
 
     def close(self) -> None:

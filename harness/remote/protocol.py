@@ -215,14 +215,17 @@ def signal_states(scenario: Any, t_us: int) -> list[int]:
 _ROAD_USER_FIELDS = ("x", "y", "yaw", "vx", "vy", "length", "width")
 
 
-def observation(facts: EpisodeFacts, session: str, obs: Mapping[str, Any]) -> pb.Observation:
-    """The ``Observation`` message of the env's current step (``obs`` is what the env returned)."""
+def observation(facts: EpisodeFacts, session: str, obs: Mapping[str, Any], msg: Any = None) -> pb.Observation:
+    """The ``Observation`` message of the env's current step (``obs`` is what the env returned),
+    filled into ``msg`` (an empty ``Observation``, e.g. a ``SessionRequest``'s) when given."""
     view = facts.view
     k = int(view.step_index)
     t_us = facts.t0_us + k * facts.dt_us
     ego = view.ego
     agents = view.agents()
-    msg = pb.Observation(session=session, t_us=t_us, step=k, route_s=float(view.route_s))
+    if msg is None:
+        msg = pb.Observation()
+    msg.session, msg.t_us, msg.step, msg.route_s = session, t_us, k, float(view.route_s)
     e = msg.ego
     e.x, e.y, e.yaw, e.speed, e.yaw_rate, e.accel, e.steer = ego.x, ego.y, ego.yaw, ego.speed, ego.yaw_rate, ego.accel, ego.steer
     users = msg.agents

@@ -3,14 +3,16 @@
 ``drivetwin serve-policy expert --port 50051`` (or ``package.module:Name``) serves a policy to
 drivetwin's ``RemotePolicy``: the policy gets the same ``reset`` context (a view rebuilt from the
 messages) and the same observations as in process, so it drives identically. Each client session
-(one drivetwin worker) has its own policy instance; sessions run concurrently.
+(one drivetwin worker) has its own policy instance; sessions run concurrently. The ``Session``
+stream answers each message with the unary handler of its kind (``Reset``, ``Step``, ``Close``),
+so a subclass that overrides those serves both forms alike.
 """
 
 from __future__ import annotations
 
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,10 +110,31 @@ class PolicyServicer(pb_grpc.PlannerServicer):
                 session.view = None
         return pb.CloseReply(status=pb.STATUS_OK, t_us=request.t_us)
 
+    def Session(self, request_iterator: Iterator[pb.SessionRequest], context: grpc.ServicerContext) -> Iterator[pb.SessionReply]:
+        """Every message of the call answered in order by the unary handler of its kind."""
+        step, reset, close = self.Step, self.Reset, self.Close
+        for request in request_iterator:
+            kind = request.WhichOneof("request")
+            if kind == "step":
+                yield pb.SessionReply(step=step(request.step, context))
+            elif kind == "reset":
+                yield pb.SessionReply(reset=reset(request.reset, context))
+            elif kind == "close":
+                yield pb.SessionReply(close=close(request.close, context))
+            else:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a SessionRequest carries none of reset, step, close")
 
-def make_server(servicer: pb_grpc.PlannerServicer, port: int = 0, host: str = "127.0.0.1", threads: int = 8) -> tuple[grpc.Server, int]:
+
+#: No bandwidth probes (a ping per burst read): each step is one small message each way.
+SERVER_OPTIONS = [("grpc.so_reuseport", 0), ("grpc.optimization_target", "latency"), ("grpc.http2.bdp_probe", 0)]
+#: Most calls served at once. An open ``Session`` call holds one thread (threads start on demand),
+#: so this bounds the drivetwin workers one server can drive concurrently.
+MAX_CALLS = 256
+
+
+def make_server(servicer: pb_grpc.PlannerServicer, port: int = 0, host: str = "127.0.0.1", threads: int = MAX_CALLS) -> tuple[grpc.Server, int]:
     """A started gRPC server for ``servicer`` on ``host:port`` (0: a free port) and its port."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=[("grpc.so_reuseport", 0), ("grpc.optimization_target", "latency")])
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=SERVER_OPTIONS)
     pb_grpc.add_PlannerServicer_to_server(servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:

@@ -25,7 +25,9 @@ import sim  # noqa: E402
 from harness.config import ConfigError, parse_suite  # noqa: E402
 from harness.remote import RemotePolicy, serve_policy  # noqa: E402
 from harness.remote import protocol  # noqa: E402
+from harness.remote import server as harness_server  # noqa: E402
 from harness.remote._proto import planner_pb2 as pb  # noqa: E402
+from harness.remote._proto import planner_pb2_grpc as pb_grpc  # noqa: E402
 from harness.runner import run_suite  # noqa: E402
 from sim.runner import PolicyError, rollout, rollouts_equal  # noqa: E402
 
@@ -258,3 +260,109 @@ def test_serve_policy_rejects_an_unknown_policy():
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )
     assert done.returncode == 2 and "unknown policy 'no_such_policy'" in done.stderr
+
+
+class _CountingServicer(harness_server.PolicyServicer):
+    """The expert; counts the calls it serves by rpc."""
+
+    def __init__(self, spec: str = "expert") -> None:
+        super().__init__(spec)
+        self.calls: dict[str, int] = {}
+
+    def _count(self, rpc: str) -> None:
+        self.calls[rpc] = self.calls.get(rpc, 0) + 1
+
+    def Reset(self, request, context):
+        self._count("Reset")
+        return super().Reset(request, context)
+
+    def Step(self, request, context):
+        self._count("Step")
+        return super().Step(request, context)
+
+    def Session(self, request_iterator, context):
+        self._count("Session")
+        yield from super().Session(request_iterator, context)
+
+
+class _UnaryOnlyServicer(_CountingServicer):
+    """A planner that implements only the unary rpcs (as planners written before ``Session``)."""
+
+    def Session(self, request_iterator, context):
+        self._count("Session")
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")  # the generated default's answer
+
+
+@pytest.mark.parametrize(
+    ("servicer", "session_call", "transport"),
+    [(_CountingServicer, "inline", "session"), (_CountingServicer, "threaded", "session-threads"),
+     (_CountingServicer, "off", "unary"), (_UnaryOnlyServicer, "inline", "unary")],
+)
+def test_every_lock_step_transport_drives_identically(library, servicer, session_call, transport):
+    """The Session call carries every episode of a policy on one call; the unary rpcs are used when
+    asked for or when the planner has no Session rpc (it answers UNIMPLEMENTED): the rollouts are
+    the in-process ones either way."""
+    served = servicer()
+    server, port = harness_server.make_server(served)
+    try:
+        env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping({"observation": ["state"]}), library=library)
+        remote = RemotePolicy(f"127.0.0.1:{port}", session_call=session_call)
+        steps = 0
+        for scenario_id in library.ids()[:2]:
+            a = rollout(env, "expert", scenario_id, seed=2)
+            b = rollout(env, remote, scenario_id, seed=2)
+            assert rollouts_equal(a, b)
+            steps += b.num_steps - 1
+        assert remote.transport == transport
+        assert served.calls["Reset"] == 2 and served.calls["Step"] == steps
+        # one Session call for both episodes; the unary-only planner was asked once, then never again
+        assert served.calls.get("Session", 0) == (1 if transport.startswith("session") else int(session_call != "off"))
+        remote.close()
+        env.close()
+    finally:
+        server.stop(0)
+
+
+def test_a_session_request_without_a_kind_is_refused():
+    server, port = harness_server.make_server(_CountingServicer())
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            replies = pb_grpc.PlannerStub(channel).Session(iter([pb.SessionRequest()]), timeout=10)
+            with pytest.raises(grpc.RpcError) as info:
+                list(replies)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "none of reset, step, close" in info.value.details()
+    finally:
+        server.stop(0)
+
+
+def test_a_planner_that_hangs_on_the_session_call_is_lost_after_the_timeout(library):
+    """The watchdog cancels a Session call whose reply is overdue: ``PlannerLost`` naming the
+    wait, as a unary call past its deadline; the next episode opens a new call."""
+    from harness.remote.protocol import PlannerLost
+
+    class Hangs(_CountingServicer):
+        def Step(self, request, context):
+            if request.step == 2 and self.calls.get("Session", 0) == 1:
+                time.sleep(3.0)
+            return super().Step(request, context)
+
+    served = Hangs()
+    server, port = harness_server.make_server(served)
+    try:
+        env = sim.DriveTwinEnv(library=library)
+        remote = RemotePolicy(f"127.0.0.1:{port}", step_timeout_s=0.4)
+        obs, _ = env.reset(seed=0, options={"scenario": library.ids()[0]})
+        remote.reset(env.scenario_info())
+        for _ in range(2):
+            obs, *_ = env.step(remote.act(obs))
+        start = time.perf_counter()
+        with pytest.raises(PlannerLost, match=r"step 2 \(t_us=\d+\): planner 127\.0\.0\.1:\d+ did not reply within 0\.4 s \(hung\)"):
+            remote.act(obs)
+        assert time.perf_counter() - start < 2.5  # 0.4 s and the watchdog's tick, not the 3 s sleep
+        b = rollout(env, remote, library.ids()[0], seed=0)  # a new call for the next episode
+        assert rollouts_equal(b, rollout(env, "expert", library.ids()[0], seed=0))
+        assert served.calls["Session"] == 2
+        remote.close()
+        env.close()
+    finally:
+        server.stop(0)

@@ -46,15 +46,16 @@ def cpp_planner(tmp_path_factory) -> Path:
     return binary
 
 
-@pytest.mark.parametrize("action", ["trajectory", "continuous"])
-def test_cpp_planner_drives_a_sample_scenario_to_the_end(cpp_planner, action, tmp_path):
+@pytest.mark.parametrize(("action", "flags"), [("trajectory", ""), ("continuous", " --unary-only")])
+def test_cpp_planner_drives_a_sample_scenario_to_the_end(cpp_planner, action, flags, tmp_path):
+    """On the Session call, and (``--unary-only``: Session UNIMPLEMENTED) on unary calls."""
     from harness.config import parse_suite
     from harness.runner import run_suite
 
     suite = parse_suite({
         "suite": {"name": f"cpp-{action}"},
         "scenarios": {"sources": [str(SAMPLE)], "ids": ["commonroad-USA_US101-4_1_T-1.ego-383"]},
-        "policy": {"command": f"{cpp_planner} --port {{port}}"},
+        "policy": {"command": f"{cpp_planner} --port {{port}}{flags}"},
         "env": {"observation": ["state"], "action": action},
         "run": {"seed": 0},
     })
@@ -66,7 +67,9 @@ def test_cpp_planner_drives_a_sample_scenario_to_the_end(cpp_planner, action, tm
     assert row["collisions"] == 0 and row["progress_ratio"] > 0.95
     assert row["num_steps"] >= 20 and row["planner_latency_p50_ms"] > 0
     logs = list((tmp_path / "run" / "planners").glob("planner-*.log"))
-    assert len(logs) == 1 and "cpp_planner: serving on 127.0.0.1:" in logs[0].read_text()
+    log = logs[0].read_text() if len(logs) == 1 else ""
+    assert "cpp_planner: serving on 127.0.0.1:" in log
+    assert ("cpp_planner: Session call opened" in log) == (not flags)
 
 
 def test_cpp_planner_refuses_discrete_actions(cpp_planner, tmp_path):

@@ -372,3 +372,23 @@ class CloseReply(_message.Message):
     message: str
     t_us: int
     def __init__(self, status: _Optional[_Union[Status, str]] = ..., message: _Optional[str] = ..., t_us: _Optional[int] = ...) -> None: ...
+
+class SessionRequest(_message.Message):
+    __slots__ = ("reset", "step", "close")
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    reset: ScenarioInit
+    step: Observation
+    close: CloseRequest
+    def __init__(self, reset: _Optional[_Union[ScenarioInit, _Mapping]] = ..., step: _Optional[_Union[Observation, _Mapping]] = ..., close: _Optional[_Union[CloseRequest, _Mapping]] = ...) -> None: ...
+
+class SessionReply(_message.Message):
+    __slots__ = ("reset", "step", "close")
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    reset: ResetReply
+    step: Command
+    close: CloseReply
+    def __init__(self, reset: _Optional[_Union[ResetReply, _Mapping]] = ..., step: _Optional[_Union[Command, _Mapping]] = ..., close: _Optional[_Union[CloseReply, _Mapping]] = ...) -> None: ...

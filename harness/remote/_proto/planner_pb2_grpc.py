@@ -55,6 +55,11 @@ class PlannerStub:
                 request_serializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.CloseRequest.SerializeToString,
                 response_deserializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.CloseReply.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/drivetwin.planner.v1.Planner/Session',
+                request_serializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.SessionRequest.SerializeToString,
+                response_deserializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.SessionReply.FromString,
+                _registered_method=True)
 
 
 class PlannerServicer:
@@ -88,6 +93,15 @@ class PlannerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Session(self, request_iterator, context):
+        """Reset, Step and Close as messages on one call: the server answers every SessionRequest with
+        one SessionReply carrying the reply of the same kind, in order. The twin ends the call (or
+        cancels it when a reply is overdue); a server that ends it first has lost the session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlannerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +124,11 @@ def add_PlannerServicer_to_server(servicer, server):
                     servicer.Close,
                     request_deserializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.CloseRequest.FromString,
                     response_serializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.CloseReply.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.SessionRequest.FromString,
+                    response_serializer=drivetwin_dot_planner_dot_v1_dot_planner__pb2.SessionReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +239,33 @@ class Planner:
             '/drivetwin.planner.v1.Planner/Close',
             drivetwin_dot_planner_dot_v1_dot_planner__pb2.CloseRequest.SerializeToString,
             drivetwin_dot_planner_dot_v1_dot_planner__pb2.CloseReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/drivetwin.planner.v1.Planner/Session',
+            drivetwin_dot_planner_dot_v1_dot_planner__pb2.SessionRequest.SerializeToString,
+            drivetwin_dot_planner_dot_v1_dot_planner__pb2.SessionReply.FromString,
             options,
             channel_credentials,
             insecure,
