@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from evaluators.base import Evaluator, MetricSpec, MetricValue, register
 from evaluators.config import check_fields
 from evaluators.context import AgentClass, CollisionType, Context
@@ -73,6 +75,9 @@ class Collisions(Evaluator):
         MetricSpec("collisions_geometry", "count", "collisions seen as box overlap (a subset of collisions)"),
         MetricSpec("no_at_fault_collisions", "1", "nuPlan multiplier: 0 for a vehicle or VRU, 0.5 per object", "== 1"),
         MetricSpec("first_collision_s", "s", "time of the first collision since the start, NaN when none"),
+        MetricSpec("first_at_fault_collision_s", "s", "time of the first at-fault collision since the start, NaN when none"),
+        MetricSpec("first_at_fault_x_m", "m", "the ego's centre x at the first at-fault collision (map frame), NaN when none"),
+        MetricSpec("first_at_fault_y_m", "m", "the ego's centre y at the first at-fault collision (map frame), NaN when none"),
         MetricSpec("initial_overlaps", "count", "agents already overlapping the ego when first seen (not collisions)"),
         MetricSpec("excused_collisions", "count", "collisions left out because the logged boxes themselves overlap (null unless judged against the log)"),
         MetricSpec("log_overlaps", "count", "agents whose logged box overlaps the logged ego's within the rollout's time (null unless judged against the log)"),
@@ -90,6 +95,8 @@ class Collisions(Evaluator):
         limits = {"vehicle": cfg.max_at_fault_vehicle, "vru": cfg.max_at_fault_vru, "object": cfg.max_at_fault_object}
         score = nuplan_collision_score(fault, limits)
         first = float(ctx.t_s[ev.step[counted].min()]) if n else float("nan")
+        fault_at = first_at_fault(ctx)
+        nan = float("nan")
         log = ctx.log
         if log is not None and log.overlapping:
             ids = ctx.rollout.agent_ids
@@ -106,10 +113,32 @@ class Collisions(Evaluator):
             self.value("collisions_geometry", int(ev.geometry.sum())),
             self.value("no_at_fault_collisions", score, score == 1.0),
             self.value("first_collision_s", first),
+            self.value("first_at_fault_collision_s", fault_at["t_s"] if fault_at else nan),
+            self.value("first_at_fault_x_m", fault_at["x_m"] if fault_at else nan),
+            self.value("first_at_fault_y_m", fault_at["y_m"] if fault_at else nan),
             self.value("initial_overlaps", int(ev.initial_overlaps.size)),
             self.value("excused_collisions", float("nan") if log is None else int(ev.excused.sum())),
             self.value("log_overlaps", float("nan") if log is None else len(log.overlapping)),
         ]
+
+
+def first_at_fault(ctx: Context) -> dict[str, object] | None:
+    """The first counted at-fault collision: the agent's id, the time [s] since the start and the
+    ego's centre (x, y) [m] in the map frame at that step; None when there is none.
+
+    Ties at one step go to the agent of the lowest row (its order in the scenario), so that the
+    same rollout always names the same agent. These are what ``evaluators.failure_modes`` groups
+    failures by.
+    """
+    ev = ctx.collision_events
+    at_fault = ev.at_fault & ~ev.excused
+    if not at_fault.any():
+        return None
+    rows = np.flatnonzero(at_fault)
+    first = rows[np.lexsort((ev.agent[rows], ev.step[rows]))[0]]
+    step = int(ev.step[first])
+    x, y = ctx.ego_xy[step]
+    return {"agent_id": str(ctx.rollout.agent_ids[ev.agent[first]]), "t_s": float(ctx.t_s[step]), "x_m": float(x), "y_m": float(y)}
 
 
 def collision_table(ctx: Context) -> list[dict[str, object]]:
@@ -134,4 +163,4 @@ def collision_table(ctx: Context) -> list[dict[str, object]]:
     ]
 
 
-__all__ = ["Collisions", "collision_table", "nuplan_collision_score"]
+__all__ = ["Collisions", "collision_table", "first_at_fault", "nuplan_collision_score"]

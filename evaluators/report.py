@@ -36,6 +36,7 @@ from evaluators.summary import (
     IDENTITY_COLUMNS,
     SERIES_UNITS,
     STATUS_ERROR,
+    TEXT_COLUMNS,
     VERDICT_COLUMNS,
     Evaluation,
     error_summary,
@@ -168,7 +169,7 @@ def summary_schema() -> pa.Schema:
     fields = [_field(name, *_IDENTITY_TYPES[name]) for name in (RUN_ID, *IDENTITY_COLUMNS, *RUN_COLUMNS, *PLANNER_COLUMNS)]
     for spec in metric_specs():
         fields.append(_field(spec.name, _UNIT_TYPES.get(spec.unit, pa.float64()), spec.unit, spec.description))
-    fields += [_field(name, pa.string(), "", "why verdicts were judged against the log") for name in VERDICT_COLUMNS]
+    fields += [_field(name, pa.string(), "", TEXT_COLUMNS[name]) for name in VERDICT_COLUMNS]
     return _with_metadata(fields, SUMMARY)
 
 

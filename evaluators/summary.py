@@ -17,6 +17,7 @@ import shapely
 
 from evaluators.against_log import LogBaseline, rewritten_agents, rollout_duration
 from evaluators.base import MetricSpec, MetricValue, metric_specs, select
+from evaluators.collisions import first_at_fault
 from evaluators.comfort import ego_dynamics
 from evaluators.config import EvaluatorConfig
 from evaluators.context import Context
@@ -41,9 +42,14 @@ IDENTITY_COLUMNS = (
     "traceback",
 )
 
-#: Summary columns after the metric columns: why verdicts were judged against the log (text,
-#: "evaluator: reason; ...", null when no metric was).
-VERDICT_COLUMNS = ("against_log",)
+#: Text summary columns after the metric columns, with what they hold: why verdicts were judged
+#: against the log ("evaluator: reason; ...", null when no metric was), and the agent of the first
+#: at-fault collision (its time and place are the metric columns ``first_at_fault_*``).
+TEXT_COLUMNS = {
+    "against_log": "why verdicts were judged against the log",
+    "first_at_fault_agent": "id of the agent in the first at-fault collision, null when none",
+}
+VERDICT_COLUMNS = tuple(TEXT_COLUMNS)
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -159,6 +165,8 @@ def evaluate_all(
     summary.update({spec.name: None for spec in metric_specs()})
     summary.update({v.name: _column_value(v) for v in values})
     summary["against_log"] = "; ".join(f"{name}: {reason}" for name, reason in ctx.notes) or None
+    fault_at = first_at_fault(ctx) if "at_fault_collisions" in ctx.results else None
+    summary["first_at_fault_agent"] = fault_at["agent_id"] if fault_at else None
     keys = {k: ident[k] for k in ("variant_id", "scenario_id", "ego_id")}
     metrics = [
         {**keys, "metric": v.name, "value": v.value, "unit": v.unit, "passed": v.passed}

@@ -312,8 +312,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from harness.report import build_report
     from harness.rundir import RunError
 
-    if args.worst < 0:
-        print("drivetwin report: --worst must not be negative", file=sys.stderr)
+    if args.worst < 0 or args.modes < 0:
+        print(f"drivetwin report: --{'worst' if args.worst < 0 else 'modes'} must not be negative", file=sys.stderr)
         return 2
     try:
         path = build_report(
@@ -324,6 +324,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"drivetwin report: {exc}", file=sys.stderr)
         return 2
     print(f"report: {path}")
+    from harness.report import failure_mode_lines
+    from harness.rundir import RunDirectory
+
+    for line in failure_mode_lines(RunDirectory(args.run).read_summary(), args.run, limit=args.modes):
+        print(line)
     return 0
 
 
@@ -424,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default=None, metavar="RUN", help="a baseline run: the verdict compares with it, the page shows what changed")
     p.add_argument("--worst", type=int, default=5, metavar="N", help="replay and draw the N worst variants (by severity: at-fault collisions first)")
     p.add_argument("--gif", action="store_true", help="also embed an animation of each of the worst variants")
+    p.add_argument("--modes", type=int, default=20, metavar="N", help="list at most N distinct at-fault failure modes here (the page has them all)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("serve-policy", help="serve a Python policy over the planner protocol (gRPC) for remote suites")

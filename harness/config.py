@@ -199,13 +199,15 @@ class MutationConfig:
             0.5, high = 1.5}``, ``{choice = [...]}``, ``{grid = [...]}`` or a plain value.
         name: the sweep's label in reports (default: the operator chain).
         rounds: adaptive samplers only: propose, run and learn this many times.
-        objective: adaptive samplers only: the summary column they drive down.
+        objective: adaptive samplers only: what they drive down, a numeric summary column
+            (``"closed_loop_score"``) or a weighted sum of columns (``{closed_loop_score = 1.0,
+            min_ttc_s = 0.1}``), ranked after severity (``harness.search``).
     """
 
     table: Mapping[str, Any]
     name: str = ""
     rounds: int = 4
-    objective: str = "closed_loop_score"
+    objective: str | Mapping[str, float] = "closed_loop_score"
 
     def __post_init__(self) -> None:
         if not 1 <= self.rounds <= MAX_ROUNDS:
@@ -214,12 +216,7 @@ class MutationConfig:
         if variants > MAX_VARIANTS:
             raise _invalid("mutations.variants", f"must be an integer in [1, {MAX_VARIANTS}] (per scenario), got {variants}")
         if self.adaptive:
-            columns = objective_columns()
-            if self.objective not in columns:
-                raise _invalid(
-                    "mutations.objective",
-                    f"{self.objective!r} is no numeric summary column; known: {', '.join(columns)}",
-                )
+            self.parsed_objective()
 
     def plan(self, source: str = MEMORY) -> Any:
         """The validated ``MutationPlan``; ``ConfigError`` names the file and the key."""
@@ -229,6 +226,12 @@ class MutationConfig:
             return MutationPlan.from_table(dict(self.table), source)
         except MutationError as exc:
             raise ConfigError(source, f"mutations.{exc.field}".replace("mutations.mutation", "mutations"), exc.problem) from None
+
+    def parsed_objective(self, source: str = MEMORY) -> Any:
+        """The ``harness.search.Objective``; ``ConfigError`` names the key (and the bad column)."""
+        from harness.search import Objective
+
+        return Objective.parse(dict(self.objective) if isinstance(self.objective, Mapping) else self.objective, objective_columns(), source)
 
     @property
     def adaptive(self) -> bool:

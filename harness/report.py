@@ -355,6 +355,50 @@ def _causes_section(summary: pd.DataFrame) -> str:
     )
 
 
+def failure_mode_lines(summary: pd.DataFrame, run_dir: str | Path, limit: int = 20) -> list[str]:
+    """The run's distinct at-fault failure modes (``evaluators.failure_modes``) as text lines, most
+    severe first: where, with whom, how many variants, and the command replaying one of them."""
+    from evaluators.failure_modes import failure_modes
+
+    modes = failure_modes(summary)
+    if modes.empty:
+        return []
+    scenarios = modes["scenario_id"].nunique()
+    lines = [f"{len(modes)} distinct at-fault failure mode{'s' if len(modes) != 1 else ''} in {scenarios} scenario{'s' if scenarios != 1 else ''} "
+             f"({int(modes['count'].sum())} variants):"]  # fmt: skip
+    for m in modes.head(limit).itertuples():
+        sweep = f" [{m.mutation}]" if isinstance(m.mutation, str) else ""
+        lines.append(
+            f"  #{m.mode} {m.scenario_id}: hits agent {m.agent_id} at {m.t_s:.1f} s, ego at ({m.x_m:.1f}, {m.y_m:.1f}) m; "
+            f"{m.count} variant{'s' if m.count != 1 else ''}{sweep}"
+        )
+        lines.append(f"      {replay_command(m.variant_id, run_dir)}")
+    if len(modes) > limit:
+        lines.append(f"  ... and {len(modes) - limit} more (report.html lists them all)")
+    return lines
+
+
+def _modes_section(summary: pd.DataFrame, run_dir: Path) -> str:
+    """One row per distinct at-fault failure mode, with one variant that replays it."""
+    from evaluators.failure_modes import MODE_DISTANCE_M, MODE_TIME_S, failure_modes
+
+    modes = failure_modes(summary)
+    if modes.empty:
+        return '<p class="ok">No at-fault collision.</p>'
+    rows = "".join(
+        f'<tr><td class="num">{m.mode}</td><td><code>{_e(m.scenario_id)}</code></td><td><code>{_e(m.agent_id)}</code></td>'
+        f'<td class="num">{m.t_s:.1f}</td><td class="num">{m.x_m:.1f}, {m.y_m:.1f}</td><td class="num">{m.count}</td>'
+        f'<td>{_e(m.mutation or "")}</td><td>{_link(m.variant_id)}<br><code class="muted">{_e(replay_command(m.variant_id, run_dir))}</code></td></tr>'
+        for m in modes.itertuples()
+    )
+    return (
+        "<table><thead><tr><th>mode</th><th>scenario</th><th>agent hit</th><th>at [s]</th><th>ego at [m]</th><th>variants</th>"
+        f"<th>sweep</th><th>replay one</th></tr></thead><tbody>{rows}</tbody></table>"
+        f'<p class="muted">Variants whose first at-fault collision is in the same scenario, with the same agent, within '
+        f"{MODE_TIME_S:g} s and {MODE_DISTANCE_M:g} m of another's are one failure mode; each names its most severe variant.</p>"
+    )
+
+
 def _changes_section(comparison: Any, summary: pd.DataFrame, limit: int = 10) -> str:
     """Against the baseline: the mean change with its paired bootstrap interval, the variants
     that newly fail and newly pass, and the largest score changes."""
@@ -555,7 +599,10 @@ def build_report(
         + (f" · baseline <code>{_e(Path(baseline).resolve())}</code>" if baseline is not None else "")
         + "</p>"
     )
-    sections = [("Verdict", _gate_section(verdict)), ("Failures by cause", _causes_section(summary))]
+    sections = [
+        ("Verdict", _gate_section(verdict)), ("Failures by cause", _causes_section(summary)),
+        ("Distinct failure modes", _modes_section(summary, run_dir)),
+    ]  # fmt: skip
     if verdict.comparison is not None:
         sections.append(("Changes against the baseline", _changes_section(verdict.comparison, summary)))
     sections += [
@@ -585,6 +632,6 @@ def build_report(
 
 
 __all__ = [
-    "REPORT_FILE", "build_report", "error_groups", "error_origin", "group_stats", "grouped_errors", "replay_command",
+    "REPORT_FILE", "build_report", "error_groups", "error_origin", "failure_mode_lines", "group_stats", "grouped_errors", "replay_command",
     "run_gate_config", "worst_variants",
 ]  # fmt: skip

@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 from harness.config import ConfigError, PolicyConfig, SuiteConfig
 from harness.executor import ClusterUnreachable, Executor, WorkerStartupError, make_executor, prepend_paths
 from harness.rundir import MANIFEST, RESULT_FILES, IdSet, RunDirectory, RunError, TaskLog
+from harness.search import adaptive_rounds
 from harness.worker import (
     STATUS_ERROR,
     STATUS_REJECTED,
@@ -495,65 +496,6 @@ def _execute(
         yield task, outcome
 
 
-def _adaptive_rounds(
-    config: SuiteConfig,
-    scenarios: Sequence[tuple[str, str]],
-    run: Callable[[list[VariantTask]], list[tuple[VariantTask, VariantOutcome]]],
-    rejected: Counter[str],
-    stored: dict[str, dict[str, Any]],
-    shipper: ScenarioShipper | None = None,
-) -> int:
-    """Returns the number of variants proposed; ``stored`` holds the summary rows of a resumed run."""
-    """The adaptive (cross-entropy) sweeps: propose a batch per scenario, run it, update, repeat."""
-    from scenarios.library import ScenarioLibrary
-    from scenarios.mutations import variant_seeds
-
-    count = 0
-    for i, mutation in enumerate(config.mutations):
-        if not mutation.adaptive:
-            continue
-        name, plan = _sweep(config, i)
-        states = {}
-        libraries: dict[str, Any] = {}
-        for root, scenario_id in scenarios:
-            scenario = libraries.setdefault(root, ScenarioLibrary(root)).load(scenario_id)
-            if shipper is not None:
-                shipper.add(root, scenario_id, scenario)
-            states[scenario_id] = (root, scenario, plan.make_sampler())
-        for round_ in range(mutation.rounds):
-            batch: list[VariantTask] = []
-            points_of: dict[str, list[tuple[dict, VariantTask]]] = {}
-            for scenario_id, (root, scenario, sampler) in states.items():
-                points = sampler.propose(plan.variants)
-                seeds = variant_seeds(_seed(plan.seed, scenario_id, round_), len(points))
-                entries = []
-                for point, seed in zip(points, seeds):
-                    task = _variant_task(scenario, root, plan, point, seed, name)
-                    entries.append((point, task))
-                    batch.append(task)
-                points_of[scenario_id] = entries
-            scores_of = {vid: row.get(mutation.objective) for vid, row in stored.items()}
-            rejected_ids: set[str] = set()
-            for task, outcome in run([t for t in batch if t.variant_id not in stored]):
-                if outcome.summary.get("status") == STATUS_REJECTED:
-                    rejected_ids.add(task.variant_id)  # no score, not a sample of the failure region
-                    continue
-                scores_of[task.variant_id] = outcome.summary.get(mutation.objective)
-            for scenario_id, entries in points_of.items():
-                sampler = states[scenario_id][2]
-                points, scores = [], []
-                for point, task in entries:
-                    if task.variant_id in rejected_ids:
-                        continue
-                    score = scores_of.get(task.variant_id)
-                    points.append(point)
-                    scores.append(float(score) if score is not None else 0.0)  # an error counts as a failure
-                if points:
-                    sampler.update(points, scores)
-            count += len(batch) - len(rejected_ids)
-    return count
-
-
 def run_suite(
     config: SuiteConfig,
     *,
@@ -691,7 +633,7 @@ def run_suite(
                 yield from _execute(exe, factory, logged(batch), writer, bar, shipper, rejected, total=len(batch))
                 writer.flush()
 
-            _adaptive_rounds(config, scenarios, run_batch, rejected, stored, shipper)
+            adaptive_rounds(config, scenarios, run_batch, rejected, stored, shipper)
     except WorkerStartupError as exc:
         raise RunError(f"{config.source}: {exc}") from None
     finally:

@@ -47,6 +47,7 @@ from scenarios.mutations.base import (
 from scenarios.mutations.plan import MutationPlan
 from scenarios.mutations.plausibility import DEFAULT_LIMITS, Limits, check_plausible
 from scenarios.mutations.samplers import (
+    REJECTED,
     SAMPLERS,
     CrossEntropySampler,
     GridSampler,
@@ -82,6 +83,7 @@ from scenarios.mutations.variants import (
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "REJECTED",
     "SAMPLERS",
     "Choice",
     "CrossEntropySampler",

@@ -3,7 +3,9 @@
 Every sampler works in the unit cube of the space's dimensions and returns decoded points
 (``{"operator.param": value}``). All randomness comes from ``np.random.default_rng(seed)``: the
 same seed and the same calls give the same points. ``update(points, scores)`` feeds back
-scores (lower = closer to failure); only the cross-entropy sampler uses them.
+scores (lower = closer to failure); only the cross-entropy sampler uses them. A score of
+``REJECTED`` (+inf) marks a proposal that could not be simulated (implausible, inapplicable):
+it is worse than any real score, so an adaptive sampler learns to avoid the infeasible region.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from scenarios.mutations.base import MutationError
 from scenarios.mutations.spaces import SearchSpace
 
 Point = dict[str, Any]
+
+#: The score of a proposal rejected before simulation: worse than any real (finite) score.
+REJECTED = math.inf
 
 #: Samplers by name: ``@SAMPLERS.decorator("mine")`` on a ``Sampler`` subclass (a plug-in's) makes
 #: ``sampler = "mine"`` work in a suite.
@@ -158,7 +163,14 @@ class CrossEntropySampler(Sampler):
     (the ``elite_frac`` of points with the lowest scores, at least ``min_elite``) and moves the
     sampling distribution there: ``new = smoothing * elite + (1 - smoothing) * old``. The
     standard deviation never falls below ``min_std`` so that the search keeps exploring.
-    NaN scores count as the worst. Proposals outside the cube are redrawn (then clipped).
+    NaN scores count as the worst real scores. Proposals outside the cube are redrawn (then
+    clipped).
+
+    Rejected proposals (score ``REJECTED``) are never elite: the elite is drawn from the feasible
+    points only, so the distribution moves into the feasible region and the share of rejected
+    proposals falls round over round. An elite of one point keeps the previous spread (a uniform
+    one's, 1/sqrt(12), before the first fit); a batch with no feasible point leaves the mean
+    where it was and widens the spread by ``widen`` (up to the uniform one's) to look further.
     """
 
     def __init__(
@@ -170,6 +182,7 @@ class CrossEntropySampler(Sampler):
         smoothing: float = 0.7,
         min_std: float = 0.02,
         min_elite: int = 2,
+        widen: float = 1.5,
     ) -> None:
         super().__init__(space, seed)
         if not 0 < elite_frac <= 1:
@@ -180,6 +193,9 @@ class CrossEntropySampler(Sampler):
         self.smoothing = smoothing
         self.min_std = min_std
         self.min_elite = min_elite
+        if not widen >= 1:
+            raise MutationError("sampler cem", "widen", f"must be >= 1, got {widen}")
+        self.widen = widen
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
         self.best: tuple[float, Point] | None = None
@@ -203,13 +219,20 @@ class CrossEntropySampler(Sampler):
             return
         u = np.array([self.space.encode(p) for p in points]).reshape(len(points), self.space.dim)
         s = np.array(scores, float)
-        s = np.where(np.isnan(s), np.inf, s)
-        order = np.argsort(s, kind="stable")
+        feasible = ~(np.isposinf(s))
+        s = np.where(np.isnan(s), np.finfo(float).max, s)  # the worst real score, still feasible
+        uniform_std = np.full(self.space.dim, 1.0 / math.sqrt(12.0))
+        if not feasible.any():
+            if self.std is not None:
+                self.std = np.minimum(self.std * self.widen, np.maximum(uniform_std, self.std))
+            return
+        order = [i for i in np.argsort(s, kind="stable") if feasible[i]]
         if self.best is None or s[order[0]] < self.best[0]:
             self.best = (float(s[order[0]]), dict(points[order[0]]))
-        k = min(len(points), max(self.min_elite, int(math.ceil(self.elite_frac * len(points)))))
+        k = min(len(order), max(self.min_elite, int(math.ceil(self.elite_frac * len(points)))))
         elite = u[order[:k]]
-        mean, std = elite.mean(axis=0), elite.std(axis=0)
+        previous = uniform_std if self.std is None else self.std
+        mean, std = elite.mean(axis=0), (elite.std(axis=0) if k > 1 else previous)
         if self.mean is None or self.std is None:
             self.mean, self.std = mean, np.maximum(std, self.min_std)
         else:

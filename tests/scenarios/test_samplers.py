@@ -197,3 +197,43 @@ def test_cross_entropy_update_moves_towards_low_scores():
     assert sampler.best[0] < 1.0
     with pytest.raises(ValueError):
         sampler.update(points[:2], [1.0])
+
+
+# ----------------------------------------------------------------------------- rejections feed the search
+
+
+def rejection_rates(sampler, rounds: int = 6, batch: int = 40) -> list[float]:
+    """Share of each round's proposals in the infeasible half (decel below 5.5 m/s2) of the space."""
+    rates = []
+    for _ in range(rounds):
+        points = sampler.propose(batch)
+        scores = [m.REJECTED if p["lead_brake.decel"] < 5.5 else synthetic_score(p) for p in points]
+        rates.append(sum(s == m.REJECTED for s in scores) / len(points))
+        sampler.update(points, scores)
+    return rates
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rejected_proposals_teach_the_cross_entropy_search_the_feasible_region(seed):
+    """Half the space is infeasible: the first (uniform) round is rejected about half the time,
+    each later round less, and the last rounds almost never (a random sampler stays at a half)."""
+    rates = rejection_rates(CrossEntropySampler(brake_and_cut_in(), seed, elite_frac=0.1))
+    assert 0.3 <= rates[0] <= 0.7
+    assert rates[1] < rates[0] and max(rates[2:]) <= 0.15 and rates[-1] <= 0.05
+    assert min(rejection_rates(RandomSampler(brake_and_cut_in(), seed))) >= 0.3
+
+
+def test_cross_entropy_never_takes_a_rejected_point_for_an_elite():
+    space = brake_and_cut_in()
+    sampler = CrossEntropySampler(space, seed=0, elite_frac=0.5)
+    points = [space.decode([0.1, 0.5, 0.5]), space.decode([0.9, 0.2, 0.2]), space.decode([0.8, 0.4, 0.6])]
+    sampler.update(points, [m.REJECTED, 0.5, 0.7])  # the rejected one would be "lowest" if it counted as 0
+    assert sampler.mean.tolist() == pytest.approx([0.85, 0.3, 0.4])
+    assert sampler.best == (0.5, points[1])
+    before_mean, before_std = sampler.mean.copy(), sampler.std.copy()
+    sampler.update(points[:1], [m.REJECTED])  # nothing feasible: the mean stays, the spread widens
+    assert sampler.mean.tolist() == before_mean.tolist()
+    assert np.all(sampler.std > before_std)
+    fresh = CrossEntropySampler(space, seed=0)
+    fresh.update(points[:1], [m.REJECTED])  # nothing learned yet: still uniform
+    assert fresh.mean is None
