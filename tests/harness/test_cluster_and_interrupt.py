@@ -72,7 +72,12 @@ def test_interrupt_leaves_a_valid_partial_dataset_and_resume_finishes_it(tmp_pat
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "harness.cli", "run", str(suite), "--out", str(out)]
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child, so that Python raises KeyboardInterrupt on it even when
+    # pytest runs under a shell that ignores SIGINT (a background job's), as the child would inherit
+    child = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     parts = out / "parts" / "summary"
     while len(list(parts.glob("*.parquet"))) < 3:  # one part per variant (18 variants: flush_every 1)
         if child.poll() is not None:

@@ -70,7 +70,15 @@ def _part_ids(run_dir) -> list[str]:
     return ds.dataset(run_dir / "parts" / "summary", format="parquet").to_table(columns=["variant_id"]).column("variant_id").to_pylist()
 
 
-def test_interrupt_then_resume_runs_exactly_the_missing_variants(executor_kind, uninterrupted, tmp_path):
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt here even when pytest runs under a shell that ignores it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_interrupt_then_resume_runs_exactly_the_missing_variants(executor_kind, uninterrupted, tmp_path, sigint_raises):
     config = _suite(str(tmp_path / "count"))
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
