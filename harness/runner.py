@@ -416,6 +416,7 @@ class _Progress:
         self.interactive, self.quiet = interactive, quiet
         self.started = self.last_log = time.monotonic()
         self.next_share = 0.1
+        self.logged = 0  # ``done`` at the last plain line
         self.bar = tqdm(total=total, unit="variant", disable=not interactive or quiet, file=sys.stderr, dynamic_ncols=True)
 
     def update(self, summary: Mapping[str, Any]) -> None:
@@ -437,19 +438,26 @@ class _Progress:
         if milestone or now - self.last_log >= self.LOG_EVERY_S or self.done == self.total:
             elapsed = now - self.started
             eta = elapsed / self.done * (self.total - self.done)
-            print(
-                f"drivetwin: {self.done}/{self.total} variants, {self.failures} failing "
-                f"({self.errors} errors, {self.failures - self.errors} driving), "
-                f"{elapsed:.0f} s elapsed, ETA {eta:.0f} s",
-                file=sys.stderr,
-                flush=True,
-            )
+            self._line(f"{self.done}/{self.total} variants", f"{elapsed:.0f} s elapsed, ETA {eta:.0f} s")
             self.last_log = now
             while self.next_share <= self.done / self.total:
                 self.next_share += 0.1
 
+    def _line(self, count: str, timing: str) -> None:
+        print(
+            f"drivetwin: {count}, {self.failures} failing ({self.errors} errors, {self.failures - self.errors} driving), {timing}",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.logged = self.done
+
     def close(self) -> None:
+        """End the bar; in plain mode, a last line when the run ended short of ``total`` (an
+        adaptive search that gave up on some scenarios proposes fewer variants than its budget)."""
         self.bar.close()
+        if not (self.interactive or self.quiet or not self.total) and self.done != self.logged:
+            elapsed = time.monotonic() - self.started
+            self._line(f"{self.done} variants (of at most {self.total})", f"{elapsed:.0f} s elapsed, done")
 
 
 def _execute(

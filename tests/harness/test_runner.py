@@ -101,3 +101,23 @@ def test_resume_runs_only_what_is_missing(executor_kind, tmp_path):
     pd.testing.assert_frame_equal(resumed.summary.drop(columns=RUN_COLUMNS), full)
     with pytest.raises(RunError, match="suite changed"):
         run_suite(suite(policy="constant_velocity"), out=out, executor=executor_kind, resume=True)
+
+
+def test_plain_progress_ends_with_a_line_when_the_run_stops_short_of_its_budget(capsys):
+    """An adaptive search that gives up on scenarios runs fewer than its budgeted variants: the
+    plain progress (CI logs) still ends with a line of what ran; a run that reached its total
+    prints no second last line."""
+    from harness.runner import _Progress
+
+    short = _Progress(10, interactive=False)
+    for status in ("ok", "ok", "error", "ok", "ok", "ok", "ok"):
+        short.update({"status": status, "error": "boom" if status == "error" else ""})
+    short.close()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("drivetwin: 7 variants (of at most 10), 1 failing (1 errors, 0 driving)")
+    whole = _Progress(2, interactive=False)
+    whole.update({"status": "ok"})
+    whole.update({"status": "ok"})
+    whole.close()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("drivetwin: 2/2 variants, 0 failing")
