@@ -70,10 +70,16 @@ class ModeIndex:
             return None
         scenario, agent, t, x, y = hit
         seen = self._seen.setdefault((scenario, agent), [])
-        if any(abs(t - t0) <= self.time_s and math.hypot(x - x0, y - y0) <= self.distance_m for t0, x0, y0 in seen):
+        if any(same_place(t, x, y, t0, x0, y0, self.time_s, self.distance_m) for t0, x0, y0 in seen):
             return False
         seen.append((t, x, y))
         return True
+
+
+def same_place(t: float, x: float, y: float, t0: float, x0: float, y0: float, time_s: float, distance_m: float) -> bool:
+    """Whether a collision at time ``t`` [s] and ego position (x, y) [m] is one failure with one at
+    (t0, x0, y0): within ``time_s`` and ``distance_m``."""
+    return abs(t - t0) <= time_s and math.hypot(x - x0, y - y0) <= distance_m
 
 
 def at_fault_rows(summary: pd.DataFrame) -> pd.DataFrame:
@@ -113,9 +119,8 @@ def failure_modes(summary: pd.DataFrame, *, time_s: float = MODE_TIME_S, distanc
             t, x, y = (float(record[c]) for c in ("first_at_fault_collision_s", "first_at_fault_x_m", "first_at_fault_y_m"))
             for members in groups:
                 head = members[0]
-                if abs(t - float(head["first_at_fault_collision_s"])) <= time_s and math.hypot(
-                    x - float(head["first_at_fault_x_m"]), y - float(head["first_at_fault_y_m"])
-                ) <= distance_m:
+                t0, x0, y0 = (float(head[c]) for c in ("first_at_fault_collision_s", "first_at_fault_x_m", "first_at_fault_y_m"))
+                if same_place(t, x, y, t0, x0, y0, time_s, distance_m):
                     members.append(record)
                     break
             else:
@@ -145,9 +150,4 @@ def failure_modes(summary: pd.DataFrame, *, time_s: float = MODE_TIME_S, distanc
     return pd.DataFrame(found, columns=list(MODE_COLUMNS))
 
 
-def count_failure_modes(summary: pd.DataFrame, **options: float) -> int:
-    """How many distinct at-fault failure modes ``summary`` holds (``failure_modes``)."""
-    return len(failure_modes(summary, **options))
-
-
-__all__ = ["MODE_COLUMNS", "MODE_DISTANCE_M", "MODE_TIME_S", "ModeIndex", "at_fault_rows", "collision_of", "count_failure_modes", "failure_modes"]
+__all__ = ["MODE_COLUMNS", "MODE_DISTANCE_M", "MODE_TIME_S", "ModeIndex", "at_fault_rows", "collision_of", "failure_modes", "same_place"]

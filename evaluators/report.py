@@ -288,8 +288,6 @@ class ReportWriter:
         self._seq = 0
         self.on_flush = on_flush
         self.parts: list[Path] = []
-        self.rows = 0  # summary rows written (flushed)
-        self.error_rows = 0  # of which status "error"
 
     def add(self, evaluation: Evaluation) -> None:
         """Add one variant's evaluation (its summary row, tidy rows and series if any)."""
@@ -325,9 +323,6 @@ class ReportWriter:
             return []
         if self.on_flush is not None:
             self.on_flush()
-        summary = self._buffers[SUMMARY]
-        self.rows += len(summary)
-        self.error_rows += sum(row.get(STATUS) == STATUS_ERROR for row in summary)
         name = f"part-{_SAFE.sub('_', self.run_id)}-{self.writer_id}-{self._seq:06d}"
         new = []
         for table in TABLES:

@@ -141,7 +141,7 @@ def run_one(worker: Worker, index: int, task: Any, timeout_s: float, attempts: i
     """Run one task on ``worker``, turning any exception into an error result (``rss_mb`` only
     with ``measure_rss``: reading ``/proc`` costs tens of µs, more than a trivial task)."""
     start = time.perf_counter()
-    name = _WORKER_NAME[0] if _WORKER_NAME[1] == os.getpid() else _worker_name()
+    name = f"pid:{os.getpid()}"
     try:
         with _deadline(timeout_s):
             value = worker.run(task)
@@ -162,15 +162,6 @@ def run_one(worker: Worker, index: int, task: Any, timeout_s: float, attempts: i
         index, True, value=value, attempts=attempts, elapsed_s=time.perf_counter() - start, worker=name,
         rss_mb=resident_mb() if measure_rss else 0.0,
     )  # fmt: skip
-
-
-#: ("pid:<n>", n) of this process (a forked child names itself anew).
-_WORKER_NAME: list[Any] = ["", 0]
-
-
-def _worker_name() -> str:
-    _WORKER_NAME[:] = [f"pid:{os.getpid()}", os.getpid()]
-    return _WORKER_NAME[0]
 
 
 class Executor(abc.ABC):

@@ -100,7 +100,6 @@ class TaskLog:
 
     def __init__(self, path: str | os.PathLike[str], *, truncate: bool = False) -> None:
         self.path = Path(path)
-        self.written = 0
         if truncate or not self.path.exists():
             self.path.write_text("")
         _drop_cut_line(self.path)
@@ -110,7 +109,6 @@ class TaskLog:
         """Append ``task``'s line (buffered)."""
         assert self._fh is not None, "TaskLog closed"
         self._fh.write(task_line(task))
-        self.written += 1
 
     def flush(self) -> None:
         if self._fh is not None:
@@ -282,11 +280,6 @@ class RunDirectory:
             for line in fh:
                 if line.endswith("\n") and line.strip():
                     yield line
-
-    def append_tasks(self, tasks: Sequence[VariantTask]) -> None:
-        with TaskLog(self.tasks) as log:
-            for task in tasks:
-                log.add(task)
 
     # --- the results --------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from harness.worker import (
     ship_scenario,
     task_identity,
 )
+from scenarios.common import LRU
 
 #: The longest [s] finished results wait in memory before they are written.
 FLUSH_EVERY_S = 2.0
@@ -94,8 +95,7 @@ class RunResult:
         """The summary table, one row per variant sorted by id (read from the run directory on
         first use: a run of a million variants never needs it in memory)."""
         if self._summary is None:
-            rd = RunDirectory(self.run_dir)
-            self._summary = pq.read_table(rd.summary).to_pandas() if rd.summary.exists() else rd.read_summary()
+            self._summary = RunDirectory(self.run_dir).read_summary()
         return self._summary
 
 
@@ -209,30 +209,24 @@ class ScenarioShipper:
     KEEP = 256
 
     def __init__(self, executor: Executor) -> None:
-        from collections import OrderedDict
-
         self.executor = executor
         self.enabled = True
-        self.handles: OrderedDict[tuple[str, str], tuple[str, Any]] = OrderedDict()
+        self.handles: LRU[tuple[str, str], tuple[str, Any]] = LRU(self.KEEP)
         self.shipped = 0  # scenarios put in the object store
         self._libraries: dict[str, Any] = {}
 
     def add(self, root: str, scenario_id: str, scenario: Any) -> None:
         """Share ``scenario`` (already read by the caller) unless it is shared already."""
         key = (root, scenario_id)
-        if not self.enabled or key in self.handles:
-            if key in self.handles:
-                self.handles.move_to_end(key)
+        if not self.enabled or self.handles.get(key) is not None:  # (a get makes it the most recent)
             return
         digest, data = ship_scenario(scenario)
         handle = self.executor.share(data)
         if handle is None:
             self.enabled = False
             return
-        self.handles[key] = (digest, handle)
+        self.handles.put(key, (digest, handle))
         self.shipped += 1
-        while len(self.handles) > self.KEEP:
-            self.handles.popitem(last=False)
 
     def ship(self, tasks: Iterable[VariantTask]) -> Iterator[VariantTask | ShippedTask]:
         """``tasks`` with their base scenarios attached, one by one (a scenario the driver cannot

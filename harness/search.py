@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.config import MEMORY, ConfigError
+from scenarios.mutations import REJECTED
 
 if TYPE_CHECKING:
     from harness.config import SuiteConfig
@@ -42,9 +43,9 @@ if TYPE_CHECKING:
 
 #: Simulated variants' search scores lie in [0, ``SEVERITY_CLASSES``).
 SEVERITY_CLASSES = 32
-#: The search score of a proposal rejected before simulation (``scenarios.mutations.REJECTED``,
-#: +inf): worse than any simulated variant's; the sampler never takes it for an elite.
-REJECTED_SCORE = math.inf
+#: The search score of a proposal rejected before simulation (+inf): worse than any simulated
+#: variant's; the sampler never takes it for an elite.
+REJECTED_SCORE = REJECTED
 #: A scenario whose proposals were all rejected this many rounds in a row leaves the sweep.
 GIVE_UP_ROUNDS = 2
 #: ... and one whose first round of at least this many proposals was all rejected for one reason.

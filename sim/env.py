@@ -165,9 +165,8 @@ class DriveTwinEnv(gymnasium.Env):
             world.set_agents(plan.sizes, plan.types, plan.ego_row)
             world.set_types(plan.types)
             self._loaded = plan
-            self._reactive = (
-ReactiveAgents.from_plan(plan) if plan.reactive_rows.size else None
-            )
+            self._reactive = ReactiveAgents.from_plan(plan) if plan.reactive_rows.size else None
+            self._log_off: np.ndarray | None = None  # where the logged ego left the road (``_log_off_road_near``)
             ego_half = 0.5 * math.hypot(plan.params.length, plan.params.width)
             self._sync_reach2 = (self.sensors.sync_radius + plan.half_diag + ego_half) ** 2
             self._contact_reach2 = (plan.half_diag + ego_half + 0.5) ** 2
@@ -202,7 +201,6 @@ ReactiveAgents.from_plan(plan) if plan.reactive_rows.size else None
         self._touching = {c.row for c in contacts}
         self._prev_present = self._present.copy()
         self._was_on_road = not offroad
-        self._log_off: np.ndarray | None = None  # where the logged ego left the road (``_log_off_road_near``)
         self._done = False
         self._publish()
         obs = self.sensors.observe(self._twin, self.np_random)
@@ -380,7 +378,7 @@ ReactiveAgents.from_plan(plan) if plan.reactive_rows.size else None
         """Whether the logged ego itself had a corner off the road within one ego length of
         (x, y) (local frame) [m]: leaving the road where the log did (a corner cut in a turn, a
         parking lot the map does not cover) ends no episode; the evaluators judge it against the
-        log. The log's corners are ray-cast once, the first time an episode leaves the road."""
+        log. The log's corners are ray-cast once per plan, the first time an episode leaves the road."""
         plan = self.plan
         if self._log_off is None:
             log = plan.ego_log[: plan.ego_end]
@@ -393,7 +391,7 @@ ReactiveAgents.from_plan(plan) if plan.reactive_rows.size else None
             ], axis=1)  # (S, 4, 2)
             on = np.concatenate([
                 self.world.ground_under([tuple(q) for q in chunk])
-                for chunk in np.array_split(corners.reshape(-1, 2), max(1, len(corners) * 4 // 4096 + 1))
+                for chunk in np.array_split(corners.reshape(-1, 2), len(corners) * 4 // 4096 + 1)
             ]).reshape(-1, 4)
             off = (4 - on.sum(axis=1)) >= self.config.offroad_min_corners
             self._log_off = log[off, :2]

@@ -270,8 +270,8 @@ def _vehicle_egos(scene: Scenario, min_ego_s: float, min_travel_m: float = DEFAU
     rows = np.flatnonzero((tracks.agent_types == AgentType.VEHICLE) & (tracks.valid.sum(axis=1) >= min_steps))
     rows = rows[travel_m(tracks, rows) >= min_travel_m]
     overlapping = overlapping_rows(tracks, rows)
-    inconsistent = np.setdiff1d(inconsistent_rows(tracks, scene.t_us, rows), overlapping)
-    keep = np.setdiff1d(rows, np.concatenate([overlapping, inconsistent]))
+    inconsistent = inconsistent_rows(tracks, scene.t_us, np.setdiff1d(rows, overlapping))
+    keep = np.setdiff1d(rows, np.union1d(overlapping, inconsistent))
     provenance = scene.provenance
     notes = [provenance.notes] if provenance.notes else []
     if overlapping.size:
@@ -284,7 +284,7 @@ def _vehicle_egos(scene: Scenario, min_ego_s: float, min_travel_m: float = DEFAU
             f"not used as egos: vehicles {tracks.agent_ids[inconsistent].tolist()}, whose logged speeds contradict "
             "their positions (the boxes move where the log says they stand, or the reverse)"
         )
-    if len(notes) > (1 if provenance.notes else 0):
+    if overlapping.size or inconsistent.size:
         provenance = dataclasses.replace(provenance, notes="\n".join(notes))
     return [
         scene.replace(ego_index=int(row), id=scene.id + ego_suffix(tracks.agent_ids[row]), provenance=provenance) for row in keep

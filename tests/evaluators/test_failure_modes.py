@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from evaluators import EvaluatorConfig, evaluate
-from evaluators.failure_modes import MODE_COLUMNS, ModeIndex, count_failure_modes, failure_modes
+from evaluators.failure_modes import MODE_COLUMNS, ModeIndex, failure_modes
 from scenarios.rollout import Rollout
 from scenarios.synthetic import AgentSpec, scene
 
@@ -61,7 +61,7 @@ def test_failures_at_the_same_place_with_the_same_agent_are_one_mode():
     )
     modes = failure_modes(summary)
     assert list(modes.columns) == list(MODE_COLUMNS)
-    assert len(modes) == 6 and count_failure_modes(summary) == 6
+    assert len(modes) == 6
     first = modes[modes["variants"].map(len) == 3].iloc[0]
     assert first["variants"] == ["s1~a", "s1~b", "s1~c"] and first["count"] == 3
     assert first["variant_id"] == "s1~a"  # all score 0: the lowest id

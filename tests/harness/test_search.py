@@ -74,7 +74,7 @@ def test_an_at_fault_collision_scores_worse_than_any_variant_without_one():
     error = {"status": "error"}
     scores = [search_score(r, progress) for r in (error, crash, hit, offroad, stalled)]
     assert scores == sorted(scores) and len(set(scores)) == 5
-    assert search_score(None, progress) == REJECTED_SCORE == math.inf
+    assert search_score(None, progress) == REJECTED_SCORE > search_score(row(at_fault_collisions=1, collisions=1), progress, repeat=True)
     assert [severity_class(r) for r in (error, crash, stalled)] == [15, 23, 31]
     # within a class, the objective decides, on any scale
     far, near = row(min_ttc_s=80.0), row(min_ttc_s=-3.0)
