@@ -182,7 +182,9 @@ class CrossEntropySampler(Sampler):
     one at a time, the one farthest from every point proposed so far (evaluated, rejected, or
     kept in this batch). The failures' neighbourhood is covered evenly, never twice in one
     place, and the search reaches failures at other times and places next to the known ones
-    (a failure region is mostly connected), while the rest of the batch follows the Gaussian.
+    (a failure region is mostly connected). A share ``explore`` looks elsewhere: the farthest of
+    uniform candidates from everything tried (a failure region far from the known ones); the
+    rest of the batch follows the Gaussian.
     """
 
     def __init__(
@@ -195,7 +197,8 @@ class CrossEntropySampler(Sampler):
         min_std: float = 0.02,
         min_elite: int = 2,
         widen: float = 1.5,
-        infill: float = 0.75,
+        infill: float = 0.6,
+        explore: float = 0.2,
         infill_std: float = 0.12,
         candidates: int = 24,
     ) -> None:
@@ -213,11 +216,13 @@ class CrossEntropySampler(Sampler):
         self.widen = widen
         if not 0 <= infill <= 1:
             raise MutationError("sampler cem", "infill", f"must be in [0, 1], got {infill}")
+        if not 0 <= explore <= 1:
+            raise MutationError("sampler cem", "explore", f"must be in [0, 1], got {explore}")
         if not infill_std > 0:
             raise MutationError("sampler cem", "infill_std", f"must be > 0, got {infill_std}")
         if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
             raise MutationError("sampler cem", "candidates", f"must be an integer >= 1, got {candidates!r}")
-        self.infill, self.infill_std, self.candidates = infill, infill_std, candidates
+        self.infill, self.explore, self.infill_std, self.candidates = infill, explore, infill_std, candidates
         self._tried: list[np.ndarray] = []  # every unit point fed back
         self._failing: list[np.ndarray] = []  # ... of those, the ones that made the planner fail
         self.mean: np.ndarray | None = None
@@ -228,21 +233,22 @@ class CrossEntropySampler(Sampler):
         d = self.space.dim
         if self.mean is None or self.std is None:
             return self.rng.random((n, d))
-        k = int(round(self.infill * n)) if self._failing else 0
-        out = self._gaussian(n - k)
-        return np.vstack([self._fill_in(k), out]) if k else out
+        if not self._failing:
+            return self._gaussian(n)
+        k = int(round(self.infill * n))
+        m = min(int(round(self.explore * n)), n - k)
+        centres = np.array(self._failing)[np.arange(k * self.candidates) % len(self._failing)]  # the failing points in turn
+        around = np.clip(self.rng.normal(centres, self.infill_std), 0.0, np.nextafter(1.0, 0.0))
+        picked = self._farthest(around, k, np.array(self._tried).reshape(-1, d))
+        far = self._farthest(self.rng.random((m * self.candidates, d)), m, np.vstack([np.array(self._tried).reshape(-1, d), picked]))
+        return np.vstack([picked, far, self._gaussian(n - k - m)])
 
-    def _fill_in(self, k: int) -> np.ndarray:
-        """``k`` points around the failing ones, each the farthest candidate from all proposed before."""
-        d = self.space.dim
-        centres = np.array(self._failing)
-        picks = np.arange(k * self.candidates) % len(centres)  # the failing points in turn
-        pool = np.clip(self.rng.normal(centres[picks], self.infill_std), 0.0, np.nextafter(1.0, 0.0))
-        tried = np.array(self._tried).reshape(-1, d)
+    def _farthest(self, pool: np.ndarray, k: int, tried: np.ndarray) -> np.ndarray:
+        """``k`` points of ``pool``, one at a time each the farthest from ``tried`` and those picked before."""
         nearest = np.full(len(pool), np.inf)
-        if len(tried):
+        if len(tried) and len(pool):
             nearest = np.min(np.linalg.norm(pool[:, None, :] - tried[None, :, :], axis=2), axis=1)
-        out = np.empty((k, d))
+        out = np.empty((k, pool.shape[1]))
         for i in range(k):
             j = int(np.argmax(nearest))
             out[i] = pool[j]
