@@ -1,8 +1,14 @@
 """The adaptive search: sweeps whose sampler learns from each round's results (``sampler = "cem"``).
 
-Each scenario of an adaptive sweep has its own sampler. A round proposes ``variants`` points per
-scenario, runs them all as one batch (``run(batch)``, given by ``run_suite``) and feeds every
-point back with its *search score* (``search_score``, lower = worse for the planner):
+Each scenario of an adaptive sweep has its own sampler (an *arm*). The budget is the config's,
+``rounds x variants`` proposals per scenario and sweep in all, but it is spent where it finds
+failures: the first round proposes ``variants`` points on every arm, and each later round
+shares its part of the budget across the arms as a bandit on *new* failure modes per proposal
+(``allocate``: an upper confidence bound; a scenario with no failure yet keeps a floor, for
+coverage). A round runs all arms' proposals as one batch (``run(batch)``, given by
+``run_suite``) and feeds every point back with its *search score* (``search_score``, lower =
+worse for the planner) and whether it made the planner fail (the sampler then fills in around
+failures and explores away from them, ``CrossEntropySampler``):
 
 - ranked by severity first (``evaluators.verdicts.severity_key``): an error, then an at-fault
   collision, another collision, leaving the road, a red light; within one severity class by
@@ -20,7 +26,7 @@ point back with its *search score* (``search_score``, lower = worse for the plan
   whole for one and the same reason (the operator does not apply to the scene: no conflict
   point, no signal, no lane beside; fewer proposals are too few to tell), or on
   which ``GIVE_UP_ROUNDS`` rounds in a row had every proposal rejected, gets no more proposals of
-  that sweep.
+  that sweep (its share goes to the other arms).
 
 Objective in a suite: ``objective = "closed_loop_score"`` or a weighted sum,
 ``objective = { closed_loop_score = 1.0, min_ttc_s = 0.1 }``.
