@@ -495,14 +495,22 @@ class RayExecutor(Executor):
             if now - placed > self.startup_timeout_s and actor in self._warming:
                 self._startup_hangs += 1
                 ray.kill(actor)
-                self._pool[self._pool.index(actor)] = self._new_actor(self._pool_factory)
-                self._warming.pop(actor, None)
-                self._placed.pop(actor, None)
+                self._replace(actor)
                 if self._startup_hangs > self.retries:
                     raise WorkerStartupError(
                         f"a worker did not finish starting (building its twin and plug-ins) within {self.startup_timeout_s:g} s, "
                         f"{self._startup_hangs} times; its construction hangs, so no variant can run"
                     )
+
+    def _replace(self, dead: Any) -> Any:
+        """A fresh actor in ``dead``'s place in the pool, and ``dead`` (killed or lost) forgotten."""
+        fresh = self._new_actor(self._pool_factory)
+        self._pool[self._pool.index(dead)] = fresh
+        for table in (self._warming, self._pings, self._placed):
+            table.pop(dead, None)
+        self._up.discard(dead)
+        self._ran.pop(id(dead), None)
+        return fresh
 
     def share(self, value: bytes) -> Any:
         """``value`` put once in Ray's object store: workers on any node fetch it (``fetch``)."""
@@ -564,14 +572,8 @@ class RayExecutor(Executor):
         busy: set[Any] = set()
 
         def replace(dead: Any) -> Any:
-            fresh = self._new_actor(factory)
-            self._pool[self._pool.index(dead)] = fresh
-            self._warming.pop(dead, None)
-            self._pings.pop(dead, None)
-            self._placed.pop(dead, None)
-            self._up.discard(dead)
             busy.discard(dead)
-            return fresh
+            return self._replace(dead)
 
         try:
             while queue or running or not exhausted:
