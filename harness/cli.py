@@ -252,14 +252,12 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 def _print_gate(result: Any, gate_config: Any, limit: int) -> None:
     """Each gate check, then the variants that fail their own verdict and why (at most ``limit``)."""
     from evaluators.verdicts import rank
-    from harness.gate import variant_failures
 
     for check in result.checks:
         print(f"{'PASS' if check.passed else 'FAIL'}  {check.name}: {check.message}")
-    reasons = variant_failures(result.variants, gate_config)
     failing = rank(result.variants[~result.variants["passed"]])
-    for vid in failing["variant_id"].head(limit):
-        print(f"      variant {vid}: {'; '.join(reasons[vid])}")
+    for vid, reasons in failing[["variant_id", "reasons"]].head(limit).itertuples(index=False):
+        print(f"      variant {vid}: {'; '.join(reasons)}")
     if len(failing) > limit:
         print(f"      ... and {len(failing) - limit} more")
 

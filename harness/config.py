@@ -271,6 +271,11 @@ class GateConfig:
     confidence: float = 0.95
     max_new_failures: int = 0
 
+    @property
+    def score_floor(self) -> float | None:
+        """``min_variant_score`` as ``verdict_failures`` takes it: None when there is no per-variant bar."""
+        return self.min_variant_score if self.min_variant_score > 0 else None
+
     def __post_init__(self) -> None:
         if self.max_new_failures < 0:
             raise _invalid("gate.max_new_failures", f"must not be negative, got {self.max_new_failures}")
