@@ -150,8 +150,7 @@ class PolicyConfig:
         if not isinstance(addresses, tuple) or not all(isinstance(a, str) for a in addresses):
             raise _invalid("policy.address", f"must be \"host:port\" or a list of them, got {self.address!r}")
         for a in addresses if self.address else ():
-            host, _, port = a.rpartition(":")
-            if not (host and port.isdigit()):
+            if a.startswith("ray://") or host_port(a) is None:
                 raise _invalid("policy.address", f"{a!r} is not \"host:port\"")
         if self.address and self.command:
             raise _invalid("policy.command", "give address or command, not both")
@@ -287,11 +286,15 @@ class GateConfig:
                 raise _invalid(f"gate.{f.name}", f"must be in [0, 1], got {value}")
 
 
-def _is_ray_address(address: str) -> bool:
-    if address == "auto":
-        return True
+def host_port(address: str) -> tuple[str, int] | None:
+    """``("host", port)`` of ``"host:port"`` (also ``ray://host:port`` and ``[::1]:port``); None
+    when ``address`` has no host or no numeric port."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
-    return bool(host) and port.isdigit()
+    return (host.strip("[]"), int(port)) if host and port.isdigit() else None
+
+
+def _is_ray_address(address: str) -> bool:
+    return address == "auto" or host_port(address) is not None
 
 
 def check_suite_name(name: object, source: str = MEMORY) -> None:

@@ -311,11 +311,13 @@ class ClusterUnreachable(ConnectionError):
 
 def _probe(address: str, timeout_s: float) -> None:
     """Open (and close) a TCP connection to ``host:port`` (or ``ray://host:port``); ``ClusterUnreachable`` if it fails."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not (host and port.isdigit()):
+    from harness.config import host_port
+
+    where = host_port(address)
+    if where is None:
         return  # "auto" and the like: Ray resolves them itself
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        socket.create_connection(where, timeout=timeout_s).close()
     except OSError as exc:
         raise ClusterUnreachable(f"cannot reach a Ray cluster at {address!r} within {timeout_s:g} s ({exc}); is it running, and is the port open?") from None
     join = "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False); ray.shutdown()"
