@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import itertools
+import logging
 import math
 import os
 import signal
@@ -352,10 +353,27 @@ def init_ray(address: str = "", num_cpus: int | None = None, **options: Any) -> 
     if address:
         ray.init(address=address, log_to_driver=False, configure_logging=False, **options)
         return
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    quiet = _DropMessage("Token authentication is enabled for this Ray cluster")  # Ray's default, said at every start
+    notice.addFilter(quiet)
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
+    finally:
+        notice.removeFilter(quiet)
     from harness.lifetime import watch
 
     _WATCHDOG[:] = [watch(ray_session())]
+
+
+class _DropMessage(logging.Filter):
+    """Drops the log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
 
 
 def ray_session() -> str:
