@@ -327,6 +327,9 @@ class RunConfig:
             e.g. for a policy that leaks memory. Results do not change.
         max_worker_memory_mb: replace a Ray worker whose resident memory exceeds this after a
             chunk [MB] (0: no ceiling). The sequential executor cannot: it has one process.
+        startup_timeout_s: the longest a Ray worker may take to start (build its twin, policy
+            and plug-ins) once it has its CPU [s]; one that overruns is replaced, and the run
+            stops with an error after ``retries + 1`` such hangs.
     """
 
     seed: int = 0
@@ -340,6 +343,7 @@ class RunConfig:
     include_original: bool = True
     max_variants_per_worker: int = 0
     max_worker_memory_mb: float = 0.0
+    startup_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         from harness.executor import EXECUTORS
@@ -356,8 +360,10 @@ class RunConfig:
             raise _invalid("run.max_worker_memory_mb", f"must be 0 (no ceiling) or a positive number of MB, got {self.max_worker_memory_mb}")
         if self.address and not _is_ray_address(self.address):
             raise _invalid("run.address", f"must be \"host:port\", \"ray://host:port\" or \"auto\", got {self.address!r}")
-        if not self.timeout_s > 0:
-            raise _invalid("run.timeout_s", f"must be positive, got {self.timeout_s}")
+        for key in ("timeout_s", "startup_timeout_s"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                raise _invalid(f"run.{key}", f"must be a positive number of seconds, got {value}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -560,6 +560,7 @@ def run_suite(
         timeout_s=run_cfg.timeout_s,
         retries=run_cfg.retries,
         paths=paths,
+        startup_timeout_s=run_cfg.startup_timeout_s,
         **{k: v for k in ("max_variants_per_worker", "max_worker_memory_mb") if (v := getattr(run_cfg, k))},
     )
     factory = _worker_factory(config, run_dir)
@@ -679,7 +680,10 @@ def _check_policy(config: SuiteConfig, factory: Callable[[], VariantWorker], tas
 
 
 #: ``[run]`` keys that say how a run is executed, not what it computes: a resume may change them.
-EXECUTION_KEYS = ("workers", "executor", "address", "chunk_size", "timeout_s", "retries", "max_variants_per_worker", "max_worker_memory_mb")
+EXECUTION_KEYS = (
+    "workers", "executor", "address", "chunk_size", "timeout_s", "retries", "max_variants_per_worker", "max_worker_memory_mb",
+    "startup_timeout_s",
+)
 
 
 def _config_key(config: dict[str, Any]) -> str:
