@@ -118,7 +118,7 @@ def _print_summary(summary: "Any", limit: int = 15) -> None:
               f"any collision in {int((ok['collisions'].fillna(0) > 0).sum())}")
         from evaluators.verdicts import causes, rank
 
-        worst = rank(ok).head(min(limit, 5))  # by severity: at-fault collisions first, then the score
+        worst = rank(ok, head=min(limit, 5))  # by severity: at-fault collisions first, then the score
         worst = worst.assign(causes=[", ".join(causes(row)) or "-" for row in worst.to_dict("records")])
         show = [c for c in ("variant_id", "closed_loop_score", "driving_score", "at_fault_collisions", "progress_ratio", "causes") if c in worst]
         with pd.option_context("display.width", 160, "display.max_colwidth", 70):

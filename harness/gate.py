@@ -42,7 +42,18 @@ def variant_failures(summary: pd.DataFrame, gate: GateConfig) -> pd.Series:
     """Why each variant fails its own verdict, by id: a list of messages, empty when it passes."""
     from evaluators.verdicts import verdict_failures
 
-    reasons = [verdict_failures(row, gate.score_floor) for row in summary.to_dict("records")]
+    from evaluators.verdicts import VERDICT_CAUSES, cause_flags
+
+    flags = cause_flags(summary)
+    failing = flags[list(VERDICT_CAUSES)].to_numpy().any(axis=1)
+    if gate.score_floor is not None:  # as verdict_failures: the floor applies to a row that ran
+        score = pd.to_numeric(summary[SCORE], errors="coerce").to_numpy(float) if SCORE in summary else np.full(len(summary), np.nan)
+        failing |= ~flags["error"].to_numpy() & (score < gate.score_floor)
+    reasons = np.empty(len(summary), dtype=object)
+    reasons[:] = [()] * len(summary)  # a passing variant's: no reason (one shared empty tuple)
+    rows = summary.iloc[np.flatnonzero(failing)].to_dict("records")  # the messages only for those that fail
+    for i, row in zip(np.flatnonzero(failing), rows):
+        reasons[i] = verdict_failures(row, gate.score_floor)
     return pd.Series(reasons, index=summary["variant_id"].to_numpy(), dtype=object)
 
 

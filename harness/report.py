@@ -231,7 +231,7 @@ def worst_variants(summary: pd.DataFrame, n: int) -> pd.DataFrame:
     ok = _ok(summary)
     if ok.empty or n <= 0:
         return ok.iloc[:0]
-    return rank(ok).head(n)
+    return rank(ok, head=n)
 
 
 def _anchor(variant_id: str) -> str:
