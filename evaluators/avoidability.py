@@ -24,8 +24,9 @@ For one at-fault collision with agent j at step c:
 3. The braking test judges what is ahead of the ego: it excuses STOPPED_TRACK and ACTIVE_FRONT
    collisions only. An at-fault ACTIVE_LATERAL (a side contact while the ego straddles lanes or
    is off the lane map) stays the ego's, and so does a conflict the ego's own sideways move
-   made: over the conflict, the ego closed more of the lateral gap (in the frame of its
-   heading at the onset) than the agent, by more than ``LATERAL_NOISE_M``.
+   made: over the conflict, the ego closed more of the lateral gap than the agent, by more than
+   ``LATERAL_NOISE_M``, across the direction of the ego's lane at the onset (of its heading
+   where it is in no lane): a lane change into a car is the ego's, a cut-in is the other's.
 
 Right of way is not modelled: a crossing car the ego should have yielded to counts as entering
 its path when its box does. Everything here reads the rollout's arrays; nothing is simulated.
@@ -183,15 +184,16 @@ class _Path:
         return b
 
 
-def judge(ego: Track, agent: Track, step: int, response: Response) -> Verdict:
+def judge(ego: Track, agent: Track, step: int, response: Response, lane_tangent: np.ndarray | None = None) -> Verdict:
     """Whether the collision of ``ego`` with ``agent`` that starts at ``step`` was unavoidable
     under ``response`` (see the module's docstring); the caller passes only at-fault
-    STOPPED_TRACK and ACTIVE_FRONT collisions."""
+    STOPPED_TRACK and ACTIVE_FRONT collisions. ``lane_tangent``: (S, 2) unit direction of the
+    ego's lane per step (NaN: in no lane), the frame of "sideways"."""
     onset = conflict_onset(ego, agent, step, response.min_overlap_m)
     t = ego.t_s
     before = np.flatnonzero(agent.valid[:step] & ego.valid[:step])
     start = onset if onset < step else (int(before[-1]) if before.size else step)
-    own = _own_lateral_move(ego, agent, start, step)
+    own = _own_lateral_move(ego, agent, start, step, lane_tangent)
     if own is not None:
         return Verdict(False, onset, own)
     lead_s = float(t[step] - t[onset])
@@ -232,13 +234,16 @@ def judge(ego: Track, agent: Track, step: int, response: Response) -> Verdict:
                    f"{response.reaction_s:g} s stops {gap + travel - remaining:.2f} m short of it")  # fmt: skip
 
 
-def _own_lateral_move(ego: Track, agent: Track, start: int, step: int) -> str | None:
+def _own_lateral_move(ego: Track, agent: Track, start: int, step: int, lane_tangent: np.ndarray | None) -> str | None:
     """Why the conflict is the ego's own sideways move, or None: from ``start`` to ``step``, the ego
-    closed more of the lateral gap to the agent (in the frame of its heading at ``start``) than
-    the agent did, by more than ``LATERAL_NOISE_M``."""
+    closed more of the lateral gap to the agent than the agent did, by more than
+    ``LATERAL_NOISE_M``, across its lane's direction at ``start`` (its heading without a lane)."""
     if not agent.valid[start]:
         return None
-    n = np.array([-np.sin(ego.yaw[start]), np.cos(ego.yaw[start])])
+    along = lane_tangent[start] if lane_tangent is not None and np.isfinite(lane_tangent[start]).all() else None
+    if along is None:
+        along = np.array([np.cos(ego.yaw[start]), np.sin(ego.yaw[start])])
+    n = np.array([-along[1], along[0]])
     offset = float((agent.x[start] - ego.x[start]) * n[0] + (agent.y[start] - ego.y[start]) * n[1])
     side = float(np.sign(offset))
     if side == 0.0:

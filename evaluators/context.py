@@ -497,8 +497,9 @@ class Context:
         judged = at_fault & np.isin(kind, [CollisionType.STOPPED_TRACK, CollisionType.ACTIVE_FRONT])
         response = Response(settings.reaction_s, settings.brake_mps2, settings.agent_max_brake_mps2, self.config.collision_min_overlap_m)
         ego = self._track(self.ego)
+        tangent = self.lane_at_ego[1] if judged.any() else None
         for i in np.flatnonzero(judged):
-            verdict = judge(ego, self._track(int(agent[i])), int(step[i]), response)
+            verdict = judge(ego, self._track(int(agent[i])), int(step[i]), response, tangent)
             unavoidable[i], onset[i], reasons[i] = verdict.unavoidable, verdict.onset_step, verdict.reason
         return unavoidable, onset, tuple(reasons)
 
