@@ -25,7 +25,7 @@ For one at-fault collision with agent j at step c:
    collisions only. An at-fault ACTIVE_LATERAL (a side contact while the ego straddles lanes or
    is off the lane map) stays the ego's, and so does a conflict the ego's own sideways move
    made: over the conflict, the ego closed more of the lateral gap than the agent, by more than
-   ``LATERAL_NOISE_M``, across the direction of the ego's lane at the onset (of its heading
+   ``LATERAL_NOISE_M``, across the direction of the ego's lane step by step (of its heading
    where it is in no lane): a lane change into a car is the ego's, a cut-in is the other's.
 
 Right of way is not modelled: a crossing car the ego should have yielded to counts as entering
@@ -237,19 +237,19 @@ def judge(ego: Track, agent: Track, step: int, response: Response, lane_tangent:
 def _own_lateral_move(ego: Track, agent: Track, start: int, step: int, lane_tangent: np.ndarray | None) -> str | None:
     """Why the conflict is the ego's own sideways move, or None: from ``start`` to ``step``, the ego
     closed more of the lateral gap to the agent than the agent did, by more than
-    ``LATERAL_NOISE_M``, across its lane's direction at ``start`` (its heading without a lane)."""
-    if not agent.valid[start]:
+    ``LATERAL_NOISE_M``. Each step's moves are measured across the ego's lane there (across its
+    heading where it is in no lane), so that following a curve is no sideways move."""
+    if not agent.valid[start] or step <= start:
         return None
-    along = lane_tangent[start] if lane_tangent is not None and np.isfinite(lane_tangent[start]).all() else None
-    if along is None:
-        along = np.array([np.cos(ego.yaw[start]), np.sin(ego.yaw[start])])
-    n = np.array([-along[1], along[0]])
-    offset = float((agent.x[start] - ego.x[start]) * n[0] + (agent.y[start] - ego.y[start]) * n[1])
-    side = float(np.sign(offset))
+    k = np.arange(start, step)
+    heading = np.column_stack([np.cos(ego.yaw[k]), np.sin(ego.yaw[k])])
+    along = heading if lane_tangent is None else np.where(np.isfinite(lane_tangent[k]).all(axis=1)[:, None], lane_tangent[k], heading)
+    n = np.column_stack([-along[:, 1], along[:, 0]])
+    side = float(np.sign((agent.x[start] - ego.x[start]) * n[0, 0] + (agent.y[start] - ego.y[start]) * n[0, 1]))
     if side == 0.0:
         return None
-    ego_move = side * float((ego.x[step] - ego.x[start]) * n[0] + (ego.y[step] - ego.y[start]) * n[1])
-    agent_move = -side * float((agent.x[step] - agent.x[start]) * n[0] + (agent.y[step] - agent.y[start]) * n[1])
+    across = lambda t: np.sum(np.diff(t.x[start : step + 1]) * n[:, 0] + np.diff(t.y[start : step + 1]) * n[:, 1])  # noqa: E731
+    ego_move, agent_move = side * float(across(ego)), -side * float(across(agent))
     if ego_move > max(agent_move, 0.0) + LATERAL_NOISE_M:
         return f"the ego moved {ego_move:.2f} m sideways into it (the agent {agent_move:.2f} m)"
     return None
