@@ -192,6 +192,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 sample scenarios and the Waymo JSON and nuScenes logs, 2 rounds (< 2 min)")
     parser.add_argument("--sample-limit", type=int, default=None, metavar="N", help="sample scenarios used (default: all, 4 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=None, metavar="N", help="rounds of every sweep (default: the config's, 2 with --quick)")
     parser.add_argument("--arms", action="store_true", help="print where each method's budget went, per scenario and sweep")
     args = parser.parse_args()
 
@@ -204,8 +205,8 @@ def main() -> None:
         chosen += [(shared, sid) for sid in ScenarioLibrary(shared).summaries()["id"].sort_values()]
         near = {sid: near_road_user(ScenarioLibrary(root).load(sid)) for root, sid in chosen}
         sweeps = base.mutations
-        if args.quick:
-            sweeps = tuple(dataclasses.replace(m, rounds=min(m.rounds, 2)) for m in sweeps)
+        if args.quick or args.rounds:
+            sweeps = tuple(dataclasses.replace(m, rounds=args.rounds or min(m.rounds, 2)) for m in sweeps)
         datasets = Counter(ScenarioLibrary(root).load(sid).provenance.dataset for root, sid in chosen)
         print(f"{len(chosen)} scenarios ({', '.join(f'{d} {n}' for d, n in sorted(datasets.items()))}); "
               f"{sum(near.values())} with another road user within {NEAR_PATH_M:g} m of the ego's path")  # fmt: skip
@@ -237,6 +238,9 @@ def main() -> None:
                     print(f"      ... {len(modes) - 8} more")
             if args.arms:
                 print_arms({method: runner for method, (runner, _) in results.items()}, tables)
+            union = failure_modes(pd.DataFrame([row for runner, _ in results.values() for row in runner.rows]))
+            print(f"  distinct at-fault failure modes the two found together: {len(union)} (how many the budget can find: "
+                  "when random alone finds most of them, no search can find 3x as many)")  # fmt: skip
             ratio = rates["adaptive"] / rates["random"] if rates["random"] > 0 else float("inf")
             print(f"  distinct at-fault failure modes per CPU-minute, adaptive / random: {ratio:.2f} (target >= 3)")
             eligible = {sid for sid, ok in near.items() if ok}

@@ -65,8 +65,10 @@ COVERAGE_FLOOR = 0.5
 CHUNK = 2
 #: ... whose exploration term has this weight ...
 UCB_C = 0.15
-#: ... up to this many times its sweep's ``variants`` per arm and round.
-MAX_SHARE = 3
+#: ... up to this many times its sweep's ``variants`` per arm and round ...
+MAX_SHARE = 8
+#: ... each earlier round's yield weighing this much of the next's (an arm's recent yield counts most).
+DECAY = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +120,27 @@ class Objective:
         return total
 
 
+def unavoidable_only(row: Mapping[str, Any]) -> bool:
+    """Whether every collision of the row is one the ego could not have avoided (its
+    ``unavoidable_collisions``: braking within the reaction time from the conflict's onset would
+    still have touched): a staged last-moment hit, not the planner's failure."""
+    try:
+        hits, unavoidable, at_fault = (float(row.get(c) or 0) for c in ("collisions", "unavoidable_collisions", "at_fault_collisions"))
+    except (TypeError, ValueError):
+        return False
+    return hits > 0 and at_fault == 0 and unavoidable >= hits
+
+
 def severity_class(row: Mapping[str, Any]) -> int:
     """0 (an error, the most severe) .. ``SEVERITY_CLASSES - 1`` (no failing cause): the row's
     place by the flags of ``severity_key`` (error, at-fault collision, collision, off-road, red
-    light), a more severe flag always outranking every less severe one."""
+    light), a more severe flag always outranking every less severe one. Collisions that were
+    all unavoidable (``unavoidable_only``) do not count."""
     from evaluators.verdicts import severity_key
 
-    flags = severity_key(row)[:5]  # True where the cause is absent
+    flags = list(severity_key(row)[:5])  # True where the cause is absent
+    if unavoidable_only(row):
+        flags[2] = True
     return sum(int(bool(absent)) << (4 - i) for i, absent in enumerate(flags))
 
 
@@ -134,11 +150,14 @@ def search_score(row: Mapping[str, Any] | None, objective: Objective, repeat: bo
     ``severity_class`` plus the objective squashed monotonically into [0, 1) (x / (1 + |x|)
     mapped from (-1, 1)); a NaN objective (an error row) is the worst of its class. ``None`` (a
     proposal rejected before simulation) gives ``REJECTED_SCORE``. With ``repeat`` (the row's
-    at-fault collision is a failure mode found before) the class is ``REPEAT_CLASS``.
+    at-fault collision is a failure mode found before) the class is ``REPEAT_CLASS``. A row whose
+    collisions were all unavoidable scores as the worst of its class without them: the search
+    is steered to conflicts the planner had time to see (near misses, avoidable failures), not
+    to staging ever later cut-ins.
     """
     if row is None:
         return REJECTED_SCORE
-    x = objective.value(row)
+    x = math.nan if unavoidable_only(row) else objective.value(row)
     squashed = 0.999999 if math.isnan(x) else min(0.5 + 0.5 * x / (1.0 + abs(x)), 0.999999)
     return (REPEAT_CLASS if repeat else severity_class(row)) + squashed
 
@@ -156,6 +175,8 @@ class _Arm:
     sampler: Any
     proposed: int = 0
     new_modes: int = 0
+    recent_proposed: float = 0.0  # proposals, each earlier round's worth ``DECAY`` of the next's
+    recent_new: float = 0.0  # ... and new failure modes among them
     barren: int = 0  # rounds in a row with every proposal rejected
     done: bool = False
 
@@ -172,10 +193,12 @@ def allocate(arms: Sequence[_Arm], budget: int, round_: int, found: Mapping[str,
     scenario, any sweep) a floor of ``COVERAGE_FLOOR`` of its ``variants`` (coverage: such a
     scenario stays alive until its sweeps give up), then hand out the rest ``CHUNK`` proposals
     at a time to the arm of the highest upper confidence bound on new modes per proposal,
-    ``(new + 1) / (n + 2) + UCB_C * sqrt(ln N / n)`` (n: its proposals so far and this round,
-    N: all arms'), at most ``MAX_SHARE`` x its ``variants`` per arm. An arm that keeps finding new
-    failure modes gets more of the budget, one that finds nothing less (never none for long: its
-    bound grows as the others are tried).
+    ``(new + 1) / (n + 2) + UCB_C * sqrt(ln N / n)`` (new, n: its new modes and proposals, each
+    earlier round weighted ``DECAY`` of the next, and this round's proposals; N: all arms'
+    proposals), at most ``MAX_SHARE`` x its ``variants`` per arm. An arm that keeps finding new
+    failure modes gets more of the budget, one that has run out of them (its recent rounds
+    found none) less, one that finds nothing less still (never none for long: its bound grows
+    as the others are tried).
     """
     live = [i for i, a in enumerate(arms) if not a.done]
     out = [0] * len(arms)
@@ -196,8 +219,8 @@ def allocate(arms: Sequence[_Arm], budget: int, round_: int, found: Mapping[str,
             room = MAX_SHARE * a.plan.variants - out[i]
             if room <= 0:
                 continue
-            n = a.proposed + out[i]
-            index = (a.new_modes + 1) / (n + 2) + UCB_C * math.sqrt(math.log(total) / max(n, 1))
+            n = a.recent_proposed + out[i]
+            index = (a.recent_new + 1) / (n + 2) + UCB_C * math.sqrt(math.log(total) / max(n, 1))
             if index > best_index:
                 best, best_index = i, index
         if best < 0:
@@ -277,6 +300,8 @@ def adaptive_rounds(
             entries_of[k] = [(point, _variant_task(arm.scenario, arm.root, arm.plan, point, seed, arm.name)) for point, seed in zip(points, seeds)]
             batch.extend(task for _, task in entries_of[k])
             arm.proposed += len(points)
+            arm.recent_proposed = DECAY * arm.recent_proposed + len(points)
+            arm.recent_new *= DECAY
             budget -= len(points)
         fresh: dict[str, Mapping[str, Any] | None] = {}
         rows = ChainMap(fresh, stored)  # type: ignore[arg-type]
@@ -296,6 +321,7 @@ def adaptive_rounds(
                 scores.append(search_score(row, arm.objective, repeat=new is False))
                 failed.append(new is not None)
                 arm.new_modes += int(bool(new))
+                arm.recent_new += int(bool(new))
                 found[arm.scenario_id] += int(bool(new))
             simulated = sum(1 for _, task in entries if rows.get(task.variant_id) is not None)
             arm.barren = 0 if simulated else arm.barren + 1
@@ -309,6 +335,6 @@ def adaptive_rounds(
 
 
 __all__ = [
-    "CHUNK", "COVERAGE_FLOOR", "GIVE_UP_MIN_PROPOSALS", "GIVE_UP_ROUNDS", "MAX_SHARE", "REJECTED_SCORE", "REPEAT_CLASS", "SEVERITY_CLASSES", "UCB_C",
-    "Objective", "adaptive_rounds", "allocate", "search_score", "severity_class",
+    "CHUNK", "COVERAGE_FLOOR", "DECAY", "GIVE_UP_MIN_PROPOSALS", "GIVE_UP_ROUNDS", "MAX_SHARE", "REJECTED_SCORE", "REPEAT_CLASS", "SEVERITY_CLASSES", "UCB_C",
+    "Objective", "adaptive_rounds", "allocate", "search_score", "severity_class", "unavoidable_only",
 ]

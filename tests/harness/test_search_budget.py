@@ -27,7 +27,8 @@ def arm(scenario_id: str, proposed: int, new_modes: int, variants: int = 8, done
     class Scenario:
         id = scenario_id
 
-    return _Arm(0, "sweep", plan, None, "", Scenario(), None, proposed=proposed, new_modes=new_modes, done=done)  # type: ignore[arg-type]
+    return _Arm(0, "sweep", plan, None, "", Scenario(), None, proposed=proposed, new_modes=new_modes,  # type: ignore[arg-type]
+                recent_proposed=proposed, recent_new=new_modes, done=done)  # fmt: skip
 
 
 def test_the_bandit_gives_the_budget_to_the_arm_that_finds_new_modes_and_keeps_barren_scenarios_alive():
@@ -37,9 +38,15 @@ def test_the_bandit_gives_the_budget_to_the_arm_that_finds_new_modes_and_keeps_b
     given = allocate(arms, 32, 1, found)
     assert sum(given) == 32 and given[3] == 0
     assert given[2] >= COVERAGE_FLOOR * 8  # coverage: c's scenario has no failure yet
-    assert given[0] == MAX_SHARE * 8 > given[1] and given[0] > given[2]
+    assert given[0] > given[1] and given[0] > given[2]
+    assert allocate(arms, 200, 1, found)[0] == MAX_SHARE * 8  # at most this much per arm and round
     # a scenario with failures found elsewhere gets no floor: b gets only what its bound earns
     assert allocate([arm("a", 8, 4), arm("b", 8, 0)], 8, 1, {"a": 4, "b": 2}) == [8, 0]
+    # an arm that has run out of new modes (its last round found none) loses the budget to one still finding them
+    spent = arm("a", 24, 4)
+    spent.recent_proposed, spent.recent_new = 0.5 * 8 + 16, 0.5 * 4  # 4 modes in round 0, none in 16 proposals since
+    given = allocate([spent, arm("e", 24, 3)], 16, 2, {"a": 4, "e": 3})
+    assert given[1] > given[0] and sum(given) == 16
 
 
 def two_regions(u: np.ndarray) -> tuple[bool, float]:
