@@ -32,7 +32,7 @@ CAUSES = {
     "collision": "a collision the ego did not cause",
     "off_road": "left the drivable area (beyond the log, where the log itself is off)",
     "red_light": "ran a red light",
-    "wrong_way": "drove against the lane's direction",
+    "wrong_way": "drove against the lane's direction (beyond the log, where the log itself does)",
     "no_progress": "made less than 20% of the expert's progress",
     "ttc": "time to collision under bound (beyond the log's)",
     "overspeed": "over the speed limit (beyond the log's)",
@@ -186,7 +186,9 @@ def verdict_failures(row: Mapping[str, Any], min_variant_score: float | None = N
         elif cause == "red_light":
             out.append(f"{int(_num(row, 'red_light_violations'))} red light(s) run")
         elif cause == "wrong_way":
-            out.append(f"{_num(row, 'wrong_way_max_m'):.1f} m against the lane's direction")
+            text = f"{_num(row, 'wrong_way_max_m'):.1f} m against the lane's direction"
+            judged = "driving_direction:" in str(row.get("against_log") or "")  # the log itself drives against it
+            out.append(text + (f", beyond the log's own {_num(row, 'log_wrong_way_max_m'):.1f} m" if judged else ""))
         elif cause == "no_progress":
             out.append(f"progress ratio {_num(row, 'progress_ratio'):.2f} (no progress)")
     score = _num(row, "closed_loop_score")
