@@ -28,8 +28,8 @@ from evaluators.config import EvaluatorConfig
 #: cause -> what it means, in order of severity.
 CAUSES = {
     "error": "the variant did not run to the end (policy, scenario or evaluation error)",
-    "at_fault_collision": "a collision the ego caused (nuPlan's rules)",
-    "collision": "a collision the ego did not cause",
+    "at_fault_collision": "a collision the ego caused (nuPlan's rules) and could have avoided",
+    "collision": "a collision the ego did not cause, or could not have avoided (unavoidable_collisions)",
     "off_road": "left the drivable area (beyond the log, where the log itself is off)",
     "red_light": "ran a red light",
     "wrong_way": "drove against the lane's direction",
