@@ -22,10 +22,10 @@ For one at-fault collision with agent j at step c:
    d < v * reaction_s + v^2 / (2 * brake_mps2); a response that stops exactly at it (within
    ``BOUNDARY_M``) avoided it: the boundary is at fault.
 3. **The ego's own sideways move** stays the ego's, whatever the braking test says: from
-   ``reaction_s`` before the onset to the contact, the ego left its lane (its corners not all in one lane or lanes connected to it, as
-   nuPlan's lateral rule reads it) and closed more of the lateral gap than the agent, by more
-   than ``LATERAL_NOISE_M``, across the direction of its lane step by step (of its heading
-   where it is in no lane). A lane change into a car beside is the ego's; a cut-in, a car
+   ``reaction_s`` before the onset to the contact, the ego left its lane (its corners not all
+   in one lane or lanes connected to it, as nuPlan's lateral rule reads it) and closed more of
+   the lateral gap than the agent, by more than ``LATERAL_NOISE_M``, across the direction of
+   its lane step by step (of its heading where it is in no lane). A lane change into a car beside is the ego's; a cut-in, a car
    drifting into the ego's side or a pedestrian walking into it is the other's; following a
    curve behind a lead is no sideways move.
 

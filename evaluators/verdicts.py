@@ -177,7 +177,9 @@ def verdict_failures(row: Mapping[str, Any], min_variant_score: float | None = N
             out.append(f"error: {row.get('error') or 'unknown'}")
         elif cause == "at_fault_collision":
             n = int(_num(row, "at_fault_collisions"))
-            out.append(f"{n} at-fault collision{'s' if n > 1 else ''}, the first at {_num(row, 'first_collision_s'):.1f} s")
+            t = _num(row, "first_at_fault_collision_s")  # an unavoidable collision may come first
+            t = _num(row, "first_collision_s") if math.isnan(t) else t
+            out.append(f"{n} at-fault collision{'s' if n > 1 else ''}, the first at {t:.1f} s")
         elif cause == "off_road":
             text = f"{_num(row, 'drivable_area_max_distance_m'):.2f} m off the drivable area"
             judged = "drivable_area:" in str(row.get("against_log") or "")  # the log itself is off
