@@ -183,15 +183,22 @@ class LogBaseline:
 def rewritten_agents(log: Scenario, scenario: Scenario) -> frozenset[str]:
     """Ids of the agents of ``log`` whose track ``scenario`` (a variant of it) changed: valid steps,
     positions or heading anywhere (a retimed adversary, a braking lead). A collision with one of
-    them is the mutation's, never the log's, so the log cannot excuse it."""
+    them is the mutation's, never the log's, so the log cannot excuse it.
+
+    Tracks are compared step by step on one clock; when the two clocks differ (another step
+    count or other times) no step of one stands for a step of the other, so every agent of the
+    log counts as rewritten: the log then excuses nothing rather than everything.
+    """
     if scenario is log or scenario.tracks is log.tracks:
         return frozenset()
     lt, st = log.tracks, scenario.tracks
+    if not np.array_equal(np.asarray(log.t_us), np.asarray(scenario.t_us)):
+        return frozenset(str(a) for a in lt.agent_ids.tolist())
     index = {a: i for i, a in enumerate(st.agent_ids.tolist())}
     out = set()
     for i, agent in enumerate(lt.agent_ids.tolist()):
         j = index.get(agent)
-        if j is None or lt.valid.shape[1] != st.valid.shape[1]:
+        if j is None:
             continue
         valid = lt.valid[i]
         if not np.array_equal(valid, st.valid[j]) or any(

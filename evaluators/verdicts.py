@@ -28,8 +28,8 @@ from evaluators.config import EvaluatorConfig
 #: cause -> what it means, in order of severity.
 CAUSES = {
     "error": "the variant did not run to the end (policy, scenario or evaluation error)",
-    "at_fault_collision": "a collision the ego caused (nuPlan's rules)",
-    "collision": "a collision the ego did not cause",
+    "at_fault_collision": "a collision the ego caused (nuPlan's rules) and could have avoided",
+    "collision": "a collision the ego did not cause, or could not have avoided (unavoidable_collisions)",
     "off_road": "left the drivable area (beyond the log, where the log itself is off)",
     "red_light": "ran a red light",
     "wrong_way": "drove against the lane's direction (beyond the log, where the log itself does)",
@@ -177,7 +177,9 @@ def verdict_failures(row: Mapping[str, Any], min_variant_score: float | None = N
             out.append(f"error: {row.get('error') or 'unknown'}")
         elif cause == "at_fault_collision":
             n = int(_num(row, "at_fault_collisions"))
-            out.append(f"{n} at-fault collision{'s' if n > 1 else ''}, the first at {_num(row, 'first_collision_s'):.1f} s")
+            t = _num(row, "first_at_fault_collision_s")  # an unavoidable collision may come first
+            t = _num(row, "first_collision_s") if math.isnan(t) else t
+            out.append(f"{n} at-fault collision{'s' if n > 1 else ''}, the first at {t:.1f} s")
         elif cause == "off_road":
             text = f"{_num(row, 'drivable_area_max_distance_m'):.2f} m off the drivable area"
             judged = "drivable_area:" in str(row.get("against_log") or "")  # the log itself is off

@@ -137,6 +137,20 @@ def test_a_collision_before_the_logged_boxes_overlap_is_not_excused():
     assert row["log_overlaps"] == 0 and row["excused_collisions"] == 0 and row["at_fault_collisions"] == 1
 
 
+def test_a_log_on_another_clock_excuses_nothing():
+    """A variant whose clock is not its log's (fewer steps) has no step-by-step correspondence to
+    it: every agent counts as rewritten, so the log's own overlap with the lead excuses nothing."""
+    from evaluators.against_log import rewritten_agents
+
+    log = ego_rear_ends_stopped_lead()
+    assert rewritten_agents(log, log) == frozenset() and rewritten_agents(log, mutate(log, [], seed=0)) == frozenset()
+    shorter = scene([AgentSpec("ego", 0.0, speed=10.0), AgentSpec("lead", 30.0)], num_steps=60)  # same tracks, 60 of 91 steps
+    assert rewritten_agents(log, shorter) == {"ego", "lead"}
+    assert evaluate(Rollout.from_log(log), log)["excused_collisions"] == 1  # judged against itself: the log's own overlap
+    row = evaluate(Rollout.from_log(shorter), shorter, log=log)
+    assert row["log_overlaps"] == 0 and row["excused_collisions"] == 0 and row["at_fault_collisions"] == 1
+
+
 def test_a_variant_is_judged_against_its_source_log():
     """A lead braking into the logged ego is the mutation, not the log's defect: never excused."""
     base = scene([AgentSpec("ego", 0.0, speed=10.0), AgentSpec("lead", 20.0, speed=10.0)])
