@@ -21,13 +21,15 @@ For one at-fault collision with agent j at step c:
    stopped obstacle at gap d [m] ahead of a constant speed v [m/s] this is the closed form
    d < v * reaction_s + v^2 / (2 * brake_mps2); a response that stops exactly at it (within
    ``BOUNDARY_M``) avoided it: the boundary is at fault.
-3. The braking test judges what is ahead of the ego: it excuses STOPPED_TRACK and ACTIVE_FRONT
-   collisions only. An at-fault ACTIVE_LATERAL (a side contact while the ego straddles lanes or
-   is off the lane map) stays the ego's, and so does a conflict the ego's own sideways move
-   made: over the conflict, the ego closed more of the lateral gap than the agent, by more than
-   ``LATERAL_NOISE_M``, across the direction of the ego's lane step by step (of its heading
-   where it is in no lane): a lane change into a car is the ego's, a cut-in is the other's.
+3. **The ego's own sideways move** stays the ego's, whatever the braking test says: from
+   ``reaction_s`` before the onset to the contact, the ego left its lane (its corners not all
+   in one lane or lanes connected to it, as nuPlan's lateral rule reads it) and closed more of
+   the lateral gap than the agent, by more than ``LATERAL_NOISE_M``, across the direction of
+   its lane step by step (of its heading where it is in no lane). A lane change into a car beside is the ego's; a cut-in, a car
+   drifting into the ego's side or a pedestrian walking into it is the other's; following a
+   curve behind a lead is no sideways move.
 
+Every at-fault class is judged (STOPPED_TRACK, ACTIVE_FRONT and the at-fault ACTIVE_LATERAL).
 Right of way is not modelled: a crossing car the ego should have yielded to counts as entering
 its path when its box does. Everything here reads the rollout's arrays; nothing is simulated.
 """
@@ -44,6 +46,8 @@ from evaluators.geometry import box_overlap_depth
 BOUNDARY_M = 1e-6
 #: Sideways moves below this are the ego holding its lane, not moving into the agent [m].
 LATERAL_NOISE_M = 0.1
+#: Times this close are one time [s] (clock rounding).
+_CLOCK_TOLERANCE_S = 1e-6
 #: Bisection steps for the arc at which the ego's box first touches the agent (2^-40 of a step).
 _BISECTION_STEPS = 40
 
@@ -184,18 +188,35 @@ class _Path:
         return b
 
 
-def judge(ego: Track, agent: Track, step: int, response: Response, lane_tangent: np.ndarray | None = None) -> Verdict:
+def judge(
+    ego: Track, agent: Track, step: int, response: Response, lane_tangent: np.ndarray | None = None, in_lane: np.ndarray | None = None
+) -> Verdict:
     """Whether the collision of ``ego`` with ``agent`` that starts at ``step`` was unavoidable
-    under ``response`` (see the module's docstring); the caller passes only at-fault
-    STOPPED_TRACK and ACTIVE_FRONT collisions. ``lane_tangent``: (S, 2) unit direction of the
-    ego's lane per step (NaN: in no lane), the frame of "sideways"."""
+    under ``response`` (see the module's docstring); the caller passes the collisions nuPlan's
+    rules put on the ego.
+
+    Args:
+        lane_tangent: (S, 2) unit direction of the ego's lane per step (NaN: in no lane), the
+            frame of "sideways"; None: the ego's heading.
+        in_lane: (S,) the ego's corners are all in one lane or lanes connected to it; None:
+            never (any sideways move may be a lane change).
+    """
     onset = conflict_onset(ego, agent, step, response.min_overlap_m)
+    verdict = _braking_test(ego, agent, step, onset, response)
+    if not verdict.unavoidable:
+        return verdict
+    seen = np.flatnonzero(agent.valid[:step] & ego.valid[:step])
+    window = seen[(seen <= onset) & (ego.t_s[seen] >= ego.t_s[onset] - response.reaction_s - _CLOCK_TOLERANCE_S)]
+    start = int(window[0]) if window.size else step
+    changed_lane = in_lane is None or not bool(np.all(in_lane[start : step + 1]))
+    own = _own_lateral_move(ego, agent, start, step, lane_tangent) if changed_lane else None
+    return verdict if own is None else Verdict(False, onset, f"{own}, though {verdict.reason}")
+
+
+def _braking_test(ego: Track, agent: Track, step: int, onset: int, response: Response) -> Verdict:
+    """Steps 1 and 2 of the module's docstring: would the proper response from ``onset`` still
+    have touched the agent?"""
     t = ego.t_s
-    before = np.flatnonzero(agent.valid[:step] & ego.valid[:step])
-    start = onset if onset < step else (int(before[-1]) if before.size else step)
-    own = _own_lateral_move(ego, agent, start, step, lane_tangent)
-    if own is not None:
-        return Verdict(False, onset, own)
     lead_s = float(t[step] - t[onset])
     t_react = float(t[onset]) + response.reaction_s
     if t_react >= t[step]:
@@ -251,7 +272,7 @@ def _own_lateral_move(ego: Track, agent: Track, start: int, step: int, lane_tang
     across = lambda t: np.sum(np.diff(t.x[start : step + 1]) * n[:, 0] + np.diff(t.y[start : step + 1]) * n[:, 1])  # noqa: E731
     ego_move, agent_move = side * float(across(ego)), -side * float(across(agent))
     if ego_move > max(agent_move, 0.0) + LATERAL_NOISE_M:
-        return f"the ego moved {ego_move:.2f} m sideways into it (the agent {agent_move:.2f} m)"
+        return f"the ego moved {ego_move:.2f} m sideways into it (the agent {round(agent_move, 2) + 0.0:.2f} m)"
     return None
 
 

@@ -20,10 +20,11 @@ default size). The classification uses the geometry at the collision step:
   (its four corners are not within one lane or lanes connected to it).
 
 Then, with ``[evaluators.collisions] avoidability = true`` (the default), an at-fault
-STOPPED_TRACK or ACTIVE_FRONT collision the ego could not have avoided is excused: the agent
-entered the ego's path closer than the ego could stop in after ``reaction_s`` at ``brake_mps2``
-(``evaluators.avoidability``: a stopped car or a lead braking within limits, in the path long
-enough, stays at fault; a cut-in or a pedestrian stepping out at the last moment does not). It
+collision the ego could not have avoided is excused: the agent entered the ego's path closer
+than the ego could stop in after ``reaction_s`` at ``brake_mps2`` (``evaluators.avoidability``:
+a stopped car or a lead braking within limits, in the path long enough, stays at fault, and so
+does a lane change into a car; a cut-in or a pedestrian stepping out at the last moment does
+not). It
 counts in ``collisions`` and ``unavoidable_collisions``, not in ``at_fault_collisions``: a
 collision can only become excused this way, never the reverse.
 

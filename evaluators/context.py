@@ -487,19 +487,19 @@ class Context:
         self, agent: np.ndarray, step: np.ndarray, kind: np.ndarray, at_fault: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
         """(E,) unavoidable, (E,) conflict onset step (-1: not judged) and (E,) reasons of the
-        at-fault STOPPED_TRACK and ACTIVE_FRONT collisions (see ``evaluators.avoidability``)."""
+        collisions at fault by nuPlan's rules (see ``evaluators.avoidability``)."""
         unavoidable = np.zeros(agent.shape, dtype=bool)
         onset = np.full(agent.shape, -1, dtype=np.int64)
         reasons = [""] * agent.size
         settings = self.config.of("collisions")
         if settings is None or not settings.avoidability:
             return unavoidable, onset, tuple(reasons)
-        judged = at_fault & np.isin(kind, [CollisionType.STOPPED_TRACK, CollisionType.ACTIVE_FRONT])
+        judged = at_fault.copy()
         response = Response(settings.reaction_s, settings.brake_mps2, settings.agent_max_brake_mps2, self.config.collision_min_overlap_m)
         ego = self._track(self.ego)
         tangent = self.lane_at_ego[1] if judged.any() else None
         for i in np.flatnonzero(judged):
-            verdict = judge(ego, self._track(int(agent[i])), int(step[i]), response, tangent)
+            verdict = judge(ego, self._track(int(agent[i])), int(step[i]), response, tangent, self.in_common_lane)
             unavoidable[i], onset[i], reasons[i] = verdict.unavoidable, verdict.onset_step, verdict.reason
         return unavoidable, onset, tuple(reasons)
 

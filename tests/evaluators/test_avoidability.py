@@ -130,13 +130,25 @@ def test_the_egos_own_sideways_move_into_a_car_stays_at_fault():
     assert "sideways into it" in c["avoidability"]
 
 
-def test_a_side_contact_is_not_judged_by_braking():
-    """nuPlan's lane rule stands for side contacts: a car drifting into the side of an ego that
-    straddles two lanes is the ego's (the braking test says nothing of what is beside it)."""
+def test_a_lane_change_into_the_side_of_a_car_stays_at_fault():
+    """The ego drifts left (0.1 rad) into a car driving beside it in the next lane: a side contact
+    while it straddles the lanes (nuPlan: at fault), the car in its corridor only at the contact,
+    but from the reaction time (0.5 s) before then the ego moved 0.5 m sideways into it."""
+    s = scene([AgentSpec("ego", 0.0, speed=V / np.cos(0.1), yaw=0.1), AgentSpec("beside", -2.0, y=3.5, speed=V)], num_steps=41)
+    row, c = judged(s)
+    assert c["type"] == "active_lateral" and c["t_s"] == pytest.approx(1.6) and c["conflict_s"] == pytest.approx(1.6)
+    assert "the ego moved 0.50 m sideways into it (the agent 0.00 m)" in c["avoidability"]
+    assert row["at_fault_collisions"] == 1 and row["unavoidable_collisions"] == 0
+    assert "sideways into it" in c["avoidability"] and "under the 0.5 s reaction time" in c["avoidability"]
+
+
+def test_a_car_drifting_into_the_side_of_an_ego_that_keeps_its_line_is_unavoidable():
+    """The same contact the other way round: the car drifts (-0.15 rad) into the ego's side while
+    the ego straddles the lane line, driving straight (nuPlan: at fault, for the straddling)."""
     s = scene([AgentSpec("ego", 0.0, y=1.75, speed=V), AgentSpec("drifter", -1.0, y=5.0, speed=V, yaw=-0.15)], num_steps=31)
     row, c = judged(s)
-    assert c["type"] == "active_lateral" and c["at_fault"] and np.isnan(c["conflict_s"]) and c["avoidability"] == ""
-    assert row["unavoidable_collisions"] == 0
+    assert c["type"] == "active_lateral" and c["unavoidable"] and row["unavoidable_collisions"] == 1
+    assert evaluate(Rollout.from_log(s), s, GEOMETRIC)["at_fault_collisions"] == 1
 
 
 def test_the_onset_is_where_the_agent_entered_the_corridor():
