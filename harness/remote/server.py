@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from harness.remote import protocol
+from harness.remote import inline, protocol
 from harness.remote._proto import planner_pb2 as pb
 from harness.remote._proto import planner_pb2_grpc as pb_grpc
 
@@ -127,22 +127,45 @@ class PolicyServicer(pb_grpc.PlannerServicer):
 
 #: No bandwidth probes (a ping per burst read): each step is one small message each way.
 SERVER_OPTIONS = [("grpc.so_reuseport", 0), ("grpc.optimization_target", "latency"), ("grpc.http2.bdp_probe", 0)]
-#: Most calls served at once. An open ``Session`` call holds one thread (threads start on demand),
-#: so this bounds the drivetwin workers one server can drive concurrently.
+#: How ``make_server`` serves: "inline" (``harness.remote.inline``: each call's thread polls the
+#: call itself; no limit on concurrent calls) or "threads" (grpcio's public server: a polling
+#: thread hands every message to a handler thread of a pool of ``threads``).
+SERVERS = ("inline", "threads")
+#: The public server's pool: most calls served at once. An open ``Session`` call holds one thread
+#: for as long as its drivetwin worker runs, so this bounds the workers it drives concurrently
+#: (more would wait for a free thread); the inline server has no such bound.
 MAX_CALLS = 256
 
 
-def make_server(servicer: pb_grpc.PlannerServicer, port: int = 0, host: str = "127.0.0.1", threads: int = MAX_CALLS) -> tuple[grpc.Server, int]:
-    """A started gRPC server for ``servicer`` on ``host:port`` (0: a free port) and its port."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=SERVER_OPTIONS)
-    pb_grpc.add_PlannerServicer_to_server(servicer, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+def make_server(
+    servicer: pb_grpc.PlannerServicer, port: int = 0, host: str = "127.0.0.1", threads: int = MAX_CALLS, server: str = "inline",
+) -> tuple[Any, int]:
+    """A started gRPC server for ``servicer`` on ``host:port`` (0: a free port) and its port.
+
+    ``server`` is one of ``SERVERS``; "inline" falls back to "threads" when grpcio's Cython
+    layer is not the one ``harness.remote.inline`` knows (``served_by`` tells which one runs)."""
+    if server not in SERVERS:
+        raise ValueError(f"server must be one of {SERVERS}, got {server!r}")
+    grpc_server: Any
+    if server == "inline" and inline.AVAILABLE:
+        grpc_server = inline.InlineServer(SERVER_OPTIONS)
+    else:
+        grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=SERVER_OPTIONS)
+    pb_grpc.add_PlannerServicer_to_server(servicer, grpc_server)
+    bound = grpc_server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
-    server.start()
-    return server, bound
+    grpc_server.start()
+    return grpc_server, bound
 
 
-def serve_policy(spec: str, port: int = 0, options: Mapping[str, Any] | None = None, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
+def served_by(server: Any) -> str:
+    """Which of ``SERVERS`` ``server`` (from ``make_server``) is."""
+    return "inline" if isinstance(server, inline.InlineServer) else "threads"
+
+
+def serve_policy(
+    spec: str, port: int = 0, options: Mapping[str, Any] | None = None, host: str = "127.0.0.1", server: str = "inline",
+) -> tuple[Any, int]:
     """Serve the policy ``spec`` (see ``PolicyServicer``); returns the started server and its port."""
-    return make_server(PolicyServicer(spec, options), port, host)
+    return make_server(PolicyServicer(spec, options), port, host, server=server)
