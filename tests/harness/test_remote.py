@@ -424,3 +424,31 @@ def test_a_session_call_that_ends_frees_its_sessions(library, server_kind, endin
         env.close()
     finally:
         server.stop(0)
+
+
+def test_the_inline_server_drives_more_open_calls_than_it_keeps_threads(library):
+    """No pool to queue on: every open Session call has its thread, however many are open at once
+    (grpcio's public server would serve only ``threads`` of them and make the others wait)."""
+    from harness.remote import inline
+    from harness.remote.stream import open_session
+
+    served = harness_server.PolicyServicer("constant_velocity")
+    server, port = harness_server.make_server(served)
+    try:
+        env = sim.DriveTwinEnv(library=library)
+        env.reset(seed=0, options={"scenario": library.ids()[0]})
+        facts = protocol.episode_facts(env.scenario_info())
+        n = inline.KEEP_IDLE_THREADS + 4
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            calls = [open_session(channel) for _ in range(n)]
+            for i, call in enumerate(calls):  # every call stays open while the next ones are asked
+                init = protocol.scenario_init(facts, f"worker-{i}", 0)
+                reply = pb.SessionReply.FromString(call.exchange(pb.SessionRequest(reset=init).SerializeToString()))
+                assert reply.reset.status == pb.STATUS_OK and reply.reset.t_us == facts.t0_us
+            assert served.session_count == n
+            for call in calls:
+                call.close()
+        assert _wait_for(lambda: served.session_count == 0)
+        env.close()
+    finally:
+        server.stop(0)
