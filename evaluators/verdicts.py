@@ -28,11 +28,11 @@ from evaluators.config import EvaluatorConfig
 #: cause -> what it means, in order of severity.
 CAUSES = {
     "error": "the variant did not run to the end (policy, scenario or evaluation error)",
-    "at_fault_collision": "a collision the ego caused (nuPlan's rules)",
-    "collision": "a collision the ego did not cause",
+    "at_fault_collision": "a collision the ego caused (nuPlan's rules) and could have avoided",
+    "collision": "a collision the ego did not cause, or could not have avoided (unavoidable_collisions)",
     "off_road": "left the drivable area (beyond the log, where the log itself is off)",
     "red_light": "ran a red light",
-    "wrong_way": "drove against the lane's direction",
+    "wrong_way": "drove against the lane's direction (beyond the log, where the log itself does)",
     "no_progress": "made less than 20% of the expert's progress",
     "ttc": "time to collision under bound (beyond the log's)",
     "overspeed": "over the speed limit (beyond the log's)",
@@ -177,7 +177,9 @@ def verdict_failures(row: Mapping[str, Any], min_variant_score: float | None = N
             out.append(f"error: {row.get('error') or 'unknown'}")
         elif cause == "at_fault_collision":
             n = int(_num(row, "at_fault_collisions"))
-            out.append(f"{n} at-fault collision{'s' if n > 1 else ''}, the first at {_num(row, 'first_collision_s'):.1f} s")
+            t = _num(row, "first_at_fault_collision_s")  # an unavoidable collision may come first
+            t = _num(row, "first_collision_s") if math.isnan(t) else t
+            out.append(f"{n} at-fault collision{'s' if n > 1 else ''}, the first at {t:.1f} s")
         elif cause == "off_road":
             text = f"{_num(row, 'drivable_area_max_distance_m'):.2f} m off the drivable area"
             judged = "drivable_area:" in str(row.get("against_log") or "")  # the log itself is off
@@ -186,7 +188,9 @@ def verdict_failures(row: Mapping[str, Any], min_variant_score: float | None = N
         elif cause == "red_light":
             out.append(f"{int(_num(row, 'red_light_violations'))} red light(s) run")
         elif cause == "wrong_way":
-            out.append(f"{_num(row, 'wrong_way_max_m'):.1f} m against the lane's direction")
+            text = f"{_num(row, 'wrong_way_max_m'):.1f} m against the lane's direction"
+            judged = "driving_direction:" in str(row.get("against_log") or "")  # the log itself drives against it
+            out.append(text + (f", beyond the log's own {_num(row, 'log_wrong_way_max_m'):.1f} m" if judged else ""))
         elif cause == "no_progress":
             out.append(f"progress ratio {_num(row, 'progress_ratio'):.2f} (no progress)")
     score = _num(row, "closed_loop_score")

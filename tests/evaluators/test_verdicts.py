@@ -44,6 +44,9 @@ def test_causes_and_messages_of_named_scenes():
     assert causes(hit) == ["at_fault_collision", "ttc"]
     assert verdict_failures(hit) == ["1 at-fault collision, the first at 2.6 s"]
     assert score_drivers(hit) == ["no_at_fault_collisions 0"]
+    later = {**hit, "collisions": 2, "unavoidable_collisions": 1, "first_collision_s": 1.0}  # an unavoidable one first
+    assert causes(later) == ["at_fault_collision", "collision", "ttc"]
+    assert verdict_failures(later) == ["1 at-fault collision, the first at 2.6 s"]
     hit_by = row_of(rear_ended(), variant_id="hit_by")
     assert causes(hit_by) == ["collision"] and verdict_failures(hit_by) == []
     off = row_of(off_road(), variant_id="off")
