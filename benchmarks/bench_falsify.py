@@ -94,22 +94,47 @@ class Runner:
         self.worker = _worker_factory(config)()
         self.rows: list[dict[str, Any]] = []
         self.simulated: Counter[tuple[str, str]] = Counter()
+        self.refused: Counter[tuple[str, str]] = Counter()
+        self.cpu: Counter[tuple[str, str]] = Counter()
+        self.reasons: dict[tuple[str, str], Counter[str]] = {}
         self.rejected = 0
 
     def __call__(self, batch: list[Any]) -> list[tuple[Any, Any]]:
         out = []
         for task in batch:
+            started = time.process_time()
             outcome = self.worker.run(task)
+            arm = (task.scenario_id, task.mutation)
+            self.cpu[arm] += time.process_time() - started
             if outcome.summary.get("status") == "rejected":
                 self.rejected += 1
+                self.refused[arm] += 1
+                self.reasons.setdefault(arm, Counter())[str(outcome.summary.get("error")).split(":")[0][:40]] += 1
             else:
                 self.rows.append(outcome.summary)
-                self.simulated[(task.scenario_id, task.mutation)] += 1
+                self.simulated[arm] += 1
             out.append((task, outcome))
         return out
 
     def close(self) -> None:
         self.worker.close()
+
+
+def print_arms(runners: dict[str, Any], modes: dict[str, pd.DataFrame]) -> None:
+    """Where each method's budget went, per scenario and sweep: proposals rejected, variants
+    simulated, CPU seconds [s], at-fault variants and distinct modes (``--arms``)."""
+    arms = sorted(set().union(*(set(r.simulated) | set(r.refused) for r in runners.values())))
+    print(f"    {'scenario':<40} {'sweep':<18} " + " ".join(f"{m + ' rej/sim/cpu/hit/modes':>32}" for m in runners))
+    for arm in arms:
+        cells = []
+        for method, runner in runners.items():
+            rows = [r for r in runner.rows if (r.get("scenario_id"), r.get("mutation")) == arm]
+            hits = sum(1 for r in rows if (r.get("at_fault_collisions") or 0) > 0)
+            table = modes[method]
+            n = int(((table["scenario_id"] == arm[0]) & (table["mutation"] == arm[1])).sum()) if len(table) else 0
+            cells.append(f"{runner.refused[arm]:>6}/{runner.simulated[arm]:>4}/{runner.cpu[arm]:>6.1f}/{hits:>4}/{n:>4}")
+        why = runners["adaptive"].reasons.get(arm) if "adaptive" in runners else None
+        print(f"    {arm[0][:40]:<40} {arm[1][:18]:<18} " + " ".join(f"{c:>32}" for c in cells) + (f"  {why.most_common(1)[0][0]}" if why else ""))
 
 
 def run_adaptive(config: Any, scenarios: list[tuple[str, str]]) -> tuple[Runner, float]:
@@ -167,6 +192,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 sample scenarios and the Waymo JSON and nuScenes logs, 2 rounds (< 2 min)")
     parser.add_argument("--sample-limit", type=int, default=None, metavar="N", help="sample scenarios used (default: all, 4 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=None, metavar="N", help="rounds of every sweep (default: the config's, 2 with --quick)")
+    parser.add_argument("--arms", action="store_true", help="print where each method's budget went, per scenario and sweep")
     args = parser.parse_args()
 
     base = load_suite(args.config)
@@ -178,8 +205,8 @@ def main() -> None:
         chosen += [(shared, sid) for sid in ScenarioLibrary(shared).summaries()["id"].sort_values()]
         near = {sid: near_road_user(ScenarioLibrary(root).load(sid)) for root, sid in chosen}
         sweeps = base.mutations
-        if args.quick:
-            sweeps = tuple(dataclasses.replace(m, rounds=min(m.rounds, 2)) for m in sweeps)
+        if args.quick or args.rounds:
+            sweeps = tuple(dataclasses.replace(m, rounds=args.rounds or min(m.rounds, 2)) for m in sweeps)
         datasets = Counter(ScenarioLibrary(root).load(sid).provenance.dataset for root, sid in chosen)
         print(f"{len(chosen)} scenarios ({', '.join(f'{d} {n}' for d, n in sorted(datasets.items()))}); "
               f"{sum(near.values())} with another road user within {NEAR_PATH_M:g} m of the ego's path")  # fmt: skip
@@ -197,9 +224,10 @@ def main() -> None:
             print(f"  {'method':<9} {'simulated':>9} {'rejected':>8} {'CPU s':>7} {'at-fault variants':>17} {'modes':>5} {'modes/CPU-min':>13} {'scenarios hit':>13}")
             rates = {}
             found_in: dict[str, set[str]] = {}
+            tables = {}
             for method, (runner, cpu) in results.items():
                 summary = pd.DataFrame(runner.rows)
-                modes = failure_modes(summary)
+                modes = tables[method] = failure_modes(summary)
                 rates[method] = len(modes) / (cpu / 60.0) if cpu > 0 else 0.0
                 found_in[method] = set(modes["scenario_id"])
                 hits = int((pd.to_numeric(summary.get("at_fault_collisions"), errors="coerce").fillna(0) > 0).sum()) if len(summary) else 0
@@ -208,6 +236,11 @@ def main() -> None:
                     print(f"      #{m.mode} {m.scenario_id}: agent {m.agent_id} at {m.t_s:.1f} s, ({m.x_m:.1f}, {m.y_m:.1f}) m, {m.count} variants [{m.mutation}] -> {m.variant_id}")
                 if len(modes) > 8:
                     print(f"      ... {len(modes) - 8} more")
+            if args.arms:
+                print_arms({method: runner for method, (runner, _) in results.items()}, tables)
+            union = failure_modes(pd.DataFrame([row for runner, _ in results.values() for row in runner.rows]))
+            print(f"  distinct at-fault failure modes the two found together: {len(union)} (how many the budget can find: "
+                  "when random alone finds most of them, no search can find 3x as many)")  # fmt: skip
             ratio = rates["adaptive"] / rates["random"] if rates["random"] > 0 else float("inf")
             print(f"  distinct at-fault failure modes per CPU-minute, adaptive / random: {ratio:.2f} (target >= 3)")
             eligible = {sid for sid, ok in near.items() if ok}

@@ -284,8 +284,16 @@ class _Sweep:
             yield VariantTask(variant_id_of(scenario.id, spec_json), scenario.id, root, spec_json, seed, self.name, params)
 
 
+def plan_sweeps(config: SuiteConfig) -> list[_Sweep]:
+    """The suite's non-adaptive sweeps, each prepared once (its points made once)."""
+    return [_Sweep(*_sweep(config, i)) for i, m in enumerate(config.mutations) if not m.adaptive]
+
+
 def plan_variants(
-    config: SuiteConfig, scenarios: Sequence[tuple[str, str]], shipper: ScenarioShipper | None = None
+    config: SuiteConfig,
+    scenarios: Sequence[tuple[str, str]],
+    shipper: ScenarioShipper | None = None,
+    sweeps: Sequence[_Sweep] | None = None,
 ) -> Iterator[VariantTask]:
     """Every non-adaptive variant of the suite, lazily: scenario by scenario, sweep by sweep,
     sample by sample (always in this order, so a resume plans them again in the same order).
@@ -293,11 +301,11 @@ def plan_variants(
     Mutations are applied and checked for plausibility on the workers: an implausible or
     inapplicable one comes back as a "rejected" row, counted, never simulated (``_execute``).
     A base scenario is read when its first mutated variant is planned and goes to ``shipper``
-    then (so it is read once).
+    then (so it is read once). ``sweeps``: ``plan_sweeps(config)``, when made already.
     """
     from scenarios.library import ScenarioLibrary
 
-    sweeps = [_Sweep(*_sweep(config, i)) for i, m in enumerate(config.mutations) if not m.adaptive]
+    sweeps = plan_sweeps(config) if sweeps is None else sweeps
     libraries: dict[str, Any] = {}
     for root, scenario_id in scenarios:
         if config.run.include_original:
@@ -311,14 +319,10 @@ def plan_variants(
             yield from sweep.tasks(scenario, root)
 
 
-def count_planned(config: SuiteConfig, scenarios: Sequence[tuple[str, str]]) -> int:
-    """How many variants ``plan_variants`` plans (without planning them)."""
-    per_scenario = int(config.run.include_original)
-    for i, mutation in enumerate(config.mutations):
-        if not mutation.adaptive:
-            _, plan = _sweep(config, i)
-            per_scenario += len(plan.make_sampler().propose(plan.variants))
-    return per_scenario * len(scenarios)
+def count_planned(config: SuiteConfig, scenarios: Sequence[tuple[str, str]], sweeps: Sequence[_Sweep] | None = None) -> int:
+    """How many variants ``plan_variants`` plans (without planning them); ``sweeps`` as there."""
+    sweeps = plan_sweeps(config) if sweeps is None else sweeps
+    return (int(config.run.include_original) + sum(len(sweep.chains) for sweep in sweeps)) * len(scenarios)
 
 
 def make_tasks(
@@ -608,7 +612,8 @@ def run_suite(
     }
     rd.write_manifest(manifest)
 
-    planned = count_planned(config, scenarios)
+    sweeps = plan_sweeps(config)
+    planned = count_planned(config, scenarios, sweeps)
     adaptive_budget = sum(m.rounds * m.variants_per_round(config.source) for m in config.mutations if m.adaptive) * len(scenarios)
     to_run = max(0, planned + adaptive_budget - len(done))
     bar = _Progress(
@@ -628,7 +633,7 @@ def run_suite(
     flush_every = max(1, min(PART_ROWS, to_run // 20 or 1))
     try:
         with ReportWriter(rd.parts, run_id, flush_every=flush_every, on_flush=tasklog.flush) as writer:
-            for _ in _execute(exe, factory, logged(plan_variants(config, scenarios, shipper)), writer, bar, shipper, rejected, total=planned):
+            for _ in _execute(exe, factory, logged(plan_variants(config, scenarios, shipper, sweeps)), writer, bar, shipper, rejected, total=planned):
                 pass
 
             def run_batch(batch: list[VariantTask]) -> Iterator[tuple[VariantTask, VariantOutcome]]:

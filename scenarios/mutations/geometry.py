@@ -406,6 +406,16 @@ def time_at(s_query: np.ndarray | float, steps_s: np.ndarray, t_steps: np.ndarra
 MIN_CONFLICT_TIME_S = 1.0
 
 
+def along_ego(scenario: Scenario, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The logged ego's ``path`` sampled every ``CONFLICT_SPACING_M``: (arc length [m], when the
+    logged ego gets there [s] (NaN: never), x [m], y [m], heading [rad]) of each sample."""
+    e_idx, e_s = arrival_s(path, scenario.tracks, scenario.ego_index, times_s(scenario))
+    se = np.arange(0.0, path.length + 1e-9, CONFLICT_SPACING_M)
+    te = time_at(se, e_s, times_s(scenario)[e_idx])
+    ex, ey, _, eh, _ = path.at(se)
+    return se, te, ex, ey, eh
+
+
 def conflicts(scenario: Scenario) -> list[Conflict]:
     """The conflict points of every moving road user with the ego's logged path, nearest first.
 
@@ -429,11 +439,8 @@ def conflicts(scenario: Scenario) -> list[Conflict]:
     pe = Path.of_agent(tracks, ego)
     if pe.length < MIN_EGO_TRAVEL_M:
         return []
-    e_idx, e_s = arrival_s(pe, tracks, ego, t)
-    se = np.arange(0.0, pe.length + 1e-9, CONFLICT_SPACING_M)
-    te = time_at(se, e_s, t[e_idx])
+    se, te, ex, ey, eh = along_ego(scenario, pe)
     late = np.isfinite(te) & (te >= MIN_CONFLICT_TIME_S)
-    ex, ey, _, eh, _ = pe.at(se)
     lo_x, hi_x, lo_y, hi_y = ex.min(), ex.max(), ey.min(), ey.max()
     out: list[Conflict] = []
     for row in range(tracks.num_agents):

@@ -2,8 +2,9 @@
 
 Every sampler works in the unit cube of the space's dimensions and returns decoded points
 (``{"operator.param": value}``). All randomness comes from ``np.random.default_rng(seed)``: the
-same seed and the same calls give the same points. ``update(points, scores)`` feeds back
-scores (lower = closer to failure); only the cross-entropy sampler uses them. A score of
+same seed and the same calls give the same points. ``update(points, scores, failed)`` feeds back
+scores (lower = closer to failure) and, optionally, which points made the planner fail; only
+the cross-entropy sampler uses them. A score of
 ``REJECTED`` (+inf) marks a proposal that could not be simulated (implausible, inapplicable):
 it is worse than any real score, so an adaptive sampler learns to avoid the infeasible region.
 """
@@ -101,8 +102,9 @@ class Sampler(ABC):
         """The next ``n`` points (fewer only when a grid runs out)."""
         return [self.space.decode(row) for row in self.propose_unit(n)]
 
-    def update(self, points: Sequence[Mapping[str, Any]], scores: Sequence[float]) -> None:
-        """Feed back scores of evaluated points (lower = closer to failure); a no-op unless adaptive."""
+    def update(self, points: Sequence[Mapping[str, Any]], scores: Sequence[float], failed: Sequence[bool] | None = None) -> None:
+        """Feed back scores of evaluated points (lower = closer to failure) and which of them
+        made the planner fail (a new failure or a repeat of one); a no-op unless adaptive."""
 
 
 @SAMPLERS.decorator("random")
@@ -171,6 +173,18 @@ class CrossEntropySampler(Sampler):
     proposals falls round over round. An elite of one point keeps the previous spread (a uniform
     one's, 1/sqrt(12), before the first fit); a batch with no feasible point leaves the mean
     where it was and widens the spread by ``widen`` (up to the uniform one's) to look further.
+
+    Novelty, once ``update`` was told of points that made the planner fail (``failed``): a
+    Gaussian concentrates on one failure, but a falsifier wants every distinct one, and
+    failures nearby in parameters are mostly the same failure again. So a share ``infill`` of
+    each batch *fills in* around the failing points instead: ``candidates`` draws per point from
+    Gaussians of spread ``infill_std`` around failing points (taken in turn), of which it keeps,
+    one at a time, the one farthest from every point proposed so far (evaluated, rejected, or
+    kept in this batch). The failures' neighbourhood is covered evenly, never twice in one
+    place, and the search reaches failures at other times and places next to the known ones
+    (a failure region is mostly connected). A share ``explore`` looks elsewhere: the farthest of
+    uniform candidates from everything tried (a failure region far from the known ones); the
+    rest of the batch follows the Gaussian.
     """
 
     def __init__(
@@ -183,6 +197,10 @@ class CrossEntropySampler(Sampler):
         min_std: float = 0.02,
         min_elite: int = 2,
         widen: float = 1.5,
+        infill: float = 0.6,
+        explore: float = 0.2,
+        infill_std: float = 0.12,
+        candidates: int = 24,
     ) -> None:
         super().__init__(space, seed)
         if not 0 < elite_frac <= 1:
@@ -196,6 +214,17 @@ class CrossEntropySampler(Sampler):
         if not widen >= 1:
             raise MutationError("sampler cem", "widen", f"must be >= 1, got {widen}")
         self.widen = widen
+        if not 0 <= infill <= 1:
+            raise MutationError("sampler cem", "infill", f"must be in [0, 1], got {infill}")
+        if not 0 <= explore <= 1:
+            raise MutationError("sampler cem", "explore", f"must be in [0, 1], got {explore}")
+        if not infill_std > 0:
+            raise MutationError("sampler cem", "infill_std", f"must be > 0, got {infill_std}")
+        if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
+            raise MutationError("sampler cem", "candidates", f"must be an integer >= 1, got {candidates!r}")
+        self.infill, self.explore, self.infill_std, self.candidates = infill, explore, infill_std, candidates
+        self._tried: list[np.ndarray] = []  # every unit point fed back
+        self._failing: list[np.ndarray] = []  # ... of those, the ones that made the planner fail
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
         self.best: tuple[float, Point] | None = None
@@ -204,6 +233,32 @@ class CrossEntropySampler(Sampler):
         d = self.space.dim
         if self.mean is None or self.std is None:
             return self.rng.random((n, d))
+        if not self._failing:
+            return self._gaussian(n)
+        k = int(round(self.infill * n))
+        m = min(int(round(self.explore * n)), n - k)
+        centres = np.array(self._failing)[np.arange(k * self.candidates) % len(self._failing)]  # the failing points in turn
+        around = np.clip(self.rng.normal(centres, self.infill_std), 0.0, np.nextafter(1.0, 0.0))
+        picked = self._farthest(around, k, np.array(self._tried).reshape(-1, d))
+        far = self._farthest(self.rng.random((m * self.candidates, d)), m, np.vstack([np.array(self._tried).reshape(-1, d), picked]))
+        return np.vstack([picked, far, self._gaussian(n - k - m)])
+
+    def _farthest(self, pool: np.ndarray, k: int, tried: np.ndarray) -> np.ndarray:
+        """``k`` points of ``pool``, one at a time each the farthest from ``tried`` and those picked before."""
+        nearest = np.full(len(pool), np.inf)
+        if len(tried) and len(pool):
+            nearest = np.min(np.linalg.norm(pool[:, None, :] - tried[None, :, :], axis=2), axis=1)
+        out = np.empty((k, pool.shape[1]))
+        for i in range(k):
+            j = int(np.argmax(nearest))
+            out[i] = pool[j]
+            nearest = np.minimum(nearest, np.linalg.norm(pool - pool[j], axis=1))
+        return out
+
+    def _gaussian(self, n: int) -> np.ndarray:
+        """``n`` draws of the fitted Gaussian, redrawn (then clipped) into the unit cube."""
+        d = self.space.dim
+        assert self.mean is not None and self.std is not None
         out = self.rng.normal(self.mean, self.std, size=(n, d))
         for _ in range(10):
             bad = (out < 0) | (out >= 1)
@@ -212,12 +267,14 @@ class CrossEntropySampler(Sampler):
             out[bad] = self.rng.normal(np.broadcast_to(self.mean, out.shape)[bad], np.broadcast_to(self.std, out.shape)[bad])
         return np.clip(out, 0.0, np.nextafter(1.0, 0.0))
 
-    def update(self, points: Sequence[Mapping[str, Any]], scores: Sequence[float]) -> None:
-        if len(points) != len(scores):
-            raise ValueError(f"{len(points)} points but {len(scores)} scores")
+    def update(self, points: Sequence[Mapping[str, Any]], scores: Sequence[float], failed: Sequence[bool] | None = None) -> None:
+        if len(points) != len(scores) or (failed is not None and len(failed) != len(points)):
+            raise ValueError(f"{len(points)} points but {len(scores)} scores" + (f" and {len(failed)} failure flags" if failed is not None else ""))
         if not points:
             return
         u = np.array([self.space.encode(p) for p in points]).reshape(len(points), self.space.dim)
+        self._tried.extend(u)
+        self._failing.extend(u[i] for i, f in enumerate(failed or ()) if f)
         s = np.array(scores, float)
         feasible = ~(np.isposinf(s))
         s = np.where(np.isnan(s), np.finfo(float).max, s)  # the worst real score, still feasible

@@ -80,6 +80,12 @@ def test_an_at_fault_collision_scores_worse_than_any_variant_without_one():
     far, near = row(min_ttc_s=80.0), row(min_ttc_s=-3.0)
     ttc = Objective((("min_ttc_s", 1.0),))
     assert search_score(near, ttc) < search_score(far, ttc) < 32
+    # a collision the ego could not have avoided (braking in time would still have touched) is no
+    # failure of the planner: the worst of the clean runs, so the search is not drawn to staging it
+    unavoidable = row(collisions=1, unavoidable_collisions=1, closed_loop_score=0.0, progress_ratio=0.0)
+    assert severity_class(unavoidable) == 31
+    assert search_score(row(progress_ratio=1.0), progress) < search_score(unavoidable, progress) < 32
+    assert severity_class(row(collisions=2, unavoidable_collisions=1)) == 27  # one of two excused: still a collision
     # a repeat of a known failure mode: worse than any clean run, better than a rejection
     assert search_score(stalled, progress) < search_score(row(progress_ratio=1.0), progress) < search_score(crash, progress, repeat=True) < REJECTED_SCORE
 

@@ -12,13 +12,16 @@ mode (``conditions.replay_agents``).
 from __future__ import annotations
 
 import numpy as np
+import shapely
 
 from scenarios.model import AgentType, FeatureKind, Scenario, SignalState
-from scenarios.mutations.base import NotApplicable, Param, register, tag
+from scenarios.mutations.base import NotApplicable, Param, get, register, tag
 from scenarios.mutations.edit import TrackEditor, mark_replayed
 from scenarios.mutations.geometry import (
+    CONFLICT_SPACING_M,
     MIN_CONFLICT_TIME_S,
     Path,
+    along_ego,
     arrival_s,
     boxes_overlap,
     lane_half_width,
@@ -171,15 +174,7 @@ def insert_lead_brake(
     return _insert(scenario, "insert_lead_brake", "lead", int(AgentType.VEHICLE), box, k_s, state, k_b)
 
 
-@register(
-    "insert_cut_in",
-    Param("gap_m", "m", 10.0, low=0.0, high=200.0, doc="bumper-to-bumper gap ahead of the ego at insertion"),
-    Param("rel_speed", "m/s", -2.0, low=-30.0, high=30.0, doc="cutter's speed along the path minus the ego's, at insertion"),
-    Param("onset_s", "s", 2.0, low=0.0, doc="when the lateral move starts, from the scenario's start"),
-    Param("duration_s", "s", 3.0, low=0.5, high=10.0, doc="time the lateral move takes"),
-    Param("side", "", "auto", kind="str", choices=("auto", "left", "right"), doc="which adjacent lane it comes from"),
-    Param("lead_in_s", "s", 2.0, low=0.0, high=1000.0, doc="how long before the lateral move it appears"),
-)
+@register("insert_cut_in", *(get("cut_in").param(name) for name in ("gap_m", "rel_speed", "onset_s", "duration_s", "side", "lead_in_s")))
 def insert_cut_in(
     scenario: Scenario,
     rng: np.random.Generator,
@@ -256,18 +251,16 @@ def insert_red_light_runner(
     signals = scenario.signals
     if signals is None or signals.num_signals == 0:
         raise NotApplicable(scenario.source, "no_signal", "the map has no traffic signals")
-    path_e, e_idx, e_s = _ego_path(scenario)
+    path_e, _, _ = _ego_path(scenario)
     t = times_s(scenario)
-    se = np.arange(0.0, path_e.length + 1e-9, 0.5)
-    te = time_at(se, e_s, t[e_idx])
-    ex, ey, _, eh, _ = path_e.at(se)
+    _, te, ex, ey, eh = along_ego(scenario, path_e)
     known = {lane.id for lane in scenario.road_map.lanes}
     candidates = []
     for i_sig, lane_id in enumerate(signals.lane_ids.tolist()):
         if lane_id not in known or not np.isin(signals.states[i_sig], RED).any():
             continue
         lp = _lane_path(scenario, lane_id)
-        sl = np.arange(lp.s[1], lp.length + 1e-9, 0.5)
+        sl = np.arange(lp.s[1], lp.length + 1e-9, CONFLICT_SPACING_M)
         lx, ly, _, lh, _ = lp.at(sl)
         dist = np.hypot(ex[:, None] - lx[None, :], ey[:, None] - ly[None, :])
         i, j = np.unravel_index(np.argmin(dist), dist.shape)
@@ -309,15 +302,6 @@ def insert_red_light_runner(
     corridor = scenario.tracks.width[scenario.ego_index] / 2 + box[0] / 2 + CORRIDOR_MARGIN_M
     planned = int(np.searchsorted(t, t_c - corridor / speed - 1e-9))
     return _insert(scenario, "insert_red_light_runner", "red_light_runner", int(AgentType.VEHICLE), box, first, state, planned)
-
-
-def _inside(polygon: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bool mask of points inside ``polygon`` (P, 2+) [m] (even-odd rule)."""
-    px, py = polygon[:, 0], polygon[:, 1]
-    qx, qy = np.roll(px, -1), np.roll(py, -1)
-    xs, ys = np.asarray(x)[:, None], np.asarray(y)[:, None]
-    crosses = ((py > ys) != (qy > ys)) & (xs < (qx - px) * (ys - py) / np.where(qy != py, qy - py, 1e-12) + px)
-    return (crosses.sum(axis=1) % 2) == 1
 
 
 def _road_edge_distance(scenario: Scenario, x: float, y: float, dx: float, dy: float, limit: float) -> float | None:
@@ -383,14 +367,12 @@ def insert_pedestrian(
     tracks = scenario.tracks
     path_e, e_idx, e_s = _ego_path(scenario)
     t = times_s(scenario)
-    se = np.arange(0.0, path_e.length + 1e-9, 0.5)
-    te = time_at(se, e_s, t[e_idx])
+    se, te, ex, ey, eh = along_ego(scenario, path_e)
     late = np.isfinite(te) & (te >= MIN_CONFLICT_TIME_S)
-    ex, ey, _, eh, _ = path_e.at(se)
     crossings = []
     if where in ("auto", "crosswalk"):
         for cw in scenario.road_map.crosswalks:
-            inside = _inside(cw.points, ex, ey) & late
+            inside = shapely.contains_xy(shapely.Polygon(cw.points[:, :2]), ex, ey) & late
             if inside.any():  # where the crosswalk's centre projects on the ego's first passage through it
                 enter = int(np.argmax(inside))
                 leave = enter + (int(np.argmax(~inside[enter:])) if not inside[enter:].all() else int(inside.size - enter))
