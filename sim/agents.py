@@ -297,7 +297,6 @@ class ReactiveAgents:
         self._all = np.arange(len(self.rows))
         self._local = np.full(int(n) + 1, -1, np.int64)  # track row -> index into ``rows`` (-1: not reactive)
         self._local[self.rows] = self._all
-        self._samples: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self.rules = TrafficRules()
         self._served = np.zeros(0, bool)  # stop signs an agent has stopped at
         self._yielder = np.zeros(0, np.int64)  # per conflict: -1 nobody, 0 agent i yields, 1 agent j
@@ -307,6 +306,42 @@ class ReactiveAgents:
         self._has_close = np.isin(self.rows, self._close // self._keys)  # per agent: its log overlaps another's
         self._agent_off = np.zeros(len(self.rows), bool)  # per agent: off its log at this step
         self._body_off = np.zeros(0, bool)  # per body of this step: off its log
+        self._step_tables(log)
+
+    def _step_tables(self, log: SimTracks) -> None:
+        """Per-step tables of what a replaying agent's law would compute (it sits at ``s_log``), so that
+        only the agents something can hold back run it (see ``step``); each entry is what the live
+        computation gives, bit for bit."""
+        r, s_steps = self.s_log.shape
+        rows = self.rows
+        self._present_at = ((self.first[None, :] <= np.arange(s_steps)[:, None])
+                            & (np.arange(s_steps)[:, None] <= self.last[None, :]))  # (S, R)
+        # the path at the logged arc length: a replaying agent's position and heading on its path
+        x0, y0, yaw0, travel0 = self.bank.sample(np.broadcast_to(self._all[:, None], (r, s_steps)), self.s_log)
+        self._p0 = np.ascontiguousarray(np.stack([x0, y0, yaw0, travel0]).transpose(2, 0, 1))  # (S, 4, R)
+        # a replaying agent moves (its law's a_track is a_log) when its log does
+        self._moves_log = np.ascontiguousarray(((self.v_log > 0) | (self.a_log > 0)).T)  # (S, R)
+        # the log's own state of the reactive rows, (S, 5, R), and whether it has one
+        self._log_state = np.ascontiguousarray(
+            np.stack([log.x[rows], log.y[rows], log.yaw[rows], log.vx[rows], log.vy[rows]]).transpose(2, 0, 1))
+        self._log_valid = np.ascontiguousarray(log.valid[rows].T)  # (S, R)
+        # every row's logged position, inf where it has none and for row -1 (the last column): any
+        # body there is off its log
+        pad = np.full((log.valid.shape[0] + 1, s_steps), np.inf)
+        self._log_x, self._log_y = pad.copy(), pad
+        self._log_x[:-1] = np.where(log.valid, log.x, np.inf)
+        self._log_y[:-1] = np.where(log.valid, log.y, np.inf)
+        self._log_x, self._log_y = np.ascontiguousarray(self._log_x.T), np.ascontiguousarray(self._log_y.T)  # (S, N + 1)
+        # the pairs whose logs overlap (``logged_close_pairs``), per agent: (agent, the other's row); a
+        # pedestrian's also with the ego (it interacts with the ego, see ``_interacting``)
+        close_a = self._local[self._close // self._keys]
+        close_b = self._close % self._keys
+        keep = close_a >= 0
+        close_a, close_b = close_a[keep], close_b[keep]
+        walk = np.flatnonzero(self._walker & self._has_close)
+        self._close_a = np.concatenate([close_a, walk])
+        self._close_b = np.concatenate([close_b, np.full(len(walk), self.ego_row if self.ego_row >= 0 else len(self._local) - 1)])
+        self._still = np.zeros(r + 1, bool)  # per agent (and -1: none) of this step: alive and not moving
 
     @classmethod
     def from_plan(cls, plan: Plan) -> ReactiveAgents:
@@ -322,6 +357,8 @@ class ReactiveAgents:
 
     def present(self, k: int) -> np.ndarray:
         """(R,) bool: which reactive agents exist at step ``k``."""
+        if 0 <= k < len(self._present_at):
+            return self._present_at[k]
         return (self.first <= k) & (k <= self.last)
 
     def reset(self, k: int) -> None:
@@ -331,93 +368,82 @@ class ReactiveAgents:
         self._spawn(k)
 
     def _spawn(self, k: int) -> None:
-        new = self.present(k) & ~self.alive
-        self.s[new] = self.s_log[new, k]
-        self.v[new] = self.v_log[new, k]
-        self.replaying[new] = True
-        self.alive = self.present(k)
+        present = self.present(k)
+        new = present & ~self.alive
+        if new.any():
+            self.s[new] = self.s_log[new, k]
+            self.v[new] = self.v_log[new, k]
+            self.replaying[new] = True
+        self.alive = present.copy()
         self._k = k
-        self._samples = None
 
-    def _path_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every agent's path at its position and at the lookahead samples ahead of it, (R, 1 + M)
-        x, y, yaw and direction of travel; computed once per step (the state and the leader search
-        share it)."""
-        if self._samples is None:
-            self._samples = self.bank.sample(self._grid, self.s[:, None] + self._offsets[None, :])
-        return self._samples
+    def _samples(self, j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Agents ``j``'s paths at their positions and at the lookahead samples ahead of them,
+        (len(j), 1 + M) x, y, yaw and direction of travel [m, m, rad, rad]."""
+        return self.bank.sample(self._grid[j], self.s[j, None] + self._offsets[None, :])
 
-    def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(x, y, yaw, vx, vy) of every reactive agent now (R,) [m, m, rad, m/s, m/s]: on its path, or
-        the log's own state where it replays it."""
-        x, y, yaw, travel = self._path_samples()
-        travel = travel[:, 0]
-        out = (x[:, 0], y[:, 0], yaw[:, 0], self.v * np.cos(travel), self.v * np.sin(travel))
-        log, k = self.log, self._k
-        rep = self.replaying & self.alive & log.valid[self.rows, k]
-        if not rep.any():
-            return out
-        return tuple(np.where(rep, logged[self.rows, k], a) for a, logged in zip(out, (log.x, log.y, log.yaw, log.vx, log.vy)))
+    def state(self) -> np.ndarray:
+        """(5, R) x, y, yaw, vx, vy of every reactive agent now [m, m, rad, m/s, m/s], 0 where it does
+        not exist: the log's own state where it replays it, else its place on its path."""
+        k = self._k
+        alive = self.alive
+        out = self._log_state[k]
+        live = np.flatnonzero(alive & ~(self.replaying & self._log_valid[k]))
+        if live.size:
+            out = out.copy()
+            x, y, yaw, travel = self._p0[k][:, live]  # a replaying agent sits at its logged arc length
+            moved = ~self.replaying[live]
+            if moved.any():
+                m = live[moved]
+                px, py, pyaw, ptravel = self.bank.sample(m, self.s[m] + self._offsets[0])
+                x[moved], y[moved], yaw[moved], travel[moved] = px, py, pyaw, ptravel
+            v = self.v[live]
+            out[:, live] = (x, y, yaw, v * np.cos(travel), v * np.sin(travel))
+        return out * alive
 
     def step(self, k: int, bodies: dict[str, np.ndarray]) -> None:
         """Advance from step ``k`` to ``k + 1``.
 
         ``bodies``: everything that can lead (the ego and every present agent) as arrays
         ``x, y, yaw, vx, vy, length, width`` and ``row`` (the track row; -1 for none).
+
+        Only the agents that something can hold back run the law: a replaying agent with no body
+        off its log within the leader search's reach, no logged overlap partner there, no stop and
+        no conflict to yield at has no leader, so it replays its log (the law would give it
+        ``a_track = a_log`` and nothing smaller). The others get exactly what the law over all of
+        them gives.
         """
         if not len(self.rows):
             return
         alive = self.alive
         a = np.zeros(len(self.rows))
         bound = np.zeros(len(self.rows), bool)  # held back by a leader, a stop or a conflict
-        idx = np.flatnonzero(alive)
-        if idx.size:
+        if alive.any():
             self._mark_off_log(k, bodies)
             if self.rules.passive_rows.size and len(self.rules.conflict_i):
                 self._passive_state(bodies)
-            a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - self.v[idx])
-            # an agent standing still whose log does not pull it forward stays where it is whatever
-            # leads it (its acceleration is at most a_track <= 0 and its speed cannot go below 0):
-            # only the others look for leaders, and those of them that stand at another's leader
-            # (for the crossing rule)
-            moving = (self.v[idx] > 0) | (a_track > 0)
-            if moving.all():
-                gap, dv = self._leaders(idx, bodies)
-            else:
-                still = idx[~moving]
-                a_track, idx = a_track[moving], idx[moving]
-                gap, dv, lead = self._find_leaders(idx, bodies)
-                follower = np.flatnonzero(lead >= 0)
-                local = self._local[lead[follower]]
-                standing = np.isin(local, still)
-                led = np.zeros(0, np.int64)
-                if standing.any():  # a standing leader can lead its follower back only when the follower is ahead of it
-                    f, j = idx[follower[standing]], local[standing]
-                    sx, sy, _, shead = self._path_samples()
-                    lon = (sx[f, 0] - sx[j, 0]) * np.cos(shead[j, 0]) + (sy[f, 0] - sy[j, 0]) * np.sin(shead[j, 0])
-                    led = np.unique(j[lon > 0])
-                if led.size:  # the crossing rule among the moving agents and the standing ones they follow
-                    g2, d2, l2 = self._find_leaders(led, bodies)
-                    both = np.concatenate([idx, led])
-                    order = np.argsort(both, kind="stable")
-                    g_all, d_all = np.concatenate([gap, g2])[order], np.concatenate([dv, d2])[order]
-                    self._crossing_rule(both[order], g_all, d_all, np.concatenate([lead, l2])[order])
-                    back = np.empty_like(order)
-                    back[order] = np.arange(len(order))
-                    gap, dv = g_all[back[: len(idx)]], d_all[back[: len(idx)]]
-                else:
-                    self._crossing_rule(idx, gap, dv, lead)
-            v = self.v[idx]
-            has = np.isfinite(gap)
-            a_idm = idm_acceleration(v, gap, dv, AGENT_IDM, self.v0[idx])
-            a_new = np.where(has, np.minimum(a_track, a_idm), a_track)
-            stop = self._stop_gaps(k)[idx]
-            held = np.isfinite(stop)
-            if held.any():
-                a_stop = idm_acceleration(v[held], stop[held], v[held], STOP_IDM, self.v0[idx][held])
-                a_new[held] = np.minimum(a_new[held], a_stop)
-            a[idx] = np.minimum(np.maximum(a_new, -B_MAX), A_MAX)
-            bound[idx] = a_new < a_track
+            law, gap, dv = self._held_back(k, bodies)
+            stop = self._stop_gaps(k)
+            last = k + 1 >= self.s_log.shape[1]
+            moving = self._moving
+            # the law runs for the moving agents held back or tracking back to their logs (all of
+            # them at the log's last step, where nothing replays)
+            run = moving & ((~self.replaying | law | np.isfinite(stop)) if not last else alive)
+            idx = np.flatnonzero(run)
+            if idx.size:
+                v = self.v[idx]
+                a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - v)
+                g, d = gap[idx], dv[idx]
+                has = np.isfinite(g)
+                a_idm = idm_acceleration(v, g, d, AGENT_IDM, self.v0[idx])
+                a_new = np.where(has, np.minimum(a_track, a_idm), a_track)
+                stop = stop[idx]
+                held = np.isfinite(stop)
+                if held.any():
+                    a_stop = idm_acceleration(v[held], stop[held], v[held], STOP_IDM, self.v0[idx][held])
+                    a_new[held] = np.minimum(a_new[held], a_stop)
+                a[idx] = np.minimum(np.maximum(a_new, -B_MAX), A_MAX)
+                bound[idx] = a_new < a_track
         v_new = np.maximum(self.v + a * self.dt, 0.0)
         s_new = self.s + 0.5 * (self.v + v_new) * self.dt
         if k + 1 < self.s_log.shape[1]:
@@ -431,20 +457,94 @@ class ReactiveAgents:
         self.v = np.where(alive, v_new, self.v)
         self._spawn(k + 1)
 
+    def _held_back(self, k: int, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The leader search at step ``k`` for the agents that can have a leader: (R,) bool which
+        have one, (R,) gap to it [m] (inf: none) and closing speed [m/s]; sets ``_moving``.
+
+        An agent standing still whose log does not pull it forward stays where it is whatever leads
+        it (its acceleration is at most a_track <= 0 and its speed cannot go below 0): only the
+        others look for leaders, and those of them that stand at another's leader (for the crossing
+        rule). Of the replaying agents only those with a body off its log, or a logged overlap
+        partner, within the search's reach are searched (the others have none: see ``_find_leaders``).
+        """
+        r = len(self.rows)
+        alive, replaying = self.alive, self.replaying
+        moving = self._moves_log[k] & alive
+        tracking = np.flatnonzero(alive & ~replaying)
+        if tracking.size:
+            a_track = (self.a_log[tracking, k] + KP * (self.s_log[tracking, k] - self.s[tracking])
+                       + KD * (self.v_log[tracking, k] - self.v[tracking]))
+            moving[tracking] = (self.v[tracking] > 0) | (a_track > 0)
+        self._moving = moving
+        gap = np.full(r, np.inf)
+        dv = np.zeros(r)
+        has = np.zeros(r, bool)
+        searched = alive & ~replaying
+        reach2 = (LOOKAHEAD_M + 5.0 + 1.0) ** 2  # the search's own reach (``near``) and a margin
+        free = alive & replaying
+        off = np.flatnonzero(self._body_off)
+        p0 = self._p0[k]
+        if off.size:
+            c = np.flatnonzero(free)
+            dx = bodies["x"][off][None, :] - p0[0, c][:, None]
+            dy = bodies["y"][off][None, :] - p0[1, c][:, None]
+            searched[c[(dx * dx + dy * dy < reach2).any(axis=1)]] = True
+        if self._close_a.size:
+            a = self._close_a
+            pos = np.full(len(self._local), -1, np.int64)
+            pos[bodies["row"]] = np.arange(len(bodies["row"]))
+            b = pos[self._close_b]
+            bi = np.maximum(b, 0)
+            dx, dy = bodies["x"][bi] - p0[0, a], bodies["y"][bi] - p0[1, a]
+            searched[a[(b >= 0) & free[a] & (dx * dx + dy * dy < reach2)]] = True
+        u = np.flatnonzero(searched)
+        if not u.size:
+            return has, gap, dv
+        sx, sy, _, shead = self._samples(u)
+        mine = moving[u]
+        act = u[mine]
+        if not act.size:
+            return has, gap, dv
+        g, d, lead = self._find_leaders(act, sx[mine], sy[mine], shead[mine], bodies)
+        follower = np.flatnonzero(lead >= 0)
+        local = self._local[lead[follower]]
+        still = self._still
+        still[:r] = alive & ~moving
+        standing = still[local]
+        led = np.zeros(0, np.int64)
+        if standing.any():  # a standing leader can lead its follower back only when the follower is ahead of it
+            f, j = act[follower[standing]], local[standing]
+            at = np.searchsorted(u, j)
+            known = searched[j]  # an agent not searched has no leader: it changes no crossing
+            f, j, at = f[known], j[known], at[known]
+            fu = np.searchsorted(u, f)
+            lon = (sx[fu, 0] - sx[at, 0]) * np.cos(shead[at, 0]) + (sy[fu, 0] - sy[at, 0]) * np.sin(shead[at, 0])
+            led = np.unique(j[lon > 0])
+        if led.size:  # the crossing rule among the moving agents and the standing ones they follow
+            at = np.searchsorted(u, led)
+            g2, d2, l2 = self._find_leaders(led, sx[at], sy[at], shead[at], bodies)
+            both = np.concatenate([act, led])
+            order = np.argsort(both, kind="stable")
+            g_all, d_all = np.concatenate([g, g2])[order], np.concatenate([d, d2])[order]
+            self._crossing_rule(both[order], g_all, d_all, np.concatenate([lead, l2])[order])
+            back = np.empty_like(order)
+            back[order] = np.arange(len(order))
+            g, d = g_all[back[: len(act)]], d_all[back[: len(act)]]
+        else:
+            self._crossing_rule(act, g, d, lead)
+        gap[act], dv[act] = g, d
+        has[act] = np.isfinite(g)
+        return has, gap, dv
+
     def _mark_off_log(self, k: int, bodies: dict[str, np.ndarray]) -> None:
         """Which agents and which bodies are farther than ``ON_LOG_M`` from their logged positions at
         step ``k`` (a reactive agent along its path, between logged samples too; another body by its
         position, off its log where it has none)."""
-        log = self.log
-        self._agent_off = np.abs(self.s - self.s_log[:, k]) > ON_LOG_M
+        self._agent_off = agent_off = np.abs(self.s - self.s_log[:, k]) > ON_LOG_M
         b = bodies["row"]
-        known = b >= 0
-        rb = np.where(known, b, 0)
-        off = ~known | ~log.valid[rb, k] | (np.hypot(bodies["x"] - log.x[rb, k], bodies["y"] - log.y[rb, k]) > ON_LOG_M)
-        local = np.where(known, self._local[rb], -1)
-        mine = local >= 0
-        off[mine] = self._agent_off[local[mine]]
-        self._body_off = off
+        off = np.hypot(bodies["x"] - self._log_x[k].take(b), bodies["y"] - self._log_y[k].take(b)) > ON_LOG_M
+        local = self._local.take(b)
+        self._body_off = np.where(local >= 0, agent_off.take(local), off)
 
     def _interacting(self, agents: np.ndarray, body_rows: np.ndarray, body_off: np.ndarray) -> np.ndarray:
         """(P,) bool: whether agent ``agents`` (indices into ``rows``) and a body (its track row, off its
@@ -582,50 +682,49 @@ class ReactiveAgents:
             self._conflict_close = np.isin(key, self._close)
         return self._ctables
 
-    def _leaders(self, idx: np.ndarray, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(gap [m], closing speed [m/s]) to each agent's leader after the crossing rule; gap inf without one."""
-        gap, dv, lead = self._find_leaders(idx, bodies)
-        self._crossing_rule(idx, gap, dv, lead)
-        return gap, dv
+    def _find_leaders(self, idx: np.ndarray, sx: np.ndarray, sy: np.ndarray, shead: np.ndarray,
+                      bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gap [m], closing speed [m/s], the leader's track row) of agents ``idx`` (ascending), whose
+        path samples (``_samples``) are ``sx``, ``sy``, ``shead`` (len(idx), 1 + M); gap inf and row -1
+        without one.
 
-    def _find_leaders(self, idx: np.ndarray, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(gap [m], closing speed [m/s], the leader's track row) of agents ``idx`` (ascending);
-        gap inf and row -1 without one."""
+        Candidates are the bodies within ``LOOKAHEAD_M + 5`` m of the agent, ahead of it, that it
+        interacts with (``_interacting``): an agent on its log whose log overlaps nobody's has none
+        but the bodies off their logs.
+        """
         rows = self.rows[idx]
-        sx, sy, _, shead = self._path_samples()
         bx, by = bodies["x"], bodies["y"]
         blen, bwid = bodies["length"], bodies["width"]
         # a body farther than the largest half diagonal + the agent's half width + the margin from
         # the box of the agent's lookahead samples cannot be in its corridor: only the pairs left
         # are examined
-        ax, ay = sx[idx, 1:], sy[idx, 1:]
+        ax, ay = sx[:, 1:], sy[:, 1:]
         x_lo, x_hi, y_lo, y_hi = ax.min(axis=1), ax.max(axis=1), ay.min(axis=1), ay.max(axis=1)
         reach = 0.5 * float(np.hypot(blen, bwid).max()) + 0.5 * self.width[rows] + CORRIDOR_MARGIN_M
         box = (np.abs(bx - (0.5 * (x_lo + x_hi))[:, None]) < (0.5 * (x_hi - x_lo) + reach)[:, None]) & (
             np.abs(by - (0.5 * (y_lo + y_hi))[:, None]) < (0.5 * (y_hi - y_lo) + reach)[:, None])
-        if len(self._body_off) == len(bx):  # two on their logs interact only if their logs overlap
-            box &= (self._agent_off[idx] | self._has_close[idx])[:, None] | self._body_off[None, :]
+        # two on their logs interact only if their logs overlap
+        box &= (self._agent_off[idx] | self._has_close[idx])[:, None] | self._body_off[None, :]
         pi, pj = np.nonzero(box)
         # candidates: within the lookahead, ahead of the agent's direction of travel, not itself
-        ai = idx[pi]
-        travel = shead[ai, 0]
-        dx, dy = bx[pj] - sx[ai, 0], by[pj] - sy[ai, 0]
+        travel = shead[pi, 0]
+        dx, dy = bx[pj] - sx[pi, 0], by[pj] - sy[pi, 0]
         lon = dx * np.cos(travel) + dy * np.sin(travel)
         near = (lon > 0) & (dx * dx + dy * dy < (LOOKAHEAD_M + 5.0) ** 2) & (bodies["row"][pj] != rows[pi])
-        pi, pj, ai = pi[near], pj[near], ai[near]
-        if pi.size and len(self._body_off) == len(bx):
-            meet = self._interacting(ai, bodies["row"][pj], self._body_off[pj])
-            pi, pj, ai = pi[meet], pj[meet], ai[meet]
+        pi, pj = pi[near], pj[near]
+        if pi.size:
+            meet = self._interacting(idx[pi], bodies["row"][pj], self._body_off[pj])
+            pi, pj = pi[meet], pj[meet]
         n = len(idx)
         gap = np.full(n, np.inf)
         dv = np.zeros(n)
         lead = np.full(n, -1)
         if pi.size:
             # the corridor: the agent's path from its centre over the lookahead samples
-            px, py = sx[ai], sy[ai]
+            px, py = sx[pi], sy[pi]
             lateral, m, w = project_to_paths(bx[pj], by[pj], px[:, :-1], py[:, :-1], np.diff(px, axis=1), np.diff(py, axis=1))
             ahead = self._offsets[m] + w * LOOKAHEAD_STEP_M  # arc length from the agent's centre [m]
-            head = shead[ai, m]
+            head = shead[pi, m]
             theta = bodies["yaw"][pj] - head
             cth, sth = np.abs(np.cos(theta)), np.abs(np.sin(theta))
             lj, wj = blen[pj], bwid[pj]

@@ -231,7 +231,7 @@ class MultiAgentTwinEnv(ParallelEnv):
         present = master.log.valid[:, k].copy()
         r = self._reactive
         if r is not None:
-            state[:, r.rows] = np.stack(r.state()) * r.alive
+            state[:, r.rows] = r.state()
             present[r.rows] = r.alive
         for d in self._drivers.values():
             e = d.ego
