@@ -183,18 +183,11 @@ class PathBank:
         self._tables()
 
     def at(self, rows: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(xy (..., 2), yaw, direction of travel) of path ``rows`` at arc lengths ``s`` (any broadcastable shape).
+        """(xy (..., 2), yaw, direction of travel) of path ``rows`` at arc lengths ``s`` (any
+        broadcastable shape) [m, rad, rad].
 
-        Beyond a path's end it goes on straight along its last segment.
-        """
-        x, y, yaw, travel = self.sample(rows, s)
-        return np.stack([x, y], axis=-1), yaw, travel
-
-    def sample(self, rows: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``at`` with x and y apart: (x, y, yaw, travel), each of the broadcast shape [m, m, rad, rad].
-
-        One ``searchsorted`` over all paths, then gathers from per-segment tables built once
-        (``_tables``).
+        Beyond a path's end it goes on straight along its last segment. One ``searchsorted`` over
+        all paths and one gather from a per-point table of the segment there (``_tables``).
         """
         rows = np.asarray(rows)
         s = np.asarray(s, dtype=np.float64)
@@ -203,32 +196,45 @@ class PathBank:
             rows = np.ascontiguousarray(np.broadcast_to(rows, shape))
             s = np.broadcast_to(s, shape)
         g = s + rows * self.OFFSET
-        k = np.searchsorted(self.gs, g, side="right") - 1
-        k = np.minimum(np.maximum(k, self._lo.take(rows)), self._hi.take(rows))
-        single = self._single.take(k)
-        w = np.where(single, 0.0, (g - self.gs.take(k)) / self._span.take(k))
-        x = self._x.take(k) + w * self._dx.take(k)
-        y = self._y.take(k) + w * self._dy.take(k)
-        yaw = self.yaw.take(k) + np.minimum(np.maximum(w, 0.0), 1.0) * self._dyaw.take(k)  # np.clip, without its overhead
-        travel = np.where(single, yaw, self._travel.take(k))
-        return x, y, yaw, travel
+        t = self._table.take(self._key.searchsorted(g, side="right") - 1, axis=0)
+        w = (g - t[..., 0]) / t[..., 1]
+        xy = t[..., 2:4] + w[..., None] * t[..., 4:6]
+        yaw = t[..., 6] + np.minimum(np.maximum(w, 0.0), 1.0) * t[..., 7]  # np.clip, without its overhead
+        return xy, yaw, t[..., 8]
+
+    def sample(self, rows: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``at`` with x and y apart: (x, y, yaw, travel), each of the broadcast shape [m, m, rad, rad]."""
+        xy, yaw, travel = self.at(rows, s)
+        return xy[..., 0], xy[..., 1], yaw, travel
 
     def _tables(self) -> None:
-        """Per point k: the segment to the next point of its path (k1 = k + 1, or k at a path's end)."""
+        """Per point: the segment to the next point of its path (the last segment at a path's last
+        point, which goes on straight), and before each path's first point an entry for arc lengths
+        before its start (its first segment), so that ``searchsorted`` lands on the segment to use.
+
+        Columns: the segment's start arc length [m], its length (inf for a segment of zero length,
+        so that its fraction is 0), x, y, dx, dy, yaw, dyaw and the direction of travel (the yaw on a
+        segment of zero length).
+        """
         last = self.start + self.count - 1
-        self._lo = self.start
-        self._hi = np.maximum(last - 1, self.start)
         k = np.arange(len(self.gs))
         row_last = np.repeat(last, self.count) if len(self.count) else np.zeros(0, np.int64)
-        k1 = np.minimum(k + 1, row_last)
-        span = self.gs[k1] - self.gs[k]
-        self._single = span <= 0
-        self._span = np.where(self._single, 1.0, span)
-        d = self.xy[k1] - self.xy[k]
-        self._x, self._y = self.xy[:, 0].copy(), self.xy[:, 1].copy()
-        self._dx, self._dy = d[:, 0].copy(), d[:, 1].copy()
-        self._dyaw = self.yaw[k1] - self.yaw[k]
-        self._travel = np.arctan2(d[:, 1], d[:, 0])
+        row_start = np.repeat(self.start, self.count) if len(self.count) else np.zeros(0, np.int64)
+        seg = np.maximum(np.minimum(k, row_last - 1), row_start)  # the segment each point's entry uses
+        k1 = np.minimum(seg + 1, row_last)
+        span = self.gs[k1] - self.gs[seg]
+        single = span <= 0
+        d = self.xy[k1] - self.xy[seg]
+        dyaw = self.yaw[k1] - self.yaw[seg]
+        travel = np.where(single, self.yaw[seg], np.arctan2(d[:, 1], d[:, 0]))
+        point = np.column_stack([self.gs[seg], np.where(single, np.inf, span), self.xy[seg, 0], self.xy[seg, 1], d[:, 0], d[:, 1],
+                                 self.yaw[seg], dyaw, travel])
+        # one entry before each path: its first point's segment
+        entries = np.insert(point, self.start, point[self.start], axis=0) if len(self.start) else point
+        keys = np.insert(self.gs, self.start, np.arange(len(self.start)) * self.OFFSET - 0.5 * self.OFFSET) if len(self.start) \
+            else self.gs
+        self._table = np.ascontiguousarray(entries) if len(entries) else np.zeros((1, 9))
+        self._key = keys if len(keys) else np.zeros(1)
 
 
 class ReactiveAgents:
@@ -377,10 +383,11 @@ class ReactiveAgents:
         self.alive = present.copy()
         self._k = k
 
-    def _samples(self, j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Agents ``j``'s paths at their positions and at the lookahead samples ahead of them,
-        (len(j), 1 + M) x, y, yaw and direction of travel [m, m, rad, rad]."""
-        return self.bank.sample(self._grid[j], self.s[j, None] + self._offsets[None, :])
+    def _samples(self, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Agents ``j``'s paths at their positions and at the lookahead samples ahead of them:
+        (len(j), 1 + M, 2) x, y [m] and (len(j), 1 + M) direction of travel [rad]."""
+        xy, _, travel = self.bank.at(self._grid[j], self.s[j, None] + self._offsets[None, :])
+        return xy, travel
 
     def state(self) -> np.ndarray:
         """(5, R) x, y, yaw, vx, vy of every reactive agent now [m, m, rad, m/s, m/s], 0 where it does
@@ -500,12 +507,13 @@ class ReactiveAgents:
         u = np.flatnonzero(searched)
         if not u.size:
             return has, gap, dv
-        sx, sy, _, shead = self._samples(u)
+        sxy, shead = self._samples(u)
         mine = moving[u]
         act = u[mine]
         if not act.size:
             return has, gap, dv
-        g, d, lead = self._find_leaders(act, sx[mine], sy[mine], shead[mine], bodies)
+        bxy = np.stack([bodies["x"], bodies["y"]], axis=-1)  # (B, 2)
+        g, d, lead = self._find_leaders(act, sxy[mine], shead[mine], bxy, bodies)
         follower = np.flatnonzero(lead >= 0)
         local = self._local[lead[follower]]
         still = self._still
@@ -518,11 +526,12 @@ class ReactiveAgents:
             known = searched[j]  # an agent not searched has no leader: it changes no crossing
             f, j, at = f[known], j[known], at[known]
             fu = np.searchsorted(u, f)
-            lon = (sx[fu, 0] - sx[at, 0]) * np.cos(shead[at, 0]) + (sy[fu, 0] - sy[at, 0]) * np.sin(shead[at, 0])
+            lon = ((sxy[fu, 0, 0] - sxy[at, 0, 0]) * np.cos(shead[at, 0])
+                   + (sxy[fu, 0, 1] - sxy[at, 0, 1]) * np.sin(shead[at, 0]))
             led = np.unique(j[lon > 0])
         if led.size:  # the crossing rule among the moving agents and the standing ones they follow
             at = np.searchsorted(u, led)
-            g2, d2, l2 = self._find_leaders(led, sx[at], sy[at], shead[at], bodies)
+            g2, d2, l2 = self._find_leaders(led, sxy[at], shead[at], bxy, bodies)
             both = np.concatenate([act, led])
             order = np.argsort(both, kind="stable")
             g_all, d_all = np.concatenate([g, g2])[order], np.concatenate([d, d2])[order]
@@ -682,33 +691,32 @@ class ReactiveAgents:
             self._conflict_close = np.isin(key, self._close)
         return self._ctables
 
-    def _find_leaders(self, idx: np.ndarray, sx: np.ndarray, sy: np.ndarray, shead: np.ndarray,
+    def _find_leaders(self, idx: np.ndarray, sxy: np.ndarray, shead: np.ndarray, bxy: np.ndarray,
                       bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(gap [m], closing speed [m/s], the leader's track row) of agents ``idx`` (ascending), whose
-        path samples (``_samples``) are ``sx``, ``sy``, ``shead`` (len(idx), 1 + M); gap inf and row -1
-        without one.
+        path samples (``_samples``) are ``sxy`` (len(idx), 1 + M, 2) and ``shead`` (len(idx), 1 + M),
+        amid the bodies at ``bxy`` (B, 2); gap inf and row -1 without one.
 
         Candidates are the bodies within ``LOOKAHEAD_M + 5`` m of the agent, ahead of it, that it
         interacts with (``_interacting``): an agent on its log whose log overlaps nobody's has none
         but the bodies off their logs.
         """
         rows = self.rows[idx]
-        bx, by = bodies["x"], bodies["y"]
         blen, bwid = bodies["length"], bodies["width"]
         # a body farther than the largest half diagonal + the agent's half width + the margin from
         # the box of the agent's lookahead samples cannot be in its corridor: only the pairs left
         # are examined
-        ax, ay = sx[:, 1:], sy[:, 1:]
-        x_lo, x_hi, y_lo, y_hi = ax.min(axis=1), ax.max(axis=1), ay.min(axis=1), ay.max(axis=1)
+        ahead_xy = sxy[:, 1:]
+        lo, hi = ahead_xy.min(axis=1), ahead_xy.max(axis=1)  # (A, 2)
         reach = 0.5 * float(np.hypot(blen, bwid).max()) + 0.5 * self.width[rows] + CORRIDOR_MARGIN_M
-        box = (np.abs(bx - (0.5 * (x_lo + x_hi))[:, None]) < (0.5 * (x_hi - x_lo) + reach)[:, None]) & (
-            np.abs(by - (0.5 * (y_lo + y_hi))[:, None]) < (0.5 * (y_hi - y_lo) + reach)[:, None])
+        box = (np.abs(bxy[None, :, :] - (0.5 * (lo + hi))[:, None, :]) < (0.5 * (hi - lo) + reach[:, None])[:, None, :]).all(axis=2)
         # two on their logs interact only if their logs overlap
         box &= (self._agent_off[idx] | self._has_close[idx])[:, None] | self._body_off[None, :]
         pi, pj = np.nonzero(box)
         # candidates: within the lookahead, ahead of the agent's direction of travel, not itself
         travel = shead[pi, 0]
-        dx, dy = bx[pj] - sx[pi, 0], by[pj] - sy[pi, 0]
+        d = bxy[pj] - sxy[pi, 0]
+        dx, dy = d[:, 0], d[:, 1]
         lon = dx * np.cos(travel) + dy * np.sin(travel)
         near = (lon > 0) & (dx * dx + dy * dy < (LOOKAHEAD_M + 5.0) ** 2) & (bodies["row"][pj] != rows[pi])
         pi, pj = pi[near], pj[near]
@@ -721,8 +729,9 @@ class ReactiveAgents:
         lead = np.full(n, -1)
         if pi.size:
             # the corridor: the agent's path from its centre over the lookahead samples
-            px, py = sx[pi], sy[pi]
-            lateral, m, w = project_to_paths(bx[pj], by[pj], px[:, :-1], py[:, :-1], np.diff(px, axis=1), np.diff(py, axis=1))
+            pxy = sxy[pi]
+            seg = np.diff(pxy, axis=1)
+            lateral, m, w = project_to_paths(bxy[pj, 0], bxy[pj, 1], pxy[:, :-1, 0], pxy[:, :-1, 1], seg[..., 0], seg[..., 1])
             ahead = self._offsets[m] + w * LOOKAHEAD_STEP_M  # arc length from the agent's centre [m]
             head = shead[pi, m]
             theta = bodies["yaw"][pj] - head
