@@ -58,6 +58,7 @@ import numpy as np
 import shapely
 
 from scenarios.common import wrap_angle
+from scenarios.geometry import boxes_overlap
 from scenarios.model import AgentType, FeatureKind, Scenario, SignalState
 from sim.control import IDMParams, corridor_leaders, idm_acceleration, project_to_paths
 
@@ -374,14 +375,40 @@ class ReactiveAgents:
         self._spawn(k)
 
     def _spawn(self, k: int) -> None:
+        """Bring the agents whose log starts at step ``k`` in on their logs; one whose logged box
+        would overlap an agent off its log there (pushed where the log has nobody) waits until it
+        would not (the log's own overlaps it keeps)."""
         present = self.present(k)
         new = present & ~self.alive
         if new.any():
+            blocked = self._blocked(k, np.flatnonzero(new))
+            if blocked.size:
+                new[blocked] = False
+                present = present.copy()
+                present[blocked] = False
             self.s[new] = self.s_log[new, k]
             self.v[new] = self.v_log[new, k]
             self.replaying[new] = True
         self.alive = present.copy()
         self._k = k
+
+    def _blocked(self, k: int, new: np.ndarray) -> np.ndarray:
+        """Which of the agents ``new`` (indices into ``rows``) cannot appear at step ``k``: their
+        logged boxes there overlap the box of an agent off its log (``scenarios.geometry.boxes_overlap``)."""
+        moved = np.flatnonzero(self.alive & ~self.replaying & self.present(k))
+        new = new[self._log_valid[min(k, len(self._log_valid) - 1)][new]] if len(self._log_valid) else new[:0]
+        if not moved.size or not new.size:
+            return np.zeros(0, np.int64)
+        xy, yaw, _ = self.bank.at(moved, self.s[moved] + self._offsets[0])
+        log = self._log_state[k]
+        rows_new, rows_moved = self.rows[new], self.rows[moved]
+        hit = boxes_overlap(log[0, new][:, None], log[1, new][:, None], log[2, new][:, None],
+                            self.length[rows_new][:, None], self.width[rows_new][:, None],
+                            xy[None, :, 0], xy[None, :, 1], yaw[None, :], self.length[rows_moved][None, :],
+                            self.width[rows_moved][None, :])
+        # a pair whose logs overlap anyway is the log's
+        own = np.isin(rows_new[:, None] * self._keys + rows_moved[None, :], self._close) if self._close.size else False
+        return new[(hit & ~own).any(axis=1)]
 
     def _samples(self, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Agents ``j``'s paths at their positions and at the lookahead samples ahead of them:
