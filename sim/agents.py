@@ -831,36 +831,26 @@ def logged_close_pairs(log: SimTracks, rows: np.ndarray, length: np.ndarray, wid
     """Sorted keys ``a * (N + 1) + b`` (both orders) of the pairs (a in ``rows``, b any track row)
     whose logged boxes, each grown by ``margin`` / 2 [m] on every side, overlap at some step.
 
-    Boxes are oriented rectangles (separating axis test) of ``length``, ``width`` (N,) [m].
+    Boxes are oriented rectangles of ``length``, ``width`` (N,) [m] (``scenarios.geometry.boxes_overlap``).
     """
     n, s_steps = log.valid.shape
     rows = np.asarray(rows, np.int64)
-    hl, hw = 0.5 * (length + margin), 0.5 * (width + margin)
-    radius = np.hypot(hl, hw)
+    grown_l, grown_w = length + margin, width + margin
     keys: list[np.ndarray] = []
     for k in range(s_steps):
         a_rows = rows[log.valid[rows, k]]
         b_rows = np.flatnonzero(log.valid[:, k])
         if not a_rows.size or len(b_rows) < 2:
             continue
-        dx = log.x[b_rows, k][None, :] - log.x[a_rows, k][:, None]
-        dy = log.y[b_rows, k][None, :] - log.y[a_rows, k][:, None]
-        near = dx * dx + dy * dy < (radius[a_rows][:, None] + radius[b_rows][None, :]) ** 2
-        near &= a_rows[:, None] != b_rows[None, :]
-        i, j = np.nonzero(near)
-        if not i.size:
-            continue
-        a, b = a_rows[i], b_rows[j]
-        ddx, ddy = dx[i, j], dy[i, j]
-        ya, yb = log.yaw[a, k], log.yaw[b, k]
-        apart = np.zeros(len(a), bool)
-        for axis_yaw in (ya, ya + 0.5 * np.pi, yb, yb + 0.5 * np.pi):
-            ux, uy = np.cos(axis_yaw), np.sin(axis_yaw)
-            ext_a = hl[a] * np.abs(np.cos(ya - axis_yaw)) + hw[a] * np.abs(np.sin(ya - axis_yaw))
-            ext_b = hl[b] * np.abs(np.cos(yb - axis_yaw)) + hw[b] * np.abs(np.sin(yb - axis_yaw))
-            apart |= np.abs(ddx * ux + ddy * uy) > ext_a + ext_b
-        a, b = a[~apart], b[~apart]
-        keys += [a * (n + 1) + b, b * (n + 1) + a]
+        hit = boxes_overlap(log.x[a_rows, k][:, None], log.y[a_rows, k][:, None], log.yaw[a_rows, k][:, None],
+                            grown_l[a_rows][:, None], grown_w[a_rows][:, None], log.x[b_rows, k][None, :],
+                            log.y[b_rows, k][None, :], log.yaw[b_rows, k][None, :], grown_l[b_rows][None, :],
+                            grown_w[b_rows][None, :])
+        hit &= a_rows[:, None] != b_rows[None, :]
+        i, j = np.nonzero(hit)
+        if i.size:
+            a, b = a_rows[i], b_rows[j]
+            keys += [a * (n + 1) + b, b * (n + 1) + a]
     return np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
 
 
