@@ -99,6 +99,8 @@ RIGHT_OF_WAY_M, PASSIVE_PATH_M, PASSIVE_EXTEND_MIN_M = 30.0, 2.0, 5.0
 #: Signal states that stop traffic, and the one that stops it when it can stop comfortably.
 _RED = (int(SignalState.STOP), int(SignalState.FLASHING_STOP))
 _YELLOW = int(SignalState.CAUTION)
+#: ``shapely.points``' default ``handle_nan`` ("allow"), for its ufunc ``shapely.lib.points``.
+_ALLOW_NAN = np.intc(0)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -525,9 +527,7 @@ class ReactiveAgents:
             searched[c[(dx * dx + dy * dy < reach2).any(axis=1)]] = True
         if self._close_a.size:
             a = self._close_a
-            pos = np.full(len(self._local), -1, np.int64)
-            pos[bodies["row"]] = np.arange(len(bodies["row"]))
-            b = pos[self._close_b]
+            b = self._body_at[self._close_b]
             bi = np.maximum(b, 0)
             dx, dy = bodies["x"][bi] - p0[0, a], bodies["y"][bi] - p0[1, a]
             searched[a[(b >= 0) & free[a] & (dx * dx + dy * dy < reach2)]] = True
@@ -578,6 +578,8 @@ class ReactiveAgents:
         position, off its log where it has none)."""
         self._agent_off = agent_off = np.abs(self.s - self.s_log[:, k]) > ON_LOG_M
         b = bodies["row"]
+        self._body_at = np.full(len(self._local), -1, np.int64)  # track row -> body index (-1: none; row -1 the last)
+        self._body_at[b] = np.arange(len(b))
         off = np.hypot(bodies["x"] - self._log_x[k].take(b), bodies["y"] - self._log_y[k].take(b)) > ON_LOG_M
         local = self._local.take(b)
         self._body_off = np.where(local >= 0, agent_off.take(local), off)
@@ -688,16 +690,14 @@ class ReactiveAgents:
         """Where the passive road users are along their logged paths now: arc length [m], speed
         [m/s], present and on it (within ``PASSIVE_PATH_M``), off their logs."""
         rules = self.rules
-        q = rules.passive_rows
-        pos = np.full(len(self._local), -1, np.int64)
-        known = bodies["row"] >= 0
-        pos[bodies["row"][known]] = np.flatnonzero(known)
-        b = pos[q]
+        b = self._body_at[rules.passive_rows]
         present = b >= 0
         bi = np.maximum(b, 0)
-        pts = shapely.points(bodies["x"][bi], bodies["y"][bi])
-        self._passive_s = shapely.line_locate_point(rules.passive_lines, pts)
-        near = shapely.distance(rules.passive_lines, pts) < PASSIVE_PATH_M
+        # shapely's own ufuncs (``shapely.points`` and co. without their Python wrappers, which cost
+        # more than the geometry here)
+        pts = shapely.lib.points(np.stack([bodies["x"][bi], bodies["y"][bi]], axis=-1), _ALLOW_NAN)
+        self._passive_s = shapely.lib.line_locate_point(rules.passive_lines, pts)
+        near = shapely.lib.distance(rules.passive_lines, pts) < PASSIVE_PATH_M
         self._passive_v = np.hypot(bodies["vx"][bi], bodies["vy"][bi])
         self._passive_alive = present & near
         self._passive_off = self._body_off[bi] | ~present
