@@ -268,7 +268,7 @@ class ReactiveAgents:
         self.first = np.zeros(len(self.rows), np.int64)
         self.last = np.zeros(len(self.rows), np.int64)
         for j, row in enumerate(self.rows):
-            steps = np.flatnonzero(log.valid[row])
+            steps = log.valid[row].nonzero()[0]
             pts = np.column_stack([log.x[row, steps], log.y[row, steps]])
             seg = np.hypot(*np.diff(pts, axis=0).T) if len(pts) > 1 else np.zeros(0)
             # keep points at least 0.2 m apart; a dropped point lies on its kept neighbours' segment at the
@@ -347,10 +347,12 @@ class ReactiveAgents:
         close_b = self._close % self._keys
         keep = close_a >= 0
         close_a, close_b = close_a[keep], close_b[keep]
-        walk = np.flatnonzero(self._walker & self._has_close)
+        walk = (self._walker & self._has_close).nonzero()[0]
         self._close_a = np.concatenate([close_a, walk])
         self._close_b = np.concatenate([close_b, np.full(len(walk), self.ego_row if self.ego_row >= 0 else len(self._local) - 1)])
         self._still = np.zeros(r + 1, bool)  # per agent (and -1: none) of this step: alive and not moving
+        self._inf = np.full(r, np.inf)  # copied, not rebuilt, where a step needs it
+        self._no_body = np.full(len(self._local), -1, np.int64)
 
     @classmethod
     def from_plan(cls, plan: Plan) -> ReactiveAgents:
@@ -383,7 +385,7 @@ class ReactiveAgents:
         present = self.present(k)
         new = present & ~self.alive
         if new.any():
-            blocked = self._blocked(k, np.flatnonzero(new))
+            blocked = self._blocked(k, new.nonzero()[0])
             if blocked.size:
                 new[blocked] = False
                 present = present.copy()
@@ -397,7 +399,7 @@ class ReactiveAgents:
     def _blocked(self, k: int, new: np.ndarray) -> np.ndarray:
         """Which of the agents ``new`` (indices into ``rows``) cannot appear at step ``k``: their
         logged boxes there overlap the box of an agent off its log (``scenarios.geometry.boxes_overlap``)."""
-        moved = np.flatnonzero(self.alive & ~self.replaying & self.present(k))
+        moved = (self.alive & ~self.replaying & self.present(k)).nonzero()[0]
         new = new[self._log_valid[min(k, len(self._log_valid) - 1)][new]] if len(self._log_valid) else new[:0]
         if not moved.size or not new.size:
             return np.zeros(0, np.int64)
@@ -424,7 +426,7 @@ class ReactiveAgents:
         k = self._k
         alive = self.alive
         out = self._log_state[k]
-        live = np.flatnonzero(alive & ~(self.replaying & self._log_valid[k]))
+        live = (alive & ~(self.replaying & self._log_valid[k])).nonzero()[0]
         if live.size:
             out = out.copy()
             x, y, yaw, travel = self._p0[k][:, live]  # a replaying agent sits at its logged arc length
@@ -465,7 +467,7 @@ class ReactiveAgents:
             # the law runs for the moving agents held back or tracking back to their logs (all of
             # them at the log's last step, where nothing replays)
             run = moving & ((~self.replaying | law | np.isfinite(stop)) if not last else alive)
-            idx = np.flatnonzero(run)
+            idx = run.nonzero()[0]
             if idx.size:
                 v = self.v[idx]
                 a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - v)
@@ -506,22 +508,22 @@ class ReactiveAgents:
         r = len(self.rows)
         alive, replaying = self.alive, self.replaying
         moving = self._moves_log[k] & alive
-        tracking = np.flatnonzero(alive & ~replaying)
+        tracking = (alive & ~replaying).nonzero()[0]
         if tracking.size:
             a_track = (self.a_log[tracking, k] + KP * (self.s_log[tracking, k] - self.s[tracking])
                        + KD * (self.v_log[tracking, k] - self.v[tracking]))
             moving[tracking] = (self.v[tracking] > 0) | (a_track > 0)
         self._moving = moving
-        gap = np.full(r, np.inf)
+        gap = self._inf.copy()
         dv = np.zeros(r)
         has = np.zeros(r, bool)
         searched = alive & ~replaying
         reach2 = (LOOKAHEAD_M + 5.0 + 1.0) ** 2  # the search's own reach (``near``) and a margin
         free = alive & replaying
-        off = np.flatnonzero(self._body_off)
+        off = self._body_off.nonzero()[0]
         p0 = self._p0[k]
         if off.size:
-            c = np.flatnonzero(free)
+            c = free.nonzero()[0]
             dx = bodies["x"][off][None, :] - p0[0, c][:, None]
             dy = bodies["y"][off][None, :] - p0[1, c][:, None]
             searched[c[(dx * dx + dy * dy < reach2).any(axis=1)]] = True
@@ -531,7 +533,7 @@ class ReactiveAgents:
             bi = np.maximum(b, 0)
             dx, dy = bodies["x"][bi] - p0[0, a], bodies["y"][bi] - p0[1, a]
             searched[a[(b >= 0) & free[a] & (dx * dx + dy * dy < reach2)]] = True
-        u = np.flatnonzero(searched)
+        u = searched.nonzero()[0]
         if not u.size:
             return has, gap, dv
         sxy, shead = self._samples(u)
@@ -541,7 +543,7 @@ class ReactiveAgents:
             return has, gap, dv
         bxy = np.stack([bodies["x"], bodies["y"]], axis=-1)  # (B, 2)
         g, d, lead = self._find_leaders(act, sxy[mine], shead[mine], bxy, bodies)
-        follower = np.flatnonzero(lead >= 0)
+        follower = (lead >= 0).nonzero()[0]
         local = self._local[lead[follower]]
         still = self._still
         still[:r] = alive & ~moving
@@ -578,7 +580,7 @@ class ReactiveAgents:
         position, off its log where it has none)."""
         self._agent_off = agent_off = np.abs(self.s - self.s_log[:, k]) > ON_LOG_M
         b = bodies["row"]
-        self._body_at = np.full(len(self._local), -1, np.int64)  # track row -> body index (-1: none; row -1 the last)
+        self._body_at = self._no_body.copy()  # track row -> body index (-1: none; row -1 the last)
         self._body_at[b] = np.arange(len(b))
         off = np.hypot(bodies["x"] - self._log_x[k].take(b), bodies["y"] - self._log_y[k].take(b)) > ON_LOG_M
         local = self._local.take(b)
@@ -606,7 +608,7 @@ class ReactiveAgents:
     def _stop_gaps(self, k: int) -> np.ndarray:
         """(R,) distance [m] from each agent's front to where it must stop at step ``k`` (inf: nowhere)."""
         rules = self.rules
-        out = np.full(len(self.rows), np.inf)
+        out = self._inf.copy()
         if len(rules.stop_agent):
             j = rules.stop_agent
             gap = rules.stop_s - self.s[j] - 0.5 * self.length[self.rows[j]]
@@ -768,7 +770,7 @@ class ReactiveAgents:
             half_lon = 0.5 * (lj * cth + wj * sth)
             best, g = corridor_leaders(ahead, lateral, half_lon, half_lat, pi, self.length[rows[pi]], self.width[rows[pi]],
                                        CORRIDOR_MARGIN_M, n)
-            i = np.flatnonzero(best >= 0)
+            i = (best >= 0).nonzero()[0]
             if i.size:
                 q = best[i]
                 vj = bodies["vx"][pj[q]] * np.cos(head[q]) + bodies["vy"][pj[q]] * np.sin(head[q])
@@ -782,7 +784,7 @@ class ReactiveAgents:
         the conflict goes first (its ``gap`` becomes inf, ``dv`` 0; in place)."""
         n = len(idx)
         rows = self.rows[idx]
-        led = np.flatnonzero(lead >= 0)
+        led = (lead >= 0).nonzero()[0]
         if led.size:
             pos = np.full(len(self.rows), -1)
             pos[idx] = np.arange(n)
@@ -839,7 +841,7 @@ def logged_close_pairs(log: SimTracks, rows: np.ndarray, length: np.ndarray, wid
     keys: list[np.ndarray] = []
     for k in range(s_steps):
         a_rows = rows[log.valid[rows, k]]
-        b_rows = np.flatnonzero(log.valid[:, k])
+        b_rows = log.valid[:, k].nonzero()[0]
         if not a_rows.size or len(b_rows) < 2:
             continue
         hit = boxes_overlap(log.x[a_rows, k][:, None], log.y[a_rows, k][:, None], log.yaw[a_rows, k][:, None],
@@ -912,8 +914,8 @@ def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
     log = plan.log
     passive = []
     passive_lines = []
-    for row in np.setdiff1d(np.flatnonzero(log.valid.any(axis=1)), agents.rows):
-        steps = np.flatnonzero(log.valid[row])
+    for row in np.setdiff1d(log.valid.any(axis=1).nonzero()[0], agents.rows):
+        steps = log.valid[row].nonzero()[0]
         kept = steps[decimated_path(log.x[row, steps], log.y[row, steps])]
         if len(kept) >= 2:
             pts = np.column_stack([log.x[row, kept], log.y[row, kept]])
@@ -941,7 +943,7 @@ def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
     obeys = np.isin(types, [int(AgentType.VEHICLE), int(AgentType.CYCLIST)])
     for point, heading, g in _stop_points(scenario, plan.origin):
         p = shapely.Point(point)
-        for j in np.flatnonzero(obeys):
+        for j in obeys.nonzero()[0]:
             line = lines[j]
             if line is None or line.distance(p) >= STOP_MATCH_M:
                 continue
