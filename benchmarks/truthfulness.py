@@ -45,6 +45,7 @@ LOG_FLAGS = {
     "log_ttc": ("log_min_ttc_s", lambda v: v <= 0.95),
     "log_overspeed": ("log_max_overspeed_mps", lambda v: v > 0),
     "log_uncomfortable": ("log_comfortable", lambda v: v == False),  # noqa: E712
+    "log_wrong_way": ("log_wrong_way_max_m", lambda v: v >= 2.0),
     "log_overlaps": ("log_overlaps", lambda v: v > 0),
 }
 

@@ -15,6 +15,8 @@ and config in the process), and a metric the log itself fails is judged *relativ
   ``[evaluators.speed_limit] log_margin_mps`` (0.5 m/s);
 - comfort: a bound the log breaks is widened to the log's extreme times 1 +
   ``[evaluators.comfort] log_margin_ratio`` (0.25);
+- driving direction: where the log drives against its lane by more than the compliant bound less
+  ``[evaluators.driving_direction] log_margin_m`` (1 m), the bounds rise by the log's excess;
 - collisions: a collision (at fault or not) is excused only when the logged boxes of the ego and
   that agent themselves overlap; never otherwise, and never for an agent the variant rewrote
   (``rewritten_agents``: the adversary's collision is not the log's).
@@ -22,7 +24,7 @@ and config in the process), and a metric the log itself fails is judged *relativ
 Every comparison uses the log over the same time as the rollout (a rollout that ended at 3 s is
 compared with the log's first 3 s). The planner's own values stay in their columns, the log's sit
 beside them (``log_drivable_area_max_distance_m``, ``log_min_ttc_s``, ``log_max_overspeed_mps``,
-``log_comfortable``, ``log_overlaps``), and the summary's ``against_log`` column says why
+``log_comfortable``, ``log_wrong_way_max_m``, ``log_overlaps``), and the summary's ``against_log`` column says why
 ("drivable_area: log itself 0.36 m off-road; ...").
 """
 
@@ -38,6 +40,7 @@ import numpy as np
 from evaluators.comfort import dynamics_series, extremes
 from evaluators.config import EvaluatorConfig
 from evaluators.context import Context
+from evaluators.driving_direction import lane_progress, worst_window
 from evaluators.speed_limit import overspeed
 from evaluators.ttc import projected_ttc
 from scenarios.common import LRU
@@ -59,6 +62,7 @@ class LogSpan:
         max_overspeed_mps: largest speed of the logged ego above its lane's limit [m/s].
         overlapping: ids of the agents whose logged box overlaps the logged ego's in the span.
         comfort: each comfort quantity's extreme (``evaluators.comfort.QUANTITIES``) in the span.
+        wrong_way_m: the logged ego's largest wrong-way progress over a window in the span [m].
     """
 
     duration_s: float
@@ -67,6 +71,7 @@ class LogSpan:
     max_overspeed_mps: float
     overlapping: frozenset[str]
     comfort: Mapping[str, float]
+    wrong_way_m: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -84,6 +89,7 @@ class LogBaseline:
         overspeed_mps: (S,) speed above the lane's limit [m/s].
         first_overlap_s: agent id -> the first time [s] its logged box overlaps the logged ego's.
         vx, vy, yaw: (S,) the logged ego's velocity [m/s] and heading [rad], for comfort.
+        lane_progress_m: (S,) the logged ego's progress along its lane from each step to the next [m].
         dt_s: the log's step [s].
         config: the evaluator config it was scored with.
     """
@@ -99,6 +105,7 @@ class LogBaseline:
     vx: np.ndarray
     vy: np.ndarray
     yaw: np.ndarray
+    lane_progress_m: np.ndarray
     dt_s: float
     config: EvaluatorConfig
 
@@ -131,6 +138,7 @@ class LogBaseline:
             vx=r.vx[e].copy(),
             vy=r.vy[e].copy(),
             yaw=r.yaw[e].copy(),
+            lane_progress_m=np.r_[lane_progress(ctx), 0.0],
             dt_s=ctx.dt_s,
             config=config,
         )
@@ -165,21 +173,32 @@ class LogBaseline:
             max_overspeed_mps=float(np.max(self.overspeed_mps[steps])),
             overlapping=frozenset(a for a, t in self.first_overlap_s.items() if t <= duration_s + _TIME_TOLERANCE_S),
             comfort=extremes(dyn),
+            wrong_way_m=worst_window(self.lane_progress_m[steps[0] : end - 1], self._direction_window()),
         )
+
+    def _direction_window(self) -> int:
+        return max(1, round(self.config.of("driving_direction").window_s / self.dt_s))
 
 
 def rewritten_agents(log: Scenario, scenario: Scenario) -> frozenset[str]:
     """Ids of the agents of ``log`` whose track ``scenario`` (a variant of it) changed: valid steps,
     positions or heading anywhere (a retimed adversary, a braking lead). A collision with one of
-    them is the mutation's, never the log's, so the log cannot excuse it."""
+    them is the mutation's, never the log's, so the log cannot excuse it.
+
+    Tracks are compared step by step on one clock; when the two clocks differ (another step
+    count or other times) no step of one stands for a step of the other, so every agent of the
+    log counts as rewritten: the log then excuses nothing rather than everything.
+    """
     if scenario is log or scenario.tracks is log.tracks:
         return frozenset()
     lt, st = log.tracks, scenario.tracks
+    if not np.array_equal(np.asarray(log.t_us), np.asarray(scenario.t_us)):
+        return frozenset(str(a) for a in lt.agent_ids.tolist())
     index = {a: i for i, a in enumerate(st.agent_ids.tolist())}
     out = set()
     for i, agent in enumerate(lt.agent_ids.tolist()):
         j = index.get(agent)
-        if j is None or lt.valid.shape[1] != st.valid.shape[1]:
+        if j is None:
             continue
         valid = lt.valid[i]
         if not np.array_equal(valid, st.valid[j]) or any(

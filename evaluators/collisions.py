@@ -1,4 +1,4 @@
-"""Collisions of the ego: any, and at fault by nuPlan's rules, per class (vehicle, VRU, object).
+"""Collisions of the ego: any, and at fault by nuPlan's rules and avoidable, per class (vehicle, VRU, object).
 
 The ego touches an agent at a step when the engine reported contact (``rollout.contact``; the
 twin's pybullet contact points, which also catch a touch between two samples) OR the two boxes
@@ -18,6 +18,15 @@ default size). The classification uses the geometry at the collision step:
   at fault;
 - else ACTIVE_LATERAL: at fault only while the ego straddles lanes or is off the lane map
   (its four corners are not within one lane or lanes connected to it).
+
+Then, with ``[evaluators.collisions] avoidability = true`` (the default), an at-fault
+collision the ego could not have avoided is excused: the agent entered the ego's path closer
+than the ego could stop in after ``reaction_s`` at ``brake_mps2`` (``evaluators.avoidability``:
+a stopped car or a lead braking within limits, in the path long enough, stays at fault, and so
+does a lane change into a car; a cut-in or a pedestrian stepping out at the last moment does
+not). It
+counts in ``collisions`` and ``unavoidable_collisions``, not in ``at_fault_collisions``: a
+collision can only become excused this way, never the reverse.
 
 Judged against the log (``[evaluators] judge_against_log``), a collision is excused only when the
 logged boxes of the ego and that agent themselves overlap within the rollout's time (a duplicate
@@ -41,16 +50,32 @@ _CLASSES = (("vehicle", AgentClass.VEHICLE), ("vru", AgentClass.VRU), ("object",
 
 @dataclass(frozen=True, slots=True)
 class CollisionSettings:
-    """``[evaluators.collisions]``: at-fault collisions tolerated per class; the class score is
-    max(0, 1 - n / (max + 1)) (nuPlan: 0 vehicles, 0 VRUs, 1 object)."""
+    """``[evaluators.collisions]``: at-fault collisions tolerated per class (the class score is
+    max(0, 1 - n / (max + 1)); nuPlan: 0 vehicles, 0 VRUs, 1 object), and the avoidability rule.
+
+    Attributes:
+        avoidability: excuse an at-fault collision the ego could not have avoided
+            (``evaluators.avoidability``); false keeps nuPlan's geometric verdicts alone.
+        reaction_s: the ego's reaction time from the conflict's onset to braking [s].
+        brake_mps2: the ego's braking once it reacts [m/s2].
+        agent_max_brake_mps2: the hardest a road user ahead is assumed to brake after the
+            rollout ends (RSS's a_max,brake of the car in front) [m/s2].
+    """
 
     max_at_fault_vru: int = 0
     max_at_fault_vehicle: int = 0
     max_at_fault_object: int = 1
+    avoidability: bool = True
+    reaction_s: float = 0.5
+    brake_mps2: float = 6.0
+    agent_max_brake_mps2: float = 8.0
 
     def __post_init__(self) -> None:
         names = ("max_at_fault_vru", "max_at_fault_vehicle", "max_at_fault_object")
-        check_fields(self, "[evaluators.collisions]", nonneg=names, integer=names)
+        check_fields(
+            self, "[evaluators.collisions]", nonneg=(*names, "reaction_s"), integer=names,
+            positive=("brake_mps2", "agent_max_brake_mps2"), flags=("avoidability",),
+        )  # fmt: skip
 
 
 def nuplan_collision_score(at_fault: dict[str, int], limits: dict[str, int]) -> float:
@@ -69,8 +94,9 @@ class Collisions(Evaluator):
     metrics = (
         MetricSpec("collisions", "count", "agents the ego touched (engine contact or box overlap)", "== 0"),
         *(MetricSpec(f"collisions_{c}", "count", f"{c} agents the ego touched") for c, _ in _CLASSES),
-        MetricSpec("at_fault_collisions", "count", "collisions the ego caused (nuPlan's rules)", "== 0"),
+        MetricSpec("at_fault_collisions", "count", "collisions the ego caused (nuPlan's rules) and could have avoided", "== 0"),
         *(MetricSpec(f"at_fault_collisions_{c}", "count", f"at-fault collisions with {c} agents") for c, _ in _CLASSES),
+        MetricSpec("unavoidable_collisions", "count", "at fault by nuPlan's rules, but braking within the reaction time from when the agent entered the ego's path would not have avoided them (null with avoidability = false)"),
         MetricSpec("collisions_engine", "count", "collisions the engine reported (a subset of collisions)"),
         MetricSpec("collisions_geometry", "count", "collisions seen as box overlap (a subset of collisions)"),
         MetricSpec("no_at_fault_collisions", "1", "nuPlan multiplier: 0 for a vehicle or VRU, 0.5 per object", "== 1"),
@@ -95,7 +121,8 @@ class Collisions(Evaluator):
         limits = {"vehicle": cfg.max_at_fault_vehicle, "vru": cfg.max_at_fault_vru, "object": cfg.max_at_fault_object}
         score = nuplan_collision_score(fault, limits)
         first = float(ctx.t_s[ev.step[counted].min()]) if n else float("nan")
-        fault_at = first_at_fault(ctx)
+        fault_at = ctx.first_at_fault
+        unavoidable = int((ev.unavoidable & counted).sum()) if cfg.avoidability else float("nan")
         nan = float("nan")
         log = ctx.log
         if log is not None and log.overlapping:
@@ -109,6 +136,7 @@ class Collisions(Evaluator):
             *(self.value(f"collisions_{c}", per[c]) for c, _ in _CLASSES),
             self.value("at_fault_collisions", n_fault, n_fault == 0),
             *(self.value(f"at_fault_collisions_{c}", fault[c]) for c, _ in _CLASSES),
+            self.value("unavoidable_collisions", unavoidable),
             self.value("collisions_engine", int(ev.engine.sum())),
             self.value("collisions_geometry", int(ev.geometry.sum())),
             self.value("no_at_fault_collisions", score, score == 1.0),
@@ -123,26 +151,15 @@ class Collisions(Evaluator):
 
 
 def first_at_fault(ctx: Context) -> dict[str, object] | None:
-    """The first counted at-fault collision: the agent's id, the time [s] since the start and the
-    ego's centre (x, y) [m] in the map frame at that step; None when there is none.
-
-    Ties at one step go to the agent of the lowest row (its order in the scenario), so that the
-    same rollout always names the same agent. These are what ``evaluators.failure_modes`` groups
-    failures by.
-    """
-    ev = ctx.collision_events
-    at_fault = ev.at_fault & ~ev.excused
-    if not at_fault.any():
-        return None
-    rows = np.flatnonzero(at_fault)
-    first = rows[np.lexsort((ev.agent[rows], ev.step[rows]))[0]]
-    step = int(ev.step[first])
-    x, y = ctx.ego_xy[step]
-    return {"agent_id": str(ctx.rollout.agent_ids[ev.agent[first]]), "t_s": float(ctx.t_s[step]), "x_m": float(x), "y_m": float(y)}
+    """The first counted at-fault collision (``Context.first_at_fault``, computed once per rollout):
+    the agent's id, the time [s] since the start and the ego's centre (x, y) [m]; None when none."""
+    return ctx.first_at_fault
 
 
 def collision_table(ctx: Context) -> list[dict[str, object]]:
-    """One dict per collision (agent id, time, type, class, at fault, sources), for reports and debugging."""
+    """One dict per collision (agent id, time, type, class, at fault, sources, avoidability), for
+    reports and debugging; ``conflict_s`` is when the conflict began (NaN: not judged for
+    avoidability) and ``avoidability`` says why it was or was not avoidable."""
     ev = ctx.collision_events
     ids = ctx.rollout.agent_ids
     return [
@@ -156,9 +173,13 @@ def collision_table(ctx: Context) -> list[dict[str, object]]:
             "engine": bool(en),
             "geometry": bool(g),
             "excused": bool(x),
+            "unavoidable": bool(u),
+            "conflict_s": float(ctx.t_s[o]) if o >= 0 else float("nan"),
+            "avoidability": why,
         }
-        for a, s, k, c, f, en, g, x in zip(
-            ev.agent, ev.step, ev.kind, ev.agent_class, ev.at_fault, ev.engine, ev.geometry, ev.excused
+        for a, s, k, c, f, en, g, x, u, o, why in zip(
+            ev.agent, ev.step, ev.kind, ev.agent_class, ev.at_fault, ev.engine, ev.geometry, ev.excused,
+            ev.unavoidable, ev.onset_step, ev.reasons,
         )
     ]
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import shapely
 
+from evaluators.avoidability import Response, Track, judge
 from evaluators.config import EvaluatorConfig
 from evaluators.errors import EvaluatorError
 from evaluators.geometry import Segments, box_corners, box_overlap_depth
@@ -258,7 +259,8 @@ class CollisionEvents:
 
     Attributes:
         agent: (E,) agent rows.  step: (E,) first step of contact.
-        kind: (E,) ``CollisionType``.  at_fault: (E,) bool.  agent_class: (E,) ``AgentClass``.
+        kind: (E,) ``CollisionType``.  agent_class: (E,) ``AgentClass``.
+        at_fault: (E,) at fault by nuPlan's rules and not ``unavoidable``.
         engine: (E,) the engine reported contact with this agent at some step.
         geometry: (E,) the boxes overlapped at some step.
         collided: (N, S) True from each agent's first contact step on, and while an initially
@@ -266,6 +268,13 @@ class CollisionEvents:
         initial_overlaps: agent rows touching the ego the first time both are valid.
         excused: (E,) the logged boxes of the ego and this agent themselves overlap (within the
             rollout's time; only when judging against the log): label noise, not the planner's.
+        unavoidable: (E,) at fault by nuPlan's rules, but a proper response (braking within the
+            reaction time from when the agent entered the ego's path) would not have avoided it
+            (``evaluators.avoidability``; all False with ``[evaluators.collisions] avoidability
+            = false``). ``at_fault`` is False for these.
+        onset_step: (E,) the step the conflict began for the collisions judged for avoidability
+            (the agent entered the ego's corridor), -1 for the others.
+        reasons: (E,) why each judged collision was or was not avoidable ("" for the others).
     """
 
     agent: np.ndarray
@@ -278,6 +287,9 @@ class CollisionEvents:
     collided: np.ndarray
     initial_overlaps: np.ndarray
     excused: np.ndarray
+    unavoidable: np.ndarray
+    onset_step: np.ndarray
+    reasons: tuple[str, ...]
 
 
 class Context:
@@ -449,6 +461,7 @@ class Context:
             ).astype(np.int8)
         lateral_fault = (kind == CollisionType.ACTIVE_LATERAL) & ~self.in_common_lane[step]
         at_fault = np.isin(kind, [CollisionType.STOPPED_TRACK, CollisionType.ACTIVE_FRONT]) | lateral_fault
+        unavoidable, onset, reasons = self._avoidability(agent, step, kind, at_fault)
         collided = np.zeros((self.num_agents, self.num_steps), dtype=bool)
         if agent.size:
             collided[agent] = np.arange(self.num_steps)[None, :] >= step[:, None]
@@ -458,14 +471,60 @@ class Context:
             agent=agent,
             step=step,
             kind=kind,
-            at_fault=at_fault,
+            at_fault=at_fault & ~unavoidable,
             agent_class=self.agent_class[agent],
             engine=engine[agent].any(axis=1),
             geometry=geometric[agent].any(axis=1),
             collided=collided | initial[:, None] & touching,
             initial_overlaps=np.flatnonzero(initial),
             excused=excused,
+            unavoidable=unavoidable,
+            onset_step=onset,
+            reasons=reasons,
         )
+
+    def _avoidability(
+        self, agent: np.ndarray, step: np.ndarray, kind: np.ndarray, at_fault: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+        """(E,) unavoidable, (E,) conflict onset step (-1: not judged) and (E,) reasons of the
+        collisions at fault by nuPlan's rules (see ``evaluators.avoidability``)."""
+        unavoidable = np.zeros(agent.shape, dtype=bool)
+        onset = np.full(agent.shape, -1, dtype=np.int64)
+        reasons = [""] * agent.size
+        settings = self.config.of("collisions")
+        if settings is None or not settings.avoidability:
+            return unavoidable, onset, tuple(reasons)
+        judged = at_fault.copy()
+        response = Response(settings.reaction_s, settings.brake_mps2, settings.agent_max_brake_mps2, self.config.collision_min_overlap_m)
+        ego = self._track(self.ego)
+        tangent = self.lane_at_ego[1] if judged.any() else None
+        for i in np.flatnonzero(judged):
+            verdict = judge(ego, self._track(int(agent[i])), int(step[i]), response, tangent, self.in_common_lane)
+            unavoidable[i], onset[i], reasons[i] = verdict.unavoidable, verdict.onset_step, verdict.reason
+        return unavoidable, onset, tuple(reasons)
+
+    def _track(self, row: int) -> Track:
+        """Agent ``row``'s boxes over the rollout, for ``evaluators.avoidability``."""
+        r = self.rollout
+        return Track(self.t_s, r.x[row], r.y[row], r.yaw[row], r.vx[row], r.vy[row], self.valid[row],
+                     float(r.length[row]), float(r.width[row]))  # fmt: skip
+
+    @cached_property
+    def first_at_fault(self) -> dict[str, object] | None:
+        """The first counted (not excused) at-fault collision: the agent's id, the time [s] since
+        the start and the ego's centre (x, y) [m] in the map frame at that step; None when there
+        is none. Ties at one step go to the agent of the lowest row (its order in the scenario),
+        so that the same rollout always names the same agent; ``evaluators.failure_modes`` groups
+        failures by these."""
+        ev = self.collision_events
+        at_fault = ev.at_fault & ~ev.excused
+        if not at_fault.any():
+            return None
+        rows = np.flatnonzero(at_fault)
+        first = rows[np.lexsort((ev.agent[rows], ev.step[rows]))[0]]
+        s = int(ev.step[first])
+        x, y = self.ego_xy[s]
+        return {"agent_id": str(self.rollout.agent_ids[ev.agent[first]]), "t_s": float(self.t_s[s]), "x_m": float(x), "y_m": float(y)}
 
     # --- lanes and the drivable area ------------------------------------------------------
 

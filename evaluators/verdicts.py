@@ -16,9 +16,11 @@ variant by themselves.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from evaluators.config import EvaluatorConfig
@@ -26,11 +28,11 @@ from evaluators.config import EvaluatorConfig
 #: cause -> what it means, in order of severity.
 CAUSES = {
     "error": "the variant did not run to the end (policy, scenario or evaluation error)",
-    "at_fault_collision": "a collision the ego caused (nuPlan's rules)",
-    "collision": "a collision the ego did not cause",
+    "at_fault_collision": "a collision the ego caused (nuPlan's rules) and could have avoided",
+    "collision": "a collision the ego did not cause, or could not have avoided (unavoidable_collisions)",
     "off_road": "left the drivable area (beyond the log, where the log itself is off)",
     "red_light": "ran a red light",
-    "wrong_way": "drove against the lane's direction",
+    "wrong_way": "drove against the lane's direction (beyond the log, where the log itself does)",
     "no_progress": "made less than 20% of the expert's progress",
     "ttc": "time to collision under bound (beyond the log's)",
     "overspeed": "over the speed limit (beyond the log's)",
@@ -48,7 +50,10 @@ WEIGHTED = {"progress_ratio": "weight_progress", "ttc_within_bound": "weight_ttc
 
 def _num(row: Mapping[str, Any], name: str) -> float:
     """The row's value of ``name`` as a float; NaN when missing or null (bools are 1/0)."""
-    value = row.get(name)
+    return _as_float(row.get(name))
+
+
+def _as_float(value: Any) -> float:
     if value is None or value is pd.NA:
         return math.nan
     try:
@@ -57,30 +62,61 @@ def _num(row: Mapping[str, Any], name: str) -> float:
         return math.nan
 
 
+#: Each cause but "error" as a test of one summary column: (column, comparison, threshold), the
+#: threshold a number or another column. A missing or null value fails no test (NaN compares false).
+RULES: dict[str, tuple[str, str, float | str]] = {
+    "at_fault_collision": ("at_fault_collisions", ">", 0.0),
+    "collision": ("collisions", ">", "at_fault_collisions"),  # one the ego did not cause
+    "off_road": ("drivable_area_compliance", "<", 1.0),
+    "red_light": ("red_light_violations", ">", 0.0),
+    "wrong_way": ("driving_direction_compliance", "<", 1.0),
+    "no_progress": ("making_progress", "==", 0.0),
+    "ttc": ("ttc_within_bound", "==", 0.0),
+    "overspeed": ("speed_limit_compliance", "<", 1.0),
+    "uncomfortable": ("comfortable", "==", 0.0),
+}
+_COMPARE = {">": operator.gt, "<": operator.lt, "==": operator.eq}
+#: The causes that order ``severity_key`` before the score.
+_SEVERE = ("error", "at_fault_collision", "collision", "off_road", "red_light")
+
+
+def _is_error(status: Any) -> bool:
+    """A row with a status other than "ok" (a missing status is none)."""
+    return not (status is None or status is pd.NA or (isinstance(status, float) and math.isnan(status)) or status == "ok")
+
+
 def causes(row: Mapping[str, Any]) -> list[str]:
     """Every cause (``CAUSES``) of one summary row, most severe first; [] for a clean variant."""
-    if row.get("status") not in (None, "ok"):
+    if _is_error(row.get("status")):
         return ["error"]
     out = []
-    if _num(row, "at_fault_collisions") > 0:
-        out.append("at_fault_collision")
-    if _num(row, "collisions") > _num(row, "at_fault_collisions"):  # one the ego did not cause
-        out.append("collision")
-    if _num(row, "drivable_area_compliance") < 1:
-        out.append("off_road")
-    if _num(row, "red_light_violations") > 0:
-        out.append("red_light")
-    if _num(row, "driving_direction_compliance") < 1:
-        out.append("wrong_way")
-    if _num(row, "making_progress") == 0:
-        out.append("no_progress")
-    if _num(row, "ttc_within_bound") == 0:
-        out.append("ttc")
-    if _num(row, "speed_limit_compliance") < 1:
-        out.append("overspeed")
-    if _num(row, "comfortable") == 0:
-        out.append("uncomfortable")
+    for cause, (column, op, bound) in RULES.items():
+        if _COMPARE[op](_num(row, column), _num(row, bound) if isinstance(bound, str) else bound):
+            out.append(cause)
     return out
+
+
+def _column(summary: pd.DataFrame, name: str) -> np.ndarray:
+    """``name`` as floats (NaN where missing, null or not a number; bools are 1/0)."""
+    if name not in summary:
+        return np.full(len(summary), np.nan)
+    values = summary[name]
+    if values.dtype == object:
+        return np.fromiter(map(_as_float, values), dtype=float, count=len(values))
+    return values.to_numpy(dtype=float, na_value=np.nan)
+
+
+def cause_flags(summary: pd.DataFrame) -> pd.DataFrame:
+    """``causes`` of every row at once: a bool table, a column per cause (``CAUSES`` order), the
+    summary's index; the same rules, without a Python call per row."""
+    status = summary["status"] if "status" in summary else pd.Series(None, index=summary.index, dtype=object)
+    error = (status.notna() & status.ne("ok")).to_numpy(bool)
+    flags = {"error": error}
+    with np.errstate(invalid="ignore"):
+        for cause, (column, op, bound) in RULES.items():
+            other = _column(summary, bound) if isinstance(bound, str) else bound
+            flags[cause] = _COMPARE[op](_column(summary, column), other) & ~error
+    return pd.DataFrame(flags, index=summary.index)
 
 
 def severity_key(row: Mapping[str, Any]) -> tuple:
@@ -88,24 +124,24 @@ def severity_key(row: Mapping[str, Any]) -> tuple:
     then the closed-loop score (lowest first)."""
     found = set(causes(row))
     score = _num(row, "closed_loop_score")
-    return (
-        "error" not in found,
-        "at_fault_collision" not in found,
-        "collision" not in found,
-        "off_road" not in found,
-        "red_light" not in found,
-        0.0 if math.isnan(score) else score,
-        str(row.get("variant_id", "")),
-    )
+    return (*(cause not in found for cause in _SEVERE), 0.0 if math.isnan(score) else score, str(row.get("variant_id", "")))
 
 
-def rank(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary's rows ordered by ``severity_key``, worst first."""
+def severity_order(summary: pd.DataFrame, flags: pd.DataFrame | None = None) -> np.ndarray:
+    """The positions of the summary's rows sorted by ``severity_key``, worst first, without a
+    Python call per row (``flags``: its ``cause_flags``, when already made)."""
+    flags = cause_flags(summary) if flags is None else flags
+    score = np.nan_to_num(_column(summary, "closed_loop_score"), nan=0.0)
+    ids = summary["variant_id"].astype(str).to_numpy() if "variant_id" in summary else np.full(len(summary), "")
+    keys = [ids, score, *(~flags[cause].to_numpy() for cause in reversed(_SEVERE))]  # lexsort: last key first
+    return np.lexsort(keys) if len(summary) else np.zeros(0, dtype=np.intp)
+
+
+def rank(summary: pd.DataFrame, head: int | None = None) -> pd.DataFrame:
+    """The summary's rows ordered by ``severity_key``, worst first; only the ``head`` worst when given."""
     if summary.empty:
         return summary
-    keys = [severity_key(row) for row in summary.to_dict("records")]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return summary.iloc[order]
+    return summary.iloc[severity_order(summary)[:head]]
 
 
 def score_drivers(row: Mapping[str, Any], config: EvaluatorConfig | None = None) -> list[str]:
@@ -141,7 +177,9 @@ def verdict_failures(row: Mapping[str, Any], min_variant_score: float | None = N
             out.append(f"error: {row.get('error') or 'unknown'}")
         elif cause == "at_fault_collision":
             n = int(_num(row, "at_fault_collisions"))
-            out.append(f"{n} at-fault collision{'s' if n > 1 else ''}, the first at {_num(row, 'first_collision_s'):.1f} s")
+            t = _num(row, "first_at_fault_collision_s")  # an unavoidable collision may come first
+            t = _num(row, "first_collision_s") if math.isnan(t) else t
+            out.append(f"{n} at-fault collision{'s' if n > 1 else ''}, the first at {t:.1f} s")
         elif cause == "off_road":
             text = f"{_num(row, 'drivable_area_max_distance_m'):.2f} m off the drivable area"
             judged = "drivable_area:" in str(row.get("against_log") or "")  # the log itself is off
@@ -150,7 +188,9 @@ def verdict_failures(row: Mapping[str, Any], min_variant_score: float | None = N
         elif cause == "red_light":
             out.append(f"{int(_num(row, 'red_light_violations'))} red light(s) run")
         elif cause == "wrong_way":
-            out.append(f"{_num(row, 'wrong_way_max_m'):.1f} m against the lane's direction")
+            text = f"{_num(row, 'wrong_way_max_m'):.1f} m against the lane's direction"
+            judged = "driving_direction:" in str(row.get("against_log") or "")  # the log itself drives against it
+            out.append(text + (f", beyond the log's own {_num(row, 'log_wrong_way_max_m'):.1f} m" if judged else ""))
         elif cause == "no_progress":
             out.append(f"progress ratio {_num(row, 'progress_ratio'):.2f} (no progress)")
     score = _num(row, "closed_loop_score")
@@ -162,13 +202,12 @@ def verdict_failures(row: Mapping[str, Any], min_variant_score: float | None = N
 def failures_by_cause(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per cause with at least one variant: cause, what it means, count, variant ids
     (worst first), in order of severity."""
-    ranked = rank(summary)
-    found: dict[str, list[str]] = {c: [] for c in CAUSES}
-    for row in ranked.to_dict("records"):
-        for cause in causes(row):
-            found[cause].append(str(row["variant_id"]))
+    flags = cause_flags(summary)
+    order = severity_order(summary, flags)
+    ids = summary["variant_id"].astype(str).to_numpy()[order] if len(summary) else np.array([], dtype=str)
+    found = {c: ids[flags[c].to_numpy()[order]].tolist() for c in CAUSES}
     rows = [{"cause": c, "meaning": CAUSES[c], "count": len(ids), "variants": ids} for c, ids in found.items() if ids]
     return pd.DataFrame(rows, columns=["cause", "meaning", "count", "variants"])
 
 
-__all__ = ["CAUSES", "VERDICT_CAUSES", "causes", "failures_by_cause", "rank", "score_drivers", "severity_key", "verdict_failures"]
+__all__ = ["CAUSES", "RULES", "VERDICT_CAUSES", "cause_flags", "causes", "failures_by_cause", "rank", "score_drivers", "severity_key", "severity_order", "verdict_failures"]

@@ -118,7 +118,7 @@ def _print_summary(summary: "Any", limit: int = 15) -> None:
               f"any collision in {int((ok['collisions'].fillna(0) > 0).sum())}")
         from evaluators.verdicts import causes, rank
 
-        worst = rank(ok).head(min(limit, 5))  # by severity: at-fault collisions first, then the score
+        worst = rank(ok, head=min(limit, 5))  # by severity: at-fault collisions first, then the score
         worst = worst.assign(causes=[", ".join(causes(row)) or "-" for row in worst.to_dict("records")])
         show = [c for c in ("variant_id", "closed_loop_score", "driving_score", "at_fault_collisions", "progress_ratio", "causes") if c in worst]
         with pd.option_context("display.width", 160, "display.max_colwidth", 70):
@@ -252,14 +252,12 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 def _print_gate(result: Any, gate_config: Any, limit: int) -> None:
     """Each gate check, then the variants that fail their own verdict and why (at most ``limit``)."""
     from evaluators.verdicts import rank
-    from harness.gate import variant_failures
 
     for check in result.checks:
         print(f"{'PASS' if check.passed else 'FAIL'}  {check.name}: {check.message}")
-    reasons = variant_failures(result.variants, gate_config)
     failing = rank(result.variants[~result.variants["passed"]])
-    for vid in failing["variant_id"].head(limit):
-        print(f"      variant {vid}: {'; '.join(reasons[vid])}")
+    for vid, reasons in failing[["variant_id", "reasons"]].head(limit).itertuples(index=False):
+        print(f"      variant {vid}: {'; '.join(reasons)}")
     if len(failing) > limit:
         print(f"      ... and {len(failing) - limit} more")
 

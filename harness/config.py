@@ -150,8 +150,7 @@ class PolicyConfig:
         if not isinstance(addresses, tuple) or not all(isinstance(a, str) for a in addresses):
             raise _invalid("policy.address", f"must be \"host:port\" or a list of them, got {self.address!r}")
         for a in addresses if self.address else ():
-            host, _, port = a.rpartition(":")
-            if not (host and port.isdigit()):
+            if a.startswith("ray://") or host_port(a) is None:
                 raise _invalid("policy.address", f"{a!r} is not \"host:port\"")
         if self.address and self.command:
             raise _invalid("policy.command", "give address or command, not both")
@@ -271,6 +270,11 @@ class GateConfig:
     confidence: float = 0.95
     max_new_failures: int = 0
 
+    @property
+    def score_floor(self) -> float | None:
+        """``min_variant_score`` as ``verdict_failures`` takes it: None when there is no per-variant bar."""
+        return self.min_variant_score if self.min_variant_score > 0 else None
+
     def __post_init__(self) -> None:
         if self.max_new_failures < 0:
             raise _invalid("gate.max_new_failures", f"must not be negative, got {self.max_new_failures}")
@@ -282,11 +286,15 @@ class GateConfig:
                 raise _invalid(f"gate.{f.name}", f"must be in [0, 1], got {value}")
 
 
-def _is_ray_address(address: str) -> bool:
-    if address == "auto":
-        return True
+def host_port(address: str) -> tuple[str, int] | None:
+    """``("host", port)`` of ``"host:port"`` (also ``ray://host:port`` and ``[::1]:port``); None
+    when ``address`` has no host or no numeric port."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
-    return bool(host) and port.isdigit()
+    return (host.strip("[]"), int(port)) if host and port.isdigit() else None
+
+
+def _is_ray_address(address: str) -> bool:
+    return address == "auto" or host_port(address) is not None
 
 
 def check_suite_name(name: object, source: str = MEMORY) -> None:
@@ -319,6 +327,9 @@ class RunConfig:
             e.g. for a policy that leaks memory. Results do not change.
         max_worker_memory_mb: replace a Ray worker whose resident memory exceeds this after a
             chunk [MB] (0: no ceiling). The sequential executor cannot: it has one process.
+        startup_timeout_s: the longest a Ray worker may take to start (build its twin, policy
+            and plug-ins) once it has its CPU [s]; one that overruns is replaced, and the run
+            stops with an error after ``retries + 1`` such hangs.
     """
 
     seed: int = 0
@@ -332,6 +343,7 @@ class RunConfig:
     include_original: bool = True
     max_variants_per_worker: int = 0
     max_worker_memory_mb: float = 0.0
+    startup_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         from harness.executor import EXECUTORS
@@ -348,8 +360,10 @@ class RunConfig:
             raise _invalid("run.max_worker_memory_mb", f"must be 0 (no ceiling) or a positive number of MB, got {self.max_worker_memory_mb}")
         if self.address and not _is_ray_address(self.address):
             raise _invalid("run.address", f"must be \"host:port\", \"ray://host:port\" or \"auto\", got {self.address!r}")
-        if not self.timeout_s > 0:
-            raise _invalid("run.timeout_s", f"must be positive, got {self.timeout_s}")
+        for key in ("timeout_s", "startup_timeout_s"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                raise _invalid(f"run.{key}", f"must be a positive number of seconds, got {value}")
 
 
 @dataclass(frozen=True, slots=True)

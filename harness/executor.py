@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import itertools
+import logging
 import math
 import os
 import signal
@@ -311,11 +312,13 @@ class ClusterUnreachable(ConnectionError):
 
 def _probe(address: str, timeout_s: float) -> None:
     """Open (and close) a TCP connection to ``host:port`` (or ``ray://host:port``); ``ClusterUnreachable`` if it fails."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not (host and port.isdigit()):
+    from harness.config import host_port
+
+    where = host_port(address)
+    if where is None:
         return  # "auto" and the like: Ray resolves them itself
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        socket.create_connection(where, timeout=timeout_s).close()
     except OSError as exc:
         raise ClusterUnreachable(f"cannot reach a Ray cluster at {address!r} within {timeout_s:g} s ({exc}); is it running, and is the port open?") from None
     join = "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False); ray.shutdown()"
@@ -350,10 +353,27 @@ def init_ray(address: str = "", num_cpus: int | None = None, **options: Any) -> 
     if address:
         ray.init(address=address, log_to_driver=False, configure_logging=False, **options)
         return
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    quiet = _DropMessage("Token authentication is enabled for this Ray cluster")  # Ray's default, said at every start
+    notice.addFilter(quiet)
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
+    finally:
+        notice.removeFilter(quiet)
     from harness.lifetime import watch
 
     _WATCHDOG[:] = [watch(ray_session())]
+
+
+class _DropMessage(logging.Filter):
+    """Drops the log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
 
 
 def ray_session() -> str:
@@ -495,14 +515,22 @@ class RayExecutor(Executor):
             if now - placed > self.startup_timeout_s and actor in self._warming:
                 self._startup_hangs += 1
                 ray.kill(actor)
-                self._pool[self._pool.index(actor)] = self._new_actor(self._pool_factory)
-                self._warming.pop(actor, None)
-                self._placed.pop(actor, None)
+                self._replace(actor)
                 if self._startup_hangs > self.retries:
                     raise WorkerStartupError(
                         f"a worker did not finish starting (building its twin and plug-ins) within {self.startup_timeout_s:g} s, "
                         f"{self._startup_hangs} times; its construction hangs, so no variant can run"
                     )
+
+    def _replace(self, dead: Any) -> Any:
+        """A fresh actor in ``dead``'s place in the pool, and ``dead`` (killed or lost) forgotten."""
+        fresh = self._new_actor(self._pool_factory)
+        self._pool[self._pool.index(dead)] = fresh
+        for table in (self._warming, self._pings, self._placed):
+            table.pop(dead, None)
+        self._up.discard(dead)
+        self._ran.pop(id(dead), None)
+        return fresh
 
     def share(self, value: bytes) -> Any:
         """``value`` put once in Ray's object store: workers on any node fetch it (``fetch``)."""
@@ -564,14 +592,8 @@ class RayExecutor(Executor):
         busy: set[Any] = set()
 
         def replace(dead: Any) -> Any:
-            fresh = self._new_actor(factory)
-            self._pool[self._pool.index(dead)] = fresh
-            self._warming.pop(dead, None)
-            self._pings.pop(dead, None)
-            self._placed.pop(dead, None)
-            self._up.discard(dead)
             busy.discard(dead)
-            return fresh
+            return self._replace(dead)
 
         try:
             while queue or running or not exhausted:

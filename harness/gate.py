@@ -42,8 +42,18 @@ def variant_failures(summary: pd.DataFrame, gate: GateConfig) -> pd.Series:
     """Why each variant fails its own verdict, by id: a list of messages, empty when it passes."""
     from evaluators.verdicts import verdict_failures
 
-    floor = gate.min_variant_score if gate.min_variant_score > 0 else None
-    reasons = [verdict_failures(row, floor) for row in summary.to_dict("records")]
+    from evaluators.verdicts import VERDICT_CAUSES, cause_flags
+
+    flags = cause_flags(summary)
+    failing = flags[list(VERDICT_CAUSES)].to_numpy().any(axis=1)
+    if gate.score_floor is not None:  # as verdict_failures: the floor applies to a row that ran
+        score = pd.to_numeric(summary[SCORE], errors="coerce").to_numpy(float) if SCORE in summary else np.full(len(summary), np.nan)
+        failing |= ~flags["error"].to_numpy() & (score < gate.score_floor)
+    reasons = np.empty(len(summary), dtype=object)
+    reasons[:] = [()] * len(summary)  # a passing variant's: no reason (one shared empty tuple)
+    rows = summary.iloc[np.flatnonzero(failing)].to_dict("records")  # the messages only for those that fail
+    for i, row in zip(np.flatnonzero(failing), rows):
+        reasons[i] = verdict_failures(row, gate.score_floor)
     return pd.Series(reasons, index=summary["variant_id"].to_numpy(), dtype=object)
 
 
@@ -168,7 +178,8 @@ def gate(summary: pd.DataFrame, config: GateConfig, baseline: pd.DataFrame | Non
     at_fault = pd.to_numeric(summary["at_fault_collisions"], errors="coerce").fillna(0) > 0
     error_rate = float((~ok).mean()) if n else 1.0
     fault_rate = float(at_fault.mean()) if n else 0.0
-    passes = variant_passes(summary, config)
+    reasons = variant_failures(summary, config)
+    passes = reasons.map(lambda found: not found).astype(bool)
     checks = [
         Check("variants", float(n), 1.0, n > 0, f"{n} variants ran"),
         Check(
@@ -213,16 +224,14 @@ def gate(summary: pd.DataFrame, config: GateConfig, baseline: pd.DataFrame | Non
                 + (f": {', '.join(c.newly_failing[:5])}" + (" ..." if len(c.newly_failing) > 5 else "") if c.newly_failing else ""),
             )
         )
-    variants = summary.assign(passed=passes.to_numpy())
+    variants = summary.assign(passed=passes.to_numpy(), reasons=reasons.to_numpy())
     if comparison is not None:
         variants = variants.assign(newly_failing=variants["variant_id"].isin(comparison.newly_failing))
     return GateResult(checks, variants, comparison, run_id=run_id, suite=suite)
 
 
-def _failure_reason(row: pd.Series, config: GateConfig) -> str:
-    from evaluators.verdicts import verdict_failures
-
-    reasons = [r for r in verdict_failures(row.to_dict(), config.min_variant_score or None) if not r.startswith("error")]
+def _failure_reason(row: pd.Series) -> str:
+    reasons = [r for r in row["reasons"] if not r.startswith("error")]
     if row.get("newly_failing"):
         reasons.append("regressed: passed in the baseline")
     return "; ".join(reasons) or "failed"
@@ -264,7 +273,7 @@ def write_junit(result: GateResult, config: GateConfig, path: str | Path, run_di
             err = ET.SubElement(case, "error", message=f"{str(row['error'])[:500]}; {replay}", type="variant_error")
             err.text = f"{row['error']}\n{replay}"
         elif not row["passed"] or row.get("newly_failing", False):
-            reason = _failure_reason(row, config)
+            reason = _failure_reason(row)
             found = causes(row.to_dict())
             ET.SubElement(case, "failure", message=f"{reason}; {replay}", type=found[0] if found else "score").text = f"{reason}\n{replay}"
         scores = {k: row.get(k) for k in (SCORE, "driving_score", "collisions", "at_fault_collisions", "progress_ratio", "min_ttc_s")}

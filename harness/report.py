@@ -231,7 +231,7 @@ def worst_variants(summary: pd.DataFrame, n: int) -> pd.DataFrame:
     ok = _ok(summary)
     if ok.empty or n <= 0:
         return ok.iloc[:0]
-    return rank(ok).head(n)
+    return rank(ok, head=n)
 
 
 def _anchor(variant_id: str) -> str:
@@ -452,7 +452,7 @@ def _failing_section(summary: pd.DataFrame, run_dir: Path, gate_config: Any) -> 
         if not found:
             continue
         vid = str(row["variant_id"])
-        own = verdict_failures(row, gate_config.min_variant_score or None)
+        own = verdict_failures(row, gate_config.score_floor)
         rows.append(
             f'<tr id="{_anchor(vid)}"><td><code>{_e(vid)}</code></td><td class="cause">{_e(", ".join(found))}</td>'
             f'<td class="num">{_num(row.get("closed_loop_score"))}</td><td>{_e("; ".join(own) or "–")}</td>'

@@ -271,7 +271,7 @@ class _Sweep:
         checked against ``to_json`` itself, and on any difference every one is made by it.
         """
         from scenarios.mutations import VariantSpec, variant_seeds
-        from scenarios.mutations.variants import SPEC_VERSION
+        from scenarios.mutations.variants import SPEC_VERSION, variant_id_of
 
         seeds = variant_seeds(_seed(self.plan.seed, scenario.id), len(self.chains))
         head = f',"ego_id":{json.dumps(scenario.ego_id)},"scenario_id":{json.dumps(scenario.id)},"seed":'
@@ -281,8 +281,7 @@ class _Sweep:
             if i == 0 or not fast:
                 exact = VariantSpec(scenario.id, scenario.ego_id, chain, seed).to_json()
                 fast, spec_json = fast and exact == spec_json, exact
-            vid = f"{scenario.id}~{hashlib.sha1(spec_json.encode()).hexdigest()[:12]}"  # scenarios.mutations.variant_id
-            yield VariantTask(vid, scenario.id, root, spec_json, seed, self.name, params)
+            yield VariantTask(variant_id_of(scenario.id, spec_json), scenario.id, root, spec_json, seed, self.name, params)
 
 
 def plan_variants(
@@ -402,11 +401,11 @@ class _Progress:
     LOG_EVERY_S = 30.0
     MIN_GAP_S = 5.0
 
-    def __init__(self, total: int, interactive: bool, quiet: bool = False, min_variant_score: float = 0.0) -> None:
+    def __init__(self, total: int, interactive: bool, quiet: bool = False, score_floor: float | None = None) -> None:
         from tqdm import tqdm
 
         self.total, self.done, self.failures, self.errors = total, 0, 0, 0
-        self.min_variant_score = min_variant_score or None
+        self.score_floor = score_floor
         self.interactive, self.quiet = interactive, quiet
         self.started = self.last_log = time.monotonic()
         self.next_share = 0.1
@@ -421,7 +420,7 @@ class _Progress:
         judged = summary.get("status") != STATUS_REJECTED
         if summary.get("status") == STATUS_ERROR:
             self.errors += 1
-        if judged and verdict_failures(summary, self.min_variant_score):
+        if judged and verdict_failures(summary, self.score_floor):
             self.failures += 1
             self.bar.set_postfix(failing=self.failures, errors=self.errors, refresh=False)
         self.bar.update(1)
@@ -561,6 +560,7 @@ def run_suite(
         timeout_s=run_cfg.timeout_s,
         retries=run_cfg.retries,
         paths=paths,
+        startup_timeout_s=run_cfg.startup_timeout_s,
         **{k: v for k in ("max_variants_per_worker", "max_worker_memory_mb") if (v := getattr(run_cfg, k))},
     )
     factory = _worker_factory(config, run_dir)
@@ -613,7 +613,7 @@ def run_suite(
     to_run = max(0, planned + adaptive_budget - len(done))
     bar = _Progress(
         to_run, sys.stderr.isatty() if progress is None else progress, quiet=progress is False,
-        min_variant_score=config.gate.min_variant_score,
+        score_floor=config.gate.score_floor,
     )
     tasklog = TaskLog(rd.tasks, truncate=not resume)
 
@@ -680,7 +680,10 @@ def _check_policy(config: SuiteConfig, factory: Callable[[], VariantWorker], tas
 
 
 #: ``[run]`` keys that say how a run is executed, not what it computes: a resume may change them.
-EXECUTION_KEYS = ("workers", "executor", "address", "chunk_size", "timeout_s", "retries", "max_variants_per_worker", "max_worker_memory_mb")
+EXECUTION_KEYS = (
+    "workers", "executor", "address", "chunk_size", "timeout_s", "retries", "max_variants_per_worker", "max_worker_memory_mb",
+    "startup_timeout_s",
+)
 
 
 def _config_key(config: dict[str, Any]) -> str:

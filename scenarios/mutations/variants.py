@@ -99,8 +99,12 @@ class VariantSpec:
 
 def variant_id(spec: VariantSpec) -> str:
     """``f"{scenario_id}~{first 12 hex digits of sha1(spec.to_json())}"``."""
-    digest = hashlib.sha1(spec.to_json().encode()).hexdigest()[:12]
-    return f"{spec.scenario_id}~{digest}"
+    return variant_id_of(spec.scenario_id, spec.to_json())
+
+
+def variant_id_of(scenario_id: str, spec_json: str) -> str:
+    """``variant_id`` of the spec whose ``to_json`` is ``spec_json`` (without parsing it)."""
+    return f"{scenario_id}~{hashlib.sha1(spec_json.encode()).hexdigest()[:12]}"
 
 
 def spec_of(variant: Scenario) -> VariantSpec:

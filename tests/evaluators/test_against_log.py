@@ -137,6 +137,20 @@ def test_a_collision_before_the_logged_boxes_overlap_is_not_excused():
     assert row["log_overlaps"] == 0 and row["excused_collisions"] == 0 and row["at_fault_collisions"] == 1
 
 
+def test_a_log_on_another_clock_excuses_nothing():
+    """A variant whose clock is not its log's (fewer steps) has no step-by-step correspondence to
+    it: every agent counts as rewritten, so the log's own overlap with the lead excuses nothing."""
+    from evaluators.against_log import rewritten_agents
+
+    log = ego_rear_ends_stopped_lead()
+    assert rewritten_agents(log, log) == frozenset() and rewritten_agents(log, mutate(log, [], seed=0)) == frozenset()
+    shorter = scene([AgentSpec("ego", 0.0, speed=10.0), AgentSpec("lead", 30.0)], num_steps=60)  # same tracks, 60 of 91 steps
+    assert rewritten_agents(log, shorter) == {"ego", "lead"}
+    assert evaluate(Rollout.from_log(log), log)["excused_collisions"] == 1  # judged against itself: the log's own overlap
+    row = evaluate(Rollout.from_log(shorter), shorter, log=log)
+    assert row["log_overlaps"] == 0 and row["excused_collisions"] == 0 and row["at_fault_collisions"] == 1
+
+
 def test_a_variant_is_judged_against_its_source_log():
     """A lead braking into the logged ego is the mutation, not the log's defect: never excused."""
     base = scene([AgentSpec("ego", 0.0, speed=10.0), AgentSpec("lead", 20.0, speed=10.0)])
@@ -278,3 +292,41 @@ def test_a_log_within_the_margin_of_a_bound_sets_the_limit_too():
         row = evaluate(shifted(Rollout.from_log(near), dx=dx), near)
         assert row["log_min_ttc_s"] == pytest.approx(1.1) and row["min_ttc_s"] == pytest.approx(ttc)
         assert row["ttc_within_bound"] is within, dx
+
+
+# --- driving direction ----------------------------------------------------------------------
+
+
+def log_backing_three_metres():
+    """The logged ego drives 3 m against its lane's direction in 1 s (3 m/s heading -x in a +x
+    lane): a map whose lane runs the other way, or a car backing out."""
+    return scene([AgentSpec("ego", 100.0, speed=3.0, yaw=np.pi)], num_steps=11)
+
+
+def against_lane(s, speed: float) -> Rollout:
+    """The rollout with the ego driving ``speed`` [m/s] towards -x from the log's start."""
+    r = Rollout.from_log(s)
+    x = r.x.copy()
+    x[r.ego_index] = 100.0 - speed * np.arange(x.shape[1]) * 0.1
+    return r.replace(x=x)
+
+
+@pytest.mark.parametrize("speed, compliance", [(3.0, 1.0), (3.9, 1.0), (5.0, 0.5), (9.0, 0.0)])
+def test_a_log_against_its_lane_raises_the_wrong_way_bounds_by_its_excess(speed, compliance):
+    """The log's 3 m plus the 1 m margin is the new compliant bound (4 m); the 0.5 tier ends 2 m
+    above the stated 6 m (8 m). Absolute verdicts still fail the log's own 3 m."""
+    s = log_backing_three_metres()
+    row = evaluate(against_lane(s, speed), s)
+    assert row["log_wrong_way_max_m"] == pytest.approx(3.0)
+    assert row["wrong_way_max_m"] == pytest.approx(speed)
+    assert row["driving_direction_compliance"] == compliance
+    assert "driving_direction: log itself 3.00 m against the lane" in row["against_log"]
+    assert evaluate(Rollout.from_log(s), s, ABSOLUTE)["driving_direction_compliance"] == 0.5
+
+
+def test_a_log_along_its_lane_judges_wrong_way_absolutely():
+    s = scene([AgentSpec("ego", 100.0, speed=3.0)], num_steps=11)
+    row = evaluate(against_lane(s, 3.0), s)
+    assert row["log_wrong_way_max_m"] == pytest.approx(0.0)
+    assert row["driving_direction_compliance"] == 0.5
+    assert "driving_direction" not in (row["against_log"] or "")

@@ -93,9 +93,12 @@ def test_side_contact_while_ego_keeps_its_lane_is_not_at_fault():
     assert row["collisions"] == 1 and row["at_fault_collisions"] == 0
 
 
-def test_side_contact_while_ego_straddles_lanes_is_at_fault():
-    row = row_of(sideswipe(LANE_WIDTH / 2))  # centred on the lane line: corners in two lanes
-    assert row["collisions"] == 1 and row["at_fault_collisions"] == 1
+def test_side_contact_while_ego_straddles_lanes_is_at_fault_by_nuplans_rules():
+    s = sideswipe(LANE_WIDTH / 2)  # centred on the lane line: corners in two lanes
+    geometric = evaluate(Rollout.from_log(s), s, CFG.with_settings("collisions", avoidability=False))
+    assert geometric["collisions"] == 1 and geometric["at_fault_collisions"] == 1
+    row = row_of(s)  # the drifter moved into the ego's side, the ego kept its line: unavoidable
+    assert row["collisions"] == 1 and row["at_fault_collisions"] == 0 and row["unavoidable_collisions"] == 1
 
 
 def test_engine_contact_counts_when_boxes_do_not_overlap():

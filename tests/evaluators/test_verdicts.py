@@ -44,6 +44,9 @@ def test_causes_and_messages_of_named_scenes():
     assert causes(hit) == ["at_fault_collision", "ttc"]
     assert verdict_failures(hit) == ["1 at-fault collision, the first at 2.6 s"]
     assert score_drivers(hit) == ["no_at_fault_collisions 0"]
+    later = {**hit, "collisions": 2, "unavoidable_collisions": 1, "first_collision_s": 1.0}  # an unavoidable one first
+    assert causes(later) == ["at_fault_collision", "collision", "ttc"]
+    assert verdict_failures(later) == ["1 at-fault collision, the first at 2.6 s"]
     hit_by = row_of(rear_ended(), variant_id="hit_by")
     assert causes(hit_by) == ["collision"] and verdict_failures(hit_by) == []
     off = row_of(off_road(), variant_id="off")
@@ -79,3 +82,39 @@ def test_severity_ranks_collisions_first_then_off_road_then_score():
 def test_min_variant_score_is_a_strict_floor(score, fails):
     row = {"variant_id": "v", "status": "ok", "closed_loop_score": score}
     assert bool(verdict_failures(row, 0.5)) is fails
+
+
+def test_the_vectorised_causes_and_rank_agree_with_the_row_rules():
+    """``cause_flags`` and ``rank`` on a table of every kind of value (NaN, None, bools, object
+    columns, error rows, equal scores) give exactly ``causes`` and ``sorted(severity_key)``; and
+    the gate's failures match ``verdict_failures`` row by row."""
+    import numpy as np
+
+    from evaluators.verdicts import CAUSES, RULES, cause_flags, severity_key
+    from harness.config import GateConfig
+    from harness.gate import variant_failures
+
+    rng = np.random.default_rng(7)
+    n = 400
+    table = {"variant_id": [f"v{i % 350:03d}" for i in range(n)],  # some ids twice: ties keep their order
+             "status": rng.choice(["ok", "ok", "ok", "error", "rejected"], n).astype(object),
+             "closed_loop_score": rng.choice([0.0, 0.5, 0.5, 1.0, np.nan], n)}
+    for column in sorted({c for c, _, _ in RULES.values()}):
+        values = rng.choice([0.0, 1.0, 2.0, np.nan], n).astype(object)
+        values[rng.random(n) < 0.1] = None
+        values[rng.random(n) < 0.1] = True
+        table[column] = values if rng.random() < 0.5 else pd.to_numeric(pd.Series(values), errors="coerce").to_numpy()
+    table["status"][:3] = None  # a row without a status is not an error
+    table["status"][3] = np.nan
+    summary = pd.DataFrame(table)
+    rows = summary.to_dict("records")
+    flags = cause_flags(summary)
+    assert list(flags.columns) == list(CAUSES)
+    assert [list(flags.columns[flags.iloc[i].to_numpy()]) for i in range(n)] == [causes(r) for r in rows]
+    assert flags.to_numpy().any(axis=0).all()  # every cause occurs, so each rule was compared
+    expected = sorted(range(n), key=lambda i: severity_key(rows[i]))
+    assert list(rank(summary).index) == expected
+    for floor in (0.0, 0.75):
+        got = variant_failures(summary, GateConfig(min_variant_score=floor)).tolist()
+        want = [verdict_failures(r, floor or None) for r in rows]
+        assert [list(g) for g in got] == want

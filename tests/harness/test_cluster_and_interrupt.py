@@ -1,7 +1,6 @@
-"""A suite on a simulated two-node Ray cluster, and a real interrupt followed by --resume.
-
-Both run in a child process: a Ray cluster cannot share a process with the session's local Ray,
-and an interrupt is a signal to a whole process.
+"""A real interrupt followed by --resume, in a child process (an interrupt is a signal to a whole
+process). The suite on a two-node cluster is in test_scale.py, beside the object-store test that
+starts the same cluster.
 """
 
 from __future__ import annotations
@@ -18,33 +17,6 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 IDS = [f"commonroad-USA_US101-4_1_T-1.ego-{i}" for i in (381, 383, 384, 387, 388, 389)]
-
-
-def test_suite_runs_on_a_two_node_cluster(tmp_path):
-    script = textwrap.dedent(
-        f"""
-        import json, ray
-        from ray.cluster_utils import Cluster
-        from harness.config import parse_suite
-        from harness.runner import run_suite
-
-        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "include_dashboard": False}})
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        cfg = parse_suite({{"suite": {{"name": "c"}}, "scenarios": {{"sources": ["sample"], "ids": {IDS!r}}},
-                            "run": {{"seed": 1, "workers": 2, "chunk_size": 1}}}}, "cluster.toml")
-        result = run_suite(cfg, out={str(tmp_path / "run")!r}, address=cluster.address)
-        nodes = len([n for n in ray.nodes() if n["Alive"]])
-        print(json.dumps({{"variants": result.num_variants, "errors": result.num_errors, "nodes": nodes}}))
-        ray.shutdown()
-        cluster.shutdown()
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert '"variants": 6, "errors": 0, "nodes": 2' in done.stdout
-    summary = pd.read_parquet(tmp_path / "run" / "summary.parquet")
-    assert list(summary["variant_id"]) == IDS and (summary["status"] == "ok").all()
 
 
 def test_interrupt_leaves_a_valid_partial_dataset_and_resume_finishes_it(tmp_path):

@@ -18,6 +18,7 @@ from harness.runner import run_suite
         (lambda: GateConfig(max_error_rate=1.5), "gate.max_error_rate"),
         (lambda: GateConfig(max_new_failures=-1), "gate.max_new_failures"),
         (lambda: RunConfig(timeout_s=0.0), "run.timeout_s"),
+        (lambda: RunConfig(startup_timeout_s=float("inf")), "run.startup_timeout_s"),
         (lambda: RunConfig(executor="threads"), "run.executor"),
         (lambda: ScenariosConfig(sources=()), "scenarios.sources"),
         (lambda: ScenariosConfig(egos="pedestrians"), "scenarios.egos"),

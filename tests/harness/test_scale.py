@@ -206,9 +206,12 @@ def test_workers_that_cannot_open_the_library_get_scenarios_through_the_object_s
         m1 = pd.read_parquet(tmp / "ray" / "metrics.parquet").drop(columns=["run_id"])
         m0 = pd.read_parquet(tmp / "seq" / "metrics.parquet").drop(columns=["run_id"])
         pd.testing.assert_frame_equal(m1, m0)
+        # the plain Ray executor on the same two nodes, whose actors open the library themselves
+        plain = run_suite(cfg, out=tmp / "plain", executor="ray", address=cluster.address, progress=False)
+        pd.testing.assert_frame_equal(plain.summary.drop(columns=drop), sequential.summary.drop(columns=drop))
         alive = len([n for n in ray.nodes() if n["Alive"]])
         print(json.dumps({{"variants": shipped.num_variants, "errors": shipped.num_errors, "nodes": alive,
-                          "shipped": seen["shipped"], "probe": seen["probe"],
+                          "shipped": seen["shipped"], "probe": seen["probe"], "plain_errors": plain.num_errors,
                           "manifest_shipped": shipped.manifest["scenarios_shipped"],
                           "seq_variants": sequential.num_variants, "rejected": sum(shipped.rejected.values()),
                           "seq_rejected": sum(sequential.rejected.values())}}))
@@ -220,8 +223,8 @@ def test_workers_that_cannot_open_the_library_get_scenarios_through_the_object_s
     assert done.returncode == 0, done.stderr[-3000:]
     line = done.stdout.strip().splitlines()[-1]
     # 3 originals + 6 lead_brake variants, all 9 shipped; 5 are rejected (no lead car) on the workers
-    expected = ('"variants": 4, "errors": 0, "nodes": 2, "shipped": 9, "probe": "refused", "manifest_shipped": 3, '
-                '"seq_variants": 4, "rejected": 5, "seq_rejected": 5')
+    expected = ('"variants": 4, "errors": 0, "nodes": 2, "shipped": 9, "probe": "refused", "plain_errors": 0, '
+                '"manifest_shipped": 3, "seq_variants": 4, "rejected": 5, "seq_rejected": 5')
     assert expected in line, line
 
 

@@ -165,12 +165,16 @@ def test_a_turn_too_tight_for_the_needed_speed_is_refused():
 
 def test_a_collision_with_the_adversary_is_judged_not_excused():
     """The log has no overlap (the car passes 1 s after the ego). Retimed to 0.1 s before the
-    ego, it is hit by the logged ego's front: counted, at fault, not excused; 0.3 s after the ego,
-    it hits the ego's side: counted, not at fault (the ego keeps its lane)."""
+    ego, it is hit by the logged ego's front: counted, not excused by the log, at fault by nuPlan's
+    geometry but unavoidable (it crossed into the ego's path 0.1 s before contact); 0.3 s after the
+    ego, it hits the ego's side: counted, not at fault (the ego keeps its lane)."""
     s = crossing()
     early = m.mutate(s, [("adversary", {"offset_s": -0.1, "aggressiveness": 1.0})])
     row = evaluate(Rollout.from_log(early), early, log=s)
-    assert row["collisions"] == 1 and row["at_fault_collisions"] == 1 and row["excused_collisions"] == 0
+    assert row["collisions"] == 1 and row["at_fault_collisions"] == 0 and row["excused_collisions"] == 0
+    assert row["unavoidable_collisions"] == 1
+    geometric = EvaluatorConfig().with_settings("collisions", avoidability=False)
+    assert evaluate(Rollout.from_log(early), early, geometric, log=s)["at_fault_collisions"] == 1
     late = m.mutate(s, [("adversary", {"offset_s": 0.3, "aggressiveness": 1.0})])
     row = evaluate(Rollout.from_log(late), late, log=s)
     assert row["collisions"] == 1 and row["at_fault_collisions"] == 0 and row["excused_collisions"] == 0
@@ -183,8 +187,11 @@ def test_the_log_does_not_excuse_a_collision_with_an_agent_the_variant_rewrote()
     assert evaluate(Rollout.from_log(s), s)["excused_collisions"] == 1
     v = m.mutate(s, [("adversary", {"offset_s": -0.1, "aggressiveness": 1.0})])
     row = evaluate(Rollout.from_log(v), v, log=s)
-    assert row["collisions"] == 1 and row["at_fault_collisions"] == 1 and row["excused_collisions"] == 0
-    assert evaluate(Rollout.from_log(v), v, ABSOLUTE)["at_fault_collisions"] == 1
+    assert row["collisions"] == 1 and row["excused_collisions"] == 0
+    assert row["at_fault_collisions"] == 0 and row["unavoidable_collisions"] == 1  # it crossed 0.1 s before contact
+    geometric = EvaluatorConfig().with_settings("collisions", avoidability=False)
+    assert evaluate(Rollout.from_log(v), v, geometric, log=s)["at_fault_collisions"] == 1
+    assert evaluate(Rollout.from_log(v), v, ABSOLUTE.with_settings("collisions", avoidability=False))["at_fault_collisions"] == 1
 
 
 def test_the_adversary_replays_in_a_reactive_world():
