@@ -7,11 +7,14 @@ ground truth; ``context["dt_s"]`` works too.
 
 Baselines:
 
-- ``expert``: the logged ego's next K positions as a ``trajectory`` action (through the env's
-  tracker; with ``continuous`` actions the tracker steers and, when the logged speeds describe
-  the logged motion, the log's own acceleration plus a gentle correction of the speed and
-  along-track errors sets the acceleration). The sanity reference: it reproduces the log. It does
-  not anticipate the ego's latency.
+- ``expert``: drives the logged ego's trajectory. When the logged speeds describe the logged
+  motion, the log's own acceleration plus a gentle correction of the speed and along-track errors
+  sets the acceleration: with ``continuous`` actions directly (the tracker steers), with
+  ``trajectory`` actions as waypoints along the logged path spaced so that the env's tracker
+  drives that acceleration (the logged positions themselves would make it chase their label
+  noise). Otherwise (a jumping box, a reversing log as a trajectory) the logged ego's next K
+  positions are the waypoints. The sanity reference: it reproduces the log. It does not
+  anticipate the ego's latency.
 - ``idm``: follows its route (pure pursuit on the observed route points) at the speed limit and
   brakes with IDM for the nearest observed road user in its corridor; needs ``state`` observations.
 - ``constant_velocity``: no acceleration and no steering (``trajectory``: straight ahead at the
