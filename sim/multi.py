@@ -270,6 +270,11 @@ class MultiAgentTwinEnv(ParallelEnv):
         rows = np.flatnonzero(self._present)
         rows = rows[rows != d.row]
         me = d.row
+        dx, dy = state[0, rows] - state[0, me], state[1, rows] - state[1, me]
+        reach = 0.5 * (np.hypot(sizes[rows, 0], sizes[rows, 1]) + math.hypot(sizes[me, 0], sizes[me, 1]))
+        rows = rows[dx * dx + dy * dy < reach * reach]  # only boxes whose circumscribed circles meet
+        if not rows.size:
+            return set()
         hit = boxes_overlap(state[0, me], state[1, me], state[2, me], sizes[me, 0], sizes[me, 1],
                             state[0, rows], state[1, rows], state[2, rows], sizes[rows, 0], sizes[rows, 1])
         return {int(r) for r in rows[hit]}
