@@ -9,7 +9,9 @@ bicycle. In process: the policy is called directly. Remote: the same policy serv
 ``drivetwin serve-policy`` in its own process, driven lock-step by ``RemotePolicy`` over
 127.0.0.1, over each lock-step transport: the ``Session`` call driven on the twin's thread (the
 default), the same call through grpcio's public stream API, and one unary ``Step`` call per step
-(what a planner without ``Session`` gets). Printed, per transport:
+(what a planner without ``Session`` gets); and the default transport against the same policy on
+grpcio's public server (``make_server(server="threads")``, the fallback of the inline server that
+``serve-policy`` runs). Printed, per transport:
 
 - env steps/s (median over the episodes, every form run in turn on each episode) and how many
   times slower than in process (target: within 3x), also as the median of per-episode ratios;
@@ -45,8 +47,18 @@ from sim.runner import rollout, rollouts_equal  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
-#: The lock-step transports compared (``RemotePolicy(session_call=...)``); "inline" is the default.
-FORMS = ("inline", "threaded", "off")
+#: The forms compared: (``RemotePolicy(session_call=...)``, the server's kind); the first is the default.
+FORMS = {"inline": ("inline", "inline"), "threaded": ("threaded", "inline"), "off": ("off", "inline"), "threads-server": ("inline", "threads")}
+LABELS = {"inline": "Session call, twin's thread", "threaded": "Session call, grpcio stream API", "off": "unary Step per step",
+          "threads-server": "Session call, grpcio's public server"}
+#: A planner process serving ``sys.argv[1]`` on grpcio's public server, printing its port.
+THREADS_SERVER = (
+    "import sys, threading\n"
+    "from harness.remote.server import serve_policy\n"
+    "server, port = serve_policy(sys.argv[1], 0, server='threads')\n"
+    "print(f'serving on 127.0.0.1:{port}', flush=True)\n"
+    "threading.Event().wait()\n"
+)
 
 
 def busiest(data: Path) -> scenarios.Scenario:
@@ -91,16 +103,17 @@ def main() -> int:
 
     scenario = busiest(args.data)
     env = sim.DriveTwinEnv(scenario=scenario, config=sim.EnvConfig.from_mapping({"observation": ["state"]}))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "serve-policy", args.policy, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
-    )
+    env_vars = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    servers = {
+        "inline": subprocess.Popen([sys.executable, "-m", "harness.cli", "serve-policy", args.policy, "--port", "0"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env_vars),
+        "threads": subprocess.Popen([sys.executable, "-c", THREADS_SERVER, args.policy],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env_vars),
+    }
     try:
-        line = server.stdout.readline()
-        address = re.search(r"on (\S+:\d+)", line).group(1)
+        addresses = {kind: re.search(r"on (\S+:\d+)", proc.stdout.readline()).group(1) for kind, proc in servers.items()}
         local = Timed(make_policy(args.policy))
-        remotes = {form: RemotePolicy(address, session_call=form) for form in FORMS}
+        remotes = {form: RemotePolicy(addresses[kind], session_call=call) for form, (call, kind) in FORMS.items()}
         load0 = os.getloadavg()[0]
         for policy in (local, *remotes.values()):  # warm: plans, caches, the connection
             rollout(env, policy, scenario, seed=0)
@@ -116,6 +129,7 @@ def main() -> int:
             cpu["in"][0] += time.process_time() - c
             steps += a.num_steps - 1
             for form, remote in remotes.items():
+                server = servers[FORMS[form][1]]
                 t, c, c_server = time.perf_counter(), time.process_time(), cpu_s(server.pid)
                 b = rollout(env, remote, scenario, seed=i)
                 rates[form].append((b.num_steps - 1) / (time.perf_counter() - t))
@@ -140,8 +154,9 @@ def main() -> int:
         for remote in remotes.values():
             remote.close()
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        for server in servers.values():
+            server.terminate()
+            server.wait(timeout=10)
         env.close()
 
     act_ms = np.asarray(local.times) * 1e3
@@ -149,14 +164,14 @@ def main() -> int:
     print(f"scenario {scenario.id}: {scenario.num_agents} agents, {env.unwrapped.plan.log.num_steps} steps; policy {args.policy!r}; "
           f"{args.episodes} episodes of each; load average {load0:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"rollouts identical to in process over every transport: {same}; the policy's own act in process: median {np.median(act_ms):.3f} ms")
-    print(f"{'lock-step transport':40s} {'steps/s':>8s} {'x slower':>8s} {'(paired)':>8s} {'rt p50':>7s} {'rt p99':>7s} {'twin CPU':>8s} {'server':>7s} [us/step]")
-    print(f"{'in process':40s} {inp:8,.0f} {1:8.2f} {1:8.2f} {'':7s} {'':7s} {cpu['in'][0] / steps * 1e6:8.0f} {'':7s}")
+    print(f"{'lock-step transport':42s} {'steps/s':>8s} {'x slower':>8s} {'(paired)':>8s} {'rt p50':>7s} {'rt p99':>7s} {'twin CPU':>8s} {'server':>7s} [us/step]")
+    print(f"{'in process':42s} {inp:8,.0f} {1:8.2f} {1:8.2f} {'':7s} {'':7s} {cpu['in'][0] / steps * 1e6:8.0f} {'':7s}")
     for form in FORMS:
         rem = statistics.median(rates[form])
         paired = statistics.median(x / y for x, y in zip(rates["in"], rates[form]))
         ms = np.asarray(rtts[form]) * 1e3
-        label = {"inline": f"Session call, twin's thread ({transport})", "threaded": "Session call, grpcio stream API", "off": "unary Step per step"}[form]
-        print(f"{label:40s} {rem:8,.0f} {inp / rem:8.2f} {paired:8.2f} {np.median(ms):7.3f} {np.percentile(ms, 99):7.3f} "
+        label = LABELS[form] + (f" ({transport})" if form == "inline" else "")
+        print(f"{label:42s} {rem:8,.0f} {inp / rem:8.2f} {paired:8.2f} {np.median(ms):7.3f} {np.percentile(ms, 99):7.3f} "
               f"{cpu[form][0] / steps * 1e6:8.0f} {cpu[form][1] / steps * 1e6:7.0f}")
     rem = statistics.median(rates["inline"])
     print(f"remote (default transport) {rem:,.0f} steps/s against {inp:,.0f} in process: {inp / rem:.2f}x slower (target within 3x); "

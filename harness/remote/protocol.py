@@ -213,6 +213,24 @@ def signal_states(scenario: Any, t_us: int) -> list[int]:
 
 
 _ROAD_USER_FIELDS = ("x", "y", "yaw", "vx", "vy", "length", "width")
+#: The protobuf field numbers of ``RoadUsers``' double arrays and of ``Observation.state``.
+_ROAD_USER_NUMBERS = {key: pb.RoadUsers.DESCRIPTOR.fields_by_name[key].number for key in _ROAD_USER_FIELDS}
+_STATE_NUMBER = pb.Observation.DESCRIPTOR.fields_by_name["state"].number
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _packed(number: int, data: bytes) -> bytes:
+    """A packed repeated field on the wire (tag, length, the values' little-endian bytes): parsed
+    into a message, it is what ``extend`` would give, without a Python float per value."""
+    return _varint((number << 3) | 2) + _varint(len(data)) + data if data else b""
 
 
 def observation(facts: EpisodeFacts, session: str, obs: Mapping[str, Any], msg: Any = None) -> pb.Observation:
@@ -229,14 +247,13 @@ def observation(facts: EpisodeFacts, session: str, obs: Mapping[str, Any], msg: 
     e = msg.ego
     e.x, e.y, e.yaw, e.speed, e.yaw_rate, e.accel, e.steer = ego.x, ego.y, ego.yaw, ego.speed, ego.yaw_rate, ego.accel, ego.steer
     users = msg.agents
-    for key in _ROAD_USER_FIELDS:
-        getattr(users, key).extend(agents[key].tolist())
+    users.MergeFromString(b"".join(_packed(_ROAD_USER_NUMBERS[key], np.ascontiguousarray(agents[key], dtype="<f8").tobytes()) for key in _ROAD_USER_FIELDS))
     users.index.extend(agents["row"].tolist())
     if facts.scenario.signals is not None:
         msg.signal_states.extend(signal_states(facts.scenario, t_us))
     for name, value in obs.items():
         if name == "state":
-            msg.state.extend(value.tolist() if type(value) is np.ndarray and value.dtype == np.float32 else np.asarray(value, np.float32).tolist())
+            msg.MergeFromString(_packed(_STATE_NUMBER, np.ascontiguousarray(value, dtype="<f4").tobytes()))
         else:
             array = np.ascontiguousarray(value)
             msg.parts.append(pb.Tensor(name=name, dtype=array.dtype.name, shape=list(array.shape), data=array.tobytes()))

@@ -5,7 +5,9 @@ drivetwin's ``RemotePolicy``: the policy gets the same ``reset`` context (a view
 messages) and the same observations as in process, so it drives identically. Each client session
 (one drivetwin worker) has its own policy instance; sessions run concurrently. The ``Session``
 stream answers each message with the unary handler of its kind (``Reset``, ``Step``, ``Close``),
-so a subclass that overrides those serves both forms alike.
+so a subclass that overrides those serves both forms alike. A session's policy is freed when
+the ``Session`` call that reset it ends (the worker closed it, cancelled it or went away); sessions
+driven by unary calls only are kept until the server stops.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from harness.remote import protocol
+from harness.remote import inline, protocol
 from harness.remote._proto import planner_pb2 as pb
 from harness.remote._proto import planner_pb2_grpc as pb_grpc
 
@@ -33,6 +35,7 @@ class _Session:
     t0_us: int = 0
     dt_us: int = 0
     step: int = 0
+    owner: object = None  # the Session call that reset it last (None: a unary Reset)
 
 
 def _error(exc: BaseException) -> str:
@@ -82,6 +85,7 @@ class PolicyServicer(pb_grpc.PlannerServicer):
                 ctx = protocol.served_context(request, view)
                 session.view, session.action_type = view, protocol.ACTION_NAMES[request.action.type]
                 session.t0_us, session.dt_us, session.step = request.t_us, request.dt_us, 0
+                session.owner = None  # a Session call that carried this Reset owns it (Session)
                 session.policy.reset(ctx)
         except Exception as exc:  # noqa: BLE001 - the policy's failure goes back to the twin
             reply.status, reply.message = pb.STATUS_ERROR, f"policy {self.name!r} failed to reset: {_error(exc)}"
@@ -111,38 +115,85 @@ class PolicyServicer(pb_grpc.PlannerServicer):
         return pb.CloseReply(status=pb.STATUS_OK, t_us=request.t_us)
 
     def Session(self, request_iterator: Iterator[pb.SessionRequest], context: grpc.ServicerContext) -> Iterator[pb.SessionReply]:
-        """Every message of the call answered in order by the unary handler of its kind."""
+        """Every message of the call answered in order by the unary handler of its kind. When the
+        call ends (closed, cancelled, or its peer gone) the sessions it reset are freed, unless a
+        later call reset them since."""
         step, reset, close = self.Step, self.Reset, self.Close
-        for request in request_iterator:
-            kind = request.WhichOneof("request")
-            if kind == "step":
-                yield pb.SessionReply(step=step(request.step, context))
-            elif kind == "reset":
-                yield pb.SessionReply(reset=reset(request.reset, context))
-            elif kind == "close":
-                yield pb.SessionReply(close=close(request.close, context))
-            else:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a SessionRequest carries none of reset, step, close")
+        owner, keys = object(), set()
+        try:
+            for request in request_iterator:
+                kind = request.WhichOneof("request")
+                if kind == "step":
+                    yield pb.SessionReply(step=step(request.step, context))
+                elif kind == "reset":
+                    reply = reset(request.reset, context)
+                    self._own(request.reset.session, owner)
+                    keys.add(request.reset.session)
+                    yield pb.SessionReply(reset=reply)
+                elif kind == "close":
+                    yield pb.SessionReply(close=close(request.close, context))
+                else:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a SessionRequest carries none of reset, step, close")
+        finally:
+            with self._lock:
+                for key in keys:
+                    if self._sessions.get(key) is not None and self._sessions[key].owner is owner:
+                        del self._sessions[key]
+
+    def _own(self, key: str, owner: object) -> None:
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is not None:
+                session.owner = owner
+
+    @property
+    def session_count(self) -> int:
+        """Sessions whose policy is held (freed when their ``Session`` call ends)."""
+        with self._lock:
+            return len(self._sessions)
 
 
 #: No bandwidth probes (a ping per burst read): each step is one small message each way.
 SERVER_OPTIONS = [("grpc.so_reuseport", 0), ("grpc.optimization_target", "latency"), ("grpc.http2.bdp_probe", 0)]
-#: Most calls served at once. An open ``Session`` call holds one thread (threads start on demand),
-#: so this bounds the drivetwin workers one server can drive concurrently.
+#: How ``make_server`` serves: "inline" (``harness.remote.inline``: each call's thread polls the
+#: call itself; no limit on concurrent calls) or "threads" (grpcio's public server: a polling
+#: thread hands every message to a handler thread of a pool of ``threads``).
+SERVERS = ("inline", "threads")
+#: The public server's pool: most calls served at once. An open ``Session`` call holds one thread
+#: for as long as its drivetwin worker runs, so this bounds the workers it drives concurrently
+#: (more would wait for a free thread); the inline server has no such bound.
 MAX_CALLS = 256
 
 
-def make_server(servicer: pb_grpc.PlannerServicer, port: int = 0, host: str = "127.0.0.1", threads: int = MAX_CALLS) -> tuple[grpc.Server, int]:
-    """A started gRPC server for ``servicer`` on ``host:port`` (0: a free port) and its port."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=SERVER_OPTIONS)
-    pb_grpc.add_PlannerServicer_to_server(servicer, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+def make_server(
+    servicer: pb_grpc.PlannerServicer, port: int = 0, host: str = "127.0.0.1", threads: int = MAX_CALLS, server: str = "inline",
+) -> tuple[Any, int]:
+    """A started gRPC server for ``servicer`` on ``host:port`` (0: a free port) and its port.
+
+    ``server`` is one of ``SERVERS``; "inline" falls back to "threads" when grpcio's Cython
+    layer is not the one ``harness.remote.inline`` knows (``served_by`` tells which one runs)."""
+    if server not in SERVERS:
+        raise ValueError(f"server must be one of {SERVERS}, got {server!r}")
+    grpc_server: Any
+    if server == "inline" and inline.AVAILABLE:
+        grpc_server = inline.InlineServer(SERVER_OPTIONS)
+    else:
+        grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=SERVER_OPTIONS)
+    pb_grpc.add_PlannerServicer_to_server(servicer, grpc_server)
+    bound = grpc_server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
-    server.start()
-    return server, bound
+    grpc_server.start()
+    return grpc_server, bound
 
 
-def serve_policy(spec: str, port: int = 0, options: Mapping[str, Any] | None = None, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
+def served_by(server: Any) -> str:
+    """Which of ``SERVERS`` ``server`` (from ``make_server``) is."""
+    return "inline" if isinstance(server, inline.InlineServer) else "threads"
+
+
+def serve_policy(
+    spec: str, port: int = 0, options: Mapping[str, Any] | None = None, host: str = "127.0.0.1", server: str = "inline",
+) -> tuple[Any, int]:
     """Serve the policy ``spec`` (see ``PolicyServicer``); returns the started server and its port."""
-    return make_server(PolicyServicer(spec, options), port, host)
+    return make_server(PolicyServicer(spec, options), port, host, server=server)

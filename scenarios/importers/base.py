@@ -179,6 +179,57 @@ def centerline_from_bounds(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return 0.5 * (left + right)
 
 
+#: Lane links inferred from geometry: a lane's end this close to another's start [m] ...
+LINK_TOLERANCE_M = 0.1
+#: ... with their headings there this close [rad] (a U-turn's lanes do not join).
+LINK_MAX_TURN_RAD = np.pi / 3
+
+
+def _end_heading(line: np.ndarray, at_end: bool) -> float:
+    """Heading [rad] of a polyline's first (or last) segment of non-zero length (NaN if none)."""
+    steps = np.diff(line[:, :2], axis=0)
+    steps = steps[np.hypot(steps[:, 0], steps[:, 1]) > 1e-9]
+    if len(steps) == 0:
+        return float("nan")
+    dx, dy = steps[-1] if at_end else steps[0]
+    return float(np.arctan2(dy, dx))
+
+
+def infer_lane_links(lanes: Sequence[Any], tol_m: float = LINK_TOLERANCE_M, max_turn_rad: float = LINK_MAX_TURN_RAD) -> tuple[list[Any], int]:
+    """``lanes`` (``scenarios.model.Lane``) with predecessors and successors inferred from their
+    geometry, for a map that gives none: lane B follows lane A when B's first centerline point
+    is within ``tol_m`` of A's last and their headings there differ by at most ``max_turn_rad``.
+    Returns the lanes and the number of links made. Sorting by x bounds the work by the matches,
+    not by lanes squared."""
+    import dataclasses
+
+    if len(lanes) < 2:
+        return list(lanes), 0
+    starts = np.array([lane.centerline[0, :2] for lane in lanes])
+    ends = np.array([lane.centerline[-1, :2] for lane in lanes])
+    start_yaw = np.array([_end_heading(lane.centerline, False) for lane in lanes])
+    end_yaw = np.array([_end_heading(lane.centerline, True) for lane in lanes])
+    order = np.argsort(starts[:, 0], kind="stable")
+    sorted_x = starts[order, 0]
+    succ: list[list[int]] = [[] for _ in lanes]
+    pred: list[list[int]] = [[] for _ in lanes]
+    lo = np.searchsorted(sorted_x, ends[:, 0] - tol_m, side="left")
+    hi = np.searchsorted(sorted_x, ends[:, 0] + tol_m, side="right")
+    for a in range(len(lanes)):
+        for b in order[lo[a] : hi[a]]:
+            if b == a or np.hypot(*(starts[b] - ends[a])) > tol_m:
+                continue
+            turn = abs((start_yaw[b] - end_yaw[a] + np.pi) % (2 * np.pi) - np.pi)
+            if turn <= max_turn_rad:  # NaN (a lane of one point) never joins
+                succ[a].append(int(b))
+                pred[int(b)].append(a)
+    out = [
+        dataclasses.replace(lane, successors=tuple(lanes[b].id for b in succ[i]), predecessors=tuple(lanes[a].id for a in pred[i]))
+        for i, lane in enumerate(lanes)
+    ]
+    return out, sum(map(len, succ))
+
+
 def points_xyz(points: Any, path: Path, field: str) -> np.ndarray:
     """(P, 3) float64 [m] from a JSON list of ``{"x", "y", "z"}`` objects (z optional)."""
     if not isinstance(points, Sequence) or isinstance(points, str) or len(points) == 0:

@@ -39,6 +39,9 @@ so a small file cannot claim unbounded memory either.
 - Lane centerlines whose third column is the segment heading (nuScenes' ``discretize_lane``
   poses ``(x, y, yaw)``) are recognised by comparing it with the polyline's own heading, and
   get z = 0.
+- A file with no lane topology at all (nuScenes' converter writes none) gets successor links
+  inferred from geometry (``base.infer_lane_links``: a lane starting within 0.1 m of another's
+  end, heading within 60 deg), so a lane seam is not "between lanes" to the evaluators.
 - nuScenes only: ``boundary_*`` lines are the outlines of the drivable area (typed as solid
   white lines by the converter) and become ROAD_EDGE ``drivable_area_boundary``; the converter's
   constant ``speed_limit_kmh`` 100 on lane connectors is a placeholder and is dropped (NaN).
@@ -61,7 +64,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from scenarios.errors import ScenarioError
-from scenarios.importers.base import agent_type, register
+from scenarios.importers.base import LINK_MAX_TURN_RAD, LINK_TOLERANCE_M, agent_type, infer_lane_links, register
 from scenarios.model import (
     POLYGON_KINDS,
     AgentType,
@@ -704,6 +707,12 @@ class _Converter:
                 outline = self.polygon(polygon, f"{where}.polygon")
                 if outline is not None:
                     polygons[feature_id] = outline
+        if len(lanes) > 1 and not any(lane.predecessors or lane.successors or lane.left_neighbors or lane.right_neighbors for lane in lanes):
+            lanes, links = infer_lane_links(lanes)  # nuScenes' converter writes no lane topology
+            self.notes.append(
+                f"no lane topology in the file: {links} successor links inferred where a lane starts within "
+                f"{LINK_TOLERANCE_M:g} m of another's end, heading within {np.degrees(LINK_MAX_TURN_RAD):.0f} deg"
+            )
         for lane in lanes:
             if lane.id in polygons:
                 outline, subtype = polygons[lane.id], "lane_polygon"

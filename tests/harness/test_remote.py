@@ -294,16 +294,18 @@ class _UnaryOnlyServicer(_CountingServicer):
 
 
 @pytest.mark.parametrize(
-    ("servicer", "session_call", "transport"),
-    [(_CountingServicer, "inline", "session"), (_CountingServicer, "threaded", "session-threads"),
-     (_CountingServicer, "off", "unary"), (_UnaryOnlyServicer, "inline", "unary")],
+    ("servicer", "session_call", "transport", "server_kind"),
+    [(_CountingServicer, "inline", "session", "inline"), (_CountingServicer, "threaded", "session-threads", "inline"),
+     (_CountingServicer, "off", "unary", "inline"), (_UnaryOnlyServicer, "inline", "unary", "inline"),
+     (_CountingServicer, "inline", "session", "threads"), (_UnaryOnlyServicer, "inline", "unary", "threads")],
 )
-def test_every_lock_step_transport_drives_identically(library, servicer, session_call, transport):
+def test_every_lock_step_transport_drives_identically(library, servicer, session_call, transport, server_kind):
     """The Session call carries every episode of a policy on one call; the unary rpcs are used when
     asked for or when the planner has no Session rpc (it answers UNIMPLEMENTED): the rollouts are
-    the in-process ones either way."""
+    the in-process ones either way, on the inline server and on grpcio's public one."""
     served = servicer()
-    server, port = harness_server.make_server(served)
+    server, port = harness_server.make_server(served, server=server_kind)
+    assert harness_server.served_by(server) == server_kind
     try:
         env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping({"observation": ["state"]}), library=library)
         remote = RemotePolicy(f"127.0.0.1:{port}", session_call=session_call)
@@ -363,6 +365,90 @@ def test_a_planner_that_hangs_on_the_session_call_is_lost_after_the_timeout(libr
         assert rollouts_equal(b, rollout(env, "expert", library.ids()[0], seed=0))
         assert served.calls["Session"] == 2
         remote.close()
+        env.close()
+    finally:
+        server.stop(0)
+
+
+def test_the_reference_server_is_the_inline_one():
+    """``serve-policy`` drives each call on the thread that computes its replies (one completion
+    per step). If a grpcio upgrade changed the Cython layer it needs, the public server would
+    serve instead, correctly but about 1.5x slower per step: this fails so that is not silent."""
+    from harness.remote import inline
+
+    assert inline.AVAILABLE, "grpc._cython.cygrpc lacks what harness.remote.inline needs: the planner server fell back to grpcio's public server"
+    server, _ = serve_policy("expert")
+    try:
+        assert harness_server.served_by(server) == "inline"
+    finally:
+        server.stop(0)
+
+
+def _wait_for(predicate, timeout_s: float = 10.0) -> bool:
+    end = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("server_kind", harness_server.SERVERS)
+@pytest.mark.parametrize("ending", ["closed", "cancelled"])
+def test_a_session_call_that_ends_frees_its_sessions(library, server_kind, ending):
+    """A worker's policy lives as long as its Session call: closing the call or cancelling it (as
+    the watchdog does, or a worker that dies) frees it; a policy of a unary session stays."""
+    from harness.remote.stream import open_session
+
+    served = harness_server.PolicyServicer("expert")
+    server, port = harness_server.make_server(served, server=server_kind)
+    try:
+        env = sim.DriveTwinEnv(library=library)
+        obs, _ = env.reset(seed=0, options={"scenario": library.ids()[0]})
+        facts = protocol.episode_facts(env.scenario_info())
+        unary = RemotePolicy(f"127.0.0.1:{port}", session_call="off")
+        unary.reset(env.scenario_info())
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = open_session(channel)
+            reset = pb.SessionReply.FromString(call.exchange(pb.SessionRequest(reset=protocol.scenario_init(facts, "worker-1", 0)).SerializeToString()))
+            assert reset.reset.status == pb.STATUS_OK
+            request = pb.SessionRequest()
+            protocol.observation(facts, "worker-1", obs, request.step)
+            command = pb.SessionReply.FromString(call.exchange(request.SerializeToString())).step
+            assert command.status == pb.STATUS_OK and command.t_us == request.step.t_us
+            assert served.session_count == 2
+            call.cancel() if ending == "cancelled" else call.close()
+            assert _wait_for(lambda: served.session_count == 1), f"the {ending} call's session is still held"
+        assert unary.session in served._sessions
+        unary.close()
+        env.close()
+    finally:
+        server.stop(0)
+
+
+def test_the_inline_server_drives_more_open_calls_than_it_keeps_threads(library):
+    """No pool to queue on: every open Session call has its thread, however many are open at once
+    (grpcio's public server would serve only ``threads`` of them and make the others wait)."""
+    from harness.remote import inline
+    from harness.remote.stream import open_session
+
+    served = harness_server.PolicyServicer("constant_velocity")
+    server, port = harness_server.make_server(served)
+    try:
+        env = sim.DriveTwinEnv(library=library)
+        env.reset(seed=0, options={"scenario": library.ids()[0]})
+        facts = protocol.episode_facts(env.scenario_info())
+        n = inline.KEEP_IDLE_THREADS + 4
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            calls = [open_session(channel) for _ in range(n)]
+            for i, call in enumerate(calls):  # every call stays open while the next ones are asked
+                init = protocol.scenario_init(facts, f"worker-{i}", 0)
+                reply = pb.SessionReply.FromString(call.exchange(pb.SessionRequest(reset=init).SerializeToString()))
+                assert reply.reset.status == pb.STATUS_OK and reply.reset.t_us == facts.t0_us
+            assert served.session_count == n
+            for call in calls:
+                call.close()
+        assert _wait_for(lambda: served.session_count == 0)
         env.close()
     finally:
         server.stop(0)

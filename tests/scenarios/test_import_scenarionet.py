@@ -145,6 +145,38 @@ def test_nuscenes_lanes(scene_0061, raw_0061):
     assert line_types == {"broken_single_white": 72, "solid_single_yellow": 25}
 
 
+def test_nuscenes_lane_links_are_inferred_from_shared_end_points(scene_0061, raw_0061):
+    """The converter writes no entry/exit lanes; a lane whose first point is its neighbour's last
+    (within 0.1 m, heading within 60 deg) follows it, checked here against the raw polylines."""
+    lanes = scene_0061.road_map.lanes
+    assert not any(v.get("exit_lanes") for v in raw_0061["map_features"].values())
+    assert sum(len(lane.successors) for lane in lanes) == 476 and sum(bool(lane.predecessors) for lane in lanes) == 413
+    ends = {lane.id: np.asarray(raw_0061["map_features"][lane.id]["polyline"])[[0, -1], :2] for lane in lanes}
+    for lane in lanes:
+        for after in lane.successors:
+            assert np.hypot(*(ends[after][0] - ends[lane.id][1])) <= 0.1
+            assert lane.id in scene_0061.road_map.lane(after).predecessors
+    assert "476 successor links inferred" in scene_0061.provenance.notes
+
+
+def test_lane_links_join_ends_to_starts_in_the_same_direction_only():
+    from scenarios.importers.base import infer_lane_links
+    from scenarios.model import Lane
+
+    def lane(name, points):
+        return Lane(name, np.column_stack([np.asarray(points, float), np.zeros(len(points))]))
+
+    a = lane("a", [(0, 0), (10, 0)])
+    b = lane("b", [(10.05, 0), (20, 0)])  # starts 5 cm from a's end, same way: follows a
+    u = lane("u", [(10, 0), (0, 0.1)])  # starts at a's end but turns back: a U-turn, not joined
+    far = lane("far", [(10.2, 0), (20, 1)])  # 20 cm away: not joined
+    bend = lane("bend", [(20, 0), (25, 4)])  # 39 deg left of b at b's end: joined
+    linked, n = infer_lane_links([a, b, u, far, bend])
+    by = {x.id: x for x in linked}
+    assert n == 2 and by["a"].successors == ("b",) and by["b"].predecessors == ("a",)
+    assert by["b"].successors == ("bend",) and by["u"].predecessors == () and by["far"].predecessors == ()
+
+
 def test_both_samples_load_and_are_stable(data_dir):
     for name, scene_id in ((SCENE_0061, "scenarionet-nuscenes-scene-0061"), (SCENE_1100, "scenarionet-nuscenes-scene-1100")):
         first, again = read_scenarionet(data_dir / name), read_scenarionet(data_dir / name)
