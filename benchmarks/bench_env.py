@@ -17,8 +17,9 @@ Configurations: ``state`` observations; ``state`` + ``lidar`` with 1024 beams; `
 Every registered env id (``sim.ENV_IDS``) is timed the same way on ``state`` observations,
 beside highway-env's ``highway-fast-v0`` (random discrete actions, resets included) in the same
 run when highway-env is installed, the multi-agent env's agent-steps/s with every vehicle
-controlled (``sim.multi``, the rest reactive), and ``Reactive-v0``'s ratio to highway-fast-v0
-(the target is >= 40x);
+controlled (``sim.multi``, the rest reactive), ``Reactive-v0`` driven by the ``expert`` (the ego on
+its log, so the agents replay wherever nothing holds them back), and ``Reactive-v0``'s ratio to
+highway-fast-v0 (the target is >= 40x);
 without highway-env the ratio is taken to ``Replay-v0`` and says so. ``--only-ids`` prints
 only that table.
 
@@ -44,6 +45,7 @@ import numpy as np  # noqa: E402
 import scenarios  # noqa: E402
 import sim  # noqa: E402,F401  (registers the env ids)
 from sim.multi import MultiAgentTwinEnv  # noqa: E402
+from sim.policies import make_policy  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -133,6 +135,25 @@ def env_ids(scenario: scenarios.Scenario, runs: int, steps: int) -> None:
         env.close()
     print(f"  {'MultiAgentTwinEnv':26s} {statistics.median(multi_walls):8.0f} agent-steps/s wall  "
           f"{statistics.median(multi_cpus):8.0f} agent-steps/s cpu  ({controlled} vehicles controlled, the rest reactive)")
+    # Reactive-v0 with the expert ego on its log (trajectory actions): the agents replay unless held back
+    env = gymnasium.make("drivetwin/Reactive-v0", scenario=scenario, config={**COMMON, **CONFIGS["state"], "action": "trajectory"})
+    expert = make_policy("expert")
+    expert_walls, expert_cpus = [], []
+    for _ in range(runs):
+        obs, _ = env.reset(seed=0)
+        expert.reset(env.unwrapped.policy_context())
+        n = max(steps // 3, 100)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            obs, _, terminated, truncated, _ = env.step(expert.act(obs))
+            if terminated or truncated:
+                obs, _ = env.reset()
+                expert.reset(env.unwrapped.policy_context())
+        expert_walls.append(n / (time.perf_counter() - wall))
+        expert_cpus.append(n / (time.process_time() - cpu))
+    env.close()
+    print(f"  {'Reactive-v0, expert ego':26s} {statistics.median(expert_walls):8.0f} steps/s wall  "
+          f"{statistics.median(expert_cpus):8.0f} steps/s cpu  (trajectory actions, the expert's own time included)")
     hw = [highway_fast(max(steps // 20, 50)) for _ in range(runs)]
     reactive = cpu_of["drivetwin/Reactive-v0"]
     if hw[0] is None:

@@ -58,6 +58,7 @@ import numpy as np
 import shapely
 
 from scenarios.common import wrap_angle
+from scenarios.geometry import boxes_overlap
 from scenarios.model import AgentType, FeatureKind, Scenario, SignalState
 from sim.control import IDMParams, corridor_leaders, idm_acceleration, project_to_paths
 
@@ -98,6 +99,8 @@ RIGHT_OF_WAY_M, PASSIVE_PATH_M, PASSIVE_EXTEND_MIN_M = 30.0, 2.0, 5.0
 #: Signal states that stop traffic, and the one that stops it when it can stop comfortably.
 _RED = (int(SignalState.STOP), int(SignalState.FLASHING_STOP))
 _YELLOW = int(SignalState.CAUTION)
+#: ``shapely.points``' default ``handle_nan`` ("allow"), for its ufunc ``shapely.lib.points``.
+_ALLOW_NAN = np.intc(0)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -183,18 +186,11 @@ class PathBank:
         self._tables()
 
     def at(self, rows: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(xy (..., 2), yaw, direction of travel) of path ``rows`` at arc lengths ``s`` (any broadcastable shape).
+        """(xy (..., 2), yaw, direction of travel) of path ``rows`` at arc lengths ``s`` (any
+        broadcastable shape) [m, rad, rad].
 
-        Beyond a path's end it goes on straight along its last segment.
-        """
-        x, y, yaw, travel = self.sample(rows, s)
-        return np.stack([x, y], axis=-1), yaw, travel
-
-    def sample(self, rows: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``at`` with x and y apart: (x, y, yaw, travel), each of the broadcast shape [m, m, rad, rad].
-
-        One ``searchsorted`` over all paths, then gathers from per-segment tables built once
-        (``_tables``).
+        Beyond a path's end it goes on straight along its last segment. One ``searchsorted`` over
+        all paths and one gather from a per-point table of the segment there (``_tables``).
         """
         rows = np.asarray(rows)
         s = np.asarray(s, dtype=np.float64)
@@ -203,32 +199,45 @@ class PathBank:
             rows = np.ascontiguousarray(np.broadcast_to(rows, shape))
             s = np.broadcast_to(s, shape)
         g = s + rows * self.OFFSET
-        k = np.searchsorted(self.gs, g, side="right") - 1
-        k = np.minimum(np.maximum(k, self._lo.take(rows)), self._hi.take(rows))
-        single = self._single.take(k)
-        w = np.where(single, 0.0, (g - self.gs.take(k)) / self._span.take(k))
-        x = self._x.take(k) + w * self._dx.take(k)
-        y = self._y.take(k) + w * self._dy.take(k)
-        yaw = self.yaw.take(k) + np.minimum(np.maximum(w, 0.0), 1.0) * self._dyaw.take(k)  # np.clip, without its overhead
-        travel = np.where(single, yaw, self._travel.take(k))
-        return x, y, yaw, travel
+        t = self._table.take(self._key.searchsorted(g, side="right") - 1, axis=0)
+        w = (g - t[..., 0]) / t[..., 1]
+        xy = t[..., 2:4] + w[..., None] * t[..., 4:6]
+        yaw = t[..., 6] + np.minimum(np.maximum(w, 0.0), 1.0) * t[..., 7]  # np.clip, without its overhead
+        return xy, yaw, t[..., 8]
+
+    def sample(self, rows: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``at`` with x and y apart: (x, y, yaw, travel), each of the broadcast shape [m, m, rad, rad]."""
+        xy, yaw, travel = self.at(rows, s)
+        return xy[..., 0], xy[..., 1], yaw, travel
 
     def _tables(self) -> None:
-        """Per point k: the segment to the next point of its path (k1 = k + 1, or k at a path's end)."""
+        """Per point: the segment to the next point of its path (the last segment at a path's last
+        point, which goes on straight), and before each path's first point an entry for arc lengths
+        before its start (its first segment), so that ``searchsorted`` lands on the segment to use.
+
+        Columns: the segment's start arc length [m], its length (inf for a segment of zero length,
+        so that its fraction is 0), x, y, dx, dy, yaw, dyaw and the direction of travel (the yaw on a
+        segment of zero length).
+        """
         last = self.start + self.count - 1
-        self._lo = self.start
-        self._hi = np.maximum(last - 1, self.start)
         k = np.arange(len(self.gs))
         row_last = np.repeat(last, self.count) if len(self.count) else np.zeros(0, np.int64)
-        k1 = np.minimum(k + 1, row_last)
-        span = self.gs[k1] - self.gs[k]
-        self._single = span <= 0
-        self._span = np.where(self._single, 1.0, span)
-        d = self.xy[k1] - self.xy[k]
-        self._x, self._y = self.xy[:, 0].copy(), self.xy[:, 1].copy()
-        self._dx, self._dy = d[:, 0].copy(), d[:, 1].copy()
-        self._dyaw = self.yaw[k1] - self.yaw[k]
-        self._travel = np.arctan2(d[:, 1], d[:, 0])
+        row_start = np.repeat(self.start, self.count) if len(self.count) else np.zeros(0, np.int64)
+        seg = np.maximum(np.minimum(k, row_last - 1), row_start)  # the segment each point's entry uses
+        k1 = np.minimum(seg + 1, row_last)
+        span = self.gs[k1] - self.gs[seg]
+        single = span <= 0
+        d = self.xy[k1] - self.xy[seg]
+        dyaw = self.yaw[k1] - self.yaw[seg]
+        travel = np.where(single, self.yaw[seg], np.arctan2(d[:, 1], d[:, 0]))
+        point = np.column_stack([self.gs[seg], np.where(single, np.inf, span), self.xy[seg, 0], self.xy[seg, 1], d[:, 0], d[:, 1],
+                                 self.yaw[seg], dyaw, travel])
+        # one entry before each path: its first point's segment
+        entries = np.insert(point, self.start, point[self.start], axis=0) if len(self.start) else point
+        keys = np.insert(self.gs, self.start, np.arange(len(self.start)) * self.OFFSET - 0.5 * self.OFFSET) if len(self.start) \
+            else self.gs
+        self._table = np.ascontiguousarray(entries) if len(entries) else np.zeros((1, 9))
+        self._key = keys if len(keys) else np.zeros(1)
 
 
 class ReactiveAgents:
@@ -259,7 +268,7 @@ class ReactiveAgents:
         self.first = np.zeros(len(self.rows), np.int64)
         self.last = np.zeros(len(self.rows), np.int64)
         for j, row in enumerate(self.rows):
-            steps = np.flatnonzero(log.valid[row])
+            steps = log.valid[row].nonzero()[0]
             pts = np.column_stack([log.x[row, steps], log.y[row, steps]])
             seg = np.hypot(*np.diff(pts, axis=0).T) if len(pts) > 1 else np.zeros(0)
             # keep points at least 0.2 m apart; a dropped point lies on its kept neighbours' segment at the
@@ -297,7 +306,6 @@ class ReactiveAgents:
         self._all = np.arange(len(self.rows))
         self._local = np.full(int(n) + 1, -1, np.int64)  # track row -> index into ``rows`` (-1: not reactive)
         self._local[self.rows] = self._all
-        self._samples: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self.rules = TrafficRules()
         self._served = np.zeros(0, bool)  # stop signs an agent has stopped at
         self._yielder = np.zeros(0, np.int64)  # per conflict: -1 nobody, 0 agent i yields, 1 agent j
@@ -307,6 +315,44 @@ class ReactiveAgents:
         self._has_close = np.isin(self.rows, self._close // self._keys)  # per agent: its log overlaps another's
         self._agent_off = np.zeros(len(self.rows), bool)  # per agent: off its log at this step
         self._body_off = np.zeros(0, bool)  # per body of this step: off its log
+        self._step_tables(log)
+
+    def _step_tables(self, log: SimTracks) -> None:
+        """Per-step tables of what a replaying agent's law would compute (it sits at ``s_log``), so that
+        only the agents something can hold back run it (see ``step``); each entry is what the live
+        computation gives, bit for bit."""
+        r, s_steps = self.s_log.shape
+        rows = self.rows
+        self._present_at = ((self.first[None, :] <= np.arange(s_steps)[:, None])
+                            & (np.arange(s_steps)[:, None] <= self.last[None, :]))  # (S, R)
+        # the path at the logged arc length: a replaying agent's position and heading on its path
+        x0, y0, yaw0, travel0 = self.bank.sample(np.broadcast_to(self._all[:, None], (r, s_steps)), self.s_log)
+        self._p0 = np.ascontiguousarray(np.stack([x0, y0, yaw0, travel0]).transpose(2, 0, 1))  # (S, 4, R)
+        # a replaying agent moves (its law's a_track is a_log) when its log does
+        self._moves_log = np.ascontiguousarray(((self.v_log > 0) | (self.a_log > 0)).T)  # (S, R)
+        # the log's own state of the reactive rows, (S, 5, R), and whether it has one
+        self._log_state = np.ascontiguousarray(
+            np.stack([log.x[rows], log.y[rows], log.yaw[rows], log.vx[rows], log.vy[rows]]).transpose(2, 0, 1))
+        self._log_valid = np.ascontiguousarray(log.valid[rows].T)  # (S, R)
+        # every row's logged position, inf where it has none and for row -1 (the last column): any
+        # body there is off its log
+        pad = np.full((log.valid.shape[0] + 1, s_steps), np.inf)
+        self._log_x, self._log_y = pad.copy(), pad
+        self._log_x[:-1] = np.where(log.valid, log.x, np.inf)
+        self._log_y[:-1] = np.where(log.valid, log.y, np.inf)
+        self._log_x, self._log_y = np.ascontiguousarray(self._log_x.T), np.ascontiguousarray(self._log_y.T)  # (S, N + 1)
+        # the pairs whose logs overlap (``logged_close_pairs``), per agent: (agent, the other's row); a
+        # pedestrian's also with the ego (it interacts with the ego, see ``_interacting``)
+        close_a = self._local[self._close // self._keys]
+        close_b = self._close % self._keys
+        keep = close_a >= 0
+        close_a, close_b = close_a[keep], close_b[keep]
+        walk = (self._walker & self._has_close).nonzero()[0]
+        self._close_a = np.concatenate([close_a, walk])
+        self._close_b = np.concatenate([close_b, np.full(len(walk), self.ego_row if self.ego_row >= 0 else len(self._local) - 1)])
+        self._still = np.zeros(r + 1, bool)  # per agent (and -1: none) of this step: alive and not moving
+        self._inf = np.full(r, np.inf)  # copied, not rebuilt, where a step needs it
+        self._no_body = np.full(len(self._local), -1, np.int64)
 
     @classmethod
     def from_plan(cls, plan: Plan) -> ReactiveAgents:
@@ -322,6 +368,8 @@ class ReactiveAgents:
 
     def present(self, k: int) -> np.ndarray:
         """(R,) bool: which reactive agents exist at step ``k``."""
+        if 0 <= k < len(self._present_at):
+            return self._present_at[k]
         return (self.first <= k) & (k <= self.last)
 
     def reset(self, k: int) -> None:
@@ -331,93 +379,109 @@ class ReactiveAgents:
         self._spawn(k)
 
     def _spawn(self, k: int) -> None:
-        new = self.present(k) & ~self.alive
-        self.s[new] = self.s_log[new, k]
-        self.v[new] = self.v_log[new, k]
-        self.replaying[new] = True
-        self.alive = self.present(k)
+        """Bring the agents whose log starts at step ``k`` in on their logs; one whose logged box
+        would overlap an agent off its log there (pushed where the log has nobody) waits until it
+        would not (the log's own overlaps it keeps)."""
+        present = self.present(k)
+        new = present & ~self.alive
+        if new.any():
+            blocked = self._blocked(k, new.nonzero()[0])
+            if blocked.size:
+                new[blocked] = False
+                present = present.copy()
+                present[blocked] = False
+            self.s[new] = self.s_log[new, k]
+            self.v[new] = self.v_log[new, k]
+            self.replaying[new] = True
+        self.alive = present.copy()
         self._k = k
-        self._samples = None
 
-    def _path_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every agent's path at its position and at the lookahead samples ahead of it, (R, 1 + M)
-        x, y, yaw and direction of travel; computed once per step (the state and the leader search
-        share it)."""
-        if self._samples is None:
-            self._samples = self.bank.sample(self._grid, self.s[:, None] + self._offsets[None, :])
-        return self._samples
+    def _blocked(self, k: int, new: np.ndarray) -> np.ndarray:
+        """Which of the agents ``new`` (indices into ``rows``) cannot appear at step ``k``: their
+        logged boxes there overlap the box of an agent off its log (``scenarios.geometry.boxes_overlap``)."""
+        moved = (self.alive & ~self.replaying & self.present(k)).nonzero()[0]
+        new = new[self._log_valid[min(k, len(self._log_valid) - 1)][new]] if len(self._log_valid) else new[:0]
+        if not moved.size or not new.size:
+            return np.zeros(0, np.int64)
+        xy, yaw, _ = self.bank.at(moved, self.s[moved] + self._offsets[0])
+        log = self._log_state[k]
+        rows_new, rows_moved = self.rows[new], self.rows[moved]
+        hit = boxes_overlap(log[0, new][:, None], log[1, new][:, None], log[2, new][:, None],
+                            self.length[rows_new][:, None], self.width[rows_new][:, None],
+                            xy[None, :, 0], xy[None, :, 1], yaw[None, :], self.length[rows_moved][None, :],
+                            self.width[rows_moved][None, :])
+        # a pair whose logs overlap anyway is the log's
+        own = np.isin(rows_new[:, None] * self._keys + rows_moved[None, :], self._close) if self._close.size else False
+        return new[(hit & ~own).any(axis=1)]
 
-    def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(x, y, yaw, vx, vy) of every reactive agent now (R,) [m, m, rad, m/s, m/s]: on its path, or
-        the log's own state where it replays it."""
-        x, y, yaw, travel = self._path_samples()
-        travel = travel[:, 0]
-        out = (x[:, 0], y[:, 0], yaw[:, 0], self.v * np.cos(travel), self.v * np.sin(travel))
-        log, k = self.log, self._k
-        rep = self.replaying & self.alive & log.valid[self.rows, k]
-        if not rep.any():
-            return out
-        return tuple(np.where(rep, logged[self.rows, k], a) for a, logged in zip(out, (log.x, log.y, log.yaw, log.vx, log.vy)))
+    def _samples(self, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Agents ``j``'s paths at their positions and at the lookahead samples ahead of them:
+        (len(j), 1 + M, 2) x, y [m] and (len(j), 1 + M) direction of travel [rad]."""
+        xy, _, travel = self.bank.at(self._grid[j], self.s[j, None] + self._offsets[None, :])
+        return xy, travel
+
+    def state(self) -> np.ndarray:
+        """(5, R) x, y, yaw, vx, vy of every reactive agent now [m, m, rad, m/s, m/s], 0 where it does
+        not exist: the log's own state where it replays it, else its place on its path."""
+        k = self._k
+        alive = self.alive
+        out = self._log_state[k]
+        live = (alive & ~(self.replaying & self._log_valid[k])).nonzero()[0]
+        if live.size:
+            out = out.copy()
+            x, y, yaw, travel = self._p0[k][:, live]  # a replaying agent sits at its logged arc length
+            moved = ~self.replaying[live]
+            if moved.any():
+                m = live[moved]
+                px, py, pyaw, ptravel = self.bank.sample(m, self.s[m] + self._offsets[0])
+                x[moved], y[moved], yaw[moved], travel[moved] = px, py, pyaw, ptravel
+            v = self.v[live]
+            out[:, live] = (x, y, yaw, v * np.cos(travel), v * np.sin(travel))
+        return out * alive
 
     def step(self, k: int, bodies: dict[str, np.ndarray]) -> None:
         """Advance from step ``k`` to ``k + 1``.
 
         ``bodies``: everything that can lead (the ego and every present agent) as arrays
         ``x, y, yaw, vx, vy, length, width`` and ``row`` (the track row; -1 for none).
+
+        Only the agents that something can hold back run the law: a replaying agent with no body
+        off its log within the leader search's reach, no logged overlap partner there, no stop and
+        no conflict to yield at has no leader, so it replays its log (the law would give it
+        ``a_track = a_log`` and nothing smaller). The others get exactly what the law over all of
+        them gives.
         """
         if not len(self.rows):
             return
         alive = self.alive
         a = np.zeros(len(self.rows))
         bound = np.zeros(len(self.rows), bool)  # held back by a leader, a stop or a conflict
-        idx = np.flatnonzero(alive)
-        if idx.size:
+        if alive.any():
             self._mark_off_log(k, bodies)
             if self.rules.passive_rows.size and len(self.rules.conflict_i):
                 self._passive_state(bodies)
-            a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - self.v[idx])
-            # an agent standing still whose log does not pull it forward stays where it is whatever
-            # leads it (its acceleration is at most a_track <= 0 and its speed cannot go below 0):
-            # only the others look for leaders, and those of them that stand at another's leader
-            # (for the crossing rule)
-            moving = (self.v[idx] > 0) | (a_track > 0)
-            if moving.all():
-                gap, dv = self._leaders(idx, bodies)
-            else:
-                still = idx[~moving]
-                a_track, idx = a_track[moving], idx[moving]
-                gap, dv, lead = self._find_leaders(idx, bodies)
-                follower = np.flatnonzero(lead >= 0)
-                local = self._local[lead[follower]]
-                standing = np.isin(local, still)
-                led = np.zeros(0, np.int64)
-                if standing.any():  # a standing leader can lead its follower back only when the follower is ahead of it
-                    f, j = idx[follower[standing]], local[standing]
-                    sx, sy, _, shead = self._path_samples()
-                    lon = (sx[f, 0] - sx[j, 0]) * np.cos(shead[j, 0]) + (sy[f, 0] - sy[j, 0]) * np.sin(shead[j, 0])
-                    led = np.unique(j[lon > 0])
-                if led.size:  # the crossing rule among the moving agents and the standing ones they follow
-                    g2, d2, l2 = self._find_leaders(led, bodies)
-                    both = np.concatenate([idx, led])
-                    order = np.argsort(both, kind="stable")
-                    g_all, d_all = np.concatenate([gap, g2])[order], np.concatenate([dv, d2])[order]
-                    self._crossing_rule(both[order], g_all, d_all, np.concatenate([lead, l2])[order])
-                    back = np.empty_like(order)
-                    back[order] = np.arange(len(order))
-                    gap, dv = g_all[back[: len(idx)]], d_all[back[: len(idx)]]
-                else:
-                    self._crossing_rule(idx, gap, dv, lead)
-            v = self.v[idx]
-            has = np.isfinite(gap)
-            a_idm = idm_acceleration(v, gap, dv, AGENT_IDM, self.v0[idx])
-            a_new = np.where(has, np.minimum(a_track, a_idm), a_track)
-            stop = self._stop_gaps(k)[idx]
-            held = np.isfinite(stop)
-            if held.any():
-                a_stop = idm_acceleration(v[held], stop[held], v[held], STOP_IDM, self.v0[idx][held])
-                a_new[held] = np.minimum(a_new[held], a_stop)
-            a[idx] = np.minimum(np.maximum(a_new, -B_MAX), A_MAX)
-            bound[idx] = a_new < a_track
+            law, gap, dv = self._held_back(k, bodies)
+            stop = self._stop_gaps(k)
+            last = k + 1 >= self.s_log.shape[1]
+            moving = self._moving
+            # the law runs for the moving agents held back or tracking back to their logs (all of
+            # them at the log's last step, where nothing replays)
+            run = moving & ((~self.replaying | law | np.isfinite(stop)) if not last else alive)
+            idx = run.nonzero()[0]
+            if idx.size:
+                v = self.v[idx]
+                a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - v)
+                g, d = gap[idx], dv[idx]
+                has = np.isfinite(g)
+                a_idm = idm_acceleration(v, g, d, AGENT_IDM, self.v0[idx])
+                a_new = np.where(has, np.minimum(a_track, a_idm), a_track)
+                stop = stop[idx]
+                held = np.isfinite(stop)
+                if held.any():
+                    a_stop = idm_acceleration(v[held], stop[held], v[held], STOP_IDM, self.v0[idx][held])
+                    a_new[held] = np.minimum(a_new[held], a_stop)
+                a[idx] = np.minimum(np.maximum(a_new, -B_MAX), A_MAX)
+                bound[idx] = a_new < a_track
         v_new = np.maximum(self.v + a * self.dt, 0.0)
         s_new = self.s + 0.5 * (self.v + v_new) * self.dt
         if k + 1 < self.s_log.shape[1]:
@@ -431,20 +495,96 @@ class ReactiveAgents:
         self.v = np.where(alive, v_new, self.v)
         self._spawn(k + 1)
 
+    def _held_back(self, k: int, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The leader search at step ``k`` for the agents that can have a leader: (R,) bool which
+        have one, (R,) gap to it [m] (inf: none) and closing speed [m/s]; sets ``_moving``.
+
+        An agent standing still whose log does not pull it forward stays where it is whatever leads
+        it (its acceleration is at most a_track <= 0 and its speed cannot go below 0): only the
+        others look for leaders, and those of them that stand at another's leader (for the crossing
+        rule). Of the replaying agents only those with a body off its log, or a logged overlap
+        partner, within the search's reach are searched (the others have none: see ``_find_leaders``).
+        """
+        r = len(self.rows)
+        alive, replaying = self.alive, self.replaying
+        moving = self._moves_log[k] & alive
+        tracking = (alive & ~replaying).nonzero()[0]
+        if tracking.size:
+            a_track = (self.a_log[tracking, k] + KP * (self.s_log[tracking, k] - self.s[tracking])
+                       + KD * (self.v_log[tracking, k] - self.v[tracking]))
+            moving[tracking] = (self.v[tracking] > 0) | (a_track > 0)
+        self._moving = moving
+        gap = self._inf.copy()
+        dv = np.zeros(r)
+        has = np.zeros(r, bool)
+        searched = alive & ~replaying
+        reach2 = (LOOKAHEAD_M + 5.0 + 1.0) ** 2  # the search's own reach (``near``) and a margin
+        free = alive & replaying
+        off = self._body_off.nonzero()[0]
+        p0 = self._p0[k]
+        if off.size:
+            c = free.nonzero()[0]
+            dx = bodies["x"][off][None, :] - p0[0, c][:, None]
+            dy = bodies["y"][off][None, :] - p0[1, c][:, None]
+            searched[c[(dx * dx + dy * dy < reach2).any(axis=1)]] = True
+        if self._close_a.size:
+            a = self._close_a
+            b = self._body_at[self._close_b]
+            bi = np.maximum(b, 0)
+            dx, dy = bodies["x"][bi] - p0[0, a], bodies["y"][bi] - p0[1, a]
+            searched[a[(b >= 0) & free[a] & (dx * dx + dy * dy < reach2)]] = True
+        u = searched.nonzero()[0]
+        if not u.size:
+            return has, gap, dv
+        sxy, shead = self._samples(u)
+        mine = moving[u]
+        act = u[mine]
+        if not act.size:
+            return has, gap, dv
+        bxy = np.stack([bodies["x"], bodies["y"]], axis=-1)  # (B, 2)
+        g, d, lead = self._find_leaders(act, sxy[mine], shead[mine], bxy, bodies)
+        follower = (lead >= 0).nonzero()[0]
+        local = self._local[lead[follower]]
+        still = self._still
+        still[:r] = alive & ~moving
+        standing = still[local]
+        led = np.zeros(0, np.int64)
+        if standing.any():  # a standing leader can lead its follower back only when the follower is ahead of it
+            f, j = act[follower[standing]], local[standing]
+            at = np.searchsorted(u, j)
+            known = searched[j]  # an agent not searched has no leader: it changes no crossing
+            f, j, at = f[known], j[known], at[known]
+            fu = np.searchsorted(u, f)
+            lon = ((sxy[fu, 0, 0] - sxy[at, 0, 0]) * np.cos(shead[at, 0])
+                   + (sxy[fu, 0, 1] - sxy[at, 0, 1]) * np.sin(shead[at, 0]))
+            led = np.unique(j[lon > 0])
+        if led.size:  # the crossing rule among the moving agents and the standing ones they follow
+            at = np.searchsorted(u, led)
+            g2, d2, l2 = self._find_leaders(led, sxy[at], shead[at], bxy, bodies)
+            both = np.concatenate([act, led])
+            order = np.argsort(both, kind="stable")
+            g_all, d_all = np.concatenate([g, g2])[order], np.concatenate([d, d2])[order]
+            self._crossing_rule(both[order], g_all, d_all, np.concatenate([lead, l2])[order])
+            back = np.empty_like(order)
+            back[order] = np.arange(len(order))
+            g, d = g_all[back[: len(act)]], d_all[back[: len(act)]]
+        else:
+            self._crossing_rule(act, g, d, lead)
+        gap[act], dv[act] = g, d
+        has[act] = np.isfinite(g)
+        return has, gap, dv
+
     def _mark_off_log(self, k: int, bodies: dict[str, np.ndarray]) -> None:
         """Which agents and which bodies are farther than ``ON_LOG_M`` from their logged positions at
         step ``k`` (a reactive agent along its path, between logged samples too; another body by its
         position, off its log where it has none)."""
-        log = self.log
-        self._agent_off = np.abs(self.s - self.s_log[:, k]) > ON_LOG_M
+        self._agent_off = agent_off = np.abs(self.s - self.s_log[:, k]) > ON_LOG_M
         b = bodies["row"]
-        known = b >= 0
-        rb = np.where(known, b, 0)
-        off = ~known | ~log.valid[rb, k] | (np.hypot(bodies["x"] - log.x[rb, k], bodies["y"] - log.y[rb, k]) > ON_LOG_M)
-        local = np.where(known, self._local[rb], -1)
-        mine = local >= 0
-        off[mine] = self._agent_off[local[mine]]
-        self._body_off = off
+        self._body_at = self._no_body.copy()  # track row -> body index (-1: none; row -1 the last)
+        self._body_at[b] = np.arange(len(b))
+        off = np.hypot(bodies["x"] - self._log_x[k].take(b), bodies["y"] - self._log_y[k].take(b)) > ON_LOG_M
+        local = self._local.take(b)
+        self._body_off = np.where(local >= 0, agent_off.take(local), off)
 
     def _interacting(self, agents: np.ndarray, body_rows: np.ndarray, body_off: np.ndarray) -> np.ndarray:
         """(P,) bool: whether agent ``agents`` (indices into ``rows``) and a body (its track row, off its
@@ -468,7 +608,7 @@ class ReactiveAgents:
     def _stop_gaps(self, k: int) -> np.ndarray:
         """(R,) distance [m] from each agent's front to where it must stop at step ``k`` (inf: nowhere)."""
         rules = self.rules
-        out = np.full(len(self.rows), np.inf)
+        out = self._inf.copy()
         if len(rules.stop_agent):
             j = rules.stop_agent
             gap = rules.stop_s - self.s[j] - 0.5 * self.length[self.rows[j]]
@@ -552,16 +692,14 @@ class ReactiveAgents:
         """Where the passive road users are along their logged paths now: arc length [m], speed
         [m/s], present and on it (within ``PASSIVE_PATH_M``), off their logs."""
         rules = self.rules
-        q = rules.passive_rows
-        pos = np.full(len(self._local), -1, np.int64)
-        known = bodies["row"] >= 0
-        pos[bodies["row"][known]] = np.flatnonzero(known)
-        b = pos[q]
+        b = self._body_at[rules.passive_rows]
         present = b >= 0
         bi = np.maximum(b, 0)
-        pts = shapely.points(bodies["x"][bi], bodies["y"][bi])
-        self._passive_s = shapely.line_locate_point(rules.passive_lines, pts)
-        near = shapely.distance(rules.passive_lines, pts) < PASSIVE_PATH_M
+        # shapely's own ufuncs (``shapely.points`` and co. without their Python wrappers, which cost
+        # more than the geometry here)
+        pts = shapely.lib.points(np.stack([bodies["x"][bi], bodies["y"][bi]], axis=-1), _ALLOW_NAN)
+        self._passive_s = shapely.lib.line_locate_point(rules.passive_lines, pts)
+        near = shapely.lib.distance(rules.passive_lines, pts) < PASSIVE_PATH_M
         self._passive_v = np.hypot(bodies["vx"][bi], bodies["vy"][bi])
         self._passive_alive = present & near
         self._passive_off = self._body_off[bi] | ~present
@@ -582,50 +720,49 @@ class ReactiveAgents:
             self._conflict_close = np.isin(key, self._close)
         return self._ctables
 
-    def _leaders(self, idx: np.ndarray, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(gap [m], closing speed [m/s]) to each agent's leader after the crossing rule; gap inf without one."""
-        gap, dv, lead = self._find_leaders(idx, bodies)
-        self._crossing_rule(idx, gap, dv, lead)
-        return gap, dv
+    def _find_leaders(self, idx: np.ndarray, sxy: np.ndarray, shead: np.ndarray, bxy: np.ndarray,
+                      bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gap [m], closing speed [m/s], the leader's track row) of agents ``idx`` (ascending), whose
+        path samples (``_samples``) are ``sxy`` (len(idx), 1 + M, 2) and ``shead`` (len(idx), 1 + M),
+        amid the bodies at ``bxy`` (B, 2); gap inf and row -1 without one.
 
-    def _find_leaders(self, idx: np.ndarray, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(gap [m], closing speed [m/s], the leader's track row) of agents ``idx`` (ascending);
-        gap inf and row -1 without one."""
+        Candidates are the bodies within ``LOOKAHEAD_M + 5`` m of the agent, ahead of it, that it
+        interacts with (``_interacting``): an agent on its log whose log overlaps nobody's has none
+        but the bodies off their logs.
+        """
         rows = self.rows[idx]
-        sx, sy, _, shead = self._path_samples()
-        bx, by = bodies["x"], bodies["y"]
         blen, bwid = bodies["length"], bodies["width"]
         # a body farther than the largest half diagonal + the agent's half width + the margin from
         # the box of the agent's lookahead samples cannot be in its corridor: only the pairs left
         # are examined
-        ax, ay = sx[idx, 1:], sy[idx, 1:]
-        x_lo, x_hi, y_lo, y_hi = ax.min(axis=1), ax.max(axis=1), ay.min(axis=1), ay.max(axis=1)
+        ahead_xy = sxy[:, 1:]
+        lo, hi = ahead_xy.min(axis=1), ahead_xy.max(axis=1)  # (A, 2)
         reach = 0.5 * float(np.hypot(blen, bwid).max()) + 0.5 * self.width[rows] + CORRIDOR_MARGIN_M
-        box = (np.abs(bx - (0.5 * (x_lo + x_hi))[:, None]) < (0.5 * (x_hi - x_lo) + reach)[:, None]) & (
-            np.abs(by - (0.5 * (y_lo + y_hi))[:, None]) < (0.5 * (y_hi - y_lo) + reach)[:, None])
-        if len(self._body_off) == len(bx):  # two on their logs interact only if their logs overlap
-            box &= (self._agent_off[idx] | self._has_close[idx])[:, None] | self._body_off[None, :]
+        box = (np.abs(bxy[None, :, :] - (0.5 * (lo + hi))[:, None, :]) < (0.5 * (hi - lo) + reach[:, None])[:, None, :]).all(axis=2)
+        # two on their logs interact only if their logs overlap
+        box &= (self._agent_off[idx] | self._has_close[idx])[:, None] | self._body_off[None, :]
         pi, pj = np.nonzero(box)
         # candidates: within the lookahead, ahead of the agent's direction of travel, not itself
-        ai = idx[pi]
-        travel = shead[ai, 0]
-        dx, dy = bx[pj] - sx[ai, 0], by[pj] - sy[ai, 0]
+        travel = shead[pi, 0]
+        d = bxy[pj] - sxy[pi, 0]
+        dx, dy = d[:, 0], d[:, 1]
         lon = dx * np.cos(travel) + dy * np.sin(travel)
         near = (lon > 0) & (dx * dx + dy * dy < (LOOKAHEAD_M + 5.0) ** 2) & (bodies["row"][pj] != rows[pi])
-        pi, pj, ai = pi[near], pj[near], ai[near]
-        if pi.size and len(self._body_off) == len(bx):
-            meet = self._interacting(ai, bodies["row"][pj], self._body_off[pj])
-            pi, pj, ai = pi[meet], pj[meet], ai[meet]
+        pi, pj = pi[near], pj[near]
+        if pi.size:
+            meet = self._interacting(idx[pi], bodies["row"][pj], self._body_off[pj])
+            pi, pj = pi[meet], pj[meet]
         n = len(idx)
         gap = np.full(n, np.inf)
         dv = np.zeros(n)
         lead = np.full(n, -1)
         if pi.size:
             # the corridor: the agent's path from its centre over the lookahead samples
-            px, py = sx[ai], sy[ai]
-            lateral, m, w = project_to_paths(bx[pj], by[pj], px[:, :-1], py[:, :-1], np.diff(px, axis=1), np.diff(py, axis=1))
+            pxy = sxy[pi]
+            seg = np.diff(pxy, axis=1)
+            lateral, m, w = project_to_paths(bxy[pj, 0], bxy[pj, 1], pxy[:, :-1, 0], pxy[:, :-1, 1], seg[..., 0], seg[..., 1])
             ahead = self._offsets[m] + w * LOOKAHEAD_STEP_M  # arc length from the agent's centre [m]
-            head = shead[ai, m]
+            head = shead[pi, m]
             theta = bodies["yaw"][pj] - head
             cth, sth = np.abs(np.cos(theta)), np.abs(np.sin(theta))
             lj, wj = blen[pj], bwid[pj]
@@ -633,7 +770,7 @@ class ReactiveAgents:
             half_lon = 0.5 * (lj * cth + wj * sth)
             best, g = corridor_leaders(ahead, lateral, half_lon, half_lat, pi, self.length[rows[pi]], self.width[rows[pi]],
                                        CORRIDOR_MARGIN_M, n)
-            i = np.flatnonzero(best >= 0)
+            i = (best >= 0).nonzero()[0]
             if i.size:
                 q = best[i]
                 vj = bodies["vx"][pj[q]] * np.cos(head[q]) + bodies["vy"][pj[q]] * np.sin(head[q])
@@ -647,7 +784,7 @@ class ReactiveAgents:
         the conflict goes first (its ``gap`` becomes inf, ``dv`` 0; in place)."""
         n = len(idx)
         rows = self.rows[idx]
-        led = np.flatnonzero(lead >= 0)
+        led = (lead >= 0).nonzero()[0]
         if led.size:
             pos = np.full(len(self.rows), -1)
             pos[idx] = np.arange(n)
@@ -696,36 +833,26 @@ def logged_close_pairs(log: SimTracks, rows: np.ndarray, length: np.ndarray, wid
     """Sorted keys ``a * (N + 1) + b`` (both orders) of the pairs (a in ``rows``, b any track row)
     whose logged boxes, each grown by ``margin`` / 2 [m] on every side, overlap at some step.
 
-    Boxes are oriented rectangles (separating axis test) of ``length``, ``width`` (N,) [m].
+    Boxes are oriented rectangles of ``length``, ``width`` (N,) [m] (``scenarios.geometry.boxes_overlap``).
     """
     n, s_steps = log.valid.shape
     rows = np.asarray(rows, np.int64)
-    hl, hw = 0.5 * (length + margin), 0.5 * (width + margin)
-    radius = np.hypot(hl, hw)
+    grown_l, grown_w = length + margin, width + margin
     keys: list[np.ndarray] = []
     for k in range(s_steps):
         a_rows = rows[log.valid[rows, k]]
-        b_rows = np.flatnonzero(log.valid[:, k])
+        b_rows = log.valid[:, k].nonzero()[0]
         if not a_rows.size or len(b_rows) < 2:
             continue
-        dx = log.x[b_rows, k][None, :] - log.x[a_rows, k][:, None]
-        dy = log.y[b_rows, k][None, :] - log.y[a_rows, k][:, None]
-        near = dx * dx + dy * dy < (radius[a_rows][:, None] + radius[b_rows][None, :]) ** 2
-        near &= a_rows[:, None] != b_rows[None, :]
-        i, j = np.nonzero(near)
-        if not i.size:
-            continue
-        a, b = a_rows[i], b_rows[j]
-        ddx, ddy = dx[i, j], dy[i, j]
-        ya, yb = log.yaw[a, k], log.yaw[b, k]
-        apart = np.zeros(len(a), bool)
-        for axis_yaw in (ya, ya + 0.5 * np.pi, yb, yb + 0.5 * np.pi):
-            ux, uy = np.cos(axis_yaw), np.sin(axis_yaw)
-            ext_a = hl[a] * np.abs(np.cos(ya - axis_yaw)) + hw[a] * np.abs(np.sin(ya - axis_yaw))
-            ext_b = hl[b] * np.abs(np.cos(yb - axis_yaw)) + hw[b] * np.abs(np.sin(yb - axis_yaw))
-            apart |= np.abs(ddx * ux + ddy * uy) > ext_a + ext_b
-        a, b = a[~apart], b[~apart]
-        keys += [a * (n + 1) + b, b * (n + 1) + a]
+        hit = boxes_overlap(log.x[a_rows, k][:, None], log.y[a_rows, k][:, None], log.yaw[a_rows, k][:, None],
+                            grown_l[a_rows][:, None], grown_w[a_rows][:, None], log.x[b_rows, k][None, :],
+                            log.y[b_rows, k][None, :], log.yaw[b_rows, k][None, :], grown_l[b_rows][None, :],
+                            grown_w[b_rows][None, :])
+        hit &= a_rows[:, None] != b_rows[None, :]
+        i, j = np.nonzero(hit)
+        if i.size:
+            a, b = a_rows[i], b_rows[j]
+            keys += [a * (n + 1) + b, b * (n + 1) + a]
     return np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
 
 
@@ -787,8 +914,8 @@ def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
     log = plan.log
     passive = []
     passive_lines = []
-    for row in np.setdiff1d(np.flatnonzero(log.valid.any(axis=1)), agents.rows):
-        steps = np.flatnonzero(log.valid[row])
+    for row in np.setdiff1d(log.valid.any(axis=1).nonzero()[0], agents.rows):
+        steps = log.valid[row].nonzero()[0]
         kept = steps[decimated_path(log.x[row, steps], log.y[row, steps])]
         if len(kept) >= 2:
             pts = np.column_stack([log.x[row, kept], log.y[row, kept]])
@@ -816,7 +943,7 @@ def traffic_rules(plan: Plan, agents: ReactiveAgents) -> TrafficRules:
     obeys = np.isin(types, [int(AgentType.VEHICLE), int(AgentType.CYCLIST)])
     for point, heading, g in _stop_points(scenario, plan.origin):
         p = shapely.Point(point)
-        for j in np.flatnonzero(obeys):
+        for j in obeys.nonzero()[0]:
             line = lines[j]
             if line is None or line.distance(p) >= STOP_MATCH_M:
                 continue

@@ -337,10 +337,8 @@ class DriveTwinEnv(gymnasium.Env):
         if r is not None:
             state = state.copy()
             present = present.copy()
-            rows = r.rows
-            alive = r.alive
-            state[:, rows] = np.stack(r.state()) * alive
-            present[rows] = alive
+            state[:, r.rows] = r.state()
+            present[r.rows] = r.alive
             state.flags.writeable = False
             present.flags.writeable = False
         self._state = state

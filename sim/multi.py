@@ -15,7 +15,7 @@ sees the others where they drive now.
 
 One step: every live agent's action becomes a command (latency FIFO), reactive agents choose
 their accelerations (the controlled vehicles are bodies they brake for), every controlled vehicle's
-dynamics advances, then everything moves to the next step. Collisions are box overlaps (shapely)
+dynamics advances, then everything moves to the next step. Collisions are box overlaps (``scenarios.geometry.boxes_overlap``)
 with any present road user; off-road is corners outside the drivable surface (at least
 ``config.offroad_min_corners``). An agent is terminated on a new collision, on leaving the road or
 at its goal (as the config's ``terminate_on_*`` say) and truncated at the log's end; a terminated
@@ -36,6 +36,7 @@ import numpy as np
 import shapely
 from pettingzoo import ParallelEnv
 
+from scenarios.geometry import boxes_overlap
 from scenarios.model import AgentType, Scenario
 from sim import bullet
 from sim import dynamics as dynamics_registry
@@ -231,7 +232,7 @@ class MultiAgentTwinEnv(ParallelEnv):
         present = master.log.valid[:, k].copy()
         r = self._reactive
         if r is not None:
-            state[:, r.rows] = np.stack(r.state()) * r.alive
+            state[:, r.rows] = r.state()
             present[r.rows] = r.alive
         for d in self._drivers.values():
             e = d.ego
@@ -268,13 +269,14 @@ class MultiAgentTwinEnv(ParallelEnv):
         state, sizes = self._state, self._master.sizes
         rows = np.flatnonzero(self._present)
         rows = rows[rows != d.row]
-        dx, dy = state[0, rows] - state[0, d.row], state[1, rows] - state[1, d.row]
-        reach = 0.5 * (np.hypot(sizes[rows, 0], sizes[rows, 1]) + math.hypot(sizes[d.row, 0], sizes[d.row, 1]))
-        rows = rows[dx * dx + dy * dy < reach * reach]
+        me = d.row
+        dx, dy = state[0, rows] - state[0, me], state[1, rows] - state[1, me]
+        reach = 0.5 * (np.hypot(sizes[rows, 0], sizes[rows, 1]) + math.hypot(sizes[me, 0], sizes[me, 1]))
+        rows = rows[dx * dx + dy * dy < reach * reach]  # only boxes whose circumscribed circles meet
         if not rows.size:
             return set()
-        mine = _boxes(state[:, [d.row]], sizes[[d.row]])
-        hit = shapely.intersects(mine[0], _boxes(state[:, rows], sizes[rows]))
+        hit = boxes_overlap(state[0, me], state[1, me], state[2, me], sizes[me, 0], sizes[me, 1],
+                            state[0, rows], state[1, rows], state[2, rows], sizes[rows, 0], sizes[rows, 1])
         return {int(r) for r in rows[hit]}
 
     def _corners_off(self, d: _Driver) -> int:
@@ -292,15 +294,3 @@ class MultiAgentTwinEnv(ParallelEnv):
             "ego": {"x": ego.x + origin[0], "y": ego.y + origin[1], "yaw": ego.yaw, "speed": ego.speed},
             "collision": collision, "offroad": offroad, "termination": reason,
         }
-
-
-def _boxes(state: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """(M,) shapely polygons of the boxes of ``state`` (5, M) columns with ``sizes`` (M, >=2)."""
-    x, y, yaw = state[0], state[1], state[2]
-    c, s = np.cos(yaw), np.sin(yaw)
-    hl, hw = 0.5 * sizes[:, 0], 0.5 * sizes[:, 1]
-    corners = np.stack([
-        np.stack([x + c * hl - s * hw, y + s * hl + c * hw], -1), np.stack([x + c * hl + s * hw, y + s * hl - c * hw], -1),
-        np.stack([x - c * hl + s * hw, y - s * hl - c * hw], -1), np.stack([x - c * hl - s * hw, y - s * hl + c * hw], -1),
-    ], axis=1)
-    return shapely.polygons(corners)

@@ -7,11 +7,14 @@ ground truth; ``context["dt_s"]`` works too.
 
 Baselines:
 
-- ``expert``: the logged ego's next K positions as a ``trajectory`` action (through the env's
-  tracker; with ``continuous`` actions the tracker steers and, when the logged speeds describe
-  the logged motion, the log's own acceleration plus a gentle correction of the speed and
-  along-track errors sets the acceleration). The sanity reference: it reproduces the log. It does
-  not anticipate the ego's latency.
+- ``expert``: drives the logged ego's trajectory. When the logged speeds describe the logged
+  motion, the log's own acceleration plus a gentle correction of the speed and along-track errors
+  sets the acceleration: with ``continuous`` actions directly (the tracker steers), with
+  ``trajectory`` actions as waypoints along the logged path spaced so that the env's tracker
+  drives that acceleration (the logged positions themselves would make it chase their label
+  noise). Otherwise (a jumping box, a reversing log as a trajectory) the logged ego's next K
+  positions are the waypoints. The sanity reference: it reproduces the log. It does not
+  anticipate the ego's latency.
 - ``idm``: follows its route (pure pursuit on the observed route points) at the speed limit and
   brakes with IDM for the nearest observed road user in its corridor; needs ``state`` observations.
 - ``constant_velocity``: no acceleration and no steering (``trajectory``: straight ahead at the
@@ -174,6 +177,7 @@ class ExpertPolicy(_Baseline):
         moved = np.flatnonzero(np.any(log[:, :2] != log[-1, :2], axis=1))
         self._last = int(moved[-1]) + 1 if moved.size else len(log) - 1
         self._feed_forward = self._velocities_match_positions(log[: self._last + 1])
+        self._integral = 0.0  # the env's trajectory tracker's speed-error integral, as it keeps it [m]
 
     def act(self, observation: Any) -> Any:
         view = self.view
@@ -189,18 +193,55 @@ class ExpertPolicy(_Baseline):
         dy = log[idx, 1] + beyond * math.sin(log[last, 2]) - ego.y
         points = np.column_stack([dx * c + dy * s, -dx * s + dy * c])  # the ego frame, per step: the fast form
         waypoints = points[1:]
-        if self.action_type is not ActionType.CONTINUOUS or not self._feed_forward:
+        reverse = bool(log[idx[1], 3] < 0)
+        if not self._feed_forward or (reverse and self.action_type is not ActionType.CONTINUOUS):
             return self._from_trajectory(waypoints, ego.speed)
         # acceleration: the log's own (fed forward, so the drive is as smooth as the log's) plus a
         # gentle correction of the speed error and of the along-track lag behind the logged ego
         # forwards or backwards as the log drives there (an ego a little ahead of a crawling log
         # has its next waypoint behind it, and is still driving forwards)
-        reverse = bool(log[idx[1], 3] < 0)
-        _, steer = self.tracker.command(waypoints, ego.speed, self.params, self.dt, reverse=reverse)
         w = self.TRACKING_OMEGA
         v_now, v_next = float(log[idx[0], 3]), float(log[idx[1], 3])
         accel = (v_next - v_now) / self.dt + 2 * w * (v_now - ego.speed) + w * w * float(points[0, 0])
+        if self.action_type is not ActionType.CONTINUOUS:
+            return self._from_trajectory(self._retimed(points, ego.speed, accel), ego.speed)
+        _, steer = self.tracker.command(waypoints, ego.speed, self.params, self.dt, reverse=reverse)
         return encode_continuous(accel, steer, self.params)
+
+    def _retimed(self, points: np.ndarray, speed: float, accel: float) -> np.ndarray:
+        """The waypoints that make the env's tracker drive the continuous law's ``accel`` [m/s2] from
+        ``speed`` [m/s], laid along the logged path ``points`` (1 + K, 2) (the logged ego now and at
+        the next K steps, ego frame) from the ego's place on it.
+
+        The logged positions themselves as waypoints make the tracker chase their label noise (its
+        speed target is measured from the ego to the first waypoint: a few centimetres of jitter
+        are a few m/s2); these carry the log's path and the law's smooth speeds instead. A path too
+        short to lie along (a standing log) keeps the logged positions.
+        """
+        seg = np.hypot(*np.diff(points, axis=0).T)
+        if seg.sum() < 1e-3:
+            return points[1:]
+        arc = np.concatenate([[0.0], np.cumsum(seg)])
+        first = int(np.argmax(seg > 1e-9))
+        t0 = (points[first + 1] - points[first]) / seg[first]
+        here = float(-(points[0] @ t0))  # the ego's arc length along the path, from the logged ego now [m]
+        # the tracker accelerates by err / TAU + K_I * its integral of err, err its speed target (the
+        # mean speed over the first two waypoints) minus the speed: both waypoints at the speed + the
+        # err that makes that ``accel`` (its integral followed here as the tracker keeps it), then
+        # ``accel`` on from there
+        tracker = TrajectoryTracker
+        err = (accel - tracker.K_I * self._integral) / (1.0 / tracker.TAU + tracker.K_I * self.dt)
+        self._integral = min(max(self._integral + err * self.dt, -2.0), 2.0)
+        k = np.maximum(np.arange(1, len(points)) - 2, 0)
+        v = np.maximum(speed + err + accel * k * self.dt, 0.0)
+        at = here + np.cumsum(v) * self.dt
+        last = len(seg) - 1 - int(np.argmax(seg[::-1] > 1e-9))  # the last segment of nonzero length
+        u = (points[last + 1] - points[last]) / seg[last]
+        out = np.column_stack([np.interp(at, arc, points[:, 0]), np.interp(at, arc, points[:, 1])])
+        before, beyond = at < 0.0, at > arc[-1]
+        out[before] = points[0] + np.outer(at[before], t0)
+        out[beyond] = points[-1] + np.outer(at[beyond] - arc[-1], u)
+        return out
 
     def _velocities_match_positions(self, log: np.ndarray) -> bool:
         """Whether, over every second of the log, the logged speeds integrate to the logged path

@@ -278,3 +278,22 @@ def test_a_vehicle_at_a_stop_sign_yields_to_one_with_the_right_of_way(make_env, 
     passing = np.abs(rec.x[2] - 20.0) < HALF_LEN + 0.95
     assert passing.any() and (rec.y[1] + HALF_LEN)[passing].max() < -0.95
     assert rec.y[1, -1] > 5.0
+
+
+def test_a_road_user_does_not_appear_inside_an_agent_pushed_off_its_log(make_env) -> None:
+    """``spawn_on_pushed_car``: a car logged at 10 m/s through the standing ego (the log's own
+    overlap, so it reacts) stops behind it, 17 m short of where its log has it at 4 s; a 1 m
+    object logged from 4 s on at x = 22 m, where the car's log passed long before, would appear
+    inside the stopped car. It waits while the car is there (the AV2 case: a parked car pushed off
+    its jittering log and an object spawning 2 cm in front of it), and the two never overlap."""
+    s = scene([AgentSpec("ego", x=30.0), AgentSpec("car", x=0.0, speed=10.0),
+               AgentSpec("object", x=22.0, length=1.0, width=1.0, agent_type=AgentType.OTHER, valid_from=40)],
+              num_steps=81, scenario_id="spawn_on_pushed_car")
+    rec = rollout(make_env(s, agents_mode="reactive", terminate_on_collision=False), "constant_velocity", seed=0)
+    n = rec.num_steps
+    assert n == 81 and np.abs(rec.x[1, 40] - 23.0) < 2.0  # the car stands behind the ego, over the object's place
+    assert not rec.valid[2, 40:].any()  # the object waits: the car never leaves
+    from scenarios.geometry import boxes_overlap
+
+    both = rec.valid[1] & rec.valid[2]
+    assert not boxes_overlap(rec.x[1], rec.y[1], rec.yaw[1], 4.5, 1.9, rec.x[2], rec.y[2], rec.yaw[2], 1.0, 1.0)[both].any()
