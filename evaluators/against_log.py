@@ -89,7 +89,7 @@ class LogBaseline:
         overspeed_mps: (S,) speed above the lane's limit [m/s].
         first_overlap_s: agent id -> the first time [s] its logged box overlaps the logged ego's.
         vx, vy, yaw: (S,) the logged ego's velocity [m/s] and heading [rad], for comfort.
-        lane_progress_m: (S,) the logged ego's progress along its lane from each step to the next [m].
+        lane_progress_m: (S - 1,) the logged ego's progress along its lane from each step to the next [m].
         dt_s: the log's step [s].
         config: the evaluator config it was scored with.
     """
@@ -138,7 +138,7 @@ class LogBaseline:
             vx=r.vx[e].copy(),
             vy=r.vy[e].copy(),
             yaw=r.yaw[e].copy(),
-            lane_progress_m=np.r_[lane_progress(ctx), 0.0],
+            lane_progress_m=lane_progress(ctx),
             dt_s=ctx.dt_s,
             config=config,
         )

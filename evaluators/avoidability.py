@@ -231,8 +231,9 @@ def _braking_test(ego: Track, agent: Track, step: int, onset: int, response: Res
     braking = s_react + braking_travel(v_react, ts - t_react, b)
     cf = np.where(ts > t_react, np.minimum(path.s, braking), path.s)
     seen = agent.valid[steps]
-    if seen.any() and (path.depth(cf[seen], agent, steps[seen]) > response.min_overlap_m).any():
-        hit = steps[seen][np.argmax(path.depth(cf[seen], agent, steps[seen]) > response.min_overlap_m)]
+    touch = path.depth(cf[seen], agent, steps[seen]) > response.min_overlap_m if seen.any() else np.zeros(0, dtype=bool)
+    if touch.any():
+        hit = steps[seen][np.argmax(touch)]
         return Verdict(True, onset, f"in the ego's path {lead_s:.2f} s before contact at {v_react:.1f} m/s; "
                        f"braking at {b:g} m/s2 after {response.reaction_s:g} s still touches it at {t[hit]:.1f} s")  # fmt: skip
     # after the rollout ends: the response's remaining stop against the gap left and j's own braking
@@ -240,8 +241,6 @@ def _braking_test(ego: Track, agent: Track, step: int, onset: int, response: Res
     on_brake = cf[-1] < path.s[-1]
     v_cf = max(0.0, v_react - b * tau) if on_brake else float(speed[-1])
     remaining = v_cf * v_cf / (2.0 * b)
-    if not agent.valid[step]:
-        return Verdict(False, onset, "the agent is not seen at contact")
     a = path.first_touch(float(cf[-1]), float(path.s[-1]), agent, step, response.min_overlap_m)
     _, _, yaw_a = path.pose(np.asarray(a))
     u = float(agent.vx[step] * np.cos(yaw_a) + agent.vy[step] * np.sin(yaw_a))
@@ -260,7 +259,7 @@ def _own_lateral_move(ego: Track, agent: Track, start: int, step: int, lane_tang
     closed more of the lateral gap to the agent than the agent did, by more than
     ``LATERAL_NOISE_M``. Each step's moves are measured across the ego's lane there (across its
     heading where it is in no lane), so that following a curve is no sideways move."""
-    if not agent.valid[start] or step <= start:
+    if step <= start:  # ``start`` is a step where both are seen
         return None
     k = np.arange(start, step)
     heading = np.column_stack([np.cos(ego.yaw[k]), np.sin(ego.yaw[k])])
@@ -269,7 +268,10 @@ def _own_lateral_move(ego: Track, agent: Track, start: int, step: int, lane_tang
     side = float(np.sign((agent.x[start] - ego.x[start]) * n[0, 0] + (agent.y[start] - ego.y[start]) * n[0, 1]))
     if side == 0.0:
         return None
-    across = lambda t: np.sum(np.diff(t.x[start : step + 1]) * n[:, 0] + np.diff(t.y[start : step + 1]) * n[:, 1])  # noqa: E731
+    # a step either one is not seen at either end moves nobody (an unseen pose is 0, not a place)
+    both = agent.valid[start : step + 1] & ego.valid[start : step + 1]
+    counted = both[:-1] & both[1:]
+    across = lambda t: np.sum(np.where(counted, np.diff(t.x[start : step + 1]) * n[:, 0] + np.diff(t.y[start : step + 1]) * n[:, 1], 0.0))  # noqa: E731
     ego_move, agent_move = side * float(across(ego)), -side * float(across(agent))
     if ego_move > max(agent_move, 0.0) + LATERAL_NOISE_M:
         return f"the ego moved {ego_move:.2f} m sideways into it (the agent {round(agent_move, 2) + 0.0:.2f} m)"

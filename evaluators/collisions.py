@@ -150,12 +150,6 @@ class Collisions(Evaluator):
         ]
 
 
-def first_at_fault(ctx: Context) -> dict[str, object] | None:
-    """The first counted at-fault collision (``Context.first_at_fault``, computed once per rollout):
-    the agent's id, the time [s] since the start and the ego's centre (x, y) [m]; None when none."""
-    return ctx.first_at_fault
-
-
 def collision_table(ctx: Context) -> list[dict[str, object]]:
     """One dict per collision (agent id, time, type, class, at fault, sources, avoidability), for
     reports and debugging; ``conflict_s`` is when the conflict began (NaN: not judged for
@@ -184,4 +178,4 @@ def collision_table(ctx: Context) -> list[dict[str, object]]:
     ]
 
 
-__all__ = ["Collisions", "collision_table", "first_at_fault", "nuplan_collision_score"]
+__all__ = ["Collisions", "collision_table", "nuplan_collision_score"]

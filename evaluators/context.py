@@ -461,7 +461,7 @@ class Context:
             ).astype(np.int8)
         lateral_fault = (kind == CollisionType.ACTIVE_LATERAL) & ~self.in_common_lane[step]
         at_fault = np.isin(kind, [CollisionType.STOPPED_TRACK, CollisionType.ACTIVE_FRONT]) | lateral_fault
-        unavoidable, onset, reasons = self._avoidability(agent, step, kind, at_fault)
+        unavoidable, onset, reasons = self._avoidability(agent, step, at_fault)
         collided = np.zeros((self.num_agents, self.num_steps), dtype=bool)
         if agent.size:
             collided[agent] = np.arange(self.num_steps)[None, :] >= step[:, None]
@@ -483,9 +483,7 @@ class Context:
             reasons=reasons,
         )
 
-    def _avoidability(
-        self, agent: np.ndarray, step: np.ndarray, kind: np.ndarray, at_fault: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    def _avoidability(self, agent: np.ndarray, step: np.ndarray, at_fault: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
         """(E,) unavoidable, (E,) conflict onset step (-1: not judged) and (E,) reasons of the
         collisions at fault by nuPlan's rules (see ``evaluators.avoidability``)."""
         unavoidable = np.zeros(agent.shape, dtype=bool)
@@ -494,12 +492,10 @@ class Context:
         settings = self.config.of("collisions")
         if settings is None or not settings.avoidability:
             return unavoidable, onset, tuple(reasons)
-        judged = at_fault.copy()
         response = Response(settings.reaction_s, settings.brake_mps2, settings.agent_max_brake_mps2, self.config.collision_min_overlap_m)
         ego = self._track(self.ego)
-        tangent = self.lane_at_ego[1] if judged.any() else None
-        for i in np.flatnonzero(judged):
-            verdict = judge(ego, self._track(int(agent[i])), int(step[i]), response, tangent, self.in_common_lane)
+        for i in np.flatnonzero(at_fault):
+            verdict = judge(ego, self._track(int(agent[i])), int(step[i]), response, self.lane_at_ego[1], self.in_common_lane)
             unavoidable[i], onset[i], reasons[i] = verdict.unavoidable, verdict.onset_step, verdict.reason
         return unavoidable, onset, tuple(reasons)
 

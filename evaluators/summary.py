@@ -17,7 +17,6 @@ import shapely
 
 from evaluators.against_log import LogBaseline, rewritten_agents, rollout_duration
 from evaluators.base import MetricSpec, MetricValue, metric_specs, select
-from evaluators.collisions import first_at_fault
 from evaluators.comfort import ego_dynamics
 from evaluators.config import EvaluatorConfig
 from evaluators.context import Context
@@ -165,7 +164,7 @@ def evaluate_all(
     summary.update({spec.name: None for spec in metric_specs()})
     summary.update({v.name: _column_value(v) for v in values})
     summary["against_log"] = "; ".join(f"{name}: {reason}" for name, reason in ctx.notes) or None
-    fault_at = first_at_fault(ctx) if "at_fault_collisions" in ctx.results else None
+    fault_at = ctx.first_at_fault if "at_fault_collisions" in ctx.results else None
     summary["first_at_fault_agent"] = fault_at["agent_id"] if fault_at else None
     keys = {k: ident[k] for k in ("variant_id", "scenario_id", "ego_id")}
     metrics = [

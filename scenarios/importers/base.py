@@ -8,6 +8,7 @@ into windows and choosing other egos is done once, for every format, in ``scenar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
@@ -201,8 +202,6 @@ def infer_lane_links(lanes: Sequence[Any], tol_m: float = LINK_TOLERANCE_M, max_
     is within ``tol_m`` of A's last and their headings there differ by at most ``max_turn_rad``.
     Returns the lanes and the number of links made. Sorting by x bounds the work by the matches,
     not by lanes squared."""
-    import dataclasses
-
     if len(lanes) < 2:
         return list(lanes), 0
     starts = np.array([lane.centerline[0, :2] for lane in lanes])

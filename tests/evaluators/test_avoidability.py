@@ -53,7 +53,7 @@ def judged(s, config=CFG):
 
 
 def test_the_stopping_distance_is_the_closed_form():
-    assert stopping_distance(V, 0.5, 6.0) == pytest.approx(DEFAULT_STOP_M)
+    assert stopping_distance(V, 0.5, 6.0) == pytest.approx(5.0 + 100.0 / 12.0)  # 13.33 m
     assert stopping_distance(V, 0.5, 5.0) == 15.0
 
 
