@@ -251,6 +251,7 @@ class _Threads:
     def __init__(self) -> None:
         self._idle: list[queue.SimpleQueue] = []
         self._lock = threading.Lock()
+        self._stopping = False  # once set, a thread that finishes its call ends instead of idling
 
     def run(self, job: Callable[[], None]) -> None:
         with self._lock:
@@ -268,12 +269,13 @@ class _Threads:
             job()
             job = None
             with self._lock:
-                if len(self._idle) >= KEEP_IDLE_THREADS:
+                if self._stopping or len(self._idle) >= KEEP_IDLE_THREADS:
                     return
                 self._idle.append(inbox)
 
     def stop(self) -> None:
         with self._lock:
+            self._stopping = True
             idle, self._idle = self._idle, []
         for inbox in idle:
             inbox.put(None)
@@ -370,16 +372,13 @@ class InlineServer:
             if not self._stopping:
                 self._stopping = True
                 self._server.shutdown(self._cq, _SHUTDOWN)
-        if not grace:
-            self._cancel_all_calls()
-        else:
-            def cancel_later() -> None:
-                if not self._stopped.wait(grace):
-                    self._cancel_all_calls()
-                    if not self._stopped.wait(STOP_WAIT_S):  # a handler stuck in its policy holds its call
-                        self._stopped.set()
+        def cancel_later() -> None:
+            if not self._stopped.wait(grace or 0.0):
+                self._cancel_all_calls()
+                if not self._stopped.wait(STOP_WAIT_S):  # a handler stuck in its policy holds its call
+                    self._stopped.set()
 
-            threading.Thread(target=cancel_later, daemon=True).start()
+        threading.Thread(target=cancel_later, daemon=True).start()
         return self._stopped
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:

@@ -373,7 +373,7 @@ def test_a_planner_that_hangs_on_the_session_call_is_lost_after_the_timeout(libr
 def test_the_reference_server_is_the_inline_one():
     """``serve-policy`` drives each call on the thread that computes its replies (one completion
     per step). If a grpcio upgrade changed the Cython layer it needs, the public server would
-    serve instead, correctly but about 1.5x slower per step: this fails so that is not silent."""
+    serve instead, correctly but with more server CPU per step (bench_remote.py prints both): this fails so that is not silent."""
     from harness.remote import inline
 
     assert inline.AVAILABLE, "grpc._cython.cygrpc lacks what harness.remote.inline needs: the planner server fell back to grpcio's public server"
@@ -452,3 +452,29 @@ def test_the_inline_server_drives_more_open_calls_than_it_keeps_threads(library)
         env.close()
     finally:
         server.stop(0)
+
+
+def test_a_stopped_inline_server_leaves_no_call_thread_behind(library):
+    """Threads still serving a call when the server stops end with it (they used to go back to
+    an idle list nobody would wake, one leaked thread per open call)."""
+    import threading
+
+    from harness.remote.stream import open_session
+
+    def planner_threads() -> int:
+        return sum(t.name == "drivetwin-planner-call" for t in threading.enumerate())
+
+    before = planner_threads()
+    served = harness_server.PolicyServicer("constant_velocity")
+    server, port = harness_server.make_server(served)
+    env = sim.DriveTwinEnv(library=library)
+    env.reset(seed=0, options={"scenario": library.ids()[0]})
+    facts = protocol.episode_facts(env.scenario_info())
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        calls = [open_session(channel) for _ in range(3)]
+        for i, call in enumerate(calls):
+            call.exchange(pb.SessionRequest(reset=protocol.scenario_init(facts, f"worker-{i}", 0)).SerializeToString())
+        assert planner_threads() >= before + 3
+        assert server.stop(0).wait(10)
+    env.close()
+    assert _wait_for(lambda: planner_threads() <= before)
