@@ -172,7 +172,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from harness.gate import gate
 
         verdict = gate(result.summary, config.gate, run_id=Path(result.run_dir).name, suite=config.name)
-        _print_gate(verdict, config.gate, 5)
+        _print_gate(verdict, 5)
         print("verdict: " + ("PASS" if verdict.passed else "FAIL") + f" (drivetwin gate {result.run_dir} --junit junit.xml)")
     return 1 if result.num_errors else 0
 
@@ -241,7 +241,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         print(f"drivetwin gate: {exc}", file=sys.stderr)
         return 2
     result = gate(summary, gate_config, baseline, run_id=run_dir.name, suite=suite)
-    _print_gate(result, gate_config, args.limit)
+    _print_gate(result, args.limit)
     if args.junit:
         path = write_junit(result, gate_config, args.junit, run_dir=run_dir)
         print(f"JUnit XML: {path}")
@@ -249,7 +249,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
-def _print_gate(result: Any, gate_config: Any, limit: int) -> None:
+def _print_gate(result: Any, limit: int) -> None:
     """Each gate check, then the variants that fail their own verdict and why (at most ``limit``)."""
     from evaluators.verdicts import rank
 

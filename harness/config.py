@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.executor import RayExecutor
 from scenarios.common import dataclass_from_mapping, plain
 
 
@@ -343,7 +344,7 @@ class RunConfig:
     include_original: bool = True
     max_variants_per_worker: int = 0
     max_worker_memory_mb: float = 0.0
-    startup_timeout_s: float = 600.0
+    startup_timeout_s: float = RayExecutor.STARTUP_TIMEOUT_S
 
     def __post_init__(self) -> None:
         from harness.executor import EXECUTORS

@@ -354,7 +354,11 @@ def init_ray(address: str = "", num_cpus: int | None = None, **options: Any) -> 
         ray.init(address=address, log_to_driver=False, configure_logging=False, **options)
         return
     notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
-    quiet = _DropMessage("Token authentication is enabled for this Ray cluster")  # Ray's default, said at every start
+    prefix = "Token authentication is enabled for this Ray cluster"  # Ray's default, said at every start
+
+    def quiet(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(prefix)
+
     notice.addFilter(quiet)
     try:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
@@ -363,17 +367,6 @@ def init_ray(address: str = "", num_cpus: int | None = None, **options: Any) -> 
     from harness.lifetime import watch
 
     _WATCHDOG[:] = [watch(ray_session())]
-
-
-class _DropMessage(logging.Filter):
-    """Drops the log records whose message starts with ``prefix``."""
-
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.prefix)
 
 
 def ray_session() -> str:

@@ -38,10 +38,9 @@ def variant_scores(summary: pd.DataFrame, column: str = SCORE) -> pd.Series:
     return pd.Series(scores.to_numpy(float), index=summary["variant_id"].to_numpy())
 
 
-def variant_failures(summary: pd.DataFrame, gate: GateConfig) -> pd.Series:
-    """Why each variant fails its own verdict, by id: a list of messages, empty when it passes."""
-    from evaluators.verdicts import verdict_failures
-
+def _failing(summary: pd.DataFrame, gate: GateConfig) -> np.ndarray:
+    """(N,) whether each variant fails its own verdict (``verdict_failures`` would name a reason),
+    from the cause flags alone: no message is built."""
     from evaluators.verdicts import VERDICT_CAUSES, cause_flags
 
     flags = cause_flags(summary)
@@ -49,17 +48,25 @@ def variant_failures(summary: pd.DataFrame, gate: GateConfig) -> pd.Series:
     if gate.score_floor is not None:  # as verdict_failures: the floor applies to a row that ran
         score = pd.to_numeric(summary[SCORE], errors="coerce").to_numpy(float) if SCORE in summary else np.full(len(summary), np.nan)
         failing |= ~flags["error"].to_numpy() & (score < gate.score_floor)
+    return failing
+
+
+def variant_failures(summary: pd.DataFrame, gate: GateConfig) -> pd.Series:
+    """Why each variant fails its own verdict, by id: its messages, empty (``()``) when it passes;
+    the messages are built only for the variants that fail."""
+    from evaluators.verdicts import verdict_failures
+
+    failing = np.flatnonzero(_failing(summary, gate))
     reasons = np.empty(len(summary), dtype=object)
-    reasons[:] = [()] * len(summary)  # a passing variant's: no reason (one shared empty tuple)
-    rows = summary.iloc[np.flatnonzero(failing)].to_dict("records")  # the messages only for those that fail
-    for i, row in zip(np.flatnonzero(failing), rows):
+    reasons[:] = [()] * len(summary)  # one shared empty tuple
+    for i, row in zip(failing, summary.iloc[failing].to_dict("records")):
         reasons[i] = verdict_failures(row, gate.score_floor)
     return pd.Series(reasons, index=summary["variant_id"].to_numpy(), dtype=object)
 
 
 def variant_passes(summary: pd.DataFrame, gate: GateConfig) -> pd.Series:
-    """Whether each variant passes its own verdict (see ``variant_failures``)."""
-    return variant_failures(summary, gate).map(lambda reasons: not reasons).astype(bool)
+    """Whether each variant passes its own verdict (see ``variant_failures``), by id."""
+    return pd.Series(~_failing(summary, gate), index=summary["variant_id"].to_numpy())
 
 
 def bootstrap_mean(values: np.ndarray, confidence: float, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:

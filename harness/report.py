@@ -441,18 +441,19 @@ def _changes_section(comparison: Any, summary: pd.DataFrame, limit: int = 10) ->
     return "".join(parts)
 
 
-def _failing_section(summary: pd.DataFrame, run_dir: Path, gate_config: Any) -> str:
-    """Every variant with a cause, worst first: its causes, what set its score, why it was judged
-    against the log, and its replay command (the anchors the cause table links to)."""
-    from evaluators.verdicts import causes, rank, score_drivers, verdict_failures
+def _failing_section(variants: pd.DataFrame, run_dir: Path) -> str:
+    """Every variant with a cause, worst first: its causes, why it fails its verdict (the gate's
+    ``reasons``), what set its score, why it was judged against the log, and its replay command
+    (the anchors the cause table links to)."""
+    from evaluators.verdicts import causes, rank, score_drivers
 
     rows = []
-    for row in rank(summary).to_dict("records"):
+    for row in rank(variants).to_dict("records"):
         found = causes(row)
         if not found:
             continue
         vid = str(row["variant_id"])
-        own = verdict_failures(row, gate_config.score_floor)
+        own = row["reasons"]
         rows.append(
             f'<tr id="{_anchor(vid)}"><td><code>{_e(vid)}</code></td><td class="cause">{_e(", ".join(found))}</td>'
             f'<td class="num">{_num(row.get("closed_loop_score"))}</td><td>{_e("; ".join(own) or "–")}</td>'
@@ -611,7 +612,7 @@ def build_report(
         ("Summary", _summary_section(summary)),
         ("Score distributions", _histogram_section(summary)),
         ("Errors", _errors_section(summary, run_dir)),
-        ("Every failing variant", _failing_section(summary, run_dir, gate_config)),
+        ("Every failing variant", _failing_section(verdict.variants, run_dir)),
         ("Run", _identity_section(manifest, summary, run_dir)),
     ]  # fmt: skip
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

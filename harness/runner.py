@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.parquet as pq
 
-from harness.config import ConfigError, PolicyConfig, SuiteConfig
+from harness.config import ConfigError, PolicyConfig, RunConfig, SuiteConfig
 from harness.executor import ClusterUnreachable, Executor, WorkerStartupError, make_executor, prepend_paths
 from harness.rundir import MANIFEST, RESULT_FILES, IdSet, RunDirectory, RunError, TaskLog
 from harness.search import adaptive_rounds
@@ -564,8 +564,8 @@ def run_suite(
         timeout_s=run_cfg.timeout_s,
         retries=run_cfg.retries,
         paths=paths,
-        startup_timeout_s=run_cfg.startup_timeout_s,
         **{k: v for k in ("max_variants_per_worker", "max_worker_memory_mb") if (v := getattr(run_cfg, k))},
+        **({"startup_timeout_s": run_cfg.startup_timeout_s} if run_cfg.startup_timeout_s != RunConfig().startup_timeout_s else {}),
     )
     factory = _worker_factory(config, run_dir)
     shipper = ScenarioShipper(exe)

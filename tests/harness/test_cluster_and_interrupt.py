@@ -16,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-IDS = [f"commonroad-USA_US101-4_1_T-1.ego-{i}" for i in (381, 383, 384, 387, 388, 389)]
 
 
 def test_interrupt_leaves_a_valid_partial_dataset_and_resume_finishes_it(tmp_path):
