@@ -76,8 +76,8 @@ RULES: dict[str, tuple[str, str, float | str]] = {
     "uncomfortable": ("comfortable", "==", 0.0),
 }
 _COMPARE = {">": operator.gt, "<": operator.lt, "==": operator.eq}
-#: The causes that order ``severity_key`` before the score.
-_SEVERE = ("error", "at_fault_collision", "collision", "off_road", "red_light")
+#: The causes that order ``severity_key`` before the score, most severe first.
+SEVERE_CAUSES = ("error", "at_fault_collision", "collision", "off_road", "red_light")
 
 
 def _is_error(status: Any) -> bool:
@@ -124,7 +124,7 @@ def severity_key(row: Mapping[str, Any]) -> tuple:
     then the closed-loop score (lowest first)."""
     found = set(causes(row))
     score = _num(row, "closed_loop_score")
-    return (*(cause not in found for cause in _SEVERE), 0.0 if math.isnan(score) else score, str(row.get("variant_id", "")))
+    return (*(cause not in found for cause in SEVERE_CAUSES), 0.0 if math.isnan(score) else score, str(row.get("variant_id", "")))
 
 
 def severity_order(summary: pd.DataFrame, flags: pd.DataFrame | None = None) -> np.ndarray:
@@ -133,7 +133,7 @@ def severity_order(summary: pd.DataFrame, flags: pd.DataFrame | None = None) -> 
     flags = cause_flags(summary) if flags is None else flags
     score = np.nan_to_num(_column(summary, "closed_loop_score"), nan=0.0)
     ids = summary["variant_id"].astype(str).to_numpy() if "variant_id" in summary else np.full(len(summary), "")
-    keys = [ids, score, *(~flags[cause].to_numpy() for cause in reversed(_SEVERE))]  # lexsort: last key first
+    keys = [ids, score, *(~flags[cause].to_numpy() for cause in reversed(SEVERE_CAUSES))]  # lexsort: last key first
     return np.lexsort(keys) if len(summary) else np.zeros(0, dtype=np.intp)
 
 
@@ -210,4 +210,4 @@ def failures_by_cause(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["cause", "meaning", "count", "variants"])
 
 
-__all__ = ["CAUSES", "RULES", "VERDICT_CAUSES", "cause_flags", "causes", "failures_by_cause", "rank", "score_drivers", "severity_key", "severity_order", "verdict_failures"]
+__all__ = ["CAUSES", "RULES", "SEVERE_CAUSES", "VERDICT_CAUSES", "cause_flags", "causes", "failures_by_cause", "rank", "score_drivers", "severity_key", "severity_order", "verdict_failures"]

@@ -136,12 +136,13 @@ def severity_class(row: Mapping[str, Any]) -> int:
     place by the flags of ``severity_key`` (error, at-fault collision, collision, off-road, red
     light), a more severe flag always outranking every less severe one. Collisions that were
     all unavoidable (``unavoidable_only``) do not count."""
-    from evaluators.verdicts import severity_key
+    from evaluators.verdicts import SEVERE_CAUSES, severity_key
 
-    flags = list(severity_key(row)[:5])  # True where the cause is absent
+    n = len(SEVERE_CAUSES)
+    flags = list(severity_key(row)[:n])  # True where the cause is absent
     if unavoidable_only(row):
-        flags[2] = True
-    return sum(int(bool(absent)) << (4 - i) for i, absent in enumerate(flags))
+        flags[SEVERE_CAUSES.index("collision")] = True
+    return sum(int(bool(absent)) << (n - 1 - i) for i, absent in enumerate(flags))
 
 
 def search_score(row: Mapping[str, Any] | None, objective: Objective, repeat: bool = False) -> float:
@@ -174,7 +175,6 @@ class _Arm:
     scenario: Any
     sampler: Any
     proposed: int = 0
-    new_modes: int = 0
     recent_proposed: float = 0.0  # proposals, each earlier round's worth ``DECAY`` of the next's
     recent_new: float = 0.0  # ... and new failure modes among them
     barren: int = 0  # rounds in a row with every proposal rejected
@@ -280,7 +280,7 @@ def adaptive_rounds(
         name, plan = _sweep(config, i)
         objective = mutation.parsed_objective()
         arms.extend(_Arm(i, name, plan, objective, root, loaded[(root, sid)], plan.make_sampler()) for root, sid in scenarios)
-    budget = sum(m.rounds * m.variants_per_round(config.source) for _, m in sweeps) * len(scenarios)
+    budget = sum(config.mutations[a.sweep].rounds * a.plan.variants for a in arms)  # rounds x variants per scenario and sweep
     rounds = max(m.rounds for _, m in sweeps)
     modes = ModeIndex()
     found: Counter[str] = Counter()  # new failure modes by scenario, any sweep
@@ -320,7 +320,6 @@ def adaptive_rounds(
                 points.append(point)
                 scores.append(search_score(row, arm.objective, repeat=new is False))
                 failed.append(new is not None)
-                arm.new_modes += int(bool(new))
                 arm.recent_new += int(bool(new))
                 found[arm.scenario_id] += int(bool(new))
             simulated = sum(1 for _, task in entries if rows.get(task.variant_id) is not None)

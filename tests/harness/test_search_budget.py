@@ -27,7 +27,7 @@ def arm(scenario_id: str, proposed: int, new_modes: int, variants: int = 8, done
     class Scenario:
         id = scenario_id
 
-    return _Arm(0, "sweep", plan, None, "", Scenario(), None, proposed=proposed, new_modes=new_modes,  # type: ignore[arg-type]
+    return _Arm(0, "sweep", plan, None, "", Scenario(), None, proposed=proposed,  # type: ignore[arg-type]
                 recent_proposed=proposed, recent_new=new_modes, done=done)  # fmt: skip
 
 

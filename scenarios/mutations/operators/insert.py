@@ -372,6 +372,8 @@ def insert_pedestrian(
     crossings = []
     if where in ("auto", "crosswalk"):
         for cw in scenario.road_map.crosswalks:
+            if len(cw.points) < 3:  # no area to cross (the model does not require 3 points)
+                continue
             inside = shapely.contains_xy(shapely.Polygon(cw.points[:, :2]), ex, ey) & late
             if inside.any():  # where the crosswalk's centre projects on the ego's first passage through it
                 enter = int(np.argmax(inside))
