@@ -318,21 +318,34 @@ class ReportWriter:
         self.add_rows(error_summary(variant_id, scenario_id, ego_id, message, **identity))
 
     def flush(self) -> list[Path]:
-        """Write what is buffered, one part file per table; returns the new parts."""
+        """Write what is buffered, one part file per table; returns the new parts.
+
+        Safe against an interrupt (Ctrl-C, a signal) at any point: each part name is used once, a
+        table's rows leave the buffer only once its part is in place, and the summary part, which
+        is what ``--resume`` counts as finished, is written after the metrics and series parts.
+        A flush that an interrupt cut short writes what is left at the next flush (or close).
+        """
         if not self._pending:
             return []
         if self.on_flush is not None:
             self.on_flush()
         name = f"part-{_SAFE.sub('_', self.run_id)}-{self.writer_id}-{self._seq:06d}"
+        self._seq += 1
         new = []
-        for table in TABLES:
-            path = write_part(self.directory, table, self._buffers[table], part_name=name)
+        for table in (METRICS, SERIES, SUMMARY):
+            rows, self._buffers[table] = self._buffers[table], []
+            if not rows:
+                continue
+            try:
+                path = write_part(self.directory, table, rows, part_name=name)
+            except BaseException:
+                if not (self.directory / table / f"{name}.parquet").exists():
+                    self._buffers[table] = rows + self._buffers[table]  # not written: the next flush takes them
+                raise
             if path is not None:
                 new.append(path)
-            self._buffers[table] = []
-        self._seq += 1
+                self.parts.append(path)
         self._pending = 0
-        self.parts.extend(new)
         return new
 
     def close(self) -> None:

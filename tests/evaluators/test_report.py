@@ -150,6 +150,36 @@ def test_a_run_that_stops_midway_keeps_its_flushed_rows(tmp_path):
     assert pd.read_parquet(tmp_path / rp.SUMMARY).shape[0] == 4
 
 
+@pytest.mark.parametrize("table", [rp.METRICS, rp.SUMMARY])
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_an_interrupt_inside_a_flush_loses_no_row_and_writes_none_twice(tmp_path, monkeypatch, table, when):
+    """Ctrl-C lands inside a flush, before or after one table's part is renamed into place: the
+    interrupt propagates (not an "already exists" error from the flush at close), and each row
+    ends up on disk exactly once."""
+    evs = evaluations(3)
+    real = rp.write_part
+    armed = {"on": True}
+
+    def interrupted(directory, name, rows, *, part_name):
+        if name == table and armed["on"] and rows[0][rp.VARIANT_ID] == "v001":
+            armed["on"] = False
+            if when == "after":
+                real(directory, name, rows, part_name=part_name)
+            raise KeyboardInterrupt
+        return real(directory, name, rows, part_name=part_name)
+
+    monkeypatch.setattr(rp, "write_part", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with rp.ReportWriter(tmp_path, "run-1", writer_id="w") as writer:
+            for ev in evs:
+                writer.add(ev)
+    summary = rp.read_summary(tmp_path)
+    assert sorted(summary[rp.VARIANT_ID]) == ["v000", "v001"]  # v002 was never added
+    metrics = rp.read_table(tmp_path, rp.METRICS).to_pandas()
+    expected = sum(len(ev.metrics) for ev in evs[:2])
+    assert len(metrics) == expected and not metrics.duplicated(["variant_id", "metric"]).any()
+
+
 def test_empty_report_reads_as_an_empty_table(tmp_path):
     assert rp.read_summary(tmp_path).empty
     assert list(rp.read_summary(tmp_path).columns) == rp.SUMMARY_SCHEMA.names
