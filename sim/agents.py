@@ -60,6 +60,7 @@ import shapely
 from scenarios.common import wrap_angle
 from scenarios.geometry import boxes_overlap
 from scenarios.model import AgentType, FeatureKind, Scenario, SignalState
+from sim import agent_kernels
 from sim.control import IDMParams, corridor_leaders, idm_acceleration, project_to_paths
 
 if TYPE_CHECKING:
@@ -241,7 +242,14 @@ class PathBank:
 
 
 class ReactiveAgents:
-    """IDM along logged paths for the rows in ``rows`` (see the module docstring)."""
+    """IDM along logged paths for the rows in ``rows`` (see the module docstring).
+
+    ``compiled``: run the step's hot parts with the numba kernels of ``sim.agent_kernels`` (the
+    default where numba is installed) or with the numpy code here (the reference; the same results
+    bit for bit).
+    """
+
+    compiled: bool = agent_kernels.AVAILABLE
 
     def __init__(self, log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, dt_s: float,
                  types: np.ndarray | None = None, ego_row: int = -1) -> None:
@@ -253,7 +261,7 @@ class ReactiveAgents:
         Without ``rules`` (set by ``from_plan``, or assign a ``TrafficRules``) no signal, stop
         sign or conflict applies.
         """
-        self.rows = np.asarray(rows, np.int64)
+        self.rows = np.array(rows, np.int64)  # a copy: the kernels take writable contiguous arrays
         self.dt = dt_s
         self.length, self.width = length, width
         self.log = log
@@ -330,6 +338,9 @@ class ReactiveAgents:
         self._p0 = np.ascontiguousarray(np.stack([x0, y0, yaw0, travel0]).transpose(2, 0, 1))  # (S, 4, R)
         # a replaying agent moves (its law's a_track is a_log) when its log does
         self._moves_log = np.ascontiguousarray(((self.v_log > 0) | (self.a_log > 0)).T)  # (S, R)
+        # the log's acceleration, arc length and speed per step, (S, 3, R), for the kernels
+        self._sizes_c = np.array(self.length, np.float64), np.array(self.width, np.float64)  # (N,) each, contiguous
+        self._law_log = np.ascontiguousarray(np.stack([self.a_log, self.s_log, self.v_log]).transpose(2, 0, 1))
         # the log's own state of the reactive rows, (S, 5, R), and whether it has one
         self._log_state = np.ascontiguousarray(
             np.stack([log.x[rows], log.y[rows], log.yaw[rows], log.vx[rows], log.vy[rows]]).transpose(2, 0, 1))
@@ -505,6 +516,8 @@ class ReactiveAgents:
         rule). Of the replaying agents only those with a body off its log, or a logged overlap
         partner, within the search's reach are searched (the others have none: see ``_find_leaders``).
         """
+        if self.compiled:
+            return self._held_back_compiled(k, bodies)
         r = len(self.rows)
         alive, replaying = self.alive, self.replaying
         moving = self._moves_log[k] & alive
@@ -572,6 +585,20 @@ class ReactiveAgents:
             self._crossing_rule(act, g, d, lead)
         gap[act], dv[act] = g, d
         has[act] = np.isfinite(g)
+        return has, gap, dv
+
+    def _held_back_compiled(self, k: int, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``_held_back`` in one kernel (``sim.agent_kernels.held_back``)."""
+        p0, law = self._p0[k], self._law_log[k]
+        bank = self.bank
+        diag = float(np.hypot(bodies["length"], bodies["width"]).max())  # numpy's hypot, as ``_find_leaders``
+        has, gap, dv, self._moving = agent_kernels.held_back(
+            self.alive, self.replaying, self._moves_log[k], law[0], law[1], law[2], self.s, self.v, KP, KD, p0[0], p0[1],
+            bodies["x"], bodies["y"], bodies["yaw"], bodies["vx"], bodies["vy"], bodies["length"], bodies["width"],
+            bodies["row"], self._body_off, self._body_at, self._close_a, self._close_b, (LOOKAHEAD_M + 5.0 + 1.0) ** 2,
+            bank._table, bank._key, bank.OFFSET, self._offsets, self.rows, *self._sizes_c, self._agent_off,
+            self._has_close, self._walker, self._close, self._keys, self.ego_row, self._local, LOOKAHEAD_STEP_M,
+            CORRIDOR_MARGIN_M, (LOOKAHEAD_M + 5.0) ** 2, diag)
         return has, gap, dv
 
     def _mark_off_log(self, k: int, bodies: dict[str, np.ndarray]) -> None:

@@ -1,0 +1,282 @@
+"""Compiled kernels of the reactive agents' step (numba), each equal bit for bit to the numpy code
+in ``sim.agents`` that it replaces (the reference, kept there and used without numba).
+
+Why compiled: on ~10 interacting agents among ~50 bodies the numpy version is a few hundred small
+array operations per step, whose per-call overhead (not the arithmetic) is most of the reactive
+env's step time. The kernels do the same operations, in the same order, in loops.
+
+Exactness: only IEEE-754 arithmetic (+, -, *, /, sqrt, comparisons, no fused multiply-add: numba
+does not contract without ``fastmath``) and libm's ``cos``/``sin``, which numpy's float64 loops
+call too. Whatever numpy computes with its SIMD loops (``hypot``, ``arctan2``, powers) is computed
+by numpy before a kernel is called. ``tests/sim/test_agents_pinned.py`` and
+``tests/sim/test_agent_kernels.py`` hold the two paths equal.
+
+``AVAILABLE`` says whether numba imported; compiled code is cached on disk (``cache=True``) so
+that a process after the first loads it instead of compiling it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba is a dependency; the reference path covers its absence
+    numba = None
+
+AVAILABLE = numba is not None
+
+
+def _jit(fn):  # type: ignore[no-untyped-def]
+    return numba.njit(cache=True, nogil=True)(fn) if AVAILABLE else fn
+
+
+@_jit
+def _right(key: np.ndarray, g: float) -> int:
+    """``np.searchsorted(key, g, side="right")`` for a sorted float64 ``key`` (NaN past the end)."""
+    n = key.shape[0]
+    if g != g:
+        return n
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if key[mid] <= g:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@_jit
+def _contains(sorted_keys: np.ndarray, key: int) -> bool:
+    """Whether ``key`` is in the sorted int64 array ``sorted_keys``."""
+    lo, hi = 0, sorted_keys.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if sorted_keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < sorted_keys.shape[0] and sorted_keys[lo] == key
+
+
+@_jit
+def path_samples(table: np.ndarray, key: np.ndarray, offset: float, agents: np.ndarray, s: np.ndarray,
+                 offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``PathBank.at`` of paths ``agents`` at ``s[agent] + offsets`` (the agent's position and the
+    lookahead samples): (len(agents), M) x, y [m] and direction of travel [rad]."""
+    n, m = agents.shape[0], offsets.shape[0]
+    x = np.empty((n, m))
+    y = np.empty((n, m))
+    travel = np.empty((n, m))
+    for i in range(n):
+        a = agents[i]
+        base = a * offset
+        for q in range(m):
+            g = (s[a] + offsets[q]) + base
+            t = table[_right(key, g) - 1]
+            w = (g - t[0]) / t[1]
+            x[i, q] = t[2] + w * t[4]
+            y[i, q] = t[3] + w * t[5]
+            travel[i, q] = t[8]
+    return x, y, travel
+
+
+@_jit
+def _find_leaders(idx: np.ndarray, at: np.ndarray, sx: np.ndarray, sy: np.ndarray, shead: np.ndarray,
+                  bx: np.ndarray, by: np.ndarray, byaw: np.ndarray, bvx: np.ndarray, bvy: np.ndarray,
+                  blen: np.ndarray, bwid: np.ndarray, brow: np.ndarray, body_off: np.ndarray,
+                  rows: np.ndarray, length: np.ndarray, width: np.ndarray, v: np.ndarray,
+                  agent_off: np.ndarray, has_close: np.ndarray, walker: np.ndarray, close: np.ndarray, keys: int,
+                  ego_row: int, offsets: np.ndarray, step_m: float, margin: float, near2: float,
+                  diag_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``ReactiveAgents._find_leaders`` of agents ``idx`` whose samples are rows ``at`` of (sx, sy, shead)."""
+    n = idx.shape[0]
+    gap = np.full(n, np.inf)
+    dv = np.zeros(n)
+    lead = np.full(n, -1, np.int64)
+    m_seg = sx.shape[1] - 1
+    nb = bx.shape[0]
+    for i in range(n):
+        a = idx[i]
+        p = at[i]
+        row = rows[a]
+        own_l, own_w = length[row], width[row]
+        lo_x = hi_x = sx[p, 1]
+        lo_y = hi_y = sy[p, 1]
+        for q in range(2, m_seg + 1):
+            lo_x, hi_x = min(lo_x, sx[p, q]), max(hi_x, sx[p, q])
+            lo_y, hi_y = min(lo_y, sy[p, q]), max(hi_y, sy[p, q])
+        reach = 0.5 * diag_max + 0.5 * own_w + margin
+        cx, cy = 0.5 * (lo_x + hi_x), 0.5 * (lo_y + hi_y)
+        hx, hy = 0.5 * (hi_x - lo_x) + reach, 0.5 * (hi_y - lo_y) + reach
+        any_body = agent_off[a] or has_close[a]
+        travel = shead[p, 0]
+        ct, st = math.cos(travel), math.sin(travel)
+        x0, y0 = sx[p, 0], sy[p, 0]
+        best = -1
+        best_g = np.inf
+        best_head = 0.0
+        for b in range(nb):
+            if not (abs(bx[b] - cx) < hx and abs(by[b] - cy) < hy and (any_body or body_off[b])):
+                continue
+            dx, dy = bx[b] - x0, by[b] - y0
+            lon = dx * ct + dy * st
+            if not (lon > 0 and dx * dx + dy * dy < near2 and brow[b] != row):
+                continue
+            if walker[a]:
+                meet = body_off[b] or brow[b] == ego_row
+            else:
+                meet = agent_off[a] or body_off[b]
+                if not meet and close.shape[0]:
+                    meet = _contains(close, row * keys + brow[b])
+            if not meet:
+                continue
+            # the corridor: distance to the nearest segment of the agent's lookahead (``project_to_paths``)
+            d2_best = np.inf
+            m_best = 0
+            t_best = 0.0
+            for m in range(m_seg):
+                ax, ay = sx[p, m], sy[p, m]
+                sdx, sdy = sx[p, m + 1] - ax, sy[p, m + 1] - ay
+                len2 = sdx * sdx + sdy * sdy
+                if not len2 >= 1e-12:
+                    len2 = 1e-12
+                px, py = bx[b] - ax, by[b] - ay
+                t = (px * sdx + py * sdy) / len2
+                t = 1.0 if t > 1.0 else (0.0 if t < 0.0 else t)
+                ex, ey = px - t * sdx, py - t * sdy
+                d2 = ex * ex + ey * ey
+                if d2 < d2_best or m == 0:
+                    d2_best, m_best, t_best = d2, m, t
+            lateral = math.sqrt(d2_best)
+            ahead = offsets[m_best] + t_best * step_m
+            head = shead[p, m_best]
+            theta = byaw[b] - head
+            cth, sth = abs(math.cos(theta)), abs(math.sin(theta))
+            lj, wj = blen[b], bwid[b]
+            half_lat = 0.5 * (lj * sth + wj * cth)
+            half_lon = 0.5 * (lj * cth + wj * sth)
+            if ahead > 0 and lateral < half_lat + 0.5 * own_w + margin:
+                g = ahead - half_lon - 0.5 * own_l
+                if best < 0 or g < best_g or (best_g != best_g and g == g):
+                    best, best_g, best_head = b, g, head
+        if best >= 0:
+            vj = bvx[best] * math.cos(best_head) + bvy[best] * math.sin(best_head)
+            gap[i] = best_g
+            dv[i] = v[a] - vj
+            lead[i] = brow[best]
+    return gap, dv, lead
+
+
+@_jit
+def _crossing_rule(idx: np.ndarray, gap: np.ndarray, dv: np.ndarray, lead: np.ndarray, rows: np.ndarray,
+                   local: np.ndarray, num_agents: int) -> None:
+    """``ReactiveAgents._crossing_rule`` (in place)."""
+    n = idx.shape[0]
+    pos = np.full(num_agents, -1, np.int64)
+    for i in range(n):
+        pos[idx[i]] = i
+    for i in range(n):
+        if lead[i] < 0:
+            continue
+        loc = local[lead[i]]
+        j = pos[loc] if loc >= 0 else -1
+        if j > i and lead[j] == rows[idx[i]]:
+            go = i if gap[i] > gap[j] else j  # (equal gaps: the later one, j > i)
+            gap[go] = np.inf
+            dv[go] = 0.0
+
+
+@_jit
+def held_back(alive: np.ndarray, replaying: np.ndarray, moves_log: np.ndarray, a_log: np.ndarray, s_log: np.ndarray,
+              v_log: np.ndarray, s: np.ndarray, v: np.ndarray, kp: float, kd: float, p0x: np.ndarray, p0y: np.ndarray,
+              bx: np.ndarray, by: np.ndarray, byaw: np.ndarray, bvx: np.ndarray, bvy: np.ndarray, blen: np.ndarray,
+              bwid: np.ndarray, brow: np.ndarray, body_off: np.ndarray, body_at: np.ndarray, close_a: np.ndarray,
+              close_b: np.ndarray, reach2: float, table: np.ndarray, key: np.ndarray, path_offset: float,
+              offsets: np.ndarray, rows: np.ndarray, length: np.ndarray, width: np.ndarray, agent_off: np.ndarray,
+              has_close: np.ndarray, walker: np.ndarray, close: np.ndarray, keys: int, ego_row: int, local: np.ndarray,
+              step_m: float, margin: float, near2: float, diag_max: float
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``ReactiveAgents._held_back`` at one step (the step's columns of the per-step tables given):
+    (has a leader, gap [m], closing speed [m/s], moving), each (R,)."""
+    r = alive.shape[0]
+    moving = moves_log & alive
+    searched = alive & ~replaying
+    for a in range(r):
+        if searched[a]:
+            a_track = a_log[a] + kp * (s_log[a] - s[a]) + kd * (v_log[a] - v[a])
+            moving[a] = v[a] > 0 or a_track > 0
+    gap = np.full(r, np.inf)
+    dv = np.zeros(r)
+    has = np.zeros(r, np.bool_)
+    nb = bx.shape[0]
+    for c in range(r):
+        if not (alive[c] and replaying[c]):
+            continue
+        for b in range(nb):
+            if body_off[b]:
+                dx, dy = bx[b] - p0x[c], by[b] - p0y[c]
+                if dx * dx + dy * dy < reach2:
+                    searched[c] = True
+                    break
+    for q in range(close_a.shape[0]):
+        a = close_a[q]
+        b = body_at[close_b[q]]
+        if b >= 0 and alive[a] and replaying[a]:
+            dx, dy = bx[b] - p0x[a], by[b] - p0y[a]
+            if dx * dx + dy * dy < reach2:
+                searched[a] = True
+    u = searched.nonzero()[0]
+    if not u.size:
+        return has, gap, dv, moving
+    sx, sy, shead = path_samples(table, key, path_offset, u, s, offsets)
+    pos_u = np.full(r, -1, np.int64)
+    for i in range(u.shape[0]):
+        pos_u[u[i]] = i
+    act = u[moving[u]]
+    if not act.size:
+        return has, gap, dv, moving
+    g, d, lead = _find_leaders(act, pos_u[act], sx, sy, shead, bx, by, byaw, bvx, bvy, blen, bwid, brow, body_off,
+                               rows, length, width, v, agent_off, has_close, walker, close, keys, ego_row, offsets,
+                               step_m, margin, near2, diag_max)
+    # a standing leader can lead its follower back only when the follower is ahead of it
+    is_led = np.zeros(r, np.bool_)
+    n_led = 0
+    for i in range(act.shape[0]):
+        if lead[i] < 0:
+            continue
+        j = local[lead[i]]
+        if j < 0 or not (alive[j] and not moving[j]) or not searched[j]:
+            continue
+        fu, at = pos_u[act[i]], pos_u[j]
+        lon = (sx[fu, 0] - sx[at, 0]) * math.cos(shead[at, 0]) + (sy[fu, 0] - sy[at, 0]) * math.sin(shead[at, 0])
+        if lon > 0 and not is_led[j]:
+            is_led[j] = True
+            n_led += 1
+    if n_led:
+        led = is_led.nonzero()[0]
+        g2, d2, l2 = _find_leaders(led, pos_u[led], sx, sy, shead, bx, by, byaw, bvx, bvy, blen, bwid, brow, body_off,
+                                   rows, length, width, v, agent_off, has_close, walker, close, keys, ego_row, offsets,
+                                   step_m, margin, near2, diag_max)
+        both = np.concatenate((act, led))
+        order = np.argsort(both, kind="mergesort")
+        g_all = np.concatenate((g, g2))[order]
+        d_all = np.concatenate((d, d2))[order]
+        l_all = np.concatenate((lead, l2))[order]
+        _crossing_rule(both[order], g_all, d_all, l_all, rows, local, r)
+        back = np.empty_like(order)
+        back[order] = np.arange(order.shape[0])
+        n = act.shape[0]
+        for i in range(n):
+            g[i] = g_all[back[i]]
+            d[i] = d_all[back[i]]
+    else:
+        _crossing_rule(act, g, d, lead, rows, local, r)
+    for i in range(act.shape[0]):
+        gap[act[i]] = g[i]
+        dv[act[i]] = d[i]
+        has[act[i]] = math.isfinite(g[i])
+    return has, gap, dv, moving
