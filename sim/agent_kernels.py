@@ -280,3 +280,92 @@ def held_back(alive: np.ndarray, replaying: np.ndarray, moves_log: np.ndarray, a
         dv[act[i]] = d[i]
         has[act[i]] = math.isfinite(g[i])
     return has, gap, dv, moving
+
+
+@_jit
+def _np_min(a: float, b: float) -> float:
+    """``np.minimum`` of two floats (NaN wins)."""
+    return a if (a <= b or a != a) else b
+
+
+@_jit
+def conflicts(out: np.ndarray, y: np.ndarray, pair: np.ndarray, lo: np.ndarray, hi: np.ndarray, s: np.ndarray,
+              v: np.ndarray, alive: np.ndarray, off: np.ndarray, passive_s: np.ndarray, passive_v: np.ndarray,
+              passive_alive: np.ndarray, passive_off: np.ndarray, conflict_close: np.ndarray, sign: np.ndarray,
+              signal: np.ndarray, states: np.ndarray, k: int, red0: int, red1: int, yellow: int, horizon: float,
+              min_speed: float, stop_speed: float, buffer: float) -> None:
+    """``ReactiveAgents._conflicts`` with ``_right_of_way`` (``out`` and the yielders ``y`` in place).
+
+    Participants below ``len(s)`` are reactive agents, the others passive road users (their arrays)."""
+    r = s.shape[0]
+    c_num = pair.shape[1]
+    held_any = False
+    go = False
+    for c in range(c_num):
+        if y[c] >= 0:
+            held_any = True
+    sv = np.empty((2, c_num))
+    vr = np.empty((2, c_num))
+    al = np.empty((2, c_num), np.bool_)
+    of = np.empty((2, c_num), np.bool_)
+    for c in range(c_num):
+        for side in range(2):
+            p = pair[side, c]
+            if p < r:
+                sv[side, c], vr[side, c], al[side, c], of[side, c] = s[p], v[p], alive[p], off[p]
+            else:
+                q = p - r
+                sv[side, c], vr[side, c] = passive_s[q], passive_v[q]
+                al[side, c], of[side, c] = passive_alive[q], passive_off[q]
+    enter = lo - sv
+    vv = np.empty((2, c_num))
+    t_in = np.empty((2, c_num))
+    soon = np.empty(c_num, np.bool_)
+    both = np.empty(c_num, np.bool_)
+    for c in range(c_num):
+        for side in range(2):
+            vv[side, c] = vr[side, c] if (vr[side, c] >= min_speed or vr[side, c] != vr[side, c]) else min_speed
+            e = enter[side, c]
+            t_in[side, c] = (e if (e >= 0.0 or e != e) else 0.0) / vv[side, c]
+        soon[c] = _np_min(t_in[0, c], t_in[1, c]) < horizon
+        both[c] = al[0, c] and al[1, c]
+        if soon[c] and both[c]:
+            go = True
+    if not (go or held_any):
+        return
+    leave = hi - sv
+    t_out = leave / vv
+    n_states = states.shape[1]
+    for c in range(c_num):
+        active = both[c] and leave[0, c] > 0 and leave[1, c] > 0
+        # release
+        if y[c] >= 0:
+            yy = y[c]
+            first = 1 - yy
+            first_gone = leave[first, c] <= 0 or (vr[first, c] < stop_speed and enter[first, c] > 0)
+            if not active or first_gone or enter[yy, c] <= 0:
+                y[c] = -1
+        # decide
+        if y[c] < 0 and active and soon[c] and (of[0, c] or of[1, c] or conflict_close[c]):
+            later = 1 if (t_in[0, c] < t_in[1, c] or (t_in[0, c] == t_in[1, c] and pair[0, c] < pair[1, c])) else 0
+            rank0 = 0 if sign[0, c] else 1
+            rank1 = 0 if sign[1, c] else 1
+            if n_states and states.shape[0]:
+                kk = min(k, n_states - 1)
+                if signal[0, c] >= 0:
+                    st = states[signal[0, c], kk]
+                    if st == red0 or st == red1 or st == yellow:
+                        rank0 = 0
+                if signal[1, c] >= 0:
+                    st = states[signal[1, c], kk]
+                    if st == red0 or st == red1 or st == yellow:
+                        rank1 = 0
+            side = (1 if rank0 > rank1 else 0) if rank0 != rank1 else later
+            other = 1 - side
+            overlap = (t_in[side, c] < t_out[other, c] + buffer) and (t_in[other, c] < t_out[side, c] + buffer)
+            if pair[side, c] < r and enter[side, c] > 0 and overlap:
+                y[c] = side
+    for c in range(c_num):
+        if y[c] >= 0:
+            j = pair[y[c], c]
+            out[j] = _np_min(out[j], enter[y[c], c])

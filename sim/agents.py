@@ -364,6 +364,7 @@ class ReactiveAgents:
         self._still = np.zeros(r + 1, bool)  # per agent (and -1: none) of this step: alive and not moving
         self._inf = np.full(r, np.inf)  # copied, not rebuilt, where a step needs it
         self._no_body = np.full(len(self._local), -1, np.int64)
+        self._no_passive_f, self._no_passive_b = np.zeros(0), np.zeros(0, bool)
 
     @classmethod
     def from_plan(cls, plan: Plan) -> ReactiveAgents:
@@ -662,6 +663,18 @@ class ReactiveAgents:
         """
         pair, lo, hi = self._conflict_tables()
         y = self._yielder
+        if self.compiled:
+            rules = self.rules
+            if rules.passive_rows.size:
+                ps, pv, pa, po = self._passive_s, self._passive_v, self._passive_alive, self._passive_off
+            else:
+                ps = pv = self._no_passive_f
+                pa = po = self._no_passive_b
+            agent_kernels.conflicts(out, y, pair, lo, hi, self.s, self.v, self.alive, self._agent_off, ps, pv, pa, po,
+                                    self._conflict_close, rules.conflict_sign, rules.conflict_signal,
+                                    self._signal_states, k, _RED[0], _RED[1], _YELLOW, CONFLICT_HORIZON_S,
+                                    CONFLICT_MIN_SPEED, STOP_SIGN_SPEED, CONFLICT_BUFFER_S)
+            return
         if self.rules.passive_rows.size:
             s_all, v_all = np.concatenate([self.s, self._passive_s]), np.concatenate([self.v, self._passive_v])
             alive_all = np.concatenate([self.alive, self._passive_alive])
@@ -745,6 +758,7 @@ class ReactiveAgents:
             self._tables_of = rules
             key = rows[0] * self._keys + rows[1]
             self._conflict_close = np.isin(key, self._close)
+            self._signal_states = np.array(rules.signal_states, np.int64)  # contiguous, one type for the kernel
         return self._ctables
 
     def _find_leaders(self, idx: np.ndarray, sxy: np.ndarray, shead: np.ndarray, bxy: np.ndarray,

@@ -104,6 +104,44 @@ def test_compiled_reactive_rollouts_equal_the_reference_bit_for_bit(make_env, da
     assert first is None, f"the compiled rollout leaves the reference at step {first}"
 
 
+def named_scenes() -> dict:
+    """Hand-built scenes with each traffic rule (as in ``test_agents.py``): a red light, a crossing of
+    two reactive cars, a stop sign's right of way, the ego (off its log) crossing a reactive car's path."""
+    from scenarios.model import FeatureKind, Lane, MapFeature, RoadMap, Signals, SignalState
+    from scenarios.synthetic import AgentSpec, scene, straight_road
+
+    red = scene([AgentSpec("ego", x=-40.0, y=3.5), AgentSpec("car", x=0.0, speed=10.0)], num_steps=141, scenario_id="red_light")
+    states = np.full((1, 141), int(SignalState.GO), np.int8)
+    states[0, :80] = int(SignalState.STOP)
+    red = red.replace(signals=Signals(np.array(["lane0"]), states, np.array([[40.0, 0.0, 0.0]])))
+    crossing = scene([AgentSpec("ego", x=-45.0, y=3.5), AgentSpec("a", x=-30.0, speed=10.0),
+                      AgentSpec("b", x=20.0, y=-54.0, speed=10.0, yaw=np.pi / 2)], num_steps=101, scenario_id="crossing")
+    road = straight_road()
+    ys = np.linspace(-60.0, 60.0, 121)
+    cross = Lane("cross", np.column_stack([np.full_like(ys, 20.0), ys]), speed_limit=20.0)
+    sign = MapFeature("stop", FeatureKind.STOP_SIGN, [[21.5, -17.0, 0.0]], lane_ids=("cross",))
+    sign_road = RoadMap((*road.lanes, cross), (*road.features, sign))
+    right_of_way = scene([AgentSpec("ego", x=-40.0, y=3.5), AgentSpec("b", x=20.0, y=-16.0, speed=8.0, yaw=np.pi / 2),
+                          AgentSpec("c", x=-5.0, speed=10.0)], num_steps=81, road=sign_road, scenario_id="stop_sign_right_of_way")
+    to_ego = scene([AgentSpec("ego", x=-30.0, speed=10.0, accel=-3.0), AgentSpec("b", x=20.0, y=-54.0, speed=10.0, yaw=np.pi / 2)],
+                   num_steps=101, road=RoadMap((*road.lanes, cross), road.features), scenario_id="yield_to_ego")
+    return {"red_light": red, "crossing": crossing, "stop_sign_right_of_way": right_of_way, "yield_to_ego": to_ego}
+
+
+@pytest.mark.skipif(not agent_kernels.AVAILABLE, reason="numba is not installed: only the reference path exists")
+def test_compiled_rollouts_equal_the_reference_on_the_named_rule_scenes(make_env, reference) -> None:
+    """The ego keeps its speed (``constant_velocity``), so it leaves its log where the log brakes."""
+    for name, s in named_scenes().items():
+        digests = {}
+        for compiled in (False, True):
+            reference(compiled)
+            env = make_env(s, agents_mode="reactive", terminate_on_collision=False, terminate_on_goal=False)
+            digests[compiled] = env_digests(env, "constant_velocity", 200)
+        assert len(digests[True]) == len(digests[False]) > 60, name
+        assert digests[True] == digests[False], name
+        assert len(set(digests[True])) == len(digests[True]), name  # the scene moves: no two steps alike
+
+
 @pytest.mark.skipif(not agent_kernels.AVAILABLE, reason="numba is not installed: only the reference path exists")
 def test_compiled_multi_agent_rollout_equals_the_reference_bit_for_bit(data_dir, reference) -> None:
     pytest.importorskip("pettingzoo")
