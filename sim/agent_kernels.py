@@ -369,3 +369,105 @@ def conflicts(out: np.ndarray, y: np.ndarray, pair: np.ndarray, lo: np.ndarray, 
         if y[c] >= 0:
             j = pair[y[c], c]
             out[j] = _np_min(out[j], enter[y[c], c])
+
+
+@_jit
+def integrate(a: np.ndarray, bound: np.ndarray, s: np.ndarray, v: np.ndarray, dt: float, alive: np.ndarray,
+              replaying: np.ndarray, s_next: np.ndarray, v_next: np.ndarray, has_next: bool, snap_m: float,
+              snap_speed: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The end of ``ReactiveAgents.step``: (s, v, replaying) after one step of accelerations ``a``, (R,) each."""
+    r = s.shape[0]
+    s_out = np.empty(r)
+    v_out = np.empty(r)
+    rep = replaying.copy()
+    for i in range(r):
+        vn = v[i] + a[i] * dt
+        if not (vn >= 0.0 or vn != vn):
+            vn = 0.0
+        sn = s[i] + 0.5 * (v[i] + vn) * dt
+        if has_next:
+            back = not replaying[i] and abs(sn - s_next[i]) < snap_m and abs(vn - v_next[i]) < snap_speed
+            rep[i] = (replaying[i] or back) and not bound[i]
+            if rep[i]:
+                sn, vn = s_next[i], v_next[i]
+        s_out[i] = sn if alive[i] else s[i]
+        v_out[i] = vn if alive[i] else v[i]
+    return s_out, v_out, rep
+
+
+@_jit
+def _at(table: np.ndarray, key: np.ndarray, offset: float, a: int, s: float) -> tuple[float, float, float, float]:
+    """``PathBank.at`` of path ``a`` at arc length ``s``: x, y, yaw, travel."""
+    g = s + a * offset
+    t = table[_right(key, g) - 1]
+    w = (g - t[0]) / t[1]
+    c = 1.0 if w > 1.0 else (w if (w >= 0.0 or w != w) else 0.0)
+    c = c if (c <= 1.0 or c != c) else 1.0
+    return t[2] + w * t[4], t[3] + w * t[5], t[6] + c * t[7], t[8]
+
+
+@_jit
+def state(log_state: np.ndarray, log_valid: np.ndarray, p0: np.ndarray, alive: np.ndarray, replaying: np.ndarray,
+          s: np.ndarray, v: np.ndarray, table: np.ndarray, key: np.ndarray, offset: float, s_offset: float) -> np.ndarray:
+    """``ReactiveAgents.state``: (5, R) x, y, yaw, vx, vy, 0 where an agent does not exist."""
+    r = alive.shape[0]
+    out = np.empty((5, r))
+    for i in range(r):
+        if alive[i] and not (replaying[i] and log_valid[i]):
+            if replaying[i]:
+                x, y, yaw, travel = p0[0, i], p0[1, i], p0[2, i], p0[3, i]
+            else:
+                x, y, yaw, travel = _at(table, key, offset, i, s[i] + s_offset)
+            out[0, i], out[1, i], out[2, i] = x, y, yaw
+            out[3, i], out[4, i] = v[i] * math.cos(travel), v[i] * math.sin(travel)
+        else:
+            for q in range(5):
+                out[q, i] = log_state[q, i]
+        m = 1.0 if alive[i] else 0.0
+        for q in range(5):
+            out[q, i] = out[q, i] * m
+    return out
+
+
+@_jit
+def blocked(new: np.ndarray, moved: np.ndarray, log_state: np.ndarray, s: np.ndarray, table: np.ndarray, key: np.ndarray,
+            offset: float, s_offset: float, rows: np.ndarray, length: np.ndarray, width: np.ndarray, diag: np.ndarray,
+            close: np.ndarray, keys: int) -> np.ndarray:
+    """``ReactiveAgents._blocked`` past its selection of ``new`` and ``moved``: (len(new),) bool, whether
+    agent ``new[i]``'s logged box overlaps a moved agent's box (``scenarios.geometry.boxes_overlap``;
+    ``diag`` is numpy's ``hypot(length, width)`` per track row) other than by the log's own overlap."""
+    n, m = new.shape[0], moved.shape[0]
+    out = np.zeros(n, np.bool_)
+    mx, my, myaw = np.empty(m), np.empty(m), np.empty(m)
+    for j in range(m):
+        mx[j], my[j], myaw[j], _ = _at(table, key, offset, moved[j], s[moved[j]] + s_offset)
+    for i in range(n):
+        a = new[i]
+        ra = rows[a]
+        x1, y1, yaw1, l1, w1 = log_state[0, a], log_state[1, a], log_state[2, a], length[ra], width[ra]
+        for j in range(m):
+            rb = rows[moved[j]]
+            x2, y2, yaw2, l2, w2 = mx[j], my[j], myaw[j], length[rb], width[rb]
+            dx, dy = x2 - x1, y2 - y1
+            h = diag[ra] + diag[rb]
+            if not dx * dx + dy * dy <= 0.25 * (h * h):
+                continue
+            c1, s1, c2, s2 = math.cos(yaw1), math.sin(yaw1), math.cos(yaw2), math.sin(yaw2)
+            separated = False
+            for q in range(4):
+                if q == 0:
+                    ax, ay = c1, s1
+                elif q == 1:
+                    ax, ay = -s1, c1
+                elif q == 2:
+                    ax, ay = c2, s2
+                else:
+                    ax, ay = -s2, c2
+                r = abs(dx * ax + dy * ay)
+                r1 = 0.5 * l1 * abs(c1 * ax + s1 * ay) + 0.5 * w1 * abs(-s1 * ax + c1 * ay)
+                r2 = 0.5 * l2 * abs(c2 * ax + s2 * ay) + 0.5 * w2 * abs(-s2 * ax + c2 * ay)
+                separated = separated or r > r1 + r2
+            if not separated and not (close.shape[0] and _contains(close, ra * keys + rb)):
+                out[i] = True
+                break
+    return out

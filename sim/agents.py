@@ -340,6 +340,7 @@ class ReactiveAgents:
         self._moves_log = np.ascontiguousarray(((self.v_log > 0) | (self.a_log > 0)).T)  # (S, R)
         # the log's acceleration, arc length and speed per step, (S, 3, R), for the kernels
         self._sizes_c = np.array(self.length, np.float64), np.array(self.width, np.float64)  # (N,) each, contiguous
+        self._diag = np.hypot(*self._sizes_c)  # numpy's hypot, as ``boxes_overlap`` computes it
         self._law_log = np.ascontiguousarray(np.stack([self.a_log, self.s_log, self.v_log]).transpose(2, 0, 1))
         # the log's own state of the reactive rows, (S, 5, R), and whether it has one
         self._log_state = np.ascontiguousarray(
@@ -415,6 +416,11 @@ class ReactiveAgents:
         new = new[self._log_valid[min(k, len(self._log_valid) - 1)][new]] if len(self._log_valid) else new[:0]
         if not moved.size or not new.size:
             return np.zeros(0, np.int64)
+        if self.compiled:
+            hit = agent_kernels.blocked(new, moved, self._log_state[k], self.s, self.bank._table, self.bank._key,
+                                        self.bank.OFFSET, float(self._offsets[0]), self.rows, *self._sizes_c, self._diag,
+                                        self._close, self._keys)
+            return new[hit]
         xy, yaw, _ = self.bank.at(moved, self.s[moved] + self._offsets[0])
         log = self._log_state[k]
         rows_new, rows_moved = self.rows[new], self.rows[moved]
@@ -437,6 +443,9 @@ class ReactiveAgents:
         not exist: the log's own state where it replays it, else its place on its path."""
         k = self._k
         alive = self.alive
+        if self.compiled:
+            return agent_kernels.state(self._log_state[k], self._log_valid[k], self._p0[k], alive, self.replaying, self.s,
+                                       self.v, self.bank._table, self.bank._key, self.bank.OFFSET, float(self._offsets[0]))
         out = self._log_state[k]
         live = (alive & ~(self.replaying & self._log_valid[k])).nonzero()[0]
         if live.size:
@@ -494,6 +503,13 @@ class ReactiveAgents:
                     a_new[held] = np.minimum(a_new[held], a_stop)
                 a[idx] = np.minimum(np.maximum(a_new, -B_MAX), A_MAX)
                 bound[idx] = a_new < a_track
+        if self.compiled:
+            has_next = k + 1 < self.s_log.shape[1]
+            law = self._law_log[k + 1 if has_next else k]
+            self.s, self.v, self.replaying = agent_kernels.integrate(
+                a, bound, self.s, self.v, self.dt, alive, self.replaying, law[1], law[2], has_next, SNAP_M, SNAP_SPEED)
+            self._spawn(k + 1)
+            return
         v_new = np.maximum(self.v + a * self.dt, 0.0)
         s_new = self.s + 0.5 * (self.v + v_new) * self.dt
         if k + 1 < self.s_log.shape[1]:

