@@ -30,7 +30,7 @@ AVAILABLE = numba is not None
 
 
 def _jit(fn):  # type: ignore[no-untyped-def]
-    return numba.njit(cache=True, nogil=True)(fn) if AVAILABLE else fn
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn) if AVAILABLE else fn
 
 
 @_jit

@@ -24,8 +24,8 @@ import pytest
 from sim import agent_kernels
 from sim.agents import ReactiveAgents
 
-BUSIEST = "waymo_json/tfrecord-00000-of-01000_222.json"  # the bench's scene (81 agents)
-OTHER = "waymo_json/tfrecord-00000-of-01000_4.json"
+BUSIEST = "waymo_json/tfrecord-00000-of-01000_4.json"  # the bench's scene (81 agents)
+OTHER = "waymo_json/tfrecord-00000-of-01000_222.json"  # 25 agents
 
 
 def env_digests(env, policy: str | None, steps: int) -> list[str]:
