@@ -386,7 +386,12 @@ class ReactiveAgents:
         return (self.first <= k) & (k <= self.last)
 
     def reset(self, k: int) -> None:
+        """Start an episode at step ``k``: every agent as just built (none alive, at rest at arc length 0,
+        no stop sign served, nobody yielding), then those whose logs have begun appear on them."""
         self.alive[:] = False
+        self.s = np.zeros(len(self.rows))
+        self.v = np.zeros(len(self.rows))
+        self.replaying = np.zeros(len(self.rows), bool)
         self._served = np.zeros(len(self.rules.stop_agent), bool)
         self._yielder = np.full(len(self.rules.conflict_i), -1, np.int64)
         self._spawn(k)

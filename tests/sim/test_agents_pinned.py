@@ -162,3 +162,18 @@ def test_compiled_multi_agent_rollout_equals_the_reference_bit_for_bit(data_dir,
     assert len(digests[True]) == len(digests[False]) > 80
     first = next((k for k, (a, b) in enumerate(zip(digests[False], digests[True])) if a != b), None)
     assert first is None, f"the compiled rollout leaves the reference at step {first}"
+
+
+def test_physical_dynamics_builds_the_reactive_agents_once_per_plan(make_env) -> None:
+    """The wheeled pybullet ego rebuilds the engine's world at every reset; the reactive agents (and
+    their traffic rules) are built once per plan all the same, and the second episode on the same
+    env equals the first and a fresh env's, bit for bit."""
+    s = named_scenes()["crossing"]
+    cfg = {"agents_mode": "reactive", "dynamics": "bullet", "terminate_on_collision": False, "terminate_on_goal": False}
+    env = make_env(s, **cfg)
+    first = env_digests(env, "constant_velocity", 60)
+    agents = env._reactive
+    again = env_digests(env, "constant_velocity", 60)
+    assert env._reactive is agents and env._reactive.rules is agents.rules
+    fresh = env_digests(make_env(s, **cfg), "constant_velocity", 60)
+    assert len(first) == 60 and first == again == fresh
