@@ -430,12 +430,40 @@ def state(log_state: np.ndarray, log_valid: np.ndarray, p0: np.ndarray, alive: n
 
 
 @_jit
+def _boxes_overlap(x1: float, y1: float, yaw1: float, l1: float, w1: float, d1: float, x2: float, y2: float, yaw2: float,
+                   l2: float, w2: float, d2: float) -> bool:
+    """``scenarios.geometry.boxes_overlap`` of two boxes, ``d1``, ``d2`` numpy's ``hypot(l, w)`` of each."""
+    dx, dy = x2 - x1, y2 - y1
+    h = d1 + d2
+    if not dx * dx + dy * dy <= 0.25 * (h * h):
+        return False
+    c1, s1, c2, s2 = math.cos(yaw1), math.sin(yaw1), math.cos(yaw2), math.sin(yaw2)
+    separated = False
+    for q in range(4):
+        if q == 0:
+            ax, ay = c1, s1
+        elif q == 1:
+            ax, ay = -s1, c1
+        elif q == 2:
+            ax, ay = c2, s2
+        else:
+            ax, ay = -s2, c2
+        r = abs(dx * ax + dy * ay)
+        r1 = 0.5 * l1 * abs(c1 * ax + s1 * ay) + 0.5 * w1 * abs(-s1 * ax + c1 * ay)
+        r2 = 0.5 * l2 * abs(c2 * ax + s2 * ay) + 0.5 * w2 * abs(-s2 * ax + c2 * ay)
+        separated = separated or r > r1 + r2
+    return not separated
+
+
+@_jit
 def blocked(new: np.ndarray, moved: np.ndarray, log_state: np.ndarray, s: np.ndarray, table: np.ndarray, key: np.ndarray,
             offset: float, s_offset: float, rows: np.ndarray, length: np.ndarray, width: np.ndarray, diag: np.ndarray,
-            close: np.ndarray, keys: int) -> np.ndarray:
-    """``ReactiveAgents._blocked`` past its selection of ``new`` and ``moved``: (len(new),) bool, whether
-    agent ``new[i]``'s logged box overlaps a moved agent's box (``scenarios.geometry.boxes_overlap``;
-    ``diag`` is numpy's ``hypot(length, width)`` per track row) other than by the log's own overlap."""
+            close: np.ndarray, keys: int, ox: np.ndarray, oy: np.ndarray, oyaw: np.ndarray, olen: np.ndarray,
+            owid: np.ndarray, odiag: np.ndarray, orow: np.ndarray) -> np.ndarray:
+    """``ReactiveAgents._blocked`` past its selection of ``new``, ``moved`` and the other road users off
+    their logs (``ox`` ... ``orow``): (len(new),) bool, whether agent ``new[i]``'s logged box overlaps
+    one of theirs (``scenarios.geometry.boxes_overlap``; ``diag``, ``odiag`` are numpy's
+    ``hypot(length, width)``) other than by the log's own overlap."""
     n, m = new.shape[0], moved.shape[0]
     out = np.zeros(n, np.bool_)
     mx, my, myaw = np.empty(m), np.empty(m), np.empty(m)
@@ -445,29 +473,15 @@ def blocked(new: np.ndarray, moved: np.ndarray, log_state: np.ndarray, s: np.nda
         a = new[i]
         ra = rows[a]
         x1, y1, yaw1, l1, w1 = log_state[0, a], log_state[1, a], log_state[2, a], length[ra], width[ra]
-        for j in range(m):
-            rb = rows[moved[j]]
-            x2, y2, yaw2, l2, w2 = mx[j], my[j], myaw[j], length[rb], width[rb]
-            dx, dy = x2 - x1, y2 - y1
-            h = diag[ra] + diag[rb]
-            if not dx * dx + dy * dy <= 0.25 * (h * h):
-                continue
-            c1, s1, c2, s2 = math.cos(yaw1), math.sin(yaw1), math.cos(yaw2), math.sin(yaw2)
-            separated = False
-            for q in range(4):
-                if q == 0:
-                    ax, ay = c1, s1
-                elif q == 1:
-                    ax, ay = -s1, c1
-                elif q == 2:
-                    ax, ay = c2, s2
-                else:
-                    ax, ay = -s2, c2
-                r = abs(dx * ax + dy * ay)
-                r1 = 0.5 * l1 * abs(c1 * ax + s1 * ay) + 0.5 * w1 * abs(-s1 * ax + c1 * ay)
-                r2 = 0.5 * l2 * abs(c2 * ax + s2 * ay) + 0.5 * w2 * abs(-s2 * ax + c2 * ay)
-                separated = separated or r > r1 + r2
-            if not separated and not (close.shape[0] and _contains(close, ra * keys + rb)):
+        for j in range(m + ox.shape[0]):
+            if j < m:
+                rb = rows[moved[j]]
+                hit = _boxes_overlap(x1, y1, yaw1, l1, w1, diag[ra], mx[j], my[j], myaw[j], length[rb], width[rb], diag[rb])
+            else:
+                q = j - m
+                rb = orow[q]
+                hit = _boxes_overlap(x1, y1, yaw1, l1, w1, diag[ra], ox[q], oy[q], oyaw[q], olen[q], owid[q], odiag[q])
+            if hit and not (close.shape[0] and _contains(close, ra * keys + rb)):
                 out[i] = True
                 break
     return out

@@ -396,14 +396,15 @@ class ReactiveAgents:
         self._yielder = np.full(len(self.rules.conflict_i), -1, np.int64)
         self._spawn(k)
 
-    def _spawn(self, k: int) -> None:
+    def _spawn(self, k: int, bodies: dict[str, np.ndarray] | None = None) -> None:
         """Bring the agents whose log starts at step ``k`` in on their logs; one whose logged box
-        would overlap an agent off its log there (pushed where the log has nobody) waits until it
-        would not (the log's own overlaps it keeps)."""
+        would overlap a road user off its log there (a reactive agent pushed where the log has
+        nobody, or the ego and driven agents among ``bodies``, the road users at step ``k - 1``)
+        waits until it would not (the log's own overlaps it keeps)."""
         present = self.present(k)
         new = present & ~self.alive
         if new.any():
-            blocked = self._blocked(k, new.nonzero()[0])
+            blocked = self._blocked(k, new.nonzero()[0], bodies)
             if blocked.size:
                 new[blocked] = False
                 present = present.copy()
@@ -414,27 +415,48 @@ class ReactiveAgents:
         self.alive = present.copy()
         self._k = k
 
-    def _blocked(self, k: int, new: np.ndarray) -> np.ndarray:
+    def _off_log_others(self, k: int, bodies: dict[str, np.ndarray] | None) -> np.ndarray:
+        """Indices into ``bodies`` (the road users at step ``k``) of those that are not reactive agents
+        and are off their logs there (as ``_mark_off_log`` has it)."""
+        if bodies is None:
+            return np.zeros(0, np.int64)
+        b = bodies["row"]
+        k = min(k, len(self._log_x) - 1)
+        off = np.hypot(bodies["x"] - self._log_x[k].take(b), bodies["y"] - self._log_y[k].take(b)) > ON_LOG_M
+        return (off & (self._local.take(b) < 0)).nonzero()[0]
+
+    def _blocked(self, k: int, new: np.ndarray, bodies: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Which of the agents ``new`` (indices into ``rows``) cannot appear at step ``k``: their
-        logged boxes there overlap the box of an agent off its log (``scenarios.geometry.boxes_overlap``)."""
+        logged boxes there overlap the box of an agent off its log, or of one of ``bodies`` (at step
+        ``k - 1``) that is no reactive agent and is off its log (``scenarios.geometry.boxes_overlap``)."""
         moved = (self.alive & ~self.replaying & self.present(k)).nonzero()[0]
         new = new[self._log_valid[min(k, len(self._log_valid) - 1)][new]] if len(self._log_valid) else new[:0]
-        if not moved.size or not new.size:
+        others = self._off_log_others(k - 1, bodies) if new.size else np.zeros(0, np.int64)
+        if not (moved.size or others.size) or not new.size:
             return np.zeros(0, np.int64)
+        if others.size:
+            ox, oy, oyaw = bodies["x"][others], bodies["y"][others], bodies["yaw"][others]
+            olen, owid, orow = bodies["length"][others], bodies["width"][others], bodies["row"][others]
+        else:
+            ox = oy = oyaw = olen = owid = self._no_passive_f
+            orow = self._no_body[:0]
         if self.compiled:
             hit = agent_kernels.blocked(new, moved, self._log_state[k], self.s, self.bank._table, self.bank._key,
                                         self.bank.OFFSET, float(self._offsets[0]), self.rows, *self._sizes_c, self._diag,
-                                        self._close, self._keys)
+                                        self._close, self._keys, ox, oy, oyaw, olen, owid, np.hypot(olen, owid), orow)
             return new[hit]
         xy, yaw, _ = self.bank.at(moved, self.s[moved] + self._offsets[0])
         log = self._log_state[k]
         rows_new, rows_moved = self.rows[new], self.rows[moved]
+        x2, y2, yaw2 = np.concatenate([xy[:, 0], ox]), np.concatenate([xy[:, 1], oy]), np.concatenate([yaw, oyaw])
+        l2 = np.concatenate([self.length[rows_moved], olen])
+        w2 = np.concatenate([self.width[rows_moved], owid])
+        rows2 = np.concatenate([rows_moved, orow])
         hit = boxes_overlap(log[0, new][:, None], log[1, new][:, None], log[2, new][:, None],
                             self.length[rows_new][:, None], self.width[rows_new][:, None],
-                            xy[None, :, 0], xy[None, :, 1], yaw[None, :], self.length[rows_moved][None, :],
-                            self.width[rows_moved][None, :])
+                            x2[None, :], y2[None, :], yaw2[None, :], l2[None, :], w2[None, :])
         # a pair whose logs overlap anyway is the log's
-        own = np.isin(rows_new[:, None] * self._keys + rows_moved[None, :], self._close) if self._close.size else False
+        own = np.isin(rows_new[:, None] * self._keys + rows2[None, :], self._close) if self._close.size else False
         return new[(hit & ~own).any(axis=1)]
 
     def _samples(self, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -513,7 +535,7 @@ class ReactiveAgents:
             law = self._law_log[k + 1 if has_next else k]
             self.s, self.v, self.replaying = agent_kernels.integrate(
                 a, bound, self.s, self.v, self.dt, alive, self.replaying, law[1], law[2], has_next, SNAP_M, SNAP_SPEED)
-            self._spawn(k + 1)
+            self._spawn(k + 1, bodies)
             return
         v_new = np.maximum(self.v + a * self.dt, 0.0)
         s_new = self.s + 0.5 * (self.v + v_new) * self.dt
@@ -526,7 +548,7 @@ class ReactiveAgents:
             v_new = np.where(self.replaying, v_next, v_new)
         self.s = np.where(alive, s_new, self.s)
         self.v = np.where(alive, v_new, self.v)
-        self._spawn(k + 1)
+        self._spawn(k + 1, bodies)
 
     def _held_back(self, k: int, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The leader search at step ``k`` for the agents that can have a leader: (R,) bool which

@@ -142,7 +142,7 @@ def test_a_whole_step_equals_the_reference(scene_agents, seed: int) -> None:
             # the step itself, from the same start (``_stop_gaps`` above moved the yielders and signs on)
             for name, value in start.items():
                 setattr(agents, name, value.copy())
-            blocked = agents._blocked(k, (agents.present(k) & ~agents.alive).nonzero()[0])
+            blocked = agents._blocked(k, (agents.present(k) & ~agents.alive).nonzero()[0], bodies)
             agents.step(k, bodies)
             results[compiled] = (*held, agents._moving.copy(), stop, blocked, *(getattr(agents, n).copy() for n in MUTABLE),
                                  agents.state())
