@@ -203,15 +203,19 @@ def held_back(alive: np.ndarray, replaying: np.ndarray, moves_log: np.ndarray, a
     """``ReactiveAgents._held_back`` at one step (the step's columns of the per-step tables given):
     (has a leader, gap [m], closing speed [m/s], moving), each (R,)."""
     r = alive.shape[0]
-    moving = moves_log & alive
-    searched = alive & ~replaying
+    moving = np.empty(r, np.bool_)
+    searched = np.empty(r, np.bool_)
     for a in range(r):
+        moving[a] = moves_log[a] and alive[a]
+        searched[a] = alive[a] and not replaying[a]
         if searched[a]:
             a_track = a_log[a] + kp * (s_log[a] - s[a]) + kd * (v_log[a] - v[a])
             moving[a] = v[a] > 0 or a_track > 0
-    gap = np.full(r, np.inf)
-    dv = np.zeros(r)
-    has = np.zeros(r, np.bool_)
+    gap = np.empty(r)
+    dv = np.empty(r)
+    has = np.empty(r, np.bool_)
+    for a in range(r):
+        gap[a], dv[a], has[a] = np.inf, 0.0, False
     nb = bx.shape[0]
     for c in range(r):
         if not (alive[c] and replaying[c]):
@@ -229,23 +233,36 @@ def held_back(alive: np.ndarray, replaying: np.ndarray, moves_log: np.ndarray, a
             dx, dy = bx[b] - p0x[a], by[b] - p0y[a]
             if dx * dx + dy * dy < reach2:
                 searched[a] = True
-    u = searched.nonzero()[0]
-    if not u.size:
+    # the searched agents (ascending), their place among them, and the moving ones of them
+    u = np.empty(r, np.int64)
+    pos_u = np.empty(r, np.int64)
+    act = np.empty(r, np.int64)
+    nu = na = 0
+    for a in range(r):
+        pos_u[a] = -1
+        if searched[a]:
+            u[nu] = a
+            pos_u[a] = nu
+            nu += 1
+            if moving[a]:
+                act[na] = a
+                na += 1
+    if nu == 0:
         return has, gap, dv, moving
+    u, act = u[:nu], act[:na]
     sx, sy, shead = path_samples(table, key, path_offset, u, s, offsets)
-    pos_u = np.full(r, -1, np.int64)
-    for i in range(u.shape[0]):
-        pos_u[u[i]] = i
-    act = u[moving[u]]
-    if not act.size:
+    if na == 0:
         return has, gap, dv, moving
-    g, d, lead = _find_leaders(act, pos_u[act], sx, sy, shead, bx, by, byaw, bvx, bvy, blen, bwid, brow, body_off,
+    at_act = np.empty(na, np.int64)
+    for i in range(na):
+        at_act[i] = pos_u[act[i]]
+    g, d, lead = _find_leaders(act, at_act, sx, sy, shead, bx, by, byaw, bvx, bvy, blen, bwid, brow, body_off,
                                rows, length, width, v, agent_off, has_close, walker, close, keys, ego_row, offsets,
                                step_m, margin, near2, diag_max)
     # a standing leader can lead its follower back only when the follower is ahead of it
     is_led = np.zeros(r, np.bool_)
-    n_led = 0
-    for i in range(act.shape[0]):
+    nl = 0
+    for i in range(na):
         if lead[i] < 0:
             continue
         j = local[lead[i]]
@@ -255,27 +272,38 @@ def held_back(alive: np.ndarray, replaying: np.ndarray, moves_log: np.ndarray, a
         lon = (sx[fu, 0] - sx[at, 0]) * math.cos(shead[at, 0]) + (sy[fu, 0] - sy[at, 0]) * math.sin(shead[at, 0])
         if lon > 0 and not is_led[j]:
             is_led[j] = True
-            n_led += 1
-    if n_led:
-        led = is_led.nonzero()[0]
-        g2, d2, l2 = _find_leaders(led, pos_u[led], sx, sy, shead, bx, by, byaw, bvx, bvy, blen, bwid, brow, body_off,
+            nl += 1
+    if nl:
+        led = np.empty(nl, np.int64)
+        at_led = np.empty(nl, np.int64)
+        q = 0
+        for a in range(r):
+            if is_led[a]:
+                led[q], at_led[q] = a, pos_u[a]
+                q += 1
+        g2, d2, l2 = _find_leaders(led, at_led, sx, sy, shead, bx, by, byaw, bvx, bvy, blen, bwid, brow, body_off,
                                    rows, length, width, v, agent_off, has_close, walker, close, keys, ego_row, offsets,
                                    step_m, margin, near2, diag_max)
-        both = np.concatenate((act, led))
-        order = np.argsort(both, kind="mergesort")
-        g_all = np.concatenate((g, g2))[order]
-        d_all = np.concatenate((d, d2))[order]
-        l_all = np.concatenate((lead, l2))[order]
-        _crossing_rule(both[order], g_all, d_all, l_all, rows, local, r)
-        back = np.empty_like(order)
-        back[order] = np.arange(order.shape[0])
-        n = act.shape[0]
-        for i in range(n):
-            g[i] = g_all[back[i]]
-            d[i] = d_all[back[i]]
+        # the crossing rule over both, in ascending order (the two sets are sorted and disjoint)
+        m = na + nl
+        both = np.empty(m, np.int64)
+        g_all, d_all, l_all = np.empty(m), np.empty(m), np.empty(m, np.int64)
+        src = np.empty(m, np.int64)
+        i = j = 0
+        for q in range(m):
+            if j >= nl or (i < na and act[i] < led[j]):
+                both[q], g_all[q], d_all[q], l_all[q], src[q] = act[i], g[i], d[i], lead[i], i
+                i += 1
+            else:
+                both[q], g_all[q], d_all[q], l_all[q], src[q] = led[j], g2[j], d2[j], l2[j], -1
+                j += 1
+        _crossing_rule(both, g_all, d_all, l_all, rows, local, r)
+        for q in range(m):
+            if src[q] >= 0:
+                g[src[q]], d[src[q]] = g_all[q], d_all[q]
     else:
         _crossing_rule(act, g, d, lead, rows, local, r)
-    for i in range(act.shape[0]):
+    for i in range(na):
         gap[act[i]] = g[i]
         dv[act[i]] = d[i]
         has[act[i]] = math.isfinite(g[i])
@@ -317,7 +345,9 @@ def conflicts(out: np.ndarray, y: np.ndarray, pair: np.ndarray, lo: np.ndarray, 
                 q = p - r
                 sv[side, c], vr[side, c] = passive_s[q], passive_v[q]
                 al[side, c], of[side, c] = passive_alive[q], passive_off[q]
-    enter = lo - sv
+    enter = np.empty((2, c_num))
+    leave = np.empty((2, c_num))
+    t_out = np.empty((2, c_num))
     vv = np.empty((2, c_num))
     t_in = np.empty((2, c_num))
     soon = np.empty(c_num, np.bool_)
@@ -325,7 +355,9 @@ def conflicts(out: np.ndarray, y: np.ndarray, pair: np.ndarray, lo: np.ndarray, 
     for c in range(c_num):
         for side in range(2):
             vv[side, c] = vr[side, c] if (vr[side, c] >= min_speed or vr[side, c] != vr[side, c]) else min_speed
-            e = enter[side, c]
+            e = enter[side, c] = lo[side, c] - sv[side, c]
+            leave[side, c] = hi[side, c] - sv[side, c]
+            t_out[side, c] = leave[side, c] / vv[side, c]
             t_in[side, c] = (e if (e >= 0.0 or e != e) else 0.0) / vv[side, c]
         soon[c] = _np_min(t_in[0, c], t_in[1, c]) < horizon
         both[c] = al[0, c] and al[1, c]
@@ -333,8 +365,6 @@ def conflicts(out: np.ndarray, y: np.ndarray, pair: np.ndarray, lo: np.ndarray, 
             go = True
     if not (go or held_any):
         return
-    leave = hi - sv
-    t_out = leave / vv
     n_states = states.shape[1]
     for c in range(c_num):
         active = both[c] and leave[0, c] > 0 and leave[1, c] > 0
