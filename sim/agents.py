@@ -47,6 +47,10 @@ smaller acceleration:
   road user never yields: a reactive agent with the right of way keeps it.
 
 With nothing in the way and the logged drivers obeying the same rules, the agents replay the log.
+
+Speed: the step's hot parts run as numba kernels (``sim.agent_kernels``) where numba is installed
+(``ReactiveAgents.compiled``); the numpy code here is their reference, with the same results bit
+for bit.
 """
 
 from __future__ import annotations
@@ -338,9 +342,10 @@ class ReactiveAgents:
         self._p0 = np.ascontiguousarray(np.stack([x0, y0, yaw0, travel0]).transpose(2, 0, 1))  # (S, 4, R)
         # a replaying agent moves (its law's a_track is a_log) when its log does
         self._moves_log = np.ascontiguousarray(((self.v_log > 0) | (self.a_log > 0)).T)  # (S, R)
-        # the log's acceleration, arc length and speed per step, (S, 3, R), for the kernels
-        self._sizes_c = np.array(self.length, np.float64), np.array(self.width, np.float64)  # (N,) each, contiguous
-        self._diag = np.hypot(*self._sizes_c)  # numpy's hypot, as ``boxes_overlap`` computes it
+        # for the kernels: every row's box (N,) contiguous, numpy's hypot of it (as ``boxes_overlap`` has
+        # it), and the log's acceleration, arc length and speed per step, (S, 3, R)
+        self._sizes_c = np.array(self.length, np.float64), np.array(self.width, np.float64)
+        self._diag = np.hypot(*self._sizes_c)
         self._law_log = np.ascontiguousarray(np.stack([self.a_log, self.s_log, self.v_log]).transpose(2, 0, 1))
         # the log's own state of the reactive rows, (S, 5, R), and whether it has one
         self._log_state = np.ascontiguousarray(
