@@ -515,3 +515,42 @@ def blocked(new: np.ndarray, moved: np.ndarray, log_state: np.ndarray, s: np.nda
                 out[i] = True
                 break
     return out
+
+
+@_jit
+def _idm(speed: float, gap: float, closing: float, p4: float, a_max: float, s0: float, headway: float, c: float) -> float:
+    """``sim.control.idm_acceleration`` of one agent, its free-road term ``(max(v, 0) / v0) ** 4`` (numpy's
+    power) given as ``p4`` and ``c = 2 sqrt(a_max b_comf)``."""
+    v = speed if (speed >= 0.0 or speed != speed) else 0.0
+    s_star = s0 + v * headway + speed * closing / c
+    s_star = s_star if (s_star >= 0.0 or s_star != s_star) else 0.0
+    g = gap if (gap >= 0.1 or gap != gap) else 0.1
+    q = s_star / g
+    return a_max * ((1.0 - p4) - q * q)
+
+
+@_jit
+def law(moving: np.ndarray, replaying: np.ndarray, led: np.ndarray, stop: np.ndarray, alive: np.ndarray, last: bool,
+        s: np.ndarray, v: np.ndarray, a_log: np.ndarray, s_log: np.ndarray, v_log: np.ndarray, gap: np.ndarray,
+        dv: np.ndarray, p4: np.ndarray, kp: float, kd: float, idm: np.ndarray, stop_idm: np.ndarray, b_max: float,
+        a_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """The law of ``ReactiveAgents.step`` for the agents that run it: (accelerations [m/s2], held back), (R,).
+
+    ``idm``, ``stop_idm``: (a_max, s0, headway, 2 sqrt(a_max b_comf)) of the leader's and the stop's IDM."""
+    r = s.shape[0]
+    a = np.zeros(r)
+    bound = np.zeros(r, np.bool_)
+    for i in range(r):
+        held = math.isfinite(stop[i])
+        if not (moving[i] and ((not replaying[i] or led[i] or held) if not last else alive[i])):
+            continue
+        a_track = a_log[i] + kp * (s_log[i] - s[i]) + kd * (v_log[i] - v[i])
+        a_new = a_track
+        if math.isfinite(gap[i]):
+            a_new = _np_min(a_track, _idm(v[i], gap[i], dv[i], p4[i], idm[0], idm[1], idm[2], idm[3]))
+        if held:
+            a_new = _np_min(a_new, _idm(v[i], stop[i], v[i], p4[i], stop_idm[0], stop_idm[1], stop_idm[2], stop_idm[3]))
+        c = a_new if (a_new >= -b_max or a_new != a_new) else -b_max
+        a[i] = c if (c <= a_max or c != c) else a_max
+        bound[i] = a_new < a_track
+    return a, bound

@@ -55,6 +55,7 @@ for bit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -371,6 +372,9 @@ class ReactiveAgents:
         self._inf = np.full(r, np.inf)  # copied, not rebuilt, where a step needs it
         self._no_body = np.full(len(self._local), -1, np.int64)
         self._no_passive_f, self._no_passive_b = np.zeros(0), np.zeros(0, bool)
+        # the kernels' IDM constants: a_max, s0, headway and 2 sqrt(a_max b_comf), of the leader's and the stop's
+        self._idm_params = tuple(np.array([p.a_max, p.s0, p.headway, 2 * math.sqrt(p.a_max * p.b_comf)])
+                                 for p in (AGENT_IDM, STOP_IDM))
 
     @classmethod
     def from_plan(cls, plan: Plan) -> ReactiveAgents:
@@ -519,22 +523,29 @@ class ReactiveAgents:
             moving = self._moving
             # the law runs for the moving agents held back or tracking back to their logs (all of
             # them at the log's last step, where nothing replays)
-            run = moving & ((~self.replaying | law | np.isfinite(stop)) if not last else alive)
-            idx = run.nonzero()[0]
-            if idx.size:
-                v = self.v[idx]
-                a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - v)
-                g, d = gap[idx], dv[idx]
-                has = np.isfinite(g)
-                a_idm = idm_acceleration(v, g, d, AGENT_IDM, self.v0[idx])
-                a_new = np.where(has, np.minimum(a_track, a_idm), a_track)
-                stop = stop[idx]
-                held = np.isfinite(stop)
-                if held.any():
-                    a_stop = idm_acceleration(v[held], stop[held], v[held], STOP_IDM, self.v0[idx][held])
-                    a_new[held] = np.minimum(a_new[held], a_stop)
-                a[idx] = np.minimum(np.maximum(a_new, -B_MAX), A_MAX)
-                bound[idx] = a_new < a_track
+            if self.compiled:
+                k_law = self._law_log[k]
+                p4 = (np.maximum(self.v, 0.0) / self.v0) ** 4  # numpy's power, as ``idm_acceleration`` has it
+                a, bound = agent_kernels.law(moving, self.replaying, law, stop, alive, last, self.s, self.v, k_law[0],
+                                             k_law[1], k_law[2], gap, dv, p4, KP, KD, self._idm_params[0],
+                                             self._idm_params[1], B_MAX, A_MAX)
+            else:
+                run = moving & ((~self.replaying | law | np.isfinite(stop)) if not last else alive)
+                idx = run.nonzero()[0]
+                if idx.size:
+                    v = self.v[idx]
+                    a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - v)
+                    g, d = gap[idx], dv[idx]
+                    has = np.isfinite(g)
+                    a_idm = idm_acceleration(v, g, d, AGENT_IDM, self.v0[idx])
+                    a_new = np.where(has, np.minimum(a_track, a_idm), a_track)
+                    stop = stop[idx]
+                    held = np.isfinite(stop)
+                    if held.any():
+                        a_stop = idm_acceleration(v[held], stop[held], v[held], STOP_IDM, self.v0[idx][held])
+                        a_new[held] = np.minimum(a_new[held], a_stop)
+                    a[idx] = np.minimum(np.maximum(a_new, -B_MAX), A_MAX)
+                    bound[idx] = a_new < a_track
         if self.compiled:
             has_next = k + 1 < self.s_log.shape[1]
             law = self._law_log[k + 1 if has_next else k]
