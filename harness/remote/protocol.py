@@ -233,6 +233,69 @@ def _packed(number: int, data: bytes) -> bytes:
     return _varint((number << 3) | 2) + _varint(len(data)) + data if data else b""
 
 
+#: The wire tags of ``RoadUsers``' double arrays (packed: wire type 2), in ``_ROAD_USER_FIELDS`` order.
+_ROAD_USER_TAGS = [_varint((_ROAD_USER_NUMBERS[key] << 3) | 2) for key in _ROAD_USER_FIELDS]
+
+
+def _road_user_arrays(agents: Mapping[str, np.ndarray]) -> bytes:
+    """``RoadUsers``' seven double arrays on the wire, from one (7, N) copy of ``agents``' columns."""
+    n = len(agents["x"])
+    if n == 0:
+        return b""
+    block = np.empty((len(_ROAD_USER_FIELDS), n), dtype="<f8")
+    for i, key in enumerate(_ROAD_USER_FIELDS):
+        block[i] = agents[key]
+    raw, size, length = block.tobytes(), 8 * n, _varint(8 * n)
+    return b"".join(tag + length + raw[i * size:(i + 1) * size] for i, tag in enumerate(_ROAD_USER_TAGS))
+
+
+def _read_varint(data: bytearray, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+
+
+def packed_doubles(message: Any, numbers: Mapping[str, int]) -> dict[str, np.ndarray] | None:
+    """The repeated double fields ``numbers`` (name: field number) of ``message`` as float64 arrays,
+    read from its wire form in one copy (not a Python float per value, as iterating the field
+    is); None when a field is not packed there (the caller then reads the fields)."""
+    data = bytearray(message.SerializeToString())
+    spans: dict[int, tuple[int, int]] = {}
+    i, end = 0, len(data)
+    try:
+        while i < end:
+            key, i = _read_varint(data, i)
+            wire = key & 7
+            if wire == 2:
+                size, i = _read_varint(data, i)
+                if (key >> 3) in spans:
+                    return None  # a field in two pieces
+                spans[key >> 3] = (i, size)
+                i += size
+            elif wire == 0:
+                _, i = _read_varint(data, i)
+            elif wire in (1, 5):
+                if (key >> 3) in numbers.values():
+                    return None  # an unpacked repeated double
+                i += 8 if wire == 1 else 4
+            else:
+                return None
+    except IndexError:
+        return None
+    out = {}
+    for name, number in numbers.items():
+        offset, size = spans.get(number, (0, 0))
+        if size % 8:
+            return None
+        out[name] = np.frombuffer(data, dtype="<f8", count=size // 8, offset=offset)
+    return out
+
+
 def observation(facts: EpisodeFacts, session: str, obs: Mapping[str, Any], msg: Any = None) -> pb.Observation:
     """The ``Observation`` message of the env's current step (``obs`` is what the env returned),
     filled into ``msg`` (an empty ``Observation``, e.g. a ``SessionRequest``'s) when given."""
@@ -247,7 +310,7 @@ def observation(facts: EpisodeFacts, session: str, obs: Mapping[str, Any], msg: 
     e = msg.ego
     e.x, e.y, e.yaw, e.speed, e.yaw_rate, e.accel, e.steer = ego.x, ego.y, ego.yaw, ego.speed, ego.yaw_rate, ego.accel, ego.steer
     users = msg.agents
-    users.MergeFromString(b"".join(_packed(_ROAD_USER_NUMBERS[key], np.ascontiguousarray(agents[key], dtype="<f8").tobytes()) for key in _ROAD_USER_FIELDS))
+    users.MergeFromString(_road_user_arrays(agents))
     users.index.extend(agents["row"].tolist())
     if facts.scenario.signals is not None:
         msg.signal_states.extend(signal_states(facts.scenario, t_us))
@@ -369,11 +432,12 @@ class ServedView:
         if self._agents is None:
             a = self._obs.agents
             rows = np.array(a.index, dtype=np.int64)
-            self._agents = {
-                "x": np.array(a.x, np.float64), "y": np.array(a.y, np.float64), "yaw": np.array(a.yaw, np.float64),
-                "vx": np.array(a.vx, np.float64), "vy": np.array(a.vy, np.float64), "length": np.array(a.length, np.float64),
-                "width": np.array(a.width, np.float64), "type": self._types[rows], "row": rows,
-            }
+            arrays = packed_doubles(a, _ROAD_USER_NUMBERS)
+            if arrays is None:
+                arrays = {key: np.array(getattr(a, key), np.float64) for key in _ROAD_USER_FIELDS}
+            if any(len(v) != len(rows) for v in arrays.values()):
+                raise ValueError(f"Observation.agents: {len(rows)} index entries but arrays of {sorted({len(v) for v in arrays.values()})} values")
+            self._agents = {**arrays, "type": self._types[rows], "row": rows}
         return self._agents
 
 
