@@ -167,19 +167,48 @@ class FramesClient:
 
     def __init__(self, address: str, connect_timeout_s: float) -> None:
         self.address = address
-        self._frames = FrameSocket(connect(address, connect_timeout_s))
-        self._timeout: float | None = connect_timeout_s
+        sock = connect(address, connect_timeout_s)
+        self._frames = FrameSocket(sock)
+        self._timeout: float | None = None
+        self._kernel_timeout = True  # SO_RCVTIMEO: a blocking recv, no poll() before each
+        try:
+            sock.settimeout(None)
+            self._set_timeout(connect_timeout_s)
+        except OSError:
+            self._kernel_timeout = False
+            sock.settimeout(connect_timeout_s)
+            self._timeout = connect_timeout_s
         self.late = 0  # replies still due to requests the twin stopped waiting for
         self.broken = False
 
-    def _set_timeout(self, timeout_s: float | None) -> None:
-        if timeout_s != self._timeout:
+    def _set_timeout(self, timeout_s: float) -> None:
+        if timeout_s == self._timeout:
+            return
+        if self._kernel_timeout:  # the kernel's timeout on the blocking socket (EAGAIN past it)
+            whole = int(timeout_s)
+            timeval = struct.pack("@ll", whole, max(int((timeout_s - whole) * 1e6), 1 if whole == 0 else 0))
+            self._frames.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            self._frames.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        else:
             self._frames.sock.settimeout(timeout_s)
-            self._timeout = timeout_s
+        self._timeout = timeout_s
+
+    def _send(self, request: pb.SessionRequest) -> None:
+        try:
+            self._frames.send(request.SerializeToString())
+        except BlockingIOError:  # SO_SNDTIMEO: the planner reads nothing
+            self.broken = True
+            raise TimeoutError("the planner does not read its requests") from None
+        except BaseException:
+            self.broken = True
+            raise
 
     def _receive(self) -> bytes:
         try:
             reply = self._frames.recv()
+        except BlockingIOError:  # SO_RCVTIMEO
+            self.broken = True
+            raise TimeoutError("no reply in time") from None
         except BaseException:
             self.broken = True
             raise
@@ -211,11 +240,7 @@ class FramesClient:
             self.broken = True
             raise TimeoutError("a late reply did not come")
         self._set_timeout(timeout_s)
-        try:
-            self._frames.send(request.SerializeToString())
-        except BaseException:
-            self.broken = True
-            raise
+        self._send(request)
         return pb.SessionReply.FromString(self._receive())
 
     def ask_by(self, request: pb.SessionRequest, deadline: float) -> pb.SessionReply | None:
@@ -224,12 +249,8 @@ class FramesClient:
         then ``request`` is not sent)."""
         if not self._drain(deadline):
             return None
-        try:
-            self._frames.send(request.SerializeToString())
-        except BaseException:
-            self.broken = True
-            raise
         self._set_timeout(max(deadline - time.perf_counter(), 1e-4))
+        self._send(request)
         try:
             return pb.SessionReply.FromString(self._receive())
         except TimeoutError:
