@@ -235,6 +235,31 @@ def test_an_unreachable_planner_fails_the_variant_with_the_address(library, tran
     env.close()
 
 
+def test_road_users_cross_the_wire_bit_for_bit():
+    """The client writes RoadUsers' arrays from one block, the server reads them from the wire
+    form (``packed_doubles``): the values, their order and the types by index are the sent ones."""
+    agents = {"x": np.array([1.5, -2.25, 1e300]), "y": np.array([0.1, 0.2, -0.0]), "yaw": np.array([np.pi, -1.0, 0.5]),
+              "vx": np.array([3.0, 0.0, -1.0]), "vy": np.array([0.0, 1.0, 2.0]), "length": np.array([4.5, 0.8, 12.0]),
+              "width": np.array([1.9, 0.8, 2.6]), "row": np.array([4, 0, 200])}
+    obs = pb.Observation()
+    obs.agents.MergeFromString(protocol._road_user_arrays(agents))
+    obs.agents.index.extend(agents["row"].tolist())
+    for key in protocol._ROAD_USER_FIELDS:
+        assert list(getattr(obs.agents, key)) == agents[key].tolist()  # what a planner in any language parses
+    vehicle = pb.VehicleParams(length=4.5, width=1.9, height=1.5, wheelbase=2.8, max_accel=3.0, max_decel=8.0, max_steer=0.6, max_steer_rate=0.5, mass=1500.0)
+    init = pb.ScenarioInit(vehicle=vehicle, agent_types=[pb.AGENT_TYPE_PEDESTRIAN if i == 0 else pb.AGENT_TYPE_VEHICLE for i in range(201)])
+    view = protocol.ServedView(init)
+    view.update(pb.Observation.FromString(obs.SerializeToString()))
+    served = view.agents()
+    for key in protocol._ROAD_USER_FIELDS:
+        np.testing.assert_array_equal(served[key], agents[key])
+        assert served[key].dtype == np.float64 and served[key].flags.writeable
+    assert served["row"].tolist() == [4, 0, 200] and served["type"].tolist() == [0, 1, 0]
+    empty = protocol.ServedView(init)
+    empty.update(pb.Observation())
+    assert all(len(v) == 0 for v in empty.agents().values())
+
+
 def test_messages_are_small(library):
     env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping({"observation": ["state"]}), library=library)
     obs, _ = env.reset(seed=0, options={"scenario": library.ids()[0]})
