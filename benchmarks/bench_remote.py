@@ -1,4 +1,4 @@
-"""A planner over gRPC on loopback against the same planner in process, measured in the same run.
+"""A planner in another process over each lock-step transport against the same planner in process, in the same run.
 
 Usage: python benchmarks/bench_remote.py [--episodes 20] [--policy expert] [--data ../shared/data]
 
@@ -6,20 +6,21 @@ What is timed: whole episodes (``sim.runner.rollout``: reset, every step, the ro
 the ``expert`` on ``state`` observations, in the Waymo JSON scenario with the most agents (the
 sample's busiest scenario when ../shared/data is absent), log-replay agents, the kinematic
 bicycle. In process: the policy is called directly. Remote: the same policy served by
-``drivetwin serve-policy`` in its own process, driven lock-step by ``RemotePolicy`` over
-127.0.0.1, over each lock-step transport: the ``Session`` call driven on the twin's thread (the
-default), the same call through grpcio's public stream API, and one unary ``Step`` call per step
-(what a planner without ``Session`` gets); and the default transport against the same policy on
-grpcio's public server (``make_server(server="threads")``, the fallback of the inline server that
-``serve-policy`` runs). Printed, per transport:
+``drivetwin serve-policy`` in its own process, driven lock-step by ``RemotePolicy``, over each
+transport: frames on a Unix socket and on TCP loopback (``harness.remote.frames``); gRPC's
+``Session`` call driven on the twin's thread (gRPC's default), the same call through grpcio's
+public stream API, one unary ``Step`` call per step (what a planner without ``Session`` gets),
+and the default call against grpcio's public server (``make_server(server="threads")``). Each
+server says which server it runs (``served_by``) and each client which transport it used
+(``RemotePolicy.transport``): the bench checks both. Printed, per transport:
 
 - env steps/s (median over the episodes, every form run in turn on each episode) and how many
-  times slower than in process (target: within 3x), also as the median of per-episode ratios;
+  times slower than in process, also as the median of per-episode ratios;
 - the per-step round trip (median, p99 [ms]): the twin's wait for the reply;
 - CPU time per env step of the twin and of the server (/proc; Linux), which depends less on the
   machine's load than wall time does;
-- the client's own message cost (building the ``Observation``, decoding the ``Command``) and the
-  messages' sizes [bytes].
+- the target (within 3x of in process) read off the best frames transport, and what gRPC gives;
+- each side's message work per step without a transport (building, parsing, unpacking) [us].
 
 Wall-clock figures depend on what else runs on the machine: the load average is printed.
 """

@@ -285,18 +285,22 @@ class RemotePolicy:
         assert conn is not None
         try:
             reply = conn.ask(request, timeout)
-        except TimeoutError:
-            self._drop_frames()
-            raise PlannerLost(f"{what}: {self._where_after_loss()} did not reply within {timeout:g} s (hung)") from None
-        except frames.FrameError as exc:
-            self._drop_frames()
-            raise RemoteError(f"{what}: {self._where()} broke the framing: {exc}") from None
-        except OSError as exc:
-            self._drop_frames()
-            raise PlannerLost(f"{what}: {self._where_after_loss()} closed the connection ({exc.strerror or exc})") from None
-        except DecodeError as exc:
-            raise RemoteError(f"{what}: {self._where()} sent a frame that is no SessionReply: {exc}") from None
+        except (OSError, frames.FrameError, DecodeError) as exc:
+            raise self._frames_error(exc, what, timeout) from None
         return self._reply_of(kind, reply, what)
+
+    def _frames_error(self, exc: BaseException, what: str, timeout: float) -> RemoteError:
+        """What a failed frames exchange means: a hang or a lost connection (``PlannerLost``,
+        the connection dropped), a broken frame or a frame that is no message (``RemoteError``)."""
+        if isinstance(exc, DecodeError):  # the frame was read whole: the stream is still in step
+            return RemoteError(f"{what}: {self._where()} sent a frame that is no SessionReply: {exc}")
+        self._drop_frames()
+        if isinstance(exc, frames.FrameError):
+            return RemoteError(f"{what}: {self._where()} broke the framing: {exc}")
+        if isinstance(exc, TimeoutError):
+            return PlannerLost(f"{what}: {self._where_after_loss()} did not reply within {timeout:g} s (hung)")
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return PlannerLost(f"{what}: {self._where_after_loss()} closed the connection ({detail})")
 
     def _reply_of(self, kind: str, reply: Any, what: str) -> Any:
         if reply.WhichOneof("reply") != kind:
@@ -406,14 +410,8 @@ class RemotePolicy:
         if self._frames is not None:
             try:
                 session_reply = self._frames.ask_by(request, deadline)
-            except frames.FrameError as exc:
-                self._drop_frames()
-                raise RemoteError(f"{what}: {self._where()} broke the framing: {exc}") from None
-            except OSError as exc:
-                self._drop_frames()
-                raise PlannerLost(f"{what}: {self._where_after_loss()} closed the connection ({exc.strerror or exc})") from None
-            except DecodeError as exc:
-                raise RemoteError(f"{what}: {self._where()} sent a frame that is no SessionReply: {exc}") from None
+            except (OSError, frames.FrameError, DecodeError) as exc:
+                raise self._frames_error(exc, what, period) from None
             if session_reply is None:
                 self._misses += 1
                 return self._fallback_action()

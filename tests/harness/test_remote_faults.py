@@ -113,7 +113,8 @@ def _victim(summary: pd.DataFrame, victim: str) -> pd.Series:
 
 
 #: (transport, executor) pairs of the tests that start planner processes: gRPC on both executors,
-#: frames on one (the frames planner on Ray: test_remote.py's process-per-worker test).
+#: frames on the sequential one (the planner process and the retry are the transport's; the
+#: executor's part is the same for both).
 PROCESS_CASES = [("grpc", "sequential"), ("grpc", "ray"), ("frames", "sequential")]
 
 
