@@ -129,7 +129,8 @@ class FrameSocket:
         while len(buf) < end:
             if not self._fill():
                 raise ConnectionResetError(errno.ECONNRESET, f"the stream ended inside a frame ({len(buf) - HEADER.size} of {n} bytes)")
-        payload = bytes(buf[HEADER.size:end])
+        with memoryview(buf) as view:  # one copy of the payload, not two
+            payload = bytes(view[HEADER.size:end])
         del buf[:end]
         return payload
 
@@ -302,11 +303,42 @@ class _Context:
         self.code_, self.details_ = code, details
         raise _Aborted(f"{getattr(code, 'name', code)}: {details}")
 
+    def abort_with_status(self, status: Any) -> None:
+        self.abort(status.code, status.details)
+
     def set_code(self, code: Any) -> None:
         self.code_ = code
 
     def set_details(self, details: str) -> None:
         self.details_ = details
+
+    def code(self) -> Any:
+        return self.code_
+
+    def details(self) -> str:
+        return self.details_
+
+    # what gRPC carries besides the messages has no place on the frames wire
+    def send_initial_metadata(self, initial_metadata: Any) -> None:
+        pass
+
+    def set_trailing_metadata(self, trailing_metadata: Any) -> None:
+        pass
+
+    def set_compression(self, compression: Any) -> None:
+        pass
+
+    def disable_next_message_compression(self) -> None:
+        pass
+
+    def peer_identities(self) -> None:
+        return None
+
+    def peer_identity_key(self) -> None:
+        return None
+
+    def auth_context(self) -> dict:
+        return {}
 
     def run_callbacks(self) -> None:
         for callback in self._callbacks:

@@ -391,6 +391,8 @@ def test_every_lock_step_transport_drives_identically(library, servicer, session
         # one Session call (or connection) for both episodes; the unary-only planner was asked once, then never again
         assert served.calls.get("Session", 0) == (1 if transport.startswith(("session", "frames")) else int(session_call != "off"))
         remote.close()
+        if transport.startswith(("session", "frames")):  # the call's (the connection's) end frees the worker's policy
+            assert _wait_for(lambda: served.session_count == 0)
         env.close()
     finally:
         server.stop(0)
