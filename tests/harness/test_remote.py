@@ -629,3 +629,17 @@ def test_a_frames_planner_that_breaks_the_framing_fails_with_what_it_sent(tmp_pa
     finally:
         thread.join(5)
         listener.close()
+
+
+@pytest.mark.parametrize(
+    ("flags", "problem"),
+    [
+        (["--socket", "/tmp/x.sock", "--transport", "grpc"], "--socket serves the frames transport; drop --transport grpc"),
+        (["--socket", "/tmp/" + "d" * 120 + ".sock"], "the socket path is longer than 107 bytes"),
+    ],
+)
+def test_serve_policy_refuses_a_socket_it_cannot_serve(flags, problem, capsys):
+    from harness.cli import main
+
+    assert main(["serve-policy", "expert", *flags]) == 2
+    assert problem in capsys.readouterr().err
