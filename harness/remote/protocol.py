@@ -260,39 +260,42 @@ def _read_varint(data: bytearray, i: int) -> tuple[int, int]:
         shift += 7
 
 
-def packed_doubles(message: Any, numbers: Mapping[str, int]) -> dict[str, np.ndarray] | None:
-    """The repeated double fields ``numbers`` (name: field number) of ``message`` as float64 arrays,
-    read from its wire form in one copy (not a Python float per value, as iterating the field
-    is); None when a field is not packed there (the caller then reads the fields)."""
+def packed_arrays(message: Any, numbers: Mapping[str, int], dtype: str = "<f8") -> dict[str, np.ndarray] | None:
+    """The repeated fixed-size fields ``numbers`` (name: field number) of ``message`` as arrays of
+    ``dtype`` ("<f8": double, "<f4": float), read from its wire form in one copy (not a Python
+    float per value, as iterating the field is); None when a field is not packed there (the
+    caller then reads the fields)."""
     data = bytearray(message.SerializeToString())
+    wanted = set(numbers.values())
     spans: dict[int, tuple[int, int]] = {}
     i, end = 0, len(data)
     try:
         while i < end:
             key, i = _read_varint(data, i)
-            wire = key & 7
+            number, wire = key >> 3, key & 7
             if wire == 2:
                 size, i = _read_varint(data, i)
-                if (key >> 3) in spans:
+                if number in wanted and number in spans:
                     return None  # a field in two pieces
-                spans[key >> 3] = (i, size)
+                spans[number] = (i, size)
                 i += size
             elif wire == 0:
                 _, i = _read_varint(data, i)
             elif wire in (1, 5):
-                if (key >> 3) in numbers.values():
-                    return None  # an unpacked repeated double
+                if number in wanted:
+                    return None  # an unpacked repeated field
                 i += 8 if wire == 1 else 4
             else:
                 return None
     except IndexError:
         return None
+    width = np.dtype(dtype).itemsize
     out = {}
     for name, number in numbers.items():
         offset, size = spans.get(number, (0, 0))
-        if size % 8:
+        if size % width:
             return None
-        out[name] = np.frombuffer(data, dtype="<f8", count=size // 8, offset=offset)
+        out[name] = np.frombuffer(data, dtype=dtype, count=size // width, offset=offset)
     return out
 
 
@@ -432,7 +435,7 @@ class ServedView:
         if self._agents is None:
             a = self._obs.agents
             rows = np.array(a.index, dtype=np.int64)
-            arrays = packed_doubles(a, _ROAD_USER_NUMBERS)
+            arrays = packed_arrays(a, _ROAD_USER_NUMBERS)
             if arrays is None:
                 arrays = {key: np.array(getattr(a, key), np.float64) for key in _ROAD_USER_FIELDS}
             if any(len(v) != len(rows) for v in arrays.values()):
@@ -492,7 +495,8 @@ def served_observation(obs: Any) -> dict[str, np.ndarray]:
     """The env observation in an ``Observation`` message, as the env returned it."""
     out: dict[str, np.ndarray] = {}
     if len(obs.state):
-        out["state"] = np.asarray(obs.state, dtype=np.float32)
+        read = packed_arrays(obs, {"state": _STATE_NUMBER}, "<f4")
+        out["state"] = read["state"] if read is not None else np.asarray(obs.state, dtype=np.float32)
     for part in obs.parts:
         out[part.name] = np.frombuffer(part.data, dtype=np.dtype(part.dtype)).reshape(tuple(part.shape)).copy()
     return out

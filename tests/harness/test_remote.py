@@ -235,9 +235,10 @@ def test_an_unreachable_planner_fails_the_variant_with_the_address(library, tran
     env.close()
 
 
-def test_road_users_cross_the_wire_bit_for_bit():
-    """The client writes RoadUsers' arrays from one block, the server reads them from the wire
-    form (``packed_doubles``): the values, their order and the types by index are the sent ones."""
+def test_road_users_and_state_cross_the_wire_bit_for_bit():
+    """The client writes RoadUsers' arrays from one block, the server reads them and the ``state``
+    vector from the wire form (``packed_arrays``): the values, their order, their dtypes and the
+    types by index are the sent ones."""
     agents = {"x": np.array([1.5, -2.25, 1e300]), "y": np.array([0.1, 0.2, -0.0]), "yaw": np.array([np.pi, -1.0, 0.5]),
               "vx": np.array([3.0, 0.0, -1.0]), "vy": np.array([0.0, 1.0, 2.0]), "length": np.array([4.5, 0.8, 12.0]),
               "width": np.array([1.9, 0.8, 2.6]), "row": np.array([4, 0, 200])}
@@ -258,6 +259,12 @@ def test_road_users_cross_the_wire_bit_for_bit():
     empty = protocol.ServedView(init)
     empty.update(pb.Observation())
     assert all(len(v) == 0 for v in empty.agents().values())
+    state = np.array([0.1, -3.5, 1e30, 0.0, 7.25], np.float32)
+    sent = pb.Observation(session="s", t_us=5, route_s=2.5, signal_states=[1, 3], state=state.tolist(), agents=obs.agents)
+    sent.parts.append(pb.Tensor(name="lidar", dtype="float32", shape=[2], data=np.array([1.0, 2.0], np.float32).tobytes()))
+    got = protocol.served_observation(pb.Observation.FromString(sent.SerializeToString()))
+    assert got["state"].dtype == np.float32 and got["state"].flags.writeable and got["state"].tobytes() == state.tobytes()
+    np.testing.assert_array_equal(got["lidar"], [1.0, 2.0])
 
 
 def test_messages_are_small(library):
