@@ -231,9 +231,9 @@ def main() -> int:
           f"{args.episodes} episodes of each; load average {load0:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"rollouts identical to in process over every transport: {same}; the policy's own act in process: median {act_us:.0f} us")
     print(f"{'lock-step transport':34s} {'served by':>13s} {'steps/s':>8s} {'x slower':>8s} {'(paired)':>8s} {'rt p50':>7s} {'rt p99':>7s} "
-          f"{'twin CPU':>8s} {'server':>7s}")
+          f"{'twin CPU':>8s} {'server':>7s} {'CPU x':>6s}")
     print(f"{'':34s} {'':>13s} {'':>8s} {'':>8s} {'':>8s} {'[ms]':>7s} {'[ms]':>7s} {'[us/step]':>8s} {'':>7s}")
-    print(f"{'in process':34s} {'':>13s} {inp:8,.0f} {1:8.2f} {1:8.2f} {'':7s} {'':7s} {cpu['in'][0] / steps * 1e6:8.0f} {'':7s}")
+    print(f"{'in process':34s} {'':>13s} {inp:8,.0f} {1:8.2f} {1:8.2f} {'':7s} {'':7s} {cpu['in'][0] / steps * 1e6:8.0f} {'':7s} {1:6.2f}")
     ratio, verified = {}, True
     for form, (server, _, transport, label) in FORMS.items():
         rem = statistics.median(rates[form])
@@ -244,7 +244,7 @@ def main() -> int:
         verified = verified and ok
         served = f"{kinds[server]}{'' if ok else '!'}" + ("" if used[form] == transport else f"/{used[form]}")
         print(f"{label:34s} {served:>13s} {rem:8,.0f} {ratio[form]:8.2f} {paired:8.2f} {np.median(ms):7.3f} {np.percentile(ms, 99):7.3f} "
-              f"{cpu[form][0] / steps * 1e6:8.0f} {cpu[form][1] / steps * 1e6:7.0f}")
+              f"{cpu[form][0] / steps * 1e6:8.0f} {cpu[form][1] / steps * 1e6:7.0f} {sum(cpu[form]) / cpu['in'][0]:6.2f}")
     print(f"servers and transports as intended (each server's own report, each client's transport): {verified}")
     best = min(FRAMES_FORMS, key=ratio.get)
     grpc_best = min((f for f in FORMS if f not in FRAMES_FORMS), key=ratio.get)
@@ -258,7 +258,8 @@ def main() -> int:
     print("message work per step without a transport [us]: " + "; ".join(
         f"{k} {v:.1f}" for k, v in costs.items() if k != "request bytes") + f"; the Observation is {costs['request bytes']:.0f} B")
     print("x slower: median steps/s in process over remote; (paired): median of per-episode ratios; rt: the twin's wait for a reply; "
-          "CPU from /proc (twin: this process, server: the planner's)")
+          "CPU from /proc (twin: this process, server: the planner's); CPU x: twin + server CPU over in process's, what a step "
+          "costs whatever the load (in lock-step a step waits for both)")
     return 0
 
 

@@ -5,7 +5,7 @@
   unary calls for planners without it; over frames (``harness.remote.frames``) the same
   messages are length-prefixed on one Unix or TCP socket.
 - ``serve_policy`` / ``drivetwin serve-policy``: any Python policy served over the protocol
-  (``harness.remote.server.serve_policy_frames``: on frames).
+  (``serve_policy_frames`` / ``serve-policy --socket``: on frames).
 - ``PlannerProcess``: one planner process per worker, started on a free port or Unix socket.
 
 The protocol is ``proto/drivetwin/planner/v1/planner.proto``; its Python code is shipped in
@@ -15,7 +15,7 @@ The protocol is ``proto/drivetwin/planner/v1/planner.proto``; its Python code is
 from harness.remote.client import RemotePolicy, rollout_retrying
 from harness.remote.process import PlannerProcess
 from harness.remote.protocol import PROTOCOL_VERSION, PlannerLost, RemoteError
-from harness.remote.server import PolicyServicer, serve_policy
+from harness.remote.server import PolicyServicer, serve_policy, serve_policy_frames
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -26,4 +26,5 @@ __all__ = [
     "RemotePolicy",
     "rollout_retrying",
     "serve_policy",
+    "serve_policy_frames",
 ]
