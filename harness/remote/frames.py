@@ -98,9 +98,10 @@ class FrameSocket:
         self._view = memoryview(self._chunk)
 
     def send(self, payload: bytes) -> None:
-        """Write one frame (its length prefix and ``payload`` in one call)."""
+        """Write one frame (its length prefix and ``payload`` in one call); ``ValueError`` when
+        ``payload`` is over ``MAX_FRAME_BYTES`` (this side's message, not the peer's fault)."""
         if len(payload) > MAX_FRAME_BYTES:
-            raise FrameError(f"a frame of {len(payload)} bytes is over the limit of {MAX_FRAME_BYTES}")
+            raise ValueError(f"a message of {len(payload)} bytes is over the frames limit of {MAX_FRAME_BYTES}")
         self.sock.sendall(HEADER.pack(len(payload)) + payload)
 
     def _fill(self) -> bool:
