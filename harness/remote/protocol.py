@@ -377,7 +377,11 @@ def encode_action(action: Any, action_type: str, t_us: int) -> pb.Command:
 
 
 def _xy(polyline: Any) -> np.ndarray:
-    return np.asarray(polyline.xy, dtype=np.float64).reshape(-1, 2)
+    read = packed_arrays(polyline, _POLYLINE_XY)
+    return (read["xy"] if read is not None else np.asarray(polyline.xy, dtype=np.float64)).reshape(-1, 2)
+
+
+_POLYLINE_XY = {"xy": pb.Polyline.DESCRIPTOR.fields_by_name["xy"].number}
 
 
 class ServedView:
@@ -465,25 +469,52 @@ def action_space(spec: Any) -> Any:
     return spaces.Box(low, high, shape, np.float32)
 
 
-def served_context(init: Any, view: ServedView) -> Any:
-    """The ``sim.context.PolicyContext`` a Python policy's ``reset`` gets in process, rebuilt from a
-    ``ScenarioInit`` (``scenario`` is None: its map, route and road users cross the wire, not it)."""
+@dataclass(frozen=True, slots=True)
+class ServedSpaces:
+    """What a ``ScenarioInit`` says of the env itself: its config, action type and spaces.
+
+    A served session keeps them while its episodes' ``env_config_json`` and action spec stay the
+    same, so its policy gets the same objects every episode, as in process (where they are the
+    env's), and they are not rebuilt per episode.
+    """
+
+    key: tuple[str, bytes]
+    config: Any
+    action_type: Any
+    action_space: Any
+    observation_space: Any
+
+
+def served_spaces(init: Any, previous: ServedSpaces | None = None) -> ServedSpaces:
+    """The env's config and spaces in ``init``: ``previous`` when they are the same."""
     from sim.config import ActionType, EnvConfig
-    from sim.context import PolicyContext
     from sim.observations import observation_space
 
+    key = (init.env_config_json, init.action.SerializeToString(deterministic=True))
+    if previous is not None and previous.key == key:
+        return previous
     table = json.loads(init.env_config_json) if init.env_config_json else {}
     config = EnvConfig.from_mapping(table, "ScenarioInit.env_config_json")
     action_type = ActionType(ACTION_NAMES.get(init.action.type, "continuous"))
+    return ServedSpaces(key, config, action_type, action_space(init.action), observation_space(config))
+
+
+def served_context(init: Any, view: ServedView, spaces: ServedSpaces | None = None) -> Any:
+    """The ``sim.context.PolicyContext`` a Python policy's ``reset`` gets in process, rebuilt from a
+    ``ScenarioInit`` (``scenario`` is None: its map, route and road users cross the wire, not it);
+    ``spaces`` from ``served_spaces`` (made here when not given)."""
+    from sim.context import PolicyContext
+
+    spaces = spaces if spaces is not None else served_spaces(init)
     return PolicyContext(
         scenario=None,
         scenario_id=init.scenario_id,
         ego_id=init.ego_id,
         dt_s=init.dt_s,
-        config=config,
-        action_type=action_type,
-        action_space=action_space(init.action),
-        observation_space=observation_space(config),
+        config=spaces.config,
+        action_type=spaces.action_type,
+        action_space=spaces.action_space,
+        observation_space=spaces.observation_space,
         vehicle=view.params,
         speed_limit=init.speed_limit,
         view=view,

@@ -39,6 +39,7 @@ class _Session:
     dt_us: int = 0
     step: int = 0
     owner: object = None  # the Session call that reset it last (None: a unary Reset)
+    spaces: protocol.ServedSpaces | None = None  # the env's config and spaces, kept while they stay the same
 
 
 def _error(exc: BaseException) -> str:
@@ -85,7 +86,8 @@ class PolicyServicer(pb_grpc.PlannerServicer):
             assert session is not None
             with session.lock:
                 view = protocol.ServedView(request)
-                ctx = protocol.served_context(request, view)
+                session.spaces = protocol.served_spaces(request, session.spaces)
+                ctx = protocol.served_context(request, view, session.spaces)
                 session.view, session.action_type = view, protocol.ACTION_NAMES[request.action.type]
                 session.t0_us, session.dt_us, session.step = request.t_us, request.dt_us, 0
                 session.owner = None  # a Session call that carried this Reset owns it (Session)

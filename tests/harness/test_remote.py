@@ -650,3 +650,22 @@ def test_serve_policy_refuses_a_socket_it_cannot_serve(flags, problem, capsys):
 
     assert main(["serve-policy", "expert", *flags]) == 2
     assert problem in capsys.readouterr().err
+
+
+def test_a_session_keeps_the_env_spaces_while_the_config_stays(library):
+    """As in process (where they are the env's), a served session's episodes get the same config
+    and space objects while ScenarioInit's config and action spec stay; new ones when they change."""
+    served = harness_server.PolicyServicer("expert")
+    inits = []
+    for config in ({"action": "trajectory"}, {"action": "trajectory"}, {"action": "continuous"}):
+        env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping(config), library=library)
+        env.reset(seed=0, options={"scenario": library.ids()[0]})
+        inits.append(protocol.scenario_init(protocol.episode_facts(env.scenario_info()), "s", 0))
+        env.close()
+    spaces = []
+    for init in inits:
+        assert served.Reset(init, None).status == pb.STATUS_OK
+        spaces.append(served._sessions["s"].spaces)
+    assert spaces[1] is spaces[0] and spaces[2] is not spaces[1]
+    assert spaces[0].action_space.shape == (10, 2) and spaces[2].action_space.shape == (2,)
+    assert str(spaces[2].action_type.value) == "continuous"
