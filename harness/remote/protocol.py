@@ -525,9 +525,8 @@ def served_context(init: Any, view: ServedView, spaces: ServedSpaces | None = No
 def served_observation(obs: Any) -> dict[str, np.ndarray]:
     """The env observation in an ``Observation`` message, as the env returned it."""
     out: dict[str, np.ndarray] = {}
-    if len(obs.state):
-        read = packed_arrays(obs, {"state": _STATE_NUMBER}, "<f4")
-        out["state"] = read["state"] if read is not None else np.asarray(obs.state, dtype=np.float32)
+    if len(obs.state):  # (a few hundred floats: reading them one by one is cheaper than the wire form of the whole message)
+        out["state"] = np.asarray(obs.state, dtype=np.float32)
     for part in obs.parts:
         out[part.name] = np.frombuffer(part.data, dtype=np.dtype(part.dtype)).reshape(tuple(part.shape)).copy()
     return out
