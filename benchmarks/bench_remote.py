@@ -165,12 +165,18 @@ def message_costs(env, n: int = 2000) -> dict[str, float]:
         msg = pb.SessionRequest.FromString(data).step
         view.update(msg)
         protocol.served_observation(msg)
+
+    def road_users() -> None:
+        view.update(msg)
         view.agents()
+
+    msg = pb.SessionRequest.FromString(data).step
 
     return {
         "twin: build + serialise Observation": per(build),
         "twin: parse + decode Command": per(lambda: protocol.decode_command(pb.SessionReply.FromString(reply).step, facts.action_type, facts.action_space, "")),
         "server: parse + unpack Observation": per(unpack),
+        "server: road users to arrays (for a policy that reads them)": per(road_users),
         "server: encode + serialise Command": per(lambda: pb.SessionReply(step=protocol.encode_action(action, facts.action_type, 0)).SerializeToString()),
         "request bytes": float(len(data)),
     }
