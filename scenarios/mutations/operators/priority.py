@@ -71,7 +71,9 @@ def _stop_lines(scenario: Scenario) -> list[tuple[str, str, np.ndarray, int]]:
         for lane_id in sign.lane_ids:
             if lane_id in known:
                 c = known[lane_id].centerline[:, :2]
-                out.append((f"stop sign {sign.id} on lane {lane_id}", lane_id, c[int(np.argmin(np.hypot(*(c - p).T)))], -1))
+                lane = Path.from_points(c[:, 0], c[:, 1], extend_m=0.0)
+                x, y, _, _, _ = lane.at(lane.project(p[:1], p[1:], (0.0, lane.length))[0])
+                out.append((f"stop sign {sign.id} on lane {lane_id}", lane_id, np.array([x[0], y[0]]), -1))
     return out
 
 
