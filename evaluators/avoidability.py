@@ -284,7 +284,8 @@ def right_of_way_violation(track: Track, controls: Sequence[Control], step: int,
         if state is None or state == SignalState.FLASHING_STOP:
             before = np.flatnonzero(stopped[:tc] & (lon[ci, :tc] >= -STOP_ZONE_M) & (lon[ci, :tc] < 0))
             if before.size == 0 and entry == tc:
-                return f"{who} did not stop at the {'flashing red ' if state is not None else ''}{c.name} (front over the line at {t[tc]:.1f} s, {speed[tc]:.1f} m/s)"
+                what = "flashing red " if state is not None else ""
+                return f"{who} did not stop at the {what}{c.name} (front over the line at {t[tc]:.1f} s, {speed[tc]:.1f} m/s)"
         elif state == SignalState.STOP:
             return f"{who} entered the junction against the red {c.name} at {t[entry]:.1f} s"
         elif state == SignalState.CAUTION and entry == tc:

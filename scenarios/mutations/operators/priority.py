@@ -227,7 +227,8 @@ def insert_priority_crossing(
         k_stop = int(np.clip(nearest_step(scenario, max(t_stop, 0.0)), 0, scenario.num_steps - 1))
         state = int(scenario.signals.states[row, k_stop])
         if t_stop >= 0 and state not in PRIORITY_STATES:
-            raise NotApplicable(scenario.source, "no_priority", f"lane {other_id!r}'s signal shows {SignalState(state).name} when it passes at {t_stop:.2f} s")
+            shows = SignalState(state).name
+            raise NotApplicable(scenario.source, "no_priority", f"lane {other_id!r}'s signal shows {shows} when it passes at {t_stop:.2f} s")
     box = typical_box(scenario, int(AgentType.VEHICLE))
     s_post, v_post = _follow(scenario, lp, tracks.num_agents, box[0], float(s_pre[-1]), speed, k_c)
     s = np.concatenate([s_pre, s_post])
