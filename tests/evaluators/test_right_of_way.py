@@ -146,3 +146,12 @@ def test_a_collision_after_the_ego_left_the_junction_is_judged_as_before():
     ctx = Context(Rollout.from_log(s), s, CFG)
     (c,) = collision_table(ctx)
     assert c["type"] == "stopped_track" and c["unavoidable"] and "junction" not in c["avoidability"]
+
+
+def test_an_ego_that_ran_the_red_and_is_hit_from_behind_is_not_at_fault():
+    """The ego runs the red at 5 m/s; a car behind at 10 m/s, 30 m back, runs into its rear after 4.2 s (21 m closed at 5 m/s), inside the junction."""
+    s = crossroads([AgentSpec("ego", 30.0, speed=5.0), AgentSpec("follower", 4.5, speed=10.0)], ego_signal=RED)
+    ctx = Context(Rollout.from_log(s), s, CFG)
+    (c,) = collision_table(ctx)
+    assert c["type"] == "active_rear" and not c["at_fault"] and 40.0 < ctx.ego_xy[c["step"], 0] < 60.0
+    assert evaluate(Rollout.from_log(s), s, CFG)["red_light_violations"] == 1
