@@ -183,11 +183,15 @@ def insert_priority_crossing(
                 continue
         sr = np.arange(s_stop, s_stop + JUNCTION_M + 1e-9, CONFLICT_SPACING_M)
         rx, ry, _, rh, _ = route.at(sr)
+        lo = np.array([rx.min(), ry.min()]) - CROSSING_MAX_GAP_M
+        hi = np.array([rx.max(), ry.max()]) + CROSSING_MAX_GAP_M
         chain = set(_chain_ids(scenario, lane_id))
         for other in scenario.road_map.lanes:
             c = other.centerline[:, :2]
             if other.id in chain or other.id in controlled or other.lane_type.lower() in NON_CAR_LANES or len(c) < 2:
                 continue
+            if (c[:, 0].max() < lo[0] or c[:, 0].min() > hi[0] or c[:, 1].max() < lo[1] or c[:, 1].min() > hi[1]):
+                continue  # nowhere near the route through the junction
             own = Path.from_points(c[:, 0], c[:, 1], extend_m=0.0)
             so = np.arange(0.0, own.length + 1e-9, CONFLICT_SPACING_M)
             ox, oy, _, oh, _ = own.at(so)
