@@ -116,3 +116,34 @@ def test_the_expert_meets_nobody_and_idm_runs_its_red_into_it():
     assert rows["idm"]["at_fault_collisions"] == 1 and rows["idm"]["red_light_violations"] == 1
     assert c["agent_id"].startswith("inserted-priority_crossing") and c["type"] == "active_front"
     assert c["avoidability"].startswith("the ego entered the junction against the red signal on lane west_through at 3.8 s")
+
+
+def test_on_the_real_logs_it_applies_where_the_map_has_stop_lines(data_dir):
+    """Of the Waymo logs, only the TFRecord scene has signals (12; its ego stands before a red for all
+    9.1 s) and stop signs that name their lanes (3 signs, 8 lanes); GPUDrive's JSON has empty
+    ``tl_states`` and stop signs without lanes. There the standing ego is met when it would be
+    accelerating; the expert, standing as the log did, meets nobody."""
+    import scenarios
+    from evaluators.config import EvaluatorConfig
+    from evaluators.context import Context
+    from evaluators.summary import evaluate
+    from scenarios.rollout import Rollout
+    from sim.env import DriveTwinEnv
+    from sim.runner import rollout
+
+    (womd,) = scenarios.load(data_dir / "womd_tfrecord" / "motion_data_one_scenario.tfrecord")
+    controls = Context(Rollout.from_log(womd), womd, EvaluatorConfig()).stop_controls
+    assert len(controls) == 20 and sum(c.signal_row >= 0 for c in controls) == 12
+    v = m.mutate(womd, [("insert_priority_crossing", {"conflict": 1, "accel": 2.0, "offset_s": 0.0})])
+    row = inserted(v, womd)
+    env = DriveTwinEnv(scenario=v, config={"agents_mode": "replay", "terminate_on_goal": False})
+    try:
+        r = rollout(env, "expert", seed=0)
+    finally:
+        env.close()
+    assert evaluate(r, v, log=womd)["collisions"] == 0 and v.tracks.valid[row].any()
+    for path in sorted((data_dir / "waymo_json").glob("*.json")):
+        (s,) = scenarios.load(path)
+        with pytest.raises(m.NotApplicable) as info:
+            m.mutate(s, [("insert_priority_crossing", {"accel": 2.0})])
+        assert info.value.reason == "no_stop_line"
