@@ -179,6 +179,9 @@ class ExpertPolicy(_Baseline):
     #: at the start is caught up with gently, not with full braking).
     CORRECTION_MAX_MPS2 = 2.0
     CORRECTION_JERK_MPS3 = 3.0
+    #: Where the ego starts faster or slower than the reference, the reference starts at the
+    #: ego's speed and changes at this rate [m/s2] until it meets the log's.
+    START_ACCEL_MPS2 = 1.5
 
     def reset(self, context: PolicyContext) -> None:
         super().reset(context)
@@ -278,6 +281,15 @@ class ExpertPolicy(_Baseline):
             s = np.concatenate([[0.0], np.cumsum(ds)])
             v = np.gradient(s, self.dt)
         v = _running_median(v, self.MEDIAN_WINDOW)
+        if not self._feed_forward:
+            # the twin starts the ego at the logged speed, which may run ahead of (or behind) the
+            # positions' own: the reference starts there and meets theirs at a comfortable rate
+            smooth, v0 = _local_line(v, self.REFERENCE_WINDOW, 0, self.dt), float(self.view.ego.speed)
+            t = np.arange(len(v)) * self.dt
+            if v0 > smooth[0]:
+                v = np.maximum(smooth, v0 - self.START_ACCEL_MPS2 * t)
+            elif v0 < smooth[0]:
+                v = np.minimum(smooth, v0 + self.START_ACCEL_MPS2 * t)
         v_ref = _local_line(v, self.REFERENCE_WINDOW, 0, self.dt)
         a_ref = _local_line(v, self.REFERENCE_WINDOW, 1, self.dt)
         n = len(log)

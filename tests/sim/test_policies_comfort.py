@@ -67,17 +67,18 @@ def test_the_expert_backs_up_with_a_log_that_starts_reversing(make_env, scenes, 
     assert row["comfortable"], row["lon_accel_max_mps2"]
 
 
-def test_the_expert_does_not_brake_hard_where_the_logged_speed_runs_ahead_of_the_positions(make_env, scenes, data_dir) -> None:
-    """An AV2 track whose first positions move at 2.6 m/s while its speed says 6.5: the twin starts
-    the ego at the logged speed, and the expert chasing the positions braked at 9 m/s2 (filtered:
-    -13.5 m/s2) then accelerated at 4. Its correction is now gentle: no braking beyond nuPlan's bound."""
-    s = _vehicle_ego(scenes, data_dir, "argoverse2/scenario_0a1e6f0a-1817-4a98-b02e-db8c9327d151.parquet", "139544")
+@pytest.mark.parametrize(("ego", "was"), [("139544", -13.52), ("139400", -13.88)])
+def test_the_expert_does_not_brake_hard_where_the_logged_speed_runs_ahead_of_the_positions(make_env, scenes, data_dir, ego, was) -> None:
+    """AV2 tracks whose first positions move at 2.6 (3.1) m/s while their speed says 6.5 (7.6): the
+    twin starts the ego at the logged speed, and the expert chasing the positions braked at
+    9 m/s2 (filtered: ``was``) then accelerated at 4. Its reference now starts at the ego's speed
+    and meets the positions' own at 1.5 m/s2: a comfortable ride, a little ahead of the boxes."""
+    s = _vehicle_ego(scenes, data_dir, "argoverse2/scenario_0a1e6f0a-1817-4a98-b02e-db8c9327d151.parquet", ego)
     record = rollout(make_env(s, action="continuous"), "expert", seed=0)
-    absolute = evaluate(record, s, EvaluatorConfig(judge_against_log=False))
-    assert absolute["lon_accel_min_mps2"] > -4.05, absolute["lon_accel_min_mps2"]
-    # the positions' own acceleration (5 m/s2, the log's velocities' own: 5.3) is driven, and excused
-    judged = evaluate(record, s, EvaluatorConfig())
-    assert judged["comfortable"] and judged["log_comfortable"] == False  # noqa: E712
+    row = evaluate(record, s, EvaluatorConfig(judge_against_log=False))
+    assert row["comfortable"] and row["lon_accel_min_mps2"] > -4.05 > was, row["lon_accel_min_mps2"]
+    err = _log_error_m(record, s)
+    assert err.mean() < 0.4 and err.max() < 1.6, (err.mean(), err.max())  # the gap it opens is closed again
 
 
 def test_a_logged_hard_brake_is_driven_as_hard_and_a_harder_one_is_still_flagged(make_env) -> None:
