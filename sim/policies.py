@@ -7,14 +7,19 @@ ground truth; ``context["dt_s"]`` works too.
 
 Baselines:
 
-- ``expert``: drives the logged ego's trajectory. When the logged speeds describe the logged
-  motion, the log's own acceleration plus a gentle correction of the speed and along-track errors
-  sets the acceleration: with ``continuous`` actions directly (the tracker steers), with
-  ``trajectory`` actions as waypoints along the logged path spaced so that the env's tracker
-  drives that acceleration (the logged positions themselves would make it chase their label
-  noise). Otherwise (a jumping box, a reversing log as a trajectory) the logged ego's next K
-  positions are the waypoints. The sanity reference: it reproduces the log. It does not
-  anticipate the ego's latency.
+- ``expert``: drives the logged ego's trajectory. Its reference speed is the logged one when the
+  logged speeds describe the logged motion, else the positions' own (starting at the ego's
+  speed and meeting theirs at 1.5 m/s2: the twin starts the ego at the logged speed), smoothed
+  (a 5-step median, then an 11-step least-squares line: 2 Hz label steps and 0.5 m/s jitter
+  are driven as the motion they stand for). The reference's acceleration plus a gentle
+  correction of the speed and along-track errors (at most 2 m/s2, changing at most 3 m/s3: the
+  expert's own doing) sets the acceleration: with ``continuous`` actions directly (the tracker
+  steers, forwards or backwards as the reference drives), with ``trajectory`` actions as
+  waypoints along the logged path spaced so that the env's tracker drives that acceleration
+  (the logged positions themselves would make it chase their label noise). With
+  ``trajectory`` actions and speeds that do not describe the motion (a jumping box) or a
+  reversing log, the logged ego's next K positions are the waypoints. The sanity reference: it
+  reproduces the log. It does not anticipate the ego's latency.
 - ``idm``: follows its route (pure pursuit on the observed route points) at the speed limit and
   brakes with IDM for the nearest observed road user in its corridor; needs ``state`` observations.
 - ``constant_velocity``: no acceleration and no steering (``trajectory``: straight ahead at the
@@ -221,10 +226,10 @@ class ExpertPolicy(_Baseline):
         # log has its next waypoint behind it, and is still driving forwards); the correction is
         # the expert's own doing, so it stays within a comfortable size and rate
         w = self.TRACKING_OMEGA
-        want = 2 * w * (v_ref - ego.speed) + w * w * float(points[0, 0])
+        desired = 2 * w * (v_ref - ego.speed) + w * w * float(points[0, 0])
         step = self.CORRECTION_JERK_MPS3 * self.dt
         bound = self.CORRECTION_MAX_MPS2
-        self._correction = min(max(want, self._correction - step, -bound), self._correction + step, bound)
+        self._correction = min(max(desired, self._correction - step, -bound), self._correction + step, bound)
         accel = a_ref + self._correction
         if not continuous:
             return self._from_trajectory(self._retimed(points, ego.speed, accel), ego.speed)
@@ -269,8 +274,9 @@ class ExpertPolicy(_Baseline):
     def _reference(self, log: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(S,) the reference signed speed [m/s] and acceleration [m/s2] at each env step: the
         logged speeds when they describe the logged motion, else the positions' own (signed by
-        the logged heading), smoothed over ``REFERENCE_WINDOW`` steps; after the ego's last logged
-        step, its last speed and no acceleration."""
+        the logged heading, from the ego's own speed at the start), after a ``MEDIAN_WINDOW``
+        median, smoothed over ``REFERENCE_WINDOW`` steps; after the ego's last logged step, its
+        last speed and no acceleration."""
         last = self._last
         if self._feed_forward or last < 1:
             v = log[: last + 1, 3].astype(np.float64)
@@ -302,7 +308,7 @@ class ExpertPolicy(_Baseline):
         """Whether, over every second of the log, the logged speeds integrate to the logged path
         and the path runs along the logged heading: else (a parked car's box jumping while its
         velocity says 0, speeds that disagree with the positions, a heading turned round) the
-        positions alone are tracked."""
+        positions' own speeds are the reference."""
         if len(log) < 2:
             return True
         step = np.diff(log[:, :2], axis=0)
