@@ -212,6 +212,12 @@ def _schema(table: str) -> pa.Schema:
     return {METRICS: METRICS_SCHEMA, SERIES: SERIES_SCHEMA}[table]
 
 
+def _utf8(value: Any) -> Any:
+    """A string UTF-8 can hold: lone surrogates (a policy's message about an undecodable file
+    name, say) become their ``\\udcff`` escapes instead of failing the whole part."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+
+
 def _to_table(rows: list[Mapping[str, Any]], schema: pa.Schema, source: str) -> pa.Table:
     names = set(schema.names)
     for row in rows:
@@ -228,6 +234,8 @@ def _to_table(rows: list[Mapping[str, Any]], schema: pa.Schema, source: str) -> 
         values = [row.get(f.name) for row in rows]
         if pa.types.is_floating(f.type):
             values = [None if v is None else float(v) for v in values]
+        elif pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            values = [_utf8(v) for v in values]
         columns[f.name] = pa.array(values, type=f.type)
     return pa.Table.from_pydict(columns, schema=schema)
 

@@ -243,7 +243,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     result = gate(summary, gate_config, baseline, run_id=run_dir.name, suite=suite)
     _print_gate(result, args.limit)
     if args.junit:
-        path = write_junit(result, gate_config, args.junit, run_dir=run_dir)
+        path = write_junit(result, args.junit, run_dir=run_dir)
         print(f"JUnit XML: {path}")
     print("verdict: " + ("PASS" if result.passed else "FAIL"))
     return 0 if result.passed else 1

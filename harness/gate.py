@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import xml.etree.ElementTree as ET
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
+from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 import pandas as pd
@@ -237,7 +239,7 @@ def gate(summary: pd.DataFrame, config: GateConfig, baseline: pd.DataFrame | Non
     return GateResult(checks, variants, comparison, run_id=run_id, suite=suite)
 
 
-def _failure_reason(row: pd.Series) -> str:
+def _failure_reason(row: Mapping[str, Any]) -> str:
     reasons = [r for r in row["reasons"] if not r.startswith("error")]
     if row.get("newly_failing"):
         reasons.append("regressed: passed in the baseline")
@@ -260,55 +262,95 @@ def _finite(value: Any) -> float | None:
     return number if np.isfinite(number) else None
 
 
-def write_junit(result: GateResult, config: GateConfig, path: str | Path, run_dir: str | Path | None = None) -> Path:
+#: Characters XML 1.0 cannot hold (control characters from a policy's error message, say).
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+#: The score columns each variant's case prints in its ``system-out``.
+_CASE_SCORES = (SCORE, "driving_score", "collisions", "at_fault_collisions", "progress_ratio", "min_ttc_s")
+
+
+def _xml_text(value: object) -> str:
+    """``value`` as XML character data (escaped; characters XML cannot hold become U+FFFD)."""
+    return escape(_NOT_XML.sub("\ufffd", str(value)))
+
+
+def _xml_attr(value: object) -> str:
+    """``value`` as a quoted XML attribute value."""
+    return quoteattr(_NOT_XML.sub("\ufffd", str(value)))
+
+
+def write_junit(result: GateResult, path: str | Path, run_dir: str | Path | None = None) -> Path:
     """JUnit XML: a test case per variant (classname = its scenario) plus one per gate check.
 
     A variant's case fails when the variant fails its own verdict or newly fails against the
     baseline; the failure's message names the cause(s) and its text holds the command that
-    replays the variant (with ``run_dir``, the run directory).
+    replays the variant (with ``run_dir``, the run directory). Written case by case to a
+    temporary file renamed into place: what it holds in memory is a few columns and the failing
+    rows, not a tree of every case, and a reader never sees half a file.
     """
     from evaluators.verdicts import causes
 
     variants = result.variants
-    cases = []
-    for _, row in variants.sort_values("variant_id").iterrows():
-        case = ET.Element("testcase", classname=str(row["scenario_id"]), name=str(row["variant_id"]))
-        seconds = row.get("worker_s")
-        case.set("time", f"{float(seconds):.3f}" if seconds is not None and not pd.isna(seconds) else "0")
-        replay = f"replay: {_replay_command(str(row['variant_id']), run_dir)}"
-        if row["status"] != "ok":
-            err = ET.SubElement(case, "error", message=f"{str(row['error'])[:500]}; {replay}", type="variant_error")
-            err.text = f"{row['error']}\n{replay}"
-        elif not row["passed"] or row.get("newly_failing", False):
-            reason = _failure_reason(row)
-            found = causes(row.to_dict())
-            ET.SubElement(case, "failure", message=f"{reason}; {replay}", type=found[0] if found else "score").text = f"{reason}\n{replay}"
-        scores = {k: row.get(k) for k in (SCORE, "driving_score", "collisions", "at_fault_collisions", "progress_ratio", "min_ttc_s")}
-        out = json.dumps({k: _finite(v) for k, v in scores.items()})
-        if isinstance(row.get("against_log"), str):
-            out += f"\njudged against the log: {row['against_log']}"
-        ET.SubElement(case, "system-out").text = out
-        cases.append(case)
-    for check in result.checks:
-        case = ET.Element("testcase", classname="drivetwin.gate", name=check.name, time="0")
-        if not check.passed:
-            ET.SubElement(case, "failure", message=check.message, type="gate").text = check.message
-        ET.SubElement(case, "system-out").text = check.message
-        cases.append(case)
-    failures = sum(1 for c in cases if c.find("failure") is not None)
-    errors = sum(1 for c in cases if c.find("error") is not None)
-    suite = ET.Element(
-        "testsuite", name=f"drivetwin.{result.suite or 'suite'}", tests=str(len(cases)), failures=str(failures), errors=str(errors),
-        skipped="0", timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    )
-    props = ET.SubElement(suite, "properties")
-    ET.SubElement(props, "property", name="run_id", value=result.run_id)
-    ET.SubElement(props, "property", name="verdict", value="pass" if result.passed else "fail")
-    suite.extend(cases)
-    root = ET.Element("testsuites", name="drivetwin", tests=suite.get("tests"), failures=str(failures), errors=str(errors))
-    root.append(suite)
-    ET.indent(root)
+    n = len(variants)
+    order = np.argsort(variants["variant_id"].astype(str).to_numpy(object), kind="stable")  # by id; no copy of the table
+
+    def column(name: str, numeric: bool = False, default: Any = np.nan) -> np.ndarray:
+        if name not in variants:
+            return np.full(n, default, dtype=float if numeric else object)
+        values = pd.to_numeric(variants[name], errors="coerce").to_numpy(float) if numeric else variants[name].to_numpy(object)
+        return values[order]
+
+    ok = column("status") == "ok"
+    newly = column("newly_failing", default=False)
+    failing = ok & ((column("passed") == False) | (newly == True))  # noqa: E712 (object columns)
+    failures = int(failing.sum()) + sum(not c.passed for c in result.checks)
+    errors = int((~ok).sum())
+    tests = n + len(result.checks)
+    seconds = column("worker_s", numeric=True)
+    scores = {k: column(k, numeric=True) for k in _CASE_SCORES}
+    against = column("against_log", default=None)
+    ids = column("variant_id").astype(str)
+    scenarios = column("scenario_id").astype(str)
+    marked = np.flatnonzero(~ok | failing)
+    flagged = dict(zip(marked.tolist(), variants.iloc[order[marked]].to_dict("records")))  # rows with a failure or an error
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    tmp = path.with_name(path.name + ".tmp")
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    suite = f"drivetwin.{result.suite or 'suite'}"
+    with open(tmp, "w", encoding="utf-8", buffering=1 << 20) as out:
+        out.write("<?xml version='1.0' encoding='utf-8'?>\n")
+        out.write(f'<testsuites name="drivetwin" tests="{tests}" failures="{failures}" errors="{errors}">\n')
+        out.write(
+            f'  <testsuite name={_xml_attr(suite)} tests="{tests}" failures="{failures}" errors="{errors}" skipped="0" timestamp="{stamp}">\n'
+            f"    <properties>\n      <property name=\"run_id\" value={_xml_attr(result.run_id)} />\n"
+            f'      <property name="verdict" value="{"pass" if result.passed else "fail"}" />\n    </properties>\n'
+        )
+        for i in range(n):
+            time_s = f"{seconds[i]:.3f}" if np.isfinite(seconds[i]) else "0"
+            out.write(f"    <testcase classname={_xml_attr(scenarios[i])} name={_xml_attr(ids[i])} time=\"{time_s}\">\n")
+            if not ok[i] or failing[i]:
+                row = flagged[i]
+                replay = f"replay: {_replay_command(ids[i], run_dir)}"
+                if not ok[i]:
+                    error = str(row["error"])
+                    message, body = _xml_attr(f"{error[:500]}; {replay}"), _xml_text(error + "\n" + replay)
+                    out.write(f'      <error message={message} type="variant_error">{body}</error>\n')
+                else:
+                    reason = _failure_reason(row)
+                    found = causes(row)
+                    kind = found[0] if found else "score"
+                    message, body = _xml_attr(f"{reason}; {replay}"), _xml_text(reason + "\n" + replay)
+                    out.write(f"      <failure message={message} type={_xml_attr(kind)}>{body}</failure>\n")
+            text = json.dumps({k: _finite(scores[k][i]) for k in _CASE_SCORES})
+            if isinstance(against[i], str):
+                text += f"\njudged against the log: {against[i]}"
+            out.write(f"      <system-out>{_xml_text(text)}</system-out>\n    </testcase>\n")
+        for check in result.checks:
+            out.write(f'    <testcase classname="drivetwin.gate" name={_xml_attr(check.name)} time="0">\n')
+            if not check.passed:
+                out.write(f'      <failure message={_xml_attr(check.message)} type="gate">{_xml_text(check.message)}</failure>\n')
+            out.write(f"      <system-out>{_xml_text(check.message)}</system-out>\n    </testcase>\n")
+        out.write("  </testsuite>\n</testsuites>\n")
+    tmp.replace(path)
     return path

@@ -180,6 +180,17 @@ def test_an_interrupt_inside_a_flush_loses_no_row_and_writes_none_twice(tmp_path
     assert len(metrics) == expected and not metrics.duplicated(["variant_id", "metric"]).any()
 
 
+def test_text_utf8_cannot_hold_is_escaped_not_fatal(tmp_path):
+    """A policy's error about an undecodable file name carries a lone surrogate: the part is
+    written (the surrogate as its escape), with the clean rows beside it intact."""
+    writer = rp.ReportWriter(tmp_path, "run-1", writer_id="w", flush_every=2)
+    writer.add(evaluations(1)[0])
+    writer.add_error("v-bad", "s-bad", "e", "no such map 'x\udcff.json'\x00")
+    summary = rp.read_summary(tmp_path).set_index(rp.VARIANT_ID)
+    assert summary.loc["v-bad", "error"] == "no such map 'x\\udcff.json'\x00"
+    assert summary.loc["v000", "status"] == "ok" and len(summary) == 2
+
+
 def test_empty_report_reads_as_an_empty_table(tmp_path):
     assert rp.read_summary(tmp_path).empty
     assert list(rp.read_summary(tmp_path).columns) == rp.SUMMARY_SCHEMA.names

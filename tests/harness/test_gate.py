@@ -213,3 +213,26 @@ def test_run_with_a_gate_prints_the_verdict_and_counts_driving_failures(tmp_path
     assert "FAIL  at_fault_collision_rate: 1 of 3 variants with an at-fault collision" in captured.out
     assert f"variant {AT_FAULT}: 1 at-fault collision, the first at 3.2 s" in captured.out
     assert captured.out.rstrip().splitlines()[-1].startswith("verdict: FAIL")
+
+
+def test_junit_holds_any_error_text_and_counts_every_case(tmp_path):
+    """Error texts with control characters, markup and quotes (a crashing policy's message)
+    still make well-formed XML; the counts are the cases'."""
+    from evaluators.report import SUMMARY_SCHEMA, error_summary
+    from harness.config import parse_suite
+    from harness.gate import gate, write_junit
+
+    rows = [error_summary(f"v{i}<&\"'>", "s\x01", "e", f"boom \x00\x1b[31m <tag> & ]]> {i}") for i in range(3)]
+    summary = pd.DataFrame(rows).reindex(columns=SUMMARY_SCHEMA.names)
+    result = gate(summary, parse_suite({}).gate, run_id="r\x02", suite="odd")
+    root = ET.parse(write_junit(result, tmp_path / "j.xml", run_dir=tmp_path / "a b")).getroot()
+    suite = root.find("testsuite")
+    cases = [c for c in suite.findall("testcase") if c.get("classname") != "drivetwin.gate"]
+    assert [c.get("name") for c in cases] == [f"v{i}<&\"'>" for i in range(3)] and cases[0].get("classname") == "s\ufffd"
+    error = cases[0].find("error")
+    assert error.get("message").startswith("boom \ufffd\ufffd[31m <tag> & ]]> 0; replay: drivetwin replay")
+    assert error.text.endswith(f"--run '{tmp_path / 'a b'}'")
+    checks = len(result.checks)
+    assert suite.get("tests") == str(3 + checks) and suite.get("errors") == "3" and root.get("errors") == "3"
+    assert int(suite.get("failures")) == sum(not c.passed for c in result.checks) > 0
+    assert not (tmp_path / "j.xml.tmp").exists()
