@@ -1,4 +1,4 @@
-"""A planner over gRPC on loopback against the same planner in process, measured in the same run.
+"""A planner in another process over each lock-step transport against the same planner in process, in the same run.
 
 Usage: python benchmarks/bench_remote.py [--episodes 20] [--policy expert] [--data ../shared/data]
 
@@ -6,20 +6,21 @@ What is timed: whole episodes (``sim.runner.rollout``: reset, every step, the ro
 the ``expert`` on ``state`` observations, in the Waymo JSON scenario with the most agents (the
 sample's busiest scenario when ../shared/data is absent), log-replay agents, the kinematic
 bicycle. In process: the policy is called directly. Remote: the same policy served by
-``drivetwin serve-policy`` in its own process, driven lock-step by ``RemotePolicy`` over
-127.0.0.1, over each lock-step transport: the ``Session`` call driven on the twin's thread (the
-default), the same call through grpcio's public stream API, and one unary ``Step`` call per step
-(what a planner without ``Session`` gets); and the default transport against the same policy on
-grpcio's public server (``make_server(server="threads")``, the fallback of the inline server that
-``serve-policy`` runs). Printed, per transport:
+``drivetwin serve-policy`` in its own process, driven lock-step by ``RemotePolicy``, over each
+transport: frames on a Unix socket and on TCP loopback (``harness.remote.frames``); gRPC's
+``Session`` call driven on the twin's thread (gRPC's default), the same call through grpcio's
+public stream API, one unary ``Step`` call per step (what a planner without ``Session`` gets),
+and the default call against grpcio's public server (``make_server(server="threads")``). Each
+server says which server it runs (``served_by``) and each client which transport it used
+(``RemotePolicy.transport``): the bench checks both. Printed, per transport:
 
 - env steps/s (median over the episodes, every form run in turn on each episode) and how many
-  times slower than in process (target: within 3x), also as the median of per-episode ratios;
+  times slower than in process, also as the median of per-episode ratios;
 - the per-step round trip (median, p99 [ms]): the twin's wait for the reply;
 - CPU time per env step of the twin and of the server (/proc; Linux), which depends less on the
   machine's load than wall time does;
-- the client's own message cost (building the ``Observation``, decoding the ``Command``) and the
-  messages' sizes [bytes].
+- the target (within 3x of in process) read off the best frames transport, and what gRPC gives;
+- each side's message work per step without a transport (building, parsing, unpacking) [us].
 
 Wall-clock figures depend on what else runs on the machine: the load average is printed.
 """
@@ -29,9 +30,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,16 +50,31 @@ from sim.runner import rollout, rollouts_equal  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
-#: The forms compared: (``RemotePolicy(session_call=...)``, the server's kind); the first is the default.
-FORMS = {"inline": ("inline", "inline"), "threaded": ("threaded", "inline"), "off": ("off", "inline"), "threads-server": ("inline", "threads")}
-LABELS = {"inline": "Session call, twin's thread", "threaded": "Session call, grpcio stream API", "off": "unary Step per step",
-          "threads-server": "Session call, grpcio's public server"}
-#: A planner process serving ``sys.argv[1]`` on grpcio's public server, printing its port.
+#: The planner servers, each in its own process: (serve-policy flags or None for THREADS_SERVER, the
+#: kind of server it must say it runs (``served_by``)). "{socket}" is a path in a temp dir.
+SERVERS = {
+    "frames-unix": (["--socket", "{socket}"], "frames"),
+    "frames-tcp": (["--transport", "frames", "--port", "0"], "frames"),
+    "inline": (["--port", "0"], "inline"),
+    "threads": (None, "threads"),
+}
+#: The forms compared: (the server, ``RemotePolicy(session_call=...)``, the transport the client
+#: must report having used (``RemotePolicy.transport``), its label).
+FORMS = {
+    "frames-unix": ("frames-unix", "inline", "frames-unix", "frames, Unix socket"),
+    "frames-tcp": ("frames-tcp", "inline", "frames-tcp", "frames, TCP loopback"),
+    "inline": ("inline", "inline", "session", "gRPC Session call, twin's thread"),
+    "threaded": ("inline", "threaded", "session-threads", "gRPC Session call, stream API"),
+    "off": ("inline", "off", "unary", "gRPC unary Step per step"),
+    "threads-server": ("threads", "inline", "session", "gRPC Session, grpcio's server"),
+}
+FRAMES_FORMS = ("frames-unix", "frames-tcp")
+#: A planner process serving ``sys.argv[1]`` on grpcio's public server, printing its address as serve-policy does.
 THREADS_SERVER = (
     "import sys, threading\n"
-    "from harness.remote.server import serve_policy\n"
+    "from harness.remote.server import serve_policy, served_by\n"
     "server, port = serve_policy(sys.argv[1], 0, server='threads')\n"
-    "print(f'serving on 127.0.0.1:{port}', flush=True)\n"
+    "print(f'serving on 127.0.0.1:{port} ({served_by(server)} server)', flush=True)\n"
     "threading.Event().wait()\n"
 )
 
@@ -94,6 +112,76 @@ class Timed:
         return action
 
 
+def start_servers(policy: str, tmp: str) -> tuple[dict, dict, dict]:
+    """Every server of ``SERVERS`` in its own process: the processes, their addresses, the kind of
+    server each says it runs."""
+    env_vars = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    procs, addresses, kinds = {}, {}, {}
+    for name, (flags, _) in SERVERS.items():
+        if flags is None:
+            argv = [sys.executable, "-c", THREADS_SERVER, policy]
+        else:
+            argv = [sys.executable, "-m", "harness.cli", "serve-policy", policy,
+                    *(f.replace("{socket}", os.path.join(tmp, f"{name}.sock")) for f in flags)]
+        procs[name] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env_vars)
+    for name, proc in procs.items():
+        line = proc.stdout.readline()
+        match = re.search(r"on (\S+) \((\w+) server\)", line)
+        if match is None:
+            raise SystemExit(f"server {name} printed {line!r}")
+        addresses[name], kinds[name] = match.group(1), match.group(2)
+    return procs, addresses, kinds
+
+
+def message_costs(env, n: int = 2000) -> dict[str, float]:
+    """Per-step cost [us] of each side's message work, without a transport: the twin builds and
+    serialises the Observation and parses and decodes the Command; the server parses the request,
+    unpacks it for the policy, encodes and serialises its reply."""
+    from harness.remote._proto import planner_pb2 as pb
+
+    obs, _ = env.reset(seed=0)
+    facts = protocol.episode_facts(env.scenario_info())
+    init = protocol.scenario_init(facts, "0" * 32, 0)
+    view = protocol.ServedView(init)
+
+    def per(fn) -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - t) / n * 1e6
+
+    request = pb.SessionRequest()
+    protocol.observation(facts, "0" * 32, obs, request.step)
+    data = request.SerializeToString()
+    action = np.zeros(2, np.float32)
+    reply = pb.SessionReply(step=protocol.encode_action(action, facts.action_type, request.step.t_us)).SerializeToString()
+
+    def build() -> None:
+        r = pb.SessionRequest()
+        protocol.observation(facts, "0" * 32, obs, r.step)
+        r.SerializeToString()
+
+    def unpack() -> None:
+        msg = pb.SessionRequest.FromString(data).step
+        view.update(msg)
+        protocol.served_observation(msg)
+
+    def road_users() -> None:
+        view.update(msg)
+        view.agents()
+
+    msg = pb.SessionRequest.FromString(data).step
+
+    return {
+        "twin: build + serialise Observation": per(build),
+        "twin: parse + decode Command": per(lambda: protocol.decode_command(pb.SessionReply.FromString(reply).step, facts.action_type, facts.action_space, "")),
+        "server: parse + unpack Observation": per(unpack),
+        "server: road users to arrays (for a policy that reads them)": per(road_users),
+        "server: encode + serialise Command": per(lambda: pb.SessionReply(step=protocol.encode_action(action, facts.action_type, 0)).SerializeToString()),
+        "request bytes": float(len(data)),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=20)
@@ -103,17 +191,12 @@ def main() -> int:
 
     scenario = busiest(args.data)
     env = sim.DriveTwinEnv(scenario=scenario, config=sim.EnvConfig.from_mapping({"observation": ["state"]}))
-    env_vars = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    servers = {
-        "inline": subprocess.Popen([sys.executable, "-m", "harness.cli", "serve-policy", args.policy, "--port", "0"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env_vars),
-        "threads": subprocess.Popen([sys.executable, "-c", THREADS_SERVER, args.policy],
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env_vars),
-    }
+    tmp = tempfile.mkdtemp(prefix="drivetwin-bench-")
+    procs: dict = {}
     try:
-        addresses = {kind: re.search(r"on (\S+:\d+)", proc.stdout.readline()).group(1) for kind, proc in servers.items()}
+        procs, addresses, kinds = start_servers(args.policy, tmp)
         local = Timed(make_policy(args.policy))
-        remotes = {form: RemotePolicy(addresses[kind], session_call=call) for form, (call, kind) in FORMS.items()}
+        remotes = {form: RemotePolicy(addresses[server], session_call=call) for form, (server, call, _, _) in FORMS.items()}
         load0 = os.getloadavg()[0]
         for policy in (local, *remotes.values()):  # warm: plans, caches, the connection
             rollout(env, policy, scenario, seed=0)
@@ -129,7 +212,7 @@ def main() -> int:
             cpu["in"][0] += time.process_time() - c
             steps += a.num_steps - 1
             for form, remote in remotes.items():
-                server = servers[FORMS[form][1]]
+                server = procs[FORMS[form][0]]
                 t, c, c_server = time.perf_counter(), time.process_time(), cpu_s(server.pid)
                 b = rollout(env, remote, scenario, seed=i)
                 rates[form].append((b.num_steps - 1) / (time.perf_counter() - t))
@@ -137,47 +220,52 @@ def main() -> int:
                 cpu[form][1] += cpu_s(server.pid) - c_server
                 rtts[form] += remote._latencies
                 same = same and rollouts_equal(a, b)
-        # the client's own message cost per step
-        obs, _ = env.reset(seed=0)
-        facts = protocol.episode_facts(env.scenario_info())
-        n = 2000
-        t = time.perf_counter()
-        for _ in range(n):
-            msg = protocol.observation(facts, "0" * 32, obs)
-        build_us = (time.perf_counter() - t) / n * 1e6
-        command = protocol.encode_action(np.zeros(2, np.float32), facts.action_type, msg.t_us)
-        t = time.perf_counter()
-        for _ in range(n):
-            protocol.decode_command(command, facts.action_type, facts.action_space, "")
-        decode_us = (time.perf_counter() - t) / n * 1e6
-        transport = remotes["inline"].transport
+        used = {form: remote.transport for form, remote in remotes.items()}
         for remote in remotes.values():
             remote.close()
+        costs = message_costs(env)
     finally:
-        for server in servers.values():
-            server.terminate()
-            server.wait(timeout=10)
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(timeout=10)
         env.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
-    act_ms = np.asarray(local.times) * 1e3
+    act_us = float(np.median(local.times)) * 1e6
     inp = statistics.median(rates["in"])
     print(f"scenario {scenario.id}: {scenario.num_agents} agents, {env.unwrapped.plan.log.num_steps} steps; policy {args.policy!r}; "
           f"{args.episodes} episodes of each; load average {load0:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print(f"rollouts identical to in process over every transport: {same}; the policy's own act in process: median {np.median(act_ms):.3f} ms")
-    print(f"{'lock-step transport':42s} {'steps/s':>8s} {'x slower':>8s} {'(paired)':>8s} {'rt p50':>7s} {'rt p99':>7s} {'twin CPU':>8s} {'server':>7s} [us/step]")
-    print(f"{'in process':42s} {inp:8,.0f} {1:8.2f} {1:8.2f} {'':7s} {'':7s} {cpu['in'][0] / steps * 1e6:8.0f} {'':7s}")
-    for form in FORMS:
+    print(f"rollouts identical to in process over every transport: {same}; the policy's own act in process: median {act_us:.0f} us")
+    print(f"{'lock-step transport':34s} {'served by':>13s} {'steps/s':>8s} {'x slower':>8s} {'(paired)':>8s} {'rt p50':>7s} {'rt p99':>7s} "
+          f"{'twin CPU':>8s} {'server':>7s} {'CPU x':>6s}")
+    print(f"{'':34s} {'':>13s} {'':>8s} {'':>8s} {'':>8s} {'[ms]':>7s} {'[ms]':>7s} {'[us/step]':>8s} {'':>7s}")
+    print(f"{'in process':34s} {'':>13s} {inp:8,.0f} {1:8.2f} {1:8.2f} {'':7s} {'':7s} {cpu['in'][0] / steps * 1e6:8.0f} {'':7s} {1:6.2f}")
+    ratio, verified = {}, True
+    for form, (server, _, transport, label) in FORMS.items():
         rem = statistics.median(rates[form])
+        ratio[form] = inp / rem
         paired = statistics.median(x / y for x, y in zip(rates["in"], rates[form]))
         ms = np.asarray(rtts[form]) * 1e3
-        label = LABELS[form] + (f" ({transport})" if form == "inline" else "")
-        print(f"{label:42s} {rem:8,.0f} {inp / rem:8.2f} {paired:8.2f} {np.median(ms):7.3f} {np.percentile(ms, 99):7.3f} "
-              f"{cpu[form][0] / steps * 1e6:8.0f} {cpu[form][1] / steps * 1e6:7.0f}")
-    rem = statistics.median(rates["inline"])
-    print(f"remote (default transport) {rem:,.0f} steps/s against {inp:,.0f} in process: {inp / rem:.2f}x slower (target within 3x); "
-          f"round trip (ms) is the twin's wait for a reply, x slower (paired) the median of per-episode ratios")
-    print(f"client message cost per step: Observation built in {build_us:.1f} us, Command decoded in {decode_us:.1f} us; "
-          f"sizes {msg.ByteSize()} B and {command.ByteSize()} B")
+        ok = kinds[server] == SERVERS[server][1] and used[form] == transport
+        verified = verified and ok
+        served = f"{kinds[server]}{'' if ok else '!'}" + ("" if used[form] == transport else f"/{used[form]}")
+        print(f"{label:34s} {served:>13s} {rem:8,.0f} {ratio[form]:8.2f} {paired:8.2f} {np.median(ms):7.3f} {np.percentile(ms, 99):7.3f} "
+              f"{cpu[form][0] / steps * 1e6:8.0f} {cpu[form][1] / steps * 1e6:7.0f} {sum(cpu[form]) / cpu['in'][0]:6.2f}")
+    print(f"servers and transports as intended (each server's own report, each client's transport): {verified}")
+    best = min(FRAMES_FORMS, key=ratio.get)
+    grpc_best = min((f for f in FORMS if f not in FRAMES_FORMS), key=ratio.get)
+    print(f"target (remote within 3x of in process): best lock-step frames transport ({FORMS[best][3]}) {ratio[best]:.2f}x: "
+          f"{'met' if ratio[best] <= 3.0 else 'NOT met'}; gRPC gives {ratio['inline']:.2f}x on its default transport "
+          f"(best gRPC form: {FORMS[grpc_best][3]}, {ratio[grpc_best]:.2f}x)")
+    in_step_us = 1e6 / inp
+    print(f"per step [us]: in process {in_step_us:.0f} (the policy's act {act_us:.0f}); over {FORMS[best][3]} "
+          f"{1e6 / statistics.median(rates[best]):.0f} (round trip p50 {np.median(rtts[best]) * 1e6:.0f}); "
+          f"over gRPC's default {1e6 / statistics.median(rates['inline']):.0f} (round trip p50 {np.median(rtts['inline']) * 1e6:.0f})")
+    print("message work per step without a transport [us]: " + "; ".join(
+        f"{k} {v:.1f}" for k, v in costs.items() if k != "request bytes") + f"; the Observation is {costs['request bytes']:.0f} B")
+    print("x slower: median steps/s in process over remote; (paired): median of per-episode ratios; rt: the twin's wait for a reply; "
+          "CPU from /proc (twin: this process, server: the planner's); CPU x: twin + server CPU over in process's, what a step "
+          "costs whatever the load (in lock-step a step waits for both)")
     return 0
 
 

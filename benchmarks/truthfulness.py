@@ -6,8 +6,9 @@ Runs the suite (the ``expert`` policy through the twin) with the logged egos and
 every vehicle as the ego, each twice: with absolute verdicts (``judge_against_log = false``) and
 judged against the log (the default). It prints per dataset how many scenarios each metric flags,
 as "absolute > judged", and the log's own flags (what the logged trajectory itself does, over the
-same time) that explain the difference. A real human drive replayed should not be a crash:
-at-fault collisions must be 0.
+same time) that explain the difference, and for every scenario still uncomfortable judged
+against the log, which comfort quantities failed. A real human drive replayed should not be a
+crash: at-fault collisions must be 0.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from evaluators.comfort import QUANTITIES
 from harness.config import Egos, load_suite
+from harness.rundir import RunDirectory
 from harness.runner import run_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +75,22 @@ def flag_table(absolute: pd.DataFrame, judged: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def uncomfortable_lines(summary: pd.DataFrame, metrics: pd.DataFrame, limit: int = 12) -> list[str]:
+    """One line per scenario flagged uncomfortable (judged): the comfort quantities that failed,
+    with the planner's value and the log's note, so that a flag can be traced without a rerun."""
+    ok = summary[(summary["status"] == "ok") & (summary["comfortable"] == False)]  # noqa: E712
+    failed = metrics[metrics["metric"].isin(list(QUANTITIES)) & (metrics["passed"] == False)]  # noqa: E712
+    lines = []
+    for _, row in ok.head(limit).iterrows():
+        mine = failed[failed["variant_id"] == row["variant_id"]]
+        what = ", ".join(f"{m} {v:.2f}" for m, v in zip(mine["metric"], mine["value"]))
+        note = row.get("against_log")
+        lines.append(f"  uncomfortable {row['variant_id']}: {what}" + (f" ({note})" if isinstance(note, str) and "comfort" in note else ""))
+    if len(ok) > limit:
+        lines.append(f"  ... and {len(ok) - limit} more")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "real_data.toml"))
@@ -91,6 +110,8 @@ def main() -> None:
             print(flag_table(runs[False].summary, s).to_string(index=False))
             print(f"closed-loop score: mean {runs[False].summary['closed_loop_score'].mean():.3f} > {s['closed_loop_score'].mean():.3f}, "
                   f"below 0.99: {int((runs[False].summary['closed_loop_score'] < 0.99).sum())} > {int((s['closed_loop_score'] < 0.99).sum())}")
+            for line in uncomfortable_lines(s, pd.read_parquet(RunDirectory(result.run_dir).metrics)):
+                print(line)
             terminations = s[s["status"] == "ok"].groupby(["dataset", "termination"]).size()
             print("terminations: " + ", ".join(f"{d}/{t} {n}" for (d, t), n in terminations.items()))
             errors = s[s["status"] != "ok"]

@@ -29,18 +29,37 @@ For one at-fault collision with agent j at step c:
    drifting into the ego's side or a pedestrian walking into it is the other's; following a
    curve behind a lead is no sideways move.
 
+4. **The ego's own violation of the right of way** stays the ego's too: the contact happened
+   after the ego's front crossed a stop line (``evaluators.stop_lines``: a signal's, a stop
+   sign's) against it and before its box left that line's lane (the junction behind it), and
+   the agent did not itself enter against a stop line (a red-light runner that hits the ego
+   broke the rule, not the ego). Against it means: the signal showed red when the ego entered
+   (entering is the front's crossing, or the last time it stood still after it, so that an
+   ego that crept past the line, waited and went on green entered on green); or yellow, when
+   the ego could have stopped for it (at the yellow's first step its front was at least
+   ``v * YELLOW_REACTION_S + v^2 / (2 * YELLOW_DECEL_MPS2)`` from the line, the kinematic
+   stopping distance traffic engineers time yellows by); or a stop sign or a flashing red, when
+   it did not stand still (``STOP_SPEED_MPS``) with its front within ``STOP_ZONE_M`` before
+   the line, nor after crossing it. A collision the ego's box geometry does not put on it (hit
+   from behind, a side contact within its lane) is not judged here at all.
+
 Every at-fault class is judged (STOPPED_TRACK, ACTIVE_FRONT and the at-fault ACTIVE_LATERAL).
-Right of way is not modelled: a crossing car the ego should have yielded to counts as entering
-its path when its box does. Everything here reads the rollout's arrays; nothing is simulated.
+Who has the priority once everyone stopped (an all-way stop's order) is not modelled. Everything
+here reads the rollout's arrays; nothing is simulated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from evaluators.geometry import box_overlap_depth
+import shapely
+
+from evaluators.geometry import box_corners, box_overlap_depth
+from evaluators.stop_lines import Control, stop_line_crossings
+from scenarios.model import SignalState
 
 #: A proper response that stops this close to the agent avoided it [m] (float rounding at the boundary).
 BOUNDARY_M = 1e-6
@@ -50,6 +69,14 @@ LATERAL_NOISE_M = 0.1
 _CLOCK_TOLERANCE_S = 1e-6
 #: Bisection steps for the arc at which the ego's box first touches the agent (2^-40 of a step).
 _BISECTION_STEPS = 40
+#: A yellow the road user could have stopped for: its perception-reaction time [s] and
+#: deceleration [m/s2] (the kinematic terms of ITE's yellow change interval: 1 s, 10 ft/s2).
+YELLOW_REACTION_S = 1.0
+YELLOW_DECEL_MPS2 = 3.0
+#: Standing still, as logs show it: box-velocity noise keeps a standing car from reading 0 [m/s].
+STOP_SPEED_MPS = 0.5
+#: A stop for a stop sign counts with the front this far [m] or closer before the line.
+STOP_ZONE_M = 6.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +216,14 @@ class _Path:
 
 
 def judge(
-    ego: Track, agent: Track, step: int, response: Response, lane_tangent: np.ndarray | None = None, in_lane: np.ndarray | None = None
+    ego: Track,
+    agent: Track,
+    step: int,
+    response: Response,
+    lane_tangent: np.ndarray | None = None,
+    in_lane: np.ndarray | None = None,
+    controls: Sequence[Control] = (),
+    lateral_m: float = 2.0,
 ) -> Verdict:
     """Whether the collision of ``ego`` with ``agent`` that starts at ``step`` was unavoidable
     under ``response`` (see the module's docstring); the caller passes the collisions nuPlan's
@@ -200,6 +234,8 @@ def judge(
             frame of "sideways"; None: the ego's heading.
         in_lane: (S,) the ego's corners are all in one lane or lanes connected to it; None:
             never (any sideways move may be a lane change).
+        controls: the map's stop lines, with signal states per step (``evaluators.stop_lines``).
+        lateral_m: a stop line is crossed within this distance of its stop point [m].
     """
     onset = conflict_onset(ego, agent, step, response.min_overlap_m)
     verdict = _braking_test(ego, agent, step, onset, response)
@@ -210,7 +246,62 @@ def judge(
     start = int(window[0]) if window.size else step
     changed_lane = in_lane is None or not bool(np.all(in_lane[start : step + 1]))
     own = _own_lateral_move(ego, agent, start, step, lane_tangent) if changed_lane else None
-    return verdict if own is None else Verdict(False, onset, f"{own}, though {verdict.reason}")
+    if own is not None:
+        return Verdict(False, onset, f"{own}, though {verdict.reason}")
+    violation = right_of_way_violation(ego, controls, step, lateral_m, "the ego") if controls else None
+    if violation is None:
+        return verdict
+    other = right_of_way_violation(agent, controls, step, lateral_m, "the agent")
+    if other is not None:
+        return Verdict(True, onset, f"{verdict.reason} ({violation}, but {other})")
+    return Verdict(False, onset, f"{violation}, though {verdict.reason}")
+
+
+def right_of_way_violation(track: Track, controls: Sequence[Control], step: int, lateral_m: float, who: str) -> str | None:
+    """Why the road user of ``track`` is, at ``step``, in a junction it entered against a stop
+    line (step 4 of the module's docstring), or None."""
+    if not controls or step <= 0:
+        return None
+    heading = np.column_stack([np.cos(track.yaw), np.sin(track.yaw)])
+    xy = np.column_stack([track.x, track.y])
+    front = xy + (track.length / 2) * heading
+    stop = np.array([c.stop for c in controls])
+    direction = np.array([c.direction for c in controls])
+    which, when, lon = stop_line_crossings(front, heading, track.valid, stop, direction, lateral_m)
+    keep = when <= step
+    speed = np.hypot(track.vx, track.vy)
+    stopped = track.valid & (speed <= STOP_SPEED_MPS)
+    t = track.t_s
+    for ci, tc in sorted(zip(which[keep].tolist(), when[keep].tolist()), key=lambda p: (p[1], p[0])):
+        c = controls[ci]
+        span = np.arange(tc, step + 1)
+        boxes = shapely.polygons(box_corners(track.x[span], track.y[span], track.yaw[span], track.length, track.width))
+        if not np.all(shapely.intersects(c.area, boxes) & track.valid[span]):
+            continue  # it left the junction behind that line before the contact
+        waited = np.flatnonzero(stopped[span])
+        entry = int(span[waited[-1]]) if waited.size else tc
+        state = None if c.states is None else int(c.states[entry])
+        if state is None or state == SignalState.FLASHING_STOP:
+            before = np.flatnonzero(stopped[:tc] & (lon[ci, :tc] >= -STOP_ZONE_M) & (lon[ci, :tc] < 0))
+            if before.size == 0 and entry == tc:
+                what = "flashing red " if state is not None else ""
+                return f"{who} did not stop at the {what}{c.name} (front over the line at {t[tc]:.1f} s, {speed[tc]:.1f} m/s)"
+        elif state == SignalState.STOP:
+            return f"{who} entered the junction against the red {c.name} at {t[entry]:.1f} s"
+        elif state == SignalState.CAUTION and entry == tc:
+            ky = tc
+            while ky > 0 and int(c.states[ky - 1]) == SignalState.CAUTION:
+                ky -= 1
+            seen = np.flatnonzero(track.valid[ky : tc + 1])
+            if seen.size == 0:
+                continue
+            kv = ky + int(seen[0])
+            gap, v = -float(lon[ci, kv]), float(speed[kv])
+            need = v * YELLOW_REACTION_S + v * v / (2.0 * YELLOW_DECEL_MPS2)
+            if gap >= need:
+                return (f"{who} entered the junction on the yellow {c.name} at {t[tc]:.1f} s that it could have stopped for "
+                        f"({gap:.1f} m from the line at {v:.1f} m/s when it showed yellow, {need:.1f} m to stop)")  # fmt: skip
+    return None
 
 
 def _braking_test(ego: Track, agent: Track, step: int, onset: int, response: Response) -> Verdict:
@@ -278,4 +369,7 @@ def _own_lateral_move(ego: Track, agent: Track, start: int, step: int, lane_tang
     return None
 
 
-__all__ = ["BOUNDARY_M", "LATERAL_NOISE_M", "Response", "Track", "Verdict", "braking_travel", "conflict_onset", "judge", "stopping_distance"]
+__all__ = [
+    "BOUNDARY_M", "LATERAL_NOISE_M", "STOP_SPEED_MPS", "STOP_ZONE_M", "YELLOW_DECEL_MPS2", "YELLOW_REACTION_S", "Response", "Track",
+    "Verdict", "braking_travel", "conflict_onset", "judge", "right_of_way_violation", "stopping_distance",
+]  # fmt: skip

@@ -23,8 +23,8 @@ Then, with ``[evaluators.collisions] avoidability = true`` (the default), an at-
 collision the ego could not have avoided is excused: the agent entered the ego's path closer
 than the ego could stop in after ``reaction_s`` at ``brake_mps2`` (``evaluators.avoidability``:
 a stopped car or a lead braking within limits, in the path long enough, stays at fault, and so
-does a lane change into a car; a cut-in or a pedestrian stepping out at the last moment does
-not). It
+do a lane change into a car and a collision in a junction the ego entered against a red light
+or a stop sign; a cut-in or a pedestrian stepping out at the last moment does not). It
 counts in ``collisions`` and ``unavoidable_collisions``, not in ``at_fault_collisions``: a
 collision can only become excused this way, never the reverse.
 

@@ -25,6 +25,7 @@ from evaluators.config import EvaluatorConfig
 from evaluators.errors import EvaluatorError
 from evaluators.geometry import Segments, box_corners, box_overlap_depth
 from evaluators.metric import MetricValue
+from evaluators.stop_lines import Control, controls_of
 from scenarios.model import AgentType, FeatureKind, RoadMap, Scenario
 from scenarios.rollout import Rollout
 
@@ -494,8 +495,10 @@ class Context:
             return unavoidable, onset, tuple(reasons)
         response = Response(settings.reaction_s, settings.brake_mps2, settings.agent_max_brake_mps2, self.config.collision_min_overlap_m)
         ego = self._track(self.ego)
+        lateral_m = self.config.of("red_light").lateral_m
         for i in np.flatnonzero(at_fault):
-            verdict = judge(ego, self._track(int(agent[i])), int(step[i]), response, self.lane_at_ego[1], self.in_common_lane)
+            verdict = judge(ego, self._track(int(agent[i])), int(step[i]), response, self.lane_at_ego[1], self.in_common_lane,
+                            self.stop_controls, lateral_m)  # fmt: skip
             unavoidable[i], onset[i], reasons[i] = verdict.unavoidable, verdict.onset_step, verdict.reason
         return unavoidable, onset, tuple(reasons)
 
@@ -635,6 +638,11 @@ class Context:
         x = tr.x[e, i] + frac * (tr.x[e, j] - tr.x[e, i])
         y = tr.y[e, i] + frac * (tr.y[e, j] - tr.y[e, i])
         return np.column_stack([x, y]), known
+
+    @cached_property
+    def stop_controls(self) -> tuple[Control, ...]:
+        """The signal and stop-sign stop lines of the map (``evaluators.stop_lines``), signal states per rollout step."""
+        return controls_of(self.scenario, self.map, self.log_step_of)
 
     @cached_property
     def log_step_of(self) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 from evaluators.base import Evaluator, MetricSpec, MetricValue, register
 from evaluators.config import check_fields
 from evaluators.context import Context
+from evaluators.stop_lines import stop_line_crossings
 from scenarios.model import SignalState
 
 #: CARLA measures the crossing at this fraction of the half length behind the centre.
@@ -24,29 +25,18 @@ TAIL_FRACTION = 0.8
 
 
 def signal_crossings(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
-    """(K,) signal rows and (K,) steps at which the ego's tail crossed their stop lines."""
-    signals = ctx.scenario.signals
-    g = ctx.map
-    if signals.num_signals == 0 or g.num_lanes == 0:
+    """(K,) signal rows and (K,) steps at which the ego's tail crossed their stop lines
+    (``evaluators.stop_lines.stop_line_crossings``)."""
+    controls = [c for c in ctx.stop_controls if c.signal_row >= 0]
+    if not controls:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    lane_of = {lane_id: i for i, lane_id in enumerate(g.lane_ids.tolist())}
-    rows = np.array([i for i, lane_id in enumerate(signals.lane_ids.tolist()) if lane_id in lane_of], dtype=np.int64)
-    if rows.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    stop = signals.stop_points[rows, :2]
-    lanes = np.array([lane_of[signals.lane_ids[i]] for i in rows])
-    d = g.lane_tangents(lanes, stop)  # (K, 2)
+    rows = np.array([c.signal_row for c in controls], dtype=np.int64)
+    stop = np.array([c.stop for c in controls])
+    d = np.array([c.direction for c in controls])
     r = ctx.rollout
-    e = ctx.ego
-    tail = ctx.ego_xy - (TAIL_FRACTION * r.length[e] / 2) * ctx.ego_heading  # (S, 2)
-    rel = tail[None, :, :] - stop[:, None, :]  # (K, S, 2)
-    lon = rel[..., 0] * d[:, None, 0] + rel[..., 1] * d[:, None, 1]
-    lat = -rel[..., 0] * d[:, None, 1] + rel[..., 1] * d[:, None, 0]
-    along = (ctx.ego_heading @ d.T).T > 0  # (K, S)
-    both = ctx.ego_valid[:-1] & ctx.ego_valid[1:]
-    cross = (lon[:, :-1] < 0) & (lon[:, 1:] >= 0) & both & along[:, 1:] & (np.abs(lat[:, 1:]) <= ctx.config.of("red_light").lateral_m)
-    k, t = np.nonzero(cross)
-    return rows[k], t + 1
+    tail = ctx.ego_xy - (TAIL_FRACTION * r.length[ctx.ego] / 2) * ctx.ego_heading  # (S, 2)
+    k, t, _ = stop_line_crossings(tail, ctx.ego_heading, ctx.ego_valid, stop, d, ctx.config.of("red_light").lateral_m)
+    return rows[k], t
 
 
 @dataclass(frozen=True, slots=True)

@@ -343,19 +343,35 @@ def _cmd_serve_policy(args: argparse.Namespace) -> int:
         print(f"drivetwin serve-policy: --options {args.options!r}: {exc}", file=sys.stderr)
         return 2
     from harness.remote import serve_policy
+    from harness.remote.server import served_by, serve_policy_frames
 
+    if args.socket and args.transport == "grpc":
+        print("drivetwin serve-policy: --socket serves the frames transport; drop --transport grpc", file=sys.stderr)
+        return 2
+    if args.socket:
+        path = os.path.abspath(args.socket)
+        where = f"unix+frames://{path}"
+    elif args.transport == "frames":
+        where = f"tcp+frames://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
+    else:
+        where = f"{args.host}:{args.port}"
     try:
-        server, port = serve_policy(args.policy, args.port, options, args.host)
+        if args.socket or args.transport == "frames":
+            server = serve_policy_frames(args.policy, where, options)
+            address = server.address
+        else:
+            server, port = serve_policy(args.policy, args.port, options, args.host)
+            address = f"{args.host}:{port}"
     except (ValueError, TypeError) as exc:
         print(f"drivetwin serve-policy: {exc}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as exc:
-        print(f"drivetwin serve-policy: {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"drivetwin serve-policy: {where}: {exc}", file=sys.stderr)
         return 1
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"drivetwin serve-policy: serving {args.policy!r} on {args.host}:{port}", flush=True)
+    print(f"drivetwin serve-policy: serving {args.policy!r} on {address} ({served_by(server)} server)", flush=True)
     stop.wait()
     server.stop(grace=1.0).wait()
     return 0
@@ -430,9 +446,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", type=int, default=20, metavar="N", help="list at most N distinct at-fault failure modes here (the page has them all)")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("serve-policy", help="serve a Python policy over the planner protocol (gRPC) for remote suites")
+    p = sub.add_parser("serve-policy", help="serve a Python policy over the planner protocol (gRPC or frames) for remote suites")
     p.add_argument("policy", metavar="NAME_OR_PATH", help="a baseline (expert, idm, constant_velocity) or package.module:Name")
     p.add_argument("--port", type=int, default=50051, metavar="P", help="port to listen on (0: a free one, printed)")
+    p.add_argument(
+        "--transport", choices=("grpc", "frames"), default=None,
+        help="gRPC (default), or the lock-step frames transport on --host:--port (tcp+frames://)",
+    )
+    p.add_argument("--socket", default="", metavar="PATH", help="serve the frames transport on this Unix socket (unix+frames://PATH) instead of a port")
     p.add_argument("--host", default="127.0.0.1", metavar="H", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--options", default="", metavar="JSON", help="keyword arguments of the policy's constructor, a JSON object")
     p.set_defaults(func=_cmd_serve_policy)

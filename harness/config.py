@@ -123,9 +123,11 @@ class PolicyConfig:
     Attributes:
         name: a built-in baseline or ``package.module:Name`` (``options`` go to its constructor);
             with ``address`` or ``command``, the name the rows record ("" : the planner's own).
-        address: a planner server ``"host:port"`` (shared by the workers), or a list of them,
-            one per worker (``harness.remote``).
-        command: a planner to start once per worker, ``"./my_planner --port {port}"``.
+        address: a planner server (shared by the workers): ``"host:port"`` (gRPC), or on the
+            lock-step frames transport ``"unix+frames:///path.sock"`` or
+            ``"tcp+frames://host:port"``; or a list of them, one per worker (``harness.remote``).
+        command: a planner to start once per worker: ``"./my_planner --port {port}"`` (gRPC)
+            or ``"./my_planner --socket {socket}"`` (frames on a Unix socket).
         realtime_factor: 0 for lock-step; else steps paced to the wall clock at this factor.
         fallback: a remote planner's deadline miss executes the "previous" command or a "brake".
     """
@@ -151,12 +153,16 @@ class PolicyConfig:
         if not isinstance(addresses, tuple) or not all(isinstance(a, str) for a in addresses):
             raise _invalid("policy.address", f"must be \"host:port\" or a list of them, got {self.address!r}")
         for a in addresses if self.address else ():
-            if a.startswith("ray://") or host_port(a) is None:
-                raise _invalid("policy.address", f"{a!r} is not \"host:port\"")
+            problem = planner_address_problem(a)
+            if problem:
+                raise _invalid("policy.address", problem)
         if self.address and self.command:
             raise _invalid("policy.command", "give address or command, not both")
-        if self.command and "{port}" not in self.command:
-            raise _invalid("policy.command", f"must contain {{port}} (the port drivetwin picks), got {self.command!r}")
+        if self.command and ("{port}" in self.command) == ("{socket}" in self.command):
+            raise _invalid(
+                "policy.command",
+                f"must contain {{port}} (the gRPC port drivetwin picks) or {{socket}} (the path of a Unix socket for the frames transport), one of them, got {self.command!r}",
+            )
         if self.remote and self.options:
             raise _invalid("policy.options", "not used with address or command: give them to the planner (drivetwin serve-policy NAME --options JSON)")
         if not (math.isfinite(self.realtime_factor) and self.realtime_factor >= 0):
@@ -292,6 +298,26 @@ def host_port(address: str) -> tuple[str, int] | None:
     when ``address`` has no host or no numeric port."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     return (host.strip("[]"), int(port)) if host and port.isdigit() else None
+
+
+#: Planner addresses of the lock-step frames transport (``harness.remote.frames``).
+FRAMES_SCHEMES = ("unix+frames://", "tcp+frames://")
+
+
+def planner_address_problem(address: str) -> str:
+    """What is wrong with a ``[policy] address`` ("" : nothing): ``"host:port"`` (gRPC),
+    ``"unix+frames:///abs/path"`` or ``"tcp+frames://host:port"``."""
+    if address.startswith(FRAMES_SCHEMES[0]):
+        path = address[len(FRAMES_SCHEMES[0]):]
+        if not path.startswith("/"):
+            return f"{address!r}: a unix+frames address needs an absolute path (unix+frames:///run/planner.sock)"
+        return f"{address!r}: the socket path is longer than 107 bytes" if len(path.encode()) > 107 else ""
+    if address.startswith(FRAMES_SCHEMES[1]):
+        hp = host_port(address[len(FRAMES_SCHEMES[1]):])
+        return "" if hp is not None and hp[1] <= 65535 else f"{address!r}: a tcp+frames address is tcp+frames://host:port"
+    if address.startswith("ray://") or host_port(address) is None:
+        return f"{address!r} is not \"host:port\" (gRPC), \"unix+frames:///path\" or \"tcp+frames://host:port\""
+    return ""
 
 
 def _is_ray_address(address: str) -> bool:

@@ -20,6 +20,7 @@ from scenarios.model import (
     Provenance,
     RoadMap,
     Scenario,
+    Signals,
     Tracks,
 )
 
@@ -87,6 +88,68 @@ def straight_road(
         for k in range(1, num_lanes)
     ]
     return RoadMap(tuple(lanes), tuple(features))
+
+
+def _lane(lane_id: str, a: tuple[float, float], b: tuple[float, float], width: float, limit: float, **links: tuple[str, ...]) -> Lane:
+    """A straight lane from ``a`` to ``b`` [m] with both boundaries ``width`` [m] apart."""
+    c = np.column_stack([np.linspace(a[0], b[0], 11), np.linspace(a[1], b[1], 11)])
+    d = np.subtract(b, a) / np.hypot(*np.subtract(b, a))
+    n = np.array([-d[1], d[0]]) * width / 2
+    return Lane(lane_id, c, left_boundary=c + n, right_boundary=c - n, speed_limit=limit, **links)
+
+
+#: ``crossroads``' geometry [m]: the ego's stop line, the crossing road's centre and its stop line.
+CROSSROADS_EGO_STOP_X = 40.0
+CROSSROADS_CROSS_X = 50.0
+CROSSROADS_CROSS_STOP_Y = -10.0
+
+
+def crossroads(
+    agents: Sequence[AgentSpec],
+    *,
+    ego_signal: int | Sequence[int] | None = None,
+    cross_signal: int | Sequence[int] | None = None,
+    stop_sign: bool = False,
+    num_steps: int = 91,
+    lane_width: float = 3.5,
+    speed_limit: float = 10.0,
+    scenario_id: str = "crossroads",
+) -> Scenario:
+    """``agents`` (the first is the ego) at two one-lane roads crossing: the ego's along +x
+    through y = 0, the other along +y through x = ``CROSSROADS_CROSS_X``.
+
+    Each road is three lanes chained by predecessors and successors: ``west_in`` (x up to
+    ``CROSSROADS_EGO_STOP_X``), ``west_through`` (the junction, x 40 to 60), ``west_out``;
+    ``south_in`` (y up to ``CROSSROADS_CROSS_STOP_Y``), ``south_through`` (y -10 to 10),
+    ``south_out``. The junction lanes start at their stop lines. ``ego_signal`` /
+    ``cross_signal`` (a ``SignalState`` per step, or one for all): signals on the junction
+    lanes, stop points on their stop lines. ``stop_sign``: a stop sign at (40, -3) controlling
+    ``west_through`` (the crossing road has the priority).
+    """
+    w, v = lane_width, speed_limit
+    x0, xc, ys = CROSSROADS_EGO_STOP_X, CROSSROADS_CROSS_X, CROSSROADS_CROSS_STOP_Y
+    lanes = (
+        _lane("west_in", (-60.0, 0.0), (x0, 0.0), w, v, successors=("west_through",)),
+        _lane("west_through", (x0, 0.0), (2 * xc - x0, 0.0), w, v, predecessors=("west_in",), successors=("west_out",)),
+        _lane("west_out", (2 * xc - x0, 0.0), (250.0, 0.0), w, v, predecessors=("west_through",)),
+        _lane("south_in", (xc, -90.0), (xc, ys), w, v, successors=("south_through",)),
+        _lane("south_through", (xc, ys), (xc, -ys), w, v, predecessors=("south_in",), successors=("south_out",)),
+        _lane("south_out", (xc, -ys), (xc, 90.0), w, v, predecessors=("south_through",)),
+    )
+    h = w / 2 + 1.0
+    features = [
+        MapFeature("drivable-ew", FeatureKind.DRIVABLE_AREA, [[-60.0, -h], [250.0, -h], [250.0, h], [-60.0, h]]),
+        MapFeature("drivable-ns", FeatureKind.DRIVABLE_AREA, [[xc - h, -90.0], [xc + h, -90.0], [xc + h, 90.0], [xc - h, 90.0]]),
+    ]
+    if stop_sign:
+        features.append(MapFeature("stop", FeatureKind.STOP_SIGN, [[x0, -3.0]], lane_ids=("west_through",)))
+    out = scene(agents, num_steps=num_steps, road=RoadMap(lanes, tuple(features)), scenario_id=scenario_id)
+    rows = [(lane, np.broadcast_to(np.asarray(st, np.int8), (num_steps,)), stop)
+            for lane, st, stop in (("west_through", ego_signal, (x0, 0.0)), ("south_through", cross_signal, (xc, ys))) if st is not None]  # fmt: skip
+    if not rows:
+        return out
+    signals = Signals(np.array([r[0] for r in rows]), np.array([r[1] for r in rows], np.int8), np.array([[*r[2], 0.0] for r in rows]))
+    return out.replace(signals=signals)
 
 
 def constant_accel_track(spec: AgentSpec, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,12 @@ ROUTE_EXTENSION_M = 150.0
 ROUTE_SPACING_M = 0.5
 #: A logged ego path shorter than this has no goal [m].
 MIN_GOAL_PATH_M = 5.0
+#: A logged ego whose box heads further than this [rad] (10 deg) off its own direction of
+#: motion throughout its first ``START_SLIP_WINDOW_S`` [s], at this speed or faster [m/s], starts
+#: heading along its motion (``start_heading``).
+START_SLIP_MAX_RAD = math.radians(10.0)
+START_SLIP_WINDOW_S = 0.3
+START_SLIP_MIN_SPEED_MPS = 2.0
 #: Plans and road geometries kept for reuse.
 PLAN_CACHE_SIZE = 16
 GEOMETRY_CACHE_SIZE = 4
@@ -143,7 +149,11 @@ def compile_plan(scenario: Scenario, config: EnvConfig, geometry: RoadGeometry |
     # the initial steering angle is the logged ego's (inverse bicycle kinematics), so a log that
     # starts in a curve does not start with the wheels straight
     steer0 = logged_commands(ego_log, 1, dt_s, params)[0][1] if len(ego_log) > 1 else 0.0
-    ego0 = EgoState(0.0, 0.0, float(log.yaw[e, 0]), float(espeed[0]), steer=steer0)
+    ks = np.arange(len(ego_log))
+    yaw0, yaw_rate0 = start_heading(eyaw, np.interp(ks, vs, log.vx[e, vs]), np.interp(ks, vs, log.vy[e, vs]), dt_s)
+    if yaw0 != float(eyaw[0]):  # heading along its motion: steering as its motion turns
+        steer0 = logged_commands(np.array([[0, 0, yaw0, espeed[0]], [0, 0, yaw0 + yaw_rate0 * dt_s, espeed[1]]]), 1, dt_s, params)[0][1]
+    ego0 = EgoState(0.0, 0.0, yaw0, float(espeed[0]), steer=steer0)
     offset = geometry.anchor - origin
     path = logged_path(ex[vs] - offset[0], ey[vs] - offset[1], float(eyaw[-1]))
     route_map = build_route(geometry, path, float(eyaw[vs[-1]]), ROUTE_EXTENSION_M, ROUTE_SPACING_M)
@@ -246,6 +256,34 @@ def _reactive_rows(scenario: Scenario, config: EnvConfig, log: SimTracks) -> tup
     if reactive.any() and not reactive[others & seen].all():
         return reactive, "mixed"
     return reactive, "reactive" if reactive.any() else "replay"
+
+
+def start_heading(yaw: np.ndarray, vx: np.ndarray, vy: np.ndarray, dt_s: float) -> tuple[float, float]:
+    """(the ego's initial heading [rad], its heading's rate then [rad/s]) from the logged ego's
+    heading ``yaw`` [rad] and velocity [m/s] at the env steps, (S,) each.
+
+    The logged heading, unless the logged box heads more than ``START_SLIP_MAX_RAD`` off the
+    direction it moves in (forwards or backwards) at every step of its first
+    ``START_SLIP_WINDOW_S``, at ``START_SLIP_MIN_SPEED_MPS`` or faster: label noise (AV2 sensor
+    boxes 17-43 deg off their motion at 3-8 m/s), since no car slides sideways like that. The
+    kinematic ego cannot either: started along the box it would have to swerve onto the logged
+    path in its first second, and every planner would be flagged uncomfortable for the log's
+    label. It then starts heading along its logged motion, turning as its motion turns. (A
+    heading a sample or two off, or a velocity held between 2 Hz labels in a turn, is kept.)
+    """
+    n = min(len(yaw), max(2, int(round(START_SLIP_WINDOW_S / dt_s)) + 1))
+    yaw0 = float(yaw[0])
+    rate = (float(yaw[1]) - yaw0) / dt_s if len(yaw) > 1 else 0.0
+    if len(yaw) < 2 or np.hypot(vx[:n], vy[:n]).min() < START_SLIP_MIN_SPEED_MPS:
+        return yaw0, rate
+    motion = np.arctan2(vy[:n], vx[:n])
+    slip = np.remainder(motion - yaw[:n] + np.pi, 2 * np.pi) - np.pi
+    back = np.abs(slip) > 0.5 * np.pi  # moving backwards: the motion's heading is the reverse of the velocity
+    slip = np.where(back, np.remainder(slip + np.pi, 2 * np.pi) - np.pi, slip)
+    if not (np.abs(slip) > START_SLIP_MAX_RAD).all():
+        return yaw0, rate
+    turn = float(np.remainder(motion[1] - motion[0] + np.pi, 2 * np.pi) - np.pi)
+    return math.remainder(yaw0 + float(slip[0]), 2 * math.pi), turn / dt_s
 
 
 def logged_commands(ego_log: np.ndarray, count: int, dt: float, params: VehicleParams) -> list[tuple[float, float]]:

@@ -7,14 +7,19 @@ ground truth; ``context["dt_s"]`` works too.
 
 Baselines:
 
-- ``expert``: drives the logged ego's trajectory. When the logged speeds describe the logged
-  motion, the log's own acceleration plus a gentle correction of the speed and along-track errors
-  sets the acceleration: with ``continuous`` actions directly (the tracker steers), with
-  ``trajectory`` actions as waypoints along the logged path spaced so that the env's tracker
-  drives that acceleration (the logged positions themselves would make it chase their label
-  noise). Otherwise (a jumping box, a reversing log as a trajectory) the logged ego's next K
-  positions are the waypoints. The sanity reference: it reproduces the log. It does not
-  anticipate the ego's latency.
+- ``expert``: drives the logged ego's trajectory. Its reference speed is the logged one when the
+  logged speeds describe the logged motion, else the positions' own (starting at the ego's
+  speed and meeting theirs at 1.5 m/s2: the twin starts the ego at the logged speed), smoothed
+  (a 5-step median, then an 11-step least-squares line: 2 Hz label steps and 0.5 m/s jitter
+  are driven as the motion they stand for). The reference's acceleration plus a gentle
+  correction of the speed and along-track errors (at most 2 m/s2, changing at most 3 m/s3: the
+  expert's own doing) sets the acceleration: with ``continuous`` actions directly (the tracker
+  steers, forwards or backwards as the reference drives), with ``trajectory`` actions as
+  waypoints along the logged path spaced so that the env's tracker drives that acceleration
+  (the logged positions themselves would make it chase their label noise). With
+  ``trajectory`` actions and speeds that do not describe the motion (a jumping box) or a
+  reversing log, the logged ego's next K positions are the waypoints. The sanity reference: it
+  reproduces the log. It does not anticipate the ego's latency.
 - ``idm``: follows its route (pure pursuit on the observed route points) at the speed limit and
   brakes with IDM for the nearest observed road user in its corridor; needs ``state`` observations.
 - ``constant_velocity``: no acceleration and no steering (``trajectory``: straight ahead at the
@@ -167,6 +172,21 @@ class ExpertPolicy(_Baseline):
     VELOCITY_MATCH_WINDOW_S = 1.0
     VELOCITY_MATCH_RATIO = 0.1
     VELOCITY_MATCH_M = 0.5
+    #: The reference speed is the log's (or the positions') smoothed over this many steps
+    #: (a least-squares line per window): a speed that jumps at 2 Hz labels or jitters by 0.5 m/s from
+    #: step to step is driven as the smooth motion it stands for, not reproduced jump for jump.
+    REFERENCE_WINDOW = 11
+    #: ... after a running median over this many steps (one sample whose velocity points
+    #: backwards, a nuScenes glitch, is not a stop and a reversal).
+    MEDIAN_WINDOW = 5
+    #: The expert's own correction of the reference's acceleration: at most this large [m/s2]
+    #: and changing at most this fast [m/s3] (a log whose speed disagrees with its positions
+    #: at the start is caught up with gently, not with full braking).
+    CORRECTION_MAX_MPS2 = 2.0
+    CORRECTION_JERK_MPS3 = 3.0
+    #: Where the ego starts faster or slower than the reference, the reference starts at the
+    #: ego's speed and changes at this rate [m/s2] until it meets the log's.
+    START_ACCEL_MPS2 = 1.5
 
     def reset(self, context: PolicyContext) -> None:
         super().reset(context)
@@ -178,6 +198,8 @@ class ExpertPolicy(_Baseline):
         self._last = int(moved[-1]) + 1 if moved.size else len(log) - 1
         self._feed_forward = self._velocities_match_positions(log[: self._last + 1])
         self._integral = 0.0  # the env's trajectory tracker's speed-error integral, as it keeps it [m]
+        self._v_ref, self._a_ref = self._reference(log)
+        self._correction = 0.0  # the last step's correction of the reference's acceleration [m/s2]
 
     def act(self, observation: Any) -> Any:
         view = self.view
@@ -193,17 +215,23 @@ class ExpertPolicy(_Baseline):
         dy = log[idx, 1] + beyond * math.sin(log[last, 2]) - ego.y
         points = np.column_stack([dx * c + dy * s, -dx * s + dy * c])  # the ego frame, per step: the fast form
         waypoints = points[1:]
-        reverse = bool(log[idx[1], 3] < 0)
-        if not self._feed_forward or (reverse and self.action_type is not ActionType.CONTINUOUS):
+        v_ref, a_ref = float(self._v_ref[idx[0]]), float(self._a_ref[idx[0]])
+        continuous = self.action_type is ActionType.CONTINUOUS
+        reverse = bool((self._v_ref[idx[1]] if continuous else log[idx[1], 3]) < 0)
+        if not continuous and (not self._feed_forward or reverse):
             return self._from_trajectory(waypoints, ego.speed)
-        # acceleration: the log's own (fed forward, so the drive is as smooth as the log's) plus a
-        # gentle correction of the speed error and of the along-track lag behind the logged ego
-        # forwards or backwards as the log drives there (an ego a little ahead of a crawling log
-        # has its next waypoint behind it, and is still driving forwards)
+        # acceleration: the reference's own (fed forward, so the drive is as smooth as the log's)
+        # plus a gentle correction of the speed error and of the along-track lag behind the logged
+        # ego, forwards or backwards as the log drives there (an ego a little ahead of a crawling
+        # log has its next waypoint behind it, and is still driving forwards); the correction is
+        # the expert's own doing, so it stays within a comfortable size and rate
         w = self.TRACKING_OMEGA
-        v_now, v_next = float(log[idx[0], 3]), float(log[idx[1], 3])
-        accel = (v_next - v_now) / self.dt + 2 * w * (v_now - ego.speed) + w * w * float(points[0, 0])
-        if self.action_type is not ActionType.CONTINUOUS:
+        desired = 2 * w * (v_ref - ego.speed) + w * w * float(points[0, 0])
+        step = self.CORRECTION_JERK_MPS3 * self.dt
+        bound = self.CORRECTION_MAX_MPS2
+        self._correction = min(max(desired, self._correction - step, -bound), self._correction + step, bound)
+        accel = a_ref + self._correction
+        if not continuous:
             return self._from_trajectory(self._retimed(points, ego.speed, accel), ego.speed)
         _, steer = self.tracker.command(waypoints, ego.speed, self.params, self.dt, reverse=reverse)
         return encode_continuous(accel, steer, self.params)
@@ -243,11 +271,44 @@ class ExpertPolicy(_Baseline):
         out[beyond] = points[-1] + np.outer(at[beyond] - arc[-1], u)
         return out
 
+    def _reference(self, log: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(S,) the reference signed speed [m/s] and acceleration [m/s2] at each env step: the
+        logged speeds when they describe the logged motion, else the positions' own (signed by
+        the logged heading, from the ego's own speed at the start), after a ``MEDIAN_WINDOW``
+        median, smoothed over ``REFERENCE_WINDOW`` steps; after the ego's last logged step, its
+        last speed and no acceleration."""
+        last = self._last
+        if self._feed_forward or last < 1:
+            v = log[: last + 1, 3].astype(np.float64)
+        else:
+            step = np.diff(log[: last + 1, :2], axis=0)
+            along = step[:, 0] * np.cos(log[:last, 2]) + step[:, 1] * np.sin(log[:last, 2])
+            ds = np.hypot(step[:, 0], step[:, 1]) * np.where(along < 0, -1.0, 1.0)
+            s = np.concatenate([[0.0], np.cumsum(ds)])
+            v = np.gradient(s, self.dt)
+        v = _running_median(v, self.MEDIAN_WINDOW)
+        if not self._feed_forward:
+            # the twin starts the ego at the logged speed, which may run ahead of (or behind) the
+            # positions' own: the reference starts there and meets theirs at a comfortable rate
+            smooth, v0 = _local_line(v, self.REFERENCE_WINDOW, 0, self.dt), float(self.view.ego.speed)
+            t = np.arange(len(v)) * self.dt
+            if v0 > smooth[0]:
+                v = np.maximum(smooth, v0 - self.START_ACCEL_MPS2 * t)
+            elif v0 < smooth[0]:
+                v = np.minimum(smooth, v0 + self.START_ACCEL_MPS2 * t)
+        v_ref = _local_line(v, self.REFERENCE_WINDOW, 0, self.dt)
+        a_ref = _local_line(v, self.REFERENCE_WINDOW, 1, self.dt)
+        n = len(log)
+        v_out = np.full(n, v_ref[-1])
+        a_out = np.zeros(n)
+        v_out[: last + 1], a_out[: last + 1] = v_ref, a_ref
+        return v_out, a_out
+
     def _velocities_match_positions(self, log: np.ndarray) -> bool:
         """Whether, over every second of the log, the logged speeds integrate to the logged path
         and the path runs along the logged heading: else (a parked car's box jumping while its
         velocity says 0, speeds that disagree with the positions, a heading turned round) the
-        positions alone are tracked."""
+        positions' own speeds are the reference."""
         if len(log) < 2:
             return True
         step = np.diff(log[:, :2], axis=0)
@@ -263,6 +324,40 @@ class ExpertPolicy(_Baseline):
         path = window(length)
         tolerance = self.VELOCITY_MATCH_RATIO * path + self.VELOCITY_MATCH_M
         return bool(np.all(np.abs(window(travelled) - path) <= tolerance) and np.all(np.abs(window(along) - path) <= tolerance))
+
+
+def _running_median(y: np.ndarray, window: int) -> np.ndarray:
+    """The median of each sample's centred ``window`` of ``y`` (N,), the window shrinking
+    symmetrically at the ends (the end samples are kept)."""
+    n, h = len(y), window // 2
+    out = np.asarray(y, dtype=np.float64).copy()
+    if n < 3 or h < 1:
+        return out
+    padded = np.pad(out, h, mode="edge")
+    med = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * h + 1), axis=1)
+    for i in range(min(h, n)):  # near the ends: the largest centred window that fits
+        for j in (i, n - 1 - i):
+            r = min(j, n - 1 - j)
+            med[j] = np.median(out[j - r : j + r + 1])
+    return med
+
+
+def _local_line(y: np.ndarray, window: int, deriv: int, dt: float) -> np.ndarray:
+    """The least-squares line through each sample's window of ``y`` (N,) at spacing ``dt`` [s]:
+    its value (``deriv`` 0) or slope (1) at the sample (Savitzky-Golay of degree 1; the first and
+    last ``window // 2`` samples use the first / last window, as scipy's ``mode="interp"``, where
+    a line extrapolates far less than a parabola); a window longer than ``y`` shrinks to fit."""
+    n = len(y)
+    w = min(window, n if n % 2 else n - 1)
+    if w < 3:
+        return y.astype(np.float64) if deriv == 0 else np.zeros(n)
+    pos = np.arange(w, dtype=np.float64) - (w - 1) / 2
+    start = np.clip(np.arange(n) - w // 2, 0, n - w)
+    windows = np.lib.stride_tricks.sliding_window_view(y.astype(np.float64), w)[start]  # (N, W)
+    mean, slope = windows.mean(axis=1), windows @ pos / float(pos @ pos)
+    if deriv == 1:
+        return slope / dt
+    return mean + slope * (np.arange(n) - start - (w - 1) / 2)
 
 
 @register_policy("constant_velocity")

@@ -2,12 +2,15 @@
 
 It is a policy like the baselines (``reset(context)``, ``act(observation)``), so the env, the
 rollout loop and the runner drive it unchanged. Lock-step by default: each ``act`` waits for the
-planner's reply to this step, so a run is as deterministic as the planner. Lock-step messages go
-on one ``Session`` call (``SessionStream``), opened at the first reset and kept for the episodes
-after it; a planner without that rpc is driven with the unary ``Reset``/``Step``/``Close``. With
-``realtime_factor`` > 0 the steps are paced to the wall clock (one step every
-``dt / realtime_factor`` seconds) and a reply later than its step's end is a deadline miss: the
-twin executes the previous command (``fallback="previous"``) or brakes (``"brake"``).
+planner's reply to this step, so a run is as deterministic as the planner. Over gRPC
+(``"host:port"``) lock-step messages go on one ``Session`` call (``SessionStream``), opened at the
+first reset and kept for the episodes after it; a planner without that rpc is driven with the
+unary ``Reset``/``Step``/``Close``. A frames address (``unix+frames:///path``,
+``tcp+frames://host:port``; ``harness.remote.frames``) sends the same messages as frames on one
+socket, read and written on the twin's thread. With ``realtime_factor`` > 0 the steps are paced
+to the wall clock (one step every ``dt / realtime_factor`` seconds) and a reply later than its
+step's end is a deadline miss: the twin executes the previous command (``fallback="previous"``)
+or brakes (``"brake"``).
 
 A reply for another time, a non-OK status or a malformed action raises ``RemoteError`` (the
 variant fails with that message); an unreachable, dead or silent planner raises ``PlannerLost``
@@ -25,8 +28,9 @@ from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 
-from harness.remote import protocol
+from harness.remote import frames, protocol
 from harness.remote._proto import planner_pb2 as pb
 from harness.remote._proto import planner_pb2_grpc as pb_grpc
 from harness.remote.process import AddressClaim, PlannerProcess
@@ -120,14 +124,16 @@ class RemotePolicy:
     Give exactly one of ``address``, ``addresses`` or ``command``.
 
     Args:
-        address: ``"host:port"`` of a running planner (it may serve many sessions at once).
+        address: ``"host:port"`` of a running gRPC planner (it may serve many sessions at once),
+            or a frames address: ``"unix+frames:///path.sock"``, ``"tcp+frames://host:port"``.
         addresses: one address per worker: each worker claims one (``AddressClaim``).
-        command: a planner to start per worker, ``"./my_planner --port {port}"``.
+        command: a planner to start per worker: ``"./my_planner --port {port}"`` (gRPC) or
+            ``"./my_planner --socket {socket}"`` (frames on a Unix socket drivetwin names).
         name: the policy name the rollouts record ("" : the planner's own name, else the address).
         realtime_factor: 0 for lock-step; else wall-clock pacing (1.0: real time).
         fallback: on a deadline miss, "previous" (the last command; braking before the first) or "brake".
         step_timeout_s: lock-step: the longest wait for one reply before the planner counts as hung [s].
-        session_call: lock-step transport, one of ``SESSION_CALLS`` ("off": unary calls only).
+        session_call: gRPC lock-step transport, one of ``SESSION_CALLS`` ("off": unary calls only).
         log_dir: where planner processes write their logs and address claims their locks.
         cwd: working directory of planner processes.
     """
@@ -172,6 +178,7 @@ class RemotePolicy:
         self._wall0 = 0.0
         self._maps: LRU = LRU(MAP_CACHE_SIZE)
         self._stream: SessionStream | None = None
+        self._frames: frames.FramesClient | None = None
         self.session_call = session_call
         self._unary = session_call == "off"  # or the planner has no Session rpc: unary calls only
 
@@ -187,7 +194,11 @@ class RemotePolicy:
     def describe(self) -> Any:
         """The planner's ``PlannerInfo`` (``RemoteError`` when it is not OK or speaks another protocol)."""
         stub = self._connect()
-        info = self._call(stub.Describe, pb.DescribeRequest(protocol_version=protocol.PROTOCOL_VERSION), self.step_timeout_s, "Describe")
+        request = pb.DescribeRequest(protocol_version=protocol.PROTOCOL_VERSION)
+        if stub is None:
+            info = self._frames_ask("describe", pb.SessionRequest(describe=request), self.step_timeout_s, "Describe")
+        else:
+            info = self._call(stub.Describe, request, self.step_timeout_s, "Describe")
         if info.status != pb.STATUS_OK:
             raise RemoteError(f"Describe: the planner replied {protocol.STATUS_NAMES.get(info.status, info.status)}: {info.message}")
         if info.protocol_version != protocol.PROTOCOL_VERSION:
@@ -203,9 +214,12 @@ class RemotePolicy:
 
     @property
     def transport(self) -> str:
-        """How the last lock-step messages travelled: "session" (one Session call on the twin's
-        thread), "session-threads" (one Session call through grpcio's stream API), "unary" (the
-        planner has no Session rpc, or ``session_call="off"``), "" before any."""
+        """How the last lock-step messages travelled: "frames-unix" or "frames-tcp" (frames on one
+        socket), "session" (one gRPC Session call on the twin's thread), "session-threads" (one
+        Session call through grpcio's stream API), "unary" (the planner has no Session rpc, or
+        ``session_call="off"``), "" before any."""
+        if self._frames is not None:
+            return "frames-unix" if self._frames.address.startswith(frames.UNIX_SCHEME) else "frames-tcp"
         if self._unary:
             return "unary"
         if self._stream is None:
@@ -219,11 +233,20 @@ class RemotePolicy:
         return where
 
     def _connect(self) -> Any:
+        """The planner's gRPC stub; None for a frames planner (its connection is ``self._frames``)."""
         if self._process is not None and not self._process.alive():
             self._process.start()
         elif self._claim is not None:
             self._claim.claim()
         address = self.address
+        if frames.is_frames_address(address):
+            if self._frames is None or self._frames.broken or self._frames.address != address:
+                self._drop_frames()
+                try:
+                    self._frames = frames.FramesClient(address, min(self.step_timeout_s, 10.0))
+                except (OSError, ValueError) as exc:
+                    raise PlannerLost(f"{self._where()} is unreachable: {exc}") from None
+            return None
         if self._stub is None or self._channel_address != address:
             self._drop_stream()
             if self._channel is not None:
@@ -235,6 +258,7 @@ class RemotePolicy:
     def restart(self) -> None:
         """After ``PlannerLost``: stop a planner process (the next reset starts a fresh one) and reconnect."""
         self._drop_stream()
+        self._drop_frames()
         if self._process is not None:
             self._process.stop()
         if self._channel is not None:
@@ -247,10 +271,55 @@ class RemotePolicy:
             self._stream.close()
             self._stream = None
 
+    def _drop_frames(self) -> None:
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
+
+    def _frames_ask(self, kind: str, request: Any, timeout: float, what: str) -> Any:
+        """The reply of kind ``kind`` to ``request`` (a ``SessionRequest``) on the frames connection."""
+        conn = self._frames
+        if conn is None or conn.broken:
+            self._connect()
+            conn = self._frames
+        assert conn is not None
+        try:
+            reply = conn.ask(request, timeout)
+        except (OSError, frames.FrameError, DecodeError) as exc:
+            raise self._frames_error(exc, what, timeout) from None
+        return self._reply_of(kind, reply, what)
+
+    def _frames_error(self, exc: BaseException, what: str, timeout: float) -> RemoteError:
+        """What a failed frames exchange means: a hang or a lost connection (``PlannerLost``,
+        the connection dropped), a broken frame or a frame that is no message (``RemoteError``)."""
+        if isinstance(exc, DecodeError):  # the frame was read whole: the stream is still in step
+            return RemoteError(f"{what}: {self._where()} sent a frame that is no SessionReply: {exc}")
+        self._drop_frames()
+        if isinstance(exc, frames.FrameError):
+            return RemoteError(f"{what}: {self._where()} broke the framing: {exc}")
+        if isinstance(exc, TimeoutError):
+            return PlannerLost(f"{what}: {self._where_after_loss()} did not reply within {timeout:g} s (hung)")
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return PlannerLost(f"{what}: {self._where_after_loss()} closed the connection ({detail})")
+
+    def _reply_of(self, kind: str, reply: Any, what: str) -> Any:
+        if reply.WhichOneof("reply") != kind:
+            self._drop_frames()
+            self._drop_stream()
+            raise RemoteError(f"{what}: the planner answered a {kind} with a {reply.WhichOneof('reply') or 'empty'} session reply")
+        return getattr(reply, kind)
+
+    def _where_after_loss(self) -> str:
+        if self._process is not None:
+            self._process.wait_exit(1.0)  # a planner that dropped the connection is usually exiting
+        return self._where()
+
     def _ask(self, kind: str, message: Any, unary: Any, timeout: float, what: str, request: Any = None) -> Any:
         """The reply to ``message`` on the session stream (``SessionRequest.<kind>``; ``request``
         when it is already built around ``message``), or by the unary ``unary`` rpc when the
         planner has no ``Session`` rpc."""
+        if self._frames is not None:
+            return self._frames_ask(kind, request if request is not None else pb.SessionRequest(**{kind: message}), timeout, what)
         if not self._unary:
             if self._stream is None or self._stream.broken:
                 self._drop_stream()
@@ -263,10 +332,7 @@ class RemotePolicy:
                 self._drop_stream()
                 self._unary = True
             else:
-                if reply.WhichOneof("reply") != kind:
-                    self._drop_stream()
-                    raise RemoteError(f"{what}: the planner answered a {kind} with a {reply.WhichOneof('reply') or 'empty'} session reply")
-                return getattr(reply, kind)
+                return self._reply_of(kind, reply, what)
         return self._call(unary, message, timeout, what)
 
     def _call(self, method: Any, request: Any, timeout: float, what: str) -> Any:
@@ -294,10 +360,10 @@ class RemotePolicy:
         facts = protocol.episode_facts(scenario_info)
         init = protocol.scenario_init(facts, self.session, facts.seed, self._maps)
         what = f"Reset of {facts.scenario.id}"
-        if self.realtime_factor > 0:
+        if self.realtime_factor > 0 and stub is not None:
             reply = self._call(stub.Reset, init, self.step_timeout_s, what)
         else:
-            reply = self._ask("reset", init, stub.Reset, self.step_timeout_s, what)
+            reply = self._ask("reset", init, getattr(stub, "Reset", None), self.step_timeout_s, what)
         protocol.check_reply(reply, facts.t0_us, what)
         self._facts, self._open_t_us = facts, facts.t0_us
         self._latencies, self._misses, self._previous = [], 0, None
@@ -308,24 +374,29 @@ class RemotePolicy:
         if facts is None:
             raise RuntimeError("RemotePolicy.act before reset")
         if self.realtime_factor > 0:
-            msg = protocol.observation(facts, self.session, observation)
+            request = pb.SessionRequest()
+            msg = protocol.observation(facts, self.session, observation, request.step)
             self._open_t_us = msg.t_us
-            return self._act_realtime(msg, f"step {msg.step} (t_us={msg.t_us})")
+            return self._act_realtime(request, f"step {msg.step} (t_us={msg.t_us})")
         request = pb.SessionRequest()
         msg = protocol.observation(facts, self.session, observation, request.step)  # built in place: no copy
         what = f"step {msg.step} (t_us={msg.t_us})"
         self._open_t_us = msg.t_us
         start = time.perf_counter()
-        reply = self._ask("step", msg, self._stub.Step, self.step_timeout_s, what, request)
+        reply = self._ask("step", msg, getattr(self._stub, "Step", None), self.step_timeout_s, what, request)
         self._latencies.append(time.perf_counter() - start)
         protocol.check_reply(reply, msg.t_us, what)
         action = protocol.decode_command(reply, facts.action_type, facts.action_space, what)
         self._previous = action
         return action
 
-    def _act_realtime(self, msg: Any, what: str) -> Any:
+    def _act_realtime(self, request: Any, what: str) -> Any:
+        """One paced step: the reply by the step's deadline, else a deadline miss (the fallback).
+        On gRPC a unary ``Step`` with that deadline (the planner sees it cancelled); on frames the
+        step's frame, and no frame while a late reply is still due (``FramesClient.ask_by``)."""
         facts = self._facts
         assert facts is not None
+        msg = request.step
         period = facts.dt_s / self.realtime_factor
         scheduled = self._wall0 + msg.step * period
         now = time.perf_counter()
@@ -336,14 +407,24 @@ class RemotePolicy:
             scheduled = now
         start = time.perf_counter()
         deadline = max(scheduled, start) + period
-        future = self._stub.Step.future(msg, timeout=max(deadline - start, 1e-4))
-        try:
-            reply = future.result()
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise self._lost_or_error(exc, what) from None
-            self._misses += 1
-            return self._fallback_action()
+        if self._frames is not None:
+            try:
+                session_reply = self._frames.ask_by(request, deadline)
+            except (OSError, frames.FrameError, DecodeError) as exc:
+                raise self._frames_error(exc, what, period) from None
+            if session_reply is None:
+                self._misses += 1
+                return self._fallback_action()
+            reply = self._reply_of("step", session_reply, what)
+        else:
+            future = self._stub.Step.future(msg, timeout=max(deadline - start, 1e-4))
+            try:
+                reply = future.result()
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise self._lost_or_error(exc, what) from None
+                self._misses += 1
+                return self._fallback_action()
         self._latencies.append(time.perf_counter() - start)
         protocol.check_reply(reply, msg.t_us, what)
         action = protocol.decode_command(reply, facts.action_type, facts.action_space, what)
@@ -362,7 +443,10 @@ class RemotePolicy:
         request = pb.CloseRequest(session=self.session, t_us=t_us)
         timeout = min(self.step_timeout_s, 5.0)
         try:
-            if self._stream is not None and not self._stream.broken and not self._unary:
+            if stub is None:
+                if self._frames is not None and not self._frames.broken:
+                    self._frames_ask("close", pb.SessionRequest(close=request), timeout, "Close")
+            elif self._stream is not None and not self._stream.broken and not self._unary:
                 self._ask("close", request, stub.Close, timeout, "Close")
             else:
                 stub.Close(request, timeout=timeout)
@@ -371,8 +455,8 @@ class RemotePolicy:
 
     def close(self) -> None:
         """End the episode, stop a planner process, release a claimed address."""
-        if self._stub is not None:
-            self._close_episode(self._stub)
+        if self._stub is not None or self._frames is not None:
+            self._close_episode(self._stub if self._frames is None else None)
         self.restart()
         if self._claim is not None:
             self._claim.release()

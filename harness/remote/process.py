@@ -1,7 +1,8 @@
 """Planner endpoints: a fixed address, one claimed from a list, or a planner process per worker.
 
-``PlannerProcess`` starts ``command`` (``{port}`` replaced by a free port) without a shell, waits
-until its gRPC port accepts a channel, writes its stdout/stderr to a log file, restarts it on
+``PlannerProcess`` starts ``command`` without a shell (``{port}`` replaced by a free port: a gRPC
+planner; ``{socket}`` by a fresh Unix socket path: a frames planner, ``harness.remote.frames``),
+waits until it accepts connections, writes its stdout/stderr to a log file, restarts it on
 demand and stops it (SIGTERM, then SIGKILL) when closed, when its owner is collected, and, on
 Linux, when the worker process that started it dies (``PR_SET_PDEATHSIG``: a killed Ray actor
 leaves no planner behind).
@@ -26,6 +27,7 @@ from typing import Any
 
 import grpc
 
+from harness.remote import frames
 from harness.remote.protocol import PlannerLost
 
 #: How long a started planner has to accept connections [s].
@@ -65,6 +67,19 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _remove_dir(path: str) -> None:
+    """Remove a planner's socket directory (its socket files, left by a planner that was killed)."""
+    for name in os.listdir(path) if os.path.isdir(path) else ():
+        try:
+            os.unlink(os.path.join(path, name))
+        except OSError:
+            pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
 def _stop(popen: subprocess.Popen, log: Any) -> None:
     if popen.poll() is None:
         popen.terminate()
@@ -77,19 +92,23 @@ def _stop(popen: subprocess.Popen, log: Any) -> None:
 
 
 class PlannerProcess:
-    """One planner process made from ``command`` (a ``{port}`` placeholder is required).
+    """One planner process made from ``command`` (a ``{port}`` or a ``{socket}`` placeholder is required).
 
     Args:
-        command: e.g. ``"./my_planner --port {port}"``; split like a shell would, run without one.
+        command: ``"./my_planner --port {port}"`` (gRPC on ``host``) or ``"./my_planner --socket
+            {socket}"`` (frames on a Unix socket in a private temporary directory); split like a
+            shell would, run without one.
         log_dir: where ``planner-<pid>-<n>.log`` (its stdout and stderr) goes ("" : a temp dir).
         cwd: the process's working directory (a relative command resolves against it).
         host: the address it listens on.
     """
 
     def __init__(self, command: str, log_dir: str = "", cwd: str = "", host: str = "127.0.0.1") -> None:
-        if "{port}" not in command:
-            raise ValueError(f"planner command {command!r} has no {{port}} placeholder")
+        if ("{port}" in command) == ("{socket}" in command):
+            raise ValueError(f"planner command {command!r} needs one placeholder: {{port}} (gRPC) or {{socket}} (frames)")
         self.command, self.host, self.cwd = command, host, cwd or None
+        self.frames = "{socket}" in command
+        self._socket_dir = ""
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir()) / "drivetwin-planners"
         self.address = ""
         self.starts = 0
@@ -121,9 +140,18 @@ class PlannerProcess:
     def start(self) -> str:
         """Start (or restart) the process and wait until it is ready; its address."""
         self.stop()
-        port = free_port(self.host)
         self.starts += 1
-        argv = shlex.split(self.command.replace("{port}", str(port)))
+        if self.frames:  # a short path: a Unix socket's path has at most 107 bytes
+            if not self._socket_dir or not os.path.isdir(self._socket_dir):
+                self._socket_dir = tempfile.mkdtemp(prefix="drivetwin-")
+                weakref.finalize(self, _remove_dir, self._socket_dir)
+            path = os.path.join(self._socket_dir, f"planner-{self.starts}.sock")
+            argv = shlex.split(self.command.replace("{socket}", path))
+            address = frames.UNIX_SCHEME + path
+        else:
+            port = free_port(self.host)
+            argv = shlex.split(self.command.replace("{port}", str(port)))
+            address = f"{self.host}:{port}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         try:
@@ -136,9 +164,15 @@ class PlannerProcess:
             raise PlannerLost(f"cannot start planner {argv[0]!r}: {exc}") from None
         self._popen = popen
         self._finalizer = weakref.finalize(self, _stop, popen, log)
-        self.address = f"{self.host}:{port}"
+        self.address = address
         try:
-            wait_ready(self.address, READY_TIMEOUT_S, self.alive)
+            if self.frames:
+                try:
+                    frames.wait_ready(address, READY_TIMEOUT_S, self.alive)
+                except (TimeoutError, ChildProcessError) as exc:
+                    raise PlannerLost(str(exc)) from None
+            else:
+                wait_ready(self.address, READY_TIMEOUT_S, self.alive)
         except PlannerLost as exc:
             raise PlannerLost(f"{exc} ({self.exit_status()}; log {self.log_path})") from None
         return self.address

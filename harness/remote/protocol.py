@@ -233,6 +233,72 @@ def _packed(number: int, data: bytes) -> bytes:
     return _varint((number << 3) | 2) + _varint(len(data)) + data if data else b""
 
 
+#: The wire tags of ``RoadUsers``' double arrays (packed: wire type 2), in ``_ROAD_USER_FIELDS`` order.
+_ROAD_USER_TAGS = [_varint((_ROAD_USER_NUMBERS[key] << 3) | 2) for key in _ROAD_USER_FIELDS]
+
+
+def _road_user_arrays(agents: Mapping[str, np.ndarray]) -> bytes:
+    """``RoadUsers``' seven double arrays on the wire, from one (7, N) copy of ``agents``' columns."""
+    n = len(agents["x"])
+    if n == 0:
+        return b""
+    block = np.empty((len(_ROAD_USER_FIELDS), n), dtype="<f8")
+    for i, key in enumerate(_ROAD_USER_FIELDS):
+        block[i] = agents[key]
+    raw, size, length = block.tobytes(), 8 * n, _varint(8 * n)
+    return b"".join(tag + length + raw[i * size:(i + 1) * size] for i, tag in enumerate(_ROAD_USER_TAGS))
+
+
+def _read_varint(data: bytearray, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+
+
+def packed_arrays(message: Any, numbers: Mapping[str, int], dtype: str = "<f8") -> dict[str, np.ndarray] | None:
+    """The repeated fixed-size fields ``numbers`` (name: field number) of ``message`` as arrays of
+    ``dtype`` ("<f8": double, "<f4": float), read from its wire form in one copy (not a Python
+    float per value, as iterating the field is); None when a field is not packed there (the
+    caller then reads the fields)."""
+    data = bytearray(message.SerializeToString())
+    wanted = set(numbers.values())
+    spans: dict[int, tuple[int, int]] = {}
+    i, end = 0, len(data)
+    try:
+        while i < end:
+            key, i = _read_varint(data, i)
+            number, wire = key >> 3, key & 7
+            if wire == 2:
+                size, i = _read_varint(data, i)
+                if number in wanted and number in spans:
+                    return None  # a field in two pieces
+                spans[number] = (i, size)
+                i += size
+            elif wire == 0:
+                _, i = _read_varint(data, i)
+            elif wire in (1, 5):
+                if number in wanted:
+                    return None  # an unpacked repeated field
+                i += 8 if wire == 1 else 4
+            else:
+                return None
+    except IndexError:
+        return None
+    width = np.dtype(dtype).itemsize
+    out = {}
+    for name, number in numbers.items():
+        offset, size = spans.get(number, (0, 0))
+        if size % width:
+            return None
+        out[name] = np.frombuffer(data, dtype=dtype, count=size // width, offset=offset)
+    return out
+
+
 def observation(facts: EpisodeFacts, session: str, obs: Mapping[str, Any], msg: Any = None) -> pb.Observation:
     """The ``Observation`` message of the env's current step (``obs`` is what the env returned),
     filled into ``msg`` (an empty ``Observation``, e.g. a ``SessionRequest``'s) when given."""
@@ -247,7 +313,7 @@ def observation(facts: EpisodeFacts, session: str, obs: Mapping[str, Any], msg: 
     e = msg.ego
     e.x, e.y, e.yaw, e.speed, e.yaw_rate, e.accel, e.steer = ego.x, ego.y, ego.yaw, ego.speed, ego.yaw_rate, ego.accel, ego.steer
     users = msg.agents
-    users.MergeFromString(b"".join(_packed(_ROAD_USER_NUMBERS[key], np.ascontiguousarray(agents[key], dtype="<f8").tobytes()) for key in _ROAD_USER_FIELDS))
+    users.MergeFromString(_road_user_arrays(agents))
     users.index.extend(agents["row"].tolist())
     if facts.scenario.signals is not None:
         msg.signal_states.extend(signal_states(facts.scenario, t_us))
@@ -311,7 +377,11 @@ def encode_action(action: Any, action_type: str, t_us: int) -> pb.Command:
 
 
 def _xy(polyline: Any) -> np.ndarray:
-    return np.asarray(polyline.xy, dtype=np.float64).reshape(-1, 2)
+    read = packed_arrays(polyline, _POLYLINE_XY)
+    return (read["xy"] if read is not None else np.asarray(polyline.xy, dtype=np.float64)).reshape(-1, 2)
+
+
+_POLYLINE_XY = {"xy": pb.Polyline.DESCRIPTOR.fields_by_name["xy"].number}
 
 
 class ServedView:
@@ -369,11 +439,12 @@ class ServedView:
         if self._agents is None:
             a = self._obs.agents
             rows = np.array(a.index, dtype=np.int64)
-            self._agents = {
-                "x": np.array(a.x, np.float64), "y": np.array(a.y, np.float64), "yaw": np.array(a.yaw, np.float64),
-                "vx": np.array(a.vx, np.float64), "vy": np.array(a.vy, np.float64), "length": np.array(a.length, np.float64),
-                "width": np.array(a.width, np.float64), "type": self._types[rows], "row": rows,
-            }
+            arrays = packed_arrays(a, _ROAD_USER_NUMBERS)
+            if arrays is None:
+                arrays = {key: np.array(getattr(a, key), np.float64) for key in _ROAD_USER_FIELDS}
+            if any(len(v) != len(rows) for v in arrays.values()):
+                raise ValueError(f"Observation.agents: {len(rows)} index entries but arrays of {sorted({len(v) for v in arrays.values()})} values")
+            self._agents = {**arrays, "type": self._types[rows], "row": rows}
         return self._agents
 
 
@@ -398,25 +469,52 @@ def action_space(spec: Any) -> Any:
     return spaces.Box(low, high, shape, np.float32)
 
 
-def served_context(init: Any, view: ServedView) -> Any:
-    """The ``sim.context.PolicyContext`` a Python policy's ``reset`` gets in process, rebuilt from a
-    ``ScenarioInit`` (``scenario`` is None: its map, route and road users cross the wire, not it)."""
+@dataclass(frozen=True, slots=True)
+class ServedSpaces:
+    """What a ``ScenarioInit`` says of the env itself: its config, action type and spaces.
+
+    A served session keeps them while its episodes' ``env_config_json`` and action spec stay the
+    same, so its policy gets the same objects every episode, as in process (where they are the
+    env's), and they are not rebuilt per episode.
+    """
+
+    key: tuple[str, bytes]
+    config: Any
+    action_type: Any
+    action_space: Any
+    observation_space: Any
+
+
+def served_spaces(init: Any, previous: ServedSpaces | None = None) -> ServedSpaces:
+    """The env's config and spaces in ``init``: ``previous`` when they are the same."""
     from sim.config import ActionType, EnvConfig
-    from sim.context import PolicyContext
     from sim.observations import observation_space
 
+    key = (init.env_config_json, init.action.SerializeToString(deterministic=True))
+    if previous is not None and previous.key == key:
+        return previous
     table = json.loads(init.env_config_json) if init.env_config_json else {}
     config = EnvConfig.from_mapping(table, "ScenarioInit.env_config_json")
     action_type = ActionType(ACTION_NAMES.get(init.action.type, "continuous"))
+    return ServedSpaces(key, config, action_type, action_space(init.action), observation_space(config))
+
+
+def served_context(init: Any, view: ServedView, spaces: ServedSpaces | None = None) -> Any:
+    """The ``sim.context.PolicyContext`` a Python policy's ``reset`` gets in process, rebuilt from a
+    ``ScenarioInit`` (``scenario`` is None: its map, route and road users cross the wire, not it);
+    ``spaces`` from ``served_spaces`` (made here when not given)."""
+    from sim.context import PolicyContext
+
+    spaces = spaces if spaces is not None else served_spaces(init)
     return PolicyContext(
         scenario=None,
         scenario_id=init.scenario_id,
         ego_id=init.ego_id,
         dt_s=init.dt_s,
-        config=config,
-        action_type=action_type,
-        action_space=action_space(init.action),
-        observation_space=observation_space(config),
+        config=spaces.config,
+        action_type=spaces.action_type,
+        action_space=spaces.action_space,
+        observation_space=spaces.observation_space,
         vehicle=view.params,
         speed_limit=init.speed_limit,
         view=view,
@@ -427,7 +525,7 @@ def served_context(init: Any, view: ServedView) -> Any:
 def served_observation(obs: Any) -> dict[str, np.ndarray]:
     """The env observation in an ``Observation`` message, as the env returned it."""
     out: dict[str, np.ndarray] = {}
-    if len(obs.state):
+    if len(obs.state):  # (a few hundred floats: reading them one by one is cheaper than the wire form of the whole message)
         out["state"] = np.asarray(obs.state, dtype=np.float32)
     for part in obs.parts:
         out[part.name] = np.frombuffer(part.data, dtype=np.dtype(part.dtype)).reshape(tuple(part.shape)).copy()

@@ -8,6 +8,9 @@ stream answers each message with the unary handler of its kind (``Reset``, ``Ste
 so a subclass that overrides those serves both forms alike. A session's policy is freed when
 the ``Session`` call that reset it ends (the worker closed it, cancelled it or went away); sessions
 driven by unary calls only are kept until the server stops.
+
+The same servicer is served without gRPC on the lock-step frames transport
+(``harness.remote.frames``, ``make_frames_server``): each connection is driven through ``Session``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 import grpc
 
-from harness.remote import inline, protocol
+from harness.remote import frames, inline, protocol
 from harness.remote._proto import planner_pb2 as pb
 from harness.remote._proto import planner_pb2_grpc as pb_grpc
 
@@ -36,6 +39,7 @@ class _Session:
     dt_us: int = 0
     step: int = 0
     owner: object = None  # the Session call that reset it last (None: a unary Reset)
+    spaces: protocol.ServedSpaces | None = None  # the env's config and spaces, kept while they stay the same
 
 
 def _error(exc: BaseException) -> str:
@@ -82,7 +86,8 @@ class PolicyServicer(pb_grpc.PlannerServicer):
             assert session is not None
             with session.lock:
                 view = protocol.ServedView(request)
-                ctx = protocol.served_context(request, view)
+                session.spaces = protocol.served_spaces(request, session.spaces)
+                ctx = protocol.served_context(request, view, session.spaces)
                 session.view, session.action_type = view, protocol.ACTION_NAMES[request.action.type]
                 session.t0_us, session.dt_us, session.step = request.t_us, request.dt_us, 0
                 session.owner = None  # a Session call that carried this Reset owns it (Session)
@@ -132,8 +137,10 @@ class PolicyServicer(pb_grpc.PlannerServicer):
                     yield pb.SessionReply(reset=reply)
                 elif kind == "close":
                     yield pb.SessionReply(close=close(request.close, context))
+                elif kind == "describe":
+                    yield pb.SessionReply(describe=self.Describe(request.describe, context))
                 else:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a SessionRequest carries none of reset, step, close")
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a SessionRequest carries none of reset, step, close, describe")
         finally:
             with self._lock:
                 for key in keys:
@@ -187,13 +194,29 @@ def make_server(
     return grpc_server, bound
 
 
+def make_frames_server(servicer: pb_grpc.PlannerServicer, address: str) -> frames.FramesServer:
+    """A started frames server (``harness.remote.frames``) for ``servicer`` on ``address``
+    (``unix+frames:///path`` or ``tcp+frames://host:port``, port 0: a free one); its
+    ``address`` is the one to connect to."""
+    server = frames.FramesServer(servicer, address)
+    server.start()
+    return server
+
+
 def served_by(server: Any) -> str:
-    """Which of ``SERVERS`` ``server`` (from ``make_server``) is."""
+    """Which server ``server`` is: one of ``SERVERS`` (from ``make_server``) or "frames"."""
+    if isinstance(server, frames.FramesServer):
+        return "frames"
     return "inline" if isinstance(server, inline.InlineServer) else "threads"
 
 
 def serve_policy(
     spec: str, port: int = 0, options: Mapping[str, Any] | None = None, host: str = "127.0.0.1", server: str = "inline",
 ) -> tuple[Any, int]:
-    """Serve the policy ``spec`` (see ``PolicyServicer``); returns the started server and its port."""
+    """Serve the policy ``spec`` (see ``PolicyServicer``) over gRPC; returns the started server and its port."""
     return make_server(PolicyServicer(spec, options), port, host, server=server)
+
+
+def serve_policy_frames(spec: str, address: str, options: Mapping[str, Any] | None = None) -> frames.FramesServer:
+    """Serve the policy ``spec`` on the frames transport at ``address`` (see ``make_frames_server``)."""
+    return make_frames_server(PolicyServicer(spec, options), address)

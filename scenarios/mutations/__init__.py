@@ -24,6 +24,8 @@ Operators (parameters [unit]; ``get(name).params`` has the ranges and defaults):
   ``insert_cut_in``: gap_m [m], rel_speed [m/s], onset_s, duration_s, lead_in_s [s], side.
   ``insert_red_light_runner``: conflict [index], offset_s [s], speed [m/s], lead_in_s [s].
   ``insert_pedestrian``: where, crosswalk [index], conflict_s, offset_s [s], speed [m/s], side.
+  ``insert_priority_crossing``: conflict [index], offset_s [s], speed [m/s], lead_in_s [s],
+  accel [m/s2]: a crossing car with the right of way where the logged ego stops.
   (A new road user tagged ``inserted:<id>``.)
 
 Staged road users (lead_brake's lead, cut_in's cutter, the adversary, inserted actors) replay

@@ -1,9 +1,9 @@
-"""The planner protocol: a policy served over gRPC drives exactly as it does in process.
+"""The planner protocol: a policy served over gRPC or frames drives exactly as it does in process.
 
 The acceptance test runs the same suite with the in-process ``expert`` and with the ``expert``
-served by ``drivetwin serve-policy`` (lock-step), as an address and as a planner process per
-worker on both executors: the summary tables are equal column for column, the latency columns
-aside.
+served by ``drivetwin serve-policy`` (lock-step), as an address (gRPC and frames) and as a planner
+process per worker on both executors: the summary tables are equal column for column, the
+latency columns aside.
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "scenarios" / "sample" / "ngsim_us101"
 #: Columns that say how the run went, not what the driving was.
 RUN_ONLY = ["run_id", "worker_s", "attempts", "planner_latency_p50_ms", "planner_latency_p99_ms", "planner_latency_max_ms"]
-SERVE = f"{sys.executable} -m harness.cli serve-policy expert --port {{port}}"
+SERVE = {
+    "grpc": f"{sys.executable} -m harness.cli serve-policy expert --port {{port}}",
+    "frames": f"{sys.executable} -m harness.cli serve-policy expert --socket {{socket}}",
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +46,38 @@ def library():
     return scenarios.ScenarioLibrary(SAMPLE)
 
 
-@pytest.fixture(scope="module")
-def served_expert():
-    """``drivetwin serve-policy expert`` in its own process; its address."""
+def _serve_expert(*flags: str):
+    """``drivetwin serve-policy expert FLAGS`` in its own process: the process, its address, its server's kind."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "serve-policy", "expert", "--port", "0"],
+        [sys.executable, "-m", "harness.cli", "serve-policy", "expert", *flags],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
     )
     line = proc.stdout.readline()
-    match = re.search(r"on (\S+:\d+)", line)
+    match = re.search(r"on (\S+) \((\w+) server\)", line)
     assert match, f"serve-policy printed {line!r}"
-    yield match.group(1)
+    return proc, match.group(1), match.group(2)
+
+
+@pytest.fixture(scope="module")
+def served_expert():
+    """``drivetwin serve-policy expert`` (gRPC) in its own process; its address."""
+    proc, address, kind = _serve_expert("--port", "0")
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", address) and kind == "inline"
+    yield address
     proc.terminate()
     assert proc.wait(timeout=10) == 0  # SIGTERM stops it cleanly
+
+
+@pytest.fixture(scope="module")
+def served_expert_frames(tmp_path_factory):
+    """``drivetwin serve-policy expert --socket PATH`` (frames) in its own process; its address."""
+    path = tmp_path_factory.mktemp("frames") / "expert.sock"
+    proc, address, kind = _serve_expert("--socket", str(path))
+    assert address == f"unix+frames://{path}" and kind == "frames"
+    yield address
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0
+    assert not path.exists()  # a clean stop removes its socket
 
 
 def _suite(**policy):
@@ -79,8 +101,10 @@ def in_process_summary(tmp_path_factory):
     return run_suite(_suite(name="expert"), out=out, executor="sequential", progress=False).summary
 
 
-def test_served_expert_gives_the_in_process_summary_table(served_expert, in_process_summary, tmp_path):
-    remote = run_suite(_suite(address=served_expert), out=tmp_path / "run", executor="sequential", progress=False).summary
+@pytest.mark.parametrize("served", ["served_expert", "served_expert_frames"])
+def test_served_expert_gives_the_in_process_summary_table(served, in_process_summary, tmp_path, request):
+    address = request.getfixturevalue(served)
+    remote = run_suite(_suite(address=address), out=tmp_path / "run", executor="sequential", progress=False).summary
     assert len(in_process_summary) >= 5 and (in_process_summary["status"] == "ok").all()
     pd.testing.assert_frame_equal(_table(remote), _table(in_process_summary))
     assert (remote["policy"] == "expert").all()  # the planner's own name, from Describe
@@ -101,13 +125,16 @@ def test_an_address_list_gives_the_worker_the_first_free_address(served_expert, 
     assert list((tmp_path / "run" / "planners").glob("claim-*.lock"))
 
 
-def test_planner_process_per_worker_gives_the_in_process_table(executor_kind, in_process_summary, tmp_path):
-    result = run_suite(_suite(command=SERVE), out=tmp_path / "run", executor=executor_kind, progress=False)
+@pytest.mark.parametrize(("transport", "executor"), [("grpc", "sequential"), ("grpc", "ray"), ("frames", "sequential")])
+def test_planner_process_per_worker_gives_the_in_process_table(transport, executor, in_process_summary, tmp_path, request):
+    if executor == "ray":
+        request.getfixturevalue("ray_local")
+    result = run_suite(_suite(command=SERVE[transport]), out=tmp_path / "run", executor=executor, progress=False)
     pd.testing.assert_frame_equal(_table(result.summary), _table(in_process_summary))
     logs = sorted((tmp_path / "run" / "planners").glob("planner-*.log"))
-    workers = 1 if executor_kind == "sequential" else 2
+    workers = 1 if executor == "sequential" else 2
     assert 1 <= len(logs) <= workers
-    assert all("serving 'expert'" in log.read_text() for log in logs)
+    assert all("serving 'expert'" in log.read_text() and f"({'frames' if transport == 'frames' else 'inline'} server)" in log.read_text() for log in logs)
 
 
 @pytest.mark.parametrize("action", ["trajectory", "continuous"])
@@ -196,15 +223,48 @@ def test_replies_are_checked_for_time_status_and_action():
         protocol.decode_command(bad, "trajectory", space, "s")
 
 
-def test_an_unreachable_planner_fails_the_variant_with_the_address(library):
+@pytest.mark.parametrize("transport", ["grpc", "frames"])
+def test_an_unreachable_planner_fails_the_variant_with_the_address(library, transport, tmp_path):
     from harness.remote.process import free_port
 
     env = sim.DriveTwinEnv(library=library)
-    address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{free_port()}" if transport == "grpc" else f"unix+frames://{tmp_path}/nobody.sock"
     policy = RemotePolicy(address, name="nobody", step_timeout_s=2.0)
-    with pytest.raises(PolicyError, match=rf"planner {address} is unreachable"):
+    with pytest.raises(PolicyError, match=rf"planner {re.escape(address)} is unreachable"):
         rollout(env, policy, library.ids()[0], seed=0)
     env.close()
+
+
+def test_road_users_and_state_cross_the_wire_bit_for_bit():
+    """The client writes RoadUsers' arrays from one block, the server reads them and the ``state``
+    vector from the wire form (``packed_arrays``): the values, their order, their dtypes and the
+    types by index are the sent ones."""
+    agents = {"x": np.array([1.5, -2.25, 1e300]), "y": np.array([0.1, 0.2, -0.0]), "yaw": np.array([np.pi, -1.0, 0.5]),
+              "vx": np.array([3.0, 0.0, -1.0]), "vy": np.array([0.0, 1.0, 2.0]), "length": np.array([4.5, 0.8, 12.0]),
+              "width": np.array([1.9, 0.8, 2.6]), "row": np.array([4, 0, 200])}
+    obs = pb.Observation()
+    obs.agents.MergeFromString(protocol._road_user_arrays(agents))
+    obs.agents.index.extend(agents["row"].tolist())
+    for key in protocol._ROAD_USER_FIELDS:
+        assert list(getattr(obs.agents, key)) == agents[key].tolist()  # what a planner in any language parses
+    vehicle = pb.VehicleParams(length=4.5, width=1.9, height=1.5, wheelbase=2.8, max_accel=3.0, max_decel=8.0, max_steer=0.6, max_steer_rate=0.5, mass=1500.0)
+    init = pb.ScenarioInit(vehicle=vehicle, agent_types=[pb.AGENT_TYPE_PEDESTRIAN if i == 0 else pb.AGENT_TYPE_VEHICLE for i in range(201)])
+    view = protocol.ServedView(init)
+    view.update(pb.Observation.FromString(obs.SerializeToString()))
+    served = view.agents()
+    for key in protocol._ROAD_USER_FIELDS:
+        np.testing.assert_array_equal(served[key], agents[key])
+        assert served[key].dtype == np.float64 and served[key].flags.writeable
+    assert served["row"].tolist() == [4, 0, 200] and served["type"].tolist() == [0, 1, 0]
+    empty = protocol.ServedView(init)
+    empty.update(pb.Observation())
+    assert all(len(v) == 0 for v in empty.agents().values())
+    state = np.array([0.1, -3.5, 1e30, 0.0, 7.25], np.float32)
+    sent = pb.Observation(session="s", t_us=5, route_s=2.5, signal_states=[1, 3], state=state.tolist(), agents=obs.agents)
+    sent.parts.append(pb.Tensor(name="lidar", dtype="float32", shape=[2], data=np.array([1.0, 2.0], np.float32).tobytes()))
+    got = protocol.served_observation(pb.Observation.FromString(sent.SerializeToString()))
+    assert got["state"].dtype == np.float32 and got["state"].flags.writeable and got["state"].tobytes() == state.tobytes()
+    np.testing.assert_array_equal(got["lidar"], [1.0, 2.0])
 
 
 def test_messages_are_small(library):
@@ -222,8 +282,11 @@ def test_messages_are_small(library):
     ("policy", "problem"),
     [
         ({"address": "localhost"}, "policy.address: 'localhost' is not \"host:port\""),
+        ({"address": "unix+frames://run/p.sock"}, "policy.address: 'unix+frames://run/p.sock': a unix+frames address needs an absolute path"),
+        ({"address": "tcp+frames://host"}, "policy.address: 'tcp+frames://host': a tcp+frames address is tcp+frames://host:port"),
         ({"address": "a:1", "command": "x {port}"}, "policy.command: give address or command, not both"),
         ({"command": "./planner"}, "policy.command: must contain {port}"),
+        ({"command": "./planner --port {port} --socket {socket}"}, "policy.command: must contain {port}"),
         ({"address": "a:1", "options": {"k": 1}}, "policy.options: not used with address or command"),
         ({"address": "a:1", "realtime_factor": -1.0}, "policy.realtime_factor: must be 0"),
         ({"address": "a:1", "fallback": "swerve"}, "policy.fallback: must be one of"),
@@ -293,22 +356,37 @@ class _UnaryOnlyServicer(_CountingServicer):
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")  # the generated default's answer
 
 
+def _make_server(servicer, server_kind: str, tmp_path: Path) -> tuple[object, str]:
+    """``servicer`` served in this process by ``server_kind`` (one of ``harness_server.SERVERS``,
+    "frames-unix" or "frames-tcp"): the server and the address a ``RemotePolicy`` takes."""
+    if server_kind == "frames-unix":
+        server = harness_server.make_frames_server(servicer, f"unix+frames://{tmp_path}/planner.sock")
+        return server, server.address
+    if server_kind == "frames-tcp":
+        server = harness_server.make_frames_server(servicer, "tcp+frames://127.0.0.1:0")
+        return server, server.address
+    server, port = harness_server.make_server(servicer, server=server_kind)
+    return server, f"127.0.0.1:{port}"
+
+
 @pytest.mark.parametrize(
     ("servicer", "session_call", "transport", "server_kind"),
     [(_CountingServicer, "inline", "session", "inline"), (_CountingServicer, "threaded", "session-threads", "inline"),
      (_CountingServicer, "off", "unary", "inline"), (_UnaryOnlyServicer, "inline", "unary", "inline"),
-     (_CountingServicer, "inline", "session", "threads"), (_UnaryOnlyServicer, "inline", "unary", "threads")],
+     (_CountingServicer, "inline", "session", "threads"), (_UnaryOnlyServicer, "inline", "unary", "threads"),
+     (_CountingServicer, "inline", "frames-unix", "frames-unix"), (_CountingServicer, "inline", "frames-tcp", "frames-tcp")],
 )
-def test_every_lock_step_transport_drives_identically(library, servicer, session_call, transport, server_kind):
+def test_every_lock_step_transport_drives_identically(library, servicer, session_call, transport, server_kind, tmp_path):
     """The Session call carries every episode of a policy on one call; the unary rpcs are used when
-    asked for or when the planner has no Session rpc (it answers UNIMPLEMENTED): the rollouts are
-    the in-process ones either way, on the inline server and on grpcio's public one."""
+    asked for or when the planner has no Session rpc (it answers UNIMPLEMENTED); the frames
+    transport carries the same messages on one socket: the rollouts are the in-process ones
+    every way, on the inline server, on grpcio's public one and on the frames server."""
     served = servicer()
-    server, port = harness_server.make_server(served, server=server_kind)
-    assert harness_server.served_by(server) == server_kind
+    server, address = _make_server(served, server_kind, tmp_path)
+    assert harness_server.served_by(server) == server_kind.split("-")[0]
     try:
         env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping({"observation": ["state"]}), library=library)
-        remote = RemotePolicy(f"127.0.0.1:{port}", session_call=session_call)
+        remote = RemotePolicy(address, session_call=session_call)
         steps = 0
         for scenario_id in library.ids()[:2]:
             a = rollout(env, "expert", scenario_id, seed=2)
@@ -317,9 +395,11 @@ def test_every_lock_step_transport_drives_identically(library, servicer, session
             steps += b.num_steps - 1
         assert remote.transport == transport
         assert served.calls["Reset"] == 2 and served.calls["Step"] == steps
-        # one Session call for both episodes; the unary-only planner was asked once, then never again
-        assert served.calls.get("Session", 0) == (1 if transport.startswith("session") else int(session_call != "off"))
+        # one Session call (or connection) for both episodes; the unary-only planner was asked once, then never again
+        assert served.calls.get("Session", 0) == (1 if transport.startswith(("session", "frames")) else int(session_call != "off"))
         remote.close()
+        if transport.startswith(("session", "frames")):  # the call's (the connection's) end frees the worker's policy
+            assert _wait_for(lambda: served.session_count == 0)
         env.close()
     finally:
         server.stop(0)
@@ -337,9 +417,11 @@ def test_a_session_request_without_a_kind_is_refused():
         server.stop(0)
 
 
-def test_a_planner_that_hangs_on_the_session_call_is_lost_after_the_timeout(library):
-    """The watchdog cancels a Session call whose reply is overdue: ``PlannerLost`` naming the
-    wait, as a unary call past its deadline; the next episode opens a new call."""
+@pytest.mark.parametrize("server_kind", ["inline", "frames-unix"])
+def test_a_planner_that_hangs_on_the_session_call_is_lost_after_the_timeout(library, server_kind, tmp_path):
+    """The watchdog cancels a Session call whose reply is overdue (frames: the socket's timeout):
+    ``PlannerLost`` naming the wait, as a unary call past its deadline; the next episode opens a
+    new call (a new connection)."""
     from harness.remote.protocol import PlannerLost
 
     class Hangs(_CountingServicer):
@@ -349,16 +431,16 @@ def test_a_planner_that_hangs_on_the_session_call_is_lost_after_the_timeout(libr
             return super().Step(request, context)
 
     served = Hangs()
-    server, port = harness_server.make_server(served)
+    server, address = _make_server(served, server_kind, tmp_path)
     try:
         env = sim.DriveTwinEnv(library=library)
-        remote = RemotePolicy(f"127.0.0.1:{port}", step_timeout_s=0.4)
+        remote = RemotePolicy(address, step_timeout_s=0.4)
         obs, _ = env.reset(seed=0, options={"scenario": library.ids()[0]})
         remote.reset(env.scenario_info())
         for _ in range(2):
             obs, *_ = env.step(remote.act(obs))
         start = time.perf_counter()
-        with pytest.raises(PlannerLost, match=r"step 2 \(t_us=\d+\): planner 127\.0\.0\.1:\d+ did not reply within 0\.4 s \(hung\)"):
+        with pytest.raises(PlannerLost, match=rf"step 2 \(t_us=\d+\): planner {re.escape(address)} did not reply within 0\.4 s \(hung\)"):
             remote.act(obs)
         assert time.perf_counter() - start < 2.5  # 0.4 s and the watchdog's tick, not the 3 s sleep
         b = rollout(env, remote, library.ids()[0], seed=0)  # a new call for the next episode
@@ -461,10 +543,10 @@ def test_a_stopped_inline_server_leaves_no_call_thread_behind(library):
 
     from harness.remote.stream import open_session
 
-    def planner_threads() -> int:
-        return sum(t.name == "drivetwin-planner-call" for t in threading.enumerate())
+    def planner_threads() -> set:
+        return {t for t in threading.enumerate() if t.name == "drivetwin-planner-call"}
 
-    before = planner_threads()
+    before = planner_threads()  # (threads of servers stopped by earlier tests may still be ending)
     served = harness_server.PolicyServicer("constant_velocity")
     server, port = harness_server.make_server(served)
     env = sim.DriveTwinEnv(library=library)
@@ -474,7 +556,116 @@ def test_a_stopped_inline_server_leaves_no_call_thread_behind(library):
         calls = [open_session(channel) for _ in range(3)]
         for i, call in enumerate(calls):
             call.exchange(pb.SessionRequest(reset=protocol.scenario_init(facts, f"worker-{i}", 0)).SerializeToString())
-        assert planner_threads() >= before + 3
+        ours = planner_threads() - before
+        assert len(ours) >= 3
         assert server.stop(0).wait(10)
     env.close()
-    assert _wait_for(lambda: planner_threads() <= before)
+    assert _wait_for(lambda: not any(t.is_alive() for t in ours))
+
+
+def test_frames_addresses_and_socket_commands_are_accepted():
+    config = parse_suite({"policy": {"address": ["unix+frames:///run/a.sock", "tcp+frames://[::1]:7000", "h:1"]}}, "suite.toml")
+    assert config.policy.address == ("unix+frames:///run/a.sock", "tcp+frames://[::1]:7000", "h:1")
+    assert parse_suite({"policy": {"command": "./planner --socket {socket}"}}, "suite.toml").policy.remote
+
+
+def test_the_frames_wire_is_a_big_endian_length_then_a_session_message(tmp_path):
+    """What a planner in another language must speak: a 4-byte big-endian length, then a
+    serialised SessionRequest; the reply the same with a SessionReply. A frame announcing more
+    than the limit ends that connection only."""
+    import socket
+    import struct
+
+    from harness.remote import frames
+
+    server = harness_server.make_frames_server(harness_server.PolicyServicer("expert"), f"unix+frames://{tmp_path}/p.sock")
+    try:
+        def ask(sock: socket.socket, payload: bytes) -> bytes:
+            sock.sendall(struct.pack(">I", len(payload)) + payload)
+            head = sock.recv(4, socket.MSG_WAITALL)
+            (n,) = struct.unpack(">I", head)
+            return sock.recv(n, socket.MSG_WAITALL)
+
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(tmp_path / "p.sock"))
+            reply = pb.SessionReply.FromString(ask(sock, pb.SessionRequest(describe=pb.DescribeRequest(protocol_version=1)).SerializeToString()))
+            assert reply.describe.status == pb.STATUS_OK and reply.describe.name == "expert" and reply.describe.protocol_version == 1
+            close = pb.SessionReply.FromString(ask(sock, pb.SessionRequest(close=pb.CloseRequest(session="s", t_us=42)).SerializeToString()))
+            assert close.WhichOneof("reply") == "close" and close.close.t_us == 42
+            sock.sendall(struct.pack(">I", frames.MAX_FRAME_BYTES + 1))
+            sock.settimeout(5.0)
+            assert sock.recv(1) == b""  # the server closed this connection
+        with socket.socket(socket.AF_UNIX) as sock:  # and serves the next one
+            sock.connect(str(tmp_path / "p.sock"))
+            assert pb.SessionReply.FromString(ask(sock, pb.SessionRequest(describe=pb.DescribeRequest()).SerializeToString())).describe.name == "expert"
+    finally:
+        assert server.stop(0).wait(5)
+    assert not (tmp_path / "p.sock").exists()
+
+
+@pytest.mark.parametrize(
+    ("sent", "error", "message"),
+    [
+        (b"\xff\xff\xff\xff", protocol.RemoteError, r"Describe: planner unix\+frames://\S+ broke the framing: a frame of 4294967295 bytes"),
+        (b"\x00\x00\x00\x10abc", protocol.PlannerLost, r"Describe: planner unix\+frames://\S+ closed the connection \(the stream ended inside a frame \(3 of 16 bytes\)\)"),
+        (b"\x00\x00\x00\x02\xff\xff", protocol.RemoteError, r"Describe: planner unix\+frames://\S+ sent a frame that is no SessionReply"),
+    ],
+)
+def test_a_frames_planner_that_breaks_the_framing_fails_with_what_it_sent(tmp_path, sent, error, message):
+    """A planner (here a raw socket) that announces an oversized frame, dies inside one or sends
+    bytes that are no message: the twin names the planner and the problem."""
+    import socket
+    import threading
+
+    path = tmp_path / "bad.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def planner() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(1 << 16)
+            conn.sendall(sent)
+
+    thread = threading.Thread(target=planner, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(error, match=message):
+            RemotePolicy(f"unix+frames://{path}", step_timeout_s=5.0).describe()
+    finally:
+        thread.join(5)
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("flags", "problem"),
+    [
+        (["--socket", "/tmp/x.sock", "--transport", "grpc"], "--socket serves the frames transport; drop --transport grpc"),
+        (["--socket", "/tmp/" + "d" * 120 + ".sock"], "the socket path is longer than 107 bytes"),
+    ],
+)
+def test_serve_policy_refuses_a_socket_it_cannot_serve(flags, problem, capsys):
+    from harness.cli import main
+
+    assert main(["serve-policy", "expert", *flags]) == 2
+    assert problem in capsys.readouterr().err
+
+
+def test_a_session_keeps_the_env_spaces_while_the_config_stays(library):
+    """As in process (where they are the env's), a served session's episodes get the same config
+    and space objects while ScenarioInit's config and action spec stay; new ones when they change."""
+    served = harness_server.PolicyServicer("expert")
+    inits = []
+    for config in ({"action": "trajectory"}, {"action": "trajectory"}, {"action": "continuous"}):
+        env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping(config), library=library)
+        env.reset(seed=0, options={"scenario": library.ids()[0]})
+        inits.append(protocol.scenario_init(protocol.episode_facts(env.scenario_info()), "s", 0))
+        env.close()
+    spaces = []
+    for init in inits:
+        assert served.Reset(init, None).status == pb.STATUS_OK
+        spaces.append(served._sessions["s"].spaces)
+    assert spaces[1] is spaces[0] and spaces[2] is not spaces[1]
+    assert spaces[0].action_space.shape == (10, 2) and spaces[2].action_space.shape == (2,)
+    assert str(spaces[2].action_type.value) == "continuous"

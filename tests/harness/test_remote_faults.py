@@ -1,9 +1,10 @@
 """Faulty remote planners: each fails, or scores, its own variant only.
 
 This file is also the faulty planner: ``python test_remote_faults.py --fault F --victim ID
---port P`` serves the expert, and misbehaves at step ``--at`` of scenario ``ID`` only: it exits,
-hangs, replies for the wrong time, sends a malformed command, reports an error, or (real-time
-mode) sleeps past the step's deadline.
+--port P`` (gRPC; ``--socket PATH``: the frames transport) serves the expert, and misbehaves at
+step ``--at`` of scenario ``ID`` only: it exits, hangs, replies for the wrong time, sends a
+malformed command, reports an error, or (real-time mode) sleeps past the step's deadline.
+The tests that need no planner process of their own run on each transport (``TRANSPORTS``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ HERE = Path(__file__).resolve()
 SAMPLE = HERE.parents[2] / "scenarios" / "sample" / "ngsim_us101"
 RUN_ONLY = ["run_id", "worker_s", "attempts", "planner_latency_p50_ms", "planner_latency_p99_ms", "planner_latency_max_ms"]
 FAULTS = ("exit", "hang", "wrong_time", "malformed", "error", "sleep")
+#: How a suite's planner command is given its endpoint: gRPC on a port, frames on a Unix socket.
+PLACEHOLDERS = {"grpc": "--port {port}", "frames": "--socket {socket}"}
 
 
 class FaultyServicer(PolicyServicer):
@@ -65,10 +68,10 @@ class FaultyServicer(PolicyServicer):
         return command
 
 
-def _suite(fault: str, victim: str, **run):
+def _suite(fault: str, victim: str, transport: str = "grpc", **run):
     from harness.config import parse_suite
 
-    command = f"{sys.executable} {HERE} --fault {fault} --victim {victim} --port {{port}}"
+    command = f"{sys.executable} {HERE} --fault {fault} --victim {victim} {PLACEHOLDERS[transport]}"
     return parse_suite({
         "suite": {"name": f"fault-{fault}"},
         "scenarios": {"sources": [str(SAMPLE)], "limit": 4},
@@ -109,11 +112,20 @@ def _victim(summary: pd.DataFrame, victim: str) -> pd.Series:
     return summary.set_index("variant_id").loc[victim]
 
 
-def test_a_planner_that_exits_mid_episode_fails_its_variant_after_a_retry(executor_kind, ids, in_process, tmp_path):
+#: (transport, executor) pairs of the tests that start planner processes: gRPC on both executors,
+#: frames on the sequential one (the planner process and the retry are the transport's; the
+#: executor's part is the same for both).
+PROCESS_CASES = [("grpc", "sequential"), ("grpc", "ray"), ("frames", "sequential")]
+
+
+@pytest.mark.parametrize(("transport", "executor"), PROCESS_CASES)
+def test_a_planner_that_exits_mid_episode_fails_its_variant_after_a_retry(transport, executor, ids, in_process, tmp_path, request):
     from harness.runner import run_suite
 
+    if executor == "ray":
+        request.getfixturevalue("ray_local")
     victim = ids[1]
-    result = run_suite(_suite("exit", victim, retries=1), out=tmp_path / "run", executor=executor_kind, progress=False)
+    result = run_suite(_suite("exit", victim, transport, retries=1), out=tmp_path / "run", executor=executor, progress=False)
     row = _victim(result.summary, victim)
     assert row["status"] == "error"
     assert "step 5" in row["error"] and "exit code 3" in row["error"] and "gave up after 2 attempts" in row["error"]
@@ -124,6 +136,7 @@ def test_a_planner_that_exits_mid_episode_fails_its_variant_after_a_retry(execut
 
 
 def test_a_planner_that_hangs_fails_its_variant_not_the_run(ids, in_process, tmp_path):
+    """gRPC only (16 s); a hang on frames: test_remote.py's in-process hang test."""
     from harness.runner import run_suite
 
     victim = ids[2]
@@ -135,19 +148,21 @@ def test_a_planner_that_hangs_fails_its_variant_not_the_run(ids, in_process, tmp
     _others_unharmed(result.summary, in_process, victim)
 
 
+_WRONG_TIME = r"step 5 \(t_us=(?P<t>\d+)\): the planner replied for t_us=\d+, the twin asked for t_us=(?P=t)"
+_MALFORMED = r"step 5 .*malformed command: a continuous action was declared, the planner sent trajectory"
+_ERROR = r"step 5 .*the planner replied STATUS_ERROR: planner lost localisation"
+
+
 @pytest.mark.parametrize(
-    ("fault", "message"),
-    [
-        ("wrong_time", r"step 5 \(t_us=(?P<t>\d+)\): the planner replied for t_us=\d+, the twin asked for t_us=(?P=t)"),
-        ("malformed", r"step 5 .*malformed command: a continuous action was declared, the planner sent trajectory"),
-        ("error", r"step 5 .*the planner replied STATUS_ERROR: planner lost localisation"),
-    ],
+    ("transport", "fault", "message"),
+    [("grpc", "wrong_time", _WRONG_TIME), ("grpc", "malformed", _MALFORMED), ("grpc", "error", _ERROR),
+     ("frames", "wrong_time", _WRONG_TIME), ("frames", "malformed", _MALFORMED)],  # a status is checked as the time is
 )
-def test_a_bad_reply_fails_its_own_variant_only(fault, message, ids, in_process, tmp_path):
+def test_a_bad_reply_fails_its_own_variant_only(transport, fault, message, ids, in_process, tmp_path):
     from harness.runner import run_suite
 
     victim = ids[0]
-    result = run_suite(_suite(fault, victim), out=tmp_path / "run", executor="sequential", progress=False)
+    result = run_suite(_suite(fault, victim, transport), out=tmp_path / "run", executor="sequential", progress=False)
     row = _victim(result.summary, victim)
     assert row["status"] == "error"
     assert re.search(message, row["error"]), row["error"]
@@ -155,6 +170,7 @@ def test_a_bad_reply_fails_its_own_variant_only(fault, message, ids, in_process,
 
 
 def test_a_reply_past_its_deadline_is_a_miss_and_the_run_goes_on(ids, tmp_path):
+    """gRPC only (7 s); misses on frames: the two in-process real-time tests below."""
     from harness.runner import run_suite
 
     victim = ids[3]
@@ -207,48 +223,62 @@ def test_a_planner_that_cannot_start_fails_the_variants_with_its_exit_status(tmp
         assert "exited before it was ready (exit code 4; log " in message and "gave up after 2 attempts" in message
 
 
-def test_a_deadline_miss_executes_the_previous_command():
-    """In real time, the step whose reply is late gets the command of the step before it."""
+def _served(servicer, transport: str, tmp_path):
+    """``servicer`` served in this process: the server and its address."""
+    from harness.remote.server import make_frames_server, make_server
+
+    if transport == "frames":
+        server = make_frames_server(servicer, f"unix+frames://{tmp_path}/planner.sock")
+        return server, server.address
+    server, port = make_server(servicer)
+    return server, f"127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("transport", list(PLACEHOLDERS))
+def test_a_deadline_miss_executes_the_previous_command(transport, tmp_path):
+    """In real time, the step whose reply is late gets the command of the step before it; on
+    frames the late reply is dropped when it comes and the steps after it are the planner's."""
     import scenarios
     import sim
     from harness.remote import RemotePolicy
-    from harness.remote.server import make_server
 
     library = scenarios.ScenarioLibrary(SAMPLE)
     victim = library.ids()[0]
-    server, port = make_server(FaultyServicer("sleep", victim, at=3, sleep_s=0.5))
+    served = FaultyServicer("sleep", victim, at=3, sleep_s=0.5)
+    server, address = _served(served, transport, tmp_path)
     try:
         env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping({"action": "trajectory"}), library=library)
-        policy = RemotePolicy(f"127.0.0.1:{port}", realtime_factor=1.0)
+        policy = RemotePolicy(address, realtime_factor=1.0)
         obs, _ = env.reset(seed=0, options={"scenario": victim})
         policy.reset(env.scenario_info())
         actions = []
-        for _ in range(6):
+        for _ in range(12):  # 1.2 s of real time; the 0.5 s reply at step 3 is over by step 9
             actions.append(policy.act(obs))
             obs, *_ = env.step(actions[-1])
         assert actions[3] is actions[2]
         stats = policy.episode_stats()
-        assert stats["deadline_misses"] >= 1
+        assert 1 <= stats["deadline_misses"] <= 7
+        assert actions[-1] is not actions[2]  # the planner's own commands again once it caught up
         policy.close()
         env.close()
     finally:
         server.stop(0)
 
 
-def test_brake_fallback_before_any_command(ids):
+@pytest.mark.parametrize("transport", list(PLACEHOLDERS))
+def test_brake_fallback_before_any_command(transport, ids, tmp_path):
     """A miss at the first step has no previous command: the twin brakes."""
     import numpy as np
 
     import scenarios
     import sim
     from harness.remote import RemotePolicy
-    from harness.remote.server import make_server
 
     library = scenarios.ScenarioLibrary(SAMPLE)
-    server, port = make_server(FaultyServicer("sleep", ids[0], at=0, sleep_s=0.5))
+    server, address = _served(FaultyServicer("sleep", ids[0], at=0, sleep_s=0.5), transport, tmp_path)
     try:
         env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping({"action": "continuous"}), library=library)
-        policy = RemotePolicy(f"127.0.0.1:{port}", realtime_factor=1.0)
+        policy = RemotePolicy(address, realtime_factor=1.0)
         obs, _ = env.reset(seed=0, options={"scenario": ids[0]})
         policy.reset(env.scenario_info())
         np.testing.assert_array_equal(policy.act(obs), np.array([-1.0, 0.0], np.float32))
@@ -266,10 +296,18 @@ def main() -> int:
     parser.add_argument("--fault", choices=FAULTS, required=True)
     parser.add_argument("--victim", required=True)
     parser.add_argument("--at", type=int, default=5)
-    parser.add_argument("--port", type=int, required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", type=int)
+    where.add_argument("--socket", help="serve the frames transport on this Unix socket")
     args = parser.parse_args()
-    server, port = make_server(FaultyServicer(args.fault, args.victim, args.at), args.port)
-    print(f"faulty planner ({args.fault} at step {args.at} of {args.victim}) on port {port}", flush=True)
+    servicer = FaultyServicer(args.fault, args.victim, args.at)
+    if args.socket:
+        from harness.remote.server import make_frames_server
+
+        address = make_frames_server(servicer, f"unix+frames://{args.socket}").address
+    else:
+        address = f"port {make_server(servicer, args.port)[1]}"
+    print(f"faulty planner ({args.fault} at step {args.at} of {args.victim}) on {address}", flush=True)
     threading.Event().wait()
     return 0
 

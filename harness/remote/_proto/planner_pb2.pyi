@@ -374,21 +374,25 @@ class CloseReply(_message.Message):
     def __init__(self, status: _Optional[_Union[Status, str]] = ..., message: _Optional[str] = ..., t_us: _Optional[int] = ...) -> None: ...
 
 class SessionRequest(_message.Message):
-    __slots__ = ("reset", "step", "close")
+    __slots__ = ("reset", "step", "close", "describe")
     RESET_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     CLOSE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIBE_FIELD_NUMBER: _ClassVar[int]
     reset: ScenarioInit
     step: Observation
     close: CloseRequest
-    def __init__(self, reset: _Optional[_Union[ScenarioInit, _Mapping]] = ..., step: _Optional[_Union[Observation, _Mapping]] = ..., close: _Optional[_Union[CloseRequest, _Mapping]] = ...) -> None: ...
+    describe: DescribeRequest
+    def __init__(self, reset: _Optional[_Union[ScenarioInit, _Mapping]] = ..., step: _Optional[_Union[Observation, _Mapping]] = ..., close: _Optional[_Union[CloseRequest, _Mapping]] = ..., describe: _Optional[_Union[DescribeRequest, _Mapping]] = ...) -> None: ...
 
 class SessionReply(_message.Message):
-    __slots__ = ("reset", "step", "close")
+    __slots__ = ("reset", "step", "close", "describe")
     RESET_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     CLOSE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIBE_FIELD_NUMBER: _ClassVar[int]
     reset: ResetReply
     step: Command
     close: CloseReply
-    def __init__(self, reset: _Optional[_Union[ResetReply, _Mapping]] = ..., step: _Optional[_Union[Command, _Mapping]] = ..., close: _Optional[_Union[CloseReply, _Mapping]] = ...) -> None: ...
+    describe: PlannerInfo
+    def __init__(self, reset: _Optional[_Union[ResetReply, _Mapping]] = ..., step: _Optional[_Union[Command, _Mapping]] = ..., close: _Optional[_Union[CloseReply, _Mapping]] = ..., describe: _Optional[_Union[PlannerInfo, _Mapping]] = ...) -> None: ...

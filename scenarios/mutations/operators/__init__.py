@@ -1,3 +1,3 @@
 """The built-in operators; importing this package registers them."""
 
-from scenarios.mutations.operators import adversary, agents, conditions, ego, insert, interactions  # noqa: F401  (registration)
+from scenarios.mutations.operators import adversary, agents, conditions, ego, insert, interactions, priority  # noqa: F401  (registration)
