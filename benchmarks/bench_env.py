@@ -19,7 +19,10 @@ beside highway-env's ``highway-fast-v0`` (random discrete actions, resets includ
 run when highway-env is installed, the multi-agent env's agent-steps/s with every vehicle
 controlled (``sim.multi``, the rest reactive), ``Reactive-v0`` driven by the ``expert`` (the ego on
 its log, so the agents replay wherever nothing holds them back), and ``Reactive-v0``'s ratio to
-highway-fast-v0 (the target is >= 40x);
+highway-fast-v0 (the target is >= 40x), ``Reactive-v0`` with the agents on their numpy reference
+path (``sim.agent_kernels`` off), and the wall time of a new process's first ``Reactive-v0``
+episode (what each Ray worker pays once) with the kernels compiled from an empty numba cache,
+loaded from the cache, and on the numpy path;
 without highway-env the ratio is taken to ``Replay-v0`` and says so. ``--only-ids`` prints
 only that table.
 
@@ -44,6 +47,8 @@ import numpy as np  # noqa: E402
 
 import scenarios  # noqa: E402
 import sim  # noqa: E402,F401  (registers the env ids)
+from sim import agent_kernels  # noqa: E402
+from sim.agents import ReactiveAgents  # noqa: E402
 from sim.multi import MultiAgentTwinEnv  # noqa: E402
 from sim.policies import make_policy  # noqa: E402
 
@@ -102,6 +107,49 @@ def highway_fast(steps: int) -> tuple[float, float] | None:
     return steps / wall, steps / cpu
 
 
+FIRST_EPISODE = """
+import sys, time
+t0 = time.perf_counter()
+import gymnasium, numpy as np
+import sim
+from sim.agents import ReactiveAgents
+sys.path.insert(0, {bench!r})
+from bench_env import COMMON, CONFIGS, busiest_waymo
+from pathlib import Path
+ReactiveAgents.compiled = {compiled}
+env = gymnasium.make("drivetwin/Reactive-v0", scenario=busiest_waymo(Path({data!r})), config={{**COMMON, **CONFIGS["state"]}})
+t1 = time.perf_counter()
+env.reset(seed=0)
+zero = np.zeros(2, np.float32)
+while not any(env.step(zero)[2:4]):
+    pass
+print(time.perf_counter() - t0, time.perf_counter() - t1)
+"""
+
+
+def first_episode(data: Path) -> None:
+    """Wall time of a new process's first ``Reactive-v0`` episode (what a Ray worker pays once): with
+    the agent kernels compiled from scratch (an empty numba cache), loaded from the cache, and on
+    the numpy reference path."""
+    import subprocess
+    import tempfile
+
+    from sim import agent_kernels
+
+    if not agent_kernels.AVAILABLE:
+        print("  numba not installed: the agents run the numpy reference path")
+        return
+    figures = []
+    with tempfile.TemporaryDirectory() as cache:
+        for label, compiled in (("empty numba cache (compiling)", True), ("numba cache", True), ("numpy reference", False)):
+            code = FIRST_EPISODE.format(bench=str(Path(__file__).resolve().parent), compiled=compiled, data=str(data))
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 env={**os.environ, "NUMBA_CACHE_DIR": cache})
+            total, episode = (float(v) for v in out.stdout.split())
+            figures.append(f"{label} {episode:.2f} s ({total:.2f} s with imports)")
+    print("  first Reactive-v0 episode of a new process (reset + 90 steps, wall): " + "; ".join(figures))
+
+
 def env_ids(scenario: scenarios.Scenario, runs: int, steps: int) -> None:
     """Steps/s of every registered env id (``state`` observations) and of ``highway-fast-v0``."""
     print("every env id (state observations, zero actions, KEEP_LANE for Discrete-v0, resets included):")
@@ -154,6 +202,16 @@ def env_ids(scenario: scenarios.Scenario, runs: int, steps: int) -> None:
     env.close()
     print(f"  {'Reactive-v0, expert ego':26s} {statistics.median(expert_walls):8.0f} steps/s wall  "
           f"{statistics.median(expert_cpus):8.0f} steps/s cpu  (trajectory actions, the expert's own time included)")
+    # the same zero-action Reactive-v0 on the agents' numpy reference path (``sim.agent_kernels`` off)
+    env = gymnasium.make("drivetwin/Reactive-v0", scenario=scenario, config={**COMMON, **CONFIGS["state"]})
+    ReactiveAgents.compiled = False
+    try:
+        ref = statistics.median(steps / run(env, steps)[1] for _ in range(runs))
+    finally:
+        ReactiveAgents.compiled = agent_kernels.AVAILABLE
+    env.close()
+    print(f"  {'Reactive-v0, numpy agents':26s} {ref:8.0f} steps/s cpu  (the agents' numpy reference path; the kernels "
+          f"{cpu_of['drivetwin/Reactive-v0'] / ref:.2f}x faster)")
     hw = [highway_fast(max(steps // 20, 50)) for _ in range(runs)]
     reactive = cpu_of["drivetwin/Reactive-v0"]
     if hw[0] is None:
@@ -176,6 +234,7 @@ def main() -> None:
     print(f"scenario {scenario.id}: {scenario.num_agents} agents, {scenario.num_steps} steps at {scenario.dt_us / 1e6:g} s")
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.runs} runs each, medians\n")
     env_ids(scenario, args.runs, args.steps)
+    first_episode(args.data)
     if args.only_ids:
         return
     print()

@@ -47,10 +47,15 @@ smaller acceleration:
   road user never yields: a reactive agent with the right of way keeps it.
 
 With nothing in the way and the logged drivers obeying the same rules, the agents replay the log.
+
+Speed: the step's hot parts run as numba kernels (``sim.agent_kernels``) where numba is installed
+(``ReactiveAgents.compiled``); the numpy code here is their reference, with the same results bit
+for bit.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -60,6 +65,7 @@ import shapely
 from scenarios.common import wrap_angle
 from scenarios.geometry import boxes_overlap
 from scenarios.model import AgentType, FeatureKind, Scenario, SignalState
+from sim import agent_kernels
 from sim.control import IDMParams, corridor_leaders, idm_acceleration, project_to_paths
 
 if TYPE_CHECKING:
@@ -241,7 +247,14 @@ class PathBank:
 
 
 class ReactiveAgents:
-    """IDM along logged paths for the rows in ``rows`` (see the module docstring)."""
+    """IDM along logged paths for the rows in ``rows`` (see the module docstring).
+
+    ``compiled``: run the step's hot parts with the numba kernels of ``sim.agent_kernels`` (the
+    default where numba is installed) or with the numpy code here (the reference; the same results
+    bit for bit).
+    """
+
+    compiled: bool = agent_kernels.AVAILABLE
 
     def __init__(self, log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, dt_s: float,
                  types: np.ndarray | None = None, ego_row: int = -1) -> None:
@@ -253,7 +266,7 @@ class ReactiveAgents:
         Without ``rules`` (set by ``from_plan``, or assign a ``TrafficRules``) no signal, stop
         sign or conflict applies.
         """
-        self.rows = np.asarray(rows, np.int64)
+        self.rows = np.array(rows, np.int64)  # a copy: the kernels take writable contiguous arrays
         self.dt = dt_s
         self.length, self.width = length, width
         self.log = log
@@ -330,6 +343,11 @@ class ReactiveAgents:
         self._p0 = np.ascontiguousarray(np.stack([x0, y0, yaw0, travel0]).transpose(2, 0, 1))  # (S, 4, R)
         # a replaying agent moves (its law's a_track is a_log) when its log does
         self._moves_log = np.ascontiguousarray(((self.v_log > 0) | (self.a_log > 0)).T)  # (S, R)
+        # for the kernels: every row's box (N,) contiguous, numpy's hypot of it (as ``boxes_overlap`` has
+        # it), and the log's acceleration, arc length and speed per step, (S, 3, R)
+        self._sizes_c = np.array(self.length, np.float64), np.array(self.width, np.float64)
+        self._diag = np.hypot(*self._sizes_c)
+        self._law_log = np.ascontiguousarray(np.stack([self.a_log, self.s_log, self.v_log]).transpose(2, 0, 1))
         # the log's own state of the reactive rows, (S, 5, R), and whether it has one
         self._log_state = np.ascontiguousarray(
             np.stack([log.x[rows], log.y[rows], log.yaw[rows], log.vx[rows], log.vy[rows]]).transpose(2, 0, 1))
@@ -353,6 +371,10 @@ class ReactiveAgents:
         self._still = np.zeros(r + 1, bool)  # per agent (and -1: none) of this step: alive and not moving
         self._inf = np.full(r, np.inf)  # copied, not rebuilt, where a step needs it
         self._no_body = np.full(len(self._local), -1, np.int64)
+        self._no_passive_f, self._no_passive_b = np.zeros(0), np.zeros(0, bool)
+        # the kernels' IDM constants: a_max, s0, headway and 2 sqrt(a_max b_comf), of the leader's and the stop's
+        self._idm_params = tuple(np.array([p.a_max, p.s0, p.headway, 2 * math.sqrt(p.a_max * p.b_comf)])
+                                 for p in (AGENT_IDM, STOP_IDM))
 
     @classmethod
     def from_plan(cls, plan: Plan) -> ReactiveAgents:
@@ -373,19 +395,25 @@ class ReactiveAgents:
         return (self.first <= k) & (k <= self.last)
 
     def reset(self, k: int) -> None:
+        """Start an episode at step ``k``: every agent as just built (none alive, at rest at arc length 0,
+        no stop sign served, nobody yielding), then those whose logs have begun appear on them."""
         self.alive[:] = False
+        self.s = np.zeros(len(self.rows))
+        self.v = np.zeros(len(self.rows))
+        self.replaying = np.zeros(len(self.rows), bool)
         self._served = np.zeros(len(self.rules.stop_agent), bool)
         self._yielder = np.full(len(self.rules.conflict_i), -1, np.int64)
         self._spawn(k)
 
-    def _spawn(self, k: int) -> None:
+    def _spawn(self, k: int, bodies: dict[str, np.ndarray] | None = None) -> None:
         """Bring the agents whose log starts at step ``k`` in on their logs; one whose logged box
-        would overlap an agent off its log there (pushed where the log has nobody) waits until it
-        would not (the log's own overlaps it keeps)."""
+        would overlap a road user off its log there (a reactive agent pushed where the log has
+        nobody, or the ego and driven agents among ``bodies``, the road users at step ``k - 1``)
+        waits until it would not (the log's own overlaps it keeps)."""
         present = self.present(k)
         new = present & ~self.alive
         if new.any():
-            blocked = self._blocked(k, new.nonzero()[0])
+            blocked = self._blocked(k, new.nonzero()[0], bodies)
             if blocked.size:
                 new[blocked] = False
                 present = present.copy()
@@ -396,22 +424,48 @@ class ReactiveAgents:
         self.alive = present.copy()
         self._k = k
 
-    def _blocked(self, k: int, new: np.ndarray) -> np.ndarray:
+    def _off_log_others(self, k: int, bodies: dict[str, np.ndarray] | None) -> np.ndarray:
+        """Indices into ``bodies`` (the road users at step ``k``) of those that are not reactive agents
+        and are off their logs there (as ``_mark_off_log`` has it)."""
+        if bodies is None:
+            return np.zeros(0, np.int64)
+        b = bodies["row"]
+        k = min(k, len(self._log_x) - 1)
+        off = np.hypot(bodies["x"] - self._log_x[k].take(b), bodies["y"] - self._log_y[k].take(b)) > ON_LOG_M
+        return (off & (self._local.take(b) < 0)).nonzero()[0]
+
+    def _blocked(self, k: int, new: np.ndarray, bodies: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Which of the agents ``new`` (indices into ``rows``) cannot appear at step ``k``: their
-        logged boxes there overlap the box of an agent off its log (``scenarios.geometry.boxes_overlap``)."""
+        logged boxes there overlap the box of an agent off its log, or of one of ``bodies`` (at step
+        ``k - 1``) that is no reactive agent and is off its log (``scenarios.geometry.boxes_overlap``)."""
         moved = (self.alive & ~self.replaying & self.present(k)).nonzero()[0]
         new = new[self._log_valid[min(k, len(self._log_valid) - 1)][new]] if len(self._log_valid) else new[:0]
-        if not moved.size or not new.size:
+        others = self._off_log_others(k - 1, bodies) if new.size else np.zeros(0, np.int64)
+        if not (moved.size or others.size) or not new.size:
             return np.zeros(0, np.int64)
+        if others.size:
+            ox, oy, oyaw = bodies["x"][others], bodies["y"][others], bodies["yaw"][others]
+            olen, owid, orow = bodies["length"][others], bodies["width"][others], bodies["row"][others]
+        else:
+            ox = oy = oyaw = olen = owid = self._no_passive_f
+            orow = self._no_body[:0]
+        if self.compiled:
+            hit = agent_kernels.blocked(new, moved, self._log_state[k], self.s, self.bank._table, self.bank._key,
+                                        self.bank.OFFSET, float(self._offsets[0]), self.rows, *self._sizes_c, self._diag,
+                                        self._close, self._keys, ox, oy, oyaw, olen, owid, np.hypot(olen, owid), orow)
+            return new[hit]
         xy, yaw, _ = self.bank.at(moved, self.s[moved] + self._offsets[0])
         log = self._log_state[k]
         rows_new, rows_moved = self.rows[new], self.rows[moved]
+        x2, y2, yaw2 = np.concatenate([xy[:, 0], ox]), np.concatenate([xy[:, 1], oy]), np.concatenate([yaw, oyaw])
+        l2 = np.concatenate([self.length[rows_moved], olen])
+        w2 = np.concatenate([self.width[rows_moved], owid])
+        rows2 = np.concatenate([rows_moved, orow])
         hit = boxes_overlap(log[0, new][:, None], log[1, new][:, None], log[2, new][:, None],
                             self.length[rows_new][:, None], self.width[rows_new][:, None],
-                            xy[None, :, 0], xy[None, :, 1], yaw[None, :], self.length[rows_moved][None, :],
-                            self.width[rows_moved][None, :])
+                            x2[None, :], y2[None, :], yaw2[None, :], l2[None, :], w2[None, :])
         # a pair whose logs overlap anyway is the log's
-        own = np.isin(rows_new[:, None] * self._keys + rows_moved[None, :], self._close) if self._close.size else False
+        own = np.isin(rows_new[:, None] * self._keys + rows2[None, :], self._close) if self._close.size else False
         return new[(hit & ~own).any(axis=1)]
 
     def _samples(self, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -425,6 +479,9 @@ class ReactiveAgents:
         not exist: the log's own state where it replays it, else its place on its path."""
         k = self._k
         alive = self.alive
+        if self.compiled:
+            return agent_kernels.state(self._log_state[k], self._log_valid[k], self._p0[k], alive, self.replaying, self.s,
+                                       self.v, self.bank._table, self.bank._key, self.bank.OFFSET, float(self._offsets[0]))
         out = self._log_state[k]
         live = (alive & ~(self.replaying & self._log_valid[k])).nonzero()[0]
         if live.size:
@@ -466,22 +523,36 @@ class ReactiveAgents:
             moving = self._moving
             # the law runs for the moving agents held back or tracking back to their logs (all of
             # them at the log's last step, where nothing replays)
-            run = moving & ((~self.replaying | law | np.isfinite(stop)) if not last else alive)
-            idx = run.nonzero()[0]
-            if idx.size:
-                v = self.v[idx]
-                a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - v)
-                g, d = gap[idx], dv[idx]
-                has = np.isfinite(g)
-                a_idm = idm_acceleration(v, g, d, AGENT_IDM, self.v0[idx])
-                a_new = np.where(has, np.minimum(a_track, a_idm), a_track)
-                stop = stop[idx]
-                held = np.isfinite(stop)
-                if held.any():
-                    a_stop = idm_acceleration(v[held], stop[held], v[held], STOP_IDM, self.v0[idx][held])
-                    a_new[held] = np.minimum(a_new[held], a_stop)
-                a[idx] = np.minimum(np.maximum(a_new, -B_MAX), A_MAX)
-                bound[idx] = a_new < a_track
+            if self.compiled:
+                k_law = self._law_log[k]
+                p4 = (np.maximum(self.v, 0.0) / self.v0) ** 4  # numpy's power, as ``idm_acceleration`` has it
+                a, bound = agent_kernels.law(moving, self.replaying, law, stop, alive, last, self.s, self.v, k_law[0],
+                                             k_law[1], k_law[2], gap, dv, p4, KP, KD, self._idm_params[0],
+                                             self._idm_params[1], B_MAX, A_MAX)
+            else:
+                run = moving & ((~self.replaying | law | np.isfinite(stop)) if not last else alive)
+                idx = run.nonzero()[0]
+                if idx.size:
+                    v = self.v[idx]
+                    a_track = self.a_log[idx, k] + KP * (self.s_log[idx, k] - self.s[idx]) + KD * (self.v_log[idx, k] - v)
+                    g, d = gap[idx], dv[idx]
+                    has = np.isfinite(g)
+                    a_idm = idm_acceleration(v, g, d, AGENT_IDM, self.v0[idx])
+                    a_new = np.where(has, np.minimum(a_track, a_idm), a_track)
+                    stop = stop[idx]
+                    held = np.isfinite(stop)
+                    if held.any():
+                        a_stop = idm_acceleration(v[held], stop[held], v[held], STOP_IDM, self.v0[idx][held])
+                        a_new[held] = np.minimum(a_new[held], a_stop)
+                    a[idx] = np.minimum(np.maximum(a_new, -B_MAX), A_MAX)
+                    bound[idx] = a_new < a_track
+        if self.compiled:
+            has_next = k + 1 < self.s_log.shape[1]
+            law = self._law_log[k + 1 if has_next else k]
+            self.s, self.v, self.replaying = agent_kernels.integrate(
+                a, bound, self.s, self.v, self.dt, alive, self.replaying, law[1], law[2], has_next, SNAP_M, SNAP_SPEED)
+            self._spawn(k + 1, bodies)
+            return
         v_new = np.maximum(self.v + a * self.dt, 0.0)
         s_new = self.s + 0.5 * (self.v + v_new) * self.dt
         if k + 1 < self.s_log.shape[1]:
@@ -493,7 +564,7 @@ class ReactiveAgents:
             v_new = np.where(self.replaying, v_next, v_new)
         self.s = np.where(alive, s_new, self.s)
         self.v = np.where(alive, v_new, self.v)
-        self._spawn(k + 1)
+        self._spawn(k + 1, bodies)
 
     def _held_back(self, k: int, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The leader search at step ``k`` for the agents that can have a leader: (R,) bool which
@@ -505,6 +576,8 @@ class ReactiveAgents:
         rule). Of the replaying agents only those with a body off its log, or a logged overlap
         partner, within the search's reach are searched (the others have none: see ``_find_leaders``).
         """
+        if self.compiled:
+            return self._held_back_compiled(k, bodies)
         r = len(self.rows)
         alive, replaying = self.alive, self.replaying
         moving = self._moves_log[k] & alive
@@ -574,6 +647,20 @@ class ReactiveAgents:
         has[act] = np.isfinite(g)
         return has, gap, dv
 
+    def _held_back_compiled(self, k: int, bodies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``_held_back`` in one kernel (``sim.agent_kernels.held_back``)."""
+        p0, law = self._p0[k], self._law_log[k]
+        bank = self.bank
+        diag = float(np.hypot(bodies["length"], bodies["width"]).max())  # numpy's hypot, as ``_find_leaders``
+        has, gap, dv, self._moving = agent_kernels.held_back(
+            self.alive, self.replaying, self._moves_log[k], law[0], law[1], law[2], self.s, self.v, KP, KD, p0[0], p0[1],
+            bodies["x"], bodies["y"], bodies["yaw"], bodies["vx"], bodies["vy"], bodies["length"], bodies["width"],
+            bodies["row"], self._body_off, self._body_at, self._close_a, self._close_b, (LOOKAHEAD_M + 5.0 + 1.0) ** 2,
+            bank._table, bank._key, bank.OFFSET, self._offsets, self.rows, *self._sizes_c, self._agent_off,
+            self._has_close, self._walker, self._close, self._keys, self.ego_row, self._local, LOOKAHEAD_STEP_M,
+            CORRIDOR_MARGIN_M, (LOOKAHEAD_M + 5.0) ** 2, diag)
+        return has, gap, dv
+
     def _mark_off_log(self, k: int, bodies: dict[str, np.ndarray]) -> None:
         """Which agents and which bodies are farther than ``ON_LOG_M`` from their logged positions at
         step ``k`` (a reactive agent along its path, between logged samples too; another body by its
@@ -635,6 +722,18 @@ class ReactiveAgents:
         """
         pair, lo, hi = self._conflict_tables()
         y = self._yielder
+        if self.compiled:
+            rules = self.rules
+            if rules.passive_rows.size:
+                ps, pv, pa, po = self._passive_s, self._passive_v, self._passive_alive, self._passive_off
+            else:
+                ps = pv = self._no_passive_f
+                pa = po = self._no_passive_b
+            agent_kernels.conflicts(out, y, pair, lo, hi, self.s, self.v, self.alive, self._agent_off, ps, pv, pa, po,
+                                    self._conflict_close, rules.conflict_sign, rules.conflict_signal,
+                                    self._signal_states, k, _RED[0], _RED[1], _YELLOW, CONFLICT_HORIZON_S,
+                                    CONFLICT_MIN_SPEED, STOP_SIGN_SPEED, CONFLICT_BUFFER_S)
+            return
         if self.rules.passive_rows.size:
             s_all, v_all = np.concatenate([self.s, self._passive_s]), np.concatenate([self.v, self._passive_v])
             alive_all = np.concatenate([self.alive, self._passive_alive])
@@ -718,6 +817,7 @@ class ReactiveAgents:
             self._tables_of = rules
             key = rows[0] * self._keys + rows[1]
             self._conflict_close = np.isin(key, self._close)
+            self._signal_states = np.array(rules.signal_states, np.int64)  # contiguous, one type for the kernel
         return self._ctables
 
     def _find_leaders(self, idx: np.ndarray, sxy: np.ndarray, shead: np.ndarray, bxy: np.ndarray,

@@ -4,7 +4,10 @@ pure pursuit and the trajectory tracker.
 The leader search is ``corridor_leaders`` (vectorised over many followers' candidates): the
 reactive agents call it for all of them at once, the ``idm`` baseline and the discrete lane
 follower through ``corridor_leader`` (one follower in its own frame). Distances to corridors come
-from ``project_to_paths`` for both.
+from ``project_to_paths`` for both. The reactive agents' compiled step (``sim.agent_kernels``)
+carries loop copies of ``project_to_paths``, ``corridor_leaders`` and ``idm_acceleration``, held
+equal to these bit for bit by ``tests/sim/test_agent_kernels.py`` and ``test_agents_pinned.py``:
+change a law here and the kernel with it.
 
 One copy each, shared by the reactive agents (``sim.agents``), the discrete meta-actions
 (``sim.actions``) and the baselines (``sim.policies``). ``idm_acceleration`` takes floats (the ego) or numpy arrays (many agents) and

@@ -128,7 +128,8 @@ class DriveTwinEnv(gymnasium.Env):
         self.plan: Plan | None = None
         self.ego: EgoState | None = None
         self.k = 0
-        self._loaded: Plan | None = None
+        self._loaded: Plan | None = None  # the plan whose bodies the engine's world holds
+        self._agents_of: Plan | None = None  # the plan of the reactive agents (kept when the world is rebuilt)
         self._reactive: ReactiveAgents | None = None
         self._recorder: EpisodeRecorder | None = None
         self._twin: TwinState | None = None
@@ -165,6 +166,8 @@ class DriveTwinEnv(gymnasium.Env):
             world.set_agents(plan.sizes, plan.types, plan.ego_row)
             world.set_types(plan.types)
             self._loaded = plan
+        if plan is not self._agents_of:  # built once per plan, also where the world is rebuilt at every reset
+            self._agents_of = plan
             self._reactive = ReactiveAgents.from_plan(plan) if plan.reactive_rows.size else None
             self._log_off: np.ndarray | None = None  # where the logged ego left the road (``_log_off_road_near``)
             ego_half = 0.5 * math.hypot(plan.params.length, plan.params.width)

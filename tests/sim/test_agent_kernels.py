@@ -1,0 +1,171 @@
+"""The compiled agent kernels (``sim.agent_kernels``) against the numpy reference in ``sim.agents``,
+on random inputs: random paths for the path lookup; random states of a real scene's reactive
+agents (on and off their logs, bodies pushed off theirs, the ego anywhere near) for a whole step.
+Every output must be equal bit for bit (NaN where NaN)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim import agent_kernels
+from sim.agents import PathBank, ReactiveAgents
+
+pytestmark = pytest.mark.skipif(not agent_kernels.AVAILABLE, reason="numba is not installed")
+
+
+def same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal shapes and bits (NaN equals NaN)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_path_lookup_equals_pathbank_at(seed: int) -> None:
+    """Paths of 1 to 12 points, some repeated (zero-length segments), looked up before their start,
+    along them and past their end."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for _ in range(int(rng.integers(1, 6))):
+        p = int(rng.integers(1, 13))
+        pts = np.cumsum(rng.normal(0.0, 3.0, (p, 2)), axis=0)
+        if p > 2:
+            pts[int(rng.integers(1, p))] = pts[int(rng.integers(0, p))]
+        paths.append((pts, rng.uniform(-np.pi, np.pi, p)))
+    bank = PathBank(paths)
+    agents = np.arange(len(paths), dtype=np.int64)
+    s = rng.uniform(-5.0, bank.length.max() + 10.0, len(paths))
+    offsets = np.concatenate([[0.0], rng.uniform(-3.0, 30.0, 7)])
+    x, y, travel = agent_kernels.path_samples(bank._table, bank._key, bank.OFFSET, agents, s, offsets)
+    xy, yaw, ref_travel = bank.at(np.broadcast_to(agents[:, None], (len(agents), len(offsets))), s[:, None] + offsets[None, :])
+    assert same(x, xy[..., 0]) and same(y, xy[..., 1]) and same(travel, ref_travel)
+    for a in range(len(paths)):
+        px, py, pyaw, ptravel = agent_kernels._at(bank._table, bank._key, bank.OFFSET, a, float(s[a]))
+        assert (px, py, pyaw, ptravel) == (xy[a, 0, 0], xy[a, 0, 1], yaw[a, 0], ref_travel[a, 0])
+
+
+@pytest.fixture(scope="module")
+def scene_agents(data_dir):
+    """The reactive agents of a real Waymo scene (81 agents, two crossings) and its plan."""
+    import scenarios
+    from sim.config import EnvConfig
+    from sim.plan import compile_plan
+
+    path = data_dir / "waymo_json" / "tfrecord-00000-of-01000_4.json"
+    if not path.exists():
+        pytest.skip("the Waymo JSON sample is not in the data directory")
+    plan = compile_plan(scenarios.load(path)[0], EnvConfig(agents_mode="reactive"))
+    return plan, ReactiveAgents.from_plan(plan)
+
+
+MUTABLE = ("s", "v", "alive", "replaying", "_served", "_yielder")
+
+
+def random_step(plan, agents: ReactiveAgents, rng: np.random.Generator) -> tuple[int, dict[str, np.ndarray]]:
+    """Put ``agents`` in a random state at a random step: some off their logs (ahead or behind, faster
+    or slower, some standing), some bodies pushed off theirs, the ego near its log or far from it.
+    Returns the step and the bodies (as ``DriveTwinEnv._leader_bodies`` builds them)."""
+    s_steps = agents.s_log.shape[1]
+    k = int(rng.integers(0, s_steps - 1))
+    agents.reset(0)
+    agents._k = k
+    agents.alive = agents.present(k) & (rng.random(len(agents.rows)) < 0.95)
+    off = agents.alive & (rng.random(len(agents.rows)) < float(rng.choice([0.05, 0.3, 0.8])))
+    agents.replaying = agents.alive & ~off
+    agents.s = agents.s_log[:, k] + np.where(off, rng.normal(0.0, 4.0, len(off)), 0.0)
+    agents.v = np.maximum(agents.v_log[:, k] + np.where(off, rng.normal(0.0, 3.0, len(off)), 0.0), 0.0)
+    agents.v[off & (rng.random(len(off)) < 0.2)] = 0.0
+    # crossings: both reactive sides near the crossing, off their logs (within reach of a yield)
+    rules = agents.rules
+    for c in (rng.random(len(rules.conflict_i)) < 0.7).nonzero()[0]:
+        for j, at in ((rules.conflict_i[c], rules.conflict_si[c]), (rules.conflict_j[c], rules.conflict_sj[c])):
+            if j < len(agents.rows) and agents.alive[j]:
+                agents.s[j] = at - rng.uniform(-4.0, 25.0)
+                agents.v[j] = rng.uniform(0.0, 12.0)
+                agents.replaying[j] = False
+    # a yielding side is a reactive agent (a passive road user never yields)
+    yielder = rng.integers(-1, 2, len(agents._yielder))
+    agents._yielder[:] = np.where((yielder == 1) & (agents.rules.conflict_j >= len(agents.rows)), 0, yielder)
+    agents._served[:] = rng.random(len(agents._served)) < 0.5
+    state = plan.stack[k].copy()
+    present = plan.others[k].copy()
+    state[:, agents.rows] = agents.state()
+    present[agents.rows] = agents.alive
+    rows = np.flatnonzero(present)
+    passive = np.setdiff1d(rows, agents.rows)
+    pushed = passive[rng.random(len(passive)) < 0.3]
+    state[0, pushed] += rng.normal(0.0, 3.0, len(pushed))
+    state[1, pushed] += rng.normal(0.0, 3.0, len(pushed))
+    ex, ey, eyaw, espeed = plan.ego_log[min(k, len(plan.ego_log) - 1)]
+    ex, ey = np.array([ex, ey]) + rng.normal(0.0, float(rng.choice([0.0, 2.0, 15.0])), 2)
+    moving = (agents.alive & (agents.v_log[:, k] > 0.5)).nonzero()[0]
+    if moving.size and rng.random() < 0.7:  # the ego on a moving agent's path, 1 to 40 m ahead of it: a leader
+        j = int(rng.choice(moving))
+        px, py, _, ptravel = agents.bank.sample(np.array([j]), np.array([agents.s[j] + rng.uniform(1.0, 40.0)]))
+        ex, ey = float(px[0]) + rng.normal(0.0, 0.7), float(py[0]) + rng.normal(0.0, 0.7)
+        eyaw = float(ptravel[0]) + rng.normal(0.0, 0.5)
+    ego = (ex, ey, eyaw, espeed * np.cos(eyaw), espeed * np.sin(eyaw))
+    b = np.empty((7, len(rows) + 1))
+    b[:5, :-1] = state[:, rows]
+    b[:5, -1] = ego
+    b[5:, :-1] = plan.sizes[rows, :2].T
+    b[5:, -1] = plan.params.length, plan.params.width
+    bodies = {"x": b[0], "y": b[1], "yaw": b[2], "vx": b[3], "vy": b[4], "length": b[5], "width": b[6],
+              "row": np.append(rows, plan.ego_row)}
+    return k, bodies
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_whole_step_equals_the_reference(scene_agents, seed: int) -> None:
+    """From the same random state, one ``step`` on each path: the same leaders, gaps, yielders,
+    stop-sign memory, arc lengths, speeds, replaying flags, spawns and states."""
+    plan, agents = scene_agents
+    rng = np.random.default_rng(seed)
+    k, bodies = random_step(plan, agents, rng)
+    start = {name: getattr(agents, name).copy() for name in MUTABLE}
+    results = {}
+    try:
+        for compiled in (False, True):
+            agents.compiled = compiled
+            for name, value in start.items():
+                setattr(agents, name, value.copy())
+            agents._k = k
+            agents._mark_off_log(k, bodies)
+            if agents.rules.passive_rows.size:
+                agents._passive_state(bodies)
+            held = agents._held_back(k, bodies)
+            stop = agents._stop_gaps(k)
+            # the step itself, from the same start (``_stop_gaps`` above moved the yielders and signs on)
+            for name, value in start.items():
+                setattr(agents, name, value.copy())
+            blocked = agents._blocked(k, (agents.present(k) & ~agents.alive).nonzero()[0], bodies)
+            agents.step(k, bodies)
+            results[compiled] = (*held, agents._moving.copy(), stop, blocked, *(getattr(agents, n).copy() for n in MUTABLE),
+                                 agents.state())
+    finally:
+        del agents.compiled  # back to the class default
+    for i, (ref, fast) in enumerate(zip(results[False], results[True])):
+        assert same(ref, fast), (i, ref, fast)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_box_overlap_equals_scenarios_geometry(seed: int) -> None:
+    """Pairs of oriented boxes from apart to overlapping, some touching corners (the SAT's edge cases)."""
+    from scenarios.geometry import boxes_overlap
+
+    rng = np.random.default_rng(seed)
+    n = 200
+    x1, y1, x2, y2 = (rng.normal(0.0, 3.0, n) for _ in range(4))
+    yaw1, yaw2 = rng.uniform(-np.pi, np.pi, n), rng.choice([0.0, np.pi / 2, rng.uniform(-np.pi, np.pi)], n)
+    l1, w1, l2, w2 = (rng.choice([0.5, 1.9, 4.5, rng.uniform(0.3, 12.0)], n) for _ in range(4))
+    ref = boxes_overlap(x1, y1, yaw1, l1, w1, x2, y2, yaw2, l2, w2)
+    d1, d2 = np.hypot(l1, w1), np.hypot(l2, w2)
+    fast = np.array([agent_kernels._boxes_overlap(x1[i], y1[i], yaw1[i], l1[i], w1[i], d1[i], x2[i], y2[i], yaw2[i], l2[i],
+                                                  w2[i], d2[i]) for i in range(n)])
+    assert ref.any() and not ref.all()
+    assert np.array_equal(fast, ref)
