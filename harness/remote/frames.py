@@ -111,15 +111,25 @@ class FrameSocket:
         self._buf += self._view[:n]
         return True
 
-    def recv(self) -> bytes | None:
+    def _more(self, deadline: float | None, first: bool) -> bool:
+        """``_fill`` once more, unless ``deadline`` (``time.perf_counter``) has passed: the socket's
+        timeout bounds each read, this the whole frame (a peer trickling bytes is timed out)."""
+        if not first and deadline is not None and time.perf_counter() >= deadline:
+            raise TimeoutError("the reply did not arrive whole in time")
+        return self._fill()
+
+    def recv(self, deadline: float | None = None) -> bytes | None:
         """The next frame's payload; None when the peer ended the stream between frames.
 
         Raises ``FrameError`` (a length over the limit), ``TimeoutError`` past the socket's
-        timeout, ``OSError`` when the connection fails (``ConnectionResetError`` when the
-        stream ends inside a frame)."""
+        timeout or, between reads, past ``deadline`` (``time.perf_counter``), ``OSError`` when
+        the connection fails (``ConnectionResetError`` when the stream ends inside a frame).
+        What was read of a frame cut off by a timeout stays buffered for the next call."""
         buf = self._buf
+        first = True
         while len(buf) < HEADER.size:
-            if not self._fill():
+            more, first = self._more(deadline, first), False
+            if not more:
                 if buf:
                     raise ConnectionResetError(errno.ECONNRESET, f"the stream ended inside a frame's length ({len(buf)} of 4 bytes)")
                 return None
@@ -128,7 +138,8 @@ class FrameSocket:
             raise FrameError(f"a frame of {n} bytes is announced, over the limit of {MAX_FRAME_BYTES}")
         end = HEADER.size + n
         while len(buf) < end:
-            if not self._fill():
+            more, first = self._more(deadline, first), False
+            if not more:
                 raise ConnectionResetError(errno.ECONNRESET, f"the stream ended inside a frame ({len(buf) - HEADER.size} of {n} bytes)")
         with memoryview(buf) as view:  # one copy of the payload, not two
             payload = bytes(view[HEADER.size:end])
@@ -205,9 +216,9 @@ class FramesClient:
             self.broken = True
             raise
 
-    def _receive(self) -> bytes:
+    def _receive(self, deadline: float) -> bytes:
         try:
-            reply = self._frames.recv()
+            reply = self._frames.recv(deadline)
         except BlockingIOError:  # SO_RCVTIMEO
             self.broken = True
             raise TimeoutError("no reply in time") from None
@@ -227,7 +238,7 @@ class FramesClient:
                 return False
             self._set_timeout(left)
             try:
-                self._receive()
+                self._receive(deadline)
             except TimeoutError:
                 self.broken = False  # a late reply is still late: the connection is fine
                 return False
@@ -242,8 +253,9 @@ class FramesClient:
             self.broken = True
             raise TimeoutError("a late reply did not come")
         self._set_timeout(timeout_s)
+        deadline = time.perf_counter() + timeout_s
         self._send(request)
-        return pb.SessionReply.FromString(self._receive())
+        return pb.SessionReply.FromString(self._receive(deadline))
 
     def ask_by(self, request: pb.SessionRequest, deadline: float) -> pb.SessionReply | None:
         """Send ``request`` and return its reply if it comes by ``deadline`` (``time.perf_counter``);
@@ -254,7 +266,7 @@ class FramesClient:
         self._set_timeout(max(deadline - time.perf_counter(), 1e-4))
         self._send(request)
         try:
-            return pb.SessionReply.FromString(self._receive())
+            return pb.SessionReply.FromString(self._receive(deadline))
         except TimeoutError:
             self.broken = False
             self.late += 1

@@ -669,3 +669,38 @@ def test_a_session_keeps_the_env_spaces_while_the_config_stays(library):
     assert spaces[1] is spaces[0] and spaces[2] is not spaces[1]
     assert spaces[0].action_space.shape == (10, 2) and spaces[2].action_space.shape == (2,)
     assert str(spaces[2].action_type.value) == "continuous"
+
+
+def test_a_frames_planner_that_trickles_its_reply_is_timed_out_on_the_whole_frame(tmp_path):
+    """A reply sent a byte every 0.15 s never trips the per-read timeout (0.5 s); the frame's
+    deadline ends the wait anyway, well before the trickle would finish."""
+    import socket
+    import threading
+    import time
+
+    from harness.remote import frames
+
+    path = str(tmp_path / "t.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            frames.FrameSocket(conn).recv()
+            try:
+                for byte in frames.HEADER.pack(40) + b"\x00" * 40:
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.15)
+            except OSError:  # the twin gave up and closed: as it should
+                pass
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    client = frames.FramesClient(f"unix+frames://{path}", 5.0)
+    started = time.perf_counter()
+    with pytest.raises(TimeoutError):
+        client.ask(pb.SessionRequest(), timeout_s=0.5)
+    assert time.perf_counter() - started < 1.2  # the trickle would take 6.6 s
+    listener.close()
