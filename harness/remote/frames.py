@@ -460,7 +460,13 @@ class FramesServer:
             if self._stopping:
                 return self._stopped
             self._stopping = True
+        try:  # wakes the accept thread (closing alone would not: the port would stay listening)
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._listener.close()
+        if self._acceptor is not None and self._acceptor is not threading.current_thread():
+            self._acceptor.join(STOP_WAIT_S)
         if self._path:
             try:
                 os.unlink(self._path)
