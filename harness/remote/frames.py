@@ -50,6 +50,8 @@ MAX_FRAME_BYTES = 64 << 20
 MAX_UNIX_PATH = 107
 #: How long ``FramesServer.stop`` waits for connection threads after closing their sockets [s].
 STOP_WAIT_S = 2.0
+#: How long the accept thread waits after a failed ``accept`` (EMFILE, ECONNABORTED, ...) [s].
+ACCEPT_BACKOFF_S = 0.02
 
 _log = logging.getLogger(__name__)
 
@@ -82,8 +84,13 @@ def parse_address(address: str) -> tuple[int, Any]:
 
 
 def _tune(sock: socket.socket) -> None:
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a small frame goes now, not after an ACK
+    """Set a connected socket's options (TCP: Nagle off); on failure the socket is closed."""
+    try:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a small frame goes now, not after an ACK
+    except BaseException:
+        sock.close()
+        raise
 
 
 class FrameSocket:
@@ -412,9 +419,19 @@ class FramesServer:
         while True:
             try:
                 sock, peer = self._listener.accept()
-            except OSError:
-                break  # the listener was closed: stopping
-            frames = FrameSocket(sock)
+            except OSError as exc:
+                if self._stopping:
+                    break  # stop() shut the listener down
+                # out of descriptors (EMFILE), a connection aborted before it was accepted, ...:
+                # this connection is lost, not the server
+                _log.warning("frames server on %s: accept failed: %s; accepting again in %g s", self.address, exc, ACCEPT_BACKOFF_S)
+                time.sleep(ACCEPT_BACKOFF_S)
+                continue
+            try:
+                frames = FrameSocket(sock)
+            except OSError as exc:  # FrameSocket closed it
+                _log.warning("frames connection from %s dropped: %s", peer, exc)
+                continue
             thread = threading.Thread(target=self._serve, args=(frames, str(peer or "unix")), name="drivetwin-frames-call", daemon=True)
             with self._lock:
                 if self._stopping:

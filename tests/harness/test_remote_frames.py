@@ -54,3 +54,36 @@ def test_a_stopped_server_stops_listening_and_its_accept_thread_ends(kind, tmp_p
         probe.settimeout(2.0)
         with pytest.raises((ConnectionRefusedError, FileNotFoundError)):
             probe.connect(target)
+
+
+def test_a_failed_accept_does_not_end_accepting(tmp_path, monkeypatch, caplog):
+    """An ``accept`` that fails (here EMFILE, once) loses that attempt only: the server goes on
+    accepting after a short back-off, and says what happened."""
+    server = frames.FramesServer(harness_server.PolicyServicer("expert"), f"unix+frames://{tmp_path}/a.sock")
+    real_accept = server._listener.accept
+    failures = []
+
+    class Listener:  # socket.socket's accept cannot be patched on the instance: wrap it
+        def __init__(self, sock: socket.socket) -> None:
+            self._sock = sock
+
+        def accept(self):
+            if not failures:
+                failures.append(time.perf_counter())
+                raise OSError(errno.EMFILE, "Too many open files")
+            return real_accept()
+
+        def __getattr__(self, name):
+            return getattr(self._sock, name)
+
+    monkeypatch.setattr(server, "_listener", Listener(server._listener))
+    with caplog.at_level("WARNING", logger="harness.remote.frames"):
+        server.start()
+        try:
+            assert _wait_for(lambda: bool(failures))
+            assert _describe(server.address) == "expert"
+            assert server._acceptor.is_alive()
+        finally:
+            assert server.stop(0).wait(5)
+    assert len(failures) == 1
+    assert any("accept failed: [Errno 24] Too many open files; accepting again in 0.02 s" in r.getMessage() for r in caplog.records)
