@@ -32,6 +32,7 @@ import os
 import socket
 import stat
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -50,6 +51,11 @@ MAX_FRAME_BYTES = 64 << 20
 MAX_UNIX_PATH = 107
 #: How long ``FramesServer.stop`` waits for connection threads after closing their sockets [s].
 STOP_WAIT_S = 2.0
+#: ``struct timeval`` as SO_RCVTIMEO/SO_SNDTIMEO take it on Linux's 64-bit ABIs (``time_t`` and
+#: ``suseconds_t`` both 64-bit, native order); where that is not the layout (``KERNEL_TIMEOUTS``
+#: False) or the kernel does not read back what was set, the client uses ``socket.settimeout``.
+TIMEVAL = struct.Struct("=qq")
+KERNEL_TIMEOUTS = sys.platform.startswith("linux") and struct.calcsize("P") == 8
 #: How long the accept thread waits after a failed ``accept`` (EMFILE, ECONNABORTED, ...) [s].
 ACCEPT_BACKOFF_S = 0.02
 
@@ -174,6 +180,18 @@ def connect(address: str, timeout_s: float) -> socket.socket:
     return sock
 
 
+def _timeval(timeout_s: float) -> bytes:
+    """``timeout_s`` [s] as a ``TIMEVAL``, at least 1 us (a zero timeval means "never time out")."""
+    usec_total = max(round(timeout_s * 1e6), 1)
+    return TIMEVAL.pack(*divmod(usec_total, 1_000_000))
+
+
+def _timeval_s(data: bytes) -> float:
+    """A ``TIMEVAL`` read back from the kernel, in seconds."""
+    sec, usec = TIMEVAL.unpack(data)
+    return sec + usec * 1e-6
+
+
 class FramesClient:
     """The twin's end of one frames connection.
 
@@ -190,12 +208,16 @@ class FramesClient:
         sock = connect(address, connect_timeout_s)
         self._frames = FrameSocket(sock)
         self._timeout: float | None = None
-        self._kernel_timeout = True  # SO_RCVTIMEO: a blocking recv, no poll() before each
-        try:
-            sock.settimeout(None)
-            self._set_timeout(connect_timeout_s)
-        except OSError:
-            self._kernel_timeout = False
+        self._kernel_timeout = KERNEL_TIMEOUTS  # SO_RCVTIMEO: a blocking recv, no poll() before each
+        if self._kernel_timeout:
+            try:
+                sock.settimeout(None)
+                self._set_timeout(connect_timeout_s)
+                got = _timeval_s(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, TIMEVAL.size))
+                self._kernel_timeout = abs(got - connect_timeout_s) < 0.05  # the kernel rounds up to its tick
+            except OSError:
+                self._kernel_timeout = False
+        if not self._kernel_timeout:
             sock.settimeout(connect_timeout_s)
             self._timeout = connect_timeout_s
         self.late = 0  # replies still due to requests the twin stopped waiting for
@@ -205,8 +227,7 @@ class FramesClient:
         if timeout_s == self._timeout:
             return
         if self._kernel_timeout:  # the kernel's timeout on the blocking socket (EAGAIN past it)
-            whole = int(timeout_s)
-            timeval = struct.pack("@ll", whole, max(int((timeout_s - whole) * 1e6), 1 if whole == 0 else 0))
+            timeval = _timeval(timeout_s)
             self._frames.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
             self._frames.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         else:

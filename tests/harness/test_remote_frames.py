@@ -87,3 +87,69 @@ def test_a_failed_accept_does_not_end_accepting(tmp_path, monkeypatch, caplog):
             assert server.stop(0).wait(5)
     assert len(failures) == 1
     assert any("accept failed: [Errno 24] Too many open files; accepting again in 0.02 s" in r.getMessage() for r in caplog.records)
+
+
+@pytest.fixture()
+def unix_listener(tmp_path):
+    """A Unix socket that accepts (the kernel's backlog) and never answers; its address."""
+    path = tmp_path / "l.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(4)
+    yield f"unix+frames://{path}"
+    listener.close()
+
+
+@pytest.mark.skipif(not frames.KERNEL_TIMEOUTS, reason="the kernel timeouts are used on Linux's 64-bit ABIs only")
+def test_the_client_sets_the_kernel_timeouts_it_means(unix_listener):
+    """SO_RCVTIMEO and SO_SNDTIMEO read back as the timeout set (the kernel rounds up to its tick),
+    and a reply that does not come ends the wait at that timeout."""
+    client = frames.FramesClient(unix_listener, 5.0)
+    try:
+        assert client._kernel_timeout and client._frames.sock.gettimeout() is None  # blocking: no poll() per read
+        client._set_timeout(0.25)
+        for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+            sec, usec = frames.TIMEVAL.unpack(client._frames.sock.getsockopt(socket.SOL_SOCKET, option, frames.TIMEVAL.size))
+            assert sec == 0 and 250_000 <= usec <= 260_000
+        client._set_timeout(2.5)
+        sec, usec = frames.TIMEVAL.unpack(client._frames.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, frames.TIMEVAL.size))
+        assert sec == 2 and 500_000 <= usec <= 510_000
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError, match="no reply in time"):
+            client.ask(pb.SessionRequest(), timeout_s=0.3)
+        assert 0.25 <= time.perf_counter() - started < 1.0
+    finally:
+        client.close()
+
+
+def test_timevals_are_never_zero():
+    assert frames._timeval(0.0) == frames.TIMEVAL.pack(0, 1)  # a zero timeval would never time out
+    assert frames._timeval(1.5) == frames.TIMEVAL.pack(1, 500_000)
+    assert frames._timeval(0.9999999) == frames.TIMEVAL.pack(1, 0)
+    assert frames.TIMEVAL.size == 16
+
+
+def test_without_kernel_timeouts_the_client_uses_the_socket_timeout(unix_listener, monkeypatch):
+    monkeypatch.setattr(frames, "KERNEL_TIMEOUTS", False)
+    client = frames.FramesClient(unix_listener, 5.0)
+    try:
+        assert not client._kernel_timeout and client._frames.sock.gettimeout() == 5.0
+        client._set_timeout(0.3)
+        assert client._frames.sock.gettimeout() == 0.3
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError):
+            client.ask(pb.SessionRequest(), timeout_s=0.3)
+        assert 0.25 <= time.perf_counter() - started < 1.0
+    finally:
+        client.close()
+
+
+def test_tune_closes_the_socket_it_fails_on():
+    class Refuses(socket.socket):
+        def setsockopt(self, *args):
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+
+    sock = Refuses(socket.AF_INET, socket.SOCK_STREAM)
+    with pytest.raises(OSError, match="Protocol not available"):
+        frames._tune(sock)
+    assert sock.fileno() == -1  # closed, not leaked
