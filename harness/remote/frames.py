@@ -56,6 +56,8 @@ STOP_WAIT_S = 2.0
 #: False) or the kernel does not read back what was set, the client uses ``socket.settimeout``.
 TIMEVAL = struct.Struct("=qq")
 KERNEL_TIMEOUTS = sys.platform.startswith("linux") and struct.calcsize("P") == 8
+#: How long a server waits to see whether an existing socket file is still served [s].
+STALE_PROBE_S = 0.5
 #: How long the accept thread waits after a failed ``accept`` (EMFILE, ECONNABORTED, ...) [s].
 ACCEPT_BACKOFF_S = 0.02
 
@@ -540,10 +542,16 @@ def _clear_stale_socket(path: str) -> None:
     if not stat.S_ISSOCK(mode):
         raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(STALE_PROBE_S)
     try:
         probe.connect(path)
-    except OSError:
-        os.unlink(path)  # refused: a stale socket
+    except (ConnectionRefusedError, FileNotFoundError):
+        try:
+            os.unlink(path)  # nobody listens: a stale socket
+        except FileNotFoundError:
+            pass
+    except OSError as exc:  # EACCES, a full backlog (EAGAIN), a timeout: maybe somebody's live socket
+        raise OSError(exc.errno or errno.EADDRINUSE, f"{path} exists and cannot be probed ({exc}); not removing it") from None
     else:
         raise OSError(errno.EADDRINUSE, f"a planner already listens on {path}")
     finally:

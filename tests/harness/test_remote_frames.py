@@ -153,3 +153,55 @@ def test_tune_closes_the_socket_it_fails_on():
     with pytest.raises(OSError, match="Protocol not available"):
         frames._tune(sock)
     assert sock.fileno() == -1  # closed, not leaked
+
+
+def _socket_file(path) -> None:
+    """A socket file nobody listens on (a planner that died)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.close()
+
+
+def test_a_stale_socket_is_replaced_and_a_live_one_is_not(tmp_path):
+    path = tmp_path / "p.sock"
+    _socket_file(path)
+    server = harness_server.make_frames_server(harness_server.PolicyServicer("expert"), f"unix+frames://{path}")
+    try:
+        assert _describe(server.address) == "expert"
+        with pytest.raises(OSError, match="a planner already listens on"):
+            frames.FramesServer(harness_server.PolicyServicer("expert"), server.address)
+        assert _describe(server.address) == "expert"  # still served
+    finally:
+        assert server.stop(0).wait(5)
+
+
+@pytest.mark.parametrize(("errno_", "name"), [(errno.EACCES, "Permission denied"), (errno.EAGAIN, "Resource temporarily unavailable")])
+def test_a_socket_that_cannot_be_probed_is_not_removed(tmp_path, monkeypatch, errno_, name):
+    """Only "refused" (nobody listens) or "gone" lets a server remove an existing socket file: a
+    socket it may not connect to (EACCES) or whose backlog is full may be another's live one."""
+    path = tmp_path / "p.sock"
+    _socket_file(path)
+
+    class Probe(socket.socket):
+        def connect(self, address):
+            raise OSError(errno_, name)
+
+    monkeypatch.setattr(frames.socket, "socket", Probe)
+    with pytest.raises(OSError, match=rf"{path} exists and cannot be probed \(\[Errno {errno_}\] {name}\); not removing it"):
+        frames._clear_stale_socket(str(path))
+    assert path.is_socket()
+
+
+def test_the_stale_socket_probe_is_bounded(tmp_path, monkeypatch):
+    timeouts = []
+
+    class Probe(socket.socket):
+        def connect(self, address):
+            timeouts.append(self.gettimeout())
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+
+    path = tmp_path / "p.sock"
+    _socket_file(path)
+    monkeypatch.setattr(frames.socket, "socket", Probe)
+    frames._clear_stale_socket(str(path))
+    assert timeouts == [frames.STALE_PROBE_S] and not path.exists()
