@@ -160,6 +160,9 @@ class RemotePolicy:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
         if session_call not in SESSION_CALLS:
             raise ValueError(f"session_call must be one of {SESSION_CALLS}, got {session_call!r}")
+        for given in ([address] if address else list(addresses or ())):
+            if frames.is_frames_address(given):
+                frames.parse_address(given)  # a ValueError naming the address and what is wrong (a path over 107 bytes)
         self._address, self._claim = address, AddressClaim(addresses, log_dir) if addresses else None
         self._process = PlannerProcess(command, log_dir, cwd) if command else None
         self._name = name

@@ -80,7 +80,10 @@ def parse_address(address: str) -> tuple[int, Any]:
         if not path.startswith("/"):
             raise ValueError(f"{address!r}: a unix+frames address needs an absolute path (unix+frames:///run/planner.sock)")
         if len(os.fsencode(path)) > MAX_UNIX_PATH:
-            raise ValueError(f"{address!r}: the socket path is longer than {MAX_UNIX_PATH} bytes")
+            raise ValueError(
+                f"{address!r}: the socket path is longer than {MAX_UNIX_PATH} bytes ({len(os.fsencode(path))}; "
+                "the limit of a Unix socket's path): give a shorter one"
+            )
         return socket.AF_UNIX, path
     if address.startswith(TCP_SCHEME):
         host, _, port = address[len(TCP_SCHEME):].rpartition(":")

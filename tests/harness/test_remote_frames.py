@@ -5,6 +5,7 @@ paths and directories drivetwin picks, the client's socket options (``harness.re
 from __future__ import annotations
 
 import errno
+import re
 import socket
 import sys
 import threading
@@ -205,3 +206,130 @@ def test_the_stale_socket_probe_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(frames.socket, "socket", Probe)
     frames._clear_stale_socket(str(path))
     assert timeouts == [frames.STALE_PROBE_S] and not path.exists()
+
+
+#: A planner that only listens on its socket (all PlannerProcess needs to see it ready), fast to start.
+LISTENER = (
+    f"{sys.executable} -c \"import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); "
+    "s.listen(); time.sleep(120)\" {socket}"
+)
+
+
+@pytest.fixture()
+def own_tmp(monkeypatch):
+    """A short directory ROOT (pytest's tmp_path is too long for socket paths): the temp dir
+    (``tempfile.gettempdir``) is ``ROOT/t``, the short fallback root ``ROOT/s``."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from harness.remote import process
+
+    root = Path(tempfile.mkdtemp(prefix="dtt-", dir="/tmp"))
+    (root / "t").mkdir()
+    (root / "s").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root / "t"))
+    monkeypatch.setattr(process, "SHORT_SOCKET_ROOT", str(root / "s"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_long_temp_dir_puts_the_socket_in_a_short_one(tmp_path, monkeypatch):
+    import tempfile
+
+    from harness.remote import process
+
+    long_tmp = tmp_path / ("d" * 100)
+    long_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long_tmp))
+    planner = process.PlannerProcess(LISTENER, log_dir=str(tmp_path / "logs"))
+    try:
+        address = planner.start()
+        path = address[len(frames.UNIX_SCHEME):]
+        assert path.startswith(f"/tmp/drivetwin-sock-{__import__('os').getpid()}-") and path.endswith("/planner-1.sock")
+        assert len(path.encode()) <= frames.MAX_UNIX_PATH
+        assert (tmp_path / "logs" / planner.log_path.name).exists()
+        directory = __import__("os").path.dirname(path)
+    finally:
+        planner.stop()
+    assert not __import__("os").path.exists(directory)
+
+
+def test_a_short_temp_dir_keeps_the_socket_there(own_tmp):
+    from harness.remote import process
+
+    planner = process.PlannerProcess(LISTENER, log_dir=str(own_tmp / "logs"))
+    try:
+        path = planner.start()[len(frames.UNIX_SCHEME):]
+        assert path.startswith(str(own_tmp / "t" / "drivetwin-sock-"))
+    finally:
+        planner.stop()
+
+
+def test_a_user_given_socket_path_too_long_is_refused_naming_it():
+    from harness.remote import RemotePolicy
+
+    address = "unix+frames:///" + "p" * 120 + ".sock"
+    message = rf"{re.escape(repr(address))}: the socket path is longer than 107 bytes \(126; the limit of a Unix socket's path\)"
+    with pytest.raises(ValueError, match=message):
+        RemotePolicy(address)
+    with pytest.raises(ValueError, match=message):
+        RemotePolicy(addresses=["unix+frames:///ok.sock", address])
+    with pytest.raises(ValueError, match=message):
+        harness_server.make_frames_server(harness_server.PolicyServicer("expert"), address)
+
+
+def test_a_killed_planners_socket_dir_is_removed(own_tmp):
+    """A planner SIGKILLed mid-run leaves its socket file: the restart (the retry) starts it in a
+    fresh directory and the old one is gone; stopping removes the last."""
+    import os
+    import signal
+
+    from harness.remote import process
+
+    planner = process.PlannerProcess(LISTENER, log_dir=str(own_tmp / "logs"))
+    first = planner.start()[len(frames.UNIX_SCHEME):]
+    os.kill(planner._popen.pid, signal.SIGKILL)
+    planner.wait_exit(5.0)
+    assert planner.exit_status() == "killed by signal 9" and os.path.exists(first)  # nobody removed it
+    second = planner.start()[len(frames.UNIX_SCHEME):]
+    assert not os.path.exists(os.path.dirname(first))
+    assert os.path.exists(second)
+    planner.stop()
+    assert not os.path.exists(os.path.dirname(second))
+    assert os.listdir(own_tmp / "t") == []
+
+
+def test_a_killed_twins_socket_dir_is_removed_by_the_next_twin(own_tmp):
+    """A twin SIGKILLed runs no ``finally``: its planner dies with it (PR_SET_PDEATHSIG) and leaves
+    the directory; the next twin to make one removes it (its owner's pid is gone, its socket unserved).
+    A live twin's directory and another kind of directory stay."""
+    import os
+    import signal
+    import subprocess
+
+    twin = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, tempfile, time\n"
+         f"tempfile.tempdir = {str(own_tmp / 't')!r}\n"
+         "from harness.remote.process import PlannerProcess\n"
+         f"p = PlannerProcess({LISTENER!r}, log_dir={str(own_tmp / 'logs')!r})\n"
+         "print(p.start(), flush=True)\n"
+         "time.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[2])},
+    )
+    left = twin.stdout.readline().strip()[len(frames.UNIX_SCHEME):]
+    assert left, "the twin printed no address"
+    os.kill(twin.pid, signal.SIGKILL)
+    twin.wait(10)
+    assert os.path.exists(left)
+    live = own_tmp / "t" / f"drivetwin-sock-{os.getpid()}-abcdefgh"  # this process's: alive
+    live.mkdir()
+    other = own_tmp / "t" / "drivetwin-bench-abcdefgh"
+    other.mkdir()
+    from harness.remote import process
+
+    # the twin's planner may take a moment to die of its parent's death: its socket is unserved then
+    assert _wait_for(lambda: bool(process.clear_stale_socket_dirs()), 10.0)
+    assert not os.path.exists(os.path.dirname(left))
+    assert live.exists() and other.exists()
