@@ -16,7 +16,10 @@ Framing (language-neutral; a planner needs a stream socket and the generated pro
   ``reset``, ``step``, ``close``), in order; a reply carries its time and status as on gRPC.
 - One connection is one session stream (one drivetwin worker), kept across its episodes; the
   twin closing it ends the session (the planner may free it). A planner that closes it, or
-  cannot read a frame, ends the session (the twin counts the planner as lost).
+  cannot read a frame, ends the session (the twin counts the planner as lost). A planner that
+  ends it with a status, as a gRPC server ends a ``Session`` call (a servicer's
+  ``context.abort``), answers the request with a ``SessionReply.end`` (the gRPC code and its
+  details) and closes: the twin raises what gRPC's path raises for that status.
 - Real-time mode: the twin may stop waiting for a reply at its deadline (a deadline miss). It
   then sends no request until that late reply has come, and drops it.
 
@@ -314,8 +317,13 @@ class FramesClient:
 # --- server side -------------------------------------------------------------------------------
 
 
+#: gRPC's UNKNOWN status code: a servicer that raised, or aborted with OK.
+GRPC_UNKNOWN = 2
+
+
 class _Aborted(Exception):
-    """Raised by ``_Context.abort``: the servicer gave up on the session; the connection is closed."""
+    """Raised by ``_Context.abort``: the servicer gave up on the session; the twin gets a
+    ``SessionReply.end`` with its code and details, then the connection is closed."""
 
 
 class _Context:
@@ -482,11 +490,14 @@ class FramesServer:
             replies = self._servicer.Session(requests(), context)
             for reply in replies:
                 frames.send(reply.SerializeToString())
-        except (OSError, FrameError, _Aborted) as exc:  # the twin went away or broke the framing, or the servicer ended the session
+        except (OSError, FrameError) as exc:  # the twin went away or broke the framing
             if not self._stopping and not isinstance(exc, (ConnectionResetError, BrokenPipeError)):
                 _log.warning("frames connection from %s ended: %s", peer, exc)
-        except Exception:  # noqa: BLE001 - one connection's failure does not stop the server
+        except _Aborted:  # the servicer ended the session with a status: the twin is told it
+            _send_end(frames, context.code_, context.details_, peer)
+        except Exception as exc:  # noqa: BLE001 - one connection's failure does not stop the server
             _log.exception("frames connection from %s failed", peer)
+            _send_end(frames, GRPC_UNKNOWN, f"Exception calling application: {exc}", peer)  # as a gRPC server says it
         finally:
             context.closed = True
             if replies is not None and hasattr(replies, "close"):
@@ -533,6 +544,23 @@ class FramesServer:
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
+
+
+def status_code(code: Any) -> int:
+    """A gRPC status code's number (``grpc.StatusCode`` or an int); OK and None become UNKNOWN (2),
+    as an abort with OK ends a gRPC call."""
+    value = getattr(code, "value", code)
+    value = value[0] if isinstance(value, tuple) else value
+    return int(value) if isinstance(value, int) and value != 0 else GRPC_UNKNOWN
+
+
+def _send_end(frames: FrameSocket, code: Any, details: str, peer: str) -> None:
+    """Tell the twin the session ended with ``code`` (``SessionReply.end``), if it still listens."""
+    end = pb.SessionReply(end=pb.SessionEnd(code=status_code(code), details=details))
+    try:
+        frames.send(end.SerializeToString())
+    except (OSError, ValueError) as exc:
+        _log.warning("frames connection from %s: the session's end (%s) not sent: %s", peer, details, exc)
 
 
 def _clear_stale_socket(path: str) -> None:

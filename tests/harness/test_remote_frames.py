@@ -333,3 +333,36 @@ def test_a_killed_twins_socket_dir_is_removed_by_the_next_twin(own_tmp):
     assert _wait_for(lambda: bool(process.clear_stale_socket_dirs()), 10.0)
     assert not os.path.exists(os.path.dirname(left))
     assert live.exists() and other.exists()
+
+
+def test_a_session_request_without_a_kind_ends_the_frames_session_with_invalid_argument(tmp_path):
+    """As on gRPC (test_remote.py: the call ends INVALID_ARGUMENT): a ``SessionReply.end`` with
+    code 3 and the servicer's details, then the planner closes the connection."""
+    server = harness_server.make_frames_server(harness_server.PolicyServicer("expert"), f"unix+frames://{tmp_path}/k.sock")
+    try:
+        client = frames.FramesClient(server.address, 5.0)
+        reply = client.ask(pb.SessionRequest(), 5.0)
+        assert reply.WhichOneof("reply") == "end"
+        assert reply.end.code == 3 and reply.end.details == "a SessionRequest carries none of reset, step, close, describe"
+        with pytest.raises(OSError):  # closed: the request cannot go (EPIPE) or gets no reply
+            client.ask(pb.SessionRequest(describe=pb.DescribeRequest()), 5.0)
+        client.close()
+    finally:
+        assert server.stop(0).wait(5)
+
+
+def test_a_servicer_that_raises_ends_the_frames_session_with_unknown(tmp_path):
+    class Raises(harness_server.PolicyServicer):
+        def Describe(self, request, context):
+            raise RuntimeError("describe broke")
+
+    server = harness_server.make_frames_server(Raises("expert"), f"unix+frames://{tmp_path}/r.sock")
+    try:
+        client = frames.FramesClient(server.address, 5.0)
+        reply = client.ask(pb.SessionRequest(describe=pb.DescribeRequest()), 5.0)
+        assert (reply.end.code, reply.end.details) == (2, "Exception calling application: describe broke")
+        client.close()
+    finally:
+        assert server.stop(0).wait(5)
+    assert frames.status_code(None) == 2 and frames.status_code(__import__("grpc").StatusCode.OK) == 2
+    assert frames.status_code(__import__("grpc").StatusCode.FAILED_PRECONDITION) == 9
