@@ -147,6 +147,15 @@ class FrameSocket:
         the connection fails (``ConnectionResetError`` when the stream ends inside a frame).
         What was read of a frame cut off by a timeout stays buffered for the next call."""
         buf = self._buf
+        if not buf:  # the usual case: the whole frame in one read, parsed from the chunk (no buffer copy)
+            n = self.sock.recv_into(self._chunk)
+            if n == 0:
+                return None
+            if n >= HEADER.size:
+                (size,) = HEADER.unpack_from(self._chunk)
+                if size <= MAX_FRAME_BYTES and n == HEADER.size + size:
+                    return bytes(self._view[HEADER.size:n])
+            buf += self._view[:n]
         first = True
         while len(buf) < HEADER.size:
             more, first = self._more(deadline, first), False
