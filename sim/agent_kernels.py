@@ -12,12 +12,17 @@ by numpy before a kernel is called. ``tests/sim/test_agents_pinned.py`` and
 ``tests/sim/test_agent_kernels.py`` hold the two paths equal.
 
 ``AVAILABLE`` says whether numba imported; compiled code is cached on disk (``cache=True``) so
-that a process after the first loads it instead of compiling it.
+that a process after the first loads it instead of compiling it. Where numba finds no writable
+cache directory (a read-only install without ``NUMBA_CACHE_DIR``) the kernels are compiled in
+memory in every process instead (``cache=False``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -28,9 +33,24 @@ except ImportError:  # pragma: no cover - numba is a dependency; the reference p
 
 AVAILABLE = numba is not None
 
+_log = logging.getLogger(__name__)
+_OPTIONS: dict[str, Any] = {"nogil": True, "error_model": "numpy"}
 
-def _jit(fn):  # type: ignore[no-untyped-def]
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn) if AVAILABLE else fn
+
+def _njit(fn: Callable[..., Any]) -> Any:
+    """numba's dispatcher of ``fn``, cached on disk where numba has a writable cache directory, else
+    compiled in memory (numba raises "cannot cache function ...: no locator available" then)."""
+    try:
+        return numba.njit(cache=True, **_OPTIONS)(fn)
+    except RuntimeError as exc:
+        if "no locator available" not in str(exc):
+            raise
+        _log.debug("%s: %s; compiling %s in memory", __name__, exc, fn.__name__)
+        return numba.njit(cache=False, **_OPTIONS)(fn)
+
+
+def _jit(fn: Callable[..., Any]) -> Any:
+    return _njit(fn) if AVAILABLE else fn
 
 
 @_jit

@@ -169,3 +169,34 @@ def test_box_overlap_equals_scenarios_geometry(seed: int) -> None:
                                                   w2[i], d2[i]) for i in range(n)])
     assert ref.any() and not ref.all()
     assert np.array_equal(fast, ref)
+
+
+NO_CACHE_DIR = """
+import numba.core.caching as caching
+import numpy as np
+caching.CacheImpl._locator_classes = []  # what numba finds without a writable cache directory
+from sim import agent_kernels
+r = np.ones(3, np.bool_)
+s, v, rep = agent_kernels.integrate(np.full(3, 2.0), ~r, np.zeros(3), np.ones(3), 0.5, r, ~r, np.zeros(3), np.zeros(3),
+                                    False, 0.1, 0.1)
+print(s.tolist(), v.tolist(), rep.tolist(), type(agent_kernels.integrate._cache).__name__,
+      type(agent_kernels.held_back._cache).__name__)
+"""
+
+
+def test_the_kernels_compile_in_memory_without_a_writable_cache_directory(tmp_path) -> None:
+    """Where numba has no cache locator (read-only install, no ``NUMBA_CACHE_DIR``), ``cache=True``
+    raises at decoration; the kernels are compiled in memory instead, quietly."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(agent_kernels.__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env["PYTHONPATH"] = str(root)
+    out = subprocess.run([sys.executable, "-c", NO_CACHE_DIR], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n") == ["[0.75, 0.75, 0.75] [2.0, 2.0, 2.0] [False, False, False] NullCache NullCache", ""]
+    assert out.stderr == ""
