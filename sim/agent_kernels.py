@@ -574,3 +574,25 @@ def law(moving: np.ndarray, replaying: np.ndarray, led: np.ndarray, stop: np.nda
         a[i] = c if (c <= a_max or c != c) else a_max
         bound[i] = a_new < a_track
     return a, bound
+
+
+#: the kernels ``sim.agents`` calls (the others are compiled into these)
+ENTRY_POINTS = ("held_back", "conflicts", "law", "integrate", "state", "blocked")
+
+
+def warm() -> None:
+    """Compile every kernel ``sim.agents`` calls (``ENTRY_POINTS``; or load it from numba's cache)
+    now, so that no episode's step pays for it: each is called once on empty inputs of the types the
+    agents pass (C-contiguous float64, int64 and bool arrays, Python floats, ints and bools). A no-op
+    without numba."""
+    if not AVAILABLE:
+        return
+    f, i, b = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.bool_)
+    f2, i2, b2 = np.zeros((0, 9)), np.zeros((2, 0), np.int64), np.zeros((2, 0), np.bool_)
+    held_back(b, b, b, f, f, f, f, f, 0.0, 0.0, f, f, f, f, f, f, f, f, f, i, b, i, i, i, 0.0, f2, f, 0.0, f, i, f, f, b, b, b,
+              i, 0, 0, i, 0.0, 0.0, 0.0, 0.0)
+    conflicts(f, i, i2, f2[:2], f2[:2], f, f, b, b, f, f, b, b, b, b2, i2, i2, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
+    law(b, b, b, f, b, False, f, f, f, f, f, f, f, f, 0.0, 0.0, f, f, 0.0, 0.0)
+    integrate(f, b, f, f, 0.0, b, b, f, f, False, 0.0, 0.0)
+    state(f2, b, f2, b, b, f, f, f2, f, 0.0, 0.0)
+    blocked(i, i, f2, f, f2, f, 0.0, 0.0, i, f, f, f, i, 0, f, f, f, f, f, f, i)

@@ -200,3 +200,26 @@ def test_the_kernels_compile_in_memory_without_a_writable_cache_directory(tmp_pa
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n") == ["[0.75, 0.75, 0.75] [2.0, 2.0, 2.0] [False, False, False] NullCache NullCache", ""]
     assert out.stderr == ""
+
+
+def test_warm_compiles_every_entry_point_for_the_types_the_env_passes(make_env, data_dir) -> None:
+    """After ``warm()`` each kernel ``sim.agents`` calls has one compiled signature, and a reactive
+    episode on a scene with crossings and spawns adds none (nothing compiles inside its steps)."""
+    import scenarios
+
+    agent_kernels.warm()
+    kernels = {name: getattr(agent_kernels, name) for name in agent_kernels.ENTRY_POINTS}
+    assert set(kernels) == {"held_back", "conflicts", "law", "integrate", "state", "blocked"}
+    before = {name: list(fn.signatures) for name, fn in kernels.items()}
+    assert all(len(sigs) == 1 for sigs in before.values()), before
+    path = data_dir / "waymo_json" / "tfrecord-00000-of-01000_4.json"
+    if not path.exists():
+        pytest.skip("the Waymo JSON sample is not in the data directory")
+    env = make_env(scenarios.load(path)[0], agents_mode="reactive", terminate_on_collision=False,
+                   terminate_on_offroad=False, terminate_on_goal=False)
+    env.reset(seed=0)
+    assert env._reactive is not None and len(env._reactive.rules.conflict_i)
+    zero = np.zeros(2, np.float32)
+    for _ in range(60):
+        env.step(zero)
+    assert {name: list(fn.signatures) for name, fn in kernels.items()} == before
