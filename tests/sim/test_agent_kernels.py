@@ -223,3 +223,39 @@ def test_warm_compiles_every_entry_point_for_the_types_the_env_passes(make_env, 
     for _ in range(60):
         env.step(zero)
     assert {name: list(fn.signatures) for name, fn in kernels.items()} == before
+
+
+LAZY = """
+import sys
+import sim.env
+from sim import agent_kernels
+from sim.agents import ReactiveAgents
+print("numba" in sys.modules, agent_kernels.AVAILABLE, ReactiveAgents.compiled)
+agent_kernels.warm()
+print("numba" in sys.modules, type(agent_kernels.held_back).__name__)
+"""
+
+
+def test_numba_is_imported_at_the_kernels_first_use_not_with_the_env(tmp_path) -> None:
+    """``import sim.env`` (a replay-only process) does not import numba; ``warm`` (or a kernel's
+    first call, or ``ReactiveAgents``) does, and binds the kernels to numba's dispatchers."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(agent_kernels.__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", LAZY], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n") == ["False True True", "True CPUDispatcher", ""]
+
+
+def test_a_kernel_imported_before_load_still_runs() -> None:
+    """A name taken before ``load`` (``from sim.agent_kernels import ...``) is the placeholder: its
+    call loads every kernel (a kernel calls others by name) and runs the compiled one."""
+    fn = agent_kernels._Kernel(agent_kernels._KERNELS["_np_min"])
+    assert fn(1.0, float("nan")) != fn(1.0, float("nan"))  # NaN wins, as np.minimum
+    assert fn(2.0, 1.0) == 1.0
+    assert agent_kernels.load() is True
+    assert all(type(getattr(agent_kernels, name)).__name__ == "CPUDispatcher" for name in agent_kernels._KERNELS)
