@@ -321,9 +321,7 @@ class ReactiveAgents:
         self._all = np.arange(len(self.rows))
         self._local = np.full(int(n) + 1, -1, np.int64)  # track row -> index into ``rows`` (-1: not reactive)
         self._local[self.rows] = self._all
-        self.rules = TrafficRules()
-        self._served = np.zeros(0, bool)  # stop signs an agent has stopped at
-        self._yielder = np.zeros(0, np.int64)  # per conflict: -1 nobody, 0 agent i yields, 1 agent j
+        self.rules = TrafficRules()  # and ``_served``, ``_yielder`` sized for them (the ``rules`` setter)
         self._grid = np.ascontiguousarray(np.broadcast_to(self._all[:, None], (len(self.rows), len(self._offsets))))
         self._close = logged_close_pairs(log, self.rows, length, width, 0.0)
         self._keys = int(n) + 1  # pair key: row_a * _keys + row_b
@@ -377,6 +375,20 @@ class ReactiveAgents:
         # the kernels' IDM constants: a_max, s0, headway and 2 sqrt(a_max b_comf), of the leader's and the stop's
         self._idm_params = tuple(np.array([p.a_max, p.s0, p.headway, 2 * math.sqrt(p.a_max * p.b_comf)])
                                  for p in (AGENT_IDM, STOP_IDM))
+
+    @property
+    def rules(self) -> TrafficRules:
+        """The stop points and conflicts the agents obey (``TrafficRules``; indices into ``rows``)."""
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: TrafficRules) -> None:
+        """New rules, checked against the agents (the kernels do not check bounds), with their state
+        afresh: no stop sign served, nobody yielding."""
+        check_rules(rules, len(self.rows))
+        self._rules = rules
+        self._served = np.zeros(len(rules.stop_agent), bool)  # per stop point: its agent has stopped at it
+        self._yielder = np.full(len(rules.conflict_i), -1, np.int64)  # per conflict: -1 nobody, 0 agent i yields, 1 agent j
 
     @classmethod
     def from_plan(cls, plan: Plan) -> ReactiveAgents:
@@ -724,6 +736,9 @@ class ReactiveAgents:
         """
         pair, lo, hi = self._conflict_tables()
         y = self._yielder
+        if y.shape != (pair.shape[1],):
+            raise ValueError(f"ReactiveAgents._yielder: {y.shape[0]} entries for {pair.shape[1]} conflicts (assign new "
+                             "rules to .rules, which sizes it)")
         if self.compiled:
             rules = self.rules
             if rules.passive_rows.size:
@@ -929,6 +944,26 @@ class TrafficRules:
     passive_lines: np.ndarray = field(default_factory=lambda: np.zeros(0, object))
     conflict_sign: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), bool))
     conflict_signal: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), np.int64))
+
+
+def check_rules(rules: TrafficRules, num_agents: int) -> None:
+    """Raise ValueError, naming the field, where ``rules`` do not fit ``num_agents`` reactive agents:
+    a field's shape against ``stop_agent``'s, ``conflict_i``'s, ``passive_rows``' and
+    ``signal_states``' lengths, or an index out of range."""
+    k, c, q, g = len(rules.stop_agent), len(rules.conflict_i), len(rules.passive_rows), len(rules.signal_states)
+    shapes = {"stop_s": (k,), "stop_signal": (k,), "conflict_j": (c,), "conflict_si": (c,), "conflict_sj": (c,),
+              "passive_lines": (q,), "conflict_sign": (2, c), "conflict_signal": (2, c)}
+    for name, shape in shapes.items():
+        if np.shape(getattr(rules, name)) != shape:
+            raise ValueError(f"TrafficRules.{name}: shape {np.shape(getattr(rules, name))}, expected {shape}")
+    if np.ndim(rules.signal_states) != 2:
+        raise ValueError(f"TrafficRules.signal_states: shape {np.shape(rules.signal_states)}, expected (signals, steps)")
+    ranges = {"stop_agent": (0, num_agents), "conflict_i": (0, num_agents), "conflict_j": (0, num_agents + q),
+              "stop_signal": (-1, g), "conflict_signal": (-1, g)}
+    for name, (lo, hi) in ranges.items():
+        value = np.asarray(getattr(rules, name))
+        if value.size and not (lo <= value.min() and value.max() < hi):
+            raise ValueError(f"TrafficRules.{name}: values {value.min()}..{value.max()} outside [{lo}, {hi})")
 
 
 def logged_close_pairs(log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, margin: float) -> np.ndarray:

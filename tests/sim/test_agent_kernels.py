@@ -259,3 +259,55 @@ def test_a_kernel_imported_before_load_still_runs() -> None:
     assert fn(2.0, 1.0) == 1.0
     assert agent_kernels.load() is True
     assert all(type(getattr(agent_kernels, name)).__name__ == "CPUDispatcher" for name in agent_kernels._KERNELS)
+
+
+def test_rules_assigned_after_reset_size_the_yielders(scene_agents) -> None:
+    """Rules given after ``reset`` (where ``_yielder`` used to be sized) size the per-conflict and
+    per-stop state at once: the conflicts kernel, which checks no bounds, never writes past it."""
+    from sim.agents import TrafficRules
+
+    plan, _ = scene_agents
+    agents = ReactiveAgents.from_plan(plan)
+    rules = agents.rules
+    c, k = len(rules.conflict_i), len(rules.stop_agent)
+    assert c >= 2
+    agents.rules = TrafficRules()
+    agents.reset(0)
+    agents.rules = rules
+    assert agents._yielder.tolist() == [-1] * c and agents._served.tolist() == [False] * k
+    rng = np.random.default_rng(5)
+    step, bodies = random_step(plan, agents, rng)
+    start = {name: getattr(agents, name).copy() for name in MUTABLE}
+    gaps = {}
+    for compiled in (False, True):
+        agents.compiled = compiled
+        for name, value in start.items():
+            setattr(agents, name, value.copy())
+        agents._mark_off_log(step, bodies)
+        agents._passive_state(bodies)
+        gaps[compiled] = (agents._stop_gaps(step), agents._yielder.copy())
+    assert same(gaps[False][0], gaps[True][0]) and same(gaps[False][1], gaps[True][1])
+    agents._yielder = np.full(c - 1, -1, np.int64)  # sized by hand, wrongly: refused before the kernel runs
+    with pytest.raises(ValueError, match=rf"_yielder: {c - 1} entries for {c} conflicts"):
+        agents._stop_gaps(step)
+
+
+def test_rules_that_do_not_fit_the_agents_are_refused(scene_agents) -> None:
+    """A field of the wrong length, or an agent or signal index out of range, names the field."""
+    import dataclasses
+
+    plan, _ = scene_agents
+    agents = ReactiveAgents.from_plan(plan)
+    rules = agents.rules
+    r, c = len(agents.rows), len(rules.conflict_i)
+    with pytest.raises(ValueError, match=rf"TrafficRules.conflict_sign: shape \(2, {c - 1}\), expected \(2, {c}\)"):
+        agents.rules = dataclasses.replace(rules, conflict_sign=rules.conflict_sign[:, 1:])
+    bad = rules.conflict_i.copy()
+    bad[0] = r
+    with pytest.raises(ValueError, match=rf"TrafficRules.conflict_i: values .*{r} outside \[0, {r}\)"):
+        agents.rules = dataclasses.replace(rules, conflict_i=bad)
+    signal = rules.conflict_signal.copy()
+    signal[0, 0] = len(rules.signal_states)
+    with pytest.raises(ValueError, match=r"TrafficRules.conflict_signal: values"):
+        agents.rules = dataclasses.replace(rules, conflict_signal=signal)
+    assert agents.rules is rules  # unchanged by the refused ones
