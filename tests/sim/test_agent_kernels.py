@@ -64,12 +64,13 @@ def scene_agents(data_dir):
 MUTABLE = ("s", "v", "alive", "replaying", "_served", "_yielder")
 
 
-def random_step(plan, agents: ReactiveAgents, rng: np.random.Generator) -> tuple[int, dict[str, np.ndarray]]:
-    """Put ``agents`` in a random state at a random step: some off their logs (ahead or behind, faster
-    or slower, some standing), some bodies pushed off theirs, the ego near its log or far from it.
-    Returns the step and the bodies (as ``DriveTwinEnv._leader_bodies`` builds them)."""
+def random_step(plan, agents: ReactiveAgents, rng: np.random.Generator, k: int | None = None) -> tuple[int, dict[str, np.ndarray]]:
+    """Put ``agents`` in a random state at step ``k`` (None: a random one, the log's last included):
+    some off their logs (ahead or behind, faster or slower, some standing), some bodies pushed off
+    theirs, the ego near its log or far from it. Returns the step and the bodies (as
+    ``DriveTwinEnv._leader_bodies`` builds them)."""
     s_steps = agents.s_log.shape[1]
-    k = int(rng.integers(0, s_steps - 1))
+    k = int(rng.integers(0, s_steps)) if k is None else k
     agents.reset(0)
     agents._k = k
     agents.alive = agents.present(k) & (rng.random(len(agents.rows)) < 0.95)
@@ -123,9 +124,24 @@ def random_step(plan, agents: ReactiveAgents, rng: np.random.Generator) -> tuple
 def test_a_whole_step_equals_the_reference(scene_agents, seed: int) -> None:
     """From the same random state, one ``step`` on each path: the same leaders, gaps, yielders,
     stop-sign memory, arc lengths, speeds, replaying flags, spawns and states."""
+    whole_step_on_both_paths(*scene_agents, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("back", [1, 2])
+@pytest.mark.parametrize("seed", range(4))
+def test_the_logs_last_steps_equal_the_reference(scene_agents, seed: int, back: int) -> None:
+    """As ``test_a_whole_step_equals_the_reference`` at the log's last two steps (which
+    the random draw gives 2 times in S = 91): S - 2, the last the env steps from (to the log's end, where the episode
+    ends), and S - 1, where nothing replays (every live agent runs the law) and there is no next
+    logged step to snap back to (the state after it, at step S, is not asked for)."""
     plan, agents = scene_agents
-    rng = np.random.default_rng(seed)
-    k, bodies = random_step(plan, agents, rng)
+    whole_step_on_both_paths(plan, agents, np.random.default_rng(seed), agents.s_log.shape[1] - back)
+
+
+def whole_step_on_both_paths(plan, agents: ReactiveAgents, rng: np.random.Generator, k: int | None = None) -> None:
+    """One ``step`` from the same random state (``random_step``) on the numpy and the compiled path,
+    each of its parts' outputs equal bit for bit."""
+    k, bodies = random_step(plan, agents, rng, k)
     start = {name: getattr(agents, name).copy() for name in MUTABLE}
     results = {}
     try:
@@ -144,8 +160,9 @@ def test_a_whole_step_equals_the_reference(scene_agents, seed: int) -> None:
                 setattr(agents, name, value.copy())
             blocked = agents._blocked(k, (agents.present(k) & ~agents.alive).nonzero()[0], bodies)
             agents.step(k, bodies)
+            after = agents.state() if k + 1 < agents.s_log.shape[1] else None  # no logged state past the log's end
             results[compiled] = (*held, agents._moving.copy(), stop, blocked, *(getattr(agents, n).copy() for n in MUTABLE),
-                                 agents.state())
+                                 after)
     finally:
         del agents.compiled  # back to the class default
     for i, (ref, fast) in enumerate(zip(results[False], results[True])):
