@@ -130,10 +130,10 @@ def test_a_whole_step_equals_the_reference(scene_agents, seed: int) -> None:
 @pytest.mark.parametrize("back", [1, 2])
 @pytest.mark.parametrize("seed", range(4))
 def test_the_logs_last_steps_equal_the_reference(scene_agents, seed: int, back: int) -> None:
-    """As ``test_a_whole_step_equals_the_reference`` at the log's last two steps (which
-    the random draw gives 2 times in S = 91): S - 2, the last the env steps from (to the log's end, where the episode
-    ends), and S - 1, where nothing replays (every live agent runs the law) and there is no next
-    logged step to snap back to (the state after it, at step S, is not asked for)."""
+    """As ``test_a_whole_step_equals_the_reference`` at the log's last two steps (which the random
+    draw gives 2 times in S = 91): S - 2, the last the env steps from (to the log's end, where the
+    episode ends), and S - 1, where nothing replays (every live agent runs the law) and there is no
+    next logged step to snap back to (the state after it, at step S, is not asked for)."""
     plan, agents = scene_agents
     whole_step_on_both_paths(plan, agents, np.random.default_rng(seed), agents.s_log.shape[1] - back)
 
