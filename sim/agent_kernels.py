@@ -48,9 +48,9 @@ class _Kernel:
         self.py_func = fn
         self.__name__, self.__doc__ = fn.__name__, fn.__doc__
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         load()
-        return globals()[self.__name__](*args)
+        return globals()[self.__name__](*args, **kwargs)
 
 
 def _jit(fn: _F) -> _F:

@@ -464,9 +464,12 @@ class ReactiveAgents:
             ox = oy = oyaw = olen = owid = self._no_passive_f
             orow = self._no_body[:0]
         if self.compiled:
-            hit = agent_kernels.blocked(new, moved, self._log_state[k], self.s, self.bank._table, self.bank._key,
-                                        self.bank.OFFSET, float(self._offsets[0]), self.rows, *self._sizes_c, self._diag,
-                                        self._close, self._keys, ox, oy, oyaw, olen, owid, np.hypot(olen, owid), orow)
+            length, width = self._sizes_c
+            hit = agent_kernels.blocked(
+                new=new, moved=moved, log_state=self._log_state[k], s=self.s, table=self.bank._table, key=self.bank._key,
+                offset=self.bank.OFFSET, s_offset=float(self._offsets[0]), rows=self.rows, length=length, width=width,
+                diag=self._diag, close=self._close, keys=self._keys, ox=ox, oy=oy, oyaw=oyaw, olen=olen, owid=owid,
+                odiag=np.hypot(olen, owid), orow=orow)
             return new[hit]
         xy, yaw, _ = self.bank.at(moved, self.s[moved] + self._offsets[0])
         log = self._log_state[k]
@@ -494,8 +497,10 @@ class ReactiveAgents:
         k = self._k
         alive = self.alive
         if self.compiled:
-            return agent_kernels.state(self._log_state[k], self._log_valid[k], self._p0[k], alive, self.replaying, self.s,
-                                       self.v, self.bank._table, self.bank._key, self.bank.OFFSET, float(self._offsets[0]))
+            return agent_kernels.state(
+                log_state=self._log_state[k], log_valid=self._log_valid[k], p0=self._p0[k], alive=alive,
+                replaying=self.replaying, s=self.s, v=self.v, table=self.bank._table, key=self.bank._key,
+                offset=self.bank.OFFSET, s_offset=float(self._offsets[0]))
         out = self._log_state[k]
         live = (alive & ~(self.replaying & self._log_valid[k])).nonzero()[0]
         if live.size:
@@ -540,9 +545,10 @@ class ReactiveAgents:
             if self.compiled:
                 k_law = self._law_log[k]
                 p4 = (np.maximum(self.v, 0.0) / self.v0) ** 4  # numpy's power, as ``idm_acceleration`` has it
-                a, bound = agent_kernels.law(moving, self.replaying, law, stop, alive, last, self.s, self.v, k_law[0],
-                                             k_law[1], k_law[2], gap, dv, p4, KP, KD, self._idm_params[0],
-                                             self._idm_params[1], B_MAX, A_MAX)
+                a, bound = agent_kernels.law(
+                    moving=moving, replaying=self.replaying, led=law, stop=stop, alive=alive, last=last, s=self.s, v=self.v,
+                    a_log=k_law[0], s_log=k_law[1], v_log=k_law[2], gap=gap, dv=dv, p4=p4, kp=KP, kd=KD,
+                    idm=self._idm_params[0], stop_idm=self._idm_params[1], b_max=B_MAX, a_max=A_MAX)
             else:
                 run = moving & ((~self.replaying | law | np.isfinite(stop)) if not last else alive)
                 idx = run.nonzero()[0]
@@ -564,7 +570,8 @@ class ReactiveAgents:
             has_next = k + 1 < self.s_log.shape[1]
             law = self._law_log[k + 1 if has_next else k]
             self.s, self.v, self.replaying = agent_kernels.integrate(
-                a, bound, self.s, self.v, self.dt, alive, self.replaying, law[1], law[2], has_next, SNAP_M, SNAP_SPEED)
+                a=a, bound=bound, s=self.s, v=self.v, dt=self.dt, alive=alive, replaying=self.replaying, s_next=law[1],
+                v_next=law[2], has_next=has_next, snap_m=SNAP_M, snap_speed=SNAP_SPEED)
             self._spawn(k + 1, bodies)
             return
         v_new = np.maximum(self.v + a * self.dt, 0.0)
@@ -666,13 +673,17 @@ class ReactiveAgents:
         p0, law = self._p0[k], self._law_log[k]
         bank = self.bank
         diag = float(np.hypot(bodies["length"], bodies["width"]).max())  # numpy's hypot, as ``_find_leaders``
+        length, width = self._sizes_c
         has, gap, dv, self._moving = agent_kernels.held_back(
-            self.alive, self.replaying, self._moves_log[k], law[0], law[1], law[2], self.s, self.v, KP, KD, p0[0], p0[1],
-            bodies["x"], bodies["y"], bodies["yaw"], bodies["vx"], bodies["vy"], bodies["length"], bodies["width"],
-            bodies["row"], self._body_off, self._body_at, self._close_a, self._close_b, (LOOKAHEAD_M + 5.0 + 1.0) ** 2,
-            bank._table, bank._key, bank.OFFSET, self._offsets, self.rows, *self._sizes_c, self._agent_off,
-            self._has_close, self._walker, self._close, self._keys, self.ego_row, self._local, LOOKAHEAD_STEP_M,
-            CORRIDOR_MARGIN_M, (LOOKAHEAD_M + 5.0) ** 2, diag)
+            alive=self.alive, replaying=self.replaying, moves_log=self._moves_log[k], a_log=law[0], s_log=law[1],
+            v_log=law[2], s=self.s, v=self.v, kp=KP, kd=KD, p0x=p0[0], p0y=p0[1], bx=bodies["x"], by=bodies["y"],
+            byaw=bodies["yaw"], bvx=bodies["vx"], bvy=bodies["vy"], blen=bodies["length"], bwid=bodies["width"],
+            brow=bodies["row"], body_off=self._body_off, body_at=self._body_at, close_a=self._close_a,
+            close_b=self._close_b, reach2=(LOOKAHEAD_M + 5.0 + 1.0) ** 2, table=bank._table, key=bank._key,
+            path_offset=bank.OFFSET, offsets=self._offsets, rows=self.rows, length=length, width=width,
+            agent_off=self._agent_off, has_close=self._has_close, walker=self._walker, close=self._close,
+            keys=self._keys, ego_row=self.ego_row, local=self._local, step_m=LOOKAHEAD_STEP_M,
+            margin=CORRIDOR_MARGIN_M, near2=(LOOKAHEAD_M + 5.0) ** 2, diag_max=diag)
         return has, gap, dv
 
     def _mark_off_log(self, k: int, bodies: dict[str, np.ndarray]) -> None:
@@ -746,10 +757,12 @@ class ReactiveAgents:
             else:
                 ps = pv = self._no_passive_f
                 pa = po = self._no_passive_b
-            agent_kernels.conflicts(out, y, pair, lo, hi, self.s, self.v, self.alive, self._agent_off, ps, pv, pa, po,
-                                    self._conflict_close, rules.conflict_sign, rules.conflict_signal,
-                                    self._signal_states, k, _RED[0], _RED[1], _YELLOW, CONFLICT_HORIZON_S,
-                                    CONFLICT_MIN_SPEED, STOP_SIGN_SPEED, CONFLICT_BUFFER_S)
+            agent_kernels.conflicts(
+                out=out, y=y, pair=pair, lo=lo, hi=hi, s=self.s, v=self.v, alive=self.alive, off=self._agent_off,
+                passive_s=ps, passive_v=pv, passive_alive=pa, passive_off=po, conflict_close=self._conflict_close,
+                sign=rules.conflict_sign, signal=rules.conflict_signal, states=self._signal_states, k=k, red0=_RED[0],
+                red1=_RED[1], yellow=_YELLOW, horizon=CONFLICT_HORIZON_S, min_speed=CONFLICT_MIN_SPEED,
+                stop_speed=STOP_SIGN_SPEED, buffer=CONFLICT_BUFFER_S)
             return
         if self.rules.passive_rows.size:
             s_all, v_all = np.concatenate([self.s, self._passive_s]), np.concatenate([self.v, self._passive_v])

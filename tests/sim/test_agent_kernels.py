@@ -273,7 +273,7 @@ def test_a_kernel_imported_before_load_still_runs() -> None:
     call loads every kernel (a kernel calls others by name) and runs the compiled one."""
     fn = agent_kernels._Kernel(agent_kernels._KERNELS["_np_min"])
     assert fn(1.0, float("nan")) != fn(1.0, float("nan"))  # NaN wins, as np.minimum
-    assert fn(2.0, 1.0) == 1.0
+    assert fn(2.0, 1.0) == 1.0 and fn(a=2.0, b=1.0) == 1.0  # keywords too (``sim.agents`` names every argument)
     assert agent_kernels.load() is True
     assert all(type(getattr(agent_kernels, name)).__name__ == "CPUDispatcher" for name in agent_kernels._KERNELS)
 
