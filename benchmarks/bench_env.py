@@ -120,15 +120,15 @@ from bench_env import COMMON, CONFIGS, busiest_waymo
 from pathlib import Path
 ReactiveAgents.compiled = {compiled}
 env = gymnasium.make("drivetwin/Reactive-v0", scenario=busiest_waymo(Path({data!r})), config={{**COMMON, **CONFIGS["state"]}})
-tw = time.perf_counter()
+tw, cw = time.perf_counter(), time.process_time()
 if {warm}:
     agent_kernels.warm()
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 env.reset(seed=0)
 zero = np.zeros(2, np.float32)
 while not any(env.step(zero)[2:4]):
     pass
-print(time.perf_counter() - t0, t1 - tw, time.perf_counter() - t1)
+print(time.perf_counter() - t0, t1 - tw, c1 - cw, time.perf_counter() - t1, time.process_time() - c1)
 """
 
 #: (label, compiled, warm first, a new numba cache): in this order, each in a new process
@@ -173,9 +173,10 @@ def first_episode(data: Path) -> None:
             code = FIRST_EPISODE.format(bench=str(Path(__file__).resolve().parent), compiled=compiled, warm=warm,
                                         data=str(data))
             out = child(code, {**os.environ, "NUMBA_CACHE_DIR": cache}, f"the first episode ({label})")
-            total, warm_s, episode = (float(v) for v in out.split())
-            figures.append(f"{label}{f' warm() {warm_s:.2f} s +' if warm else ''} {episode:.2f} s ({total:.2f} s with imports)")
-    print("  first Reactive-v0 episode of a new process (reset + 90 steps, wall): " + "; ".join(figures))
+            total, warm_s, warm_cpu, episode, episode_cpu = (float(v) for v in out.split())
+            warmed = f" warm() {warm_s:.2f} s (cpu {warm_cpu:.2f}) +" if warm else ""
+            figures.append(f"{label}{warmed} {episode:.2f} s (cpu {episode_cpu:.2f}; {total:.2f} s with imports)")
+    print("  first Reactive-v0 episode of a new process (reset + 90 steps, wall and cpu s): " + "; ".join(figures))
 
 
 def env_ids(scenario: scenarios.Scenario, runs: int, steps: int) -> None:
