@@ -268,6 +268,31 @@ def test_numba_is_imported_at_the_kernels_first_use_not_with_the_env(tmp_path) -
     assert out.stdout.split("\n") == ["False True True", "True CPUDispatcher", ""]
 
 
+WITHOUT_NUMBA = """
+import sys
+sys.modules["numba"] = None  # as if it were not installed
+from sim import agent_kernels
+from sim.agents import ReactiveAgents
+agent_kernels.warm()
+print(agent_kernels.AVAILABLE, ReactiveAgents.compiled, agent_kernels.load(), agent_kernels.integrate.__module__,
+      type(agent_kernels.integrate).__name__)
+"""
+
+
+def test_without_numba_warm_is_a_no_op_and_the_agents_take_the_numpy_path(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(agent_kernels.__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", WITHOUT_NUMBA], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n") == ["False False False sim.agent_kernels function", ""]
+    assert out.stderr == ""
+
+
 def test_a_kernel_imported_before_load_still_runs() -> None:
     """A name taken before ``load`` (``from sim.agent_kernels import ...``) is the placeholder: its
     call loads every kernel (a kernel calls others by name) and runs the compiled one."""
