@@ -628,9 +628,10 @@ def warm() -> None:
         return
     f, i, b = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.bool_)
     f2, i2, b2 = np.zeros((0, 9)), np.zeros((2, 0), np.int64), np.zeros((2, 0), np.bool_)
+    zone = np.zeros((2, 0))  # the conflicts' (2, C) arc lengths
     held_back(b, b, b, f, f, f, f, f, 0.0, 0.0, f, f, f, f, f, f, f, f, f, i, b, i, i, i, 0.0, f2, f, 0.0, f, i, f, f, b, b, b,
               i, 0, 0, i, 0.0, 0.0, 0.0, 0.0)
-    conflicts(f, i, i2, f2[:2], f2[:2], f, f, b, b, f, f, b, b, b, b2, i2, i2, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
+    conflicts(f, i, i2, zone, zone, f, f, b, b, f, f, b, b, b, b2, i2, i2, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
     law(b, b, b, f, b, False, f, f, f, f, f, f, f, f, 0.0, 0.0, f, f, 0.0, 0.0)
     integrate(f, b, f, f, 0.0, b, b, f, f, False, 0.0, 0.0)
     state(f2, b, f2, b, b, f, f, f2, f, 0.0, 0.0)
