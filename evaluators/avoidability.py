@@ -33,14 +33,17 @@ For one at-fault collision with agent j at step c:
    after the ego's front crossed a stop line (``evaluators.stop_lines``: a signal's, a stop
    sign's) against it and before its box left that line's lane (the junction behind it), and
    the agent did not itself enter against a stop line (a red-light runner that hits the ego
-   broke the rule, not the ego). Against it means: the signal showed red when the ego entered
-   (entering is the front's crossing, or the last time it stood still after it, so that an
-   ego that crept past the line, waited and went on green entered on green); or yellow, when
+   broke the rule, not the ego). Against it means: the signal showed red when the ego entered.
+   Entering is the front's crossing, or the last time it stood still after it with its front
+   at most ``CREEP_M`` past the line, so that an ego that crept over the line, waited and went
+   on green entered on green; a standstill deeper in the junction is no entry (an ego that
+   entered on green and waited inside for an oncoming car entered on green, one that ran the
+   red and stopped inside entered on red). Or yellow, when
    the ego could have stopped for it (at the yellow's first step its front was at least
    ``v * YELLOW_REACTION_S + v^2 / (2 * YELLOW_DECEL_MPS2)`` from the line, the kinematic
    stopping distance traffic engineers time yellows by); or a stop sign or a flashing red, when
    it did not stand still (``STOP_SPEED_MPS``) with its front within ``STOP_ZONE_M`` before
-   the line, nor after crossing it. A collision the ego's box geometry does not put on it (hit
+   the line, nor after crossing it within ``CREEP_M``. A collision the ego's box geometry does not put on it (hit
    from behind, a side contact within its lane) is not judged here at all.
 
 Every at-fault class is judged (STOPPED_TRACK, ACTIVE_FRONT and the at-fault ACTIVE_LATERAL).
@@ -77,6 +80,10 @@ YELLOW_DECEL_MPS2 = 3.0
 STOP_SPEED_MPS = 0.5
 #: A stop for a stop sign counts with the front this far [m] or closer before the line.
 STOP_ZONE_M = 6.0
+#: A standstill with the front at most this far past a stop line [m] is where the road user
+#: entered: it crept over the line, stopped and went from there (a standstill deeper in the
+#: junction is a wait inside it, not its entry).
+CREEP_M = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +285,7 @@ def right_of_way_violation(track: Track, controls: Sequence[Control], step: int,
         boxes = shapely.polygons(box_corners(track.x[span], track.y[span], track.yaw[span], track.length, track.width))
         if not np.all(shapely.intersects(c.area, boxes) & track.valid[span]):
             continue  # it left the junction behind that line before the contact
-        waited = np.flatnonzero(stopped[span])
+        waited = np.flatnonzero(stopped[span] & (lon[ci, span] <= CREEP_M))
         entry = int(span[waited[-1]]) if waited.size else tc
         state = None if c.states is None else int(c.states[entry])
         if state is None or state == SignalState.FLASHING_STOP:
@@ -370,6 +377,6 @@ def _own_lateral_move(ego: Track, agent: Track, start: int, step: int, lane_tang
 
 
 __all__ = [
-    "BOUNDARY_M", "LATERAL_NOISE_M", "STOP_SPEED_MPS", "STOP_ZONE_M", "YELLOW_DECEL_MPS2", "YELLOW_REACTION_S", "Response", "Track",
+    "BOUNDARY_M", "CREEP_M", "LATERAL_NOISE_M", "STOP_SPEED_MPS", "STOP_ZONE_M", "YELLOW_DECEL_MPS2", "YELLOW_REACTION_S", "Response", "Track",
     "Verdict", "braking_travel", "conflict_onset", "judge", "right_of_way_violation", "stopping_distance",
 ]  # fmt: skip

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from evaluators import EvaluatorConfig, evaluate
-from evaluators.avoidability import YELLOW_DECEL_MPS2, YELLOW_REACTION_S
+from evaluators.avoidability import CREEP_M, YELLOW_DECEL_MPS2, YELLOW_REACTION_S
 from evaluators.collisions import collision_table
 from evaluators.context import Context
 from scenarios.model import SignalState, Tracks
@@ -155,3 +155,42 @@ def test_an_ego_that_ran_the_red_and_is_hit_from_behind_is_not_at_fault():
     (c,) = collision_table(ctx)
     assert c["type"] == "active_rear" and not c["at_fault"] and 40.0 < ctx.ego_xy[c["step"], 0] < 60.0
     assert evaluate(Rollout.from_log(s), s, CFG)["red_light_violations"] == 1
+
+
+def ego_x_through_then_wait(front_stop_x: float, go_s: float = 5.0, num_steps: int = 91) -> np.ndarray:
+    """The ego's centre x [m]: its front at ``front_stop_x`` - 9 at 0 s, braking from 6 m/s at
+    2 m/s2 to stand at 3.0 s with its front at ``front_stop_x``, standing to ``go_s``, then
+    accelerating at 1.5 m/s2. With ``front_stop_x`` = 45 its front crosses the line (x = 40) at
+    3 - sqrt(5) = 0.76 s (step 8) and waits 5 m inside the junction."""
+    t = np.arange(num_steps) * 0.1
+    x_stop = front_stop_x - HALF
+    tb = np.minimum(t, 3.0)
+    x = x_stop - 9.0 + 6.0 * tb - tb**2
+    return np.where(t > go_s, x_stop + 0.75 * (t - go_s) ** 2, x)
+
+
+INSIDE = ego_x_through_then_wait(45.0)
+
+
+def test_a_wait_inside_the_junction_after_entering_on_green_is_not_an_entry_on_red():
+    """Green until 2.0 s (the ego's front crossed at 0.76 s), red after: the ego waits 5 m inside
+    (beyond ``CREEP_M``) and clears on red; it entered on green."""
+    assert 40.0 + CREEP_M < 45.0
+    c = junction(INSIDE, ego_signal=[GREEN] * 20 + [RED] * 71)
+    assert c["unavoidable"] and not c["at_fault"] and "junction" not in c["avoidability"]
+
+
+def test_running_the_red_and_stopping_inside_is_entering_on_red():
+    """Red until 4.0 s: the ego's front crossed on red at 0.8 s, stood 5 m inside and went on green."""
+    c = junction(INSIDE, ego_signal=[RED] * 40 + [GREEN] * 51)
+    assert c["at_fault"] and "the ego entered the junction against the red signal on lane west_through at 0.8 s, though" in c["avoidability"]
+
+
+def test_a_stop_sign_rolled_through_then_a_stop_inside_is_the_egos():
+    c = junction(INSIDE, stop_sign=True)
+    assert c["at_fault"] and "the ego did not stop at the stop sign stop on lane west_through (front over the line at 0.8 s, 4.4 m/s)" in c["avoidability"]
+
+
+def test_a_stop_sign_crept_over_stopped_at_and_left_is_not_the_egos():
+    c = junction(ego_x_through_then_wait(40.0 + CREEP_M - 0.5), stop_sign=True)
+    assert c["unavoidable"] and "stop sign" not in c["avoidability"]
