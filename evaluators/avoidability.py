@@ -38,13 +38,14 @@ For one at-fault collision with agent j at step c:
    at most ``CREEP_M`` past the line, so that an ego that crept over the line, waited and went
    on green entered on green; a standstill deeper in the junction is no entry (an ego that
    entered on green and waited inside for an oncoming car entered on green, one that ran the
-   red and stopped inside entered on red). Or yellow, when
-   the ego could have stopped for it (at the yellow's first step its front was at least
+   red and stopped inside entered on red). Or yellow, when the ego could have stopped for it
+   (at the yellow's first step its front was at least
    ``v * YELLOW_REACTION_S + v^2 / (2 * YELLOW_DECEL_MPS2)`` from the line, the kinematic
    stopping distance traffic engineers time yellows by); or a stop sign or a flashing red, when
    it did not stand still (``STOP_SPEED_MPS``) with its front within ``STOP_ZONE_M`` before
-   the line, nor after crossing it within ``CREEP_M``. A collision the ego's box geometry does not put on it (hit
-   from behind, a side contact within its lane) is not judged here at all.
+   the line and within ``lateral_m`` of its stop point to the side (in that lane, not the next),
+   nor after crossing it within ``CREEP_M``. A collision the ego's box geometry does not put
+   on it (hit from behind, a side contact within its lane) is not judged here at all.
 
 Every at-fault class is judged (STOPPED_TRACK, ACTIVE_FRONT and the at-fault ACTIVE_LATERAL).
 Who has the priority once everyone stopped (an all-way stop's order) is not modelled. Everything
@@ -61,7 +62,7 @@ import numpy as np
 import shapely
 
 from evaluators.geometry import box_corners, box_overlap_depth
-from evaluators.stop_lines import Control, stop_line_crossings
+from evaluators.stop_lines import Control, stop_line_crossings, stop_line_offsets
 from scenarios.model import SignalState
 
 #: A proper response that stops this close to the agent avoided it [m] (float rounding at the boundary).
@@ -275,6 +276,7 @@ def right_of_way_violation(track: Track, controls: Sequence[Control], step: int,
     stop = np.array([c.stop for c in controls])
     direction = np.array([c.direction for c in controls])
     which, when, lon = stop_line_crossings(front, heading, track.valid, stop, direction, lateral_m)
+    _, lat = stop_line_offsets(front, stop, direction)
     keep = when <= step
     speed = np.hypot(track.vx, track.vy)
     stopped = track.valid & (speed <= STOP_SPEED_MPS)
@@ -289,7 +291,8 @@ def right_of_way_violation(track: Track, controls: Sequence[Control], step: int,
         entry = int(span[waited[-1]]) if waited.size else tc
         state = None if c.states is None else int(c.states[entry])
         if state is None or state == SignalState.FLASHING_STOP:
-            before = np.flatnonzero(stopped[:tc] & (lon[ci, :tc] >= -STOP_ZONE_M) & (lon[ci, :tc] < 0))
+            zone = (lon[ci, :tc] >= -STOP_ZONE_M) & (lon[ci, :tc] < 0) & (np.abs(lat[ci, :tc]) <= lateral_m)
+            before = np.flatnonzero(stopped[:tc] & zone)
             if before.size == 0 and entry == tc:
                 what = "flashing red " if state is not None else ""
                 return f"{who} did not stop at the {what}{c.name} (front over the line at {t[tc]:.1f} s, {speed[tc]:.1f} m/s)"

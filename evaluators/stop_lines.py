@@ -51,6 +51,15 @@ class Control:
     signal_row: int = -1
 
 
+def stop_line_offsets(point: np.ndarray, stop: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K, S) signed distances [m] of ``point`` (S, 2) past each stop line along its lane's
+    direction (``stop`` (K, 2), ``direction`` (K, 2) unit) and (K, S) to its left of the stop point."""
+    rel = point[None, :, :] - stop[:, None, :]  # (K, S, 2)
+    lon = rel[..., 0] * direction[:, None, 0] + rel[..., 1] * direction[:, None, 1]
+    lat = -rel[..., 0] * direction[:, None, 1] + rel[..., 1] * direction[:, None, 0]
+    return lon, lat
+
+
 def stop_line_crossings(
     point: np.ndarray, heading: np.ndarray, valid: np.ndarray, stop: np.ndarray, direction: np.ndarray, lateral_m: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,9 +76,7 @@ def stop_line_crossings(
         (C,) control indices and (C,) steps of each crossing (the first step on or beyond the
         line), and (K, S) the point's signed distance along each direction past its line [m].
     """
-    rel = point[None, :, :] - stop[:, None, :]  # (K, S, 2)
-    lon = rel[..., 0] * direction[:, None, 0] + rel[..., 1] * direction[:, None, 1]
-    lat = -rel[..., 0] * direction[:, None, 1] + rel[..., 1] * direction[:, None, 0]
+    lon, lat = stop_line_offsets(point, stop, direction)
     along = (heading @ direction.T).T > 0  # (K, S)
     both = valid[:-1] & valid[1:]
     cross = (lon[:, :-1] < 0) & (lon[:, 1:] >= 0) & both & along[:, 1:] & (np.abs(lat[:, 1:]) <= lateral_m)
@@ -113,4 +120,4 @@ def controls_of(scenario: Scenario, g: MapGeometry, log_step_of: np.ndarray) -> 
     )
 
 
-__all__ = ["Control", "controls_of", "stop_line_crossings"]
+__all__ = ["Control", "controls_of", "stop_line_crossings", "stop_line_offsets"]

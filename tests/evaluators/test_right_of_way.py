@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import shapely
 
 from evaluators import EvaluatorConfig, evaluate
-from evaluators.avoidability import CREEP_M, YELLOW_DECEL_MPS2, YELLOW_REACTION_S
+from evaluators.avoidability import CREEP_M, YELLOW_DECEL_MPS2, YELLOW_REACTION_S, Track, right_of_way_violation
 from evaluators.collisions import collision_table
 from evaluators.context import Context
+from evaluators.stop_lines import Control
 from scenarios.model import SignalState, Tracks
 from scenarios.rollout import Rollout
 from scenarios.synthetic import AgentSpec, crossroads
@@ -194,3 +196,31 @@ def test_a_stop_sign_rolled_through_then_a_stop_inside_is_the_egos():
 def test_a_stop_sign_crept_over_stopped_at_and_left_is_not_the_egos():
     c = junction(ego_x_through_then_wait(40.0 + CREEP_M - 0.5), stop_sign=True)
     assert c["unavoidable"] and "stop sign" not in c["avoidability"]
+
+
+def diagonal_track(front_lat_m: float, num_steps: int = 41) -> Track:
+    """A car heading -45 deg standing for 2.0 s with its front 3.9 m before a stop line at x = 40
+    and ``front_lat_m`` to the side of its stop point (40, 0), then driving at 5 m/s down the
+    diagonal to y = 0 and on along +x (yaw 0)."""
+    t = np.arange(num_steps) * 0.1
+    s = 5.0 * np.maximum(t - 2.0, 0.0)
+    d = HALF / np.sqrt(2.0)  # the front's offset along each axis on the diagonal [m]
+    y0 = front_lat_m + d
+    run = y0 * np.sqrt(2.0)  # the diagonal's length [m]
+    on_diag = s < run
+    x = np.where(on_diag, 34.0 + s / np.sqrt(2.0), 34.0 + y0 + (s - run))
+    y = np.where(on_diag, y0 - s / np.sqrt(2.0), 0.0)
+    yaw = np.where(on_diag, -np.pi / 4, 0.0)
+    v = np.where(t > 2.0, 5.0, 0.0)
+    return Track(t, x, y, yaw, v * np.cos(yaw), v * np.sin(yaw), np.ones(num_steps, bool), 4.5, 1.9)
+
+
+@pytest.mark.parametrize(("front_lat_m", "blamed"), [(6.0, True), (1.5, False)])
+def test_a_stop_counts_for_a_stop_sign_only_in_its_lane(front_lat_m, blamed):
+    """A stop 6 m to the side (in the next lane but one) is no stop at the sign; one 1.5 m to the side is."""
+    sign = Control("stop sign s on lane a", 0, np.array([40.0, 0.0]), np.array([1.0, 0.0]), shapely.box(40.0, -1.75, 60.0, 1.75), None)
+    why = right_of_way_violation(diagonal_track(front_lat_m), [sign], 40, 2.0, "the car")
+    if blamed:
+        assert why == "the car did not stop at the stop sign s on lane a (front over the line at 3.3 s, 5.0 m/s)"
+    else:
+        assert why is None
