@@ -63,6 +63,7 @@ import shapely
 
 from evaluators.geometry import box_corners, box_overlap_depth
 from evaluators.stop_lines import Control, stop_line_crossings, stop_line_offsets
+from scenarios.common import STOP_SPEED_MPS, STOP_ZONE_M  # re-exported: standing still, the stop zone
 from scenarios.model import SignalState
 
 #: A proper response that stops this close to the agent avoided it [m] (float rounding at the boundary).
@@ -77,10 +78,6 @@ _BISECTION_STEPS = 40
 #: deceleration [m/s2] (the kinematic terms of ITE's yellow change interval: 1 s, 10 ft/s2).
 YELLOW_REACTION_S = 1.0
 YELLOW_DECEL_MPS2 = 3.0
-#: Standing still, as logs show it: box-velocity noise keeps a standing car from reading 0 [m/s].
-STOP_SPEED_MPS = 0.5
-#: A stop for a stop sign counts with the front this far [m] or closer before the line.
-STOP_ZONE_M = 6.0
 #: A standstill with the front at most this far past a stop line [m] is where the road user
 #: entered: it crept over the line, stopped and went from there (a standstill deeper in the
 #: junction is a wait inside it, not its entry).

@@ -224,3 +224,14 @@ def test_a_stop_counts_for_a_stop_sign_only_in_its_lane(front_lat_m, blamed):
         assert why == "the car did not stop at the stop sign s on lane a (front over the line at 3.3 s, 5.0 m/s)"
     else:
         assert why is None
+
+
+def test_the_priority_operator_reads_a_stop_as_the_rule_does():
+    import evaluators.avoidability as avoidability
+    import scenarios.common as common
+    from scenarios.mutations.operators import priority
+
+    assert {"STOP_SPEED_MPS", "STOP_ZONE_M"} <= set(avoidability.__all__)
+    for name in ("STOP_SPEED_MPS", "STOP_ZONE_M"):
+        assert getattr(avoidability, name) is getattr(common, name) is getattr(priority, name)
+    assert (common.STOP_SPEED_MPS, common.STOP_ZONE_M) == (0.5, 6.0)
