@@ -263,22 +263,26 @@ def start_heading(yaw: np.ndarray, vx: np.ndarray, vy: np.ndarray, dt_s: float, 
     heading ``yaw`` [rad] and velocity [m/s] at the env steps, (S,) each; ``rear_axle_m`` is how
     far the rear axle is behind the box centre [m] (half the wheelbase, ``sim.dynamics.bicycle``).
 
-    The logged heading, unless the logged box heads more than ``START_SLIP_MAX_RAD`` off the
-    direction it moves in (forwards or backwards), beyond the slip its turning explains, at every
-    step of its first ``START_SLIP_WINDOW_S``, at ``START_SLIP_MIN_SPEED_MPS`` or faster: label
-    noise (AV2 sensor boxes 17-43 deg off their motion at 3-8 m/s), since no car slides sideways
-    like that. The kinematic ego cannot either: started along the box it would have to swerve
-    onto the logged path in its first second, and every planner would be flagged uncomfortable
-    for the log's label. It then starts heading along its logged motion, turning as its motion
-    turns. (A heading a sample or two off, or a velocity held
-    between 2 Hz labels in a turn, is kept.)
+    The logged heading, unless at every step of its first ``START_SLIP_WINDOW_S``, at
+    ``START_SLIP_MIN_SPEED_MPS`` or faster, the logged box heads more than ``START_SLIP_MAX_RAD``
+    off the direction it moves in (forwards or backwards), and as far off it beyond the slip its
+    turning explains: label noise (AV2 sensor boxes 17-43 deg off their motion at 3-8 m/s), since
+    no car slides sideways like that. The kinematic ego cannot either: started along the box it
+    would have to swerve onto the logged path in its first second, and every planner would be
+    flagged uncomfortable for the log's label. It then starts heading along its logged motion,
+    turning as its motion turns. (A heading a sample or two off, or a velocity held between 2 Hz
+    labels in a turn, is kept.)
 
     The slip a turn explains: the rear wheels roll without slipping, so the centre of a car
     turning at yaw rate w moves sideways at w * ``rear_axle_m`` and heads asin(w * rear_axle_m / v)
     off the box at speed v (atan(rear_axle_m / R) on a circle of radius R of the rear axle:
-    12.7 deg at R = 6 m with a 2.7 m wheelbase). w is the turn both the box and its motion make
-    (the smaller rate of the two when they turn the same way, else 0): a label whose heading
-    swings while the car moves straight explains no slip.
+    12.7 deg at R = 6 m with a 2.7 m wheelbase), a tight turn at the start being no label
+    noise. w is the turn both the box and its motion make (the smaller rate of the two when
+    they turn the same way, else 0): a label whose heading swings while the car moves straight
+    explains no slip. The turn may excuse a slip, never add one: real labels of turning cars
+    often put the centre nearer the rear axle (an AV2 car turning at 0.35 rad/s and 2.4 m/s
+    moves 3 deg off its box, where a rigid box's centre would 12 deg), and a box heading along
+    its motion is no label noise either.
     """
     n = min(len(yaw), max(2, int(round(START_SLIP_WINDOW_S / dt_s)) + 1))
     yaw0 = float(yaw[0])
@@ -295,8 +299,8 @@ def start_heading(yaw: np.ndarray, vx: np.ndarray, vy: np.ndarray, dt_s: float, 
     yaw_rate, motion_rate = (np.r_[d, d[-1]] / dt_s for d in (np.diff(np.unwrap(yaw[:n])), np.diff(np.unwrap(motion))))
     w = np.where(yaw_rate * motion_rate > 0, np.sign(yaw_rate) * np.minimum(np.abs(yaw_rate), np.abs(motion_rate)), 0.0)
     explained = np.arcsin(np.clip(w * rear_axle_m / speed, -1.0, 1.0)) * np.where(back, -1.0, 1.0)
-    residual = wrap(slip - explained)
-    if not (np.abs(residual) > START_SLIP_MAX_RAD).all():
+    off = np.minimum(np.abs(slip), np.abs(wrap(slip - explained)))  # the turn may excuse a slip, never add one
+    if not (off > START_SLIP_MAX_RAD).all():
         return yaw0, rate
     turn = float(wrap(motion[1] - motion[0]))
     return math.remainder(yaw0 + float(slip[0]), 2 * math.pi), turn / dt_s

@@ -194,3 +194,16 @@ def test_a_label_swinging_while_its_car_drives_straight_is_still_replaced() -> N
     yaw = np.radians(18.0) * np.clip(1.0 - np.arange(20) / 8, 0.0, None)
     vx, vy = np.full(20, 8.0), np.zeros(20)
     assert start_heading(yaw, vx, vy, 0.1, 1.35) == (0.0, 0.0)
+
+
+def test_a_turn_excuses_a_slip_but_adds_none() -> None:
+    """An AV2 car turning left at 0.35 rad/s and 2.4 m/s whose motion is 3 deg right of its box
+    (its centre nearer the rear axle than a rigid box's, which would slip 12 deg left): the box
+    is no label noise, though 3 + 12 deg is more than START_SLIP_MAX_RAD from the turn's slip."""
+    t = np.arange(8) * 0.1
+    yaw = 0.35 * t
+    motion = yaw - np.radians(3.0)
+    vx, vy = 2.4 * np.cos(motion), 2.4 * np.sin(motion)
+    assert np.degrees(np.arcsin(0.35 * 1.41 / 2.4)) == pytest.approx(11.9, abs=0.05)
+    yaw0, rate = start_heading(yaw, vx, vy, 0.1, 1.41)
+    assert yaw0 == 0.0 and rate == pytest.approx(0.35)
