@@ -8,6 +8,8 @@ ego's when the ego entered the junction against the light or a stop sign, and on
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import shapely
@@ -17,7 +19,7 @@ from evaluators.avoidability import CREEP_M, YELLOW_DECEL_MPS2, YELLOW_REACTION_
 from evaluators.collisions import collision_table
 from evaluators.context import Context
 from evaluators.stop_lines import Control
-from scenarios.model import SignalState, Tracks
+from scenarios.model import Lane, RoadMap, Signals, SignalState, Tracks
 from scenarios.rollout import Rollout
 from scenarios.synthetic import AgentSpec, crossroads
 
@@ -235,3 +237,75 @@ def test_the_priority_operator_reads_a_stop_as_the_rule_does():
     for name in ("STOP_SPEED_MPS", "STOP_ZONE_M"):
         assert getattr(avoidability, name) is getattr(common, name) is getattr(priority, name)
     assert (common.STOP_SPEED_MPS, common.STOP_ZONE_M) == (0.5, 6.0)
+
+
+def left_turn_lane(width: float = 3.5) -> Lane:
+    """``west_left``: from the ego's stop line (40, 0) heading +x, a quarter circle of radius 10
+    about (40, 10) onto ``south_out`` at (50, 10) heading +y."""
+    a = np.linspace(-np.pi / 2, 0.0, 21)
+    c = np.column_stack([40.0 + 10.0 * np.cos(a), 10.0 + 10.0 * np.sin(a)])
+    n = np.column_stack([-np.cos(a), -np.sin(a)]) * width / 2  # towards the circle's centre: the lane's left
+    return Lane("west_left", c, left_boundary=c + n, right_boundary=c - n, speed_limit=10.0,
+                predecessors=("west_in",), successors=("south_out",))  # fmt: skip
+
+
+def with_left_turn_lane(s, left_signal: int):
+    """``s`` (``crossroads`` with an ego signal) with ``west_left`` sharing the ego's stop point, its signal showing ``left_signal``."""
+    lanes = tuple(replace(ln, successors=(*ln.successors, "west_left")) if ln.id == "west_in" else ln for ln in s.road_map.lanes)
+    sig = s.signals
+    signals = Signals(np.r_[sig.lane_ids, ["west_left"]], np.vstack([sig.states, np.full((1, s.num_steps), left_signal, np.int8)]),
+                      np.vstack([sig.stop_points, [[40.0, 0.0, 0.0]]]))  # fmt: skip
+    return s.replace(road_map=RoadMap((*lanes, left_turn_lane()), s.road_map.features), signals=signals)
+
+
+def test_a_through_ego_is_not_held_to_the_turn_lanes_red_arrow_at_its_stop_point():
+    """Through green, the left turn's arrow red, one stop point: the ego drove on along
+    ``west_through`` (its centre left ``west_left`` at x = 47), so the arrow is not its signal."""
+    s = crossroads([AgentSpec("ego", 0.0), crossing_car_for(STEADY)], ego_signal=GREEN)
+    s = with_left_turn_lane(with_ego_x(s, STEADY), RED)
+    ctx = Context(Rollout.from_log(s), s, CFG)
+    through, left = ctx.stop_controls
+    assert (through.name, left.name) == ("signal on lane west_through", "signal on lane west_left")
+    assert np.allclose(through.stop, left.stop) and np.allclose(left.direction, [1.0, 0.0], atol=0.05)
+    (c,) = collision_table(ctx)
+    assert c["type"] == "active_front" and c["unavoidable"] and not c["at_fault"] and "junction" not in c["avoidability"]
+
+
+def test_a_through_ego_on_its_own_red_is_still_blamed_beside_a_green_arrow():
+    s = crossroads([AgentSpec("ego", 0.0), crossing_car_for(STEADY)], ego_signal=RED)
+    s = with_left_turn_lane(with_ego_x(s, STEADY), GREEN)
+    (c,) = collision_table(Context(Rollout.from_log(s), s, CFG))
+    assert c["at_fault"] and "the ego entered the junction against the red signal on lane west_through at 3.8 s" in c["avoidability"]
+
+
+def arc_track(num_steps: int = 61) -> Track:
+    """A car at 5 m/s along +x, its front reaching the line (40, 0) at 1.0 s, its centre on
+    ``west_left``'s quarter circle once there (yaw along it)."""
+    t = np.arange(num_steps) * 0.1
+    s = 5.0 * t - 5.0  # arc length of the front past the line [m]
+    centre_s = s - HALF
+    a = np.clip(centre_s, 0.0, None) / 10.0 - np.pi / 2
+    x = np.where(centre_s < 0, 40.0 + centre_s, 40.0 + 10.0 * np.cos(a))
+    y = np.where(centre_s < 0, 0.0, 10.0 + 10.0 * np.sin(a))
+    yaw = np.where(centre_s < 0, 0.0, a + np.pi / 2)
+    return Track(t, x, y, yaw, 5.0 * np.cos(yaw), 5.0 * np.sin(yaw), np.ones(num_steps, bool), 4.5, 1.9)
+
+
+@pytest.mark.parametrize(("through", "left", "blamed"), [(GREEN, RED, "west_left"), (RED, GREEN, None)])
+def test_a_turning_car_is_held_to_the_turn_lanes_signal(through, left, blamed):
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=through, num_steps=61), left)
+    controls = Context(Rollout.from_log(s), s, CFG).stop_controls
+    why = right_of_way_violation(arc_track(), controls, 30, 2.0, "the car")
+    assert why == (None if blamed is None else f"the car entered the junction against the red signal on lane {blamed} at 1.0 s")
+
+
+def test_a_car_that_goes_no_further_than_where_the_lanes_overlap_is_held_to_both():
+    """Its front over the shared line at 1.0 s, it stands from 1.5 s with its centre at x = 42.25,
+    in both lanes: its path does not tell which it follows, so the turn lane's red holds it."""
+    t = np.arange(61) * 0.1
+    x = 37.75 + 5.0 * np.minimum(t, 1.5) - 5.0
+    v = np.where(t < 1.5, 5.0, 0.0)
+    car = Track(t, x, np.zeros(61), np.zeros(61), v, np.zeros(61), np.ones(61, bool), 4.5, 1.9)
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=GREEN, num_steps=61), RED)
+    controls = Context(Rollout.from_log(s), s, CFG).stop_controls
+    assert right_of_way_violation(car, controls, 30, 2.0, "the car") == "the car entered the junction against the red signal on lane west_left at 1.0 s"
