@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,42 +316,46 @@ def write_junit(result: GateResult, path: str | Path, run_dir: str | Path | None
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two writers of one path never share a temporary
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     suite = f"drivetwin.{result.suite or 'suite'}"
-    with open(tmp, "w", encoding="utf-8", buffering=1 << 20) as out:
-        out.write("<?xml version='1.0' encoding='utf-8'?>\n")
-        out.write(f'<testsuites name="drivetwin" tests="{tests}" failures="{failures}" errors="{errors}">\n')
-        out.write(
-            f'  <testsuite name={_xml_attr(suite)} tests="{tests}" failures="{failures}" errors="{errors}" skipped="0" timestamp="{stamp}">\n'
-            f"    <properties>\n      <property name=\"run_id\" value={_xml_attr(result.run_id)} />\n"
-            f'      <property name="verdict" value="{"pass" if result.passed else "fail"}" />\n    </properties>\n'
-        )
-        for i in range(n):
-            time_s = f"{seconds[i]:.3f}" if np.isfinite(seconds[i]) else "0"
-            out.write(f"    <testcase classname={_xml_attr(scenarios[i])} name={_xml_attr(ids[i])} time=\"{time_s}\">\n")
-            if not ok[i] or failing[i]:
-                row = flagged[i]
-                replay = f"replay: {_replay_command(ids[i], run_dir)}"
-                if not ok[i]:
-                    error = str(row["error"])
-                    message, body = _xml_attr(f"{error[:500]}; {replay}"), _xml_text(error + "\n" + replay)
-                    out.write(f'      <error message={message} type="variant_error">{body}</error>\n')
-                else:
-                    reason = _failure_reason(row)
-                    found = causes(row)
-                    kind = found[0] if found else "score"
-                    message, body = _xml_attr(f"{reason}; {replay}"), _xml_text(reason + "\n" + replay)
-                    out.write(f"      <failure message={message} type={_xml_attr(kind)}>{body}</failure>\n")
-            text = json.dumps({k: _finite(scores[k][i]) for k in _CASE_SCORES})
-            if isinstance(against[i], str):
-                text += f"\njudged against the log: {against[i]}"
-            out.write(f"      <system-out>{_xml_text(text)}</system-out>\n    </testcase>\n")
-        for check in result.checks:
-            out.write(f'    <testcase classname="drivetwin.gate" name={_xml_attr(check.name)} time="0">\n')
-            if not check.passed:
-                out.write(f'      <failure message={_xml_attr(check.message)} type="gate">{_xml_text(check.message)}</failure>\n')
-            out.write(f"      <system-out>{_xml_text(check.message)}</system-out>\n    </testcase>\n")
-        out.write("  </testsuite>\n</testsuites>\n")
+    try:
+        with open(tmp, "w", encoding="utf-8", buffering=1 << 20) as out:
+            out.write("<?xml version='1.0' encoding='utf-8'?>\n")
+            out.write(f'<testsuites name="drivetwin" tests="{tests}" failures="{failures}" errors="{errors}">\n')
+            out.write(
+                f'  <testsuite name={_xml_attr(suite)} tests="{tests}" failures="{failures}" errors="{errors}" skipped="0" timestamp="{stamp}">\n'
+                f"    <properties>\n      <property name=\"run_id\" value={_xml_attr(result.run_id)} />\n"
+                f'      <property name="verdict" value="{"pass" if result.passed else "fail"}" />\n    </properties>\n'
+            )
+            for i in range(n):
+                time_s = f"{seconds[i]:.3f}" if np.isfinite(seconds[i]) else "0"
+                out.write(f"    <testcase classname={_xml_attr(scenarios[i])} name={_xml_attr(ids[i])} time=\"{time_s}\">\n")
+                if not ok[i] or failing[i]:
+                    row = flagged[i]
+                    replay = f"replay: {_replay_command(ids[i], run_dir)}"
+                    if not ok[i]:
+                        error = str(row["error"])
+                        message, body = _xml_attr(f"{error[:500]}; {replay}"), _xml_text(error + "\n" + replay)
+                        out.write(f'      <error message={message} type="variant_error">{body}</error>\n')
+                    else:
+                        reason = _failure_reason(row)
+                        found = causes(row)
+                        kind = found[0] if found else "score"
+                        message, body = _xml_attr(f"{reason}; {replay}"), _xml_text(reason + "\n" + replay)
+                        out.write(f"      <failure message={message} type={_xml_attr(kind)}>{body}</failure>\n")
+                text = json.dumps({k: _finite(scores[k][i]) for k in _CASE_SCORES})
+                if isinstance(against[i], str):
+                    text += f"\njudged against the log: {against[i]}"
+                out.write(f"      <system-out>{_xml_text(text)}</system-out>\n    </testcase>\n")
+            for check in result.checks:
+                out.write(f'    <testcase classname="drivetwin.gate" name={_xml_attr(check.name)} time="0">\n')
+                if not check.passed:
+                    out.write(f'      <failure message={_xml_attr(check.message)} type="gate">{_xml_text(check.message)}</failure>\n')
+                out.write(f"      <system-out>{_xml_text(check.message)}</system-out>\n    </testcase>\n")
+            out.write("  </testsuite>\n</testsuites>\n")
+    except BaseException:  # an error or an interrupt mid-write leaves no temporary behind
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
     return path

@@ -235,4 +235,25 @@ def test_junit_holds_any_error_text_and_counts_every_case(tmp_path):
     checks = len(result.checks)
     assert suite.get("tests") == str(3 + checks) and suite.get("errors") == "3" and root.get("errors") == "3"
     assert int(suite.get("failures")) == sum(not c.passed for c in result.checks) > 0
-    assert not (tmp_path / "j.xml.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["j.xml"]  # no temporary left
+
+
+def test_junit_failing_mid_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    """An error while the cases are written (here: a failure reason that raises) leaves the
+    previous junit.xml whole and no temporary file behind."""
+    import harness.gate as G
+    from evaluators.report import SUMMARY_SCHEMA, error_summary
+    from harness.config import parse_suite
+
+    rows = [error_summary("v0", "s", "e", "boom")]
+    summary = pd.DataFrame(rows).reindex(columns=SUMMARY_SCHEMA.names)
+    result = G.gate(summary, parse_suite({}).gate, run_id="r", suite="odd")
+    (tmp_path / "j.xml").write_text("<old/>")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(G, "_replay_command", broken)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        G.write_junit(result, tmp_path / "j.xml")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.xml"] and (tmp_path / "j.xml").read_text() == "<old/>"
