@@ -5,19 +5,23 @@ paths and directories drivetwin picks, the client's socket options (``harness.re
 from __future__ import annotations
 
 import errno
+import os
 import re
 import socket
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-pytest.importorskip("grpc")
+grpc = pytest.importorskip("grpc")
 
 from harness.remote import frames  # noqa: E402
 from harness.remote import server as harness_server  # noqa: E402
 from harness.remote._proto import planner_pb2 as pb  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _describe(address: str) -> str:
@@ -246,13 +250,13 @@ def test_a_long_temp_dir_puts_the_socket_in_a_short_one(tmp_path, monkeypatch):
     try:
         address = planner.start()
         path = address[len(frames.UNIX_SCHEME):]
-        assert path.startswith(f"/tmp/drivetwin-sock-{__import__('os').getpid()}-") and path.endswith("/planner-1.sock")
+        assert path.startswith(f"/tmp/drivetwin-sock-{os.getpid()}-") and path.endswith("/planner-1.sock")
         assert len(path.encode()) <= frames.MAX_UNIX_PATH
         assert (tmp_path / "logs" / planner.log_path.name).exists()
-        directory = __import__("os").path.dirname(path)
+        directory = os.path.dirname(path)
     finally:
         planner.stop()
-    assert not __import__("os").path.exists(directory)
+    assert not os.path.exists(directory)
 
 
 def test_a_short_temp_dir_keeps_the_socket_there(own_tmp):
@@ -282,7 +286,6 @@ def test_a_user_given_socket_path_too_long_is_refused_naming_it():
 def test_a_killed_planners_socket_dir_is_removed(own_tmp):
     """A planner SIGKILLed mid-run leaves its socket file: the restart (the retry) starts it in a
     fresh directory and the old one is gone; stopping removes the last."""
-    import os
     import signal
 
     from harness.remote import process
@@ -304,7 +307,6 @@ def test_a_killed_twins_socket_dir_is_removed_by_the_next_twin(own_tmp):
     """A twin SIGKILLed runs no ``finally``: its planner dies with it (PR_SET_PDEATHSIG) and leaves
     the directory; the next twin to make one removes it (its owner's pid is gone, its socket unserved).
     A live twin's directory and another kind of directory stay."""
-    import os
     import signal
     import subprocess
 
@@ -316,7 +318,7 @@ def test_a_killed_twins_socket_dir_is_removed_by_the_next_twin(own_tmp):
          f"p = PlannerProcess({LISTENER!r}, log_dir={str(own_tmp / 'logs')!r})\n"
          "print(p.start(), flush=True)\n"
          "time.sleep(120)\n"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[2])},
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     left = twin.stdout.readline().strip()[len(frames.UNIX_SCHEME):]
     assert left, "the twin printed no address"
@@ -364,5 +366,5 @@ def test_a_servicer_that_raises_ends_the_frames_session_with_unknown(tmp_path):
         client.close()
     finally:
         assert server.stop(0).wait(5)
-    assert frames.status_code(None) == 2 and frames.status_code(__import__("grpc").StatusCode.OK) == 2
-    assert frames.status_code(__import__("grpc").StatusCode.FAILED_PRECONDITION) == 9
+    assert frames.status_code(None) == 2 and frames.status_code(grpc.StatusCode.OK) == 2
+    assert frames.status_code(grpc.StatusCode.FAILED_PRECONDITION) == 9
