@@ -230,12 +230,14 @@ def own_tmp(monkeypatch):
     from harness.remote import process
 
     root = Path(tempfile.mkdtemp(prefix="dtt-", dir="/tmp"))
-    (root / "t").mkdir()
-    (root / "s").mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root / "t"))
-    monkeypatch.setattr(process, "SHORT_SOCKET_ROOT", str(root / "s"))
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        (root / "t").mkdir()
+        (root / "s").mkdir()
+        monkeypatch.setattr(tempfile, "tempdir", str(root / "t"))
+        monkeypatch.setattr(process, "SHORT_SOCKET_ROOT", str(root / "s"), raising=False)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_long_temp_dir_puts_the_socket_in_a_short_one(tmp_path, monkeypatch):
