@@ -142,6 +142,10 @@ def test_a_planner_that_exits_mid_episode_fails_its_variant_after_a_retry(transp
     # the planner was started again for the retry, and again for the variants after it
     logs = list((tmp_path / "run" / "planners").glob("planner-*.log"))
     assert len(logs) >= 3
+    if transport == "frames" and executor == "sequential":  # the killed planners' socket dirs are gone with them
+        import tempfile
+
+        assert list(Path(tempfile.gettempdir()).glob(f"drivetwin-sock-{os.getpid()}-*")) == []
 
 
 def test_a_planner_that_hangs_fails_its_variant_not_the_run(ids, in_process, tmp_path):
