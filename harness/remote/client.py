@@ -48,6 +48,8 @@ MAP_CACHE_SIZE = 8
 #: No bandwidth probes (a ping per burst read) and no retry buffering of stream messages.
 CHANNEL_OPTIONS = [("grpc.optimization_target", "latency"), ("grpc.http2.bdp_probe", 0), ("grpc.enable_retries", 0)]
 #: gRPC codes that mean the planner is gone or hung, not that it answered badly.
+#: gRPC status codes by number (a frames planner's ``SessionEnd.code``).
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
 _LOST_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
 
 
@@ -160,6 +162,9 @@ class RemotePolicy:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
         if session_call not in SESSION_CALLS:
             raise ValueError(f"session_call must be one of {SESSION_CALLS}, got {session_call!r}")
+        for given in ([address] if address else list(addresses or ())):
+            if frames.is_frames_address(given):
+                frames.parse_address(given)  # a ValueError naming the address and what is wrong (a path over 107 bytes)
         self._address, self._claim = address, AddressClaim(addresses, log_dir) if addresses else None
         self._process = PlannerProcess(command, log_dir, cwd) if command else None
         self._name = name
@@ -303,6 +308,10 @@ class RemotePolicy:
         return PlannerLost(f"{what}: {self._where_after_loss()} closed the connection ({detail})")
 
     def _reply_of(self, kind: str, reply: Any, what: str) -> Any:
+        if reply.WhichOneof("reply") == "end":  # a frames planner ended the session with a status
+            self._drop_frames()
+            code = _CODES.get(reply.end.code, grpc.StatusCode.UNKNOWN)
+            raise self._status_error(code, reply.end.details, what)
         if reply.WhichOneof("reply") != kind:
             self._drop_frames()
             self._drop_stream()
@@ -344,6 +353,11 @@ class RemotePolicy:
     def _lost_or_error(self, exc: grpc.RpcError, what: str) -> RemoteError:
         code = exc.code() if hasattr(exc, "code") else None
         detail = exc.details() if hasattr(exc, "details") else str(exc)
+        return self._status_error(code, detail, what)
+
+    def _status_error(self, code: Any, detail: str, what: str) -> RemoteError:
+        """What a call (or a frames session) ended with status ``code`` (a ``grpc.StatusCode``)
+        means: ``PlannerLost`` for the codes of a planner gone or hung, else ``RemoteError``."""
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return PlannerLost(f"{what}: {self._where()} did not reply within {self.step_timeout_s:g} s (hung)")
         if code in _LOST_CODES:

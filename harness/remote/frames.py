@@ -16,7 +16,10 @@ Framing (language-neutral; a planner needs a stream socket and the generated pro
   ``reset``, ``step``, ``close``), in order; a reply carries its time and status as on gRPC.
 - One connection is one session stream (one drivetwin worker), kept across its episodes; the
   twin closing it ends the session (the planner may free it). A planner that closes it, or
-  cannot read a frame, ends the session (the twin counts the planner as lost).
+  cannot read a frame, ends the session (the twin counts the planner as lost). A planner that
+  ends it with a status, as a gRPC server ends a ``Session`` call (a servicer's
+  ``context.abort``), answers the request with a ``SessionReply.end`` (the gRPC code and its
+  details) and closes: the twin raises what gRPC's path raises for that status.
 - Real-time mode: the twin may stop waiting for a reply at its deadline (a deadline miss). It
   then sends no request until that late reply has come, and drops it.
 
@@ -32,6 +35,7 @@ import os
 import socket
 import stat
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -50,6 +54,15 @@ MAX_FRAME_BYTES = 64 << 20
 MAX_UNIX_PATH = 107
 #: How long ``FramesServer.stop`` waits for connection threads after closing their sockets [s].
 STOP_WAIT_S = 2.0
+#: ``struct timeval`` as SO_RCVTIMEO/SO_SNDTIMEO take it on Linux's 64-bit ABIs (``time_t`` and
+#: ``suseconds_t`` both 64-bit, native order); where that is not the layout (``KERNEL_TIMEOUTS``
+#: False) or the kernel does not read back what was set, the client uses ``socket.settimeout``.
+TIMEVAL = struct.Struct("=qq")
+KERNEL_TIMEOUTS = sys.platform.startswith("linux") and struct.calcsize("P") == 8
+#: How long a server waits to see whether an existing socket file is still served [s].
+STALE_PROBE_S = 0.5
+#: How long the accept thread waits after a failed ``accept`` (EMFILE, ECONNABORTED, ...) [s].
+ACCEPT_BACKOFF_S = 0.02
 
 _log = logging.getLogger(__name__)
 
@@ -70,7 +83,10 @@ def parse_address(address: str) -> tuple[int, Any]:
         if not path.startswith("/"):
             raise ValueError(f"{address!r}: a unix+frames address needs an absolute path (unix+frames:///run/planner.sock)")
         if len(os.fsencode(path)) > MAX_UNIX_PATH:
-            raise ValueError(f"{address!r}: the socket path is longer than {MAX_UNIX_PATH} bytes")
+            raise ValueError(
+                f"{address!r}: the socket path is longer than {MAX_UNIX_PATH} bytes ({len(os.fsencode(path))}; "
+                "the limit of a Unix socket's path): give a shorter one"
+            )
         return socket.AF_UNIX, path
     if address.startswith(TCP_SCHEME):
         host, _, port = address[len(TCP_SCHEME):].rpartition(":")
@@ -82,8 +98,13 @@ def parse_address(address: str) -> tuple[int, Any]:
 
 
 def _tune(sock: socket.socket) -> None:
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a small frame goes now, not after an ACK
+    """Set a connected socket's options (TCP: Nagle off); on failure the socket is closed."""
+    try:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a small frame goes now, not after an ACK
+    except BaseException:
+        sock.close()
+        raise
 
 
 class FrameSocket:
@@ -126,6 +147,15 @@ class FrameSocket:
         the connection fails (``ConnectionResetError`` when the stream ends inside a frame).
         What was read of a frame cut off by a timeout stays buffered for the next call."""
         buf = self._buf
+        if not buf:  # the usual case: the whole frame in one read, parsed from the chunk (no buffer copy)
+            n = self.sock.recv_into(self._chunk)
+            if n == 0:
+                return None
+            if n >= HEADER.size:
+                (size,) = HEADER.unpack_from(self._chunk)
+                if size <= MAX_FRAME_BYTES and n == HEADER.size + size:
+                    return bytes(self._view[HEADER.size:n])
+            buf += self._view[:n]
         first = True
         while len(buf) < HEADER.size:
             more, first = self._more(deadline, first), False
@@ -167,6 +197,18 @@ def connect(address: str, timeout_s: float) -> socket.socket:
     return sock
 
 
+def _timeval(timeout_s: float) -> bytes:
+    """``timeout_s`` [s] as a ``TIMEVAL``, at least 1 us (a zero timeval means "never time out")."""
+    usec_total = max(round(timeout_s * 1e6), 1)
+    return TIMEVAL.pack(*divmod(usec_total, 1_000_000))
+
+
+def _timeval_s(data: bytes) -> float:
+    """A ``TIMEVAL`` read back from the kernel, in seconds."""
+    sec, usec = TIMEVAL.unpack(data)
+    return sec + usec * 1e-6
+
+
 class FramesClient:
     """The twin's end of one frames connection.
 
@@ -183,12 +225,16 @@ class FramesClient:
         sock = connect(address, connect_timeout_s)
         self._frames = FrameSocket(sock)
         self._timeout: float | None = None
-        self._kernel_timeout = True  # SO_RCVTIMEO: a blocking recv, no poll() before each
-        try:
-            sock.settimeout(None)
-            self._set_timeout(connect_timeout_s)
-        except OSError:
-            self._kernel_timeout = False
+        self._kernel_timeout = KERNEL_TIMEOUTS  # SO_RCVTIMEO: a blocking recv, no poll() before each
+        if self._kernel_timeout:
+            try:
+                sock.settimeout(None)
+                self._set_timeout(connect_timeout_s)
+                got = _timeval_s(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, TIMEVAL.size))
+                self._kernel_timeout = abs(got - connect_timeout_s) < 0.05  # the kernel rounds up to its tick
+            except OSError:
+                self._kernel_timeout = False
+        if not self._kernel_timeout:
             sock.settimeout(connect_timeout_s)
             self._timeout = connect_timeout_s
         self.late = 0  # replies still due to requests the twin stopped waiting for
@@ -198,8 +244,7 @@ class FramesClient:
         if timeout_s == self._timeout:
             return
         if self._kernel_timeout:  # the kernel's timeout on the blocking socket (EAGAIN past it)
-            whole = int(timeout_s)
-            timeval = struct.pack("@ll", whole, max(int((timeout_s - whole) * 1e6), 1 if whole == 0 else 0))
+            timeval = _timeval(timeout_s)
             self._frames.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
             self._frames.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         else:
@@ -281,8 +326,13 @@ class FramesClient:
 # --- server side -------------------------------------------------------------------------------
 
 
+#: gRPC's UNKNOWN status code: a servicer that raised, or aborted with OK.
+GRPC_UNKNOWN = 2
+
+
 class _Aborted(Exception):
-    """Raised by ``_Context.abort``: the servicer gave up on the session; the connection is closed."""
+    """Raised by ``_Context.abort``: the servicer gave up on the session; the twin gets a
+    ``SessionReply.end`` with its code and details, then the connection is closed."""
 
 
 class _Context:
@@ -412,9 +462,19 @@ class FramesServer:
         while True:
             try:
                 sock, peer = self._listener.accept()
-            except OSError:
-                break  # the listener was closed: stopping
-            frames = FrameSocket(sock)
+            except OSError as exc:
+                if self._stopping:
+                    break  # stop() shut the listener down
+                # out of descriptors (EMFILE), a connection aborted before it was accepted, ...:
+                # this connection is lost, not the server
+                _log.warning("frames server on %s: accept failed: %s; accepting again in %g s", self.address, exc, ACCEPT_BACKOFF_S)
+                time.sleep(ACCEPT_BACKOFF_S)
+                continue
+            try:
+                frames = FrameSocket(sock)
+            except OSError as exc:  # FrameSocket closed it
+                _log.warning("frames connection from %s dropped: %s", peer, exc)
+                continue
             thread = threading.Thread(target=self._serve, args=(frames, str(peer or "unix")), name="drivetwin-frames-call", daemon=True)
             with self._lock:
                 if self._stopping:
@@ -439,11 +499,14 @@ class FramesServer:
             replies = self._servicer.Session(requests(), context)
             for reply in replies:
                 frames.send(reply.SerializeToString())
-        except (OSError, FrameError, _Aborted) as exc:  # the twin went away or broke the framing, or the servicer ended the session
+        except (OSError, FrameError) as exc:  # the twin went away or broke the framing
             if not self._stopping and not isinstance(exc, (ConnectionResetError, BrokenPipeError)):
                 _log.warning("frames connection from %s ended: %s", peer, exc)
-        except Exception:  # noqa: BLE001 - one connection's failure does not stop the server
+        except _Aborted:  # the servicer ended the session with a status: the twin is told it
+            _send_end(frames, context.code_, context.details_, peer)
+        except Exception as exc:  # noqa: BLE001 - one connection's failure does not stop the server
             _log.exception("frames connection from %s failed", peer)
+            _send_end(frames, GRPC_UNKNOWN, f"Exception calling application: {exc}", peer)  # as a gRPC server says it
         finally:
             context.closed = True
             if replies is not None and hasattr(replies, "close"):
@@ -460,7 +523,13 @@ class FramesServer:
             if self._stopping:
                 return self._stopped
             self._stopping = True
+        try:  # wakes the accept thread (closing alone would not: the port would stay listening)
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._listener.close()
+        if self._acceptor is not None and self._acceptor is not threading.current_thread():
+            self._acceptor.join(STOP_WAIT_S)
         if self._path:
             try:
                 os.unlink(self._path)
@@ -486,6 +555,23 @@ class FramesServer:
         return self._stopped.wait(timeout)
 
 
+def status_code(code: Any) -> int:
+    """A gRPC status code's number (``grpc.StatusCode`` or an int); OK and None become UNKNOWN (2),
+    as an abort with OK ends a gRPC call."""
+    value = getattr(code, "value", code)
+    value = value[0] if isinstance(value, tuple) else value
+    return int(value) if isinstance(value, int) and value != 0 else GRPC_UNKNOWN
+
+
+def _send_end(frames: FrameSocket, code: Any, details: str, peer: str) -> None:
+    """Tell the twin the session ended with ``code`` (``SessionReply.end``), if it still listens."""
+    end = pb.SessionReply(end=pb.SessionEnd(code=status_code(code), details=details))
+    try:
+        frames.send(end.SerializeToString())
+    except (OSError, ValueError) as exc:
+        _log.warning("frames connection from %s: the session's end (%s) not sent: %s", peer, details, exc)
+
+
 def _clear_stale_socket(path: str) -> None:
     """Remove a socket file nobody listens on (left by a planner that died); ``OSError`` when one does."""
     try:
@@ -496,10 +582,16 @@ def _clear_stale_socket(path: str) -> None:
     if not stat.S_ISSOCK(mode):
         raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(STALE_PROBE_S)
     try:
         probe.connect(path)
-    except OSError:
-        os.unlink(path)  # refused: a stale socket
+    except (ConnectionRefusedError, FileNotFoundError):
+        try:
+            os.unlink(path)  # nobody listens: a stale socket
+        except FileNotFoundError:
+            pass
+    except OSError as exc:  # EACCES, a full backlog (EAGAIN), a timeout: maybe somebody's live socket
+        raise OSError(exc.errno or errno.EADDRINUSE, f"{path} exists and cannot be probed ({exc}); not removing it") from None
     else:
         raise OSError(errno.EADDRINUSE, f"a planner already listens on {path}")
     finally:

@@ -6,6 +6,11 @@ waits until it accepts connections, writes its stdout/stderr to a log file, rest
 demand and stops it (SIGTERM, then SIGKILL) when closed, when its owner is collected, and, on
 Linux, when the worker process that started it dies (``PR_SET_PDEATHSIG``: a killed Ray actor
 leaves no planner behind).
+
+A ``{socket}`` is ``planner-<n>.sock`` in a private directory ``drivetwin-sock-<pid>-*`` of the
+temp dir (of ``/tmp`` when the temp dir's path leaves no room: a socket path has at most 107
+bytes). The directory goes when the process is stopped (a killed planner's socket file with it)
+and at the twin's exit; one that a killed twin left is removed by the next twin that makes one.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import re
 import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -32,6 +39,11 @@ from harness.remote.protocol import PlannerLost
 
 #: How long a started planner has to accept connections [s].
 READY_TIMEOUT_S = 30.0
+#: Where a planner's Unix socket directory goes when the temp dir's path is too long for one.
+SHORT_SOCKET_ROOT = "/tmp"
+#: A socket directory's name: this prefix, the pid of the twin that made it, mkdtemp's part.
+SOCKET_DIR_PREFIX = "drivetwin-sock-"
+_SOCKET_DIR = re.compile(re.escape(SOCKET_DIR_PREFIX) + r"(\d+)-\w{8}")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -80,6 +92,78 @@ def _remove_dir(path: str) -> None:
         pass
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _socket_unserved(path: str) -> bool:
+    """Whether ``path`` is a socket file nobody listens on (connecting is refused)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(frames.STALE_PROBE_S)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return False
+
+
+def clear_stale_socket_dirs(roots: Sequence[str] = ()) -> list[str]:
+    """Remove the socket directories that twins which are gone (killed: no ``finally`` ran) left in
+    ``roots`` (default: the temp dir and ``SHORT_SOCKET_ROOT``): only this user's, only their
+    unserved socket files, only when nothing else is in them. The directories removed."""
+    removed = []
+    uid = os.getuid()
+    for root in roots or dict.fromkeys((tempfile.gettempdir(), SHORT_SOCKET_ROOT)):
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        for name in names:
+            owner = _SOCKET_DIR.fullmatch(name)
+            if owner is None or _pid_alive(int(owner.group(1))):
+                continue
+            path = os.path.join(root, name)
+            try:
+                if os.lstat(path).st_uid != uid or not stat.S_ISDIR(os.lstat(path).st_mode):
+                    continue
+                for entry in os.listdir(path):
+                    sock = os.path.join(path, entry)
+                    if stat.S_ISSOCK(os.lstat(sock).st_mode) and _socket_unserved(sock):
+                        os.unlink(sock)
+                os.rmdir(path)
+            except OSError:
+                continue
+            removed.append(path)
+    return removed
+
+
+def socket_dir() -> str:
+    """A new private directory (mode 0700) for a planner's Unix sockets: in the temp dir, or in
+    ``SHORT_SOCKET_ROOT`` when the temp dir's path is too long for a socket path in it (at most
+    ``frames.MAX_UNIX_PATH`` bytes). Stale ones of twins that are gone are removed first."""
+    clear_stale_socket_dirs()
+    prefix = f"{SOCKET_DIR_PREFIX}{os.getpid()}-"
+    for root in (tempfile.gettempdir(), SHORT_SOCKET_ROOT):
+        longest = os.path.join(os.path.abspath(root), prefix + "x" * 8, _socket_name(999_999))  # mkdtemp adds 8 characters
+        if len(os.fsencode(longest)) <= frames.MAX_UNIX_PATH:
+            return tempfile.mkdtemp(prefix=prefix, dir=os.path.abspath(root))
+    raise OSError(f"no directory for a planner's socket: {SHORT_SOCKET_ROOT}/{prefix}... is over {frames.MAX_UNIX_PATH} bytes")
+
+
+def _socket_name(start: int) -> str:
+    return f"planner-{start}.sock"
+
+
 def _stop(popen: subprocess.Popen, log: Any) -> None:
     if popen.poll() is None:
         popen.terminate()
@@ -109,6 +193,7 @@ class PlannerProcess:
         self.command, self.host, self.cwd = command, host, cwd or None
         self.frames = "{socket}" in command
         self._socket_dir = ""
+        self._dir_finalizer: Any = None
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir()) / "drivetwin-planners"
         self.address = ""
         self.starts = 0
@@ -143,9 +228,12 @@ class PlannerProcess:
         self.starts += 1
         if self.frames:  # a short path: a Unix socket's path has at most 107 bytes
             if not self._socket_dir or not os.path.isdir(self._socket_dir):
-                self._socket_dir = tempfile.mkdtemp(prefix="drivetwin-")
-                weakref.finalize(self, _remove_dir, self._socket_dir)
-            path = os.path.join(self._socket_dir, f"planner-{self.starts}.sock")
+                try:
+                    self._socket_dir = socket_dir()
+                except OSError as exc:
+                    raise PlannerLost(f"cannot start planner {self.command!r}: {exc}") from None
+                self._dir_finalizer = weakref.finalize(self, _remove_dir, self._socket_dir)  # atexit too
+            path = os.path.join(self._socket_dir, _socket_name(self.starts))
             argv = shlex.split(self.command.replace("{socket}", path))
             address = frames.UNIX_SCHEME + path
         else:
@@ -178,10 +266,15 @@ class PlannerProcess:
         return self.address
 
     def stop(self) -> None:
+        """Stop the process (if running) and remove its socket directory (a killed planner's socket
+        is left in it)."""
         if self._finalizer is not None:
             self._finalizer()
             self._finalizer = None
         self._popen = None
+        if self._dir_finalizer is not None:
+            self._dir_finalizer()
+            self._dir_finalizer, self._socket_dir = None, ""
 
 
 class AddressClaim:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -245,8 +246,11 @@ def _road_user_arrays(agents: Mapping[str, np.ndarray]) -> bytes:
     block = np.empty((len(_ROAD_USER_FIELDS), n), dtype="<f8")
     for i, key in enumerate(_ROAD_USER_FIELDS):
         block[i] = agents[key]
-    raw, size, length = block.tobytes(), 8 * n, _varint(8 * n)
-    return b"".join(tag + length + raw[i * size:(i + 1) * size] for i, tag in enumerate(_ROAD_USER_TAGS))
+    length = _varint(8 * n)
+    parts: list[Any] = []
+    for tag, row in zip(_ROAD_USER_TAGS, block):  # each row's bytes as a view: no copy until the join
+        parts += (tag, length, row.data)
+    return b"".join(parts)
 
 
 def _read_varint(data: bytearray, i: int) -> tuple[int, int]:
@@ -342,8 +346,11 @@ def decode_command(command: Any, action_type: str, space: Any, what: str) -> Any
     if case != action_type:
         raise RemoteError(f"{what}: malformed command: a {action_type} action was declared, the planner sent {case or 'no action'}")
     if action_type == "continuous":
-        action = np.array([command.continuous.accel, command.continuous.steer], dtype=np.float32)
-    elif action_type == "trajectory":
+        accel, steer = command.continuous.accel, command.continuous.steer
+        if not (math.isfinite(accel) and math.isfinite(steer)):  # two floats: no numpy reduction per step
+            raise RemoteError(f"{what}: malformed command: non-finite values in the {action_type} action")
+        return np.array([accel, steer], dtype=np.float32)
+    if action_type == "trajectory":
         xy = np.asarray(command.trajectory.xy, dtype=np.float32)
         if xy.size != int(np.prod(space.shape)):
             raise RemoteError(f"{what}: malformed command: {xy.size} trajectory values, the action space needs {int(np.prod(space.shape))} ({tuple(space.shape)})")
@@ -353,7 +360,7 @@ def decode_command(command: Any, action_type: str, space: Any, what: str) -> Any
         if choice >= int(space.n):
             raise RemoteError(f"{what}: malformed command: discrete choice {choice} of {int(space.n)}")
         return choice
-    if not np.all(np.isfinite(action)):
+    if not np.isfinite(action).all():
         raise RemoteError(f"{what}: malformed command: non-finite values in the {action_type} action")
     return action
 

@@ -3,7 +3,8 @@
 This file is also the faulty planner: ``python test_remote_faults.py --fault F --victim ID
 --port P`` (gRPC; ``--socket PATH``: the frames transport) serves the expert, and misbehaves at
 step ``--at`` of scenario ``ID`` only: it exits, hangs, replies for the wrong time, sends a
-malformed command, reports an error, or (real-time mode) sleeps past the step's deadline.
+malformed command, reports an error, aborts the session with a status (``context.abort``), or
+(real-time mode) sleeps past the step's deadline.
 The tests that need no planner process of their own run on each transport (``TRANSPORTS``).
 """
 
@@ -28,7 +29,7 @@ from harness.remote._proto import planner_pb2 as pb  # noqa: E402
 HERE = Path(__file__).resolve()
 SAMPLE = HERE.parents[2] / "scenarios" / "sample" / "ngsim_us101"
 RUN_ONLY = ["run_id", "worker_s", "attempts", "planner_latency_p50_ms", "planner_latency_p99_ms", "planner_latency_max_ms"]
-FAULTS = ("exit", "hang", "wrong_time", "malformed", "error", "sleep")
+FAULTS = ("exit", "hang", "wrong_time", "malformed", "error", "sleep", "abort", "abort_unavailable")
 #: How a suite's planner command is given its endpoint: gRPC on a port, frames on a Unix socket.
 PLACEHOLDERS = {"grpc": "--port {port}", "frames": "--socket {socket}"}
 
@@ -55,6 +56,14 @@ class FaultyServicer(PolicyServicer):
         if self.fault == "sleep":
             time.sleep(self.sleep_s)
             return super().Step(request, context)
+        if self.fault == "abort":  # the servicer ends the session with a status (gRPC: the call's)
+            import grpc
+
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "planner lost its map")
+        if self.fault == "abort_unavailable":
+            import grpc
+
+            context.abort(grpc.StatusCode.UNAVAILABLE, "planner shutting down")
         command = super().Step(request, context)
         if self.fault == "wrong_time":
             command.t_us -= 100_000  # the answer to the previous step
@@ -133,6 +142,10 @@ def test_a_planner_that_exits_mid_episode_fails_its_variant_after_a_retry(transp
     # the planner was started again for the retry, and again for the variants after it
     logs = list((tmp_path / "run" / "planners").glob("planner-*.log"))
     assert len(logs) >= 3
+    if transport == "frames" and executor == "sequential":  # the killed planners' socket dirs are gone with them
+        import tempfile
+
+        assert list(Path(tempfile.gettempdir()).glob(f"drivetwin-sock-{os.getpid()}-*")) == []
 
 
 def test_a_planner_that_hangs_fails_its_variant_not_the_run(ids, in_process, tmp_path):
@@ -151,12 +164,13 @@ def test_a_planner_that_hangs_fails_its_variant_not_the_run(ids, in_process, tmp
 _WRONG_TIME = r"step 5 \(t_us=(?P<t>\d+)\): the planner replied for t_us=\d+, the twin asked for t_us=(?P=t)"
 _MALFORMED = r"step 5 .*malformed command: a continuous action was declared, the planner sent trajectory"
 _ERROR = r"step 5 .*the planner replied STATUS_ERROR: planner lost localisation"
+_ABORT = r"step 5 \(t_us=\d+\): planner \S+ \(process running, log \S+\) failed the call: FAILED_PRECONDITION: planner lost its map$"
 
 
 @pytest.mark.parametrize(
     ("transport", "fault", "message"),
-    [("grpc", "wrong_time", _WRONG_TIME), ("grpc", "malformed", _MALFORMED), ("grpc", "error", _ERROR),
-     ("frames", "wrong_time", _WRONG_TIME), ("frames", "malformed", _MALFORMED)],  # a status is checked as the time is
+    [("grpc", "wrong_time", _WRONG_TIME), ("grpc", "malformed", _MALFORMED), ("grpc", "error", _ERROR), ("grpc", "abort", _ABORT),
+     ("frames", "wrong_time", _WRONG_TIME), ("frames", "malformed", _MALFORMED), ("frames", "abort", _ABORT)],  # a status is checked as the time is
 )
 def test_a_bad_reply_fails_its_own_variant_only(transport, fault, message, ids, in_process, tmp_path):
     from harness.runner import run_suite
@@ -166,7 +180,43 @@ def test_a_bad_reply_fails_its_own_variant_only(transport, fault, message, ids, 
     row = _victim(result.summary, victim)
     assert row["status"] == "error"
     assert re.search(message, row["error"]), row["error"]
+    assert row["attempts"] == 1  # a bad reply, not a lost planner: not retried
     _others_unharmed(result.summary, in_process, victim)
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "message"),
+    [
+        ("abort", "RemoteError", "step 3 (t_us=T): planner ADDRESS failed the call: FAILED_PRECONDITION: planner lost its map"),
+        ("abort_unavailable", "PlannerLost", "step 3 (t_us=T): planner ADDRESS is unreachable: UNAVAILABLE: planner shutting down"),
+    ],
+)
+def test_a_servicer_that_aborts_fails_alike_on_every_transport(fault, error, message, tmp_path):
+    """``context.abort(code, details)`` in a servicer: the twin raises the same error, with the
+    same message but for the address, on gRPC and on frames (which sends ``SessionReply.end``)."""
+    import scenarios
+    import sim
+    from harness.remote import RemotePolicy
+    from sim.runner import PolicyError, rollout
+
+    library = scenarios.ScenarioLibrary(SAMPLE)
+    victim = library.ids()[0]
+    env = sim.DriveTwinEnv(config=sim.EnvConfig.from_mapping({"observation": ["state"]}), library=library)
+    seen = {}
+    for transport in PLACEHOLDERS:
+        server, address = _served(FaultyServicer(fault, victim, at=3), transport, tmp_path)
+        try:
+            policy = RemotePolicy(address, step_timeout_s=10.0)
+            with pytest.raises(PolicyError) as info:
+                rollout(env, policy, victim, seed=0)
+            cause = info.value.__cause__
+            seen[transport] = (type(cause).__name__, re.sub(r"t_us=\d+", "t_us=T", str(cause).replace(address, "ADDRESS")))
+            assert rollout(env, policy, library.ids()[1], seed=0).num_steps > 5  # the next episode: a new session
+            policy.close()
+        finally:
+            server.stop(0)
+    env.close()
+    assert seen == {"grpc": (error, message), "frames": (error, message)}
 
 
 def test_a_reply_past_its_deadline_is_a_miss_and_the_run_goes_on(ids, tmp_path):

@@ -386,13 +386,23 @@ class SessionRequest(_message.Message):
     def __init__(self, reset: _Optional[_Union[ScenarioInit, _Mapping]] = ..., step: _Optional[_Union[Observation, _Mapping]] = ..., close: _Optional[_Union[CloseRequest, _Mapping]] = ..., describe: _Optional[_Union[DescribeRequest, _Mapping]] = ...) -> None: ...
 
 class SessionReply(_message.Message):
-    __slots__ = ("reset", "step", "close", "describe")
+    __slots__ = ("reset", "step", "close", "describe", "end")
     RESET_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     CLOSE_FIELD_NUMBER: _ClassVar[int]
     DESCRIBE_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
     reset: ResetReply
     step: Command
     close: CloseReply
     describe: PlannerInfo
-    def __init__(self, reset: _Optional[_Union[ResetReply, _Mapping]] = ..., step: _Optional[_Union[Command, _Mapping]] = ..., close: _Optional[_Union[CloseReply, _Mapping]] = ..., describe: _Optional[_Union[PlannerInfo, _Mapping]] = ...) -> None: ...
+    end: SessionEnd
+    def __init__(self, reset: _Optional[_Union[ResetReply, _Mapping]] = ..., step: _Optional[_Union[Command, _Mapping]] = ..., close: _Optional[_Union[CloseReply, _Mapping]] = ..., describe: _Optional[_Union[PlannerInfo, _Mapping]] = ..., end: _Optional[_Union[SessionEnd, _Mapping]] = ...) -> None: ...
+
+class SessionEnd(_message.Message):
+    __slots__ = ("code", "details")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    details: str
+    def __init__(self, code: _Optional[int] = ..., details: _Optional[str] = ...) -> None: ...
