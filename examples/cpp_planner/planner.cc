@@ -11,7 +11,12 @@
 //   ./cpp_planner --frames-port 50052 [--host 127.0.0.1]             frames, TCP (0: a free port)
 //
 // --unary-only answers Session UNIMPLEMENTED, as a planner written against the unary rpcs only:
-// the twin then sends one unary call per step.
+// the twin then sends one unary call per step. The Session call answers describe too.
+//
+// Frames: each connection (one session stream) is served on a thread of its own; a frame over
+// 64 MiB, one that is not a SessionRequest or one that carries no request is answered with a
+// SessionReply.end (INVALID_ARGUMENT, saying why) and the connection is closed. A connection
+// that ends frees the episodes it reset. SIGTERM and SIGINT remove the socket file.
 //
 // In a suite: [policy] command = "build/cpp_planner/cpp_planner --port {port}" (gRPC) or
 // "build/cpp_planner/cpp_planner --socket {socket}" (frames); a running one is reached with

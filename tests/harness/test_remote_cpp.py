@@ -230,6 +230,38 @@ def test_cpp_planner_frames_refuses_a_bad_frame_and_keeps_serving(frames_planner
     assert "cpp_planner: frames session ended (code 3): a frame of 5 bytes is not a SessionRequest\n" in out
 
 
+def test_cpp_planner_frames_connection_frees_its_episodes(frames_planner):
+    """A Reset on one connection serves its steps there; once that connection is closed, the
+    session is gone (a step of it on another connection is refused)."""
+    from harness.remote import frames
+    from harness.remote._proto import planner_pb2 as pb
+
+    _, path = frames_planner
+    init = pb.ScenarioInit(
+        protocol_version=1, session="w0", t_us=100_000, dt_us=100_000, dt_s=0.1,
+        action=pb.ActionSpec(type=pb.ACTION_TYPE_CONTINUOUS, shape=[2]),
+        vehicle=pb.VehicleParams(length=4.6, width=1.9, wheelbase=2.8, max_accel=4.0, max_decel=8.0, max_steer=0.5),
+        speed_limit=10.0, route=pb.Polyline(xy=[0.0, 0.0, 50.0, 0.0]),
+    )
+    step = pb.SessionRequest(step=pb.Observation(session="w0", t_us=200_000, step=1, ego=pb.EgoState(x=0.0, y=0.0, yaw=0.0, speed=0.0)))
+    first = frames.FramesClient(frames.UNIX_SCHEME + path, 5.0)
+    reply = first.ask(pb.SessionRequest(reset=init), 5.0)
+    assert reply == pb.SessionReply(reset=pb.ResetReply(status=pb.STATUS_OK, t_us=100_000, planner_name="cpp_route_follower", protocol_version=1))
+    # standing on a straight route, free road: IDM's full 2 m/s2 of max_accel 4, no steering
+    ok = pb.SessionReply(step=pb.Command(status=pb.STATUS_OK, t_us=200_000, continuous=pb.ContinuousAction(accel=0.5, steer=0.0)))
+    assert first.ask(step, 5.0) == ok
+    second = frames.FramesClient(frames.UNIX_SCHEME + path, 5.0)
+    assert second.ask(step, 5.0) == ok  # another connection may drive the session while it lives
+    first.close()
+    gone = pb.SessionReply(step=pb.Command(status=pb.STATUS_ERROR, t_us=200_000, message="no episode in this session: Reset first"))
+    deadline = time.monotonic() + 5.0
+    while (reply := second.ask(step, 5.0)) != gone and time.monotonic() < deadline:  # the planner sees the close soon
+        assert reply == ok
+        time.sleep(0.01)
+    assert reply == gone
+    second.close()
+
+
 def test_cpp_planner_frames_on_tcp(cpp_planner):
     """``--frames-port 0``: frames on TCP loopback on a free port, which it prints."""
     from harness.remote import frames
