@@ -66,7 +66,7 @@ import numpy as np
 import shapely
 
 from evaluators.geometry import box_corners, box_overlap_depth
-from evaluators.stop_lines import Control, followed, stop_line_crossings, stop_line_offsets
+from evaluators.stop_lines import SHARED_STOP_M, Control, held_to, stop_line_crossings, stop_line_offsets
 from scenarios.common import STOP_SPEED_MPS, STOP_ZONE_M  # re-exported: standing still, the stop zone
 from scenarios.model import SignalState
 
@@ -86,9 +86,6 @@ YELLOW_DECEL_MPS2 = 3.0
 #: entered: it crept over the line, stopped and went from there (a standstill deeper in the
 #: junction is a wait inside it, not its entry).
 CREEP_M = 2.0
-#: Stop lines whose stop points are this close [m] share one (lanes that part at the line: a
-#: through lane and a turn lane); a road user is held to those of the lanes it went on along.
-SHARED_STOP_M = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,48 +280,53 @@ def right_of_way_violation(track: Track, controls: Sequence[Control], step: int,
     _, lat = stop_line_offsets(front, stop, direction)
     keep = when <= step
     which, when = which[keep], when[keep]
-    judged = np.ones(len(controls), dtype=bool)
-    crossed = np.unique(which)
-    for ci in crossed:  # of stop lines sharing a stop point, those of the lanes it went on along
-        group = crossed[np.hypot(*(stop[crossed] - stop[ci]).T) <= SHARED_STOP_M]
-        if group.size > 1:
-            after = track.valid & (np.arange(track.valid.size) >= int(when[np.isin(which, group)].min()))
-            judged[group[~followed([controls[j] for j in group], xy, after)]] = False
-    speed = np.hypot(track.vx, track.vy)
-    stopped = track.valid & (speed <= STOP_SPEED_MPS)
+    stopped = track.valid & (np.hypot(track.vx, track.vy) <= STOP_SPEED_MPS)
+    for group in held_to(controls, which, when, xy, track.yaw, track.valid):
+        # of a group (lines sharing a stop point, its path not telling which it followed): only what all agree on
+        why = [
+            next((w for tc in sorted(when[which == ci].tolist()) if (w := _line_violation(track, controls[ci], tc, step, lon[ci], lat[ci], stopped, lateral_m, who))), None)
+            for ci in group.tolist()
+        ]  # fmt: skip
+        if all(why):
+            return why[0]
+    return None
+
+
+def _line_violation(track: Track, c: Control, tc: int, step: int, lon: np.ndarray, lat: np.ndarray, stopped: np.ndarray,
+                    lateral_m: float, who: str) -> str | None:  # fmt: skip
+    """Why the road user, its front over ``c``'s line at step ``tc`` ((S,) ``lon``, ``lat``: its
+    front's offsets past and beside the stop point [m]), is at ``step`` in the junction behind it
+    against it, or None."""
     t = track.t_s
-    for ci, tc in sorted(zip(which.tolist(), when.tolist()), key=lambda p: (p[1], p[0])):
-        if not judged[ci]:
-            continue  # a lane sharing the stop point that it did not follow (a turn lane's arrow)
-        c = controls[ci]
-        span = np.arange(tc, step + 1)
-        boxes = shapely.polygons(box_corners(track.x[span], track.y[span], track.yaw[span], track.length, track.width))
-        if not np.all(shapely.intersects(c.area, boxes) & track.valid[span]):
-            continue  # it left the junction behind that line before the contact
-        waited = np.flatnonzero(stopped[span] & (lon[ci, span] <= CREEP_M))
-        entry = int(span[waited[-1]]) if waited.size else tc
-        state = None if c.states is None else int(c.states[entry])
-        if state is None or state == SignalState.FLASHING_STOP:
-            zone = (lon[ci, :tc] >= -STOP_ZONE_M) & (lon[ci, :tc] < 0) & (np.abs(lat[ci, :tc]) <= lateral_m)
-            before = np.flatnonzero(stopped[:tc] & zone)
-            if before.size == 0 and entry == tc:
-                what = "flashing red " if state is not None else ""
-                return f"{who} did not stop at the {what}{c.name} (front over the line at {t[tc]:.1f} s, {speed[tc]:.1f} m/s)"
-        elif state == SignalState.STOP:
-            return f"{who} entered the junction against the red {c.name} at {t[entry]:.1f} s"
-        elif state == SignalState.CAUTION and entry == tc:
-            ky = tc
-            while ky > 0 and int(c.states[ky - 1]) == SignalState.CAUTION:
-                ky -= 1
-            seen = np.flatnonzero(track.valid[ky : tc + 1])
-            if seen.size == 0:
-                continue
-            kv = ky + int(seen[0])
-            gap, v = -float(lon[ci, kv]), float(speed[kv])
-            need = v * YELLOW_REACTION_S + v * v / (2.0 * YELLOW_DECEL_MPS2)
-            if gap >= need:
-                return (f"{who} entered the junction on the yellow {c.name} at {t[tc]:.1f} s that it could have stopped for "
-                        f"({gap:.1f} m from the line at {v:.1f} m/s when it showed yellow, {need:.1f} m to stop)")  # fmt: skip
+    speed = np.hypot(track.vx, track.vy)
+    span = np.arange(tc, step + 1)
+    boxes = shapely.polygons(box_corners(track.x[span], track.y[span], track.yaw[span], track.length, track.width))
+    if not np.all(shapely.intersects(c.area, boxes) & track.valid[span]):
+        return None  # it left the junction behind that line before the contact
+    waited = np.flatnonzero(stopped[span] & (lon[span] <= CREEP_M))
+    entry = int(span[waited[-1]]) if waited.size else tc
+    state = None if c.states is None else int(c.states[entry])
+    if state is None or state == SignalState.FLASHING_STOP:
+        zone = (lon[:tc] >= -STOP_ZONE_M) & (lon[:tc] < 0) & (np.abs(lat[:tc]) <= lateral_m)
+        before = np.flatnonzero(stopped[:tc] & zone)
+        if before.size == 0 and entry == tc:
+            what = "flashing red " if state is not None else ""
+            return f"{who} did not stop at the {what}{c.name} (front over the line at {t[tc]:.1f} s, {speed[tc]:.1f} m/s)"
+    elif state == SignalState.STOP:
+        return f"{who} entered the junction against the red {c.name} at {t[entry]:.1f} s"
+    elif state == SignalState.CAUTION and entry == tc:
+        ky = tc
+        while ky > 0 and int(c.states[ky - 1]) == SignalState.CAUTION:
+            ky -= 1
+        seen = np.flatnonzero(track.valid[ky : tc + 1])
+        if seen.size == 0:
+            return None
+        kv = ky + int(seen[0])
+        gap, v = -float(lon[kv]), float(speed[kv])
+        need = v * YELLOW_REACTION_S + v * v / (2.0 * YELLOW_DECEL_MPS2)
+        if gap >= need:
+            return (f"{who} entered the junction on the yellow {c.name} at {t[tc]:.1f} s that it could have stopped for "
+                    f"({gap:.1f} m from the line at {v:.1f} m/s when it showed yellow, {need:.1f} m to stop)")  # fmt: skip
     return None
 
 

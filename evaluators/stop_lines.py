@@ -28,6 +28,13 @@ from scenarios.model import Scenario
 if TYPE_CHECKING:
     from evaluators.context import MapGeometry
 
+#: Stop lines whose stop points are this close [m] share one (lanes that part at the line: a
+#: through lane and a turn lane); a road user is held to those of the lanes it went on along.
+SHARED_STOP_M = 1.0
+#: ``followed``'s heading test picks a lane only when its turn matches the road user's closer than
+#: every other lane's by more than this [rad] (6 deg: a heading label's noise, a lane's kink).
+HEADING_MARGIN_RAD = 0.1
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Control:
@@ -43,7 +50,10 @@ class Control:
         states: (S,) ``SignalState`` at each rollout step; None for a stop sign (stop, then go).
         signal_row: the signal's row in ``scenario.signals``; -1 for a stop sign.
         onward: the controlled lane's polygon with its successors' (where a road user that
-            follows this lane goes on to); None: ``area`` alone.
+            follows this lane goes on to); None: ``area`` alone (``controls_of`` builds it only for
+            a line sharing its stop point with another, where ``followed`` needs it).
+        centreline: (M, 2, 2) the controlled lane's centreline segments [m], for ``followed``'s
+            heading test; None: unknown.
     """
 
     name: str
@@ -54,6 +64,7 @@ class Control:
     states: np.ndarray | None
     signal_row: int = -1
     onward: shapely.Geometry | None = None
+    centreline: np.ndarray | None = None
 
 
 def stop_line_offsets(point: np.ndarray, stop: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,19 +100,80 @@ def stop_line_crossings(
     return k, t + 1, lon
 
 
-def followed(controls: Sequence[Control], centre: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def followed(controls: Sequence[Control], centre: np.ndarray, yaw: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
     """(K,) which of ``controls`` (stop lines a road user crossed, sharing a stop point) the road
-    user went on along: all but those it left for another's, its centre (S, 2) [m] at a valid
-    step out of one's ``onward`` lanes and in another's; all when it left every one (or none
-    tells, as where their lanes overlap and it went no further)."""
+    user went on along, from its centre (S, 2) [m] and heading ``yaw`` (S,) [rad] at the valid
+    steps from its crossing on; None when neither its path nor its heading tells.
+
+    By its path, where the paths part (some of the lines' ``onward`` lanes hold its centre, some
+    do not): those that held it at the last such step (a turner swinging wide out of its lane
+    for a few steps and back is still a turner). Where they never part (it went no further than
+    where their lanes overlap, as a rollout ended by a collision there does), by its heading: the
+    one whose lane's tangent at the centre's projection has turned from the line's direction as
+    far as its heading turned since the first valid step, closer than every other line's by more
+    than ``HEADING_MARGIN_RAD``."""
     k = len(controls)
     steps = np.flatnonzero(valid)
-    if k < 2 or steps.size == 0:
+    if k < 2:
         return np.ones(k, dtype=bool)
+    if steps.size == 0:
+        return None
     x, y = centre[steps, 0], centre[steps, 1]
     inside = np.array([shapely.contains_xy(c.area if c.onward is None else c.onward, x, y) for c in controls])  # (K, S)
-    left = np.array([np.any(~inside[i] & np.delete(inside, i, axis=0).any(axis=0)) for i in range(k)])
-    return ~left if not left.all() else np.ones(k, dtype=bool)
+    parted = np.flatnonzero(inside.any(axis=0) & ~inside.all(axis=0))
+    if parted.size:
+        return inside[:, parted[-1]]
+    if any(c.centreline is None for c in controls):
+        return None
+    first, last = int(steps[0]), int(steps[-1])
+    turned = _wrap(float(yaw[last]) - float(yaw[first]))
+    error = np.empty(k)
+    for i, c in enumerate(controls):
+        a, d = c.centreline[:, 0], c.centreline[:, 1] - c.centreline[:, 0]
+        u = np.clip(np.sum((centre[last] - a) * d, axis=1) / np.maximum(np.sum(d * d, axis=1), 1e-12), 0.0, 1.0)
+        j = int(np.argmin(np.hypot(*(a + u[:, None] * d - centre[last]).T)))
+        lane_turned = _wrap(float(np.arctan2(d[j, 1], d[j, 0]) - np.arctan2(c.direction[1], c.direction[0])))
+        error[i] = abs(_wrap(turned - lane_turned))
+    best = error <= error.min() + HEADING_MARGIN_RAD
+    return None if best.all() else best
+
+
+def held_to(controls: Sequence[Control], which: np.ndarray, when: np.ndarray, centre: np.ndarray, yaw: np.ndarray,
+            valid: np.ndarray) -> list[np.ndarray]:  # fmt: skip
+    """The stop lines a road user that crossed lines ``which`` (C,) at steps ``when`` (C,) is held
+    to, as groups of control indices, in the order it first crossed them: it violated a group
+    when it violated every line of it. A line whose stop point it shares with none (within
+    ``SHARED_STOP_M``) of the crossed is a group of its own; of lines sharing one, each that it
+    ``followed`` (from its first crossing of them) is, and when neither its path nor its heading
+    tells which, they are one group (held only to what they all agree on)."""
+    order = np.argsort(when, kind="stable")
+    crossed = list(dict.fromkeys(int(w) for w in np.asarray(which)[order]))
+    if not crossed:
+        return []
+    stop = np.array([controls[i].stop for i in crossed])
+    groups: list[np.ndarray] = []
+    done: set[int] = set()
+    steps = np.arange(valid.size)
+    for n, ci in enumerate(crossed):
+        if ci in done:
+            continue
+        members = np.array(crossed)[np.hypot(*(stop - stop[n]).T) <= SHARED_STOP_M]
+        done.update(members.tolist())
+        if members.size == 1:
+            groups.append(members)
+            continue
+        after = valid & (steps >= int(np.asarray(when)[np.isin(which, members)].min()))
+        kept = followed([controls[j] for j in members], centre, yaw, after)
+        if kept is None:
+            groups.append(members)
+        else:
+            groups.extend(np.array([j]) for j in members[kept])
+    return groups
+
+
+def _wrap(a: float) -> float:
+    """``a`` [rad] in [-pi, pi)."""
+    return float(np.remainder(a + np.pi, 2 * np.pi) - np.pi)
 
 
 def controls_of(scenario: Scenario, g: MapGeometry, log_step_of: np.ndarray) -> tuple[Control, ...]:
@@ -134,16 +206,24 @@ def controls_of(scenario: Scenario, g: MapGeometry, log_step_of: np.ndarray) -> 
     lanes = np.array([f[1] for f in found], dtype=np.int64)
     stops = np.array([f[2] for f in found], dtype=np.float64)
     directions = g.lane_tangents(lanes, stops)
-    successors = {lane.id: lane.successors for lane in scenario.road_map.lanes}
+    near = np.hypot(*(stops[:, None, :] - stops[None, :, :]).transpose(2, 0, 1)) <= SHARED_STOP_M
+    shared = (near & (lanes[:, None] != lanes[None, :])).any(axis=1)  # (F,) shares its stop point with another lane's line
     onward: dict[int, shapely.Geometry] = {}
-    for lane in set(lanes.tolist()):
-        rows = [lane] + [lane_of[n] for n in successors.get(str(g.lane_ids[lane]), ()) if n in lane_of]
-        onward[lane] = shapely.union_all(g.lane_polygons[rows])
-        shapely.prepare(onward[lane])
+    if shared.any():
+        successors = {lane.id: lane.successors for lane in scenario.road_map.lanes}
+        for lane in set(lanes[shared].tolist()):
+            rows = [lane] + [lane_of[n] for n in successors.get(str(g.lane_ids[lane]), ()) if n in lane_of]
+            onward[lane] = shapely.union_all(g.lane_polygons[rows])
+            shapely.prepare(onward[lane])
+    start = g.lane_segment_start
     return tuple(
-        Control(name, lane, stops[i], directions[i], g.lane_polygons[lane], states, row, onward[lane])
+        Control(name, lane, stops[i], directions[i], g.lane_polygons[lane], states, row, onward.get(lane),
+                g.lane_segments[start[lane] : start[lane + 1]])  # fmt: skip
         for i, (name, lane, _, states, row) in enumerate(found)
     )
 
 
-__all__ = ["Control", "controls_of", "followed", "stop_line_crossings", "stop_line_offsets"]
+__all__ = [
+    "HEADING_MARGIN_RAD", "SHARED_STOP_M", "Control", "controls_of", "followed", "held_to", "stop_line_crossings",
+    "stop_line_offsets",
+]  # fmt: skip

@@ -18,6 +18,7 @@ from evaluators import EvaluatorConfig, evaluate
 from evaluators.avoidability import CREEP_M, YELLOW_DECEL_MPS2, YELLOW_REACTION_S, Track, right_of_way_violation
 from evaluators.collisions import collision_table
 from evaluators.context import Context
+from evaluators import stop_lines
 from evaluators.stop_lines import Control
 from scenarios.model import Lane, RoadMap, Signals, SignalState, Tracks
 from scenarios.rollout import Rollout
@@ -299,13 +300,110 @@ def test_a_turning_car_is_held_to_the_turn_lanes_signal(through, left, blamed):
     assert why == (None if blamed is None else f"the car entered the junction against the red signal on lane {blamed} at 1.0 s")
 
 
-def test_a_car_that_goes_no_further_than_where_the_lanes_overlap_is_held_to_both():
-    """Its front over the shared line at 1.0 s, it stands from 1.5 s with its centre at x = 42.25,
-    in both lanes: its path does not tell which it follows, so the turn lane's red holds it."""
+@pytest.mark.parametrize(("through", "blamed"), [(GREEN, None), (RED, "west_through")])
+def test_a_car_whose_path_and_heading_do_not_tell_is_held_only_to_what_both_lines_agree_on(through, blamed):
+    """Its front over the shared line at 1.0 s, it stands from 1.06 s with its centre at x = 40.3,
+    heading 0, in both lanes: west_left there turns 1.7 deg from the line, within the heading
+    margin, so neither its path nor its heading tells; with the arrow red it broke a rule only
+    if the through signal is red too."""
     t = np.arange(61) * 0.1
-    x = 37.75 + 5.0 * np.minimum(t, 1.5) - 5.0
-    v = np.where(t < 1.5, 5.0, 0.0)
+    x = np.minimum(37.75 + 5.0 * (t - 1.0), 40.3)
+    v = np.where(x < 40.3, 5.0, 0.0)
     car = Track(t, x, np.zeros(61), np.zeros(61), v, np.zeros(61), np.ones(61, bool), 4.5, 1.9)
-    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=GREEN, num_steps=61), RED)
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=through, num_steps=61), RED)
     controls = Context(Rollout.from_log(s), s, CFG).stop_controls
-    assert right_of_way_violation(car, controls, 30, 2.0, "the car") == "the car entered the junction against the red signal on lane west_left at 1.0 s"
+    assert stop_lines.followed(controls, np.column_stack([car.x, car.y]), car.yaw, t >= 1.0) is None
+    why = right_of_way_violation(car, controls, 30, 2.0, "the car")
+    assert why == (None if blamed is None else f"the car entered the junction against the red signal on lane {blamed} at 1.0 s")
+
+
+def cut(r: Rollout, k: int) -> Rollout:
+    """``r``'s first ``k`` steps, ended by a collision (as ``terminate_on_collision`` ends it)."""
+    fields = {n: getattr(r, n)[:, :k] for n in ("x", "y", "yaw", "vx", "vy", "valid", "contact", "contact_impulse")}
+    fields.update({n: getattr(r, n)[:k] for n in ("t_us", "accel_cmd", "steer_cmd", "offroad")})
+    return r.replace(termination="collision", **fields)
+
+
+@pytest.mark.parametrize("arrow", [GREEN, RED])
+def test_a_through_ego_on_green_whose_rollout_ends_where_the_lanes_overlap_is_not_held_to_the_arrow(arrow):
+    """The crossing car in the near lane (x = 46.5): the contact at step 44, the ego's centre at
+    x = 44 in both west_through and west_left; heading straight (0 deg) where west_left has
+    turned 22 deg, it follows west_through: the arrow's red is not its signal."""
+    t_hit = float(np.interp(46.5 - 1.9 / 2, STEADY + HALF, np.arange(91) * 0.1))
+    cross = AgentSpec("cross", 46.5, y=-EGO_HALF_WIDTH - HALF - V * (t_hit - 0.15), speed=V, yaw=np.pi / 2)
+    s = with_left_turn_lane(with_ego_x(crossroads([AgentSpec("ego", 0.0), cross], ego_signal=GREEN), STEADY), arrow)
+    full = Rollout.from_log(s)
+    (c,) = collision_table(Context(full, s, CFG))
+    r = cut(full, c["step"] + 1)
+    (c,) = collision_table(Context(r, s, CFG))
+    assert c["step"] == 44 and r.x[0, -1] == pytest.approx(44.0)
+    assert c["unavoidable"] and not c["at_fault"]
+    assert c["avoidability"] == "in the ego's path 0.20 s before contact, under the 0.5 s reaction time"
+
+
+def straight_track(end_x: float, speed: float = 10.0) -> Track:
+    """A car at ``speed`` along y = 0 from x = 0, seen until its centre reaches ``end_x`` (the rollout's end)."""
+    t = np.arange(91) * 0.1
+    x = speed * t
+    valid = x <= end_x + 1e-9
+    return Track(t, np.where(valid, x, 0.0), np.zeros(91), np.zeros(91), np.where(valid, speed, 0.0), np.zeros(91), valid, 4.5, 1.9)
+
+
+@pytest.mark.parametrize("end_x", [44.0, 45.0, 46.0, 47.0, 50.0])
+def test_a_through_agent_on_green_beside_a_red_arrow_did_not_run_it_wherever_its_track_ends(end_x):
+    """The agent side: a through car on green, its track ending (the collision) at ``end_x``,
+    in the lanes' overlap up to x = 46: no "the agent also ran the red" that would excuse the ego."""
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=GREEN, num_steps=91), RED)
+    controls = Context(Rollout.from_log(s), s, CFG).stop_controls
+    k = int(round(end_x))
+    assert right_of_way_violation(straight_track(end_x), controls, k, 2.0, "the agent") is None
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=RED, num_steps=91), GREEN)
+    controls = Context(Rollout.from_log(s), s, CFG).stop_controls
+    assert right_of_way_violation(straight_track(end_x), controls, k, 2.0, "the agent") == (
+        "the agent entered the junction against the red signal on lane west_through at 3.8 s")
+
+
+@pytest.mark.parametrize(("through", "left", "blamed"), [(GREEN, RED, "west_left"), (RED, GREEN, None)])
+def test_a_turner_whose_rollout_ends_where_the_lanes_overlap_is_known_by_its_heading(through, left, blamed):
+    """``arc_track`` ended at 1.8 s: its centre at (41.74, 0.15), in both lanes, heading 10 deg,
+    as west_left there: it follows west_left."""
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=through, num_steps=61), left)
+    controls = Context(Rollout.from_log(s), s, CFG).stop_controls
+    car = arc_track()
+    car = replace(car, valid=np.arange(61) <= 18)
+    assert np.all([shapely.contains_xy(c.onward, car.x[18], car.y[18]) for c in controls])
+    why = right_of_way_violation(car, controls, 18, 2.0, "the car")
+    assert why == (None if blamed is None else f"the car entered the junction against the red signal on lane {blamed} at 1.0 s")
+
+
+def wide_arc_track(wide_m: float, num_steps: int = 61) -> Track:
+    """``arc_track`` swinging out by up to ``wide_m`` [m] in the middle of the turn (0 at both ends)."""
+    t = np.arange(num_steps) * 0.1
+    centre_s = 5.0 * t - 5.0 - HALF
+    a = np.clip(centre_s, 0.0, None) / 10.0 - np.pi / 2
+    r = 10.0 + wide_m * np.sin(np.clip(a + np.pi / 2, 0, np.pi / 2) * 2)
+    x = np.where(centre_s < 0, 40.0 + centre_s, 40.0 + r * np.cos(a))
+    y = np.where(centre_s < 0, 0.0, 10.0 + r * np.sin(a))
+    yaw = np.where(centre_s < 0, 0.0, a + np.pi / 2)
+    return Track(t, x, y, yaw, 5.0 * np.cos(yaw), 5.0 * np.sin(yaw), np.ones(num_steps, bool), 4.5, 1.9)
+
+
+@pytest.mark.parametrize("wide_m", [0.0, 2.0])
+def test_a_turner_swinging_wide_out_of_its_lane_is_still_a_turner(wide_m):
+    """On its green arrow, the through signal red: 2 m wide its centre leaves west_left for
+    west_through for a few steps, then follows west_left onto south_out."""
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=RED, num_steps=61), GREEN)
+    controls = Context(Rollout.from_log(s), s, CFG).stop_controls
+    car = wide_arc_track(wide_m)
+    xy = np.column_stack([car.x, car.y])
+    left_only = ~shapely.contains_xy(controls[1].onward, car.x, car.y) & shapely.contains_xy(controls[0].onward, car.x, car.y)
+    assert bool(left_only.any()) is (wide_m > 0)
+    assert stop_lines.followed(controls, xy, car.yaw, car.t_s >= 1.0).tolist() == [False, True]
+    assert right_of_way_violation(car, controls, 30, 2.0, "the car") is None
+
+
+@pytest.mark.parametrize(("ego_signal", "arrow", "red"), [(GREEN, RED, 0), (GREEN, GREEN, 0), (RED, GREEN, 1), (RED, RED, 1)])
+def test_red_light_holds_a_through_ego_to_its_own_signal_only(ego_signal, arrow, red):
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0, speed=V)], ego_signal=ego_signal), arrow)
+    row = evaluate(Rollout.from_log(s), s, CFG)
+    assert (row["red_light_violations"], row["signals_passed"]) == (red, 2)
