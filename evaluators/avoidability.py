@@ -303,30 +303,39 @@ def _line_violation(track: Track, c: Control, tc: int, step: int, lon: np.ndarra
     boxes = shapely.polygons(box_corners(track.x[span], track.y[span], track.yaw[span], track.length, track.width))
     if not np.all(shapely.intersects(c.area, boxes) & track.valid[span]):
         return None  # it left the junction behind that line before the contact
-    waited = np.flatnonzero(stopped[span] & (lon[span] <= CREEP_M))
-    entry = int(span[waited[-1]]) if waited.size else tc
-    state = None if c.states is None else int(c.states[entry])
+    waited = span[stopped[span] & (lon[span] <= CREEP_M)]  # its creep standstills
+    state = None if c.states is None else int(c.states[tc])
     if state is None or state == SignalState.FLASHING_STOP:
         zone = (lon[:tc] >= -STOP_ZONE_M) & (lon[:tc] < 0) & (np.abs(lat[:tc]) <= lateral_m)
         before = np.flatnonzero(stopped[:tc] & zone)
-        if before.size == 0 and entry == tc:
+        if before.size == 0 and (waited.size == 0 or waited[-1] == tc):
             what = "flashing red " if state is not None else ""
             return f"{who} did not stop at the {what}{c.name} (front over the line at {t[tc]:.1f} s, {speed[tc]:.1f} m/s)"
-    elif state == SignalState.STOP:
-        return f"{who} entered the junction against the red {c.name} at {t[entry]:.1f} s"
-    elif state == SignalState.CAUTION and entry == tc:
+        return None
+    if state == SignalState.STOP:
+        why = f"{who} entered the junction against the red {c.name} at {t[tc]:.1f} s"
+    elif state == SignalState.CAUTION:
         ky = tc
         while ky > 0 and int(c.states[ky - 1]) == SignalState.CAUTION:
             ky -= 1
         seen = np.flatnonzero(track.valid[ky : tc + 1])
-        if seen.size == 0:
-            return None
-        kv = ky + int(seen[0])
+        kv = ky + int(seen[0])  # tc itself is valid
         gap, v = -float(lon[kv]), float(speed[kv])
         need = v * YELLOW_REACTION_S + v * v / (2.0 * YELLOW_DECEL_MPS2)
-        if gap >= need:
-            return (f"{who} entered the junction on the yellow {c.name} at {t[tc]:.1f} s that it could have stopped for "
-                    f"({gap:.1f} m from the line at {v:.1f} m/s when it showed yellow, {need:.1f} m to stop)")  # fmt: skip
+        if gap < need:
+            return None
+        why = (f"{who} entered the junction on the yellow {c.name} at {t[tc]:.1f} s that it could have stopped for "
+               f"({gap:.1f} m from the line at {v:.1f} m/s when it showed yellow, {need:.1f} m to stop)")  # fmt: skip
+    else:
+        return None
+    if waited.size == 0:
+        return why
+    # it crept over, stood and went on from there: excused unless the light was against it then too
+    k = int(waited[-1])
+    if int(c.states[k]) == SignalState.STOP:
+        return f"{who} entered the junction against the red {c.name} at {t[k]:.1f} s"
+    if state == SignalState.CAUTION and np.all(c.states[tc : k + 1] == SignalState.CAUTION):
+        return why  # still the yellow it could have stopped for
     return None
 
 

@@ -407,3 +407,35 @@ def test_red_light_holds_a_through_ego_to_its_own_signal_only(ego_signal, arrow,
     s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0, speed=V)], ego_signal=ego_signal), arrow)
     row = evaluate(Rollout.from_log(s), s, CFG)
     assert (row["red_light_violations"], row["signals_passed"]) == (red, 2)
+
+
+def yellow_stop_track(stand: bool) -> Track:
+    """A car at 5 m/s with its front 30 m before a line at x = 40 when the yellow comes (0 s; it
+    needs 5 + 25 / 6 = 9.2 m to stop): it drives on over the line at 6.0 s, or (``stand``) brakes
+    from front 39 at 5.8 s to stand with its front 1 m past the line from 6.6 s to 7.6 s, then
+    drives on."""
+    t = np.arange(141) * 0.1
+    tb, tg = np.clip(t - 5.8, 0.0, 0.8), np.clip(t - 7.6, 0.0, None)
+    front = np.where(t <= 5.8, 10.0 + 5.0 * t, 39.0 + 5.0 * tb - 3.125 * tb**2 + tg**2) if stand else 10.0 + 5.0 * t
+    x = front - HALF
+    return Track(t, x, np.zeros(141), np.zeros(141), np.gradient(x, 0.1), np.zeros(141), np.ones(141, bool), 4.5, 1.9)
+
+
+@pytest.mark.parametrize("stand", [False, True])
+def test_a_creep_standstill_on_the_yellow_it_could_have_stopped_for_does_not_excuse_it(stand):
+    sig = Control("signal on lane a", 0, np.array([40.0, 0.0]), np.array([1.0, 0.0]), shapely.box(40.0, -1.75, 70.0, 1.75), np.full(141, YELLOW, np.int8))
+    car = yellow_stop_track(stand)
+    k = int(np.searchsorted(car.x + HALF, 50.0))
+    tc = 6.1 if stand else 6.0
+    assert right_of_way_violation(car, [sig], k, 2.0, "the ego") == (
+        f"the ego entered the junction on the yellow signal on lane a at {tc:.1f} s that it could have stopped for "
+        "(30.0 m from the line at 5.0 m/s when it showed yellow, 9.2 m to stop)")
+
+
+@pytest.mark.parametrize("signal", [[GREEN] * 16 + [RED] * 75, [GREEN] * 10 + [YELLOW] * 10 + [RED] * 71])
+def test_an_ego_that_entered_on_green_stood_in_a_queue_past_the_line_and_went_on_red_entered_on_green(signal):
+    """Its front crosses the line at 1.3 s, on green (or on a yellow from 1.0 s it could not stop
+    for: 2.5 m from the line at 2 m/s, 2.7 m needed), stands 1.5 m past it from 2.0 s to 3.0 s
+    and goes on the red: the creep standstill only ever excuses."""
+    c = junction(ego_x_wait_then_go(41.5), ego_signal=signal)
+    assert c["unavoidable"] and not c["at_fault"] and "junction" not in c["avoidability"]
