@@ -308,7 +308,7 @@ def _line_violation(track: Track, c: Control, tc: int, step: int, lon: np.ndarra
     if state is None or state == SignalState.FLASHING_STOP:
         zone = (lon[:tc] >= -STOP_ZONE_M) & (lon[:tc] < 0) & (np.abs(lat[:tc]) <= lateral_m)
         before = np.flatnonzero(stopped[:tc] & zone)
-        if before.size == 0 and (waited.size == 0 or waited[-1] == tc):
+        if before.size == 0 and waited.size == 0:  # a standstill at the crossing step itself is one too
             what = "flashing red " if state is not None else ""
             return f"{who} did not stop at the {what}{c.name} (front over the line at {t[tc]:.1f} s, {speed[tc]:.1f} m/s)"
         return None

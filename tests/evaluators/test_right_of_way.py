@@ -439,3 +439,18 @@ def test_an_ego_that_entered_on_green_stood_in_a_queue_past_the_line_and_went_on
     and goes on the red: the creep standstill only ever excuses."""
     c = junction(ego_x_wait_then_go(41.5), ego_signal=signal)
     assert c["unavoidable"] and not c["at_fault"] and "junction" not in c["avoidability"]
+
+
+def test_a_standstill_at_the_very_step_the_front_crosses_a_stop_sign_is_a_stop():
+    """Slowing to 0.3 m/s (under STOP_SPEED_MPS) at the step its front is 0.02 m over the line,
+    then on: it stopped there, only at that one step."""
+    t = np.arange(60) * 0.1
+    v = np.r_[np.linspace(3.0, 0.6, 20), [0.3], np.linspace(0.6, 5.0, 39)]
+    front = np.r_[0.0, np.cumsum(v[1:] * 0.1)]
+    front += 40.02 - front[20]
+    assert front[19] < 40.0 <= front[20] and np.flatnonzero(v <= 0.5).tolist() == [20]
+    car = Track(t, front - HALF, np.zeros(60), np.zeros(60), v, np.zeros(60), np.ones(60, bool), 4.5, 1.9)
+    sign = Control("stop sign s on lane a", 0, np.array([40.0, 0.0]), np.array([1.0, 0.0]), shapely.box(40.0, -1.75, 60.0, 1.75), None)
+    assert right_of_way_violation(car, [sign], 40, 2.0, "the car") is None
+    rolled = replace(car, vx=np.where(v <= 0.5, 0.6, v))
+    assert right_of_way_violation(rolled, [sign], 40, 2.0, "the car") == "the car did not stop at the stop sign s on lane a (front over the line at 2.0 s, 0.6 m/s)"
