@@ -300,9 +300,10 @@ def _line_violation(track: Track, c: Control, tc: int, step: int, lon: np.ndarra
     t = track.t_s
     speed = np.hypot(track.vx, track.vy)
     span = np.arange(tc, step + 1)
-    boxes = shapely.polygons(box_corners(track.x[span], track.y[span], track.yaw[span], track.length, track.width))
-    if not np.all(shapely.intersects(c.area, boxes) & track.valid[span]):
-        return None  # it left the junction behind that line before the contact
+    seen = span[track.valid[span]]  # a step it is not seen at leaves nothing (its pose there is no place)
+    boxes = shapely.polygons(box_corners(track.x[seen], track.y[seen], track.yaw[seen], track.length, track.width))
+    if not np.all(shapely.intersects(c.area, boxes)):
+        return None  # it left the junction behind that line before the contact (or at its last step seen)
     waited = span[stopped[span] & (lon[span] <= CREEP_M)]  # its creep standstills
     state = None if c.states is None else int(c.states[tc])
     if state is None or state == SignalState.FLASHING_STOP:

@@ -454,3 +454,19 @@ def test_a_standstill_at_the_very_step_the_front_crosses_a_stop_sign_is_a_stop()
     assert right_of_way_violation(car, [sign], 40, 2.0, "the car") is None
     rolled = replace(car, vx=np.where(v <= 0.5, 0.6, v))
     assert right_of_way_violation(rolled, [sign], 40, 2.0, "the car") == "the car did not stop at the stop sign s on lane a (front over the line at 2.0 s, 0.6 m/s)"
+
+
+@pytest.mark.parametrize("unseen", [None, 25, 33])
+def test_a_red_light_runner_unseen_for_a_step_inside_the_junction_still_ran_it(unseen):
+    """At 8 m/s from x = 20, its front over the red line at 2.3 s (step 23), in the junction
+    (x 40 to 70) at the contact (step 40); one step unseen in between changes nothing."""
+    t = np.arange(60) * 0.1
+    valid = np.ones(60, bool)
+    if unseen is not None:
+        valid[unseen] = False
+    x = np.where(valid, 20.0 + 8.0 * t, 0.0)
+    car = Track(t, x, np.zeros(60), np.zeros(60), np.where(valid, 8.0, 0.0), np.zeros(60), valid, 4.5, 1.9)
+    sig = Control("signal on lane a", 0, np.array([40.0, 0.0]), np.array([1.0, 0.0]), shapely.box(40.0, -1.75, 70.0, 1.75), np.full(60, RED, np.int8))
+    assert right_of_way_violation(car, [sig], 40, 2.0, "the agent") == "the agent entered the junction against the red signal on lane a at 2.3 s"
+    left = replace(car, x=np.where(np.arange(60) == 38, 80.0, car.x))  # at step 38 seen out of the junction
+    assert right_of_way_violation(left, [sig], 40, 2.0, "the agent") is None
