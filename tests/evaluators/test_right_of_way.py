@@ -470,3 +470,18 @@ def test_a_red_light_runner_unseen_for_a_step_inside_the_junction_still_ran_it(u
     assert right_of_way_violation(car, [sig], 40, 2.0, "the agent") == "the agent entered the junction against the red signal on lane a at 2.3 s"
     left = replace(car, x=np.where(np.arange(60) == 38, 80.0, car.x))  # at step 38 seen out of the junction
     assert right_of_way_violation(left, [sig], 40, 2.0, "the agent") is None
+
+
+@pytest.mark.parametrize(("front_stop_x", "blamed"), [(40.0 + 1.8, False), (40.0 + 2.3, True)])
+def test_a_standstill_is_the_entry_only_with_the_front_within_creep_m_past_the_line(front_stop_x, blamed):
+    """Over the line on red, standing to 3.0 s with its front 1.8 m past it (crept over: it
+    entered on the green it went on) or 2.3 m past it (beyond ``CREEP_M``: a wait inside the
+    junction it entered on red at 0.5 s). Measured from the front: its centre stands 0.45 m
+    before and 0.05 m past the line (within CREEP_M both), its tail further back."""
+    assert CREEP_M == 2.0
+    c = junction(ego_x_wait_then_go(front_stop_x), ego_signal=[RED] * 30 + [GREEN] * 61, cross_signal=GREEN)
+    assert c["at_fault"] is blamed
+    if blamed:
+        assert c["avoidability"].startswith("the ego entered the junction against the red signal on lane west_through at 0.5 s, though")
+    else:
+        assert "junction" not in c["avoidability"]
