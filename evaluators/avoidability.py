@@ -276,8 +276,8 @@ def right_of_way_violation(track: Track, controls: Sequence[Control], step: int,
     front = xy + (track.length / 2) * heading
     stop = np.array([c.stop for c in controls])
     direction = np.array([c.direction for c in controls])
-    which, when, lon = stop_line_crossings(front, heading, track.valid, stop, direction, lateral_m)
-    _, lat = stop_line_offsets(front, stop, direction)
+    lon, lat = stop_line_offsets(front, stop, direction)
+    which, when, _ = stop_line_crossings(front, heading, track.valid, stop, direction, lateral_m, (lon, lat))
     keep = when <= step
     which, when = which[keep], when[keep]
     stopped = track.valid & (np.hypot(track.vx, track.vy) <= STOP_SPEED_MPS)

@@ -16,8 +16,10 @@ vehicle lanes, cannot be oriented and are skipped.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -77,7 +79,13 @@ def stop_line_offsets(point: np.ndarray, stop: np.ndarray, direction: np.ndarray
 
 
 def stop_line_crossings(
-    point: np.ndarray, heading: np.ndarray, valid: np.ndarray, stop: np.ndarray, direction: np.ndarray, lateral_m: float
+    point: np.ndarray,
+    heading: np.ndarray,
+    valid: np.ndarray,
+    stop: np.ndarray,
+    direction: np.ndarray,
+    lateral_m: float,
+    offsets: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where a point of a road user crosses stop lines.
 
@@ -87,12 +95,13 @@ def stop_line_crossings(
         valid: (S,) where it is seen.
         stop: (K, 2) stop points [m]; direction: (K, 2) their lanes' unit directions.
         lateral_m: the crossing counts within this distance of the stop point [m].
+        offsets: ``stop_line_offsets(point, stop, direction)`` when the caller has them.
 
     Returns:
         (C,) control indices and (C,) steps of each crossing (the first step on or beyond the
         line), and (K, S) the point's signed distance along each direction past its line [m].
     """
-    lon, lat = stop_line_offsets(point, stop, direction)
+    lon, lat = stop_line_offsets(point, stop, direction) if offsets is None else offsets
     along = (heading @ direction.T).T > 0  # (K, S)
     both = valid[:-1] & valid[1:]
     cross = (lon[:, :-1] < 0) & (lon[:, 1:] >= 0) & both & along[:, 1:] & (np.abs(lat[:, 1:]) <= lateral_m)
@@ -178,17 +187,49 @@ def _wrap(a: float) -> float:
 
 def controls_of(scenario: Scenario, g: MapGeometry, log_step_of: np.ndarray) -> tuple[Control, ...]:
     """The scenario's signal and stop-sign stop lines on vehicle lanes of ``g`` (see the module's
-    docstring); signal states are read at ``log_step_of`` (S,), the log step of each rollout step."""
+    docstring); signal states are read at ``log_step_of`` (S,), the log step of each rollout step.
+    The lines themselves are built once per map and signal set (``_lines_of``)."""
+    lines = _lines_of(scenario, g)
+    signals = scenario.signals
+    return tuple(
+        replace(c, states=np.asarray(signals.states[c.signal_row, log_step_of], dtype=np.int8)) if c.signal_row >= 0 else c
+        for c in lines
+    )
+
+
+def _lines_of(scenario: Scenario, g: MapGeometry) -> tuple[Control, ...]:
+    """``controls_of`` without the signal states (None), cached per (road map, signals, geometry)
+    objects: an LRU of ``_CACHE_SIZE``, the objects held so that their ids are not reused."""
+    key = (id(scenario.road_map), id(scenario.signals), id(g))
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0] is scenario.road_map and hit[1] is scenario.signals and hit[2] is g:
+            _CACHE.move_to_end(key)
+            return hit[3]
+    lines = _build_lines(scenario, g)
+    with _CACHE_LOCK:
+        _CACHE[key] = (scenario.road_map, scenario.signals, g, lines)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return lines
+
+
+_CACHE: OrderedDict[tuple[int, int, int], tuple[object, object, object, tuple[Control, ...]]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 32
+
+
+def _build_lines(scenario: Scenario, g: MapGeometry) -> tuple[Control, ...]:
+    """The stop lines of ``controls_of``, their states None."""
     if g.num_lanes == 0:
         return ()
     lane_of = {lane_id: i for i, lane_id in enumerate(g.lane_ids.tolist())}
-    found: list[tuple[str, int, np.ndarray, np.ndarray | None, int]] = []
+    found: list[tuple[str, int, np.ndarray, int]] = []
     signals = scenario.signals
     if signals is not None:
         for row, lane_id in enumerate(signals.lane_ids.tolist()):
             if lane_id in lane_of:
-                states = np.asarray(signals.states[row, log_step_of], dtype=np.int8)
-                found.append((f"signal on lane {lane_id}", lane_of[lane_id], signals.stop_points[row, :2], states, row))
+                found.append((f"signal on lane {lane_id}", lane_of[lane_id], signals.stop_points[row, :2], row))
     for sign in scenario.road_map.stop_signs:
         p = np.asarray(sign.points, dtype=np.float64)[0, :2]
         for lane_id in sign.lane_ids:
@@ -200,7 +241,7 @@ def controls_of(scenario: Scenario, g: MapGeometry, log_step_of: np.ndarray) -> 
             u = np.clip(np.sum((p - a) * d, axis=1) / np.maximum(np.sum(d * d, axis=1), 1e-12), 0.0, 1.0)
             near = a + u[:, None] * d
             stop = near[int(np.argmin(np.hypot(*(near - p).T)))]
-            found.append((f"stop sign {sign.id} on lane {lane_id}", i, stop, None, -1))
+            found.append((f"stop sign {sign.id} on lane {lane_id}", i, stop, -1))
     if not found:
         return ()
     lanes = np.array([f[1] for f in found], dtype=np.int64)
@@ -217,9 +258,9 @@ def controls_of(scenario: Scenario, g: MapGeometry, log_step_of: np.ndarray) -> 
             shapely.prepare(onward[lane])
     start = g.lane_segment_start
     return tuple(
-        Control(name, lane, stops[i], directions[i], g.lane_polygons[lane], states, row, onward.get(lane),
+        Control(name, lane, stops[i], directions[i], g.lane_polygons[lane], None, row, onward.get(lane),
                 g.lane_segments[start[lane] : start[lane + 1]])  # fmt: skip
-        for i, (name, lane, _, states, row) in enumerate(found)
+        for i, (name, lane, _, row) in enumerate(found)
     )
 
 

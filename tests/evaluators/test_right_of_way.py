@@ -485,3 +485,14 @@ def test_a_standstill_is_the_entry_only_with_the_front_within_creep_m_past_the_l
         assert c["avoidability"].startswith("the ego entered the junction against the red signal on lane west_through at 0.5 s, though")
     else:
         assert "junction" not in c["avoidability"]
+
+
+def test_stop_lines_are_built_once_per_map_their_states_read_per_rollout():
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=[RED] * 45 + [GREEN] * 46, num_steps=91), GREEN)
+    g = Context(Rollout.from_log(s), s, CFG).map
+    early, late = (stop_lines.controls_of(s, g, np.array([k, k])) for k in (0, 90))
+    assert [c.states.tolist() for c in early] == [[RED, RED], [GREEN, GREEN]]
+    assert [c.states.tolist() for c in late] == [[GREEN, GREEN], [GREEN, GREEN]]
+    assert all(a.onward is b.onward is not None and a.area is b.area for a, b in zip(early, late))
+    (sign,) = stop_lines.controls_of(crossroads([AgentSpec("ego", 0.0)], stop_sign=True), g, np.zeros(2, np.int64))
+    assert sign.onward is None and sign.states is None  # a line sharing its stop point with none: no onward built
