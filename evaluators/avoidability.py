@@ -25,31 +25,39 @@ For one at-fault collision with agent j at step c:
    ``reaction_s`` before the onset to the contact, the ego left its lane (its corners not all
    in one lane or lanes connected to it, as nuPlan's lateral rule reads it) and closed more of
    the lateral gap than the agent, by more than ``LATERAL_NOISE_M``, across the direction of
-   its lane step by step (of its heading where it is in no lane). A lane change into a car beside is the ego's; a cut-in, a car
-   drifting into the ego's side or a pedestrian walking into it is the other's; following a
-   curve behind a lead is no sideways move.
+   its lane step by step (of its heading where it is in no lane). A lane change into a car
+   beside is the ego's; a cut-in, a car drifting into the ego's side or a pedestrian walking
+   into it is the other's; following a curve behind a lead is no sideways move.
 
 4. **The ego's own violation of the right of way** stays the ego's too: the contact happened
    after the ego's front crossed a stop line (``evaluators.stop_lines``: a signal's, a stop
-   sign's) against it and before its box left that line's lane (the junction behind it), and the
-   agent did not itself enter against a stop line (a red-light runner that hits the ego broke the
-   rule, not the ego). Of stop lines sharing a stop point (within ``SHARED_STOP_M``: a through
-   lane and a turn lane parting there), a road user is held to those of the lanes it went on
-   along (``stop_lines.followed``: over the whole rollout from its crossing, its centre left the
-   others' lanes and successors for theirs), to all of them when its path does not tell (it went
-   no further than where their lanes overlap). Against it means: the signal showed red when the
-   ego entered. Entering is the front's crossing, or the last time it stood still after it with
-   its front at most ``CREEP_M`` past the line, so that an ego that crept over the line, waited
-   and went on green entered on green; a standstill deeper in the junction is no entry (an ego
-   that entered on green and waited inside for an oncoming car entered on green, one that ran the
-   red and stopped inside entered on red). Or yellow, when the ego could have stopped for it (at
-   the yellow's first step its front was at least
+   sign's) against it, while its box stayed in that line's lane (the junction behind it) at
+   every step it was seen, and the agent did not itself enter against a stop line (a red-light
+   runner that hits the ego broke the rule, not the ego). Of stop lines sharing a stop point
+   (within ``SHARED_STOP_M``: a through lane and a turn lane parting there), a road user is held
+   to those of the lanes it went on along (``stop_lines.followed``): where its path parts from
+   some of their lanes and their successors, those its centre was in at the last step it did;
+   where it went no further than where the lanes overlap (a rollout ended by the collision),
+   the one whose tangent at its centre turned as its heading did since the crossing (closer than
+   the others' by ``stop_lines.HEADING_MARGIN_RAD``); when neither tells, it broke that stop
+   point's rule only if it broke every one of the lines (no blame for the ego, no excuse by the
+   agent, on what the lines disagree on).
+   Against a signal means: the crossing was on red, or on a yellow the road user could have
+   stopped for (at the yellow's first step its front was at least
    ``v * YELLOW_REACTION_S + v^2 / (2 * YELLOW_DECEL_MPS2)`` from the line, the kinematic
-   stopping distance traffic engineers time yellows by); or a stop sign or a flashing red, when it did not stand still
-   (``STOP_SPEED_MPS``) with its front within ``STOP_ZONE_M`` before the line and within
-   ``lateral_m`` of its stop point to the side (in that lane, not the next), nor after crossing
-   it within ``CREEP_M``. A collision the ego's box geometry does not put on it (hit from behind,
-   a side contact within its lane) is not judged here at all.
+   stopping distance traffic engineers time yellows by), and, if it stood still
+   (``STOP_SPEED_MPS``) after the crossing with its front at most ``CREEP_M`` past the line (it
+   crept over, waited and went from there), the last such standstill was against it too: on
+   red, or still on that yellow. So the creep standstill only excuses: an ego that crept over on
+   red and went on green entered on green, one that crossed on green and stood in a queue just
+   past the line entered on green whatever the light did then; a standstill deeper in the
+   junction is no entry (one that entered on green and waited inside for an oncoming car entered
+   on green, one that ran the red and stopped inside entered on red). Against a stop sign or a
+   flashing red means: it did not stand still with its front within ``STOP_ZONE_M`` before the
+   line and within ``lateral_m`` of its stop point to the side (in that lane, not the next), nor
+   after crossing it within ``CREEP_M`` (at the crossing step too). A collision the ego's box
+   geometry does not put on it (hit from behind, a side contact within its lane) is not judged
+   here at all.
 
 Every at-fault class is judged (STOPPED_TRACK, ACTIVE_FRONT and the at-fault ACTIVE_LATERAL).
 Who has the priority once everyone stopped (an all-way stop's order) is not modelled. Everything
@@ -83,8 +91,8 @@ _BISECTION_STEPS = 40
 YELLOW_REACTION_S = 1.0
 YELLOW_DECEL_MPS2 = 3.0
 #: A standstill with the front at most this far past a stop line [m] is where the road user
-#: entered: it crept over the line, stopped and went from there (a standstill deeper in the
-#: junction is a wait inside it, not its entry).
+#: entered: it crept over the line, stopped and went from there; it only ever excuses a crossing
+#: against the line (a standstill deeper in the junction is a wait inside it, not its entry).
 CREEP_M = 2.0
 
 

@@ -4,9 +4,9 @@ A control is a stop point on a vehicle lane with the lane's direction there; its
 line through the point across that direction. A point of a road user crosses the line when it
 goes from behind it to on or beyond it between two valid steps, moving along the lane's
 direction, within ``lateral_m`` of the stop point (CARLA's red-light test).
-``evaluators.red_light`` counts the ego's tail crossing red lines; ``evaluators.avoidability``
-holds a road user to the lines its front crossed (of lines sharing a stop point, those of the
-lanes it went on along: ``followed``).
+``evaluators.red_light`` counts the ego's tail crossing red lines, ``evaluators.avoidability``
+holds a road user to the lines its front crossed; both, of lines sharing a stop point, to those
+of the lanes it went on along (``held_to``, ``followed``).
 
 Signals come from ``scenario.signals`` (their stop points); a stop sign controls the lanes the map
 names for it (``MapFeature.lane_ids``; Waymo's protos name them, GPUDrive's JSON does not), its

@@ -229,7 +229,7 @@ def test_a_stop_counts_for_a_stop_sign_only_in_its_lane(front_lat_m, blamed):
         assert why is None
 
 
-def test_the_priority_operator_reads_a_stop_as_the_rule_does():
+def test_the_priority_operator_shares_the_rules_stop_constants():
     import evaluators.avoidability as avoidability
     import scenarios.common as common
     from scenarios.mutations.operators import priority
