@@ -291,10 +291,11 @@ def right_of_way_violation(track: Track, controls: Sequence[Control], step: int,
     stopped = track.valid & (np.hypot(track.vx, track.vy) <= STOP_SPEED_MPS)
     for group in held_to(controls, which, when, xy, track.yaw, track.valid):
         # of a group (lines sharing a stop point, its path not telling which it followed): only what all agree on
-        why = [
-            next((w for tc in sorted(when[which == ci].tolist()) if (w := _line_violation(track, controls[ci], tc, step, lon[ci], lat[ci], stopped, lateral_m, who))), None)
-            for ci in group.tolist()
-        ]  # fmt: skip
+        why: list[str | None] = []
+        for ci in group.tolist():
+            crossings = sorted(when[which == ci].tolist())
+            why.append(next(filter(None, (_line_violation(track, controls[ci], tc, step, lon[ci], lat[ci], stopped, lateral_m, who)
+                                          for tc in crossings)), None))  # fmt: skip
         if all(why):
             return why[0]
     return None

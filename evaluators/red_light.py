@@ -75,5 +75,6 @@ class RedLight(Evaluator):
             return [self.value("red_light_violations", 0, True), self.value("signals_passed", 0)]
         red_row = ctx.scenario.signals.states[rows, ctx.log_step_of[steps]] == SignalState.STOP
         # a group is run on red when each of its signals was crossed on red at least once
-        red = sum(all(red_row[(group == g) & (rows == row)].any() for row in np.unique(rows[group == g])) for g in np.unique(group[group >= 0]))
+        red = sum(all(red_row[(group == g) & (rows == row)].any() for row in np.unique(rows[group == g]))
+                  for g in np.unique(group[group >= 0]))  # fmt: skip
         return [self.value("red_light_violations", red, red == 0), self.value("signals_passed", np.unique(rows).size)]
