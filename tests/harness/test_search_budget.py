@@ -138,3 +138,41 @@ def test_the_search_moves_its_budget_to_the_scenario_that_still_yields_new_modes
     assert proposed[0] == Counter({failing: 6, clean: 6})
     for later in proposed[1:]:
         assert later[failing] > later[clean] >= COVERAGE_FLOOR * 6
+
+
+def test_only_a_new_failure_mode_is_fed_back_as_a_failure_to_fill_in_around(monkeypatch):
+    """A planner that fails every variant of one scenario the same way (one agent, one moment,
+    one place: one failure mode): the sampler is told of one failing point, the mode's first
+    variant, not of its repeats (centred on every repeat, the infill re-finds the same mode)."""
+    config = parse_suite(
+        {
+            "scenarios": {"sources": ["sample"]},
+            "policy": {"name": "idm"},
+            "mutations": [{
+                "name": "brake", "operator": "lead_brake", "sampler": "cem", "variants": 6, "rounds": 3,
+                "params": {"decel": {"uniform": [1.0, 9.0], "unit": "m/s2"}},
+            }],
+            "run": {"seed": 0, "include_original": False},
+        }
+    )  # fmt: skip
+    told: list[list[bool]] = []
+    update = CrossEntropySampler.update
+
+    def spy(self, points, scores, failed=None):
+        told.append(list(failed))
+        return update(self, points, scores, failed)
+
+    monkeypatch.setattr(CrossEntropySampler, "update", spy)
+
+    def run(batch):
+        for task in batch:
+            yield task, VariantOutcome({
+                "variant_id": task.variant_id, "scenario_id": task.scenario_id, "status": "ok", "collisions": 1,
+                "at_fault_collisions": 1, "closed_loop_score": 0.0, "drivable_area_compliance": 1.0, "red_light_violations": 0,
+                "first_at_fault_agent": "lead", "first_at_fault_collision_s": 2.0, "first_at_fault_x_m": 5.0, "first_at_fault_y_m": 0.0,
+            })  # fmt: skip
+
+    simulated = adaptive_rounds(config, [(str(ScenarioLibrary("sample").root), f"{SAMPLE}.ego-389")], run, Counter(), {})
+    assert simulated == 18 and [len(f) for f in told] == [6, 6, 6]
+    assert told[0] == [True] + [False] * 5  # the first variant is the new mode, the other five repeat it
+    assert not any(told[1]) and not any(told[2])
