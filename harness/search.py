@@ -7,10 +7,8 @@ shares its part of the budget across the arms as a bandit on *new* failure modes
 (``allocate``: an upper confidence bound; a scenario with no failure yet keeps a floor, for
 coverage). A round runs all arms' proposals as one batch (``run(batch)``, given by
 ``run_suite``) and feeds every point back with its *search score* (``search_score``, lower =
-worse for the planner) and whether it found a new failure mode (the sampler then fills in around
-those and explores away from them, ``CrossEntropySampler``; a repeat of a known mode is no
-centre to fill in around: centred on every at-fault variant, the infill piles up where a mode
-was found many times over and re-finds it):
+worse for the planner) and whether it made the planner fail (the sampler then fills in around
+failures and explores away from them, ``CrossEntropySampler``):
 
 - ranked by severity first (``evaluators.verdicts.severity_key``): an error, then an at-fault
   collision, another collision, leaving the road, a red light; within one severity class by
@@ -321,7 +319,7 @@ def adaptive_rounds(
                 new = modes.add(row) if row is not None else None
                 points.append(point)
                 scores.append(search_score(row, arm.objective, repeat=new is False))
-                failed.append(bool(new))  # a new mode: a repeat is no place to fill in around
+                failed.append(new is not None)
                 arm.recent_new += int(bool(new))
                 found[arm.scenario_id] += int(bool(new))
             simulated = sum(1 for _, task in entries if rows.get(task.variant_id) is not None)
