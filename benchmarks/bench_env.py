@@ -22,7 +22,8 @@ its log, so the agents replay wherever nothing holds them back), and ``Reactive-
 highway-fast-v0 (the target is >= 40x), ``Reactive-v0`` with the agents on their numpy reference
 path (``sim.agent_kernels`` off), and the wall time of a new process's first ``Reactive-v0``
 episode (what each Ray worker pays once) with the kernels compiled from an empty numba cache,
-loaded from the cache, and on the numpy path;
+loaded from the cache, and on the numpy path, and after ``agent_kernels.warm()`` (on an empty
+cache and on a filled one, with warm()'s own time);
 without highway-env the ratio is taken to ``Replay-v0`` and says so. ``--only-ids`` prints
 only that table.
 
@@ -112,26 +113,50 @@ import sys, time
 t0 = time.perf_counter()
 import gymnasium, numpy as np
 import sim
+from sim import agent_kernels
 from sim.agents import ReactiveAgents
 sys.path.insert(0, {bench!r})
 from bench_env import COMMON, CONFIGS, busiest_waymo
 from pathlib import Path
 ReactiveAgents.compiled = {compiled}
 env = gymnasium.make("drivetwin/Reactive-v0", scenario=busiest_waymo(Path({data!r})), config={{**COMMON, **CONFIGS["state"]}})
-t1 = time.perf_counter()
+tw, cw = time.perf_counter(), time.process_time()
+if {warm}:
+    agent_kernels.warm()
+t1, c1 = time.perf_counter(), time.process_time()
 env.reset(seed=0)
 zero = np.zeros(2, np.float32)
 while not any(env.step(zero)[2:4]):
     pass
-print(time.perf_counter() - t0, time.perf_counter() - t1)
+print(time.perf_counter() - t0, t1 - tw, c1 - cw, time.perf_counter() - t1, time.process_time() - c1)
 """
+
+#: (label, compiled, warm first, a new numba cache): in this order, each in a new process
+FIRST_EPISODES = (
+    ("empty numba cache (compiling)", True, False, True),
+    ("numba cache", True, False, False),
+    ("numpy reference", False, False, False),
+    ("warm() on an empty cache, then", True, True, True),
+    ("warm() on the cache, then", True, True, False),
+)
+
+
+def child(code: str, env: dict[str, str], what: str) -> str:
+    """The stdout of ``python -c code``; where it fails, its stderr is printed and the benchmark stops."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if out.returncode:
+        sys.stderr.write(out.stderr)
+        raise SystemExit(f"bench_env: the child process timing {what} failed (exit code {out.returncode}; its stderr above)")
+    return out.stdout
 
 
 def first_episode(data: Path) -> None:
     """Wall time of a new process's first ``Reactive-v0`` episode (what a Ray worker pays once): with
     the agent kernels compiled from scratch (an empty numba cache), loaded from the cache, and on
-    the numpy reference path."""
-    import subprocess
+    the numpy reference path; and with ``agent_kernels.warm()`` first (as the workers do), on an
+    empty cache and on a filled one, and what ``warm()`` itself took."""
     import tempfile
 
     from sim import agent_kernels
@@ -140,14 +165,18 @@ def first_episode(data: Path) -> None:
         print("  numba not installed: the agents run the numpy reference path")
         return
     figures = []
-    with tempfile.TemporaryDirectory() as cache:
-        for label, compiled in (("empty numba cache (compiling)", True), ("numba cache", True), ("numpy reference", False)):
-            code = FIRST_EPISODE.format(bench=str(Path(__file__).resolve().parent), compiled=compiled, data=str(data))
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                 env={**os.environ, "NUMBA_CACHE_DIR": cache})
-            total, episode = (float(v) for v in out.stdout.split())
-            figures.append(f"{label} {episode:.2f} s ({total:.2f} s with imports)")
-    print("  first Reactive-v0 episode of a new process (reset + 90 steps, wall): " + "; ".join(figures))
+    with tempfile.TemporaryDirectory() as root:
+        cache = root
+        for n, (label, compiled, warm, new_cache) in enumerate(FIRST_EPISODES):
+            if new_cache:
+                cache = os.path.join(root, str(n))
+            code = FIRST_EPISODE.format(bench=str(Path(__file__).resolve().parent), compiled=compiled, warm=warm,
+                                        data=str(data))
+            out = child(code, {**os.environ, "NUMBA_CACHE_DIR": cache}, f"the first episode ({label})")
+            total, warm_s, warm_cpu, episode, episode_cpu = (float(v) for v in out.split())
+            warmed = f" warm() {warm_s:.2f} s (cpu {warm_cpu:.2f}) +" if warm else ""
+            figures.append(f"{label}{warmed} {episode:.2f} s (cpu {episode_cpu:.2f}; {total:.2f} s with imports)")
+    print("  first Reactive-v0 episode of a new process (reset + 90 steps, wall and cpu s): " + "; ".join(figures))
 
 
 def env_ids(scenario: scenarios.Scenario, runs: int, steps: int) -> None:

@@ -31,17 +31,25 @@ For one at-fault collision with agent j at step c:
 
 4. **The ego's own violation of the right of way** stays the ego's too: the contact happened
    after the ego's front crossed a stop line (``evaluators.stop_lines``: a signal's, a stop
-   sign's) against it and before its box left that line's lane (the junction behind it), and
-   the agent did not itself enter against a stop line (a red-light runner that hits the ego
-   broke the rule, not the ego). Against it means: the signal showed red when the ego entered
-   (entering is the front's crossing, or the last time it stood still after it, so that an
-   ego that crept past the line, waited and went on green entered on green); or yellow, when
-   the ego could have stopped for it (at the yellow's first step its front was at least
+   sign's) against it and before its box left that line's lane (the junction behind it), and the
+   agent did not itself enter against a stop line (a red-light runner that hits the ego broke the
+   rule, not the ego). Of stop lines sharing a stop point (within ``SHARED_STOP_M``: a through
+   lane and a turn lane parting there), a road user is held to those of the lanes it went on
+   along (``stop_lines.followed``: over the whole rollout from its crossing, its centre left the
+   others' lanes and successors for theirs), to all of them when its path does not tell (it went
+   no further than where their lanes overlap). Against it means: the signal showed red when the
+   ego entered. Entering is the front's crossing, or the last time it stood still after it with
+   its front at most ``CREEP_M`` past the line, so that an ego that crept over the line, waited
+   and went on green entered on green; a standstill deeper in the junction is no entry (an ego
+   that entered on green and waited inside for an oncoming car entered on green, one that ran the
+   red and stopped inside entered on red). Or yellow, when the ego could have stopped for it (at
+   the yellow's first step its front was at least
    ``v * YELLOW_REACTION_S + v^2 / (2 * YELLOW_DECEL_MPS2)`` from the line, the kinematic
-   stopping distance traffic engineers time yellows by); or a stop sign or a flashing red, when
-   it did not stand still (``STOP_SPEED_MPS``) with its front within ``STOP_ZONE_M`` before
-   the line, nor after crossing it. A collision the ego's box geometry does not put on it (hit
-   from behind, a side contact within its lane) is not judged here at all.
+   stopping distance traffic engineers time yellows by); or a stop sign or a flashing red, when it did not stand still
+   (``STOP_SPEED_MPS``) with its front within ``STOP_ZONE_M`` before the line and within
+   ``lateral_m`` of its stop point to the side (in that lane, not the next), nor after crossing
+   it within ``CREEP_M``. A collision the ego's box geometry does not put on it (hit from behind,
+   a side contact within its lane) is not judged here at all.
 
 Every at-fault class is judged (STOPPED_TRACK, ACTIVE_FRONT and the at-fault ACTIVE_LATERAL).
 Who has the priority once everyone stopped (an all-way stop's order) is not modelled. Everything
@@ -58,7 +66,8 @@ import numpy as np
 import shapely
 
 from evaluators.geometry import box_corners, box_overlap_depth
-from evaluators.stop_lines import Control, stop_line_crossings
+from evaluators.stop_lines import Control, followed, stop_line_crossings, stop_line_offsets
+from scenarios.common import STOP_SPEED_MPS, STOP_ZONE_M  # re-exported: standing still, the stop zone
 from scenarios.model import SignalState
 
 #: A proper response that stops this close to the agent avoided it [m] (float rounding at the boundary).
@@ -73,10 +82,13 @@ _BISECTION_STEPS = 40
 #: deceleration [m/s2] (the kinematic terms of ITE's yellow change interval: 1 s, 10 ft/s2).
 YELLOW_REACTION_S = 1.0
 YELLOW_DECEL_MPS2 = 3.0
-#: Standing still, as logs show it: box-velocity noise keeps a standing car from reading 0 [m/s].
-STOP_SPEED_MPS = 0.5
-#: A stop for a stop sign counts with the front this far [m] or closer before the line.
-STOP_ZONE_M = 6.0
+#: A standstill with the front at most this far past a stop line [m] is where the road user
+#: entered: it crept over the line, stopped and went from there (a standstill deeper in the
+#: junction is a wait inside it, not its entry).
+CREEP_M = 2.0
+#: Stop lines whose stop points are this close [m] share one (lanes that part at the line: a
+#: through lane and a turn lane); a road user is held to those of the lanes it went on along.
+SHARED_STOP_M = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,21 +280,33 @@ def right_of_way_violation(track: Track, controls: Sequence[Control], step: int,
     stop = np.array([c.stop for c in controls])
     direction = np.array([c.direction for c in controls])
     which, when, lon = stop_line_crossings(front, heading, track.valid, stop, direction, lateral_m)
+    _, lat = stop_line_offsets(front, stop, direction)
     keep = when <= step
+    which, when = which[keep], when[keep]
+    judged = np.ones(len(controls), dtype=bool)
+    crossed = np.unique(which)
+    for ci in crossed:  # of stop lines sharing a stop point, those of the lanes it went on along
+        group = crossed[np.hypot(*(stop[crossed] - stop[ci]).T) <= SHARED_STOP_M]
+        if group.size > 1:
+            after = track.valid & (np.arange(track.valid.size) >= int(when[np.isin(which, group)].min()))
+            judged[group[~followed([controls[j] for j in group], xy, after)]] = False
     speed = np.hypot(track.vx, track.vy)
     stopped = track.valid & (speed <= STOP_SPEED_MPS)
     t = track.t_s
-    for ci, tc in sorted(zip(which[keep].tolist(), when[keep].tolist()), key=lambda p: (p[1], p[0])):
+    for ci, tc in sorted(zip(which.tolist(), when.tolist()), key=lambda p: (p[1], p[0])):
+        if not judged[ci]:
+            continue  # a lane sharing the stop point that it did not follow (a turn lane's arrow)
         c = controls[ci]
         span = np.arange(tc, step + 1)
         boxes = shapely.polygons(box_corners(track.x[span], track.y[span], track.yaw[span], track.length, track.width))
         if not np.all(shapely.intersects(c.area, boxes) & track.valid[span]):
             continue  # it left the junction behind that line before the contact
-        waited = np.flatnonzero(stopped[span])
+        waited = np.flatnonzero(stopped[span] & (lon[ci, span] <= CREEP_M))
         entry = int(span[waited[-1]]) if waited.size else tc
         state = None if c.states is None else int(c.states[entry])
         if state is None or state == SignalState.FLASHING_STOP:
-            before = np.flatnonzero(stopped[:tc] & (lon[ci, :tc] >= -STOP_ZONE_M) & (lon[ci, :tc] < 0))
+            zone = (lon[ci, :tc] >= -STOP_ZONE_M) & (lon[ci, :tc] < 0) & (np.abs(lat[ci, :tc]) <= lateral_m)
+            before = np.flatnonzero(stopped[:tc] & zone)
             if before.size == 0 and entry == tc:
                 what = "flashing red " if state is not None else ""
                 return f"{who} did not stop at the {what}{c.name} (front over the line at {t[tc]:.1f} s, {speed[tc]:.1f} m/s)"
@@ -370,6 +394,7 @@ def _own_lateral_move(ego: Track, agent: Track, start: int, step: int, lane_tang
 
 
 __all__ = [
-    "BOUNDARY_M", "LATERAL_NOISE_M", "STOP_SPEED_MPS", "STOP_ZONE_M", "YELLOW_DECEL_MPS2", "YELLOW_REACTION_S", "Response", "Track",
-    "Verdict", "braking_travel", "conflict_onset", "judge", "right_of_way_violation", "stopping_distance",
+    "BOUNDARY_M", "CREEP_M", "LATERAL_NOISE_M", "SHARED_STOP_M", "STOP_SPEED_MPS", "STOP_ZONE_M", "YELLOW_DECEL_MPS2",
+    "YELLOW_REACTION_S", "Response", "Track", "Verdict", "braking_travel", "conflict_onset", "judge", "right_of_way_violation",
+    "stopping_distance",
 ]  # fmt: skip

@@ -5,7 +5,8 @@ line through the point across that direction. A point of a road user crosses the
 goes from behind it to on or beyond it between two valid steps, moving along the lane's
 direction, within ``lateral_m`` of the stop point (CARLA's red-light test).
 ``evaluators.red_light`` counts the ego's tail crossing red lines; ``evaluators.avoidability``
-holds a road user to the lines its front crossed.
+holds a road user to the lines its front crossed (of lines sharing a stop point, those of the
+lanes it went on along: ``followed``).
 
 Signals come from ``scenario.signals`` (their stop points); a stop sign controls the lanes the map
 names for it (``MapFeature.lane_ids``; Waymo's protos name them, GPUDrive's JSON does not), its
@@ -15,6 +16,7 @@ vehicle lanes, cannot be oriented and are skipped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,8 @@ class Control:
             behind it while its box overlaps this.
         states: (S,) ``SignalState`` at each rollout step; None for a stop sign (stop, then go).
         signal_row: the signal's row in ``scenario.signals``; -1 for a stop sign.
+        onward: the controlled lane's polygon with its successors' (where a road user that
+            follows this lane goes on to); None: ``area`` alone.
     """
 
     name: str
@@ -49,6 +53,16 @@ class Control:
     area: shapely.Geometry
     states: np.ndarray | None
     signal_row: int = -1
+    onward: shapely.Geometry | None = None
+
+
+def stop_line_offsets(point: np.ndarray, stop: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K, S) signed distances [m] of ``point`` (S, 2) past each stop line along its lane's
+    direction (``stop`` (K, 2), ``direction`` (K, 2) unit) and (K, S) to its left of the stop point."""
+    rel = point[None, :, :] - stop[:, None, :]  # (K, S, 2)
+    lon = rel[..., 0] * direction[:, None, 0] + rel[..., 1] * direction[:, None, 1]
+    lat = -rel[..., 0] * direction[:, None, 1] + rel[..., 1] * direction[:, None, 0]
+    return lon, lat
 
 
 def stop_line_crossings(
@@ -67,14 +81,27 @@ def stop_line_crossings(
         (C,) control indices and (C,) steps of each crossing (the first step on or beyond the
         line), and (K, S) the point's signed distance along each direction past its line [m].
     """
-    rel = point[None, :, :] - stop[:, None, :]  # (K, S, 2)
-    lon = rel[..., 0] * direction[:, None, 0] + rel[..., 1] * direction[:, None, 1]
-    lat = -rel[..., 0] * direction[:, None, 1] + rel[..., 1] * direction[:, None, 0]
+    lon, lat = stop_line_offsets(point, stop, direction)
     along = (heading @ direction.T).T > 0  # (K, S)
     both = valid[:-1] & valid[1:]
     cross = (lon[:, :-1] < 0) & (lon[:, 1:] >= 0) & both & along[:, 1:] & (np.abs(lat[:, 1:]) <= lateral_m)
     k, t = np.nonzero(cross)
     return k, t + 1, lon
+
+
+def followed(controls: Sequence[Control], centre: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(K,) which of ``controls`` (stop lines a road user crossed, sharing a stop point) the road
+    user went on along: all but those it left for another's, its centre (S, 2) [m] at a valid
+    step out of one's ``onward`` lanes and in another's; all when it left every one (or none
+    tells, as where their lanes overlap and it went no further)."""
+    k = len(controls)
+    steps = np.flatnonzero(valid)
+    if k < 2 or steps.size == 0:
+        return np.ones(k, dtype=bool)
+    x, y = centre[steps, 0], centre[steps, 1]
+    inside = np.array([shapely.contains_xy(c.area if c.onward is None else c.onward, x, y) for c in controls])  # (K, S)
+    left = np.array([np.any(~inside[i] & np.delete(inside, i, axis=0).any(axis=0)) for i in range(k)])
+    return ~left if not left.all() else np.ones(k, dtype=bool)
 
 
 def controls_of(scenario: Scenario, g: MapGeometry, log_step_of: np.ndarray) -> tuple[Control, ...]:
@@ -107,10 +134,16 @@ def controls_of(scenario: Scenario, g: MapGeometry, log_step_of: np.ndarray) -> 
     lanes = np.array([f[1] for f in found], dtype=np.int64)
     stops = np.array([f[2] for f in found], dtype=np.float64)
     directions = g.lane_tangents(lanes, stops)
+    successors = {lane.id: lane.successors for lane in scenario.road_map.lanes}
+    onward: dict[int, shapely.Geometry] = {}
+    for lane in set(lanes.tolist()):
+        rows = [lane] + [lane_of[n] for n in successors.get(str(g.lane_ids[lane]), ()) if n in lane_of]
+        onward[lane] = shapely.union_all(g.lane_polygons[rows])
+        shapely.prepare(onward[lane])
     return tuple(
-        Control(name, lane, stops[i], directions[i], g.lane_polygons[lane], states, row)
+        Control(name, lane, stops[i], directions[i], g.lane_polygons[lane], states, row, onward[lane])
         for i, (name, lane, _, states, row) in enumerate(found)
     )
 
 
-__all__ = ["Control", "controls_of", "stop_line_crossings"]
+__all__ = ["Control", "controls_of", "followed", "stop_line_crossings", "stop_line_offsets"]

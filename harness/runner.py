@@ -528,6 +528,7 @@ def run_suite(
             dataset under ``parts/`` only (every reader takes it as it is).
     """
     from evaluators.report import ReportWriter
+    from sim import agent_kernels
 
     started = time.time()
     if policy:
@@ -571,6 +572,7 @@ def run_suite(
     shipper = ScenarioShipper(exe)
     try:
         try:
+            agent_kernels.warm()  # compiled once here, the workers on this machine load them from numba's cache
             exe.start(factory)  # workers start while the variants are made
         except ClusterUnreachable as exc:
             raise ConfigError(config.source, "run.address", str(exc)) from None

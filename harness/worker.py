@@ -186,12 +186,14 @@ class VariantWorker:
     def _setup(self) -> None:
         import sim
         from evaluators import EvaluatorConfig
+        from sim import agent_kernels
         from sim.env import DriveTwinEnv
 
         self._load_plugins()
         if self._env is None:
             self._env = DriveTwinEnv(config=sim.EnvConfig.from_mapping(self.env_config, "suite [env]"))
             self._eval_config = EvaluatorConfig.from_mapping(self.evaluator_config, "suite [evaluators]")
+            agent_kernels.warm()  # the reactive agents' kernels compiled (or loaded) now, not in an episode's steps
 
     def _load_plugins(self) -> None:
         if not self._plugins_loaded:

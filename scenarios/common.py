@@ -1,5 +1,6 @@
 """Small pieces every package shares: a registry by name, an LRU, angle wrapping, the ego frame,
-and building a frozen config dataclass from a parsed TOML table.
+building a frozen config dataclass from a parsed TOML table, and what a stop at a stop line is
+(``evaluators.avoidability`` judges it, ``scenarios.mutations.operators.priority`` finds it in logs).
 
 This module sits at the bottom of the layering (``scenarios``), so ``sim``, ``evaluators`` and
 ``harness`` all use the one copy. It imports nothing but the standard library and numpy.
@@ -18,6 +19,11 @@ import numpy as np
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+#: Standing still, as logs show it: box-velocity noise keeps a standing car from reading 0 [m/s].
+STOP_SPEED_MPS = 0.5
+#: A stop for a stop sign counts with the front this far [m] or closer before the line.
+STOP_ZONE_M = 6.0
 
 
 class Registry(Generic[T]):

@@ -11,26 +11,85 @@ call too. Whatever numpy computes with its SIMD loops (``hypot``, ``arctan2``, p
 by numpy before a kernel is called. ``tests/sim/test_agents_pinned.py`` and
 ``tests/sim/test_agent_kernels.py`` hold the two paths equal.
 
-``AVAILABLE`` says whether numba imported; compiled code is cached on disk (``cache=True``) so
-that a process after the first loads it instead of compiling it.
+``AVAILABLE`` says whether numba is installed. It is imported at the kernels' first use (``load``,
+which the first call of any kernel, ``warm`` and ``ReactiveAgents`` do), not with this module, so
+that a process that only replays logs never imports it. Compiled code is cached on disk
+(``cache=True``) so that a process after the first loads it instead of compiling it; where numba
+finds no writable cache directory (a read-only install without ``NUMBA_CACHE_DIR``) the kernels
+are compiled in memory in every process instead (``cache=False``).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import math
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
-try:
-    import numba
-except ImportError:  # pragma: no cover - numba is a dependency; the reference path covers its absence
-    numba = None
+AVAILABLE = importlib.util.find_spec("numba") is not None
 
-AVAILABLE = numba is not None
+_log = logging.getLogger(__name__)
+_OPTIONS: dict[str, Any] = {"nogil": True, "error_model": "numpy"}
+_F = TypeVar("_F", bound=Callable[..., Any])
+_KERNELS: dict[str, Callable[..., Any]] = {}  # name -> the kernel's Python function, in definition order
+_lock = threading.Lock()
+_compiled: bool | None = None  # what ``load`` returned (None: not loaded yet)
 
 
-def _jit(fn):  # type: ignore[no-untyped-def]
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn) if AVAILABLE else fn
+class _Kernel:
+    """A kernel's name in this module until ``load`` binds it to numba's dispatcher (its first call
+    loads)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.py_func = fn
+        self.__name__, self.__doc__ = fn.__name__, fn.__doc__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        load()
+        return globals()[self.__name__](*args, **kwargs)
+
+
+def _jit(fn: _F) -> _F:
+    _KERNELS[fn.__name__] = fn
+    return _Kernel(fn)  # type: ignore[return-value]
+
+
+def _njit(numba: Any, fn: Callable[..., Any]) -> Any:
+    """numba's dispatcher of ``fn``, cached on disk where numba has a writable cache directory, else
+    compiled in memory (numba raises "cannot cache function ...: no locator available" then)."""
+    try:
+        return numba.njit(cache=True, **_OPTIONS)(fn)
+    except RuntimeError as exc:
+        if "no locator available" not in str(exc):
+            raise
+        _log.debug("%s: %s; compiling %s in memory", __name__, exc, fn.__name__)
+        return numba.njit(cache=False, **_OPTIONS)(fn)
+
+
+def load() -> bool:
+    """Import numba and bind every kernel's name here to its dispatcher (each compiled at its first
+    call, or loaded from numba's cache), all of them before any compiles, since a kernel calls
+    others by name. Returns whether the kernels are compiled: False without numba (or where it
+    fails to import; logged), the names then stay the plain Python functions. Once per process."""
+    global _compiled
+    with _lock:
+        if _compiled is None:
+            numba: Any = None
+            if AVAILABLE:
+                try:
+                    import numba
+                except ImportError as exc:
+                    _log.warning("numba is installed but does not import (%s): the reactive agents run their numpy "
+                                 "reference path", exc)
+            names = globals()
+            for name, fn in _KERNELS.items():
+                names[name] = _njit(numba, fn) if numba is not None else fn
+            _compiled = numba is not None
+    return _compiled
 
 
 @_jit
@@ -554,3 +613,26 @@ def law(moving: np.ndarray, replaying: np.ndarray, led: np.ndarray, stop: np.nda
         a[i] = c if (c <= a_max or c != c) else a_max
         bound[i] = a_new < a_track
     return a, bound
+
+
+#: the kernels ``sim.agents`` calls (the others are compiled into these)
+ENTRY_POINTS = ("held_back", "conflicts", "law", "integrate", "state", "blocked")
+
+
+def warm() -> None:
+    """Compile every kernel ``sim.agents`` calls (``ENTRY_POINTS``; or load it from numba's cache)
+    now, so that no episode's step pays for it: each is called once on empty inputs of the types the
+    agents pass (C-contiguous float64, int64 and bool arrays, Python floats, ints and bools). A no-op
+    without numba."""
+    if not load():
+        return
+    f, i, b = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.bool_)
+    f2, i2, b2 = np.zeros((0, 9)), np.zeros((2, 0), np.int64), np.zeros((2, 0), np.bool_)
+    zone = np.zeros((2, 0))  # the conflicts' (2, C) arc lengths
+    held_back(b, b, b, f, f, f, f, f, 0.0, 0.0, f, f, f, f, f, f, f, f, f, i, b, i, i, i, 0.0, f2, f, 0.0, f, i, f, f, b, b, b,
+              i, 0, 0, i, 0.0, 0.0, 0.0, 0.0)
+    conflicts(f, i, i2, zone, zone, f, f, b, b, f, f, b, b, b, b2, i2, i2, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
+    law(b, b, b, f, b, False, f, f, f, f, f, f, f, f, 0.0, 0.0, f, f, 0.0, 0.0)
+    integrate(f, b, f, f, 0.0, b, b, f, f, False, 0.0, 0.0)
+    state(f2, b, f2, b, b, f, f, f2, f, 0.0, 0.0)
+    blocked(i, i, f2, f, f2, f, 0.0, 0.0, i, f, f, f, i, 0, f, f, f, f, f, f, i)

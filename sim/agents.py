@@ -266,6 +266,8 @@ class ReactiveAgents:
         Without ``rules`` (set by ``from_plan``, or assign a ``TrafficRules``) no signal, stop
         sign or conflict applies.
         """
+        if self.compiled and not agent_kernels.load():  # numba is installed but does not import
+            self.compiled = False
         self.rows = np.array(rows, np.int64)  # a copy: the kernels take writable contiguous arrays
         self.dt = dt_s
         self.length, self.width = length, width
@@ -319,9 +321,7 @@ class ReactiveAgents:
         self._all = np.arange(len(self.rows))
         self._local = np.full(int(n) + 1, -1, np.int64)  # track row -> index into ``rows`` (-1: not reactive)
         self._local[self.rows] = self._all
-        self.rules = TrafficRules()
-        self._served = np.zeros(0, bool)  # stop signs an agent has stopped at
-        self._yielder = np.zeros(0, np.int64)  # per conflict: -1 nobody, 0 agent i yields, 1 agent j
+        self.rules = TrafficRules()  # and ``_served``, ``_yielder`` sized for them (the ``rules`` setter)
         self._grid = np.ascontiguousarray(np.broadcast_to(self._all[:, None], (len(self.rows), len(self._offsets))))
         self._close = logged_close_pairs(log, self.rows, length, width, 0.0)
         self._keys = int(n) + 1  # pair key: row_a * _keys + row_b
@@ -375,6 +375,20 @@ class ReactiveAgents:
         # the kernels' IDM constants: a_max, s0, headway and 2 sqrt(a_max b_comf), of the leader's and the stop's
         self._idm_params = tuple(np.array([p.a_max, p.s0, p.headway, 2 * math.sqrt(p.a_max * p.b_comf)])
                                  for p in (AGENT_IDM, STOP_IDM))
+
+    @property
+    def rules(self) -> TrafficRules:
+        """The stop points and conflicts the agents obey (``TrafficRules``; indices into ``rows``)."""
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: TrafficRules) -> None:
+        """New rules, checked against the agents (the kernels do not check bounds), with their state
+        afresh: no stop sign served, nobody yielding."""
+        check_rules(rules, len(self.rows))
+        self._rules = rules
+        self._served = np.zeros(len(rules.stop_agent), bool)  # per stop point: its agent has stopped at it
+        self._yielder = np.full(len(rules.conflict_i), -1, np.int64)  # per conflict: -1 nobody, 0 agent i yields, 1 agent j
 
     @classmethod
     def from_plan(cls, plan: Plan) -> ReactiveAgents:
@@ -450,9 +464,12 @@ class ReactiveAgents:
             ox = oy = oyaw = olen = owid = self._no_passive_f
             orow = self._no_body[:0]
         if self.compiled:
-            hit = agent_kernels.blocked(new, moved, self._log_state[k], self.s, self.bank._table, self.bank._key,
-                                        self.bank.OFFSET, float(self._offsets[0]), self.rows, *self._sizes_c, self._diag,
-                                        self._close, self._keys, ox, oy, oyaw, olen, owid, np.hypot(olen, owid), orow)
+            length, width = self._sizes_c
+            hit = agent_kernels.blocked(
+                new=new, moved=moved, log_state=self._log_state[k], s=self.s, table=self.bank._table, key=self.bank._key,
+                offset=self.bank.OFFSET, s_offset=float(self._offsets[0]), rows=self.rows, length=length, width=width,
+                diag=self._diag, close=self._close, keys=self._keys, ox=ox, oy=oy, oyaw=oyaw, olen=olen, owid=owid,
+                odiag=np.hypot(olen, owid), orow=orow)
             return new[hit]
         xy, yaw, _ = self.bank.at(moved, self.s[moved] + self._offsets[0])
         log = self._log_state[k]
@@ -480,8 +497,10 @@ class ReactiveAgents:
         k = self._k
         alive = self.alive
         if self.compiled:
-            return agent_kernels.state(self._log_state[k], self._log_valid[k], self._p0[k], alive, self.replaying, self.s,
-                                       self.v, self.bank._table, self.bank._key, self.bank.OFFSET, float(self._offsets[0]))
+            return agent_kernels.state(
+                log_state=self._log_state[k], log_valid=self._log_valid[k], p0=self._p0[k], alive=alive,
+                replaying=self.replaying, s=self.s, v=self.v, table=self.bank._table, key=self.bank._key,
+                offset=self.bank.OFFSET, s_offset=float(self._offsets[0]))
         out = self._log_state[k]
         live = (alive & ~(self.replaying & self._log_valid[k])).nonzero()[0]
         if live.size:
@@ -526,9 +545,10 @@ class ReactiveAgents:
             if self.compiled:
                 k_law = self._law_log[k]
                 p4 = (np.maximum(self.v, 0.0) / self.v0) ** 4  # numpy's power, as ``idm_acceleration`` has it
-                a, bound = agent_kernels.law(moving, self.replaying, law, stop, alive, last, self.s, self.v, k_law[0],
-                                             k_law[1], k_law[2], gap, dv, p4, KP, KD, self._idm_params[0],
-                                             self._idm_params[1], B_MAX, A_MAX)
+                a, bound = agent_kernels.law(
+                    moving=moving, replaying=self.replaying, led=law, stop=stop, alive=alive, last=last, s=self.s, v=self.v,
+                    a_log=k_law[0], s_log=k_law[1], v_log=k_law[2], gap=gap, dv=dv, p4=p4, kp=KP, kd=KD,
+                    idm=self._idm_params[0], stop_idm=self._idm_params[1], b_max=B_MAX, a_max=A_MAX)
             else:
                 run = moving & ((~self.replaying | law | np.isfinite(stop)) if not last else alive)
                 idx = run.nonzero()[0]
@@ -550,7 +570,8 @@ class ReactiveAgents:
             has_next = k + 1 < self.s_log.shape[1]
             law = self._law_log[k + 1 if has_next else k]
             self.s, self.v, self.replaying = agent_kernels.integrate(
-                a, bound, self.s, self.v, self.dt, alive, self.replaying, law[1], law[2], has_next, SNAP_M, SNAP_SPEED)
+                a=a, bound=bound, s=self.s, v=self.v, dt=self.dt, alive=alive, replaying=self.replaying, s_next=law[1],
+                v_next=law[2], has_next=has_next, snap_m=SNAP_M, snap_speed=SNAP_SPEED)
             self._spawn(k + 1, bodies)
             return
         v_new = np.maximum(self.v + a * self.dt, 0.0)
@@ -652,13 +673,17 @@ class ReactiveAgents:
         p0, law = self._p0[k], self._law_log[k]
         bank = self.bank
         diag = float(np.hypot(bodies["length"], bodies["width"]).max())  # numpy's hypot, as ``_find_leaders``
+        length, width = self._sizes_c
         has, gap, dv, self._moving = agent_kernels.held_back(
-            self.alive, self.replaying, self._moves_log[k], law[0], law[1], law[2], self.s, self.v, KP, KD, p0[0], p0[1],
-            bodies["x"], bodies["y"], bodies["yaw"], bodies["vx"], bodies["vy"], bodies["length"], bodies["width"],
-            bodies["row"], self._body_off, self._body_at, self._close_a, self._close_b, (LOOKAHEAD_M + 5.0 + 1.0) ** 2,
-            bank._table, bank._key, bank.OFFSET, self._offsets, self.rows, *self._sizes_c, self._agent_off,
-            self._has_close, self._walker, self._close, self._keys, self.ego_row, self._local, LOOKAHEAD_STEP_M,
-            CORRIDOR_MARGIN_M, (LOOKAHEAD_M + 5.0) ** 2, diag)
+            alive=self.alive, replaying=self.replaying, moves_log=self._moves_log[k], a_log=law[0], s_log=law[1],
+            v_log=law[2], s=self.s, v=self.v, kp=KP, kd=KD, p0x=p0[0], p0y=p0[1], bx=bodies["x"], by=bodies["y"],
+            byaw=bodies["yaw"], bvx=bodies["vx"], bvy=bodies["vy"], blen=bodies["length"], bwid=bodies["width"],
+            brow=bodies["row"], body_off=self._body_off, body_at=self._body_at, close_a=self._close_a,
+            close_b=self._close_b, reach2=(LOOKAHEAD_M + 5.0 + 1.0) ** 2, table=bank._table, key=bank._key,
+            path_offset=bank.OFFSET, offsets=self._offsets, rows=self.rows, length=length, width=width,
+            agent_off=self._agent_off, has_close=self._has_close, walker=self._walker, close=self._close,
+            keys=self._keys, ego_row=self.ego_row, local=self._local, step_m=LOOKAHEAD_STEP_M,
+            margin=CORRIDOR_MARGIN_M, near2=(LOOKAHEAD_M + 5.0) ** 2, diag_max=diag)
         return has, gap, dv
 
     def _mark_off_log(self, k: int, bodies: dict[str, np.ndarray]) -> None:
@@ -722,6 +747,9 @@ class ReactiveAgents:
         """
         pair, lo, hi = self._conflict_tables()
         y = self._yielder
+        if y.shape != (pair.shape[1],):
+            raise ValueError(f"ReactiveAgents._yielder: {y.shape[0]} entries for {pair.shape[1]} conflicts (assign new "
+                             "rules to .rules, which sizes it)")
         if self.compiled:
             rules = self.rules
             if rules.passive_rows.size:
@@ -729,10 +757,12 @@ class ReactiveAgents:
             else:
                 ps = pv = self._no_passive_f
                 pa = po = self._no_passive_b
-            agent_kernels.conflicts(out, y, pair, lo, hi, self.s, self.v, self.alive, self._agent_off, ps, pv, pa, po,
-                                    self._conflict_close, rules.conflict_sign, rules.conflict_signal,
-                                    self._signal_states, k, _RED[0], _RED[1], _YELLOW, CONFLICT_HORIZON_S,
-                                    CONFLICT_MIN_SPEED, STOP_SIGN_SPEED, CONFLICT_BUFFER_S)
+            agent_kernels.conflicts(
+                out=out, y=y, pair=pair, lo=lo, hi=hi, s=self.s, v=self.v, alive=self.alive, off=self._agent_off,
+                passive_s=ps, passive_v=pv, passive_alive=pa, passive_off=po, conflict_close=self._conflict_close,
+                sign=rules.conflict_sign, signal=rules.conflict_signal, states=self._signal_states, k=k, red0=_RED[0],
+                red1=_RED[1], yellow=_YELLOW, horizon=CONFLICT_HORIZON_S, min_speed=CONFLICT_MIN_SPEED,
+                stop_speed=STOP_SIGN_SPEED, buffer=CONFLICT_BUFFER_S)
             return
         if self.rules.passive_rows.size:
             s_all, v_all = np.concatenate([self.s, self._passive_s]), np.concatenate([self.v, self._passive_v])
@@ -927,6 +957,26 @@ class TrafficRules:
     passive_lines: np.ndarray = field(default_factory=lambda: np.zeros(0, object))
     conflict_sign: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), bool))
     conflict_signal: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), np.int64))
+
+
+def check_rules(rules: TrafficRules, num_agents: int) -> None:
+    """Raise ValueError, naming the field, where ``rules`` do not fit ``num_agents`` reactive agents:
+    a field's shape against ``stop_agent``'s, ``conflict_i``'s, ``passive_rows``' and
+    ``signal_states``' lengths, or an index out of range."""
+    k, c, q, g = len(rules.stop_agent), len(rules.conflict_i), len(rules.passive_rows), len(rules.signal_states)
+    shapes = {"stop_s": (k,), "stop_signal": (k,), "conflict_j": (c,), "conflict_si": (c,), "conflict_sj": (c,),
+              "passive_lines": (q,), "conflict_sign": (2, c), "conflict_signal": (2, c)}
+    for name, shape in shapes.items():
+        if np.shape(getattr(rules, name)) != shape:
+            raise ValueError(f"TrafficRules.{name}: shape {np.shape(getattr(rules, name))}, expected {shape}")
+    if np.ndim(rules.signal_states) != 2:
+        raise ValueError(f"TrafficRules.signal_states: shape {np.shape(rules.signal_states)}, expected (signals, steps)")
+    ranges = {"stop_agent": (0, num_agents), "conflict_i": (0, num_agents), "conflict_j": (0, num_agents + q),
+              "stop_signal": (-1, g), "conflict_signal": (-1, g)}
+    for name, (lo, hi) in ranges.items():
+        value = np.asarray(getattr(rules, name))
+        if value.size and not (lo <= value.min() and value.max() < hi):
+            raise ValueError(f"TrafficRules.{name}: values {value.min()}..{value.max()} outside [{lo}, {hi})")
 
 
 def logged_close_pairs(log: SimTracks, rows: np.ndarray, length: np.ndarray, width: np.ndarray, margin: float) -> np.ndarray:

@@ -31,8 +31,8 @@ ROUTE_SPACING_M = 0.5
 #: A logged ego path shorter than this has no goal [m].
 MIN_GOAL_PATH_M = 5.0
 #: A logged ego whose box heads further than this [rad] (10 deg) off its own direction of
-#: motion throughout its first ``START_SLIP_WINDOW_S`` [s], at this speed or faster [m/s], starts
-#: heading along its motion (``start_heading``).
+#: motion throughout its first ``START_SLIP_WINDOW_S`` [s], at this speed or faster [m/s], beyond
+#: the slip its turning explains, starts heading along its motion (``start_heading``).
 START_SLIP_MAX_RAD = math.radians(10.0)
 START_SLIP_WINDOW_S = 0.3
 START_SLIP_MIN_SPEED_MPS = 2.0
@@ -150,7 +150,7 @@ def compile_plan(scenario: Scenario, config: EnvConfig, geometry: RoadGeometry |
     # starts in a curve does not start with the wheels straight
     steer0 = logged_commands(ego_log, 1, dt_s, params)[0][1] if len(ego_log) > 1 else 0.0
     ks = np.arange(len(ego_log))
-    yaw0, yaw_rate0 = start_heading(eyaw, np.interp(ks, vs, log.vx[e, vs]), np.interp(ks, vs, log.vy[e, vs]), dt_s)
+    yaw0, yaw_rate0 = start_heading(eyaw, np.interp(ks, vs, log.vx[e, vs]), np.interp(ks, vs, log.vy[e, vs]), dt_s, 0.5 * params.wheelbase)
     if yaw0 != float(eyaw[0]):  # heading along its motion: steering as its motion turns
         steer0 = logged_commands(np.array([[0, 0, yaw0, espeed[0]], [0, 0, yaw0 + yaw_rate0 * dt_s, espeed[1]]]), 1, dt_s, params)[0][1]
     ego0 = EgoState(0.0, 0.0, yaw0, float(espeed[0]), steer=steer0)
@@ -258,31 +258,51 @@ def _reactive_rows(scenario: Scenario, config: EnvConfig, log: SimTracks) -> tup
     return reactive, "reactive" if reactive.any() else "replay"
 
 
-def start_heading(yaw: np.ndarray, vx: np.ndarray, vy: np.ndarray, dt_s: float) -> tuple[float, float]:
+def start_heading(yaw: np.ndarray, vx: np.ndarray, vy: np.ndarray, dt_s: float, rear_axle_m: float) -> tuple[float, float]:
     """(the ego's initial heading [rad], its heading's rate then [rad/s]) from the logged ego's
-    heading ``yaw`` [rad] and velocity [m/s] at the env steps, (S,) each.
+    heading ``yaw`` [rad] and velocity [m/s] at the env steps, (S,) each; ``rear_axle_m`` is how
+    far the rear axle is behind the box centre [m] (half the wheelbase, ``sim.dynamics.bicycle``).
 
-    The logged heading, unless the logged box heads more than ``START_SLIP_MAX_RAD`` off the
-    direction it moves in (forwards or backwards) at every step of its first
-    ``START_SLIP_WINDOW_S``, at ``START_SLIP_MIN_SPEED_MPS`` or faster: label noise (AV2 sensor
-    boxes 17-43 deg off their motion at 3-8 m/s), since no car slides sideways like that. The
-    kinematic ego cannot either: started along the box it would have to swerve onto the logged
-    path in its first second, and every planner would be flagged uncomfortable for the log's
-    label. It then starts heading along its logged motion, turning as its motion turns. (A
-    heading a sample or two off, or a velocity held between 2 Hz labels in a turn, is kept.)
+    The logged heading, unless at every step of its first ``START_SLIP_WINDOW_S``, at
+    ``START_SLIP_MIN_SPEED_MPS`` or faster, the logged box heads more than ``START_SLIP_MAX_RAD``
+    off the direction it moves in (forwards or backwards), and as far off it beyond the slip its
+    turning explains: label noise (AV2 sensor boxes 17-43 deg off their motion at 3-8 m/s), since
+    no car slides sideways like that. The kinematic ego cannot either: started along the box it
+    would have to swerve onto the logged path in its first second, and every planner would be
+    flagged uncomfortable for the log's label. It then starts heading along its logged motion,
+    turning as its motion turns. (A heading a sample or two off, or a velocity held between 2 Hz
+    labels in a turn, is kept.)
+
+    The slip a turn explains: the rear wheels roll without slipping, so the centre of a car
+    turning at yaw rate w moves sideways at w * ``rear_axle_m`` and heads asin(w * rear_axle_m / v)
+    off the box at speed v (atan(rear_axle_m / R) on a circle of radius R of the rear axle:
+    12.7 deg at R = 6 m with a 2.7 m wheelbase), a tight turn at the start being no label
+    noise. w is the turn both the box and its motion make (the smaller rate of the two when
+    they turn the same way, else 0): a label whose heading swings while the car moves straight
+    explains no slip. The turn may excuse a slip, never add one: real labels of turning cars
+    often put the centre nearer the rear axle (an AV2 car turning at 0.35 rad/s and 2.4 m/s
+    moves 3 deg off its box, where a rigid box's centre would 12 deg), and a box heading along
+    its motion is no label noise either.
     """
     n = min(len(yaw), max(2, int(round(START_SLIP_WINDOW_S / dt_s)) + 1))
     yaw0 = float(yaw[0])
     rate = (float(yaw[1]) - yaw0) / dt_s if len(yaw) > 1 else 0.0
-    if len(yaw) < 2 or np.hypot(vx[:n], vy[:n]).min() < START_SLIP_MIN_SPEED_MPS:
+    speed = np.hypot(vx[:n], vy[:n])
+    if len(yaw) < 2 or speed.min() < START_SLIP_MIN_SPEED_MPS:
         return yaw0, rate
+    wrap = lambda a: np.remainder(a + np.pi, 2 * np.pi) - np.pi  # noqa: E731
     motion = np.arctan2(vy[:n], vx[:n])
-    slip = np.remainder(motion - yaw[:n] + np.pi, 2 * np.pi) - np.pi
+    slip = wrap(motion - yaw[:n])
     back = np.abs(slip) > 0.5 * np.pi  # moving backwards: the motion's heading is the reverse of the velocity
-    slip = np.where(back, np.remainder(slip + np.pi, 2 * np.pi) - np.pi, slip)
-    if not (np.abs(slip) > START_SLIP_MAX_RAD).all():
+    slip = np.where(back, wrap(slip + np.pi), slip)
+    # the turn at each step [rad/s]: forward differences, the last step's the one before it
+    yaw_rate, motion_rate = (np.r_[d, d[-1]] / dt_s for d in (np.diff(np.unwrap(yaw[:n])), np.diff(np.unwrap(motion))))
+    w = np.where(yaw_rate * motion_rate > 0, np.sign(yaw_rate) * np.minimum(np.abs(yaw_rate), np.abs(motion_rate)), 0.0)
+    explained = np.arcsin(np.clip(w * rear_axle_m / speed, -1.0, 1.0)) * np.where(back, -1.0, 1.0)
+    off = np.minimum(np.abs(slip), np.abs(wrap(slip - explained)))  # the turn may excuse a slip, never add one
+    if not (off > START_SLIP_MAX_RAD).all():
         return yaw0, rate
-    turn = float(np.remainder(motion[1] - motion[0] + np.pi, 2 * np.pi) - np.pi)
+    turn = float(wrap(motion[1] - motion[0]))
     return math.remainder(yaw0 + float(slip[0]), 2 * math.pi), turn / dt_s
 
 

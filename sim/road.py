@@ -409,9 +409,12 @@ class RoadGeometry:
             remaining -= max(path.length - start, 0.0)
             if remaining <= 0 or not info.successors:
                 break
-            nxt = next((c for c in info.successors if c not in visited), None)
-            if nxt is None:
+            options = [c for c in info.successors if c not in visited]
+            if not options:
                 break
+            end_heading = float(path.heading[-1])
+            turn = [abs(math.remainder(float(self.lanes[c].path.heading[0]) - end_heading, 2 * math.pi)) for c in options]
+            nxt = options[int(np.argmin(turn))]  # the straightest; the first of equals
             visited.add(nxt)
             info, start = self.lanes[nxt], 0.0
         out = np.vstack(pts)

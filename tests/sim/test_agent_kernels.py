@@ -64,12 +64,13 @@ def scene_agents(data_dir):
 MUTABLE = ("s", "v", "alive", "replaying", "_served", "_yielder")
 
 
-def random_step(plan, agents: ReactiveAgents, rng: np.random.Generator) -> tuple[int, dict[str, np.ndarray]]:
-    """Put ``agents`` in a random state at a random step: some off their logs (ahead or behind, faster
-    or slower, some standing), some bodies pushed off theirs, the ego near its log or far from it.
-    Returns the step and the bodies (as ``DriveTwinEnv._leader_bodies`` builds them)."""
+def random_step(plan, agents: ReactiveAgents, rng: np.random.Generator, k: int | None = None) -> tuple[int, dict[str, np.ndarray]]:
+    """Put ``agents`` in a random state at step ``k`` (None: a random one, the log's last included):
+    some off their logs (ahead or behind, faster or slower, some standing), some bodies pushed off
+    theirs, the ego near its log or far from it. Returns the step and the bodies (as
+    ``DriveTwinEnv._leader_bodies`` builds them)."""
     s_steps = agents.s_log.shape[1]
-    k = int(rng.integers(0, s_steps - 1))
+    k = int(rng.integers(0, s_steps)) if k is None else k
     agents.reset(0)
     agents._k = k
     agents.alive = agents.present(k) & (rng.random(len(agents.rows)) < 0.95)
@@ -123,9 +124,24 @@ def random_step(plan, agents: ReactiveAgents, rng: np.random.Generator) -> tuple
 def test_a_whole_step_equals_the_reference(scene_agents, seed: int) -> None:
     """From the same random state, one ``step`` on each path: the same leaders, gaps, yielders,
     stop-sign memory, arc lengths, speeds, replaying flags, spawns and states."""
+    whole_step_on_both_paths(*scene_agents, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("back", [1, 2])
+@pytest.mark.parametrize("seed", range(4))
+def test_the_logs_last_steps_equal_the_reference(scene_agents, seed: int, back: int) -> None:
+    """As ``test_a_whole_step_equals_the_reference`` at the log's last two steps (which the random
+    draw gives 2 times in S = 91): S - 2, the last the env steps from (to the log's end, where the
+    episode ends), and S - 1, where nothing replays (every live agent runs the law) and there is no
+    next logged step to snap back to (the state after it, at step S, is not asked for)."""
     plan, agents = scene_agents
-    rng = np.random.default_rng(seed)
-    k, bodies = random_step(plan, agents, rng)
+    whole_step_on_both_paths(plan, agents, np.random.default_rng(seed), agents.s_log.shape[1] - back)
+
+
+def whole_step_on_both_paths(plan, agents: ReactiveAgents, rng: np.random.Generator, k: int | None = None) -> None:
+    """One ``step`` from the same random state (``random_step``) on the numpy and the compiled path,
+    each of its parts' outputs equal bit for bit."""
+    k, bodies = random_step(plan, agents, rng, k)
     start = {name: getattr(agents, name).copy() for name in MUTABLE}
     results = {}
     try:
@@ -144,8 +160,9 @@ def test_a_whole_step_equals_the_reference(scene_agents, seed: int) -> None:
                 setattr(agents, name, value.copy())
             blocked = agents._blocked(k, (agents.present(k) & ~agents.alive).nonzero()[0], bodies)
             agents.step(k, bodies)
+            after = agents.state() if k + 1 < agents.s_log.shape[1] else None  # no logged state past the log's end
             results[compiled] = (*held, agents._moving.copy(), stop, blocked, *(getattr(agents, n).copy() for n in MUTABLE),
-                                 agents.state())
+                                 after)
     finally:
         del agents.compiled  # back to the class default
     for i, (ref, fast) in enumerate(zip(results[False], results[True])):
@@ -169,3 +186,170 @@ def test_box_overlap_equals_scenarios_geometry(seed: int) -> None:
                                                   w2[i], d2[i]) for i in range(n)])
     assert ref.any() and not ref.all()
     assert np.array_equal(fast, ref)
+
+
+NO_CACHE_DIR = """
+import numba.core.caching as caching
+import numpy as np
+caching.CacheImpl._locator_classes = []  # what numba finds without a writable cache directory
+from sim import agent_kernels
+r = np.ones(3, np.bool_)
+s, v, rep = agent_kernels.integrate(np.full(3, 2.0), ~r, np.zeros(3), np.ones(3), 0.5, r, ~r, np.zeros(3), np.zeros(3),
+                                    False, 0.1, 0.1)
+print(s.tolist(), v.tolist(), rep.tolist(), type(agent_kernels.integrate._cache).__name__,
+      type(agent_kernels.held_back._cache).__name__)
+"""
+
+
+def test_the_kernels_compile_in_memory_without_a_writable_cache_directory(tmp_path) -> None:
+    """Where numba has no cache locator (read-only install, no ``NUMBA_CACHE_DIR``), ``cache=True``
+    raises at decoration; the kernels are compiled in memory instead, quietly."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(agent_kernels.__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env["PYTHONPATH"] = str(root)
+    out = subprocess.run([sys.executable, "-c", NO_CACHE_DIR], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n") == ["[0.75, 0.75, 0.75] [2.0, 2.0, 2.0] [False, False, False] NullCache NullCache", ""]
+    assert out.stderr == ""
+
+
+def test_warm_compiles_every_entry_point_for_the_types_the_env_passes(make_env, data_dir) -> None:
+    """After ``warm()`` each kernel ``sim.agents`` calls has one compiled signature, and a reactive
+    episode on a scene with crossings and spawns adds none (nothing compiles inside its steps)."""
+    import scenarios
+
+    agent_kernels.warm()
+    kernels = {name: getattr(agent_kernels, name) for name in agent_kernels.ENTRY_POINTS}
+    assert set(kernels) == {"held_back", "conflicts", "law", "integrate", "state", "blocked"}
+    before = {name: list(fn.signatures) for name, fn in kernels.items()}
+    assert all(len(sigs) == 1 for sigs in before.values()), before
+    path = data_dir / "waymo_json" / "tfrecord-00000-of-01000_4.json"
+    if not path.exists():
+        pytest.skip("the Waymo JSON sample is not in the data directory")
+    env = make_env(scenarios.load(path)[0], agents_mode="reactive", terminate_on_collision=False,
+                   terminate_on_offroad=False, terminate_on_goal=False)
+    env.reset(seed=0)
+    assert env._reactive is not None and len(env._reactive.rules.conflict_i)
+    zero = np.zeros(2, np.float32)
+    for _ in range(60):
+        env.step(zero)
+    assert {name: list(fn.signatures) for name, fn in kernels.items()} == before
+
+
+LAZY = """
+import sys
+import sim.env
+from sim import agent_kernels
+from sim.agents import ReactiveAgents
+print("numba" in sys.modules, agent_kernels.AVAILABLE, ReactiveAgents.compiled)
+agent_kernels.warm()
+print("numba" in sys.modules, type(agent_kernels.held_back).__name__)
+"""
+
+
+def test_numba_is_imported_at_the_kernels_first_use_not_with_the_env(tmp_path) -> None:
+    """``import sim.env`` (a replay-only process) does not import numba; ``warm`` (or a kernel's
+    first call, or ``ReactiveAgents``) does, and binds the kernels to numba's dispatchers."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(agent_kernels.__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", LAZY], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n") == ["False True True", "True CPUDispatcher", ""]
+
+
+WITHOUT_NUMBA = """
+import sys
+sys.modules["numba"] = None  # as if it were not installed
+from sim import agent_kernels
+from sim.agents import ReactiveAgents
+agent_kernels.warm()
+print(agent_kernels.AVAILABLE, ReactiveAgents.compiled, agent_kernels.load(), agent_kernels.integrate.__module__,
+      type(agent_kernels.integrate).__name__)
+"""
+
+
+def test_without_numba_warm_is_a_no_op_and_the_agents_take_the_numpy_path(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(agent_kernels.__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", WITHOUT_NUMBA], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n") == ["False False False sim.agent_kernels function", ""]
+    assert out.stderr == ""
+
+
+def test_a_kernel_imported_before_load_still_runs() -> None:
+    """A name taken before ``load`` (``from sim.agent_kernels import ...``) is the placeholder: its
+    call loads every kernel (a kernel calls others by name) and runs the compiled one."""
+    fn = agent_kernels._Kernel(agent_kernels._KERNELS["_np_min"])
+    assert fn(1.0, float("nan")) != fn(1.0, float("nan"))  # NaN wins, as np.minimum
+    assert fn(2.0, 1.0) == 1.0 and fn(a=2.0, b=1.0) == 1.0  # keywords too (``sim.agents`` names every argument)
+    assert agent_kernels.load() is True
+    assert all(type(getattr(agent_kernels, name)).__name__ == "CPUDispatcher" for name in agent_kernels._KERNELS)
+
+
+def test_rules_assigned_after_reset_size_the_yielders(scene_agents) -> None:
+    """Rules given after ``reset`` (where ``_yielder`` used to be sized) size the per-conflict and
+    per-stop state at once: the conflicts kernel, which checks no bounds, never writes past it."""
+    from sim.agents import TrafficRules
+
+    plan, _ = scene_agents
+    agents = ReactiveAgents.from_plan(plan)
+    rules = agents.rules
+    c, k = len(rules.conflict_i), len(rules.stop_agent)
+    assert c >= 2
+    agents.rules = TrafficRules()
+    agents.reset(0)
+    agents.rules = rules
+    assert agents._yielder.tolist() == [-1] * c and agents._served.tolist() == [False] * k
+    rng = np.random.default_rng(5)
+    step, bodies = random_step(plan, agents, rng)
+    start = {name: getattr(agents, name).copy() for name in MUTABLE}
+    gaps = {}
+    for compiled in (False, True):
+        agents.compiled = compiled
+        for name, value in start.items():
+            setattr(agents, name, value.copy())
+        agents._mark_off_log(step, bodies)
+        agents._passive_state(bodies)
+        gaps[compiled] = (agents._stop_gaps(step), agents._yielder.copy())
+    assert same(gaps[False][0], gaps[True][0]) and same(gaps[False][1], gaps[True][1])
+    agents._yielder = np.full(c - 1, -1, np.int64)  # sized by hand, wrongly: refused before the kernel runs
+    with pytest.raises(ValueError, match=rf"_yielder: {c - 1} entries for {c} conflicts"):
+        agents._stop_gaps(step)
+
+
+def test_rules_that_do_not_fit_the_agents_are_refused(scene_agents) -> None:
+    """A field of the wrong length, or an agent or signal index out of range, names the field."""
+    import dataclasses
+
+    plan, _ = scene_agents
+    agents = ReactiveAgents.from_plan(plan)
+    rules = agents.rules
+    r, c = len(agents.rows), len(rules.conflict_i)
+    with pytest.raises(ValueError, match=rf"TrafficRules.conflict_sign: shape \(2, {c - 1}\), expected \(2, {c}\)"):
+        agents.rules = dataclasses.replace(rules, conflict_sign=rules.conflict_sign[:, 1:])
+    bad = rules.conflict_i.copy()
+    bad[0] = r
+    with pytest.raises(ValueError, match=rf"TrafficRules.conflict_i: values .*{r} outside \[0, {r}\)"):
+        agents.rules = dataclasses.replace(rules, conflict_i=bad)
+    signal = rules.conflict_signal.copy()
+    signal[0, 0] = len(rules.signal_states)
+    with pytest.raises(ValueError, match=r"TrafficRules.conflict_signal: values"):
+        agents.rules = dataclasses.replace(rules, conflict_signal=signal)
+    assert agents.rules is rules  # unchanged by the refused ones

@@ -14,7 +14,7 @@ from scenarios.errors import ScenarioError
 from scenarios.model import AgentType, Conditions
 from scenarios.synthetic import AgentSpec, scene
 from sim.config import EnvConfig
-from sim.plan import ROUTE_EXTENSION_M, PlanCache, compile_plan
+from sim.plan import ROUTE_EXTENSION_M, START_SLIP_MAX_RAD, PlanCache, compile_plan, start_heading
 
 #: The real log of these tests and its known counts (Waymo Open Motion, GPUDrive JSON).
 REAL_LOG = ("waymo_json", "tfrecord-00000-of-01000_222.json")
@@ -151,3 +151,59 @@ def test_compiling_a_plan_needs_no_engine() -> None:
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def turning_ego(radius_m: float = 6.0, speed_mps: float = 3.0, num_steps: int = 31) -> object:
+    """``turning_ego``: the ego's rear axle on a circle of ``radius_m`` about (0, 6) at
+    ``speed_mps``, turning left from (0, 0) heading +x; its box (4.5 m, wheelbase 2.7 m, the rear
+    axle 1.35 m behind the centre) heads along the circle's tangent, its centre 1.35 m ahead of
+    the axle moving at the rigid body's velocity: atan(1.35 / 6) = 12.7 deg off its heading."""
+    s = scene([AgentSpec("ego", x=0.0), AgentSpec("far", x=100.0, y=-3.5)], num_steps=num_steps, scenario_id="turning_ego")
+    tr, e = s.tracks, s.ego_index
+    t = np.arange(num_steps) * 0.1
+    w = speed_mps / radius_m
+    yaw = w * t
+    d = 0.5 * 0.6 * 4.5
+    rx, ry = radius_m * np.sin(yaw), radius_m * (1.0 - np.cos(yaw))
+    fields = {n: getattr(tr, n).copy() for n in ("x", "y", "yaw", "vx", "vy")}
+    fields["x"][e], fields["y"][e], fields["yaw"][e] = rx + d * np.cos(yaw), ry + d * np.sin(yaw), yaw
+    fields["vx"][e] = speed_mps * np.cos(yaw) - w * d * np.sin(yaw)
+    fields["vy"][e] = speed_mps * np.sin(yaw) + w * d * np.cos(yaw)
+    return s.replace(tracks=tr.replace(**fields))
+
+
+def test_a_tight_turn_at_the_start_keeps_its_logged_heading() -> None:
+    """The centre's 12.7 deg off the box is the turn's (over START_SLIP_MAX_RAD: it was taken for
+    label noise and the ego started heading along its motion, 12.7 deg off the road)."""
+    s = turning_ego()
+    e = s.ego_index
+    slip = np.arctan2(s.tracks.vy[e, 0], s.tracks.vx[e, 0]) - s.tracks.yaw[e, 0]
+    assert np.degrees(slip) == pytest.approx(np.degrees(np.arctan(1.35 / 6.0)), abs=1e-9)
+    assert slip > START_SLIP_MAX_RAD
+    plan = compile_plan(s, EnvConfig())
+    assert plan.params.wheelbase == pytest.approx(2.7)
+    assert plan.ego0.yaw == pytest.approx(0.0, abs=1e-12)
+    tr = s.tracks
+    yaw0, rate = start_heading(tr.yaw[e], tr.vx[e], tr.vy[e], 0.1, 1.35)
+    assert (yaw0, rate) == (0.0, pytest.approx(0.5))
+
+
+def test_a_label_swinging_while_its_car_drives_straight_is_still_replaced() -> None:
+    """A box heading 18 deg off a straight motion at 8 m/s, swinging onto it over 0.8 s: the
+    heading turns, the motion does not, so no turn explains the slip (the AV2 label noise)."""
+    yaw = np.radians(18.0) * np.clip(1.0 - np.arange(20) / 8, 0.0, None)
+    vx, vy = np.full(20, 8.0), np.zeros(20)
+    assert start_heading(yaw, vx, vy, 0.1, 1.35) == (0.0, 0.0)
+
+
+def test_a_turn_excuses_a_slip_but_adds_none() -> None:
+    """An AV2 car turning left at 0.35 rad/s and 2.4 m/s whose motion is 3 deg right of its box
+    (its centre nearer the rear axle than a rigid box's, which would slip 12 deg left): the box
+    is no label noise, though 3 + 12 deg is more than START_SLIP_MAX_RAD from the turn's slip."""
+    t = np.arange(8) * 0.1
+    yaw = 0.35 * t
+    motion = yaw - np.radians(3.0)
+    vx, vy = 2.4 * np.cos(motion), 2.4 * np.sin(motion)
+    assert np.degrees(np.arcsin(0.35 * 1.41 / 2.4)) == pytest.approx(11.9, abs=0.05)
+    yaw0, rate = start_heading(yaw, vx, vy, 0.1, 1.41)
+    assert yaw0 == 0.0 and rate == pytest.approx(0.35)

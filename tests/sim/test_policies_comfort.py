@@ -2,7 +2,8 @@
 
 Real vehicle egos the expert used to fail nuPlan's comfort on, where the log itself is comfortable
 (``benchmarks/truthfulness.py``, egos = "vehicles"): its tracking added the jerk, not the log.
-And a hand-built hard brake that must stay uncomfortable: the smoothing must not hide it.
+And a hand-built hard brake that must stay uncomfortable: the smoothing must not hide it; a
+short, sharp logged stop behind a parked car, driven without touching it and excused by the log.
 """
 
 from __future__ import annotations
@@ -148,3 +149,37 @@ def test_the_real_box_heading_off_its_motion_is_no_longer_uncomfortable(make_env
     row = evaluate(record, s, EvaluatorConfig(judge_against_log=False))
     assert row["comfortable"] and row["max_abs_lat_accel_mps2"] < 1.0, row["max_abs_lat_accel_mps2"]  # was 6.72
     assert record.yaw[s.ego_index, 0] == pytest.approx(math.atan2(s.tracks.vy[s.ego_index, 0], s.tracks.vx[s.ego_index, 0]), abs=1e-6)
+
+
+def _sharp_stop_behind_a_parked_car():
+    """``sharp_stop``: the logged ego at 10 m/s for 1 s, then braking at 5 m/s2 (over nuPlan's
+    4.05) to stand after 2 s, 10 m on, its centre at x = 20 and its front 2.0 m behind the rear of
+    a car parked with its centre at x = 26.5; standing to 6 s."""
+    from scenarios.synthetic import AgentSpec, scene
+
+    s = scene([AgentSpec("ego", x=0.0, speed=10.0), AgentSpec("parked", x=26.5)], num_steps=61, scenario_id="sharp_stop")
+    t = np.arange(61) * 0.1
+    tb = np.clip(t - 1.0, 0.0, 2.0)
+    tr, e = s.tracks, s.ego_index
+    x, vx = tr.x.copy(), tr.vx.copy()
+    x[e] = np.where(t <= 1.0, 10.0 * t, 10.0 + 10.0 * tb - 2.5 * tb**2)
+    vx[e] = np.where(t <= 1.0, 10.0, 10.0 - 5.0 * tb)
+    return s.replace(tracks=tr.replace(x=x, vx=vx))
+
+
+def test_the_expert_stops_sharply_behind_a_parked_car_as_the_log_does(make_env) -> None:
+    """The expert brakes as the log does (5 m/s2: uncomfortable absolutely), stands about the
+    log's 2.0 m behind the parked car without touching it, and is not flagged uncomfortable
+    against the log: the logged braking excuses its own."""
+    s = _sharp_stop_behind_a_parked_car()
+    e = s.ego_index
+    record = rollout(make_env(s, action="continuous", terminate_on_goal=False), "expert", seed=0)
+    assert record.termination == "log_end" and record.num_steps == 61
+    gap = (26.5 - 4.5 / 2) - (record.x[e, -1] + 4.5 / 2)
+    assert gap == pytest.approx(2.0, abs=0.2) and record.vx[e, -1] == pytest.approx(0.0, abs=0.05)
+    absolute = evaluate(record, s, EvaluatorConfig(judge_against_log=False))
+    assert absolute["collisions"] == 0 and not absolute["comfortable"]
+    assert absolute["lon_accel_min_mps2"] == pytest.approx(-5.0, abs=0.25)
+    judged = evaluate(record, s, EvaluatorConfig())
+    assert judged["collisions"] == 0 and judged["at_fault_collisions"] == 0
+    assert judged["comfortable"] and judged["log_comfortable"] == False  # noqa: E712

@@ -248,3 +248,23 @@ def test_an_agent_overlapping_from_the_start_is_no_collision_until_it_separates(
     # t = 5.55 s: first contact at step 56
     assert record.termination == "collision" and record.num_steps - 1 == 56
     assert record.contact[2, 56] and not record.contact[2, :56].any()
+
+
+def test_lane_path_takes_the_straightest_successor_at_a_fork() -> None:
+    """A lane forking into a right turn (listed first) and a straight on: the path goes straight
+    on, whichever order the map lists them in; a lone turning successor is still followed."""
+    turn = np.array([[50.0 + 10 * math.sin(a), -10 + 10 * math.cos(a)] for a in np.linspace(0, math.pi / 2, 12)])
+    for order in (("right", "straight"), ("straight", "right")):
+        road = RoadMap.from_parts([
+            Lane("in", [[0, 0], [50, 0]], successors=order),
+            Lane("right", turn),
+            Lane("straight", [[50, 0], [100, 0]]),
+        ])
+        geom = RoadGeometry(road)
+        index = {lane.id: i for i, lane in enumerate(road.lanes)}
+        path = geom.lane_path(index["in"], 10.0, 70.0) + geom.anchor
+        assert path[-1, 0] == pytest.approx(100.0) and np.abs(path[:, 1]).max() == pytest.approx(0.0, abs=1e-9)
+    road = RoadMap.from_parts([Lane("in", [[0, 0], [50, 0]], successors=("right",)), Lane("right", turn)])
+    geom = RoadGeometry(road)
+    path = geom.lane_path(0, 10.0, 50.0) + geom.anchor
+    assert path[:, 1].min() < -9.0  # down the turn

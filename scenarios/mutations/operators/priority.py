@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scenarios.common import STOP_SPEED_MPS, STOP_ZONE_M  # a stop as ``evaluators.avoidability`` reads it
 from scenarios.model import AgentType, Scenario, SignalState
 from scenarios.mutations.base import NotApplicable, Param, register
 from scenarios.mutations.geometry import (
@@ -36,10 +37,6 @@ FACING_HEADING_RAD = np.pi / 4
 FACING_MAX_DISTANCE_M = 80.0
 #: A crossing is in the junction when it is at most this far beyond the ego's stop line [m].
 JUNCTION_M = 40.0
-#: The logged ego stopped for a stop sign: at or under this speed [m/s] ...
-STOP_SPEED_MPS = 0.5
-#: ... with its front at most this far before the line [m] (as ``evaluators.avoidability`` reads a stop).
-STOP_ZONE_M = 6.0
 #: Signal states a crossing vehicle may pass with the priority: green, or a state the log does not know.
 PRIORITY_STATES = (int(SignalState.GO), int(SignalState.UNKNOWN))
 #: Speed [m/s] the would-be ego accelerates to when its lane has no speed limit.
