@@ -166,7 +166,7 @@ def held_to(controls: Sequence[Control], which: np.ndarray, when: np.ndarray, ce
     for n, ci in enumerate(crossed):
         if ci in done:
             continue
-        members = np.array(crossed)[np.hypot(*(stop - stop[n]).T) <= SHARED_STOP_M]
+        members = np.array([j for j, near in zip(crossed, np.hypot(*(stop - stop[n]).T) <= SHARED_STOP_M) if near and j not in done])
         done.update(members.tolist())
         if members.size == 1:
             groups.append(members)
