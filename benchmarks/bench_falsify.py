@@ -1,6 +1,6 @@
 """Falsification: the adaptive search against plain random sampling, with the same simulation budget.
 
-Usage: python benchmarks/bench_falsify.py [--quick] [--config configs/falsify.toml] [--policies idm constant_velocity]
+Usage: python benchmarks/bench_falsify.py [--quick] [--arms] [--curve] [--config configs/falsify.toml] [--policies idm constant_velocity]
 
 Scenarios: the built-in sample (NGSIM US-101) and every log of ``../shared/data`` but its
 CommonRoad file (the sample's own source): Waymo (JSON and TFRecord), nuScenes (ScenarioNet),
@@ -27,11 +27,14 @@ policy was found. Targets (issue 15, for ``idm``): ratio >= 3, share >= 0.5.
 from __future__ import annotations
 
 import argparse
+import bisect
 import dataclasses
+import math
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +101,9 @@ class Runner:
         self.cpu: Counter[tuple[str, str]] = Counter()
         self.reasons: dict[tuple[str, str], Counter[str]] = {}
         self.rejected = 0
+        #: CPU seconds [s] from this runner's start until each row of ``rows`` was simulated (rejections' cost included).
+        self.row_cpu: list[float] = []
+        self.started = time.process_time()
 
     def __call__(self, batch: list[Any]) -> list[tuple[Any, Any]]:
         out = []
@@ -112,6 +118,7 @@ class Runner:
                 self.reasons.setdefault(arm, Counter())[str(outcome.summary.get("error")).split(":")[0][:40]] += 1
             else:
                 self.rows.append(outcome.summary)
+                self.row_cpu.append(time.process_time() - self.started)
                 self.simulated[arm] += 1
             out.append((task, outcome))
         return out
@@ -135,6 +142,72 @@ def print_arms(runners: dict[str, Any], modes: dict[str, pd.DataFrame]) -> None:
             cells.append(f"{runner.refused[arm]:>6}/{runner.simulated[arm]:>4}/{runner.cpu[arm]:>6.1f}/{hits:>4}/{n:>4}")
         why = runners["adaptive"].reasons.get(arm) if "adaptive" in runners else None
         print(f"    {arm[0][:40]:<40} {arm[1][:18]:<18} " + " ".join(f"{c:>32}" for c in cells) + (f"  {why.most_common(1)[0][0]}" if why else ""))
+
+
+#: ``--curve``: the shares of the simulation budget the anytime curve is printed at.
+CURVE_POINTS = (0.10, 0.25, 0.50, 0.75, 1.00)
+#: ... and the shares of the modes the two methods found together whose cost is printed.
+REACH_SHARES = (0.5, 0.9)
+
+
+def first_found(rows: list[dict[str, Any]], modes: pd.DataFrame) -> list[int]:
+    """Per failure mode of ``modes`` (a ``failure_modes`` table), how many simulations of ``rows``
+    (in the order simulated) it took to find it: 1 + the position of its first variant there;
+    sorted. A mode none of whose variants is in ``rows`` is left out."""
+    position: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        position.setdefault(str(row.get("variant_id")), i)
+    found = []
+    for variants in modes["variants"] if len(modes) else []:
+        at = [position[v] for v in variants if v in position]
+        if at:
+            found.append(min(at) + 1)
+    return sorted(found)
+
+
+def modes_within(found: Sequence[int], k: int) -> int:
+    """How many of the modes found after ``found`` simulations (``first_found``) the first ``k`` found."""
+    return bisect.bisect_right(list(found), k)
+
+
+def cpu_after(runner: Runner, k: int) -> float:
+    """CPU seconds [s] the runner had spent when its ``k``-th simulation finished (0 for k = 0)."""
+    return runner.row_cpu[min(k, len(runner.row_cpu)) - 1] if k > 0 and runner.row_cpu else 0.0
+
+
+def print_curve(runners: dict[str, Runner], modes: dict[str, pd.DataFrame], union: pd.DataFrame, budget: int) -> None:
+    """The anytime curve (``--curve``): each method's distinct at-fault modes after the first k
+    simulations (its own ``failure_modes`` groups, each counted at its first variant) and the CPU
+    seconds [s] spent until then (rejected proposals included), at ``CURVE_POINTS`` of the budget,
+    with the adaptive/random ratios of modes and of modes per CPU-minute; then the simulations
+    and CPU each method needed to find ``REACH_SHARES`` of the modes the two found together."""
+    found = {m: first_found(r.rows, modes[m]) for m, r in runners.items()}
+    a, b = "adaptive", "random"
+
+    def ratio(x: float, y: float) -> str:
+        return f"{x / y:.2f}" if y > 0 else ("-" if x == 0 else "inf")
+
+    print("  anytime: distinct at-fault modes after the first k simulations (in the order simulated) and CPU s until then")
+    print(f"    {'budget':>6} {'k':>6} {'adaptive modes':>14} {'CPU s':>7} {'random modes':>12} {'CPU s':>7} {'modes a/r':>9} {'modes/CPU-min a/r':>17}")
+    for share in CURVE_POINTS:
+        k = max(1, int(math.ceil(share * budget)))
+        n = {m: modes_within(found[m], k) for m in runners}
+        cpu = {m: cpu_after(r, k) for m, r in runners.items()}
+        rate = {m: n[m] / (cpu[m] / 60.0) if cpu[m] > 0 else 0.0 for m in runners}
+        print(f"    {share:>6.0%} {k:>6} {n[a]:>14} {cpu[a]:>7.1f} {n[b]:>12} {cpu[b]:>7.1f} {ratio(n[a], n[b]):>9} {ratio(rate[a], rate[b]):>17}")
+    together = {m: first_found(r.rows, union) for m, r in runners.items()}
+    for share in REACH_SHARES:
+        need = int(math.ceil(share * len(union)))
+        cells = []
+        for m, r in runners.items():
+            if need == 0:
+                cells.append(f"{m} 0 simulations")
+            elif len(together[m]) >= need:
+                k = together[m][need - 1]
+                cells.append(f"{m} {k} simulations / {cpu_after(r, k):.1f} CPU s")
+            else:
+                cells.append(f"{m} not within its {len(r.rows)} simulations ({len(together[m])} found)")
+        print(f"  budget to find {share:.0%} ({need} of {len(union)}) of the modes the two found together: " + "; ".join(cells))
 
 
 def run_adaptive(config: Any, scenarios: list[tuple[str, str]]) -> tuple[Runner, float]:
@@ -194,6 +267,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=None, metavar="N", help="rounds of every sweep (default: the config's, 2 with --quick)")
     parser.add_argument("--arms", action="store_true", help="print where each method's budget went, per scenario and sweep")
+    parser.add_argument("--curve", action="store_true", help="print the anytime curve: modes found and CPU spent at 10..100%% of the budget")
     args = parser.parse_args()
 
     base = load_suite(args.config)
@@ -239,6 +313,8 @@ def main() -> None:
             if args.arms:
                 print_arms({method: runner for method, (runner, _) in results.items()}, tables)
             union = failure_modes(pd.DataFrame([row for runner, _ in results.values() for row in runner.rows]))
+            if args.curve:
+                print_curve({method: runner for method, (runner, _) in results.items()}, tables, union, len(adaptive.rows))
             print(f"  distinct at-fault failure modes the two found together: {len(union)} (how many the budget can find: "
                   "when random alone finds most of them, no search can find 3x as many)")  # fmt: skip
             ratio = rates["adaptive"] / rates["random"] if rates["random"] > 0 else float("inf")

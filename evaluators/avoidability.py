@@ -25,31 +25,39 @@ For one at-fault collision with agent j at step c:
    ``reaction_s`` before the onset to the contact, the ego left its lane (its corners not all
    in one lane or lanes connected to it, as nuPlan's lateral rule reads it) and closed more of
    the lateral gap than the agent, by more than ``LATERAL_NOISE_M``, across the direction of
-   its lane step by step (of its heading where it is in no lane). A lane change into a car beside is the ego's; a cut-in, a car
-   drifting into the ego's side or a pedestrian walking into it is the other's; following a
-   curve behind a lead is no sideways move.
+   its lane step by step (of its heading where it is in no lane). A lane change into a car
+   beside is the ego's; a cut-in, a car drifting into the ego's side or a pedestrian walking
+   into it is the other's; following a curve behind a lead is no sideways move.
 
 4. **The ego's own violation of the right of way** stays the ego's too: the contact happened
    after the ego's front crossed a stop line (``evaluators.stop_lines``: a signal's, a stop
-   sign's) against it and before its box left that line's lane (the junction behind it), and the
-   agent did not itself enter against a stop line (a red-light runner that hits the ego broke the
-   rule, not the ego). Of stop lines sharing a stop point (within ``SHARED_STOP_M``: a through
-   lane and a turn lane parting there), a road user is held to those of the lanes it went on
-   along (``stop_lines.followed``: over the whole rollout from its crossing, its centre left the
-   others' lanes and successors for theirs), to all of them when its path does not tell (it went
-   no further than where their lanes overlap). Against it means: the signal showed red when the
-   ego entered. Entering is the front's crossing, or the last time it stood still after it with
-   its front at most ``CREEP_M`` past the line, so that an ego that crept over the line, waited
-   and went on green entered on green; a standstill deeper in the junction is no entry (an ego
-   that entered on green and waited inside for an oncoming car entered on green, one that ran the
-   red and stopped inside entered on red). Or yellow, when the ego could have stopped for it (at
-   the yellow's first step its front was at least
+   sign's) against it, while its box stayed in that line's lane (the junction behind it) at
+   every step it was seen, and the agent did not itself enter against a stop line (a red-light
+   runner that hits the ego broke the rule, not the ego). Of stop lines sharing a stop point
+   (within ``SHARED_STOP_M``: a through lane and a turn lane parting there), a road user is held
+   to those of the lanes it went on along (``stop_lines.followed``): where its path parts from
+   some of their lanes and their successors, those its centre was in at the last step it did;
+   where it went no further than where the lanes overlap (a rollout ended by the collision),
+   the one whose tangent at its centre turned as its heading did since the crossing (closer than
+   the others' by ``stop_lines.HEADING_MARGIN_RAD``); when neither tells, it broke that stop
+   point's rule only if it broke every one of the lines (no blame for the ego, no excuse by the
+   agent, on what the lines disagree on).
+   Against a signal means: the crossing was on red, or on a yellow the road user could have
+   stopped for (at the yellow's first step its front was at least
    ``v * YELLOW_REACTION_S + v^2 / (2 * YELLOW_DECEL_MPS2)`` from the line, the kinematic
-   stopping distance traffic engineers time yellows by); or a stop sign or a flashing red, when it did not stand still
-   (``STOP_SPEED_MPS``) with its front within ``STOP_ZONE_M`` before the line and within
-   ``lateral_m`` of its stop point to the side (in that lane, not the next), nor after crossing
-   it within ``CREEP_M``. A collision the ego's box geometry does not put on it (hit from behind,
-   a side contact within its lane) is not judged here at all.
+   stopping distance traffic engineers time yellows by), and, if it stood still
+   (``STOP_SPEED_MPS``) after the crossing with its front at most ``CREEP_M`` past the line (it
+   crept over, waited and went from there), the last such standstill was against it too: on
+   red, or still on that yellow. So the creep standstill only excuses: an ego that crept over on
+   red and went on green entered on green, one that crossed on green and stood in a queue just
+   past the line entered on green whatever the light did then; a standstill deeper in the
+   junction is no entry (one that entered on green and waited inside for an oncoming car entered
+   on green, one that ran the red and stopped inside entered on red). Against a stop sign or a
+   flashing red means: it did not stand still with its front within ``STOP_ZONE_M`` before the
+   line and within ``lateral_m`` of its stop point to the side (in that lane, not the next), nor
+   after crossing it within ``CREEP_M`` (at the crossing step too). A collision the ego's box
+   geometry does not put on it (hit from behind, a side contact within its lane) is not judged
+   here at all.
 
 Every at-fault class is judged (STOPPED_TRACK, ACTIVE_FRONT and the at-fault ACTIVE_LATERAL).
 Who has the priority once everyone stopped (an all-way stop's order) is not modelled. Everything
@@ -66,7 +74,7 @@ import numpy as np
 import shapely
 
 from evaluators.geometry import box_corners, box_overlap_depth
-from evaluators.stop_lines import Control, followed, stop_line_crossings, stop_line_offsets
+from evaluators.stop_lines import SHARED_STOP_M, Control, held_to, stop_line_crossings, stop_line_offsets
 from scenarios.common import STOP_SPEED_MPS, STOP_ZONE_M  # re-exported: standing still, the stop zone
 from scenarios.model import SignalState
 
@@ -83,12 +91,9 @@ _BISECTION_STEPS = 40
 YELLOW_REACTION_S = 1.0
 YELLOW_DECEL_MPS2 = 3.0
 #: A standstill with the front at most this far past a stop line [m] is where the road user
-#: entered: it crept over the line, stopped and went from there (a standstill deeper in the
-#: junction is a wait inside it, not its entry).
+#: entered: it crept over the line, stopped and went from there; it only ever excuses a crossing
+#: against the line (a standstill deeper in the junction is a wait inside it, not its entry).
 CREEP_M = 2.0
-#: Stop lines whose stop points are this close [m] share one (lanes that part at the line: a
-#: through lane and a turn lane); a road user is held to those of the lanes it went on along.
-SHARED_STOP_M = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,52 +284,68 @@ def right_of_way_violation(track: Track, controls: Sequence[Control], step: int,
     front = xy + (track.length / 2) * heading
     stop = np.array([c.stop for c in controls])
     direction = np.array([c.direction for c in controls])
-    which, when, lon = stop_line_crossings(front, heading, track.valid, stop, direction, lateral_m)
-    _, lat = stop_line_offsets(front, stop, direction)
+    lon, lat = stop_line_offsets(front, stop, direction)
+    which, when, _ = stop_line_crossings(front, heading, track.valid, stop, direction, lateral_m, (lon, lat))
     keep = when <= step
     which, when = which[keep], when[keep]
-    judged = np.ones(len(controls), dtype=bool)
-    crossed = np.unique(which)
-    for ci in crossed:  # of stop lines sharing a stop point, those of the lanes it went on along
-        group = crossed[np.hypot(*(stop[crossed] - stop[ci]).T) <= SHARED_STOP_M]
-        if group.size > 1:
-            after = track.valid & (np.arange(track.valid.size) >= int(when[np.isin(which, group)].min()))
-            judged[group[~followed([controls[j] for j in group], xy, after)]] = False
-    speed = np.hypot(track.vx, track.vy)
-    stopped = track.valid & (speed <= STOP_SPEED_MPS)
+    stopped = track.valid & (np.hypot(track.vx, track.vy) <= STOP_SPEED_MPS)
+    for group in held_to(controls, which, when, xy, track.yaw, track.valid):
+        # of a group (lines sharing a stop point, its path not telling which it followed): only what all agree on
+        why: list[str | None] = []
+        for ci in group.tolist():
+            crossings = sorted(when[which == ci].tolist())
+            why.append(next(filter(None, (_line_violation(track, controls[ci], tc, step, lon[ci], lat[ci], stopped, lateral_m, who)
+                                          for tc in crossings)), None))  # fmt: skip
+        if all(why):
+            return why[0]
+    return None
+
+
+def _line_violation(track: Track, c: Control, tc: int, step: int, lon: np.ndarray, lat: np.ndarray, stopped: np.ndarray,
+                    lateral_m: float, who: str) -> str | None:  # fmt: skip
+    """Why the road user, its front over ``c``'s line at step ``tc`` ((S,) ``lon``, ``lat``: its
+    front's offsets past and beside the stop point [m]), is at ``step`` in the junction behind it
+    against it, or None."""
     t = track.t_s
-    for ci, tc in sorted(zip(which.tolist(), when.tolist()), key=lambda p: (p[1], p[0])):
-        if not judged[ci]:
-            continue  # a lane sharing the stop point that it did not follow (a turn lane's arrow)
-        c = controls[ci]
-        span = np.arange(tc, step + 1)
-        boxes = shapely.polygons(box_corners(track.x[span], track.y[span], track.yaw[span], track.length, track.width))
-        if not np.all(shapely.intersects(c.area, boxes) & track.valid[span]):
-            continue  # it left the junction behind that line before the contact
-        waited = np.flatnonzero(stopped[span] & (lon[ci, span] <= CREEP_M))
-        entry = int(span[waited[-1]]) if waited.size else tc
-        state = None if c.states is None else int(c.states[entry])
-        if state is None or state == SignalState.FLASHING_STOP:
-            zone = (lon[ci, :tc] >= -STOP_ZONE_M) & (lon[ci, :tc] < 0) & (np.abs(lat[ci, :tc]) <= lateral_m)
-            before = np.flatnonzero(stopped[:tc] & zone)
-            if before.size == 0 and entry == tc:
-                what = "flashing red " if state is not None else ""
-                return f"{who} did not stop at the {what}{c.name} (front over the line at {t[tc]:.1f} s, {speed[tc]:.1f} m/s)"
-        elif state == SignalState.STOP:
-            return f"{who} entered the junction against the red {c.name} at {t[entry]:.1f} s"
-        elif state == SignalState.CAUTION and entry == tc:
-            ky = tc
-            while ky > 0 and int(c.states[ky - 1]) == SignalState.CAUTION:
-                ky -= 1
-            seen = np.flatnonzero(track.valid[ky : tc + 1])
-            if seen.size == 0:
-                continue
-            kv = ky + int(seen[0])
-            gap, v = -float(lon[ci, kv]), float(speed[kv])
-            need = v * YELLOW_REACTION_S + v * v / (2.0 * YELLOW_DECEL_MPS2)
-            if gap >= need:
-                return (f"{who} entered the junction on the yellow {c.name} at {t[tc]:.1f} s that it could have stopped for "
-                        f"({gap:.1f} m from the line at {v:.1f} m/s when it showed yellow, {need:.1f} m to stop)")  # fmt: skip
+    speed = np.hypot(track.vx, track.vy)
+    span = np.arange(tc, step + 1)
+    seen = span[track.valid[span]]  # a step it is not seen at leaves nothing (its pose there is no place)
+    boxes = shapely.polygons(box_corners(track.x[seen], track.y[seen], track.yaw[seen], track.length, track.width))
+    if not np.all(shapely.intersects(c.area, boxes)):
+        return None  # it left the junction behind that line before the contact (or at its last step seen)
+    waited = span[stopped[span] & (lon[span] <= CREEP_M)]  # its creep standstills
+    state = None if c.states is None else int(c.states[tc])
+    if state is None or state == SignalState.FLASHING_STOP:
+        zone = (lon[:tc] >= -STOP_ZONE_M) & (lon[:tc] < 0) & (np.abs(lat[:tc]) <= lateral_m)
+        before = np.flatnonzero(stopped[:tc] & zone)
+        if before.size == 0 and waited.size == 0:  # a standstill at the crossing step itself is one too
+            what = "flashing red " if state is not None else ""
+            return f"{who} did not stop at the {what}{c.name} (front over the line at {t[tc]:.1f} s, {speed[tc]:.1f} m/s)"
+        return None
+    if state == SignalState.STOP:
+        why = f"{who} entered the junction against the red {c.name} at {t[tc]:.1f} s"
+    elif state == SignalState.CAUTION:
+        ky = tc
+        while ky > 0 and int(c.states[ky - 1]) == SignalState.CAUTION:
+            ky -= 1
+        seen = np.flatnonzero(track.valid[ky : tc + 1])
+        kv = ky + int(seen[0])  # tc itself is valid
+        gap, v = -float(lon[kv]), float(speed[kv])
+        need = v * YELLOW_REACTION_S + v * v / (2.0 * YELLOW_DECEL_MPS2)
+        if gap < need:
+            return None
+        why = (f"{who} entered the junction on the yellow {c.name} at {t[tc]:.1f} s that it could have stopped for "
+               f"({gap:.1f} m from the line at {v:.1f} m/s when it showed yellow, {need:.1f} m to stop)")  # fmt: skip
+    else:
+        return None
+    if waited.size == 0:
+        return why
+    # it crept over, stood and went on from there: excused unless the light was against it then too
+    k = int(waited[-1])
+    if int(c.states[k]) == SignalState.STOP:
+        return f"{who} entered the junction against the red {c.name} at {t[k]:.1f} s"
+    if state == SignalState.CAUTION and np.all(c.states[tc : k + 1] == SignalState.CAUTION):
+        return why  # still the yellow it could have stopped for
     return None
 
 

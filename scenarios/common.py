@@ -22,7 +22,8 @@ V = TypeVar("V")
 
 #: Standing still, as logs show it: box-velocity noise keeps a standing car from reading 0 [m/s].
 STOP_SPEED_MPS = 0.5
-#: A stop for a stop sign counts with the front this far [m] or closer before the line.
+#: A stop for a stop sign counts with the front this far [m] or closer before the line (and, in
+#: ``evaluators.avoidability``, within its ``lateral_m`` of the stop point to the side).
 STOP_ZONE_M = 6.0
 
 

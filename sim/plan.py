@@ -269,9 +269,9 @@ def start_heading(yaw: np.ndarray, vx: np.ndarray, vy: np.ndarray, dt_s: float, 
     turning explains: label noise (AV2 sensor boxes 17-43 deg off their motion at 3-8 m/s), since
     no car slides sideways like that. The kinematic ego cannot either: started along the box it
     would have to swerve onto the logged path in its first second, and every planner would be
-    flagged uncomfortable for the log's label. It then starts heading along its logged motion,
-    turning as its motion turns. (A heading a sample or two off, or a velocity held between 2 Hz
-    labels in a turn, is kept.)
+    flagged uncomfortable for the log's label. It then starts heading along its logged motion
+    less the slip its turn explains there (below), turning as its motion turns. (A heading a
+    sample or two off, or a velocity held between 2 Hz labels in a turn, is kept.)
 
     The slip a turn explains: the rear wheels roll without slipping, so the centre of a car
     turning at yaw rate w moves sideways at w * ``rear_axle_m`` and heads asin(w * rear_axle_m / v)
@@ -303,7 +303,8 @@ def start_heading(yaw: np.ndarray, vx: np.ndarray, vy: np.ndarray, dt_s: float, 
     if not (off > START_SLIP_MAX_RAD).all():
         return yaw0, rate
     turn = float(wrap(motion[1] - motion[0]))
-    return math.remainder(yaw0 + float(slip[0]), 2 * math.pi), turn / dt_s
+    # along its motion, less the part of the slip its turn explains (a turning car heads off its motion)
+    return math.remainder(yaw0 + float(slip[0]) - float(explained[0]), 2 * math.pi), turn / dt_s
 
 
 def logged_commands(ego_log: np.ndarray, count: int, dt: float, params: VehicleParams) -> list[tuple[float, float]]:

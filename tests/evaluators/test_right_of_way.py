@@ -18,6 +18,7 @@ from evaluators import EvaluatorConfig, evaluate
 from evaluators.avoidability import CREEP_M, YELLOW_DECEL_MPS2, YELLOW_REACTION_S, Track, right_of_way_violation
 from evaluators.collisions import collision_table
 from evaluators.context import Context
+from evaluators import stop_lines
 from evaluators.stop_lines import Control
 from scenarios.model import Lane, RoadMap, Signals, SignalState, Tracks
 from scenarios.rollout import Rollout
@@ -228,7 +229,7 @@ def test_a_stop_counts_for_a_stop_sign_only_in_its_lane(front_lat_m, blamed):
         assert why is None
 
 
-def test_the_priority_operator_reads_a_stop_as_the_rule_does():
+def test_the_priority_operator_shares_the_rules_stop_constants():
     import evaluators.avoidability as avoidability
     import scenarios.common as common
     from scenarios.mutations.operators import priority
@@ -299,13 +300,199 @@ def test_a_turning_car_is_held_to_the_turn_lanes_signal(through, left, blamed):
     assert why == (None if blamed is None else f"the car entered the junction against the red signal on lane {blamed} at 1.0 s")
 
 
-def test_a_car_that_goes_no_further_than_where_the_lanes_overlap_is_held_to_both():
-    """Its front over the shared line at 1.0 s, it stands from 1.5 s with its centre at x = 42.25,
-    in both lanes: its path does not tell which it follows, so the turn lane's red holds it."""
+@pytest.mark.parametrize(("through", "blamed"), [(GREEN, None), (RED, "west_through")])
+def test_a_car_whose_path_and_heading_do_not_tell_is_held_only_to_what_both_lines_agree_on(through, blamed):
+    """Its front over the shared line at 1.0 s, it stands from 1.06 s with its centre at x = 40.3,
+    heading 0, in both lanes: west_left there turns 1.7 deg from the line, within the heading
+    margin, so neither its path nor its heading tells; with the arrow red it broke a rule only
+    if the through signal is red too."""
     t = np.arange(61) * 0.1
-    x = 37.75 + 5.0 * np.minimum(t, 1.5) - 5.0
-    v = np.where(t < 1.5, 5.0, 0.0)
+    x = np.minimum(37.75 + 5.0 * (t - 1.0), 40.3)
+    v = np.where(x < 40.3, 5.0, 0.0)
     car = Track(t, x, np.zeros(61), np.zeros(61), v, np.zeros(61), np.ones(61, bool), 4.5, 1.9)
-    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=GREEN, num_steps=61), RED)
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=through, num_steps=61), RED)
     controls = Context(Rollout.from_log(s), s, CFG).stop_controls
-    assert right_of_way_violation(car, controls, 30, 2.0, "the car") == "the car entered the junction against the red signal on lane west_left at 1.0 s"
+    assert stop_lines.followed(controls, np.column_stack([car.x, car.y]), car.yaw, t >= 1.0) is None
+    why = right_of_way_violation(car, controls, 30, 2.0, "the car")
+    assert why == (None if blamed is None else f"the car entered the junction against the red signal on lane {blamed} at 1.0 s")
+
+
+def cut(r: Rollout, k: int) -> Rollout:
+    """``r``'s first ``k`` steps, ended by a collision (as ``terminate_on_collision`` ends it)."""
+    fields = {n: getattr(r, n)[:, :k] for n in ("x", "y", "yaw", "vx", "vy", "valid", "contact", "contact_impulse")}
+    fields.update({n: getattr(r, n)[:k] for n in ("t_us", "accel_cmd", "steer_cmd", "offroad")})
+    return r.replace(termination="collision", **fields)
+
+
+@pytest.mark.parametrize("arrow", [GREEN, RED])
+def test_a_through_ego_on_green_whose_rollout_ends_where_the_lanes_overlap_is_not_held_to_the_arrow(arrow):
+    """The crossing car in the near lane (x = 46.5): the contact at step 44, the ego's centre at
+    x = 44 in both west_through and west_left; heading straight (0 deg) where west_left has
+    turned 22 deg, it follows west_through: the arrow's red is not its signal."""
+    t_hit = float(np.interp(46.5 - 1.9 / 2, STEADY + HALF, np.arange(91) * 0.1))
+    cross = AgentSpec("cross", 46.5, y=-EGO_HALF_WIDTH - HALF - V * (t_hit - 0.15), speed=V, yaw=np.pi / 2)
+    s = with_left_turn_lane(with_ego_x(crossroads([AgentSpec("ego", 0.0), cross], ego_signal=GREEN), STEADY), arrow)
+    full = Rollout.from_log(s)
+    (c,) = collision_table(Context(full, s, CFG))
+    r = cut(full, c["step"] + 1)
+    (c,) = collision_table(Context(r, s, CFG))
+    assert c["step"] == 44 and r.x[0, -1] == pytest.approx(44.0)
+    assert c["unavoidable"] and not c["at_fault"]
+    assert c["avoidability"] == "in the ego's path 0.20 s before contact, under the 0.5 s reaction time"
+
+
+def straight_track(end_x: float, speed: float = 10.0) -> Track:
+    """A car at ``speed`` along y = 0 from x = 0, seen until its centre reaches ``end_x`` (the rollout's end)."""
+    t = np.arange(91) * 0.1
+    x = speed * t
+    valid = x <= end_x + 1e-9
+    return Track(t, np.where(valid, x, 0.0), np.zeros(91), np.zeros(91), np.where(valid, speed, 0.0), np.zeros(91), valid, 4.5, 1.9)
+
+
+@pytest.mark.parametrize("end_x", [44.0, 45.0, 46.0, 47.0, 50.0])
+def test_a_through_agent_on_green_beside_a_red_arrow_did_not_run_it_wherever_its_track_ends(end_x):
+    """The agent side: a through car on green, its track ending (the collision) at ``end_x``,
+    in the lanes' overlap up to x = 46: no "the agent also ran the red" that would excuse the ego."""
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=GREEN, num_steps=91), RED)
+    controls = Context(Rollout.from_log(s), s, CFG).stop_controls
+    k = int(round(end_x))
+    assert right_of_way_violation(straight_track(end_x), controls, k, 2.0, "the agent") is None
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=RED, num_steps=91), GREEN)
+    controls = Context(Rollout.from_log(s), s, CFG).stop_controls
+    assert right_of_way_violation(straight_track(end_x), controls, k, 2.0, "the agent") == (
+        "the agent entered the junction against the red signal on lane west_through at 3.8 s")
+
+
+@pytest.mark.parametrize(("through", "left", "blamed"), [(GREEN, RED, "west_left"), (RED, GREEN, None)])
+def test_a_turner_whose_rollout_ends_where_the_lanes_overlap_is_known_by_its_heading(through, left, blamed):
+    """``arc_track`` ended at 1.8 s: its centre at (41.74, 0.15), in both lanes, heading 10 deg,
+    as west_left there: it follows west_left."""
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=through, num_steps=61), left)
+    controls = Context(Rollout.from_log(s), s, CFG).stop_controls
+    car = arc_track()
+    car = replace(car, valid=np.arange(61) <= 18)
+    assert np.all([shapely.contains_xy(c.onward, car.x[18], car.y[18]) for c in controls])
+    why = right_of_way_violation(car, controls, 18, 2.0, "the car")
+    assert why == (None if blamed is None else f"the car entered the junction against the red signal on lane {blamed} at 1.0 s")
+
+
+def wide_arc_track(wide_m: float, num_steps: int = 61) -> Track:
+    """``arc_track`` swinging out by up to ``wide_m`` [m] in the middle of the turn (0 at both ends)."""
+    t = np.arange(num_steps) * 0.1
+    centre_s = 5.0 * t - 5.0 - HALF
+    a = np.clip(centre_s, 0.0, None) / 10.0 - np.pi / 2
+    r = 10.0 + wide_m * np.sin(np.clip(a + np.pi / 2, 0, np.pi / 2) * 2)
+    x = np.where(centre_s < 0, 40.0 + centre_s, 40.0 + r * np.cos(a))
+    y = np.where(centre_s < 0, 0.0, 10.0 + r * np.sin(a))
+    yaw = np.where(centre_s < 0, 0.0, a + np.pi / 2)
+    return Track(t, x, y, yaw, 5.0 * np.cos(yaw), 5.0 * np.sin(yaw), np.ones(num_steps, bool), 4.5, 1.9)
+
+
+@pytest.mark.parametrize("wide_m", [0.0, 2.0])
+def test_a_turner_swinging_wide_out_of_its_lane_is_still_a_turner(wide_m):
+    """On its green arrow, the through signal red: 2 m wide its centre leaves west_left for
+    west_through for a few steps, then follows west_left onto south_out."""
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=RED, num_steps=61), GREEN)
+    controls = Context(Rollout.from_log(s), s, CFG).stop_controls
+    car = wide_arc_track(wide_m)
+    xy = np.column_stack([car.x, car.y])
+    left_only = ~shapely.contains_xy(controls[1].onward, car.x, car.y) & shapely.contains_xy(controls[0].onward, car.x, car.y)
+    assert bool(left_only.any()) is (wide_m > 0)
+    assert stop_lines.followed(controls, xy, car.yaw, car.t_s >= 1.0).tolist() == [False, True]
+    assert right_of_way_violation(car, controls, 30, 2.0, "the car") is None
+
+
+@pytest.mark.parametrize(("ego_signal", "arrow", "red"), [(GREEN, RED, 0), (GREEN, GREEN, 0), (RED, GREEN, 1), (RED, RED, 1)])
+def test_red_light_holds_a_through_ego_to_its_own_signal_only(ego_signal, arrow, red):
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0, speed=V)], ego_signal=ego_signal), arrow)
+    row = evaluate(Rollout.from_log(s), s, CFG)
+    assert (row["red_light_violations"], row["signals_passed"]) == (red, 2)
+
+
+def yellow_stop_track(stand: bool) -> Track:
+    """A car at 5 m/s with its front 30 m before a line at x = 40 when the yellow comes (0 s; it
+    needs 5 + 25 / 6 = 9.2 m to stop): it drives on over the line at 6.0 s, or (``stand``) brakes
+    from front 39 at 5.8 s to stand with its front 1 m past the line from 6.6 s to 7.6 s, then
+    drives on."""
+    t = np.arange(141) * 0.1
+    tb, tg = np.clip(t - 5.8, 0.0, 0.8), np.clip(t - 7.6, 0.0, None)
+    front = np.where(t <= 5.8, 10.0 + 5.0 * t, 39.0 + 5.0 * tb - 3.125 * tb**2 + tg**2) if stand else 10.0 + 5.0 * t
+    x = front - HALF
+    return Track(t, x, np.zeros(141), np.zeros(141), np.gradient(x, 0.1), np.zeros(141), np.ones(141, bool), 4.5, 1.9)
+
+
+@pytest.mark.parametrize("stand", [False, True])
+def test_a_creep_standstill_on_the_yellow_it_could_have_stopped_for_does_not_excuse_it(stand):
+    sig = Control("signal on lane a", 0, np.array([40.0, 0.0]), np.array([1.0, 0.0]), shapely.box(40.0, -1.75, 70.0, 1.75), np.full(141, YELLOW, np.int8))
+    car = yellow_stop_track(stand)
+    k = int(np.searchsorted(car.x + HALF, 50.0))
+    tc = 6.1 if stand else 6.0
+    assert right_of_way_violation(car, [sig], k, 2.0, "the ego") == (
+        f"the ego entered the junction on the yellow signal on lane a at {tc:.1f} s that it could have stopped for "
+        "(30.0 m from the line at 5.0 m/s when it showed yellow, 9.2 m to stop)")
+
+
+@pytest.mark.parametrize("signal", [[GREEN] * 16 + [RED] * 75, [GREEN] * 10 + [YELLOW] * 10 + [RED] * 71])
+def test_an_ego_that_entered_on_green_stood_in_a_queue_past_the_line_and_went_on_red_entered_on_green(signal):
+    """Its front crosses the line at 1.3 s, on green (or on a yellow from 1.0 s it could not stop
+    for: 2.5 m from the line at 2 m/s, 2.7 m needed), stands 1.5 m past it from 2.0 s to 3.0 s
+    and goes on the red: the creep standstill only ever excuses."""
+    c = junction(ego_x_wait_then_go(41.5), ego_signal=signal)
+    assert c["unavoidable"] and not c["at_fault"] and "junction" not in c["avoidability"]
+
+
+def test_a_standstill_at_the_very_step_the_front_crosses_a_stop_sign_is_a_stop():
+    """Slowing to 0.3 m/s (under STOP_SPEED_MPS) at the step its front is 0.02 m over the line,
+    then on: it stopped there, only at that one step."""
+    t = np.arange(60) * 0.1
+    v = np.r_[np.linspace(3.0, 0.6, 20), [0.3], np.linspace(0.6, 5.0, 39)]
+    front = np.r_[0.0, np.cumsum(v[1:] * 0.1)]
+    front += 40.02 - front[20]
+    assert front[19] < 40.0 <= front[20] and np.flatnonzero(v <= 0.5).tolist() == [20]
+    car = Track(t, front - HALF, np.zeros(60), np.zeros(60), v, np.zeros(60), np.ones(60, bool), 4.5, 1.9)
+    sign = Control("stop sign s on lane a", 0, np.array([40.0, 0.0]), np.array([1.0, 0.0]), shapely.box(40.0, -1.75, 60.0, 1.75), None)
+    assert right_of_way_violation(car, [sign], 40, 2.0, "the car") is None
+    rolled = replace(car, vx=np.where(v <= 0.5, 0.6, v))
+    assert right_of_way_violation(rolled, [sign], 40, 2.0, "the car") == "the car did not stop at the stop sign s on lane a (front over the line at 2.0 s, 0.6 m/s)"
+
+
+@pytest.mark.parametrize("unseen", [None, 25, 33])
+def test_a_red_light_runner_unseen_for_a_step_inside_the_junction_still_ran_it(unseen):
+    """At 8 m/s from x = 20, its front over the red line at 2.3 s (step 23), in the junction
+    (x 40 to 70) at the contact (step 40); one step unseen in between changes nothing."""
+    t = np.arange(60) * 0.1
+    valid = np.ones(60, bool)
+    if unseen is not None:
+        valid[unseen] = False
+    x = np.where(valid, 20.0 + 8.0 * t, 0.0)
+    car = Track(t, x, np.zeros(60), np.zeros(60), np.where(valid, 8.0, 0.0), np.zeros(60), valid, 4.5, 1.9)
+    sig = Control("signal on lane a", 0, np.array([40.0, 0.0]), np.array([1.0, 0.0]), shapely.box(40.0, -1.75, 70.0, 1.75), np.full(60, RED, np.int8))
+    assert right_of_way_violation(car, [sig], 40, 2.0, "the agent") == "the agent entered the junction against the red signal on lane a at 2.3 s"
+    left = replace(car, x=np.where(np.arange(60) == 38, 80.0, car.x))  # at step 38 seen out of the junction
+    assert right_of_way_violation(left, [sig], 40, 2.0, "the agent") is None
+
+
+@pytest.mark.parametrize(("front_stop_x", "blamed"), [(40.0 + 1.8, False), (40.0 + 2.3, True)])
+def test_a_standstill_is_the_entry_only_with_the_front_within_creep_m_past_the_line(front_stop_x, blamed):
+    """Over the line on red, standing to 3.0 s with its front 1.8 m past it (crept over: it
+    entered on the green it went on) or 2.3 m past it (beyond ``CREEP_M``: a wait inside the
+    junction it entered on red at 0.5 s). Measured from the front: its centre stands 0.45 m
+    before and 0.05 m past the line (within CREEP_M both), its tail further back."""
+    assert CREEP_M == 2.0
+    c = junction(ego_x_wait_then_go(front_stop_x), ego_signal=[RED] * 30 + [GREEN] * 61, cross_signal=GREEN)
+    assert c["at_fault"] is blamed
+    if blamed:
+        assert c["avoidability"].startswith("the ego entered the junction against the red signal on lane west_through at 0.5 s, though")
+    else:
+        assert "junction" not in c["avoidability"]
+
+
+def test_stop_lines_are_built_once_per_map_their_states_read_per_rollout():
+    s = with_left_turn_lane(crossroads([AgentSpec("ego", 0.0)], ego_signal=[RED] * 45 + [GREEN] * 46, num_steps=91), GREEN)
+    g = Context(Rollout.from_log(s), s, CFG).map
+    early, late = (stop_lines.controls_of(s, g, np.array([k, k])) for k in (0, 90))
+    assert [c.states.tolist() for c in early] == [[RED, RED], [GREEN, GREEN]]
+    assert [c.states.tolist() for c in late] == [[GREEN, GREEN], [GREEN, GREEN]]
+    assert all(a.onward is b.onward is not None and a.area is b.area for a, b in zip(early, late))
+    (sign,) = stop_lines.controls_of(crossroads([AgentSpec("ego", 0.0)], stop_sign=True), g, np.zeros(2, np.int64))
+    assert sign.onward is None and sign.states is None  # a line sharing its stop point with none: no onward built

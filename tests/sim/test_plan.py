@@ -207,3 +207,19 @@ def test_a_turn_excuses_a_slip_but_adds_none() -> None:
     assert np.degrees(np.arcsin(0.35 * 1.41 / 2.4)) == pytest.approx(11.9, abs=0.05)
     yaw0, rate = start_heading(yaw, vx, vy, 0.1, 1.41)
     assert yaw0 == 0.0 and rate == pytest.approx(0.35)
+
+
+@pytest.mark.parametrize("label_off_deg", [12.0, 15.0])
+def test_a_replaced_heading_keeps_the_slip_the_turn_explains(label_off_deg: float) -> None:
+    """A car on a circle of R = 6 m about its rear axle (1.35 m behind the centre) at 3 m/s: its
+    centre moves atan(1.35 / 6) = 12.68 deg left of its box. A label turning with it but
+    ``label_off_deg`` right of the box is replaced; the start is the box's true heading (0), not
+    the motion's (12.68 deg)."""
+    t = np.arange(31) * 0.1
+    w, d = 3.0 / 6.0, 1.35
+    true_yaw = w * t
+    vx = 3.0 * np.cos(true_yaw) - w * d * np.sin(true_yaw)
+    vy = 3.0 * np.sin(true_yaw) + w * d * np.cos(true_yaw)
+    assert np.degrees(np.arctan2(vy[0], vx[0])) == pytest.approx(12.68, abs=0.01)
+    yaw0, rate = start_heading(true_yaw - np.radians(label_off_deg), vx, vy, 0.1, d)
+    assert yaw0 == pytest.approx(0.0, abs=1e-9) and rate == pytest.approx(w, rel=1e-9)

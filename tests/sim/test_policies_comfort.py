@@ -148,7 +148,8 @@ def test_the_real_box_heading_off_its_motion_is_no_longer_uncomfortable(make_env
     record = rollout(make_env(s, action="continuous"), "expert", seed=0)
     row = evaluate(record, s, EvaluatorConfig(judge_against_log=False))
     assert row["comfortable"] and row["max_abs_lat_accel_mps2"] < 1.0, row["max_abs_lat_accel_mps2"]  # was 6.72
-    assert record.yaw[s.ego_index, 0] == pytest.approx(math.atan2(s.tracks.vy[s.ego_index, 0], s.tracks.vx[s.ego_index, 0]), abs=1e-6)
+    # along its motion, less the slip its turn explains (1.5e-4 rad here, sim.plan.start_heading)
+    assert record.yaw[s.ego_index, 0] == pytest.approx(math.atan2(s.tracks.vy[s.ego_index, 0], s.tracks.vx[s.ego_index, 0]), abs=1e-3)
 
 
 def _sharp_stop_behind_a_parked_car():

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scenarios.common import STOP_SPEED_MPS, STOP_ZONE_M  # a stop as ``evaluators.avoidability`` reads it
+# The stop constants of ``evaluators.avoidability``, read conservatively: a logged stop counts only
+# before the line, its gap measured along the lane's route and within FACING_LATERAL_M of it (the
+# rule also counts a standstill up to CREEP_M past the line, within lateral_m of its stop point).
+from scenarios.common import STOP_SPEED_MPS, STOP_ZONE_M
 from scenarios.model import AgentType, Scenario, SignalState
 from scenarios.mutations.base import NotApplicable, Param, register
 from scenarios.mutations.geometry import (
