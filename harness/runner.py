@@ -50,6 +50,7 @@ from harness.worker import (
     VariantOutcome,
     VariantTask,
     VariantWorker,
+    may_react,
     params_json,
     ship_scenario,
     task_identity,
@@ -572,7 +573,8 @@ def run_suite(
     shipper = ScenarioShipper(exe)
     try:
         try:
-            agent_kernels.warm()  # compiled once here, the workers on this machine load them from numba's cache
+            if not run_cfg.address and may_react(config.env, config.mutations):
+                agent_kernels.warm()  # compiled once here, the workers on this machine load them from numba's cache
             exe.start(factory)  # workers start while the variants are made
         except ClusterUnreachable as exc:
             raise ConfigError(config.source, "run.address", str(exc)) from None

@@ -12,7 +12,7 @@ import json
 import pickle
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +143,20 @@ def task_identity(task: VariantTask) -> dict[str, Any]:
     return {"mutation": task.mutation, "params": task.params_json, "seed": int(task.seed)}
 
 
+#: Mutation operators that make other agents react.
+_REACTING_OPERATORS = ("agents_mode", "reactive_agents")
+
+
+def may_react(env_config: Mapping[str, Any], mutations: Sequence[Any] = ()) -> bool:
+    """Whether a suite's variants may run reactive agents: its ``[env] agents_mode`` is not
+    replay, or one of its ``mutations`` (``MutationConfig``) uses an operator that makes agents
+    react (``agents_mode``, ``reactive_agents``). (A scenario's own conditions can still ask for
+    them: their kernels then compile or load at its first reset, ``sim.agents.ReactiveAgents``.)"""
+    if str(env_config.get("agents_mode", "replay")).lower() != "replay":
+        return True
+    return any(op in repr(getattr(m, "table", m)) for m in mutations for op in _REACTING_OPERATORS)
+
+
 class VariantWorker:
     """Runs variants in one process.
 
@@ -193,7 +207,8 @@ class VariantWorker:
         if self._env is None:
             self._env = DriveTwinEnv(config=sim.EnvConfig.from_mapping(self.env_config, "suite [env]"))
             self._eval_config = EvaluatorConfig.from_mapping(self.evaluator_config, "suite [evaluators]")
-            agent_kernels.warm()  # the reactive agents' kernels compiled (or loaded) now, not in an episode's steps
+            if may_react(self.env_config):  # else the first reactive agents warm them, at their reset
+                agent_kernels.warm()  # the reactive agents' kernels compiled (or loaded) now, not in an episode's steps
 
     def _load_plugins(self) -> None:
         if not self._plugins_loaded:

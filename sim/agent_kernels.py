@@ -38,6 +38,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _KERNELS: dict[str, Callable[..., Any]] = {}  # name -> the kernel's Python function, in definition order
 _lock = threading.Lock()
 _compiled: bool | None = None  # what ``load`` returned (None: not loaded yet)
+_warmed = False  # whether ``warm`` has run in this process
 
 
 class _Kernel:
@@ -82,7 +83,8 @@ def load() -> bool:
             if AVAILABLE:
                 try:
                     import numba
-                except ImportError as exc:
+                except Exception as exc:  # ImportError, or a broken llvmlite's OSError: never fail a run for it
+                    numba = None
                     _log.warning("numba is installed but does not import (%s): the reactive agents run their numpy "
                                  "reference path", exc)
             names = globals()
@@ -619,13 +621,16 @@ def law(moving: np.ndarray, replaying: np.ndarray, led: np.ndarray, stop: np.nda
 ENTRY_POINTS = ("held_back", "conflicts", "law", "integrate", "state", "blocked")
 
 
-def warm() -> None:
+def warm() -> bool:
     """Compile every kernel ``sim.agents`` calls (``ENTRY_POINTS``; or load it from numba's cache)
     now, so that no episode's step pays for it: each is called once on empty inputs of the types the
-    agents pass (C-contiguous float64, int64 and bool arrays, Python floats, ints and bools). A no-op
-    without numba."""
+    agents pass (C-contiguous float64, int64 and bool arrays, Python floats, ints and bools). Once
+    per process (later calls return at once); a no-op without numba. Returns ``load()``'s answer."""
+    global _warmed
     if not load():
-        return
+        return False
+    if _warmed:
+        return True
     f, i, b = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.bool_)
     f2, i2, b2 = np.zeros((0, 9)), np.zeros((2, 0), np.int64), np.zeros((2, 0), np.bool_)
     zone = np.zeros((2, 0))  # the conflicts' (2, C) arc lengths
@@ -636,3 +641,5 @@ def warm() -> None:
     integrate(f, b, f, f, 0.0, b, b, f, f, False, 0.0, 0.0)
     state(f2, b, f2, b, b, f, f, f2, f, 0.0, 0.0)
     blocked(i, i, f2, f, f2, f, 0.0, 0.0, i, f, f, f, i, 0, f, f, f, f, f, f, i)
+    _warmed = True
+    return True

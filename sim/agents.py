@@ -266,7 +266,7 @@ class ReactiveAgents:
         Without ``rules`` (set by ``from_plan``, or assign a ``TrafficRules``) no signal, stop
         sign or conflict applies.
         """
-        if self.compiled and not agent_kernels.load():  # numba is installed but does not import
+        if self.compiled and not agent_kernels.warm():  # compiled here, at the first reset, not in a step; False: numba does not import
             self.compiled = False
         self.rows = np.array(rows, np.int64)  # a copy: the kernels take writable contiguous arrays
         self.dt = dt_s
