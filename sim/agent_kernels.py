@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -37,6 +38,16 @@ _OPTIONS: dict[str, Any] = {"nogil": True, "error_model": "numpy"}
 _F = TypeVar("_F", bound=Callable[..., Any])
 _KERNELS: dict[str, Callable[..., Any]] = {}  # name -> the kernel's Python function, in definition order
 _lock = threading.Lock()
+
+
+def _renew_lock() -> None:
+    """A forked child gets a free lock: another thread of the parent may have held it at the fork."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_lock)
 _compiled: bool | None = None  # what ``load`` returned (None: not loaded yet)
 _warmed = False  # whether ``warm`` has run in this process
 

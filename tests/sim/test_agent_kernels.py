@@ -353,3 +353,30 @@ def test_rules_that_do_not_fit_the_agents_are_refused(scene_agents) -> None:
     with pytest.raises(ValueError, match=r"TrafficRules.conflict_signal: values"):
         agents.rules = dataclasses.replace(rules, conflict_signal=signal)
     assert agents.rules is rules  # unchanged by the refused ones
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_fork_while_another_thread_holds_the_load_lock_does_not_deadlock_the_child() -> None:
+    """A child forked while a thread of the parent is inside ``load`` gets a free lock."""
+    import os
+    import threading
+
+    from sim import agent_kernels
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with agent_kernels._lock:
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: take the lock the parent's thread holds, with a bound
+        os._exit(0 if agent_kernels._lock.acquire(timeout=5) else 1)
+    release.set()
+    thread.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
