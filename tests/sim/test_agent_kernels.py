@@ -5,6 +5,10 @@ Every output must be equal bit for bit (NaN where NaN)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -295,12 +299,25 @@ def test_without_numba_warm_is_a_no_op_and_the_agents_take_the_numpy_path(tmp_pa
 
 def test_a_kernel_imported_before_load_still_runs() -> None:
     """A name taken before ``load`` (``from sim.agent_kernels import ...``) is the placeholder: its
-    call loads every kernel (a kernel calls others by name) and runs the compiled one."""
-    fn = agent_kernels._Kernel(agent_kernels._KERNELS["_np_min"])
-    assert fn(1.0, float("nan")) != fn(1.0, float("nan"))  # NaN wins, as np.minimum
-    assert fn(2.0, 1.0) == 1.0 and fn(a=2.0, b=1.0) == 1.0  # keywords too (``sim.agents`` names every argument)
-    assert agent_kernels.load() is True
-    assert all(type(getattr(agent_kernels, name)).__name__ == "CPUDispatcher" for name in agent_kernels._KERNELS)
+    call loads every kernel (a kernel calls others by name) and runs the compiled one. In a fresh
+    process, so that nothing has loaded them yet."""
+    if not agent_kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    code = """
+import sys
+from sim.agent_kernels import _np_min
+import sim.agent_kernels as k
+assert type(_np_min).__name__ == "_Kernel" and "numba" not in sys.modules
+assert _np_min(1.0, float("nan")) != _np_min(1.0, float("nan"))  # NaN wins, as np.minimum
+assert _np_min(2.0, 1.0) == 1.0 and _np_min(a=2.0, b=1.0) == 1.0  # keywords too
+assert "numba" in sys.modules and k._compiled is True
+assert all(type(getattr(k, name)).__name__ == "CPUDispatcher" for name in k._KERNELS)
+assert len(k._np_min.signatures) == 1  # the call went through the compiled dispatcher
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=str(Path(__file__).resolve().parents[2]))
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_rules_assigned_after_reset_size_the_yielders(scene_agents) -> None:
