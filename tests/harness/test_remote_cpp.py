@@ -329,6 +329,44 @@ def test_cpp_planner_frames_survives_an_exception_in_a_connection(frames_planner
     assert _serves(path)
 
 
+def test_cpp_planner_frames_survives_a_thread_it_cannot_start(frames_planner):
+    """With no address space for another thread's stack (prlimit), std::thread throws in the
+    accept loop: it used to end the planner; now that connection is closed and accepting goes on."""
+    import resource
+
+    proc, path = frames_planner
+    first = _Peer(path)  # a thread started before the limit (glibc may reuse an exited one's stack)
+    first.sock.sendall(_describe_frame())
+    assert first.reply().describe.name == "cpp_route_follower"
+    limit = int((_vm_mib(proc.pid, "VmSize") + 1) * (1 << 20))  # less than a thread's 8 MiB stack
+    old = resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+    try:
+        refused = 0
+        for _ in range(4):  # the stacks glibc kept from exited threads may serve the first few
+            peer = _Peer(path)
+            peer.sock.sendall(_describe_frame())
+            try:
+                refused += peer.reply() is None
+            except OSError:
+                refused += 1
+            peer.sock.close()
+        assert refused > 0
+    finally:
+        if proc.poll() is None:
+            resource.prlimit(proc.pid, resource.RLIMIT_AS, old)
+    assert proc.poll() is None, f"the planner exited with {proc.returncode}"
+    assert _serves(path)
+    first.sock.close()
+    assert "cpp_planner: cannot serve a frames connection: " in _drain_output(proc)
+
+
+def _drain_output(proc) -> str:
+    """What the planner wrote until it is stopped (SIGTERM)."""
+    proc.terminate()
+    proc.wait(timeout=10)
+    return proc.stdout.read()
+
+
 def test_cpp_planner_frames_connection_frees_its_episodes(frames_planner):
     """A Reset on one connection serves its steps there; once that connection is closed, the
     session is gone (a step of it on another connection is refused)."""
