@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,62 @@ def test_the_target_is_read_off_frames_on_the_unix_socket(bench):
 )
 def test_met_needs_the_ratio_equal_rollouts_and_verified_servers(bench, ratio, same, verified, expected):
     assert bench.verdict(ratio, same, verified) == expected
+
+
+CPP_BENCH = Path(__file__).resolve().parents[2] / "examples" / "cpp_planner" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def cpp_bench():
+    spec = importlib.util.spec_from_file_location("cpp_bench", CPP_BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_planner(tmp_path, body: str) -> str:
+    """A stand-in for cpp_planner: writes its pid to tmp_path/pids/, then runs ``body`` (sh)."""
+    (tmp_path / "pids").mkdir()
+    script = tmp_path / "fake_planner"
+    script.write_text(f'#!/bin/sh\necho $$ > {tmp_path}/pids/$$\n{body}\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # a reviewer's fake.sh: the frames one prints garbage and exits; the others serve (hang here)
+        ('case "$*" in *--socket*) echo garbage; exit 1;; esac\nexec sleep 60', "the frames-unix planner printed 'garbage\\n'"),
+        ("exec sleep 60", "the frames-unix planner printed nothing within 0.5 s"),  # readline() had no timeout
+    ],
+)
+def test_the_cpp_bench_stops_every_planner_when_one_does_not_start(cpp_bench, tmp_path, body, message):
+    binary = _fake_planner(tmp_path, body)
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as caught:
+        cpp_bench.start(binary, str(tmp_path), timeout_s=0.5)
+    assert str(caught.value) == message
+    assert time.monotonic() - started < 5.0
+    pids = [int(p.name) for p in (tmp_path / "pids").iterdir()]
+    assert len(pids) == len(cpp_bench.FORMS)  # all were started ...
+    assert all(_gone(pid) for pid in pids)  # ... and all are stopped (they were left running)
+
+
+def test_the_cpp_bench_reads_each_planners_address(cpp_bench, tmp_path):
+    binary = _fake_planner(tmp_path, 'echo "cpp_planner: serving on 127.0.0.1:5$$"\nexec sleep 60')
+    procs, addresses = cpp_bench.start(binary, str(tmp_path), timeout_s=5.0)
+    try:
+        assert set(addresses) == set(cpp_bench.FORMS)
+        assert addresses == {form: f"127.0.0.1:5{proc.pid}" for form, proc in procs.items()}
+    finally:
+        cpp_bench.stop(procs)
+    assert all(proc.returncode is not None for proc in procs.values())
