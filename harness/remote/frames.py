@@ -52,7 +52,8 @@ HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 << 20
 #: The longest a Unix socket path may be on Linux [bytes] (``sun_path`` less its terminator).
 MAX_UNIX_PATH = 107
-#: How long ``FramesServer.stop`` waits for connection threads after closing their sockets [s].
+#: How long ``FramesServer.stop`` waits for the connection threads (all of them) after closing
+#: their sockets [s].
 STOP_WAIT_S = 2.0
 #: ``struct timeval`` as SO_RCVTIMEO/SO_SNDTIMEO take it on Linux's 64-bit ABIs (``time_t`` and
 #: ``suseconds_t`` both 64-bit, native order); where that is not the layout (``KERNEL_TIMEOUTS``
@@ -444,12 +445,12 @@ class FramesServer:
         self._servicer = servicer
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._path = ""
-        if family == socket.AF_UNIX:
-            _clear_stale_socket(target)
-            self._path = target
-        else:
-            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
+        try:  # the listener is closed when the socket file or the address is refused
+            if family == socket.AF_UNIX:
+                _clear_stale_socket(target)
+                self._path = target
+            else:
+                self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._listener.bind(target)
             self._listener.listen(64)
         except OSError:
@@ -524,13 +525,15 @@ class FramesServer:
             _send_end(frames, GRPC_UNKNOWN, f"Exception calling application: {exc}", peer)  # as a gRPC server says it
         finally:
             context.closed = True
-            if replies is not None and hasattr(replies, "close"):
-                replies.close()  # the handler's ``finally`` (freeing the session) runs now
-            context.run_callbacks()
-            frames.close()
-            with self._lock:
-                self._open.discard(frames)
-                self._threads.discard(threading.current_thread())
+            try:
+                if replies is not None and hasattr(replies, "close"):
+                    replies.close()  # the handler's ``finally`` (freeing the session) runs now
+                context.run_callbacks()
+            finally:  # closed even when the handler's cleanup raises
+                frames.close()
+                with self._lock:
+                    self._open.discard(frames)
+                    self._threads.discard(threading.current_thread())
 
     def stop(self, grace: float | None = None) -> threading.Event:
         """Stop accepting; close the open connections after ``grace`` [s] (None or 0: now)."""
@@ -559,8 +562,9 @@ class FramesServer:
                 frames, threads = list(self._open), list(self._threads)
             for f in frames:
                 f.close()
+            until = time.monotonic() + STOP_WAIT_S  # one wait for them all, not STOP_WAIT_S each
             for t in threads:
-                t.join(STOP_WAIT_S)
+                t.join(max(until - time.monotonic(), 0.0))
             self._stopped.set()
 
         threading.Thread(target=close_later, daemon=True).start()

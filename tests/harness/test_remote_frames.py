@@ -506,3 +506,79 @@ def test_a_servicer_that_raises_with_a_long_message_sends_capped_details(tmp_pat
         client.close()
     finally:
         assert server.stop(0).wait(5)
+
+
+def test_a_refused_socket_path_does_not_leak_the_listener(tmp_path):
+    """``_clear_stale_socket`` raising (a file that is no socket) left the listener open."""
+    import gc
+    import warnings
+
+    path = tmp_path / "not-a-socket"
+    path.write_text("")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            frames.FramesServer(harness_server.PolicyServicer("expert"), f"unix+frames://{path}")
+        except OSError as exc:
+            assert "exists and is not a socket" in str(exc)
+        else:
+            raise AssertionError("the server was made on a file that is no socket")
+        gc.collect()  # an unclosed socket is closed here with a ResourceWarning
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_stop_waits_once_for_all_connection_threads(tmp_path, monkeypatch):
+    """Three handlers that never return: stop() waited STOP_WAIT_S for each (3x); now once."""
+    monkeypatch.setattr(frames, "STOP_WAIT_S", 0.4)
+    release = threading.Event()
+
+    class Stuck:
+        def Session(self, requests, context):
+            release.wait(10)
+            return iter(())
+
+    server = frames.FramesServer(Stuck(), f"unix+frames://{tmp_path}/s.sock")
+    server.start()
+    clients = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(3)]
+    try:
+        for c in clients:
+            c.connect(f"{tmp_path}/s.sock")
+        assert _wait_for(lambda: len(server._threads) == 3)
+        started = time.monotonic()
+        assert server.stop(0).wait(5)
+        assert time.monotonic() - started < 0.8  # 0.4 s once, not 1.2 s
+    finally:
+        release.set()
+        for c in clients:
+            c.close()
+
+
+def test_the_connection_is_closed_when_the_handlers_cleanup_raises(tmp_path):
+    class Replies:
+        def __iter__(self):
+            yield pb.SessionReply(describe=pb.PlannerInfo(name="one"))
+
+        def close(self):
+            raise RuntimeError("cleanup broke")
+
+    class OneReply:
+        def Session(self, requests, context):
+            next(requests)
+            return Replies()
+
+    server = frames.FramesServer(OneReply(), f"unix+frames://{tmp_path}/c.sock")
+    server.start()
+    hooked: list = []
+    old_hook = threading.excepthook
+    threading.excepthook = lambda args: hooked.append(args.exc_value)
+    try:
+        client = frames.FramesClient(server.address, 5.0)
+        assert client.ask(pb.SessionRequest(describe=pb.DescribeRequest()), 2.0).describe.name == "one"
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):  # closed (old: left open, a hang: TimeoutError)
+            client.ask(pb.SessionRequest(describe=pb.DescribeRequest()), 2.0)
+        client.close()
+        assert _wait_for(lambda: not server._open)
+        assert [str(e) for e in hooked] == ["cleanup broke"]
+    finally:
+        threading.excepthook = old_hook
+        assert server.stop(0).wait(5)
