@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -55,20 +55,11 @@ def cpp_bench():
 
 
 def _fake_planner(tmp_path, body: str) -> str:
-    """A stand-in for cpp_planner: writes its pid to tmp_path/pids/, then runs ``body`` (sh)."""
-    (tmp_path / "pids").mkdir()
+    """A stand-in for cpp_planner running ``body`` (sh)."""
     script = tmp_path / "fake_planner"
-    script.write_text(f'#!/bin/sh\necho $$ > {tmp_path}/pids/$$\n{body}\n')
+    script.write_text(f"#!/bin/sh\n{body}\n")
     script.chmod(0o755)
     return str(script)
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 @pytest.mark.parametrize(
@@ -79,19 +70,32 @@ def _gone(pid: int) -> bool:
         ("exec sleep 60", "the frames-unix planner printed nothing within 0.5 s"),  # readline() had no timeout
     ],
 )
-def test_the_cpp_bench_stops_every_planner_when_one_does_not_start(cpp_bench, tmp_path, body, message):
+def test_the_cpp_bench_stops_every_planner_when_one_does_not_start(cpp_bench, tmp_path, monkeypatch, body, message):
     binary = _fake_planner(tmp_path, body)
-    started = time.monotonic()
-    with pytest.raises(SystemExit) as caught:
-        if "garbage" in body:  # the default timeout (as the old start() was called)
-            cpp_bench.start(binary, str(tmp_path))
-        else:
-            cpp_bench.start(binary, str(tmp_path), timeout_s=0.5)
-    assert str(caught.value) == message
-    assert time.monotonic() - started < 5.0
-    pids = [int(p.name) for p in (tmp_path / "pids").iterdir()]
-    assert len(pids) == len(cpp_bench.FORMS)  # all were started ...
-    assert all(_gone(pid) for pid in pids)  # ... and all are stopped (they were left running)
+    started: list = []
+    popen = subprocess.Popen
+
+    def record(*args, **kwargs):
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", record)
+    began = time.monotonic()
+    try:
+        with pytest.raises(SystemExit) as caught:
+            if "garbage" in body:  # the default timeout (as the old start() was called)
+                cpp_bench.start(binary, str(tmp_path))
+            else:
+                cpp_bench.start(binary, str(tmp_path), timeout_s=0.5)
+        assert str(caught.value) == message
+        assert time.monotonic() - began < 5.0
+        assert len(started) == len(cpp_bench.FORMS)  # all were started ...
+        assert [p.returncode is not None for p in started] == [True] * len(started)  # ... and all stopped (were left running)
+    finally:
+        for p in started:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 def test_the_cpp_bench_reads_each_planners_address(cpp_bench, tmp_path):
