@@ -47,8 +47,8 @@ MAP_CACHE_SIZE = 8
 #: One step is a small request answered at once: tune the channel for latency.
 #: No bandwidth probes (a ping per burst read) and no retry buffering of stream messages.
 CHANNEL_OPTIONS = [("grpc.optimization_target", "latency"), ("grpc.http2.bdp_probe", 0), ("grpc.enable_retries", 0)]
-#: gRPC status codes by number (a frames planner's ``SessionEnd.code``), OK left out: a session
-#: that ends with OK ended as an abort with OK does on gRPC, UNKNOWN.
+#: gRPC status codes by number (a frames planner's ``SessionEnd.code``). OK is left out: an end
+#: with code 0 reads as UNKNOWN, as a gRPC call aborted with OK ends.
 _CODES = {code.value[0]: code for code in grpc.StatusCode if code != grpc.StatusCode.OK}
 #: gRPC codes that mean the planner is gone or hung, not that it answered badly.
 _LOST_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}

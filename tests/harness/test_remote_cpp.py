@@ -341,16 +341,18 @@ def test_cpp_planner_frames_survives_a_thread_it_cannot_start(frames_planner):
     limit = int((_vm_mib(proc.pid, "VmSize") + 1) * (1 << 20))  # less than a thread's 8 MiB stack
     old = resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
     try:
-        refused = 0
-        for _ in range(4):  # the stacks glibc kept from exited threads may serve the first few
+        refused, peers = 0, []
+        for _ in range(6):  # all open at once: each needs a stack (glibc's cached ones serve the first few)
             peer = _Peer(path)
+            peers.append(peer)
             try:
                 peer.sock.sendall(_describe_frame())
                 refused += peer.reply() is None
             except OSError:  # closed before the request went (EPIPE) or while it did (ECONNRESET)
                 refused += 1
-            peer.sock.close()
         assert refused > 0
+        for peer in peers:
+            peer.sock.close()
     finally:
         if proc.poll() is None:
             resource.prlimit(proc.pid, resource.RLIMIT_AS, old)
