@@ -15,8 +15,10 @@
 //
 // Frames: each connection (one session stream) is served on a thread of its own; a frame over
 // 64 MiB, one that is not a SessionRequest or one that carries no request is answered with a
-// SessionReply.end (INVALID_ARGUMENT, saying why) and the connection is closed. A connection
-// that ends frees the episodes it reset. SIGTERM and SIGINT remove the socket file.
+// SessionReply.end (INVALID_ARGUMENT, saying why) and the connection is closed; an exception
+// while serving one (out of memory) ends that connection (INTERNAL), not the planner. A
+// connection's buffer grows with the bytes that arrive, not with the length a header announces.
+// A connection that ends frees the episodes it reset. SIGTERM and SIGINT remove the socket file.
 //
 // In a suite: [policy] command = "build/cpp_planner/cpp_planner --port {port}" (gRPC) or
 // "build/cpp_planner/cpp_planner --socket {socket}" (frames); a running one is reached with
