@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -44,20 +45,53 @@ FORMS = {
     "grpc-unary": (["--port", "0", "--unary-only"], "off", "unary", "gRPC unary Step"),
 }
 BASE = "grpc"
+#: How long each planner has to print the address it serves on [s].
+STARTUP_S = 10.0
 
 
-def start(binary: str, tmp: str) -> tuple[dict[str, subprocess.Popen], dict[str, str]]:
-    """One planner process per form and the address each prints."""
-    procs, addresses = {}, {}
-    for form, (flags, _, _, _) in FORMS.items():
-        argv = [binary, *(f.replace("{socket}", os.path.join(tmp, f"{form}.sock")) for f in flags)]
-        procs[form] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for form, proc in procs.items():
-        line = proc.stdout.readline()
-        match = re.search(r"serving (?:frames )?on (\S+)", line)
-        if match is None:
-            raise SystemExit(f"the {form} planner printed {line!r}")
-        addresses[form] = match.group(1)
+def first_line(proc: subprocess.Popen, timeout_s: float) -> str | None:
+    """The first line ``proc`` prints (``""`` when it exits first), None when none comes within
+    ``timeout_s`` [s]."""
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    return line[0] if line else None
+
+
+def stop(procs: dict[str, subprocess.Popen]) -> None:
+    """Terminate the planner processes and wait for them (killed when SIGTERM is not enough)."""
+    for proc in procs.values():
+        proc.terminate()
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start(binary: str, tmp: str, timeout_s: float = STARTUP_S) -> tuple[dict[str, subprocess.Popen], dict[str, str]]:
+    """One planner process per form and the address each prints (within ``timeout_s`` [s]);
+    ``SystemExit`` naming the form when one does not start, with every process started stopped."""
+    procs: dict[str, subprocess.Popen] = {}
+    addresses = {}
+    try:
+        for form, (flags, _, _, _) in FORMS.items():
+            argv = [binary, *(f.replace("{socket}", os.path.join(tmp, f"{form}.sock")) for f in flags)]
+            procs[form] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + timeout_s
+        for form, proc in procs.items():
+            line = first_line(proc, max(deadline - time.monotonic(), 0.0))
+            if line is None:
+                raise SystemExit(f"the {form} planner printed nothing within {timeout_s:g} s")
+            match = re.search(r"serving (?:frames )?on (\S+)", line)
+            if match is None:
+                raise SystemExit(f"the {form} planner printed {line!r}")
+            addresses[form] = match.group(1)
+    except BaseException:
+        stop(procs)
+        raise
     return procs, addresses
 
 
@@ -98,9 +132,7 @@ def main() -> int:
         for remote in remotes.values():
             remote.close()
     finally:
-        for proc in procs.values():
-            proc.terminate()
-            proc.wait(timeout=10)
+        stop(procs)
         env.close()
         shutil.rmtree(tmp, ignore_errors=True)
 

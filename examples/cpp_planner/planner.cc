@@ -15,8 +15,10 @@
 //
 // Frames: each connection (one session stream) is served on a thread of its own; a frame over
 // 64 MiB, one that is not a SessionRequest or one that carries no request is answered with a
-// SessionReply.end (INVALID_ARGUMENT, saying why) and the connection is closed. A connection
-// that ends frees the episodes it reset. SIGTERM and SIGINT remove the socket file.
+// SessionReply.end (INVALID_ARGUMENT, saying why) and the connection is closed; an exception
+// while serving one (out of memory) ends that connection (INTERNAL), not the planner. A
+// connection's buffer grows with the bytes that arrive, not with the length a header announces.
+// A connection that ends frees the episodes it reset. SIGTERM and SIGINT remove the socket file.
 //
 // In a suite: [policy] command = "build/cpp_planner/cpp_planner --port {port}" (gRPC) or
 // "build/cpp_planner/cpp_planner --socket {socket}" (frames); a running one is reached with
@@ -43,6 +45,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -269,7 +272,8 @@ class RouteFollower {
 constexpr uint32_t kMaxFrameBytes = 64u << 20;  // the largest frame either side accepts (frames.py)
 constexpr size_t kHeaderBytes = 4;               // a frame's length: unsigned 32-bit, big-endian
 constexpr size_t kChunkBytes = 64u << 10;        // what one read asks for
-constexpr uint32_t kInvalidArgument = 3, kResourceExhausted = 8;  // gRPC status codes for SessionEnd
+constexpr size_t kMaxDetailsBytes = 4u << 10;   // a SessionEnd's details are cut here (frames.py)
+constexpr uint32_t kInvalidArgument = 3, kResourceExhausted = 8, kInternal = 13;  // gRPC status codes for SessionEnd
 
 // One frames connection: reads frames through a buffer (one read() per frame when it arrives
 // whole), writes each frame with one send() (more only when the kernel takes part of it).
@@ -287,7 +291,15 @@ class FrameConn {
   // (*size) is over kMaxFrameBytes, kBroken when the stream failed or ended inside a frame
   // (*error says which).
   Read Next(const char** data, uint32_t* size, std::string* error) {
-    if (begin_ == end_) begin_ = end_ = 0;
+    if (begin_ == end_) {
+      begin_ = end_ = 0;
+      // The last frame is done with (its payload was valid until this call): if it was a big
+      // one, give its memory back. (Freed before the caller had parsed it, it crashed the planner.)
+      if (buf_.size() > 4 * kChunkBytes) {
+        buf_.assign(kChunkBytes, 0);
+        buf_.shrink_to_fit();
+      }
+    }
     if (!Need(kHeaderBytes, error)) return end_ == begin_ && error->empty() ? Read::kEnd : Read::kBroken;
     const auto* h = reinterpret_cast<const unsigned char*>(buf_.data() + begin_);
     const uint32_t n = (uint32_t{h[0]} << 24) | (uint32_t{h[1]} << 16) | (uint32_t{h[2]} << 8) | uint32_t{h[3]};
@@ -299,11 +311,6 @@ class FrameConn {
     }
     *data = buf_.data() + begin_ + kHeaderBytes;
     begin_ += kHeaderBytes + n;
-    if (begin_ == end_ && buf_.size() > 4 * kChunkBytes) {  // a big frame is gone: give its memory back
-      buf_.assign(kChunkBytes, 0);
-      buf_.shrink_to_fit();
-      begin_ = end_ = 0;
-    }
     return Read::kFrame;
   }
 
@@ -346,8 +353,9 @@ class FrameConn {
   }
 
  private:
-  // Reads until `n` bytes are buffered from begin_; false (with *error empty: a clean end of the
-  // stream) when they do not come.
+  // Reads until `n` bytes are buffered from begin_ (the buffer grows with what has arrived, so
+  // memory follows the bytes received, not the length announced); false (with *error empty: a
+  // clean end of the stream) when they do not come.
   bool Need(size_t n, std::string* error) {
     while (end_ - begin_ < n) {
       if (begin_ > 0) {  // keep the frame at the buffer's start
@@ -355,7 +363,9 @@ class FrameConn {
         end_ -= begin_;
         begin_ = 0;
       }
-      if (buf_.size() < n) buf_.resize(n);
+      // Grow as bytes arrive (doubling, up to n), never straight to the announced length: a
+      // header alone must not make the planner allocate (and touch) up to 64 MiB.
+      if (end_ == buf_.size()) buf_.resize(std::min(n, 2 * buf_.size()));
       const ssize_t got = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
       if (got < 0) {
         if (errno == EINTR) continue;
@@ -381,12 +391,57 @@ class FrameConn {
 
 // Ends the session as a failing gRPC call would: a SessionReply.end with the status code and its
 // details, then the connection is closed (the caller's FrameConn closes it).
+// Details over kMaxDetailsBytes are cut there (at a UTF-8 character's start) and say how long
+// they were, as frames.py's cap_details does.
 void SendEnd(FrameConn* conn, uint32_t code, const std::string& details) {
-  std::fprintf(stderr, "cpp_planner: frames session ended (code %u): %s\n", code, details.c_str());
+  std::string capped = details;
+  if (capped.size() > kMaxDetailsBytes) {
+    size_t cut = kMaxDetailsBytes;  // at a character's start: the details stay UTF-8
+    while (cut > 0 && (static_cast<unsigned char>(capped[cut]) & 0xC0) == 0x80) --cut;
+    capped.resize(cut);
+    capped += "... (" + std::to_string(details.size()) + " bytes)";
+  }
+  std::fprintf(stderr, "cpp_planner: frames session ended (code %u): %s\n", code, capped.c_str());
   pl::SessionReply end;
   end.mutable_end()->set_code(code);
-  end.mutable_end()->set_details(details);
+  end.mutable_end()->set_details(capped);
   if (conn->Send(end)) conn->Linger();
+}
+
+// Answers the requests of one frames connection in turn until it ends (or breaks the framing).
+void ServeFrameConn(RouteFollower* planner, FrameConn* conn, uint64_t owner) {
+  pl::SessionRequest request;
+  pl::SessionReply reply;
+  for (;;) {
+    const char* data = nullptr;
+    uint32_t size = 0;
+    std::string error;
+    const FrameConn::Read got = conn->Next(&data, &size, &error);
+    if (got == FrameConn::Read::kEnd) break;
+    if (got == FrameConn::Read::kBroken) {
+      std::fprintf(stderr, "cpp_planner: frames connection ended: %s\n", error.c_str());
+      break;
+    }
+    if (got == FrameConn::Read::kTooLong) {
+      SendEnd(conn, kInvalidArgument, "a frame of " + std::to_string(size) + " bytes is announced, over the limit of " +
+                                           std::to_string(kMaxFrameBytes));
+      break;
+    }
+    if (!request.ParseFromArray(data, static_cast<int>(size))) {
+      SendEnd(conn, kInvalidArgument, "a frame of " + std::to_string(size) + " bytes is not a SessionRequest");
+      break;
+    }
+    reply.Clear();
+    if (!planner->Answer(request, &reply, owner)) {
+      SendEnd(conn, kInvalidArgument, kNoRequest);
+      break;
+    }
+    if (reply.ByteSizeLong() > kMaxFrameBytes) {
+      SendEnd(conn, kResourceExhausted, "the reply is over the frames limit of " + std::to_string(kMaxFrameBytes) + " bytes");
+      break;
+    }
+    if (!conn->Send(reply)) break;  // the twin went away
+  }
 }
 
 // One frames connection, one session stream: each request answered in turn until the twin
@@ -394,42 +449,26 @@ void SendEnd(FrameConn* conn, uint32_t code, const std::string& details) {
 void ServeFrames(RouteFollower* planner, int fd, uint64_t owner) {
   std::printf("cpp_planner: frames connection opened\n");
   std::fflush(stdout);
-  {
+  bool owned = false;  // once FrameConn holds fd, its destructor closes it
+  try {
     FrameConn conn(fd);
-    pl::SessionRequest request;
-    pl::SessionReply reply;
-    for (;;) {
-      const char* data = nullptr;
-      uint32_t size = 0;
-      std::string error;
-      const FrameConn::Read got = conn.Next(&data, &size, &error);
-      if (got == FrameConn::Read::kEnd) break;
-      if (got == FrameConn::Read::kBroken) {
-        std::fprintf(stderr, "cpp_planner: frames connection ended: %s\n", error.c_str());
-        break;
-      }
-      if (got == FrameConn::Read::kTooLong) {
-        SendEnd(&conn, kInvalidArgument, "a frame of " + std::to_string(size) + " bytes is announced, over the limit of " +
-                                             std::to_string(kMaxFrameBytes));
-        break;
-      }
-      if (!request.ParseFromArray(data, static_cast<int>(size))) {
-        SendEnd(&conn, kInvalidArgument, "a frame of " + std::to_string(size) + " bytes is not a SessionRequest");
-        break;
-      }
-      reply.Clear();
-      if (!planner->Answer(request, &reply, owner)) {
-        SendEnd(&conn, kInvalidArgument, kNoRequest);
-        break;
-      }
-      if (reply.ByteSizeLong() > kMaxFrameBytes) {
-        SendEnd(&conn, kResourceExhausted, "the reply is over the frames limit of " + std::to_string(kMaxFrameBytes) + " bytes");
-        break;
-      }
-      if (!conn.Send(reply)) break;  // the twin went away
+    owned = true;
+    try {
+      ServeFrameConn(planner, &conn, owner);
+    } catch (const std::exception& exc) {  // this connection fails, not the planner
+      SendEnd(&conn, kInternal, std::string("the planner failed: ") + exc.what());
+    } catch (...) {
+      SendEnd(&conn, kInternal, "the planner failed (a non-standard exception)");
     }
+  } catch (...) {  // no buffer for the connection, or SendEnd itself failed (out of memory)
+    std::fprintf(stderr, "cpp_planner: a frames connection failed\n");
+    if (!owned) ::close(fd);
   }
-  planner->Forget(owner);
+  try {
+    planner->Forget(owner);
+  } catch (...) {
+    std::fprintf(stderr, "cpp_planner: freeing a frames connection's episodes failed\n");
+  }
 }
 
 // The Unix socket path to remove on SIGTERM/SIGINT (set once before the handlers are installed).
@@ -529,7 +568,12 @@ int ListenTcp(const std::string& host, const std::string& port, int* bound, std:
       const int one = 1;  // a small frame goes now, not after an ACK
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    std::thread(ServeFrames, planner, fd, next_owner++).detach();
+    try {
+      std::thread(ServeFrames, planner, fd, next_owner++).detach();
+    } catch (const std::exception& exc) {  // no thread (out of threads or memory): lose this connection
+      std::fprintf(stderr, "cpp_planner: cannot serve a frames connection: %s\n", exc.what());
+      ::close(fd);
+    }
   }
 }
 
@@ -605,6 +649,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cpp_planner: give --socket or --frames-port, not both\n%s", usage);
     return 2;
   }
+  std::signal(SIGPIPE, SIG_IGN);  // a peer gone mid-write is an error from send(), not the planner's end
   RouteFollower planner;
   if (!socket_path.empty() || !frames_port.empty()) {
     if (unary_only) {

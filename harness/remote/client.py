@@ -47,9 +47,10 @@ MAP_CACHE_SIZE = 8
 #: One step is a small request answered at once: tune the channel for latency.
 #: No bandwidth probes (a ping per burst read) and no retry buffering of stream messages.
 CHANNEL_OPTIONS = [("grpc.optimization_target", "latency"), ("grpc.http2.bdp_probe", 0), ("grpc.enable_retries", 0)]
+#: gRPC status codes by number (a frames planner's ``SessionEnd.code``). OK is left out: an end
+#: with code 0 reads as UNKNOWN, as a gRPC call aborted with OK ends.
+_CODES = {code.value[0]: code for code in grpc.StatusCode if code != grpc.StatusCode.OK}
 #: gRPC codes that mean the planner is gone or hung, not that it answered badly.
-#: gRPC status codes by number (a frames planner's ``SessionEnd.code``).
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 _LOST_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
 
 
@@ -310,8 +311,10 @@ class RemotePolicy:
     def _reply_of(self, kind: str, reply: Any, what: str) -> Any:
         if reply.WhichOneof("reply") == "end":  # a frames planner ended the session with a status
             self._drop_frames()
-            code = _CODES.get(reply.end.code, grpc.StatusCode.UNKNOWN)
-            raise self._status_error(code, reply.end.details, what)
+            number = reply.end.code
+            code = _CODES.get(number, grpc.StatusCode.UNKNOWN)
+            name = code.name if number in _CODES else f"UNKNOWN (code {number})"
+            raise self._status_error(code, frames.cap_details(reply.end.details), what, name)
         if reply.WhichOneof("reply") != kind:
             self._drop_frames()
             self._drop_stream()
@@ -355,16 +358,18 @@ class RemotePolicy:
         detail = exc.details() if hasattr(exc, "details") else str(exc)
         return self._status_error(code, detail, what)
 
-    def _status_error(self, code: Any, detail: str, what: str) -> RemoteError:
+    def _status_error(self, code: Any, detail: str, what: str, name: str | None = None) -> RemoteError:
         """What a call (or a frames session) ended with status ``code`` (a ``grpc.StatusCode``)
-        means: ``PlannerLost`` for the codes of a planner gone or hung, else ``RemoteError``."""
+        means: ``PlannerLost`` for the codes of a planner gone or hung, else ``RemoteError``.
+        ``name`` is the code as the message names it (default: its name)."""
+        name = name if name is not None else getattr(code, "name", str(code))
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return PlannerLost(f"{what}: {self._where()} did not reply within {self.step_timeout_s:g} s (hung)")
         if code in _LOST_CODES:
             if self._process is not None and code == grpc.StatusCode.UNAVAILABLE:
                 self._process.wait_exit(1.0)  # a planner that dropped the connection is usually exiting
-            return PlannerLost(f"{what}: {self._where()} is unreachable: {code.name}: {detail}")
-        return RemoteError(f"{what}: {self._where()} failed the call: {getattr(code, 'name', code)}: {detail}")
+            return PlannerLost(f"{what}: {self._where()} is unreachable: {name}: {detail}")
+        return RemoteError(f"{what}: {self._where()} failed the call: {name}: {detail}")
 
     # --- the policy ----------------------------------------------------------------------
     def reset(self, scenario_info: Mapping[str, Any]) -> None:

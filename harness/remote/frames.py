@@ -52,13 +52,17 @@ HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 << 20
 #: The longest a Unix socket path may be on Linux [bytes] (``sun_path`` less its terminator).
 MAX_UNIX_PATH = 107
-#: How long ``FramesServer.stop`` waits for connection threads after closing their sockets [s].
+#: How long ``FramesServer.stop`` waits for the connection threads (all of them) after closing
+#: their sockets [s].
 STOP_WAIT_S = 2.0
 #: ``struct timeval`` as SO_RCVTIMEO/SO_SNDTIMEO take it on Linux's 64-bit ABIs (``time_t`` and
 #: ``suseconds_t`` both 64-bit, native order); where that is not the layout (``KERNEL_TIMEOUTS``
 #: False) or the kernel does not read back what was set, the client uses ``socket.settimeout``.
 TIMEVAL = struct.Struct("=qq")
 KERNEL_TIMEOUTS = sys.platform.startswith("linux") and struct.calcsize("P") == 8
+#: The longest a ``SessionEnd``'s details are sent or read [bytes of UTF-8]; longer ones are cut
+#: there and say how long they were (``cap_details``).
+MAX_DETAILS_BYTES = 4 << 10
 #: How long a server waits to see whether an existing socket file is still served [s].
 STALE_PROBE_S = 0.5
 #: How long the accept thread waits after a failed ``accept`` (EMFILE, ECONNABORTED, ...) [s].
@@ -239,6 +243,7 @@ class FramesClient:
             self._timeout = connect_timeout_s
         self.late = 0  # replies still due to requests the twin stopped waiting for
         self.broken = False
+        self.ended: pb.SessionReply | None = None  # a SessionReply.end that came as a late reply
 
     def _set_timeout(self, timeout_s: float) -> None:
         if timeout_s == self._timeout:
@@ -276,27 +281,35 @@ class FramesClient:
         return reply
 
     def _drain(self, deadline: float) -> bool:
-        """Read and drop the late replies until ``deadline`` (``time.perf_counter``); whether all came."""
+        """Read and drop the late replies until ``deadline`` (``time.perf_counter``); whether all came.
+        A late ``SessionReply.end`` (the planner ended the session) is kept in ``ended``, not
+        dropped: nothing more comes after it. ``DecodeError`` when a late frame is no SessionReply."""
         while self.late:
             left = deadline - time.perf_counter()
             if left <= 0:
                 return False
             self._set_timeout(left)
             try:
-                self._receive(deadline)
+                frame = self._receive(deadline)
             except TimeoutError:
                 self.broken = False  # a late reply is still late: the connection is fine
                 return False
             self.late -= 1
+            reply = pb.SessionReply.FromString(frame)
+            if reply.WhichOneof("reply") == "end":
+                self.ended, self.late, self.broken = reply, 0, True
         return True
 
     def ask(self, request: pb.SessionRequest, timeout_s: float) -> pb.SessionReply:
         """Send ``request``, return its reply. ``TimeoutError`` when it is not there within
         ``timeout_s`` [s] (the connection is then broken: a reply may still come), ``OSError``
-        when the connection fails or the planner ends it, ``FrameError`` on a bad frame length."""
+        when the connection fails or the planner ends it, ``FrameError`` on a bad frame length.
+        A ``SessionReply.end`` that came as a late reply is returned and ``request`` is not sent."""
         if self.late and not self._drain(time.perf_counter() + timeout_s):
             self.broken = True
             raise TimeoutError("a late reply did not come")
+        if self.ended is not None:  # the planner ended the session: nothing more to send
+            return self.ended
         self._set_timeout(timeout_s)
         deadline = time.perf_counter() + timeout_s
         self._send(request)
@@ -305,9 +318,12 @@ class FramesClient:
     def ask_by(self, request: pb.SessionRequest, deadline: float) -> pb.SessionReply | None:
         """Send ``request`` and return its reply if it comes by ``deadline`` (``time.perf_counter``);
         None when it does not (a deadline miss; also when an earlier late reply has not come, and
-        then ``request`` is not sent)."""
+        then ``request`` is not sent). A ``SessionReply.end`` that came as a late reply is
+        returned in place of the reply, and ``request`` is not sent."""
         if not self._drain(deadline):
             return None
+        if self.ended is not None:  # the planner ended the session: nothing more to send
+            return self.ended
         self._set_timeout(max(deadline - time.perf_counter(), 1e-4))
         self._send(request)
         try:
@@ -429,12 +445,12 @@ class FramesServer:
         self._servicer = servicer
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._path = ""
-        if family == socket.AF_UNIX:
-            _clear_stale_socket(target)
-            self._path = target
-        else:
-            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
+        try:  # the listener is closed when the socket file or the address is refused
+            if family == socket.AF_UNIX:
+                _clear_stale_socket(target)
+                self._path = target
+            else:
+                self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._listener.bind(target)
             self._listener.listen(64)
         except OSError:
@@ -509,13 +525,15 @@ class FramesServer:
             _send_end(frames, GRPC_UNKNOWN, f"Exception calling application: {exc}", peer)  # as a gRPC server says it
         finally:
             context.closed = True
-            if replies is not None and hasattr(replies, "close"):
-                replies.close()  # the handler's ``finally`` (freeing the session) runs now
-            context.run_callbacks()
-            frames.close()
-            with self._lock:
-                self._open.discard(frames)
-                self._threads.discard(threading.current_thread())
+            try:
+                if replies is not None and hasattr(replies, "close"):
+                    replies.close()  # the handler's ``finally`` (freeing the session) runs now
+                context.run_callbacks()
+            finally:  # closed even when the handler's cleanup raises
+                frames.close()
+                with self._lock:
+                    self._open.discard(frames)
+                    self._threads.discard(threading.current_thread())
 
     def stop(self, grace: float | None = None) -> threading.Event:
         """Stop accepting; close the open connections after ``grace`` [s] (None or 0: now)."""
@@ -544,8 +562,9 @@ class FramesServer:
                 frames, threads = list(self._open), list(self._threads)
             for f in frames:
                 f.close()
+            until = time.monotonic() + STOP_WAIT_S  # one wait for them all, not STOP_WAIT_S each
             for t in threads:
-                t.join(STOP_WAIT_S)
+                t.join(max(until - time.monotonic(), 0.0))
             self._stopped.set()
 
         threading.Thread(target=close_later, daemon=True).start()
@@ -563,8 +582,20 @@ def status_code(code: Any) -> int:
     return int(value) if isinstance(value, int) and value != 0 else GRPC_UNKNOWN
 
 
+def cap_details(details: str) -> str:
+    """``details`` cut to ``MAX_DETAILS_BYTES`` of UTF-8 (at a character's start) followed by
+    ``"... (N bytes)"`` (N: its whole length) when longer; else unchanged."""
+    raw = details.encode("utf-8", "surrogatepass")
+    if len(raw) <= MAX_DETAILS_BYTES:
+        return details
+    head = raw[:MAX_DETAILS_BYTES].decode("utf-8", "ignore")  # a character cut in two is left out
+    return f"{head}... ({len(raw)} bytes)"
+
+
 def _send_end(frames: FrameSocket, code: Any, details: str, peer: str) -> None:
-    """Tell the twin the session ended with ``code`` (``SessionReply.end``), if it still listens."""
+    """Tell the twin the session ended with ``code`` (``SessionReply.end``; its details capped by
+    ``cap_details``), if it still listens."""
+    details = cap_details(details)
     end = pb.SessionReply(end=pb.SessionEnd(code=status_code(code), details=details))
     try:
         frames.send(end.SerializeToString())

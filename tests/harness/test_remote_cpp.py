@@ -230,6 +230,145 @@ def test_cpp_planner_frames_refuses_a_bad_frame_and_keeps_serving(frames_planner
     assert "cpp_planner: frames session ended (code 3): a frame of 5 bytes is not a SessionRequest\n" in out
 
 
+def _vm_mib(pid: int, field: str) -> float:
+    """``field`` (VmRSS, VmSize) of process ``pid`` from /proc/PID/status [MiB]."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"/proc/{pid}/status has no {field}")
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while n >= 0x80:
+        out += bytes([(n & 0x7F) | 0x80])
+        n >>= 7
+    return out + bytes([n])
+
+
+def _describe_frame() -> bytes:
+    from harness.remote._proto import planner_pb2 as pb
+
+    return _frame(pb.SessionRequest(describe=pb.DescribeRequest(protocol_version=1)).SerializeToString())
+
+
+def _serves(path: str) -> bool:
+    """Whether the planner on ``path`` answers a describe on a new connection."""
+    peer = _Peer(path)
+    try:
+        peer.sock.sendall(_describe_frame())
+        reply = peer.reply()
+        return reply is not None and reply.describe.name == "cpp_route_follower"
+    finally:
+        peer.sock.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS from /proc")
+def test_cpp_planner_frames_memory_follows_the_bytes_received_not_the_length_announced(frames_planner):
+    """A reviewer's alloc.py: 8 connections each announcing 64 MiB and sending 1 byte took the
+    planner from 11 to 524 MiB (the buffer was sized from the header). It now grows as bytes
+    arrive."""
+    proc, path = frames_planner
+    before = _vm_mib(proc.pid, "VmRSS")
+    peers = []
+    for _ in range(8):
+        peer = _Peer(path)
+        peer.sock.sendall(struct.pack(">I", 64 << 20) + b"x")
+        peers.append(peer)
+    time.sleep(0.5)
+    grown = _vm_mib(proc.pid, "VmRSS") - before
+    assert grown < 32, f"the planner grew by {grown:.0f} MiB for 8 headers of 64 MiB (1 byte each)"
+    assert proc.poll() is None and _serves(path)
+    for peer in peers:
+        peer.sock.close()
+
+
+def test_cpp_planner_frames_answers_big_frames(frames_planner):
+    """A frame over 256 KiB had its buffer freed before it was parsed (SIGSEGV: the planner died
+    without a word). Big frames, then a small one, on one connection are each answered."""
+    proc, path = frames_planner
+    peer = _Peer(path)
+    for padding in (1 << 20, 8 << 20, 0):  # a describe with an unknown field (number 1000) it skips
+        request = _describe_frame()[4:]
+        if padding:
+            request += _varint((1000 << 3) | 2) + _varint(padding) + b"p" * padding
+        peer.sock.sendall(_frame(request))
+        reply = peer.reply()
+        assert reply is not None and reply.describe.name == "cpp_route_follower", (padding, reply, proc.poll())
+    peer.sock.close()
+    assert proc.poll() is None
+
+
+def test_cpp_planner_frames_survives_an_exception_in_a_connection(frames_planner):
+    """Out of memory while a frame arrives (the address space capped by prlimit) throws
+    std::bad_alloc in that connection's thread: it used to end the planner (std::terminate);
+    now that connection gets a SessionReply.end (INTERNAL, 13) and the planner serves on."""
+    import resource
+
+    proc, path = frames_planner
+    limit = int((_vm_mib(proc.pid, "VmSize") + 48) * (1 << 20))
+    old = resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+    try:
+        peer = _Peer(path)
+        peer.sock.settimeout(10.0)
+        peer.sock.sendall(struct.pack(">I", 64 << 20))
+        chunk = b"\0" * (1 << 20)
+        try:
+            for _ in range(64):
+                peer.sock.sendall(chunk)
+        except OSError:
+            pass  # the planner stopped reading and closed the connection
+        reply = peer.reply()
+        assert reply is not None and reply.end.code == 13, reply
+        assert reply.end.details == "the planner failed: std::bad_alloc"
+        peer.sock.close()
+    finally:
+        if proc.poll() is None:
+            resource.prlimit(proc.pid, resource.RLIMIT_AS, old)
+    assert proc.poll() is None, f"the planner exited with {proc.returncode}"
+    assert _serves(path)
+
+
+def test_cpp_planner_frames_survives_a_thread_it_cannot_start(frames_planner):
+    """With no address space for another thread's stack (prlimit), std::thread throws in the
+    accept loop: it used to end the planner; now that connection is closed and accepting goes on."""
+    import resource
+
+    proc, path = frames_planner
+    first = _Peer(path)  # a thread started before the limit (glibc may reuse an exited one's stack)
+    first.sock.sendall(_describe_frame())
+    assert first.reply().describe.name == "cpp_route_follower"
+    limit = int((_vm_mib(proc.pid, "VmSize") + 1) * (1 << 20))  # less than a thread's 8 MiB stack
+    old = resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+    try:
+        refused, peers = 0, []
+        for _ in range(6):  # all open at once: each needs a stack (glibc's cached ones serve the first few)
+            peer = _Peer(path)
+            peers.append(peer)
+            try:
+                peer.sock.sendall(_describe_frame())
+                refused += peer.reply() is None
+            except OSError:  # closed before the request went (EPIPE) or while it did (ECONNRESET)
+                refused += 1
+        assert refused > 0
+        for peer in peers:
+            peer.sock.close()
+    finally:
+        if proc.poll() is None:
+            resource.prlimit(proc.pid, resource.RLIMIT_AS, old)
+    assert proc.poll() is None, f"the planner exited with {proc.returncode}"
+    assert _serves(path)
+    first.sock.close()
+    assert "cpp_planner: cannot serve a frames connection: " in _drain_output(proc)
+
+
+def _drain_output(proc) -> str:
+    """What the planner wrote until it is stopped (SIGTERM)."""
+    proc.terminate()
+    proc.wait(timeout=10)
+    return proc.stdout.read()
+
+
 def test_cpp_planner_frames_connection_frees_its_episodes(frames_planner):
     """A Reset on one connection serves its steps there; once that connection is closed, the
     session is gone (a step of it on another connection is refused)."""
