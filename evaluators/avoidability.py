@@ -288,26 +288,26 @@ def right_of_way_violation(track: Track, controls: Sequence[Control], step: int,
     which, when, _ = stop_line_crossings(front, heading, track.valid, stop, direction, lateral_m, (lon, lat))
     keep = when <= step
     which, when = which[keep], when[keep]
-    stopped = track.valid & (np.hypot(track.vx, track.vy) <= STOP_SPEED_MPS)
+    speed = np.hypot(track.vx, track.vy)
+    stopped = track.valid & (speed <= STOP_SPEED_MPS)
     for group in held_to(controls, which, when, xy, track.yaw, track.valid):
         # of a group (lines sharing a stop point, its path not telling which it followed): only what all agree on
         why: list[str | None] = []
         for ci in group.tolist():
             crossings = sorted(when[which == ci].tolist())
-            why.append(next(filter(None, (_line_violation(track, controls[ci], tc, step, lon[ci], lat[ci], stopped, lateral_m, who)
+            why.append(next(filter(None, (_line_violation(track, controls[ci], tc, step, lon[ci], lat[ci], speed, stopped, lateral_m, who)
                                           for tc in crossings)), None))  # fmt: skip
         if all(why):
             return why[0]
     return None
 
 
-def _line_violation(track: Track, c: Control, tc: int, step: int, lon: np.ndarray, lat: np.ndarray, stopped: np.ndarray,
-                    lateral_m: float, who: str) -> str | None:  # fmt: skip
+def _line_violation(track: Track, c: Control, tc: int, step: int, lon: np.ndarray, lat: np.ndarray, speed: np.ndarray,
+                    stopped: np.ndarray, lateral_m: float, who: str) -> str | None:  # fmt: skip
     """Why the road user, its front over ``c``'s line at step ``tc`` ((S,) ``lon``, ``lat``: its
-    front's offsets past and beside the stop point [m]), is at ``step`` in the junction behind it
-    against it, or None."""
+    front's offsets past and beside the stop point [m]; ``speed`` [m/s], ``stopped`` where it stood
+    still), is at ``step`` in the junction behind it against it, or None."""
     t = track.t_s
-    speed = np.hypot(track.vx, track.vy)
     span = np.arange(tc, step + 1)
     seen = span[track.valid[span]]  # a step it is not seen at leaves nothing (its pose there is no place)
     boxes = shapely.polygons(box_corners(track.x[seen], track.y[seen], track.yaw[seen], track.length, track.width))

@@ -17,7 +17,6 @@ vehicle lanes, cannot be oriented and are skipped.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import shapely
 
+from scenarios.common import LRU, wrap_angle
 from scenarios.model import Scenario
 
 if TYPE_CHECKING:
@@ -135,14 +135,13 @@ def followed(controls: Sequence[Control], centre: np.ndarray, yaw: np.ndarray, v
     if any(c.centreline is None for c in controls):
         return None
     first, last = int(steps[0]), int(steps[-1])
-    turned = _wrap(float(yaw[last]) - float(yaw[first]))
+    turned = wrap_angle(float(yaw[last]) - float(yaw[first]))
     error = np.empty(k)
     for i, c in enumerate(controls):
-        a, d = c.centreline[:, 0], c.centreline[:, 1] - c.centreline[:, 0]
-        u = np.clip(np.sum((centre[last] - a) * d, axis=1) / np.maximum(np.sum(d * d, axis=1), 1e-12), 0.0, 1.0)
-        j = int(np.argmin(np.hypot(*(a + u[:, None] * d - centre[last]).T)))
-        lane_turned = _wrap(float(np.arctan2(d[j, 1], d[j, 0]) - np.arctan2(c.direction[1], c.direction[0])))
-        error[i] = abs(_wrap(turned - lane_turned))
+        j, _ = _nearest_on(c.centreline, centre[last])
+        d = c.centreline[j, 1] - c.centreline[j, 0]
+        lane_turned = wrap_angle(float(np.arctan2(d[1], d[0]) - np.arctan2(c.direction[1], c.direction[0])))
+        error[i] = abs(wrap_angle(turned - lane_turned))
     best = error <= error.min() + HEADING_MARGIN_RAD
     return None if best.all() else best
 
@@ -180,9 +179,14 @@ def held_to(controls: Sequence[Control], which: np.ndarray, when: np.ndarray, ce
     return groups
 
 
-def _wrap(a: float) -> float:
-    """``a`` [rad] in [-pi, pi)."""
-    return float(np.remainder(a + np.pi, 2 * np.pi) - np.pi)
+def _nearest_on(segments: np.ndarray, p: np.ndarray) -> tuple[int, np.ndarray]:
+    """The segment of ``segments`` (M, 2, 2) [m] nearest to the point ``p`` (2,), and the nearest
+    point on it."""
+    a, d = segments[:, 0], segments[:, 1] - segments[:, 0]
+    u = np.clip(np.sum((p - a) * d, axis=1) / np.maximum(np.sum(d * d, axis=1), 1e-12), 0.0, 1.0)
+    near = a + u[:, None] * d
+    j = int(np.argmin(np.hypot(*(near - p).T)))
+    return j, near[j]
 
 
 def controls_of(scenario: Scenario, g: MapGeometry, log_step_of: np.ndarray) -> tuple[Control, ...]:
@@ -199,24 +203,20 @@ def controls_of(scenario: Scenario, g: MapGeometry, log_step_of: np.ndarray) -> 
 
 def _lines_of(scenario: Scenario, g: MapGeometry) -> tuple[Control, ...]:
     """``controls_of`` without the signal states (None), cached per (road map, signals, geometry)
-    objects: an LRU of ``_CACHE_SIZE``, the objects held so that their ids are not reused."""
+    objects (an LRU of 32), the objects held so that their ids are not reused."""
     key = (id(scenario.road_map), id(scenario.signals), id(g))
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
-        if hit is not None and hit[0] is scenario.road_map and hit[1] is scenario.signals and hit[2] is g:
-            _CACHE.move_to_end(key)
-            return hit[3]
+    if hit is not None and hit[0] is scenario.road_map and hit[1] is scenario.signals and hit[2] is g:
+        return hit[3]
     lines = _build_lines(scenario, g)
     with _CACHE_LOCK:
-        _CACHE[key] = (scenario.road_map, scenario.signals, g, lines)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        _CACHE.put(key, (scenario.road_map, scenario.signals, g, lines))
     return lines
 
 
-_CACHE: OrderedDict[tuple[int, int, int], tuple[object, object, object, tuple[Control, ...]]] = OrderedDict()
+_CACHE: LRU[tuple[int, int, int], tuple[object, object, object, tuple[Control, ...]]] = LRU(32)
 _CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 32
 
 
 def _build_lines(scenario: Scenario, g: MapGeometry) -> tuple[Control, ...]:
@@ -236,11 +236,7 @@ def _build_lines(scenario: Scenario, g: MapGeometry) -> tuple[Control, ...]:
             if lane_id not in lane_of:
                 continue
             i = lane_of[lane_id]
-            seg = g.lane_segments[g.lane_segment_start[i] : g.lane_segment_start[i + 1]]
-            a, d = seg[:, 0], seg[:, 1] - seg[:, 0]
-            u = np.clip(np.sum((p - a) * d, axis=1) / np.maximum(np.sum(d * d, axis=1), 1e-12), 0.0, 1.0)
-            near = a + u[:, None] * d
-            stop = near[int(np.argmin(np.hypot(*(near - p).T)))]
+            _, stop = _nearest_on(g.lane_segments[g.lane_segment_start[i] : g.lane_segment_start[i + 1]], p)
             found.append((f"stop sign {sign.id} on lane {lane_id}", i, stop, -1))
     if not found:
         return ()

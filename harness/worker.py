@@ -14,9 +14,12 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from harness.config import MutationConfig
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -147,14 +150,14 @@ def task_identity(task: VariantTask) -> dict[str, Any]:
 _REACTING_OPERATORS = ("agents_mode", "reactive_agents")
 
 
-def may_react(env_config: Mapping[str, Any], mutations: Sequence[Any] = ()) -> bool:
+def may_react(env_config: Mapping[str, Any], mutations: Sequence[MutationConfig] = ()) -> bool:
     """Whether a suite's variants may run reactive agents: its ``[env] agents_mode`` is not
     replay, or one of its ``mutations`` (``MutationConfig``) uses an operator that makes agents
     react (``agents_mode``, ``reactive_agents``). (A scenario's own conditions can still ask for
     them: their kernels then compile or load at its first reset, ``sim.agents.ReactiveAgents``.)"""
     if str(env_config.get("agents_mode", "replay")).lower() != "replay":
         return True
-    return any(op in repr(getattr(m, "table", m)) for m in mutations for op in _REACTING_OPERATORS)
+    return any(name in _REACTING_OPERATORS for m in mutations for name, _ in m.plan().space.steps)
 
 
 class VariantWorker:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scenarios.common import LRU
+from scenarios.common import LRU, wrap_angle
 from scenarios.errors import ScenarioError
 from scenarios.model import RoadMap, Scenario
 from sim.agents import SimTracks, resample
@@ -290,19 +290,18 @@ def start_heading(yaw: np.ndarray, vx: np.ndarray, vy: np.ndarray, dt_s: float, 
     speed = np.hypot(vx[:n], vy[:n])
     if len(yaw) < 2 or speed.min() < START_SLIP_MIN_SPEED_MPS:
         return yaw0, rate
-    wrap = lambda a: np.remainder(a + np.pi, 2 * np.pi) - np.pi  # noqa: E731
     motion = np.arctan2(vy[:n], vx[:n])
-    slip = wrap(motion - yaw[:n])
+    slip = wrap_angle(motion - yaw[:n])
     back = np.abs(slip) > 0.5 * np.pi  # moving backwards: the motion's heading is the reverse of the velocity
-    slip = np.where(back, wrap(slip + np.pi), slip)
+    slip = np.where(back, wrap_angle(slip + np.pi), slip)
     # the turn at each step [rad/s]: forward differences, the last step's the one before it
     yaw_rate, motion_rate = (np.r_[d, d[-1]] / dt_s for d in (np.diff(np.unwrap(yaw[:n])), np.diff(np.unwrap(motion))))
     w = np.where(yaw_rate * motion_rate > 0, np.sign(yaw_rate) * np.minimum(np.abs(yaw_rate), np.abs(motion_rate)), 0.0)
     explained = np.arcsin(np.clip(w * rear_axle_m / speed, -1.0, 1.0)) * np.where(back, -1.0, 1.0)
-    off = np.minimum(np.abs(slip), np.abs(wrap(slip - explained)))  # the turn may excuse a slip, never add one
+    off = np.minimum(np.abs(slip), np.abs(wrap_angle(slip - explained)))  # the turn may excuse a slip, never add one
     if not (off > START_SLIP_MAX_RAD).all():
         return yaw0, rate
-    turn = float(wrap(motion[1] - motion[0]))
+    turn = float(wrap_angle(motion[1] - motion[0]))
     # along its motion, less the part of the slip its turn explains (a turning car heads off its motion)
     return math.remainder(yaw0 + float(slip[0]) - float(explained[0]), 2 * math.pi), turn / dt_s
 
