@@ -447,7 +447,7 @@ class FramesServer:
         self._path = ""
         try:  # the listener is closed when the socket file or the address is refused
             if family == socket.AF_UNIX:
-                _clear_stale_socket(target)
+                clear_stale_socket(target)
                 self._path = target
             else:
                 self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -603,7 +603,7 @@ def _send_end(frames: FrameSocket, code: Any, details: str, peer: str) -> None:
         _log.warning("frames connection from %s: the session's end (%s) not sent: %s", peer, details, exc)
 
 
-def _clear_stale_socket(path: str) -> None:
+def clear_stale_socket(path: str) -> None:
     """Remove a socket file nobody listens on (left by a planner that died); ``OSError`` when one does."""
     try:
         mode = os.lstat(path).st_mode

@@ -102,21 +102,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _socket_unserved(path: str) -> bool:
-    """Whether ``path`` is a socket file nobody listens on (connecting is refused)."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(frames.STALE_PROBE_S)
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return False
-
-
 def clear_stale_socket_dirs(roots: Sequence[str] = ()) -> list[str]:
     """Remove the socket directories that twins which are gone (killed: no ``finally`` ran) left in
     ``roots`` (default: the temp dir and ``SHORT_SOCKET_ROOT``): only this user's, only their
@@ -138,8 +123,8 @@ def clear_stale_socket_dirs(roots: Sequence[str] = ()) -> list[str]:
                     continue
                 for entry in os.listdir(path):
                     sock = os.path.join(path, entry)
-                    if stat.S_ISSOCK(os.lstat(sock).st_mode) and _socket_unserved(sock):
-                        os.unlink(sock)
+                    if stat.S_ISSOCK(os.lstat(sock).st_mode):
+                        frames.clear_stale_socket(sock)  # OSError (and the directory kept) when it is served
                 os.rmdir(path)
             except OSError:
                 continue

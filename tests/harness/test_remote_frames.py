@@ -193,7 +193,7 @@ def test_a_socket_that_cannot_be_probed_is_not_removed(tmp_path, monkeypatch, er
 
     monkeypatch.setattr(frames.socket, "socket", Probe)
     with pytest.raises(OSError, match=rf"{path} exists and cannot be probed \(\[Errno {errno_}\] {name}\); not removing it"):
-        frames._clear_stale_socket(str(path))
+        frames.clear_stale_socket(str(path))
     assert path.is_socket()
 
 
@@ -208,7 +208,7 @@ def test_the_stale_socket_probe_is_bounded(tmp_path, monkeypatch):
     path = tmp_path / "p.sock"
     _socket_file(path)
     monkeypatch.setattr(frames.socket, "socket", Probe)
-    frames._clear_stale_socket(str(path))
+    frames.clear_stale_socket(str(path))
     assert timeouts == [frames.STALE_PROBE_S] and not path.exists()
 
 
@@ -509,7 +509,7 @@ def test_a_servicer_that_raises_with_a_long_message_sends_capped_details(tmp_pat
 
 
 def test_a_refused_socket_path_does_not_leak_the_listener(tmp_path):
-    """``_clear_stale_socket`` raising (a file that is no socket) left the listener open."""
+    """``clear_stale_socket`` raising (a file that is no socket) left the listener open."""
     import gc
     import warnings
 
